@@ -1,0 +1,3 @@
+//! The `strata` command.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! CNB env files and the env each layer contributes.

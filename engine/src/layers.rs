@@ -1,0 +1,1 @@
+//! The files a buildpack leaves in its layers directory.

@@ -1,0 +1,8 @@
+//! strata's engine: runs CNB buildpacks under their contract inside a bubblewrap sandbox and
+//! collects what they leave behind.
+//!
+//! The engine knows nothing about manifests or registries: it hands the exporter directories
+//! (layers, the app) and parsed CNB metadata.
+
+pub mod env;
+pub mod layers;
