@@ -4,5 +4,8 @@
 //! The engine knows nothing about manifests or registries: it hands the exporter directories
 //! (layers, the app) and parsed CNB metadata.
 
+pub mod appdir;
 pub mod env;
 pub mod layers;
+pub mod platform;
+pub mod sandbox;

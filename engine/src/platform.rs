@@ -1,0 +1,115 @@
+//! The platform side of the CNB contract: the platform directory, the target a build is for,
+//! and the base environment buildpack processes start from.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::sandbox::DEFAULT_PATH;
+
+/// The target an image is built for, passed to buildpacks as `CNB_TARGET_*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetEnv {
+    /// `CNB_TARGET_OS`, e.g. `linux`.
+    pub os: String,
+    /// `CNB_TARGET_ARCH`, e.g. `amd64`.
+    pub arch: String,
+    /// `CNB_TARGET_ARCH_VARIANT`.
+    pub variant: Option<String>,
+    /// `CNB_TARGET_DISTRO_NAME`.
+    pub distro_name: Option<String>,
+    /// `CNB_TARGET_DISTRO_VERSION`.
+    pub distro_version: Option<String>,
+}
+
+impl TargetEnv {
+    /// Linux on the host's architecture, in OCI naming.
+    pub fn host() -> Self {
+        Self {
+            os: "linux".to_owned(),
+            arch: oci_arch(std::env::consts::ARCH).to_owned(),
+            variant: None,
+            distro_name: None,
+            distro_version: None,
+        }
+    }
+
+    /// The `CNB_TARGET_*` variables.
+    pub fn vars(&self) -> Vec<(String, String)> {
+        let mut vars = vec![
+            ("CNB_TARGET_OS".to_owned(), self.os.clone()),
+            ("CNB_TARGET_ARCH".to_owned(), self.arch.clone()),
+        ];
+        let optional = [
+            ("CNB_TARGET_ARCH_VARIANT", &self.variant),
+            ("CNB_TARGET_DISTRO_NAME", &self.distro_name),
+            ("CNB_TARGET_DISTRO_VERSION", &self.distro_version),
+        ];
+        vars.extend(
+            optional
+                .into_iter()
+                .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_owned(), v.clone()))),
+        );
+        vars
+    }
+}
+
+/// Rust's name for an architecture in OCI's naming (`x86_64` → `amd64`).
+pub fn oci_arch(rust_arch: &str) -> &str {
+    match rust_arch {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+/// The platform directory buildpacks read: `env/<NAME>` holds each user env variable.
+#[derive(Debug)]
+pub struct PlatformDir {
+    /// The directory on the host.
+    pub path: PathBuf,
+    /// The user env, in the order given (later wins for one name).
+    pub env: Vec<(String, String)>,
+}
+
+impl PlatformDir {
+    /// Writes `dir/env/<NAME>` for each variable.
+    pub fn create(dir: &Path, env: &[(String, String)]) -> io::Result<Self> {
+        let env_dir = dir.join("env");
+        std::fs::create_dir_all(&env_dir)?;
+        for (name, value) in env {
+            std::fs::write(env_dir.join(name), value)?;
+        }
+        Ok(Self { path: dir.to_owned(), env: env.to_vec() })
+    }
+}
+
+/// The env every buildpack process starts from: the fixed `PATH` and `HOME`, then the
+/// `CNB_TARGET_*` set, then, unless the buildpack asks for `clear-env`, the user env.
+pub fn base_env(target: &TargetEnv, platform: &PlatformDir, clear_env: bool, isolated: bool) -> Vec<(String, String)> {
+    let mut env = vec![("PATH".to_owned(), DEFAULT_PATH.to_owned())];
+    let home = if isolated {
+        Some("/home/cnb".to_owned())
+    } else {
+        std::env::var("HOME").ok()
+    };
+    env.extend(home.map(|h| ("HOME".to_owned(), h)));
+    for name in ["HOSTNAME", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"] {
+        if let Ok(value) = std::env::var(name) {
+            env.push((name.to_owned(), value));
+        }
+    }
+    env.extend(target.vars());
+    if !clear_env {
+        env.extend(platform.env.iter().cloned());
+    }
+    env
+}
+
+/// Checks a user env variable name: a valid file name that a shell could export.
+pub fn valid_env_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
