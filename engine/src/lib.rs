@@ -5,6 +5,8 @@
 //! (layers, the app) and parsed CNB metadata.
 
 pub mod appdir;
+pub mod build;
+pub mod detect;
 pub mod env;
 pub mod layers;
 pub mod platform;

@@ -1,0 +1,194 @@
+//! `bin/build` under the CNB contract: one buildpack after another over one app.
+//!
+//! Every buildpack gets its own `/layers/<escaped id>` (writable) and sees the layers of the
+//! buildpacks before it read-only, with the build env their `build = true` layers contribute
+//! (their `bin` on `PATH`, `env.build/`, …). The app at `/workspace` is a private copy that a
+//! buildpack may change; the change is part of the build's output. What each buildpack leaves
+//! behind is parsed and validated before the next one starts, so a bad layer name fails the
+//! build at the buildpack that wrote it.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::sync::Arc;
+
+use strata_planner::{Buildpack, BuildpackPlan, DetectResult};
+
+use crate::detect::{PLATFORM_TARGET, buildpack_target};
+use crate::env::{Env, EnvError, Phase, layer_env};
+use crate::layers::{BuildpackLayers, LayerError, read_layers_dir};
+use crate::platform::{PlatformDir, TargetEnv, base_env};
+use crate::sandbox::{Mount, Sandbox, SandboxCommand, SandboxError};
+
+/// Where buildpack layer directories are mounted.
+pub const LAYERS_TARGET: &str = "/layers";
+/// Where the app is mounted.
+pub const WORKSPACE_TARGET: &str = "/workspace";
+
+/// One CNB build of one app.
+#[derive(Debug)]
+pub struct BuildRequest<'a> {
+    /// The sandbox processes run in.
+    pub sandbox: &'a Sandbox,
+    /// The app's private copy (host path); buildpacks may change it.
+    pub workspace: &'a Path,
+    /// The group that passed detection.
+    pub group: &'a DetectResult,
+    /// The platform dir.
+    pub platform: &'a PlatformDir,
+    /// The target.
+    pub target: &'a TargetEnv,
+    /// An empty scratch directory for layers, plans and logs.
+    pub scratch: &'a Path,
+    /// Whether buildpacks may reach the network.
+    pub network: bool,
+}
+
+/// What a build left: the app and each buildpack's layers, in group order.
+#[derive(Debug)]
+pub struct BuildOutput {
+    /// The app after the build (host path).
+    pub workspace: PathBuf,
+    /// Each buildpack's results, in group order.
+    pub buildpacks: Vec<BuildpackOutput>,
+}
+
+/// What one buildpack left.
+#[derive(Debug)]
+pub struct BuildpackOutput {
+    /// The buildpack.
+    pub buildpack: Arc<Buildpack>,
+    /// The Buildpack Plan it received.
+    pub plan: BuildpackPlan,
+    /// Its layers directory (host path).
+    pub layers_dir: PathBuf,
+    /// Its layers, `launch.toml`, `build.toml`, `store.toml` and SBOM files.
+    pub layers: BuildpackLayers,
+    /// Its build log.
+    pub log: PathBuf,
+}
+
+/// Where a layer is in the image: `/layers/<escaped id>/<name>`.
+pub fn layer_target(buildpack: &Buildpack, layer: &str) -> String {
+    format!("{LAYERS_TARGET}/{}/{layer}", buildpack.id().escaped())
+}
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// `bin/build` exited non-zero.
+    #[error("buildpack {buildpack} failed: bin/build exited with {status}\n--- last lines of {log} ---\n{tail}", log = log.display())]
+    Failed { buildpack: String, status: ExitStatus, log: PathBuf, tail: String },
+    /// What the buildpack left is invalid.
+    #[error(transparent)]
+    Layers(#[from] LayerError),
+    /// An env file could not be read.
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    /// `build.toml` lists an unmet entry the buildpack was not given.
+    #[error("buildpack {buildpack}: build.toml lists unmet `{name}`, which is not in its Buildpack Plan")]
+    Unmet { buildpack: String, name: String },
+    /// The process could not run.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    /// Scratch files could not be written.
+    #[error("cannot write {path}: {source}", path = path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BuildError + '_ {
+    move |source| BuildError::Io { path: path.to_owned(), source }
+}
+
+/// Runs every buildpack of the group in order.
+pub fn build(req: &BuildRequest<'_>) -> Result<BuildOutput, BuildError> {
+    let mut done: Vec<BuildpackOutput> = Vec::new();
+    for member in &req.group.group {
+        let output = build_one(req, &member.buildpack, &member.plan, &done)?;
+        done.push(output);
+    }
+    Ok(BuildOutput { workspace: req.workspace.to_owned(), buildpacks: done })
+}
+
+fn build_one(
+    req: &BuildRequest<'_>,
+    buildpack: &Arc<Buildpack>,
+    plan: &BuildpackPlan,
+    before: &[BuildpackOutput],
+) -> Result<BuildpackOutput, BuildError> {
+    let escaped = buildpack.id().escaped();
+    let layers_dir = req.scratch.join("layers").join(&escaped);
+    let io_dir = req.scratch.join("io").join(&escaped);
+    for dir in [&layers_dir, &io_dir] {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+    }
+    let plan_host = io_dir.join("plan.toml");
+    let plan_text = toml::to_string(plan).map_err(|e| BuildError::Io {
+        path: plan_host.clone(),
+        source: io::Error::other(e),
+    })?;
+    fs::write(&plan_host, plan_text).map_err(io_err(&plan_host))?;
+
+    let mut mounts = vec![
+        Mount { host: req.workspace.to_owned(), target: WORKSPACE_TARGET.into(), writable: true },
+        Mount { host: req.platform.path.clone(), target: PLATFORM_TARGET.into(), writable: false },
+        Mount { host: buildpack.dir.clone(), target: buildpack_target(buildpack), writable: false },
+        Mount { host: io_dir.clone(), target: "/tmp/build".into(), writable: true },
+        Mount { host: layers_dir.clone(), target: format!("{LAYERS_TARGET}/{escaped}"), writable: true },
+    ];
+    let [workspace, platform, bp_dir, io, layers] = [0, 1, 2, 3, 4].map(|i| req.sandbox.view(&mounts[i]));
+    let plan_path = format!("{io}/plan.toml");
+
+    let mut env = Env::from_iter(base_env(
+        req.target,
+        req.platform,
+        buildpack.descriptor.info.clear_env,
+        req.sandbox.isolates(),
+    ));
+    for earlier in before {
+        let target = format!("{LAYERS_TARGET}/{}", earlier.buildpack.id().escaped());
+        let mount = Mount { host: earlier.layers_dir.clone(), target, writable: false };
+        let view = req.sandbox.view(&mount);
+        mounts.push(mount);
+        for layer in earlier.layers.layers.iter().filter(|l| l.types.build) {
+            env.apply(&layer_env(&layer.dir, &format!("{view}/{}", layer.name), Phase::Build)?);
+        }
+    }
+    env.set("CNB_LAYERS_DIR", &layers);
+    env.set("CNB_BP_PLAN_PATH", &plan_path);
+    env.set("CNB_BUILDPACK_DIR", &bp_dir);
+    env.set("CNB_PLATFORM_DIR", &platform);
+    env.set("CNB_EXEC_ENV", "production");
+
+    let cmd = SandboxCommand {
+        argv: vec![format!("{bp_dir}/bin/build"), layers, platform, plan_path],
+        env: env.into_vec(),
+        mounts,
+        cwd: workspace,
+        network: req.network,
+    };
+    let log = req.scratch.join("logs").join(format!("build-{escaped}.log"));
+    if let Some(parent) = log.parent() {
+        fs::create_dir_all(parent).map_err(io_err(parent))?;
+    }
+    let finished = req.sandbox.run(&cmd, &log)?;
+    if !finished.status.success() {
+        return Err(BuildError::Failed {
+            buildpack: buildpack.reference(),
+            status: finished.status,
+            log,
+            tail: finished.tail,
+        });
+    }
+    let info = &buildpack.descriptor.info;
+    let layers = read_layers_dir(&layers_dir, info.id.as_str(), &buildpack.descriptor.api, &info.sbom_formats)?;
+    if let Some(name) = layers.unmet.iter().find(|name| !plan.entries.iter().any(|e| &e.name == *name)) {
+        return Err(BuildError::Unmet { buildpack: buildpack.reference(), name: name.clone() });
+    }
+    Ok(BuildpackOutput { buildpack: Arc::clone(buildpack), plan: plan.clone(), layers_dir, layers, log })
+}
