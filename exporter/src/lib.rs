@@ -3,6 +3,9 @@
 
 pub mod archive;
 pub mod base;
+pub mod image;
+pub mod inspect;
 pub mod layout;
+pub mod metadata;
 pub mod reference;
 pub mod runimage;

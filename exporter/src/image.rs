@@ -1,0 +1,510 @@
+//! Image assembly: a CNB build's output on a run image, as an OCI image.
+//!
+//! The layer order, history strings and labels follow the CNB exporter (see the module docs of
+//! [`crate::metadata`]), so CNB tools can read strata images:
+//! run image layers; each buildpack's launch layers in group order, sorted by name; the SBOM
+//! layer; app slices, then the app layer; the config layer (`/layers/config/metadata.toml`).
+//! There is no launcher: the image's `Entrypoint` execs the default process directly, with
+//! the launch env of every layer computed into the config's `Env` at export time.
+//!
+//! Everything here is a function of its inputs: layers come from the one reproducible tar
+//! writer, JSON goes through `serde_json::Value` (whose maps are sorted), and every time in the
+//! image is the one given (`SOURCE_DATE_EPOCH` or 1980-01-01T00:00:01Z).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use oci_spec::image::{
+    ConfigBuilder, Descriptor, HistoryBuilder, ImageConfiguration, ImageConfigurationBuilder,
+    ImageManifestBuilder, MediaType, RootFsBuilder,
+};
+use strata_engine::build::{BuildOutput, BuildpackOutput, layer_target};
+use strata_engine::env::{Env, Phase, layer_env};
+use strata_engine::layers::{Process, SbomScope};
+use strata_planner::ProjectDescriptor;
+
+use crate::archive::{Compression, LayerBlob, LayerBuilder, Owner};
+use crate::layout::Staging;
+use crate::metadata::{
+    BUILD_LABEL, BuildMetadata, BuildpackLayersMetadata, BuildpackRef, LIFECYCLE_LABEL, LayerMetadata, LayerSha,
+    LifecycleMetadata, PROJECT_LABEL, ProcessMetadata, RunImageMetadata, StoreMetadata, toml_to_json,
+};
+use crate::runimage::RunImage;
+
+/// Everything an export needs besides the staging area.
+#[derive(Debug)]
+pub struct ExportRequest<'a> {
+    /// What the buildpacks built.
+    pub build: &'a BuildOutput,
+    /// The run image.
+    pub run_image: &'a RunImage,
+    /// The run image's name as the user gave it, recorded for rebase.
+    pub run_image_name: &'a str,
+    /// The CNB user that owns layer content.
+    pub owner: Owner,
+    /// The mtime of every file and the image's `created` (seconds since the epoch).
+    pub epoch: u64,
+    /// How new layers are compressed.
+    pub compression: Compression,
+    /// The app's `project.toml`, for `io.buildpacks.project.metadata`.
+    pub project: Option<&'a ProjectDescriptor>,
+}
+
+/// One layer of an exported image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportedLayer {
+    /// The history line: `Layer: 'x', Created by buildpack: id@version`, `Application Layer`, …
+    pub created_by: String,
+    /// The diffID.
+    pub diff_id: String,
+    /// The blob's digest.
+    pub digest: String,
+    /// The blob's size.
+    pub size: u64,
+}
+
+/// An image written to a staging area, ready to be tagged.
+#[derive(Debug, Clone)]
+pub struct ExportedImage {
+    /// The manifest descriptor (what a tag points to).
+    pub manifest: Descriptor,
+    /// The config's digest.
+    pub config_digest: String,
+    /// The layers, bottom first (run image layers included).
+    pub layers: Vec<ExportedLayer>,
+}
+
+/// Why an export failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// A layer could not be written.
+    #[error("cannot write layer {what}: {source}")]
+    Layer {
+        what: String,
+        #[source]
+        source: crate::archive::ArchiveError,
+    },
+    /// A launch env file could not be read.
+    #[error(transparent)]
+    Env(#[from] strata_engine::env::EnvError),
+    /// A slice pattern in `launch.toml` is invalid.
+    #[error("buildpack {buildpack}: invalid slice pattern `{pattern}` in launch.toml: {message}")]
+    Slice { buildpack: String, pattern: String, message: String },
+    /// The image config or manifest could not be built.
+    #[error("cannot assemble the image: {0}")]
+    Spec(String),
+    /// A JSON blob could not be staged.
+    #[error(transparent)]
+    Layout(#[from] crate::layout::LayoutError),
+}
+
+/// The CNB history line of a buildpack layer.
+pub fn layer_created_by(name: &str, buildpack: &str, version: &str) -> String {
+    format!("Layer: '{name}', Created by buildpack: {buildpack}@{version}")
+}
+
+/// Writes every new layer, the config and the manifest into `staging`.
+pub fn assemble(req: &ExportRequest<'_>, staging: &Staging) -> Result<ExportedImage, ExportError> {
+    let mut layers: Vec<ExportedLayer> = req
+        .run_image
+        .layers
+        .iter()
+        .map(|l| ExportedLayer {
+            created_by: String::new(),
+            diff_id: l.diff_id.clone(),
+            digest: l.descriptor.digest().to_string(),
+            size: l.descriptor.size(),
+        })
+        .collect();
+    let mut descriptors: Vec<Descriptor> = req.run_image.layers.iter().map(|l| l.descriptor.clone()).collect();
+    let mut push = |created_by: String, blob: LayerBlob| -> Result<String, ExportError> {
+        descriptors.push(descriptor(&blob)?);
+        layers.push(ExportedLayer {
+            created_by,
+            diff_id: blob.diff_id.clone(),
+            digest: blob.digest.clone(),
+            size: blob.size,
+        });
+        Ok(blob.diff_id)
+    };
+    let finish = |builder: LayerBuilder, what: &str| {
+        builder
+            .finish(req.compression, staging.blob_dir())
+            .map_err(|source| ExportError::Layer { what: what.to_owned(), source })
+    };
+    let new_builder = |owner: Owner| LayerBuilder::new(owner, req.epoch);
+
+    // Buildpack launch layers, and the lifecycle metadata of every layer.
+    let mut bp_meta = Vec::new();
+    for bp in &req.build.buildpacks {
+        let info = &bp.buildpack.descriptor.info;
+        let mut meta = BuildpackLayersMetadata {
+            key: info.id.to_string(),
+            version: info.version.clone(),
+            layers: BTreeMap::new(),
+            store: bp.layers.store.as_ref().map(|m| StoreMetadata { metadata: toml_to_json(m) }),
+        };
+        for layer in &bp.layers.layers {
+            let mut entry = LayerMetadata {
+                sha: None,
+                data: toml_to_json(&layer.metadata),
+                build: layer.types.build,
+                launch: layer.types.launch,
+                cache: layer.types.cache,
+            };
+            if layer.types.launch {
+                let target = layer_target(&bp.buildpack, &layer.name);
+                let mut builder = new_builder(req.owner);
+                builder
+                    .add_dir_tree(&layer.dir, target.trim_start_matches('/'))
+                    .map_err(|source| ExportError::Layer { what: target.clone(), source })?;
+                let created_by = layer_created_by(&layer.name, info.id.as_str(), &info.version);
+                entry.sha = Some(push(created_by, finish(builder, &target)?)?);
+            }
+            meta.layers.insert(layer.name.clone(), entry);
+        }
+        bp_meta.push(meta);
+    }
+
+    // The SBOM layer.
+    let mut sbom = None;
+    if let Some(builder) = sbom_layer(req)? {
+        sbom = Some(LayerSha { sha: push("Software Bill-of-Materials".to_owned(), finish(builder, "sbom")?)? });
+    }
+
+    // App slices, then the app layer.
+    let slices = slice_sets(&req.build.buildpacks)?;
+    let mut app = Vec::new();
+    let in_slice = |rel: &Path, upto: usize| slices[..upto].iter().any(|s| s.is_match(rel));
+    for (n, set) in slices.iter().enumerate() {
+        let mut builder = new_builder(req.owner);
+        let filter = |rel: &Path| set.is_match(rel) && !in_slice(rel, n);
+        builder
+            .add_dir_tree_filtered(&req.build.workspace, "workspace", &filter)
+            .map_err(|source| ExportError::Layer { what: format!("slice {n}"), source })?;
+        app.push(LayerSha { sha: push(format!("Application Slice: {}", n + 1), finish(builder, "slice")?)? });
+    }
+    let mut builder = new_builder(req.owner);
+    let filter = |rel: &Path| !in_slice(rel, slices.len());
+    builder
+        .add_dir_tree_filtered(&req.build.workspace, "workspace", &filter)
+        .map_err(|source| ExportError::Layer { what: "/workspace".to_owned(), source })?;
+    app.push(LayerSha { sha: push("Application Layer".to_owned(), finish(builder, "/workspace")?)? });
+
+    // The config layer.
+    let processes = processes(&req.build.buildpacks);
+    let default_process = default_process(&processes).map(|(p, _)| p.r#type.clone());
+    let mut builder = new_builder(Owner { uid: 0, gid: 0 });
+    builder.add_bytes("layers/config/metadata.toml", config_toml(req, &processes, default_process.as_deref()).as_bytes(), 0o644);
+    let config_sha = push("Buildpacks Launcher Config".to_owned(), finish(builder, "config")?)?;
+
+    let lifecycle = LifecycleMetadata {
+        app,
+        sbom,
+        config: Some(LayerSha { sha: config_sha }),
+        launcher: None,
+        process_types: None,
+        buildpacks: bp_meta,
+        run_image: RunImageMetadata {
+            top_layer: req.run_image.layers.last().map(|l| l.diff_id.clone()).unwrap_or_default(),
+            reference: req.run_image.manifest_digest.clone(),
+            image: req.run_image_name.to_owned(),
+            mirrors: Vec::new(),
+        },
+    };
+    let build_meta = BuildMetadata {
+        buildpacks: req
+            .build
+            .buildpacks
+            .iter()
+            .map(|bp| BuildpackRef {
+                id: bp.buildpack.id().to_string(),
+                version: bp.buildpack.version().to_owned(),
+                homepage: bp.buildpack.descriptor.info.homepage.clone(),
+            })
+            .collect(),
+        processes: processes
+            .iter()
+            .map(|(p, bp)| ProcessMetadata {
+                kind: p.r#type.clone(),
+                command: p.command.clone(),
+                args: p.args.clone(),
+                direct: true,
+                buildpack_id: bp.to_owned(),
+                working_dir: p.working_dir.clone(),
+            })
+            .collect(),
+        launcher: serde_json::json!({}),
+        default_process: default_process.clone(),
+    };
+
+    let config = image_config(req, &layers, &lifecycle, &build_meta, default_process(&processes).map(|(p, _)| p))?;
+    let config_value = serde_json::to_value(&config).map_err(|e| ExportError::Spec(e.to_string()))?;
+    let config_desc = staging.put_json(&config_value, MediaType::ImageConfig)?;
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(config_desc.clone())
+        .layers(descriptors)
+        .build()
+        .map_err(|e| ExportError::Spec(e.to_string()))?;
+    let manifest_value = serde_json::to_value(&manifest).map_err(|e| ExportError::Spec(e.to_string()))?;
+    let manifest_desc = staging.put_json(&manifest_value, MediaType::ImageManifest)?;
+    Ok(ExportedImage { manifest: manifest_desc, config_digest: config_desc.digest().to_string(), layers })
+}
+
+fn descriptor(blob: &LayerBlob) -> Result<Descriptor, ExportError> {
+    let digest = blob.digest.parse().map_err(|e: oci_spec::OciSpecError| ExportError::Spec(e.to_string()))?;
+    Ok(Descriptor::new(blob.media_type.clone(), blob.size, digest))
+}
+
+/// The SBOM layer's builder, or `None` when no buildpack wrote a launch SBOM.
+fn sbom_layer(req: &ExportRequest<'_>) -> Result<Option<LayerBuilder>, ExportError> {
+    let mut builder = LayerBuilder::new(req.owner, req.epoch);
+    let mut any = false;
+    for bp in &req.build.buildpacks {
+        let escaped = bp.buildpack.id().escaped();
+        for file in &bp.layers.sbom {
+            let dir = match &file.scope {
+                SbomScope::Launch => format!("layers/sbom/launch/{escaped}"),
+                SbomScope::Layer(name) if bp.layers.layers.iter().any(|l| &l.name == name && l.types.launch) => {
+                    format!("layers/sbom/launch/{escaped}/{name}")
+                }
+                SbomScope::Layer(_) | SbomScope::Build => continue,
+            };
+            let bytes = std::fs::read(&file.path).map_err(|e| ExportError::Layer {
+                what: file.path.display().to_string(),
+                source: e.into(),
+            })?;
+            builder.add_bytes(&format!("{dir}/sbom.{}.json", file.ext), &bytes, 0o644);
+            any = true;
+        }
+    }
+    Ok(any.then_some(builder))
+}
+
+/// The slice globs of every buildpack's `launch.toml`, in group order.
+fn slice_sets(buildpacks: &[BuildpackOutput]) -> Result<Vec<GlobSet>, ExportError> {
+    let mut sets = Vec::new();
+    for bp in buildpacks {
+        for slice in &bp.layers.launch.slices {
+            let mut set = GlobSetBuilder::new();
+            for pattern in &slice.paths {
+                let glob = Glob::new(pattern.trim_start_matches("./")).map_err(|e| ExportError::Slice {
+                    buildpack: bp.buildpack.reference(),
+                    pattern: pattern.clone(),
+                    message: e.to_string(),
+                })?;
+                set.add(glob);
+            }
+            sets.push(set.build().map_err(|e| ExportError::Slice {
+                buildpack: bp.buildpack.reference(),
+                pattern: slice.paths.join(", "),
+                message: e.to_string(),
+            })?);
+        }
+    }
+    Ok(sets)
+}
+
+/// Every process with the buildpack that declared it; a later buildpack's process replaces
+/// an earlier one of the same type.
+fn processes(buildpacks: &[BuildpackOutput]) -> Vec<(Process, String)> {
+    let mut out: Vec<(Process, String)> = Vec::new();
+    for bp in buildpacks {
+        for process in &bp.layers.launch.processes {
+            out.retain(|(p, _)| p.r#type != process.r#type);
+            out.push((process.clone(), bp.buildpack.id().to_string()));
+        }
+    }
+    out.sort_by(|a, b| a.0.r#type.cmp(&b.0.r#type));
+    out
+}
+
+/// The default process: the last one marked `default`, else `web` if there is one.
+fn default_process(processes: &[(Process, String)]) -> Option<&(Process, String)> {
+    processes
+        .iter()
+        .rfind(|(p, _)| p.default)
+        .or_else(|| processes.iter().find(|(p, _)| p.r#type == "web"))
+}
+
+/// `/layers/config/metadata.toml`, as the CNB launcher reads it.
+fn config_toml(req: &ExportRequest<'_>, processes: &[(Process, String)], default: Option<&str>) -> String {
+    let mut table = toml::Table::new();
+    let buildpacks = req
+        .build
+        .buildpacks
+        .iter()
+        .map(|bp| {
+            let mut t = toml::Table::new();
+            t.insert("id".into(), bp.buildpack.id().to_string().into());
+            t.insert("version".into(), bp.buildpack.version().into());
+            t.insert("api".into(), bp.buildpack.descriptor.api.clone().into());
+            toml::Value::Table(t)
+        })
+        .collect();
+    table.insert("buildpacks".into(), toml::Value::Array(buildpacks));
+    let processes = processes
+        .iter()
+        .map(|(p, bp)| {
+            let mut t = toml::Table::new();
+            t.insert("type".into(), p.r#type.clone().into());
+            t.insert("command".into(), p.command.clone().into());
+            t.insert("args".into(), p.args.clone().into());
+            t.insert("direct".into(), true.into());
+            t.insert("buildpack-id".into(), bp.clone().into());
+            if let Some(dir) = &p.working_dir {
+                t.insert("working-dir".into(), dir.clone().into());
+            }
+            toml::Value::Table(t)
+        })
+        .collect();
+    table.insert("processes".into(), toml::Value::Array(processes));
+    if let Some(default) = default {
+        table.insert("buildpack-default-process-type".into(), default.into());
+    }
+    toml::to_string(&table).unwrap_or_default()
+}
+
+/// The launch env: the run image's env, the CNB variables, then every launch layer's
+/// contributions in group order and layer name order (for the default process).
+fn launch_env(req: &ExportRequest<'_>, process: Option<&Process>) -> Result<Env, ExportError> {
+    let base = req.run_image.config.config().as_ref().and_then(|c| c.env().clone()).unwrap_or_default();
+    let mut env = Env::from_iter(base.iter().filter_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        Some((k.to_owned(), v.to_owned()))
+    }));
+    env.set("CNB_LAYERS_DIR", "/layers");
+    env.set("CNB_APP_DIR", "/workspace");
+    for bp in &req.build.buildpacks {
+        for layer in bp.layers.layers.iter().filter(|l| l.types.launch) {
+            let phase = Phase::Launch { process: process.map(|p| p.r#type.as_str()) };
+            env.apply(&layer_env(&layer.dir, &layer_target(&bp.buildpack, &layer.name), phase)?);
+        }
+    }
+    Ok(env)
+}
+
+fn image_config(
+    req: &ExportRequest<'_>,
+    layers: &[ExportedLayer],
+    lifecycle: &LifecycleMetadata,
+    build_meta: &BuildMetadata,
+    process: Option<&Process>,
+) -> Result<ImageConfiguration, ExportError> {
+    let spec = |e: oci_spec::OciSpecError| ExportError::Spec(e.to_string());
+    let run = &req.run_image.config;
+    let created = rfc3339(req.epoch);
+
+    let mut labels: BTreeMap<String, String> = run
+        .config()
+        .as_ref()
+        .and_then(|c| c.labels().clone())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    for bp in &req.build.buildpacks {
+        for label in &bp.layers.launch.labels {
+            labels.insert(label.key.clone(), label.value.clone());
+        }
+    }
+    labels.insert(LIFECYCLE_LABEL.to_owned(), json(lifecycle));
+    labels.insert(BUILD_LABEL.to_owned(), json(build_meta));
+    labels.insert(PROJECT_LABEL.to_owned(), project_metadata(req.project).to_string());
+
+    let env = launch_env(req, process)?;
+    let mut config = ConfigBuilder::default()
+        .user(format!("{}:{}", req.owner.uid, req.owner.gid))
+        .env(env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>())
+        .working_dir(process.and_then(|p| p.working_dir.clone()).unwrap_or_else(|| "/workspace".to_owned()))
+        .labels(labels.into_iter().collect::<std::collections::HashMap<_, _>>());
+    if let Some(process) = process {
+        config = config.entrypoint(process.command.clone()).cmd(process.args.clone());
+    }
+    let config = config.build().map_err(spec)?;
+
+    let mut history = run.history().clone().unwrap_or_default();
+    for layer in &layers[req.run_image.layers.len()..] {
+        history.push(
+            HistoryBuilder::default()
+                .created(created.clone())
+                .created_by(layer.created_by.clone())
+                .build()
+                .map_err(spec)?,
+        );
+    }
+    let rootfs = RootFsBuilder::default()
+        .typ("layers")
+        .diff_ids(layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>())
+        .build()
+        .map_err(spec)?;
+    let mut builder = ImageConfigurationBuilder::default()
+        .created(created)
+        .architecture(run.architecture().clone())
+        .os(run.os().clone())
+        .config(config)
+        .rootfs(rootfs)
+        .history(history);
+    if let Some(variant) = run.variant() {
+        builder = builder.variant(variant.clone());
+    }
+    builder.build().map_err(spec)
+}
+
+/// A label value: compact JSON with sorted keys.
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value).map(|v| v.to_string()).unwrap_or_default()
+}
+
+/// `io.buildpacks.project.metadata` from `project.toml`, as pack writes it.
+fn project_metadata(project: Option<&ProjectDescriptor>) -> serde_json::Value {
+    let Some(source) = project.map(|p| &p.source).filter(|s| !s.is_empty()) else {
+        return serde_json::json!({});
+    };
+    let mut metadata = toml_to_json(source);
+    let version = metadata.as_object_mut().and_then(|m| m.remove("version"));
+    serde_json::json!({
+        "source": {
+            "type": "project",
+            "version": { "version": version.unwrap_or(serde_json::Value::Null) },
+            "metadata": metadata,
+        }
+    })
+}
+
+/// Seconds since the epoch as an RFC 3339 UTC time (`1980-01-01T00:00:01Z`).
+pub fn rfc3339(epoch: u64) -> String {
+    // Days to a civil date: Howard Hinnant's algorithm, valid for every u64 day count we meet.
+    let days = i64::try_from(epoch / 86_400).unwrap_or(i64::MAX / 2);
+    let secs = epoch % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_of_known_times() {
+        assert_eq!(rfc3339(315_532_801), "1980-01-01T00:00:01Z");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_709_251_199), "2024-02-29T23:59:59Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}
