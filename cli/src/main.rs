@@ -1,3 +1,75 @@
-//! The `strata` command.
+//! The `strata` command: parses arguments, runs a command, renders what it returns, and
+//! exits with a documented code (0 ok, 1 build failure, 2 bad input or usage).
 
-fn main() {}
+mod args;
+mod build;
+mod error;
+mod inspect;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+use crate::error::{CliError, EXIT_OK, EXIT_USAGE};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { EXIT_OK });
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(err) => {
+            let code = err.exit_code();
+            eprintln!("{:?}", miette::Report::new(err));
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Build(args) => {
+            let config = build::BuildConfig::from_args(&args)?;
+            let quiet = args.json;
+            let progress = |line: &str| {
+                if !quiet {
+                    eprintln!("{line}");
+                }
+            };
+            let report = build::run(&config, &progress)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            } else {
+                let mut err = std::io::stderr().lock();
+                for (buildpack, log) in &report.logs {
+                    for line in log.lines() {
+                        let _ = writeln!(err, "[{buildpack}] {line}");
+                    }
+                }
+                for layer in &report.layers {
+                    if !layer.created_by.is_empty() {
+                        let _ = writeln!(err, "    {} {}", &layer.diff_id[..19.min(layer.diff_id.len())], layer.created_by);
+                    }
+                }
+                println!("{} {}", report.image, report.digest);
+            }
+            Ok(())
+        }
+        Command::Inspect(args) => {
+            let reference = strata_exporter::reference::ImageRef::parse(&args.image)?;
+            let report = strata_exporter::inspect::inspect(&reference)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            } else {
+                print!("{}", inspect::render(&report));
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Every way a command can fail, and the exit code each one means.
+
+use strata_engine::appdir::AppDirError;
+use strata_engine::build::BuildError;
+use strata_engine::sandbox::SandboxError;
+use strata_exporter::image::ExportError;
+use strata_exporter::inspect::InspectError;
+use strata_exporter::layout::LayoutError;
+use strata_exporter::reference::RefError;
+use strata_exporter::runimage::RunImageError;
+use strata_planner::{BuilderError, BuildpackError, DetectError, ProjectError, RegistryError};
+
+/// Exit code: success.
+pub(crate) const EXIT_OK: u8 = 0;
+/// Exit code: the build (detect, build or export) failed.
+pub(crate) const EXIT_FAILED: u8 = 1;
+/// Exit code: bad input or usage.
+pub(crate) const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub(crate) enum CliError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Builder(#[from] BuilderError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Buildpack(#[from] BuildpackError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Project(#[from] ProjectError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Reference(#[from] RefError),
+    #[error(transparent)]
+    RunImage(#[from] RunImageError),
+    #[error(transparent)]
+    AppDir(#[from] AppDirError),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Detect(#[from] DetectError),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    #[error(transparent)]
+    Inspect(#[from] InspectError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl CliError {
+    /// The documented exit code.
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Detect(_) | CliError::Build(_) | CliError::Export(_) | CliError::Layout(_) | CliError::Io { .. } => {
+                EXIT_FAILED
+            }
+            CliError::Usage(_)
+            | CliError::Builder(_)
+            | CliError::Buildpack(_)
+            | CliError::Project(_)
+            | CliError::Registry(_)
+            | CliError::Reference(_)
+            | CliError::RunImage(_)
+            | CliError::AppDir(_)
+            | CliError::Sandbox(_)
+            | CliError::Inspect(_) => EXIT_USAGE,
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! `strata inspect`: the layer table a person reads, or JSON.
+
+use std::fmt::Write as _;
+
+use strata_exporter::inspect::InspectReport;
+
+/// A size as people read it: `9.6 kB`, `604 kB`, `2.1 MB`.
+pub(crate) fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    #[allow(clippy::cast_precision_loss)]
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else if value < 10.0 {
+        format!("{value:.1} {}", UNITS[unit])
+    } else {
+        format!("{value:.0} {}", UNITS[unit])
+    }
+}
+
+/// The table.
+pub(crate) fn render(report: &InspectReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Image:     {}", report.reference);
+    let _ = writeln!(out, "Digest:    {}", report.digest);
+    let _ = writeln!(out, "Platform:  {}", report.platform);
+    let _ = writeln!(out, "User:      {}", report.user);
+    let _ = writeln!(out);
+    let _ = writeln!(out, "{:<9} Command", "Size");
+    for layer in &report.layers {
+        let command = if layer.run_image {
+            format!("FROM run image: {}", layer.created_by).trim_end_matches([':', ' ']).to_owned()
+        } else {
+            layer.created_by.clone()
+        };
+        let _ = writeln!(out, "{:<9} {command}", human_size(layer.size));
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Processes:");
+    if report.processes.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    }
+    for process in &report.processes {
+        let default = if report.default_process.as_deref() == Some(process.kind.as_str()) { " (default)" } else { "" };
+        let mut command = process.command.clone();
+        command.extend(process.args.iter().cloned());
+        let _ = writeln!(out, "  {}{default}: {}", process.kind, shell_words(&command));
+    }
+    let _ = writeln!(out);
+    let run = &report.run_image;
+    let _ = writeln!(out, "Run image: {}", if run.image.is_empty() { "(unknown)" } else { &run.image });
+    let _ = writeln!(out, "  manifest:  {}", run.reference);
+    let _ = writeln!(out, "  top layer: {}", run.top_layer);
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Buildpacks:");
+    for bp in &report.buildpacks {
+        let _ = writeln!(out, "  {}@{}", bp.id, bp.version);
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "SBOM: {}", report.sbom.as_deref().unwrap_or("(none)"));
+    out
+}
+
+/// Joins words, quoting the ones a shell would split.
+fn shell_words(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| {
+            if !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c)) {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_like_the_seed_deck() {
+        assert_eq!(human_size(9_600), "9.6 kB");
+        assert_eq!(human_size(604_000), "604 kB");
+        assert_eq!(human_size(2_100_000), "2.1 MB");
+        assert_eq!(human_size(512), "512 B");
+    }
+
+    #[test]
+    fn words_are_quoted_only_when_needed() {
+        let words = ["/bin/sh".to_owned(), "-c".to_owned(), "greet \"strata\"".to_owned()];
+        assert_eq!(shell_words(&words), "/bin/sh -c 'greet \"strata\"'");
+    }
+}
