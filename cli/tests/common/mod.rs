@@ -1,0 +1,118 @@
+//! Shared helpers for the CLI's integration tests: running `strata`, making the example run
+//! image once, copying fixtures, and the third-party tools that check what strata wrote.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+/// The examples directory.
+pub fn examples() -> PathBuf {
+    repo().join("examples")
+}
+
+/// `strata` with `args`, from `cwd`.
+pub fn strata(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .unwrap()
+}
+
+/// Asserts that `out` exited with `code`, showing its output otherwise.
+pub fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "exit status\n--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// stderr as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The example busybox run image, made once per test binary: `oci:<dir>:busybox`.
+pub fn run_image() -> String {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("strata-test-run-image-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let out = Command::new(examples().join("run-image/make.sh")).arg(&dir).arg("busybox").output().unwrap();
+        assert!(out.status.success(), "make.sh failed (needs busybox-static and umoci): {}", stderr(&out));
+        dir
+    });
+    format!("oci:{}:busybox", dir.display())
+}
+
+/// Runs a third-party tool and returns its stdout; fails the test with a hint if it is missing.
+pub fn tool(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program} ({e}); install it: apt-get install {program}"));
+    assert!(out.status.success(), "{program} {args:?} failed: {}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Copies a directory tree (files, dirs, symlinks, modes).
+pub fn copy_tree(src: &Path, dst: &Path) {
+    let status = Command::new("cp").arg("-a").arg(format!("{}/.", src.display())).arg(dst).status().unwrap();
+    assert!(status.success());
+}
+
+/// Every file under `dir` with its content hash, for proving a directory did not change.
+pub fn snapshot_tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    if !dir.exists() {
+        return out;
+    }
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path.clone());
+                out.push((path.display().to_string(), Vec::new()));
+            } else {
+                out.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Builds `app` with the example builder into `oci:<out>:<tag>`; returns the manifest digest.
+pub fn build_example(cwd: &Path, app: &Path, out: &Path, tag: &str, extra: &[&str]) -> String {
+    let run_image = run_image();
+    let output = format!("oci:{}:{tag}", out.display());
+    let builder = examples().join("builder.toml");
+    let mut args = vec![
+        "build",
+        app.to_str().unwrap(),
+        "--builder",
+        builder.to_str().unwrap(),
+        "--run-image",
+        &run_image,
+        "--output",
+        &output,
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let result = strata(cwd, &args);
+    assert_exit(&result, 0);
+    let report: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+    report["digest"].as_str().unwrap().to_owned()
+}
