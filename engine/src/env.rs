@@ -475,3 +475,425 @@ fn is_dir(path: &Path) -> Result<bool, EnvError> {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes `content` to `root/rel`, creating parent directories.
+    fn write(root: &Path, rel: &str, content: &str) {
+        let path = root.join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, content).unwrap();
+    }
+
+    fn modification(
+        name: &str,
+        action: EnvAction,
+        value: &str,
+        delim: Option<&str>,
+    ) -> EnvModification {
+        EnvModification {
+            name: name.to_owned(),
+            action,
+            value: value.to_owned(),
+            delim: delim.map(str::to_owned),
+        }
+    }
+
+    fn env_of(pairs: &[(&str, &str)]) -> Env {
+        pairs.iter().copied().collect()
+    }
+
+    #[test]
+    fn env_is_sorted_and_round_trips() {
+        let mut env = env_of(&[("B", "2"), ("A", "1")]);
+        env.set("C", "3");
+        assert_eq!(env.get("A"), Some("1"));
+        assert_eq!(env.get("Z"), None);
+        assert_eq!(env.remove("B").as_deref(), Some("2"));
+        assert_eq!(env.iter().collect::<Vec<_>>(), [("A", "1"), ("C", "3")]);
+        assert_eq!(env.len(), 2);
+        assert_eq!(
+            env.into_vec(),
+            [
+                ("A".to_owned(), "1".to_owned()),
+                ("C".to_owned(), "3".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn read_env_dir_maps_every_suffix() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write(d, "PLAIN", "plain");
+        write(d, "OVER.override", "over");
+        write(d, "DEF.default", "def");
+        write(d, "APP.append", "app");
+        write(d, "APP.delim", ",");
+        write(d, "PRE.prepend", "pre");
+        write(d, "BARE.", "bare");
+        write(d, "ODD.unknown", "ignored");
+        write(d, "ODD.append.extra", "ignored too");
+        write(d, "LONE.delim", ";");
+
+        let mods = read_env_dir(d).unwrap();
+        assert_eq!(
+            mods,
+            [
+                modification("APP", EnvAction::Append, "app", Some(",")),
+                modification("BARE", EnvAction::Prepend, "bare", Some(":")),
+                modification("DEF", EnvAction::Default, "def", None),
+                modification("OVER", EnvAction::Override, "over", None),
+                modification("PLAIN", EnvAction::Override, "plain", None),
+                modification("PRE", EnvAction::Prepend, "pre", None),
+            ]
+        );
+    }
+
+    #[test]
+    fn read_env_dir_keeps_contents_verbatim() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "GREETING", "hello world\n");
+        write(dir.path(), "SPACES.append", "  x  ");
+        write(dir.path(), "SPACES.delim", " \n");
+        let mods = read_env_dir(dir.path()).unwrap();
+        assert_eq!(mods[0].value, "hello world\n");
+        assert_eq!(
+            mods[1],
+            modification("SPACES", EnvAction::Append, "  x  ", Some(" \n"))
+        );
+    }
+
+    #[test]
+    fn read_env_dir_orders_by_bytes_and_skips_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write(d, "b", "1");
+        write(d, "PATH.prepend", "p");
+        write(d, "PATH.append", "a");
+        write(d, "A", "2");
+        write(d, "web/INSIDE", "not read");
+        fs::create_dir(d.join("DIR.append")).unwrap();
+
+        let names: Vec<_> = read_env_dir(d)
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.name, m.action))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("A".to_owned(), EnvAction::Override),
+                ("PATH".to_owned(), EnvAction::Append),
+                ("PATH".to_owned(), EnvAction::Prepend),
+                ("b".to_owned(), EnvAction::Override),
+            ]
+        );
+    }
+
+    #[test]
+    fn read_env_dir_of_a_missing_dir_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_env_dir(&dir.path().join("nope")).unwrap(), []);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn read_env_dir_follows_symlinks_to_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write(d, "target/value", "linked");
+        fs::create_dir(d.join("env")).unwrap();
+        std::os::unix::fs::symlink(d.join("target/value"), d.join("env/LINKED")).unwrap();
+        std::os::unix::fs::symlink(d.join("target"), d.join("env/DIRLINK")).unwrap();
+        assert_eq!(
+            read_env_dir(&d.join("env")).unwrap(),
+            [modification("LINKED", EnvAction::Override, "linked", None)]
+        );
+    }
+
+    #[test]
+    fn read_env_dir_rejects_bad_names_and_values() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), ".append", "x");
+        let err = read_env_dir(dir.path()).unwrap_err();
+        assert!(
+            matches!(&err, EnvError::InvalidName { name, .. } if name.is_empty()),
+            "{err}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "A=B", "x");
+        assert!(matches!(
+            read_env_dir(dir.path()),
+            Err(EnvError::InvalidName { .. })
+        ));
+
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "NUL", "a\0b");
+        let err = read_env_dir(dir.path()).unwrap_err();
+        assert!(
+            matches!(&err, EnvError::Nul { path } if path.ends_with("NUL")),
+            "{err}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("BIN"), [0xff, 0xfe]).unwrap();
+        assert!(matches!(
+            read_env_dir(dir.path()),
+            Err(EnvError::NonUtf8Value { .. })
+        ));
+
+        // Files the lifecycle ignores are not checked at all.
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), ".DS_Store", "\0");
+        assert_eq!(read_env_dir(dir.path()).unwrap(), []);
+    }
+
+    #[test]
+    fn override_sets() {
+        let mut env = env_of(&[("X", "old")]);
+        env.apply(&[modification("X", EnvAction::Override, "new", None)]);
+        env.apply(&[modification("Y", EnvAction::Override, "y", None)]);
+        assert_eq!(env.get("X"), Some("new"));
+        assert_eq!(env.get("Y"), Some("y"));
+    }
+
+    #[test]
+    fn default_sets_only_an_unset_or_empty_variable() {
+        let mut env = env_of(&[("SET", "kept"), ("EMPTY", "")]);
+        env.apply(&[
+            modification("SET", EnvAction::Default, "d", None),
+            modification("EMPTY", EnvAction::Default, "d", None),
+            modification("UNSET", EnvAction::Default, "d", None),
+        ]);
+        assert_eq!(env.get("SET"), Some("kept"));
+        assert_eq!(env.get("EMPTY"), Some("d"));
+        assert_eq!(env.get("UNSET"), Some("d"));
+    }
+
+    #[test]
+    fn append_and_prepend_join_with_the_delimiter_or_nothing() {
+        let mut env = env_of(&[("A", "a"), ("B", "b"), ("C", "c"), ("D", "d")]);
+        env.apply(&[
+            modification("A", EnvAction::Append, "x", Some(":")),
+            modification("B", EnvAction::Append, "x", None),
+            modification("C", EnvAction::Prepend, "x", Some(" ")),
+            modification("D", EnvAction::Prepend, "x", None),
+        ]);
+        assert_eq!(env.get("A"), Some("a:x"));
+        assert_eq!(env.get("B"), Some("bx"));
+        assert_eq!(env.get("C"), Some("x c"));
+        assert_eq!(env.get("D"), Some("xd"));
+    }
+
+    #[test]
+    fn append_and_prepend_to_unset_or_empty_give_the_value_alone() {
+        let mut env = env_of(&[("EMPTY_A", ""), ("EMPTY_P", "")]);
+        env.apply(&[
+            modification("EMPTY_A", EnvAction::Append, "x", Some(":")),
+            modification("EMPTY_P", EnvAction::Prepend, "x", Some(":")),
+            modification("UNSET_A", EnvAction::Append, "x", Some(":")),
+            modification("UNSET_P", EnvAction::Prepend, "x", Some(":")),
+        ]);
+        for name in ["EMPTY_A", "EMPTY_P", "UNSET_A", "UNSET_P"] {
+            assert_eq!(env.get(name), Some("x"), "{name}");
+        }
+    }
+
+    #[test]
+    fn delimiter_is_read_from_the_same_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write(d, "env/V.delim", "|");
+        write(d, "env.build/V.append", "b");
+        write(d, "env/V.append", "a");
+        let mods = layer_env_files(d, Phase::Build).unwrap();
+        assert_eq!(
+            mods,
+            [
+                modification("V", EnvAction::Append, "a", Some("|")),
+                modification("V", EnvAction::Append, "b", None),
+            ]
+        );
+        let mut env = env_of(&[("V", "0")]);
+        env.apply(&mods);
+        assert_eq!(env.get("V"), Some("0|ab"));
+    }
+
+    /// Lays out a layer with every kind of contribution.
+    fn full_layer(root: &Path) {
+        for dir in ["bin", "lib", "include", "pkgconfig"] {
+            fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        write(root, "env/SHARED", "env");
+        write(root, "env.build/BUILD_ONLY", "build");
+        write(root, "env.launch/LAUNCH_ONLY", "launch");
+        write(root, "env.launch/SHARED", "launch");
+        write(root, "env.launch/web/SHARED", "web");
+        write(root, "env.launch/web/WEB_ONLY", "web");
+    }
+
+    #[test]
+    fn build_phase_uses_all_path_dirs_env_and_env_build() {
+        let dir = tempfile::tempdir().unwrap();
+        full_layer(dir.path());
+        let mods = layer_env(dir.path(), "/layers/bp/layer/", Phase::Build).unwrap();
+        let p = |name: &str, value: &str| EnvModification::prepend_path(name, value);
+        assert_eq!(
+            mods,
+            [
+                p("PATH", "/layers/bp/layer/bin"),
+                p("LD_LIBRARY_PATH", "/layers/bp/layer/lib"),
+                p("LIBRARY_PATH", "/layers/bp/layer/lib"),
+                p("CPATH", "/layers/bp/layer/include"),
+                p("PKG_CONFIG_PATH", "/layers/bp/layer/pkgconfig"),
+                modification("SHARED", EnvAction::Override, "env", None),
+                modification("BUILD_ONLY", EnvAction::Override, "build", None),
+            ]
+        );
+    }
+
+    #[test]
+    fn launch_phase_uses_bin_lib_env_and_env_launch() {
+        let dir = tempfile::tempdir().unwrap();
+        full_layer(dir.path());
+        let mods = layer_env(
+            dir.path(),
+            "/layers/bp/layer",
+            Phase::Launch { process: None },
+        )
+        .unwrap();
+        assert_eq!(
+            mods,
+            [
+                EnvModification::prepend_path("PATH", "/layers/bp/layer/bin"),
+                EnvModification::prepend_path("LD_LIBRARY_PATH", "/layers/bp/layer/lib"),
+                modification("SHARED", EnvAction::Override, "env", None),
+                modification("LAUNCH_ONLY", EnvAction::Override, "launch", None),
+                modification("SHARED", EnvAction::Override, "launch", None),
+            ]
+        );
+    }
+
+    #[test]
+    fn process_specific_env_applies_last_and_only_to_its_process() {
+        let dir = tempfile::tempdir().unwrap();
+        full_layer(dir.path());
+        let web = Phase::Launch {
+            process: Some("web"),
+        };
+        let mut env = Env::new();
+        env.apply(&layer_env_files(dir.path(), web).unwrap());
+        assert_eq!(env.get("SHARED"), Some("web"));
+        assert_eq!(env.get("WEB_ONLY"), Some("web"));
+
+        let mut env = Env::new();
+        env.apply(
+            &layer_env_files(
+                dir.path(),
+                Phase::Launch {
+                    process: Some("worker"),
+                },
+            )
+            .unwrap(),
+        );
+        assert_eq!(env.get("SHARED"), Some("launch"));
+        assert_eq!(env.get("WEB_ONLY"), None);
+    }
+
+    #[test]
+    fn a_process_type_must_not_escape_env_launch() {
+        let dir = tempfile::tempdir().unwrap();
+        for process in ["..", "../x", "", "a/b"] {
+            let phase = Phase::Launch {
+                process: Some(process),
+            };
+            assert!(
+                matches!(
+                    layer_env_files(dir.path(), phase),
+                    Err(EnvError::InvalidProcess { .. })
+                ),
+                "{process:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_layer_without_path_dirs_contributes_no_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "bin", "a file, not a directory");
+        assert_eq!(layer_env(dir.path(), "/l", Phase::Build).unwrap(), []);
+        assert_eq!(
+            layer_env(&dir.path().join("missing"), "/l", Phase::Build).unwrap(),
+            []
+        );
+    }
+
+    /// Two buildpacks, each with layers `a` and `b`, every layer writing every kind of file.
+    fn two_buildpacks(root: &Path) -> Vec<(PathBuf, String)> {
+        let mut layers = Vec::new();
+        for bp in ["bp1", "bp2"] {
+            for layer in ["a", "b"] {
+                let dir = root.join(bp).join(layer);
+                let tag = format!("{bp}-{layer}");
+                fs::create_dir_all(dir.join("bin")).unwrap();
+                write(&dir, "env/LIST.append", &tag);
+                write(&dir, "env/LIST.delim", ",");
+                write(&dir, "env/STACK.prepend", &tag);
+                write(&dir, "env/STACK.delim", ",");
+                write(&dir, "env/LAST", &tag);
+                write(&dir, "env/FIRST.default", &tag);
+                layers.push((dir, format!("/layers/{bp}/{layer}")));
+            }
+        }
+        layers
+    }
+
+    #[test]
+    fn buildpacks_in_sequence_follow_the_cnb_ordering_rules() {
+        let root = tempfile::tempdir().unwrap();
+        let mut env = env_of(&[("PATH", "/usr/bin")]);
+        for (dir, image_dir) in two_buildpacks(root.path()) {
+            env.apply(&layer_env(&dir, &image_dir, Phase::Build).unwrap());
+        }
+        // Append: group order, then layer name.
+        assert_eq!(env.get("LIST"), Some("bp1-a,bp1-b,bp2-a,bp2-b"));
+        // Prepend: the reverse.
+        assert_eq!(env.get("STACK"), Some("bp2-b,bp2-a,bp1-b,bp1-a"));
+        // Override: the later wins; default: the earlier wins.
+        assert_eq!(env.get("LAST"), Some("bp2-b"));
+        assert_eq!(env.get("FIRST"), Some("bp1-a"));
+        // Later buildpacks' bin dirs come first.
+        assert_eq!(
+            env.get("PATH"),
+            Some(
+                "/layers/bp2/b/bin:/layers/bp2/a/bin:/layers/bp1/b/bin:/layers/bp1/a/bin:/usr/bin"
+            )
+        );
+    }
+
+    #[test]
+    fn launch_adds_all_paths_of_a_buildpack_before_its_env_files() {
+        let root = tempfile::tempdir().unwrap();
+        let d = root.path();
+        fs::create_dir_all(d.join("b/bin")).unwrap();
+        write(d, "a/env/PATH.prepend", "/custom");
+        write(d, "a/env/PATH.delim", ":");
+        let (a, b) = (d.join("a"), d.join("b"));
+        let layers = [(a.as_path(), "/layers/bp/a"), (b.as_path(), "/layers/bp/b")];
+
+        let mut launch = env_of(&[("PATH", "/usr/bin")]);
+        launch.apply(&buildpack_env(&layers, Phase::Launch { process: None }).unwrap());
+        assert_eq!(
+            launch.get("PATH"),
+            Some("/custom:/layers/bp/b/bin:/usr/bin")
+        );
+
+        let mut build = env_of(&[("PATH", "/usr/bin")]);
+        build.apply(&buildpack_env(&layers, Phase::Build).unwrap());
+        assert_eq!(build.get("PATH"), Some("/layers/bp/b/bin:/custom:/usr/bin"));
+    }
+}

@@ -564,6 +564,17 @@ impl Reader<'_> {
         Ok(Some(listing))
     }
 
+    /// An invalid value at `span` of `path`.
+    fn invalid(
+        &self,
+        path: &Path,
+        text: &str,
+        span: Range<usize>,
+        message: impl Into<String>,
+    ) -> LayerError {
+        LayerError::toml(self.buildpack, path, text, Some(span), message.into())
+    }
+
     /// Reads `path` and deserializes it, reporting TOML errors with their line.
     fn parse<T: serde::de::DeserializeOwned>(
         &self,
@@ -597,13 +608,7 @@ impl Reader<'_> {
                     Some((Some(on), _)) => *slot = on,
                     Some((None, span)) => {
                         let message = format!("`{key}` must be a boolean");
-                        return Err(LayerError::toml(
-                            self.buildpack,
-                            path,
-                            &text,
-                            Some(span),
-                            message,
-                        ));
+                        return Err(self.invalid(path, &text, span, message));
                     }
                 }
             }
@@ -622,13 +627,7 @@ impl Reader<'_> {
                     "`{key}` belongs in the [types] table (top-level layer types are Buildpack API \
                      before 0.6)"
                 );
-                return Err(LayerError::toml(
-                    self.buildpack,
-                    path,
-                    &text,
-                    Some(value.span()),
-                    message,
-                ));
+                return Err(self.invalid(path, &text, value.span(), message));
             }
             raw.types.map_or_else(LayerTypes::default, |t| LayerTypes {
                 launch: t.launch,
@@ -641,10 +640,7 @@ impl Reader<'_> {
 
     fn launch_toml(&self, path: &Path) -> Result<LaunchToml, LayerError> {
         let (raw, text): (RawLaunchToml, _) = self.parse(path)?;
-        let error = |span: Range<usize>, message: String| {
-            LayerError::toml(self.buildpack, path, &text, Some(span), message)
-        };
-        let commands_are_arrays = self.api >= Api(0, 9);
+        let error = |span, message: String| self.invalid(path, &text, span, message);
         let mut types: HashMap<&str, Range<usize>> = HashMap::new();
         let mut default_process: Option<&str> = None;
         let mut processes = Vec::with_capacity(raw.processes.len());
@@ -682,47 +678,7 @@ impl Reader<'_> {
                 }
                 default_process = Some(ty);
             }
-            let command_span = p.command.span();
-            let (command, direct) = if commands_are_arrays {
-                if let Some(direct) = &p.direct {
-                    return Err(error(
-                        direct.span(),
-                        "`direct` is not allowed from Buildpack API 0.9: commands are arrays and \
-                         always run directly"
-                            .to_owned(),
-                    ));
-                }
-                let command = p.command.get_ref().as_array().and_then(|items| {
-                    items
-                        .iter()
-                        .map(|item| item.as_str().map(str::to_owned))
-                        .collect::<Option<Vec<_>>>()
-                });
-                let Some(command) = command else {
-                    return Err(error(
-                        command_span,
-                        "`command` must be an array of strings from Buildpack API 0.9".to_owned(),
-                    ));
-                };
-                (command, true)
-            } else {
-                let Some(command) = p.command.get_ref().as_str() else {
-                    return Err(error(
-                        command_span,
-                        "`command` must be a string before Buildpack API 0.9".to_owned(),
-                    ));
-                };
-                (
-                    vec![command.to_owned()],
-                    p.direct.as_ref().is_some_and(|d| *d.get_ref()),
-                )
-            };
-            if command.first().is_none_or(String::is_empty) {
-                return Err(error(
-                    command_span,
-                    "`command` must name an executable".to_owned(),
-                ));
-            }
+            let (command, direct) = self.command(p, &error)?;
             processes.push(Process {
                 r#type: ty.to_owned(),
                 command,
@@ -755,6 +711,47 @@ impl Reader<'_> {
         })
     }
 
+    /// A process's command and whether it runs directly, by the rules of the buildpack's API.
+    fn command(
+        &self,
+        p: &RawProcess,
+        error: &impl Fn(Range<usize>, String) -> LayerError,
+    ) -> Result<(Vec<String>, bool), LayerError> {
+        let span = p.command.span();
+        let (command, direct) = if self.api >= Api(0, 9) {
+            if let Some(direct) = &p.direct {
+                return Err(error(
+                    direct.span(),
+                    "`direct` is not allowed from Buildpack API 0.9: commands are arrays and \
+                     always run directly"
+                        .to_owned(),
+                ));
+            }
+            let command = p.command.get_ref().as_array().and_then(|items| {
+                items
+                    .iter()
+                    .map(|item| item.as_str().map(str::to_owned))
+                    .collect()
+            });
+            let Some(command) = command else {
+                let message = "`command` must be an array of strings from Buildpack API 0.9";
+                return Err(error(span, message.to_owned()));
+            };
+            (command, true)
+        } else {
+            let Some(command) = p.command.get_ref().as_str() else {
+                let message = "`command` must be a string before Buildpack API 0.9";
+                return Err(error(span, message.to_owned()));
+            };
+            let direct = p.direct.as_ref().is_some_and(|d| *d.get_ref());
+            (vec![command.to_owned()], direct)
+        };
+        if command.first().is_none_or(String::is_empty) {
+            return Err(error(span, "`command` must name an executable".to_owned()));
+        }
+        Ok((command, direct))
+    }
+
     fn build_toml(&self, path: &Path) -> Result<Vec<String>, LayerError> {
         let (raw, text): (RawBuildToml, _) = self.parse(path)?;
         raw.unmet
@@ -763,13 +760,7 @@ impl Reader<'_> {
                 let span = u.name.span();
                 let name = u.name.into_inner();
                 if name.is_empty() {
-                    Err(LayerError::toml(
-                        self.buildpack,
-                        path,
-                        &text,
-                        Some(span),
-                        "`unmet.name` must not be empty".to_owned(),
-                    ))
+                    Err(self.invalid(path, &text, span, "`unmet.name` must not be empty"))
                 } else {
                     Ok(name)
                 }
