@@ -477,6 +477,7 @@ fn is_dir(path: &Path) -> Result<bool, EnvError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

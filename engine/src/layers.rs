@@ -266,8 +266,8 @@ pub enum LayerError {
     },
     /// An SBOM file's extension is no SBOM format CNB knows.
     #[error(
-        "buildpack {buildpack}: SBOM file {path} has unknown format `{ext}`: expected \
-         `<name>.sbom.cdx.json`, `.sbom.spdx.json` or `.sbom.syft.json`",
+        "buildpack {buildpack}: SBOM file {path} has unknown format `{ext}` (CNB knows `cdx`, \
+         `spdx` and `syft`)",
         path = path.display()
     )]
     UnknownSbomFormat {
@@ -836,4 +836,575 @@ fn media_type_essence(media_type: &str) -> String {
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const BP: &str = "examples/node";
+
+    fn write(root: &Path, rel: &str, content: &str) {
+        let path = root.join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, content).unwrap();
+    }
+
+    fn all_formats() -> Vec<String> {
+        ["cdx", "spdx", "syft"]
+            .iter()
+            .map(|e| sbom_media_type(e).unwrap().to_owned())
+            .collect()
+    }
+
+    fn read(dir: &Path, api: &str) -> Result<BuildpackLayers, LayerError> {
+        read_layers_dir(dir, BP, api, &all_formats())
+    }
+
+    /// Writes `launch.toml` and reads the directory with `api`.
+    fn launch(api: &str, text: &str) -> Result<LaunchToml, LayerError> {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "launch.toml", text);
+        read(dir.path(), api).map(|l| l.launch)
+    }
+
+    /// The message and line of a TOML error, or a panic naming what came instead.
+    fn toml_error(result: Result<impl fmt::Debug, LayerError>) -> (String, Option<usize>) {
+        match result {
+            Err(LayerError::Toml {
+                message,
+                line,
+                buildpack,
+                ..
+            }) => {
+                assert_eq!(buildpack, BP);
+                (message, line)
+            }
+            other => panic!("expected a TOML error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_missing_layers_dir_holds_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            read(&dir.path().join("none"), "0.10").unwrap(),
+            BuildpackLayers::default()
+        );
+    }
+
+    #[test]
+    fn reads_everything_a_buildpack_leaves() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write(
+            d,
+            "runtime.toml",
+            "[types]\nlaunch = true\nbuild = true\n[metadata]\nversion = \"22\"\n",
+        );
+        write(d, "runtime/bin/node", "");
+        write(d, "deps.toml", "[types]\ncache = true\n");
+        fs::create_dir(d.join("deps")).unwrap();
+        write(d, "scratch.toml", "[metadata]\nnote = \"temporary\"\n");
+        fs::create_dir(d.join("no-toml")).unwrap();
+        write(
+            d,
+            "launch.toml",
+            r#"
+[[labels]]
+key = "org.example.runtime"
+value = "node"
+
+[[processes]]
+type = "web"
+command = ["node", "server.js"]
+args = ["--port", "8080"]
+default = true
+working-dir = "/workspace/app"
+exec-env = ["production"]
+
+[[processes]]
+type = "worker"
+command = ["node"]
+
+[[slices]]
+paths = ["public/*"]
+
+[[slices]]
+"#,
+        );
+        write(d, "build.toml", "[[unmet]]\nname = \"yarn\"\n");
+        write(d, "store.toml", "[metadata]\nruns = 3\n");
+        write(d, "launch.sbom.cdx.json", "{}");
+        write(d, "build.sbom.spdx.json", "{}");
+        write(d, "runtime.sbom.syft.json", "{}");
+        write(d, "gone.sbom.cdx.json", "{}");
+
+        let got = read(d, "0.10").unwrap();
+
+        let names: Vec<_> = got.layers.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["deps", "runtime", "scratch"]);
+        let runtime = &got.layers[1];
+        assert_eq!(runtime.dir, d.join("runtime"));
+        assert_eq!(
+            runtime.types,
+            LayerTypes {
+                launch: true,
+                build: true,
+                cache: false
+            }
+        );
+        assert_eq!(
+            runtime.metadata.get("version").and_then(|v| v.as_str()),
+            Some("22")
+        );
+        assert_eq!(
+            got.layers[0].types,
+            LayerTypes {
+                launch: false,
+                build: false,
+                cache: true
+            }
+        );
+        assert_eq!(got.layers[2].types, LayerTypes::default());
+        assert!(!got.layers[2].types.any());
+
+        assert_eq!(
+            got.launch.labels,
+            [Label {
+                key: "org.example.runtime".into(),
+                value: "node".into()
+            }]
+        );
+        assert_eq!(
+            got.launch.processes,
+            [
+                Process {
+                    r#type: "web".into(),
+                    command: vec!["node".into(), "server.js".into()],
+                    args: vec!["--port".into(), "8080".into()],
+                    direct: true,
+                    default: true,
+                    working_dir: Some("/workspace/app".into()),
+                    exec_env: vec!["production".into()],
+                },
+                Process {
+                    r#type: "worker".into(),
+                    command: vec!["node".into()],
+                    args: vec![],
+                    direct: true,
+                    default: false,
+                    working_dir: None,
+                    exec_env: vec![],
+                },
+            ]
+        );
+        assert_eq!(
+            got.launch.slices,
+            [
+                Slice {
+                    paths: vec!["public/*".into()]
+                },
+                Slice { paths: vec![] }
+            ]
+        );
+        assert_eq!(got.unmet, ["yarn"]);
+        assert_eq!(
+            got.store
+                .unwrap()
+                .get("runs")
+                .and_then(toml::Value::as_integer),
+            Some(3)
+        );
+        assert_eq!(
+            got.sbom,
+            [
+                SbomFile {
+                    scope: SbomScope::Build,
+                    ext: "spdx".into(),
+                    path: d.join("build.sbom.spdx.json")
+                },
+                SbomFile {
+                    scope: SbomScope::Launch,
+                    ext: "cdx".into(),
+                    path: d.join("launch.sbom.cdx.json")
+                },
+                SbomFile {
+                    scope: SbomScope::Layer("runtime".into()),
+                    ext: "syft".into(),
+                    path: d.join("runtime.sbom.syft.json")
+                },
+            ]
+        );
+        assert_eq!(got.sbom[2].media_type(), Some("application/vnd.syft+json"));
+    }
+
+    #[test]
+    fn metadata_files_alone_are_no_layers() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "launch.toml", "");
+        write(dir.path(), "build.toml", "");
+        write(dir.path(), "store.toml", "");
+        let got = read(dir.path(), "0.10").unwrap();
+        assert_eq!(got.layers, []);
+        assert_eq!(got.store, Some(toml::Table::new()));
+        assert_eq!(got.launch, LaunchToml::default());
+        assert_eq!(got.unmet, Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_layer_without_types_has_all_types_false() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "plain.toml", "");
+        fs::create_dir(dir.path().join("plain")).unwrap();
+        let got = read(dir.path(), "0.10").unwrap();
+        assert_eq!(got.layers[0].types, LayerTypes::default());
+        assert_eq!(got.layers[0].metadata, toml::Table::new());
+    }
+
+    #[test]
+    fn reserved_layer_names_are_rejected() {
+        for name in ["build", "launch", "store"] {
+            let dir = tempfile::tempdir().unwrap();
+            fs::create_dir(dir.path().join(name)).unwrap();
+            let err = read(dir.path(), "0.10").unwrap_err();
+            match &err {
+                LayerError::ReservedName {
+                    buildpack,
+                    layer,
+                    path,
+                } => {
+                    assert_eq!((buildpack.as_str(), layer.as_str()), (BP, name));
+                    assert_eq!(path, &dir.path().join(name));
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(err.to_string().contains(BP), "{err}");
+
+            write(
+                dir.path(),
+                &format!("{name}.toml"),
+                "[types]\nlaunch = true\n",
+            );
+            assert!(matches!(
+                read(dir.path(), "0.10"),
+                Err(LayerError::ReservedName { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn a_typed_layer_needs_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "reused.toml",
+            "[types]\nlaunch = true\ncache = true\n",
+        );
+        let err = read(dir.path(), "0.10").unwrap_err();
+        match &err {
+            LayerError::MissingLayerDir {
+                buildpack,
+                layer,
+                types,
+                ..
+            } => {
+                assert_eq!((buildpack.as_str(), layer.as_str()), (BP, "reused"));
+                assert_eq!(
+                    *types,
+                    LayerTypes {
+                        launch: true,
+                        build: false,
+                        cache: true
+                    }
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let message = err.to_string();
+        assert!(
+            message.contains("`reused`") && message.contains("launch, cache = true"),
+            "{message}"
+        );
+
+        // A file is no directory either.
+        write(dir.path(), "reused", "");
+        assert!(matches!(
+            read(dir.path(), "0.10"),
+            Err(LayerError::MissingLayerDir { .. })
+        ));
+    }
+
+    #[test]
+    fn malformed_toml_reports_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "bad.toml", "[types]\nlaunch = true\nbuild = \n");
+        let err = read(dir.path(), "0.10").unwrap_err();
+        let LayerError::Toml {
+            path, line, span, ..
+        } = &err
+        else {
+            panic!("{err:?}")
+        };
+        assert_eq!(path, &dir.path().join("bad.toml"));
+        assert_eq!(*line, Some(3));
+        assert!(span.is_some());
+        assert!(err.to_string().contains("bad.toml line 3"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "x.toml", "[types]\nlaunch = \"yes\"\n");
+        assert_eq!(toml_error(read(dir.path(), "0.10")).1, Some(2));
+    }
+
+    #[test]
+    fn types_belong_in_the_types_table_from_api_0_6() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "old.toml",
+            "launch = true\ncache = false\n[metadata]\nv = 1\n",
+        );
+        fs::create_dir(dir.path().join("old")).unwrap();
+
+        let got = read(dir.path(), "0.5").unwrap();
+        assert_eq!(
+            got.layers[0].types,
+            LayerTypes {
+                launch: true,
+                build: false,
+                cache: false
+            }
+        );
+        assert_eq!(
+            got.layers[0]
+                .metadata
+                .get("v")
+                .and_then(toml::Value::as_integer),
+            Some(1)
+        );
+
+        let (message, line) = toml_error(read(dir.path(), "0.6"));
+        assert!(message.contains("[types]"), "{message}");
+        assert_eq!(line, Some(1));
+
+        write(dir.path(), "old.toml", "launch = 1\n");
+        let (message, _) = toml_error(read(dir.path(), "0.5"));
+        assert!(message.contains("boolean"), "{message}");
+    }
+
+    #[test]
+    fn invalid_api_and_names_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        for api in ["", "x", "0.x", "1..2", "0.10.1"] {
+            assert!(
+                matches!(read(dir.path(), api), Err(LayerError::InvalidApi { .. })),
+                "{api:?}"
+            );
+        }
+        for api in ["0.10", "v0.9", "1"] {
+            assert!(read(dir.path(), api).is_ok(), "{api:?}");
+        }
+        write(dir.path(), ".toml", "");
+        assert!(matches!(
+            read(dir.path(), "0.10"),
+            Err(LayerError::EmptyLayerName { .. })
+        ));
+    }
+
+    #[test]
+    fn process_types_are_validated() {
+        for ty in ["", "web app", "a/b", "..", "wéb"] {
+            let text = format!("[[processes]]\ntype = {ty:?}\ncommand = [\"x\"]\n");
+            let (message, line) = toml_error(launch("0.10", &text));
+            assert!(message.contains("process type"), "{message}");
+            assert_eq!(line, Some(2));
+        }
+        let ok = "[[processes]]\ntype = \"Web_1.x-y\"\ncommand = [\"x\"]\n";
+        assert_eq!(launch("0.10", ok).unwrap().processes[0].r#type, "Web_1.x-y");
+    }
+
+    #[test]
+    fn duplicate_process_types_are_rejected() {
+        let text = "[[processes]]\ntype = \"web\"\ncommand = [\"a\"]\n\n\
+                    [[processes]]\ntype = \"web\"\ncommand = [\"b\"]\n";
+        let (message, line) = toml_error(launch("0.10", text));
+        assert!(
+            message.contains("`web` is defined twice (first on line 2)"),
+            "{message}"
+        );
+        assert_eq!(line, Some(6));
+    }
+
+    #[test]
+    fn two_default_processes_are_rejected() {
+        let text = "[[processes]]\ntype = \"web\"\ncommand = [\"a\"]\ndefault = true\n\n\
+                    [[processes]]\ntype = \"worker\"\ncommand = [\"b\"]\ndefault = false\n\n\
+                    [[processes]]\ntype = \"cron\"\ncommand = [\"c\"]\ndefault = true\n";
+        let (message, line) = toml_error(launch("0.10", text));
+        assert!(
+            message.contains("`web` and `cron` are both default"),
+            "{message}"
+        );
+        assert_eq!(line, Some(14));
+    }
+
+    #[test]
+    fn commands_are_arrays_from_api_0_9() {
+        let (message, _) = toml_error(launch(
+            "0.9",
+            "[[processes]]\ntype = \"w\"\ncommand = \"x\"\n",
+        ));
+        assert!(message.contains("array of strings"), "{message}");
+        let (message, _) = toml_error(launch(
+            "0.9",
+            "[[processes]]\ntype = \"w\"\ncommand = [1]\n",
+        ));
+        assert!(message.contains("array of strings"), "{message}");
+        let (message, _) = toml_error(launch("0.9", "[[processes]]\ntype = \"w\"\ncommand = []\n"));
+        assert!(message.contains("executable"), "{message}");
+        let (message, line) = toml_error(launch(
+            "0.12",
+            "[[processes]]\ntype = \"w\"\ncommand = [\"x\"]\ndirect = false\n",
+        ));
+        assert!(message.contains("`direct`"), "{message}");
+        assert_eq!(line, Some(4));
+        let (message, _) = toml_error(launch("0.10", "[[processes]]\ntype = \"w\"\n"));
+        assert!(message.contains("command"), "{message}");
+    }
+
+    #[test]
+    fn commands_are_strings_before_api_0_9() {
+        let text = "[[processes]]\ntype = \"web\"\ncommand = \"node server.js\"\nargs = [\"a\"]\n\
+                    working-dir = \"/srv\"\n\n\
+                    [[processes]]\ntype = \"direct\"\ncommand = \"/bin/app\"\ndirect = true\n";
+        let got = launch("0.8", text).unwrap();
+        assert_eq!(got.processes[0].command, ["node server.js"]);
+        assert_eq!(got.processes[0].args, ["a"]);
+        assert!(!got.processes[0].direct);
+        assert_eq!(got.processes[0].working_dir.as_deref(), Some("/srv"));
+        assert!(got.processes[1].direct);
+
+        // `working-dir` arrived with API 0.8.
+        assert_eq!(launch("0.7", text).unwrap().processes[0].working_dir, None);
+
+        let (message, _) = toml_error(launch(
+            "0.8",
+            "[[processes]]\ntype = \"w\"\ncommand = [\"x\"]\n",
+        ));
+        assert!(message.contains("must be a string"), "{message}");
+    }
+
+    #[test]
+    fn labels_need_key_and_value() {
+        let (message, _) = toml_error(launch("0.10", "[[labels]]\nkey = \"k\"\n"));
+        assert!(message.contains("value"), "{message}");
+    }
+
+    #[test]
+    fn unmet_entries_need_a_name() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "build.toml", "[[unmet]]\nname = \"\"\n");
+        let (message, line) = toml_error(read(dir.path(), "0.10"));
+        assert!(message.contains("unmet.name"), "{message}");
+        assert_eq!(line, Some(2));
+
+        write(dir.path(), "build.toml", "[[unmet]]\n");
+        assert!(toml_error(read(dir.path(), "0.10")).0.contains("name"));
+    }
+
+    #[test]
+    fn malformed_store_toml_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "store.toml", "metadata = 3\n");
+        assert_eq!(toml_error(read(dir.path(), "0.10")).1, Some(1));
+    }
+
+    #[test]
+    fn undeclared_sbom_formats_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "launch.sbom.spdx.json", "{}");
+        let declared = vec!["application/vnd.cyclonedx+json".to_owned()];
+        let err = read_layers_dir(dir.path(), BP, "0.10", &declared).unwrap_err();
+        match &err {
+            LayerError::UndeclaredSbom {
+                buildpack,
+                path,
+                media_type,
+                declared: d,
+            } => {
+                assert_eq!(buildpack, BP);
+                assert_eq!(path, &dir.path().join("launch.sbom.spdx.json"));
+                assert_eq!(media_type, "application/spdx+json");
+                assert_eq!(d, &declared);
+            }
+            other => panic!("{other:?}"),
+        }
+        let message = err.to_string();
+        assert!(
+            message.contains(BP)
+                && message.contains("launch.sbom.spdx.json")
+                && message.contains("application/vnd.cyclonedx+json"),
+            "{message}"
+        );
+        let none = read_layers_dir(dir.path(), BP, "0.10", &[]).unwrap_err();
+        assert!(none.to_string().contains("declared: none"), "{none}");
+    }
+
+    #[test]
+    fn declared_media_types_may_carry_parameters() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "build.sbom.spdx.json", "{}");
+        let declared = vec!["Application/SPDX+json; version=2.3".to_owned()];
+        let got = read_layers_dir(dir.path(), BP, "0.10", &declared).unwrap();
+        assert_eq!(got.sbom[0].scope, SbomScope::Build);
+    }
+
+    #[test]
+    fn unknown_sbom_formats_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "launch.sbom.xml.json", "{}");
+        let err = read(dir.path(), "0.10").unwrap_err();
+        assert!(
+            matches!(&err, LayerError::UnknownSbomFormat { ext, buildpack, .. } if ext == "xml" && buildpack == BP),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn layer_sbom_files_match_layers_with_dots_in_their_names() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "node.js.toml", "[types]\nlaunch = true\n");
+        fs::create_dir(dir.path().join("node.js")).unwrap();
+        write(dir.path(), "node.js.sbom.cdx.json", "{}");
+        // No such layer: ignored, whatever its format.
+        write(dir.path(), "other.sbom.xml.json", "{}");
+        let got = read(dir.path(), "0.10").unwrap();
+        assert_eq!(got.sbom.len(), 1);
+        assert_eq!(got.sbom[0].scope, SbomScope::Layer("node.js".into()));
+    }
+
+    #[test]
+    fn sbom_media_types() {
+        assert_eq!(
+            sbom_media_type("cdx"),
+            Some("application/vnd.cyclonedx+json")
+        );
+        assert_eq!(sbom_media_type("spdx"), Some("application/spdx+json"));
+        assert_eq!(sbom_media_type("syft"), Some("application/vnd.syft+json"));
+        assert_eq!(sbom_media_type("json"), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn unreadable_files_are_io_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), dir.path().join("dangling.toml"))
+            .unwrap();
+        let err = read(dir.path(), "0.10").unwrap_err();
+        assert!(
+            matches!(&err, LayerError::Io { buildpack, .. } if buildpack == BP),
+            "{err:?}"
+        );
+    }
 }
