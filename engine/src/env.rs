@@ -13,7 +13,7 @@
 //! earlier first; prepend and layer paths: later first; override: later wins; default: earlier
 //! wins).
 //!
-//! The details follow the reference lifecycle rather than guesses:
+//! Where the spec is silent, the reference lifecycle decides:
 //! - File contents are used verbatim: a trailing newline is part of the value, as the spec
 //!   forbids modifying contents and the lifecycle does not trim them.
 //! - Files are read in byte order of their names; directories (for example the per-process
