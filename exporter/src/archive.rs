@@ -1445,6 +1445,11 @@ mod tests {
             matches!(&err, ArchiveError::Read { path, .. } if path.ends_with("gone")),
             "{err:?}"
         );
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["tree"], "no blob or temp file left behind");
     }
 
     #[test]

@@ -527,7 +527,7 @@ pub fn canonical_json<T: Serialize>(value: &T) -> Result<Vec<u8>, serde_json::Er
 pub struct Staging {
     layout_dir: PathBuf,
     blob_dir: PathBuf,
-    // Removes the staging directory on drop; kept last so it outlives nothing that uses it.
+    // Deletes the staging directory, with whatever is still in it, when the staging goes away.
     _temp: TempDir,
 }
 
