@@ -609,9 +609,11 @@ impl Staging {
     }
 
     /// Includes an existing blob file (a run image layer from another layout, a cached layer
-    /// from the store) in the commit: nothing to do if the target layout already has it,
-    /// otherwise it is hardlinked into the staging directory where possible and copied where
-    /// not. Either way its size and sha256 are checked against `descriptor` first.
+    /// from the store) in the commit. Nothing is done if the target layout or the staging
+    /// already has a blob of that digest and size; otherwise the file is hardlinked into the
+    /// staging directory where possible (sharing its inode, as blobs are never modified in
+    /// place) and copied where not, and the staged bytes are checked against the size and
+    /// sha256 of `descriptor`.
     ///
     /// # Errors
     /// [`LayoutError::SizeMismatch`], [`LayoutError::DigestMismatch`],
