@@ -1,1 +1,1327 @@
-//! layout
+//! OCI image layouts on disk: reading images out of them and adding images to them atomically.
+//!
+//! A layout (`oci-layout`, `index.json`, `blobs/sha256/<hex>`) is shared: several services are
+//! exported into one layout so that they share run image and buildpack layer blobs, and users
+//! keep their own tags in it. So writing follows two rules.
+//!
+//! 1. **Nothing in the layout changes until everything is ready.** A [`Staging`] is a temp
+//!    directory *next to* the layout (in its parent, so later renames stay on one filesystem
+//!    and the layout itself gains no stray files). Layer blobs, configs and manifests are
+//!    written there. If the export fails, dropping the `Staging` removes it and the layout is
+//!    byte for byte what it was.
+//! 2. **[`Staging::commit`] only adds.** It checks that every committed manifest's config and
+//!    layers are present (staged or already in the layout), moves the staged blobs into
+//!    `blobs/sha256/` (a blob that is already there is left alone: same name, same bytes), and
+//!    then replaces `index.json` through a temp file, `fsync` and `rename`, so a reader sees
+//!    either the old index or the new one. Entries of other tags are kept; the entries of the
+//!    committed tags are replaced. Entries are sorted by tag so the index is reproducible.
+//!
+//! Concurrent commits to one layout from several processes are not serialised here: the last
+//! index written wins. Callers export all services of one build through one commit.
+//!
+//! Every JSON blob strata writes goes through [`canonical_json`]: `oci-spec` keeps labels,
+//! annotations, exposed ports and volumes in `HashMap`s, whose serialisation order changes from
+//! run to run, and a digest that changes with it would break reproducible builds.
+//!
+//! Reading verifies what it can afford to: JSON blobs (manifests, configs, indexes) are checked
+//! against their descriptor's size and sha256 before they are parsed; layer blobs are only
+//! located, since a run image layer may be hundreds of megabytes and rebase reads none.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use oci_spec::image::{
+    ANNOTATION_REF_NAME, Arch, Descriptor, Digest, DigestAlgorithm, ImageIndex, ImageManifest,
+    MediaType, OciLayout, Os,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+use tempfile::TempDir;
+
+use crate::reference::{RefError, validate_tag};
+
+/// The `imageLayoutVersion` strata reads and writes.
+pub const LAYOUT_VERSION: &str = "1.0.0";
+
+/// The largest JSON blob (manifest, config, index) [`Layout::read_blob`] loads into memory.
+pub const MAX_JSON_BLOB: u64 = 64 << 20;
+
+const OCI_LAYOUT_FILE: &str = "oci-layout";
+const INDEX_FILE: &str = "index.json";
+
+/// How deep nested image indexes are followed before giving up.
+const MAX_INDEX_DEPTH: usize = 4;
+
+/// Docker's manifest media types, which skopeo keeps when it copies a Docker image into a
+/// layout with `--format v2s2`; their JSON has the same shape as the OCI types.
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// Errors reading or writing an OCI image layout.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    /// The layout directory does not exist.
+    #[error("no OCI image layout at `{}`: the directory does not exist", dir.display())]
+    Missing {
+        /// The layout directory.
+        dir: PathBuf,
+    },
+    /// The directory exists but is no OCI layout (and, when writing, is not empty).
+    #[error("`{}` is not an OCI image layout (it has no `oci-layout` file{})", dir.display(), if *.not_empty { " and is not empty" } else { "" })]
+    NotALayout {
+        /// The directory.
+        dir: PathBuf,
+        /// Whether it has other files (writing refuses to mix a layout into them).
+        not_empty: bool,
+    },
+    /// `oci-layout` names a version strata does not know.
+    #[error("OCI image layout `{}` has imageLayoutVersion `{version}`; strata reads {LAYOUT_VERSION}", dir.display())]
+    UnsupportedVersion {
+        /// The layout directory.
+        dir: PathBuf,
+        /// The version found.
+        version: String,
+    },
+    /// The layout directory cannot be a layout path (`/`, `..`).
+    #[error("`{}` cannot be used as an OCI image layout directory", dir.display())]
+    InvalidDir {
+        /// The path given.
+        dir: PathBuf,
+    },
+    /// A file system operation failed.
+    #[error("{action} `{}`", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A JSON file or blob does not parse as what it should be.
+    #[error("`{}` is not a valid {what}", path.display())]
+    Json {
+        /// What the file should be.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A value could not be serialised.
+    #[error("cannot serialise {what}")]
+    Serialize {
+        /// What was being serialised.
+        what: &'static str,
+        /// The underlying error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// No index entry carries the tag.
+    #[error("OCI image layout `{}` has no image tagged `{tag}`; tags present: {}", dir.display(), list_or_none(available))]
+    TagNotFound {
+        /// The layout directory.
+        dir: PathBuf,
+        /// The tag asked for.
+        tag: String,
+        /// The tags the layout has.
+        available: Vec<String>,
+    },
+    /// The tag names several images (an index), none for the wanted platform.
+    #[error("image `{tag}` in OCI image layout `{}` has no manifest for {wanted}; platforms present: {}", dir.display(), list_or_none(available))]
+    NoMatchingPlatform {
+        /// The layout directory.
+        dir: PathBuf,
+        /// The tag.
+        tag: String,
+        /// `os/arch` wanted.
+        wanted: String,
+        /// `os/arch` of the manifests present.
+        available: Vec<String>,
+    },
+    /// A descriptor's media type is not one this code can follow.
+    #[error("`{digest}` in OCI image layout `{}` has media type `{media_type}`, expected {expected}", dir.display())]
+    UnexpectedMediaType {
+        /// The layout directory.
+        dir: PathBuf,
+        /// The blob digest.
+        digest: String,
+        /// Its media type.
+        media_type: String,
+        /// What was acceptable.
+        expected: &'static str,
+    },
+    /// Image indexes nest deeper than strata follows.
+    #[error("image `{tag}` in OCI image layout `{}` nests image indexes more than {MAX_INDEX_DEPTH} deep", dir.display())]
+    IndexTooDeep {
+        /// The layout directory.
+        dir: PathBuf,
+        /// The tag.
+        tag: String,
+    },
+    /// A blob a descriptor points to is not there.
+    #[error("blob `{digest}` is missing from OCI image layout `{}`{}", dir.display(), tag.as_ref().map(|t| format!(" (needed by tag `{t}`)")).unwrap_or_default())]
+    MissingBlob {
+        /// The layout directory.
+        dir: PathBuf,
+        /// The digest.
+        digest: String,
+        /// The tag being committed or read, if any.
+        tag: Option<String>,
+    },
+    /// A blob's size differs from its descriptor.
+    #[error("blob `{}` has {actual} bytes but its descriptor says {expected} (digest {digest})", path.display())]
+    SizeMismatch {
+        /// The blob file.
+        path: PathBuf,
+        /// The digest.
+        digest: String,
+        /// Size from the descriptor.
+        expected: u64,
+        /// Size on disk.
+        actual: u64,
+    },
+    /// A blob's sha256 differs from its name.
+    #[error("blob `{}` is corrupt: its sha256 is {actual}, expected {expected}", path.display())]
+    DigestMismatch {
+        /// The blob file.
+        path: PathBuf,
+        /// The digest expected.
+        expected: String,
+        /// The digest computed.
+        actual: String,
+    },
+    /// A digest with an algorithm other than sha256.
+    #[error("digest `{digest}` uses an algorithm other than sha256, which strata does not support")]
+    UnsupportedDigest {
+        /// The digest.
+        digest: String,
+    },
+    /// A JSON blob too large to be a manifest or config.
+    #[error(
+        "blob `{digest}` has {size} bytes, more than the {MAX_JSON_BLOB} a manifest or config may have"
+    )]
+    BlobTooLarge {
+        /// The digest.
+        digest: String,
+        /// Its size.
+        size: u64,
+    },
+    /// A tag to commit is not a valid ref name.
+    #[error("cannot tag an image in `{}`", dir.display())]
+    InvalidTag {
+        /// The layout directory.
+        dir: PathBuf,
+        /// Why the tag is invalid.
+        #[source]
+        source: RefError,
+    },
+    /// The same tag appears twice in one commit.
+    #[error("tag `{tag}` is committed twice to OCI image layout `{}`", dir.display())]
+    DuplicateTag {
+        /// The layout directory.
+        dir: PathBuf,
+        /// The tag.
+        tag: String,
+    },
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// An OCI image layout opened for reading.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    dir: PathBuf,
+    index: ImageIndex,
+}
+
+impl Layout {
+    /// Opens the layout at `dir`: checks `oci-layout` (version 1.0.0) and reads `index.json`.
+    ///
+    /// # Errors
+    /// [`LayoutError::Missing`], [`LayoutError::NotALayout`],
+    /// [`LayoutError::UnsupportedVersion`], or an unreadable or invalid `index.json`.
+    pub fn open(dir: &Path) -> Result<Layout, LayoutError> {
+        let marker = dir.join(OCI_LAYOUT_FILE);
+        let marker_bytes = match fs::read(&marker) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(if dir.is_dir() {
+                    LayoutError::NotALayout {
+                        dir: dir.to_path_buf(),
+                        not_empty: false,
+                    }
+                } else {
+                    LayoutError::Missing {
+                        dir: dir.to_path_buf(),
+                    }
+                });
+            }
+            Err(source) => return Err(io_err("cannot read", &marker, source)),
+        };
+        let layout: OciLayout =
+            serde_json::from_slice(&marker_bytes).map_err(|source| LayoutError::Json {
+                what: "oci-layout file",
+                path: marker.clone(),
+                source,
+            })?;
+        if layout.image_layout_version() != LAYOUT_VERSION {
+            return Err(LayoutError::UnsupportedVersion {
+                dir: dir.to_path_buf(),
+                version: layout.image_layout_version().clone(),
+            });
+        }
+        let index_path = dir.join(INDEX_FILE);
+        let index_bytes =
+            fs::read(&index_path).map_err(|e| io_err("cannot read", &index_path, e))?;
+        let index: ImageIndex =
+            serde_json::from_slice(&index_bytes).map_err(|source| LayoutError::Json {
+                what: "image index",
+                path: index_path,
+                source,
+            })?;
+        Ok(Layout {
+            dir: dir.to_path_buf(),
+            index,
+        })
+    }
+
+    /// The layout directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The parsed `index.json`.
+    pub fn index(&self) -> &ImageIndex {
+        &self.index
+    }
+
+    /// Every `index.json` entry that has a tag (`org.opencontainers.image.ref.name`), sorted by
+    /// tag. A tag may appear more than once (one entry per platform).
+    pub fn tags(&self) -> Vec<(String, Descriptor)> {
+        let mut tags: Vec<(String, Descriptor)> = self
+            .index
+            .manifests()
+            .iter()
+            .filter_map(|d| ref_name(d).map(|tag| (tag.to_owned(), d.clone())))
+            .collect();
+        tags.sort_by(|a, b| a.0.cmp(&b.0));
+        tags
+    }
+
+    /// The manifest tagged `tag`, for linux on this machine's architecture where the tag
+    /// names an image index (or several entries); a tag with a single manifest is taken
+    /// whatever its platform.
+    ///
+    /// # Errors
+    /// [`LayoutError::TagNotFound`] listing the tags present,
+    /// [`LayoutError::NoMatchingPlatform`], or a missing, corrupt or unparsable blob.
+    pub fn resolve(&self, tag: &str) -> Result<(Descriptor, ImageManifest), LayoutError> {
+        self.resolve_for_platform(tag, &Os::Linux, &host_arch())
+    }
+
+    /// Like [`Self::resolve`], choosing `os`/`arch` among several manifests.
+    ///
+    /// # Errors
+    /// As [`Self::resolve`].
+    pub fn resolve_for_platform(
+        &self,
+        tag: &str,
+        os: &Os,
+        arch: &Arch,
+    ) -> Result<(Descriptor, ImageManifest), LayoutError> {
+        let tagged: Vec<&Descriptor> = self
+            .index
+            .manifests()
+            .iter()
+            .filter(|d| ref_name(d) == Some(tag))
+            .collect();
+        if tagged.is_empty() {
+            let mut available: Vec<String> = self.tags().into_iter().map(|(tag, _)| tag).collect();
+            available.dedup();
+            return Err(LayoutError::TagNotFound {
+                dir: self.dir.clone(),
+                tag: tag.to_owned(),
+                available,
+            });
+        }
+        let mut current = self.select_platform(tag, &tagged, os, arch)?.clone();
+        for _ in 0..MAX_INDEX_DEPTH {
+            match current.media_type() {
+                MediaType::ImageManifest => {}
+                MediaType::Other(other) if other == DOCKER_MANIFEST => {}
+                MediaType::ImageIndex => {
+                    let index: ImageIndex = self.read_json(&current, "image index")?;
+                    let children: Vec<&Descriptor> = index.manifests().iter().collect();
+                    current = self.select_platform(tag, &children, os, arch)?.clone();
+                    continue;
+                }
+                MediaType::Other(other) if other == DOCKER_MANIFEST_LIST => {
+                    let index: ImageIndex = self.read_json(&current, "manifest list")?;
+                    let children: Vec<&Descriptor> = index.manifests().iter().collect();
+                    current = self.select_platform(tag, &children, os, arch)?.clone();
+                    continue;
+                }
+                other => {
+                    return Err(LayoutError::UnexpectedMediaType {
+                        dir: self.dir.clone(),
+                        digest: current.digest().to_string(),
+                        media_type: other.to_string(),
+                        expected: "an image manifest or image index",
+                    });
+                }
+            }
+            let manifest: ImageManifest = self.read_json(&current, "image manifest")?;
+            return Ok((current, manifest));
+        }
+        Err(LayoutError::IndexTooDeep {
+            dir: self.dir.clone(),
+            tag: tag.to_owned(),
+        })
+    }
+
+    /// `<dir>/blobs/<algorithm>/<hex>`, where the blob with this digest is (or would be).
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        blob_path_in(&self.dir, digest)
+    }
+
+    /// Whether the blob a descriptor points to is present with the right size (its content
+    /// is not hashed).
+    pub fn has_blob(&self, descriptor: &Descriptor) -> bool {
+        fs::metadata(self.blob_path(descriptor.digest()))
+            .is_ok_and(|m| m.is_file() && m.len() == descriptor.size())
+    }
+
+    /// Reads a JSON-sized blob, checking its size and sha256 against the descriptor.
+    ///
+    /// # Errors
+    /// [`LayoutError::MissingBlob`], [`LayoutError::SizeMismatch`],
+    /// [`LayoutError::DigestMismatch`], [`LayoutError::UnsupportedDigest`] or
+    /// [`LayoutError::BlobTooLarge`] (over [`MAX_JSON_BLOB`]).
+    pub fn read_blob(&self, descriptor: &Descriptor) -> Result<Vec<u8>, LayoutError> {
+        let path = self.blob_path(descriptor.digest());
+        read_verified(&path, descriptor).map_err(|e| match e {
+            LayoutError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                LayoutError::MissingBlob {
+                    dir: self.dir.clone(),
+                    digest: descriptor.digest().to_string(),
+                    tag: None,
+                }
+            }
+            other => other,
+        })
+    }
+
+    /// Reads and parses a JSON blob (verified as [`Self::read_blob`] does).
+    ///
+    /// # Errors
+    /// As [`Self::read_blob`], or [`LayoutError::Json`] naming `what`.
+    pub fn read_json<T: DeserializeOwned>(
+        &self,
+        descriptor: &Descriptor,
+        what: &'static str,
+    ) -> Result<T, LayoutError> {
+        let bytes = self.read_blob(descriptor)?;
+        serde_json::from_slice(&bytes).map_err(|source| LayoutError::Json {
+            what,
+            path: self.blob_path(descriptor.digest()),
+            source,
+        })
+    }
+
+    fn select_platform<'a>(
+        &self,
+        tag: &str,
+        candidates: &[&'a Descriptor],
+        os: &Os,
+        arch: &Arch,
+    ) -> Result<&'a Descriptor, LayoutError> {
+        if let [only] = candidates {
+            return Ok(only);
+        }
+        candidates
+            .iter()
+            .find(|d| {
+                d.platform()
+                    .as_ref()
+                    .is_some_and(|p| p.os() == os && p.architecture() == arch)
+            })
+            .copied()
+            .ok_or_else(|| LayoutError::NoMatchingPlatform {
+                dir: self.dir.clone(),
+                tag: tag.to_owned(),
+                wanted: format!("{os}/{arch}"),
+                available: candidates
+                    .iter()
+                    .map(|d| {
+                        d.platform().as_ref().map_or_else(
+                            || "unspecified".to_owned(),
+                            |p| format!("{}/{}", p.os(), p.architecture()),
+                        )
+                    })
+                    .collect(),
+            })
+    }
+}
+
+/// The tag (`org.opencontainers.image.ref.name`) of an index entry.
+pub fn ref_name(descriptor: &Descriptor) -> Option<&str> {
+    descriptor
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_REF_NAME))
+        .map(String::as_str)
+}
+
+/// This machine's architecture in Go's `GOARCH` naming, as OCI configs and platforms use it.
+pub fn host_arch() -> Arch {
+    let goarch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "x86" => "386",
+        "aarch64" => "arm64",
+        "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
+        "powerpc64" => "ppc64",
+        "loongarch64" => "loong64",
+        other => other,
+    };
+    Arch::from(goarch)
+}
+
+/// Serialises `value` as compact JSON with object keys in byte order, so equal values always
+/// give equal bytes (and digests), whatever order `HashMap` fields iterate in.
+///
+/// # Errors
+/// A value serde cannot represent as JSON (a map with non-string keys).
+pub fn canonical_json<T: Serialize>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
+    fn sort(value: Value) -> Value {
+        match value {
+            Value::Object(map) => {
+                let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                Value::Object(entries.into_iter().map(|(k, v)| (k, sort(v))).collect())
+            }
+            Value::Array(items) => Value::Array(items.into_iter().map(sort).collect()),
+            other => other,
+        }
+    }
+    serde_json::to_vec(&sort(serde_json::to_value(value)?))
+}
+
+/// Blobs and metadata being prepared for one commit into a layout. Dropping it without
+/// [`Staging::commit`] removes everything it wrote and leaves the layout untouched.
+#[derive(Debug)]
+pub struct Staging {
+    layout_dir: PathBuf,
+    blob_dir: PathBuf,
+    // Deletes the staging directory, with whatever is still in it, when the staging goes away.
+    _temp: TempDir,
+}
+
+impl Staging {
+    /// Starts staging for the layout at `layout_dir` (which need not exist yet), in a temp
+    /// directory in its parent. The parent is created if missing.
+    ///
+    /// # Errors
+    /// [`LayoutError::InvalidDir`] for a path with no final component, or an I/O error
+    /// creating the temp directory.
+    pub fn new(layout_dir: &Path) -> Result<Staging, LayoutError> {
+        let name = layout_dir
+            .file_name()
+            .ok_or_else(|| LayoutError::InvalidDir {
+                dir: layout_dir.to_path_buf(),
+            })?;
+        let parent = match layout_dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        fs::create_dir_all(parent).map_err(|e| io_err("cannot create", parent, e))?;
+        let temp = tempfile::Builder::new()
+            .prefix(&format!(".{}.staging-", name.to_string_lossy()))
+            .tempdir_in(parent)
+            .map_err(|e| io_err("cannot create a staging directory in", parent, e))?;
+        let blob_dir = temp.path().join("blobs");
+        fs::create_dir(&blob_dir).map_err(|e| io_err("cannot create", &blob_dir, e))?;
+        Ok(Staging {
+            layout_dir: layout_dir.to_path_buf(),
+            blob_dir,
+            _temp: temp,
+        })
+    }
+
+    /// The layout this staging commits into.
+    pub fn layout_dir(&self) -> &Path {
+        &self.layout_dir
+    }
+
+    /// Where staged blobs live, named by the hex of their sha256: pass it to
+    /// [`crate::archive::LayerBuilder::finish`].
+    pub fn blob_dir(&self) -> &Path {
+        &self.blob_dir
+    }
+
+    /// Stages `bytes` as a blob and returns its descriptor.
+    ///
+    /// # Errors
+    /// An I/O error writing the blob.
+    pub fn put_bytes(
+        &self,
+        bytes: &[u8],
+        media_type: MediaType,
+    ) -> Result<Descriptor, LayoutError> {
+        let hex = hex::encode(Sha256::digest(bytes));
+        let digest = sha256_digest(&hex)?;
+        let path = self.blob_dir.join(&hex);
+        if !path.exists() {
+            write_atomic(&path, bytes)?;
+        }
+        Ok(Descriptor::new(media_type, bytes.len() as u64, digest))
+    }
+
+    /// Stages `value` as canonical JSON (see [`canonical_json`]) and returns the descriptor
+    /// of exactly those bytes.
+    ///
+    /// # Errors
+    /// [`LayoutError::Serialize`] or an I/O error writing the blob.
+    pub fn put_json<T: Serialize>(
+        &self,
+        value: &T,
+        media_type: MediaType,
+    ) -> Result<Descriptor, LayoutError> {
+        let bytes = canonical_json(value).map_err(|source| LayoutError::Serialize {
+            what: "a JSON blob",
+            source,
+        })?;
+        self.put_bytes(&bytes, media_type)
+    }
+
+    /// Includes an existing blob file (a run image layer from another layout, a cached layer
+    /// from the store) in the commit. Nothing is done if the target layout or the staging
+    /// already has a blob of that digest and size; otherwise the file is hardlinked into the
+    /// staging directory where possible (sharing its inode, as blobs are never modified in
+    /// place) and copied where not, and the staged bytes are checked against the size and
+    /// sha256 of `descriptor`.
+    ///
+    /// # Errors
+    /// [`LayoutError::SizeMismatch`], [`LayoutError::DigestMismatch`],
+    /// [`LayoutError::UnsupportedDigest`] or an I/O error; nothing is staged then.
+    pub fn put_blob_file(&self, src: &Path, descriptor: &Descriptor) -> Result<(), LayoutError> {
+        let hex = sha256_hex_of(descriptor.digest())?;
+        let present = |path: &Path| {
+            fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == descriptor.size())
+        };
+        let staged = self.blob_dir.join(hex);
+        if present(&blob_path_in(&self.layout_dir, descriptor.digest())) || present(&staged) {
+            return Ok(());
+        }
+        let meta = fs::metadata(src).map_err(|e| io_err("cannot read blob", src, e))?;
+        if meta.len() != descriptor.size() {
+            return Err(LayoutError::SizeMismatch {
+                path: src.to_path_buf(),
+                digest: descriptor.digest().to_string(),
+                expected: descriptor.size(),
+                actual: meta.len(),
+            });
+        }
+        if fs::hard_link(src, &staged).is_ok() {
+            // Hash what is now staged, so the check covers the bytes that will be committed.
+            if let Err(e) = verify_file(&staged, descriptor) {
+                let _ = fs::remove_file(&staged);
+                return Err(e);
+            }
+            return Ok(());
+        }
+        let mut input = File::open(src).map_err(|e| io_err("cannot read blob", src, e))?;
+        let mut temp = tempfile::Builder::new()
+            .prefix(".copy-")
+            .tempfile_in(&self.blob_dir)
+            .map_err(|e| io_err("cannot create a temp file in", &self.blob_dir, e))?;
+        let mut hashing = HashingWriter {
+            inner: temp.as_file_mut(),
+            hasher: Sha256::new(),
+        };
+        let copied =
+            io::copy(&mut input, &mut hashing).map_err(|e| io_err("cannot copy blob", src, e))?;
+        let actual = hex::encode(hashing.hasher.finalize());
+        check_copy(src, descriptor, copied, &actual)?;
+        finish_file(temp.as_file(), &staged)?;
+        temp.persist(&staged)
+            .map_err(|e| io_err("cannot write", &staged, e.error))?;
+        Ok(())
+    }
+
+    /// Moves the staged blobs into the layout and points `tags` at their manifests (or
+    /// indexes), keeping every other tag of the layout. Creates the layout if the directory
+    /// does not exist or is empty.
+    ///
+    /// # Errors
+    /// An invalid or repeated tag, a directory that is neither empty nor a layout, a committed
+    /// manifest whose config or layers are in neither the staging nor the layout, or an I/O
+    /// error. Every check runs before the layout is touched.
+    pub fn commit(self, tags: &[(String, Descriptor)]) -> Result<(), LayoutError> {
+        let dir = &self.layout_dir;
+        let mut seen = HashSet::new();
+        for (tag, _) in tags {
+            validate_tag(tag).map_err(|source| LayoutError::InvalidTag {
+                dir: dir.clone(),
+                source,
+            })?;
+            if !seen.insert(tag.as_str()) {
+                return Err(LayoutError::DuplicateTag {
+                    dir: dir.clone(),
+                    tag: tag.clone(),
+                });
+            }
+        }
+        let existing = self.existing_layout()?;
+        for (tag, descriptor) in tags {
+            self.check_complete(tag, descriptor, 0)?;
+        }
+
+        let blobs = dir.join("blobs").join("sha256");
+        fs::create_dir_all(&blobs).map_err(|e| io_err("cannot create", &blobs, e))?;
+        if existing.is_none() {
+            let marker =
+                canonical_json(&serde_json::json!({ "imageLayoutVersion": LAYOUT_VERSION }))
+                    .map_err(|source| LayoutError::Serialize {
+                        what: "oci-layout",
+                        source,
+                    })?;
+            write_atomic(&dir.join(OCI_LAYOUT_FILE), &marker)?;
+        }
+        self.move_blobs(&blobs)?;
+        sync_dir(&blobs)?;
+
+        let mut index = existing.map_or_else(ImageIndex::default, |layout| layout.index);
+        let mut manifests: Vec<Descriptor> = index
+            .manifests()
+            .iter()
+            .filter(|d| ref_name(d).is_none_or(|t| !seen.contains(t)))
+            .cloned()
+            .collect();
+        for (tag, descriptor) in tags {
+            let mut entry = descriptor.clone();
+            let mut annotations = entry.annotations().clone().unwrap_or_default();
+            annotations.insert(ANNOTATION_REF_NAME.to_owned(), tag.clone());
+            entry.set_annotations(Some(annotations));
+            manifests.push(entry);
+        }
+        // Tagged entries by tag (stable, so several platforms of one tag keep their order),
+        // untagged ones after them.
+        manifests.sort_by(|a, b| match (ref_name(a), ref_name(b)) {
+            (Some(x), Some(y)) => x.cmp(y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        });
+        index.set_manifests(manifests);
+        index.set_schema_version(2);
+        index.set_media_type(Some(MediaType::ImageIndex));
+        let bytes = canonical_json(&index).map_err(|source| LayoutError::Serialize {
+            what: "index.json",
+            source,
+        })?;
+        write_atomic(&dir.join(INDEX_FILE), &bytes)?;
+        sync_dir(dir)
+    }
+
+    /// The layout already at the target, `None` for a missing or empty directory.
+    fn existing_layout(&self) -> Result<Option<Layout>, LayoutError> {
+        let dir = &self.layout_dir;
+        let mut entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("cannot read", dir, e)),
+        };
+        if dir.join(OCI_LAYOUT_FILE).exists() {
+            return Layout::open(dir).map(Some);
+        }
+        if entries.next().is_none() {
+            Ok(None)
+        } else {
+            Err(LayoutError::NotALayout {
+                dir: dir.clone(),
+                not_empty: true,
+            })
+        }
+    }
+
+    /// Where a blob is, staged or already in the layout, if it is present with the right size.
+    fn locate(&self, descriptor: &Descriptor) -> Result<Option<PathBuf>, LayoutError> {
+        let hex = sha256_hex_of(descriptor.digest())?;
+        let candidates = [
+            self.blob_dir.join(hex),
+            blob_path_in(&self.layout_dir, descriptor.digest()),
+        ];
+        for path in candidates {
+            if let Ok(meta) = fs::metadata(&path) {
+                if meta.len() != descriptor.size() {
+                    return Err(LayoutError::SizeMismatch {
+                        path,
+                        digest: descriptor.digest().to_string(),
+                        expected: descriptor.size(),
+                        actual: meta.len(),
+                    });
+                }
+                return Ok(Some(path));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Checks that `descriptor` and everything it references can be found after the commit.
+    fn check_complete(
+        &self,
+        tag: &str,
+        descriptor: &Descriptor,
+        depth: usize,
+    ) -> Result<(), LayoutError> {
+        let missing = || LayoutError::MissingBlob {
+            dir: self.layout_dir.clone(),
+            digest: descriptor.digest().to_string(),
+            tag: Some(tag.to_owned()),
+        };
+        let path = self.locate(descriptor)?.ok_or_else(missing)?;
+        let is_index = match descriptor.media_type() {
+            MediaType::ImageManifest => false,
+            MediaType::ImageIndex => true,
+            MediaType::Other(other) if other == DOCKER_MANIFEST => false,
+            MediaType::Other(other) if other == DOCKER_MANIFEST_LIST => true,
+            other => {
+                return Err(LayoutError::UnexpectedMediaType {
+                    dir: self.layout_dir.clone(),
+                    digest: descriptor.digest().to_string(),
+                    media_type: other.to_string(),
+                    expected: "an image manifest or image index",
+                });
+            }
+        };
+        let bytes = read_verified(&path, descriptor)?;
+        let json_err = |source| LayoutError::Json {
+            what: if is_index {
+                "image index"
+            } else {
+                "image manifest"
+            },
+            path: path.clone(),
+            source,
+        };
+        if is_index {
+            if depth >= MAX_INDEX_DEPTH {
+                return Err(LayoutError::IndexTooDeep {
+                    dir: self.layout_dir.clone(),
+                    tag: tag.to_owned(),
+                });
+            }
+            let index: ImageIndex = serde_json::from_slice(&bytes).map_err(json_err)?;
+            for child in index.manifests() {
+                self.check_complete(tag, child, depth + 1)?;
+            }
+        } else {
+            let manifest: ImageManifest = serde_json::from_slice(&bytes).map_err(json_err)?;
+            for blob in std::iter::once(manifest.config()).chain(manifest.layers()) {
+                if self.locate(blob)?.is_none() {
+                    return Err(LayoutError::MissingBlob {
+                        dir: self.layout_dir.clone(),
+                        digest: blob.digest().to_string(),
+                        tag: Some(tag.to_owned()),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn move_blobs(&self, blobs: &Path) -> Result<(), LayoutError> {
+        let entries =
+            fs::read_dir(&self.blob_dir).map_err(|e| io_err("cannot read", &self.blob_dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| io_err("cannot read", &self.blob_dir, e))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str().filter(|n| is_sha256_hex(n)) else {
+                continue; // a temp file of an interrupted write
+            };
+            let src = entry.path();
+            let dest = blobs.join(name);
+            let src_len = entry
+                .metadata()
+                .map_err(|e| io_err("cannot read", &src, e))?
+                .len();
+            if fs::metadata(&dest).is_ok_and(|m| m.len() == src_len) {
+                continue;
+            }
+            move_file(&src, &dest)?;
+        }
+        Ok(())
+    }
+}
+
+fn blob_path_in(dir: &Path, digest: &Digest) -> PathBuf {
+    dir.join("blobs")
+        .join(digest.algorithm().as_ref())
+        .join(digest.digest())
+}
+
+fn is_sha256_hex(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn sha256_hex_of(digest: &Digest) -> Result<&str, LayoutError> {
+    if *digest.algorithm() == DigestAlgorithm::Sha256 {
+        Ok(digest.digest())
+    } else {
+        Err(LayoutError::UnsupportedDigest {
+            digest: digest.to_string(),
+        })
+    }
+}
+
+fn sha256_digest(hex: &str) -> Result<Digest, LayoutError> {
+    let text = format!("sha256:{hex}");
+    Digest::from_str(&text).map_err(|_| LayoutError::UnsupportedDigest { digest: text })
+}
+
+fn io_err(action: &'static str, path: &Path, source: io::Error) -> LayoutError {
+    LayoutError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Reads a small blob whole and checks it against its descriptor.
+fn read_verified(path: &Path, descriptor: &Descriptor) -> Result<Vec<u8>, LayoutError> {
+    let expected = sha256_hex_of(descriptor.digest())?;
+    if descriptor.size() > MAX_JSON_BLOB {
+        return Err(LayoutError::BlobTooLarge {
+            digest: descriptor.digest().to_string(),
+            size: descriptor.size(),
+        });
+    }
+    let file = File::open(path).map_err(|e| io_err("cannot read blob", path, e))?;
+    let mut bytes = Vec::new();
+    // One byte more than expected is enough to notice a blob that is too long.
+    file.take(descriptor.size() + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_err("cannot read blob", path, e))?;
+    if bytes.len() as u64 != descriptor.size() {
+        return Err(LayoutError::SizeMismatch {
+            path: path.to_path_buf(),
+            digest: descriptor.digest().to_string(),
+            expected: descriptor.size(),
+            actual: fs::metadata(path).map_or(bytes.len() as u64, |m| m.len()),
+        });
+    }
+    let actual = hex::encode(Sha256::digest(&bytes));
+    if actual != expected {
+        return Err(LayoutError::DigestMismatch {
+            path: path.to_path_buf(),
+            expected: descriptor.digest().to_string(),
+            actual: format!("sha256:{actual}"),
+        });
+    }
+    Ok(bytes)
+}
+
+/// Hashes a blob file of any size and checks it against its descriptor.
+fn verify_file(path: &Path, descriptor: &Descriptor) -> Result<(), LayoutError> {
+    let mut file = File::open(path).map_err(|e| io_err("cannot read blob", path, e))?;
+    let mut hashing = HashingWriter {
+        inner: io::sink(),
+        hasher: Sha256::new(),
+    };
+    let len = io::copy(&mut file, &mut hashing).map_err(|e| io_err("cannot read blob", path, e))?;
+    check_copy(
+        path,
+        descriptor,
+        len,
+        &hex::encode(hashing.hasher.finalize()),
+    )
+}
+
+fn check_copy(
+    path: &Path,
+    descriptor: &Descriptor,
+    len: u64,
+    actual_hex: &str,
+) -> Result<(), LayoutError> {
+    if len != descriptor.size() {
+        return Err(LayoutError::SizeMismatch {
+            path: path.to_path_buf(),
+            digest: descriptor.digest().to_string(),
+            expected: descriptor.size(),
+            actual: len,
+        });
+    }
+    if Some(actual_hex) != descriptor.as_digest_sha256() {
+        return Err(LayoutError::DigestMismatch {
+            path: path.to_path_buf(),
+            expected: descriptor.digest().to_string(),
+            actual: format!("sha256:{actual_hex}"),
+        });
+    }
+    Ok(())
+}
+
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Makes a finished temp file world-readable (temp files start 0600) and durable.
+fn finish_file(file: &File, dest: &Path) -> Result<(), LayoutError> {
+    file.set_permissions(fs::Permissions::from_mode(0o644))
+        .map_err(|e| io_err("cannot write", dest, e))?;
+    file.sync_all().map_err(|e| io_err("cannot write", dest, e))
+}
+
+/// Writes `bytes` to `dest` through a synced temp file in the same directory and a rename.
+fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut temp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| io_err("cannot create a temp file in", dir, e))?;
+    temp.write_all(bytes)
+        .map_err(|e| io_err("cannot write", dest, e))?;
+    finish_file(temp.as_file(), dest)?;
+    temp.persist(dest)
+        .map_err(|e| io_err("cannot write", dest, e.error))?;
+    Ok(())
+}
+
+/// Renames `src` to `dest`, copying through a temp file when they are on different file
+/// systems (a layout directory that is a symlink to another disk).
+fn move_file(src: &Path, dest: &Path) -> Result<(), LayoutError> {
+    match fs::rename(src, dest) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
+            let dir = dest.parent().unwrap_or(Path::new("."));
+            let mut temp = tempfile::Builder::new()
+                .prefix(".tmp-")
+                .tempfile_in(dir)
+                .map_err(|e| io_err("cannot create a temp file in", dir, e))?;
+            let mut input = File::open(src).map_err(|e| io_err("cannot read", src, e))?;
+            io::copy(&mut input, temp.as_file_mut())
+                .map_err(|e| io_err("cannot write", dest, e))?;
+            finish_file(temp.as_file(), dest)?;
+            temp.persist(dest)
+                .map_err(|e| io_err("cannot write", dest, e.error))?;
+            Ok(())
+        }
+        Err(e) => Err(io_err("cannot move a blob to", dest, e)),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), LayoutError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err("cannot sync", dir, e))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use oci_spec::image::{ImageManifestBuilder, PlatformBuilder};
+    use std::collections::HashMap;
+
+    fn manifest_with(staging: &Staging, layer: &[u8]) -> Descriptor {
+        let config = staging
+            .put_bytes(b"{\"architecture\":\"amd64\",\"os\":\"linux\",\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[]}}", MediaType::ImageConfig)
+            .unwrap();
+        let layer = staging.put_bytes(layer, MediaType::ImageLayer).unwrap();
+        let manifest = ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageManifest)
+            .config(config)
+            .layers(vec![layer])
+            .build()
+            .unwrap();
+        staging
+            .put_json(&manifest, MediaType::ImageManifest)
+            .unwrap()
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_level() {
+        let mut labels = HashMap::new();
+        for key in ["zeta", "alpha", "mid", "beta", "omega"] {
+            labels.insert(key.to_owned(), key.to_owned());
+        }
+        let value = serde_json::json!({"b": 1, "a": {"y": [ {"d": 1, "c": 2} ], "x": labels}});
+        let text = String::from_utf8(canonical_json(&value).unwrap()).unwrap();
+        assert_eq!(
+            text,
+            r#"{"a":{"x":{"alpha":"alpha","beta":"beta","mid":"mid","omega":"omega","zeta":"zeta"},"y":[{"c":2,"d":1}]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn put_json_digest_is_of_the_stored_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = Staging::new(&dir.path().join("layout")).unwrap();
+        let descriptor = staging
+            .put_json(&serde_json::json!({"k": "v"}), MediaType::ImageConfig)
+            .unwrap();
+        let stored = fs::read(
+            staging
+                .blob_dir()
+                .join(descriptor.as_digest_sha256().unwrap()),
+        )
+        .unwrap();
+        assert_eq!(stored, br#"{"k":"v"}"#);
+        assert_eq!(descriptor.size(), stored.len() as u64);
+        assert_eq!(
+            descriptor.as_digest_sha256().unwrap(),
+            hex::encode(Sha256::digest(&stored))
+        );
+    }
+
+    #[test]
+    fn commit_creates_layout_and_resolve_reads_it_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout_dir = dir.path().join("out").join("layout");
+        let staging = Staging::new(&layout_dir).unwrap();
+        let manifest = manifest_with(&staging, b"layer one");
+        staging
+            .commit(&[("v1".to_owned(), manifest.clone())])
+            .unwrap();
+
+        let layout = Layout::open(&layout_dir).unwrap();
+        let (found, parsed) = layout.resolve("v1").unwrap();
+        assert_eq!(found.digest(), manifest.digest());
+        assert_eq!(parsed.layers().len(), 1);
+        assert_eq!(layout.read_blob(&parsed.layers()[0]).unwrap(), b"layer one");
+        assert!(layout.has_blob(parsed.config()));
+        assert_eq!(
+            fs::read_to_string(layout_dir.join("oci-layout")).unwrap(),
+            r#"{"imageLayoutVersion":"1.0.0"}"#
+        );
+        let leftovers: Vec<_> = fs::read_dir(dir.path().join("out"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers, ["layout"], "the staging directory is gone");
+        let err = layout.resolve("v2").unwrap_err();
+        assert!(
+            matches!(&err, LayoutError::TagNotFound { available, .. } if available == &["v1"]),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains("v2") && message.contains("v1") && message.contains("layout"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn commit_refuses_missing_blobs_and_non_layout_dirs_without_touching_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout_dir = dir.path().join("layout");
+        let staging = Staging::new(&layout_dir).unwrap();
+        let layer = staging.put_bytes(b"x", MediaType::ImageLayer).unwrap();
+        let config = Descriptor::new(
+            MediaType::ImageConfig,
+            2,
+            sha256_digest(&"0".repeat(64)).unwrap(),
+        );
+        let manifest = ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .config(config)
+            .layers(vec![layer])
+            .build()
+            .unwrap();
+        let manifest = staging
+            .put_json(&manifest, MediaType::ImageManifest)
+            .unwrap();
+        let err = staging.commit(&[("t".to_owned(), manifest)]).unwrap_err();
+        assert!(matches!(err, LayoutError::MissingBlob { .. }), "{err:?}");
+        assert!(err.to_string().contains(&"0".repeat(64)));
+        assert!(!layout_dir.exists());
+
+        fs::create_dir(&layout_dir).unwrap();
+        fs::write(layout_dir.join("precious.txt"), b"mine").unwrap();
+        let staging = Staging::new(&layout_dir).unwrap();
+        let manifest = manifest_with(&staging, b"y");
+        let err = staging.commit(&[("t".to_owned(), manifest)]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                LayoutError::NotALayout {
+                    not_empty: true,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(fs::read_dir(&layout_dir).unwrap().count(), 1);
+
+        let other = dir.path().join("other");
+        for tags in [vec!["bad tag"], vec!["a", "a"]] {
+            let staging = Staging::new(&other).unwrap();
+            let manifest = manifest_with(&staging, b"z");
+            let tags: Vec<_> = tags
+                .iter()
+                .map(|t| ((*t).to_owned(), manifest.clone()))
+                .collect();
+            let err = staging.commit(&tags).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    LayoutError::InvalidTag { .. } | LayoutError::DuplicateTag { .. }
+                ),
+                "{err:?}"
+            );
+        }
+        assert!(!dir.path().join("other").exists());
+    }
+
+    #[test]
+    fn put_blob_file_verifies_and_skips_known_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("blob");
+        fs::write(&src, b"layer bytes").unwrap();
+        let good = Descriptor::new(
+            MediaType::ImageLayer,
+            11,
+            sha256_digest(&hex::encode(Sha256::digest(b"layer bytes"))).unwrap(),
+        );
+        let staging = Staging::new(&dir.path().join("layout")).unwrap();
+        staging.put_blob_file(&src, &good).unwrap();
+        let staged = staging.blob_dir().join(good.as_digest_sha256().unwrap());
+        assert_eq!(fs::read(&staged).unwrap(), b"layer bytes");
+
+        let wrong_digest = Descriptor::new(
+            MediaType::ImageLayer,
+            11,
+            sha256_digest(&"1".repeat(64)).unwrap(),
+        );
+        let err = staging.put_blob_file(&src, &wrong_digest).unwrap_err();
+        assert!(matches!(err, LayoutError::DigestMismatch { .. }), "{err:?}");
+        assert!(!staging.blob_dir().join("1".repeat(64)).exists());
+        let wrong_size = Descriptor::new(
+            MediaType::ImageLayer,
+            12,
+            sha256_digest(&"2".repeat(64)).unwrap(),
+        );
+        assert!(matches!(
+            staging.put_blob_file(&src, &wrong_size),
+            Err(LayoutError::SizeMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn resolve_follows_a_nested_index_to_the_host_platform() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout_dir = dir.path().join("layout");
+        let staging = Staging::new(&layout_dir).unwrap();
+        let mut children = Vec::new();
+        for (arch, content) in [
+            ("s390x", b"other".as_slice()),
+            (host_arch().to_string().as_str(), b"mine".as_slice()),
+        ] {
+            let mut manifest = manifest_with(&staging, content);
+            manifest.set_platform(Some(
+                PlatformBuilder::default()
+                    .os(Os::Linux)
+                    .architecture(Arch::from(arch))
+                    .build()
+                    .unwrap(),
+            ));
+            children.push(manifest);
+        }
+        let mut index = ImageIndex::default();
+        index.set_media_type(Some(MediaType::ImageIndex));
+        index.set_manifests(children.clone());
+        let index = staging.put_json(&index, MediaType::ImageIndex).unwrap();
+        staging.commit(&[("multi".to_owned(), index)]).unwrap();
+
+        let layout = Layout::open(&layout_dir).unwrap();
+        let (found, manifest) = layout.resolve("multi").unwrap();
+        assert_eq!(found.digest(), children[1].digest());
+        assert_eq!(layout.read_blob(&manifest.layers()[0]).unwrap(), b"mine");
+        let err = layout
+            .resolve_for_platform("multi", &Os::Windows, &Arch::Amd64)
+            .unwrap_err();
+        assert!(
+            matches!(err, LayoutError::NoMatchingPlatform { .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn read_blob_detects_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout_dir = dir.path().join("layout");
+        let staging = Staging::new(&layout_dir).unwrap();
+        let manifest = manifest_with(&staging, b"content");
+        staging
+            .commit(&[("t".to_owned(), manifest.clone())])
+            .unwrap();
+        let layout = Layout::open(&layout_dir).unwrap();
+        let path = layout.blob_path(manifest.digest());
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[0] ^= 1;
+        fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            layout.resolve("t"),
+            Err(LayoutError::DigestMismatch { .. })
+        ));
+        fs::remove_file(&path).unwrap();
+        assert!(matches!(
+            layout.resolve("t"),
+            Err(LayoutError::MissingBlob { .. })
+        ));
+    }
+
+    #[test]
+    fn open_reports_missing_and_foreign_dirs() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            Layout::open(&dir.path().join("nope")),
+            Err(LayoutError::Missing { .. })
+        ));
+        assert!(matches!(
+            Layout::open(dir.path()),
+            Err(LayoutError::NotALayout { .. })
+        ));
+        fs::write(
+            dir.path().join("oci-layout"),
+            br#"{"imageLayoutVersion":"2.0.0"}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            Layout::open(dir.path()),
+            Err(LayoutError::UnsupportedVersion { .. })
+        ));
+    }
+}
