@@ -8,7 +8,7 @@
 //! the launch env of every layer computed into the config's `Env` at export time.
 //!
 //! Everything here is a function of its inputs: layers come from the one reproducible tar
-//! writer, JSON goes through `serde_json::Value` (whose maps are sorted), and every time in the
+//! writer, JSON is staged canonically (sorted keys), and every time in the
 //! image is the one given (`SOURCE_DATE_EPOCH` or 1980-01-01T00:00:01Z).
 
 use std::collections::BTreeMap;
@@ -20,11 +20,11 @@ use oci_spec::image::{
     ImageManifestBuilder, MediaType, RootFsBuilder,
 };
 use strata_engine::build::{BuildOutput, BuildpackOutput, layer_target};
-use strata_engine::env::{Env, Phase, layer_env};
+use strata_engine::env::{Env, Phase, buildpack_env};
 use strata_engine::layers::{Process, SbomScope};
 use strata_planner::ProjectDescriptor;
 
-use crate::archive::{Compression, LayerBlob, LayerBuilder, Owner};
+use crate::archive::{Compression, LayerBlob, LayerBuilder, ModePolicy, Owner, format_timestamp};
 use crate::layout::Staging;
 use crate::metadata::{
     BUILD_LABEL, BuildMetadata, BuildpackLayersMetadata, BuildpackRef, LIFECYCLE_LABEL, LayerMetadata, LayerSha,
@@ -85,6 +85,13 @@ pub enum ExportError {
         #[source]
         source: crate::archive::ArchiveError,
     },
+    /// A file a buildpack wrote could not be read.
+    #[error("cannot read {path}: {source}", path = path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// A launch env file could not be read.
     #[error(transparent)]
     Env(#[from] strata_engine::env::EnvError),
@@ -119,7 +126,7 @@ pub fn assemble(req: &ExportRequest<'_>, staging: &Staging) -> Result<ExportedIm
         .collect();
     let mut descriptors: Vec<Descriptor> = req.run_image.layers.iter().map(|l| l.descriptor.clone()).collect();
     let mut push = |created_by: String, blob: LayerBlob| -> Result<String, ExportError> {
-        descriptors.push(descriptor(&blob)?);
+        descriptors.push(blob.descriptor().map_err(|source| ExportError::Layer { what: blob.path.display().to_string(), source })?);
         layers.push(ExportedLayer {
             created_by,
             diff_id: blob.diff_id.clone(),
@@ -178,14 +185,14 @@ pub fn assemble(req: &ExportRequest<'_>, staging: &Staging) -> Result<ExportedIm
     let mut app = Vec::new();
     let in_slice = |rel: &Path, upto: usize| slices[..upto].iter().any(|s| s.is_match(rel));
     for (n, set) in slices.iter().enumerate() {
-        let mut builder = new_builder(req.owner);
+        let mut builder = new_builder(req.owner).with_mode_policy(ModePolicy::Normalize);
         let filter = |rel: &Path| set.is_match(rel) && !in_slice(rel, n);
         builder
             .add_dir_tree_filtered(&req.build.workspace, "workspace", &filter)
             .map_err(|source| ExportError::Layer { what: format!("slice {n}"), source })?;
         app.push(LayerSha { sha: push(format!("Application Slice: {}", n + 1), finish(builder, "slice")?)? });
     }
-    let mut builder = new_builder(req.owner);
+    let mut builder = new_builder(req.owner).with_mode_policy(ModePolicy::Normalize);
     let filter = |rel: &Path| !in_slice(rel, slices.len());
     builder
         .add_dir_tree_filtered(&req.build.workspace, "workspace", &filter)
@@ -194,9 +201,11 @@ pub fn assemble(req: &ExportRequest<'_>, staging: &Staging) -> Result<ExportedIm
 
     // The config layer.
     let processes = processes(&req.build.buildpacks);
-    let default_process = default_process(&processes).map(|(p, _)| p.r#type.clone());
-    let mut builder = new_builder(Owner { uid: 0, gid: 0 });
-    builder.add_bytes("layers/config/metadata.toml", config_toml(req, &processes, default_process.as_deref()).as_bytes(), 0o644);
+    let default_process = default_process_of(&processes).map(|(p, _)| p.r#type.clone());
+    let mut builder = new_builder(Owner::ROOT);
+    builder
+        .add_bytes("layers/config/metadata.toml", config_toml(req, &processes, default_process.as_deref()), 0o644)
+        .map_err(|source| ExportError::Layer { what: "config".to_owned(), source })?;
     let config_sha = push("Buildpacks Launcher Config".to_owned(), finish(builder, "config")?)?;
 
     let lifecycle = LifecycleMetadata {
@@ -239,9 +248,8 @@ pub fn assemble(req: &ExportRequest<'_>, staging: &Staging) -> Result<ExportedIm
         default_process: default_process.clone(),
     };
 
-    let config = image_config(req, &layers, &lifecycle, &build_meta, default_process(&processes).map(|(p, _)| p))?;
-    let config_value = serde_json::to_value(&config).map_err(|e| ExportError::Spec(e.to_string()))?;
-    let config_desc = staging.put_json(&config_value, MediaType::ImageConfig)?;
+    let config = image_config(req, &layers, &lifecycle, &build_meta, default_process_of(&processes).map(|(p, _)| p))?;
+    let config_desc = staging.put_json(&config, MediaType::ImageConfig)?;
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
@@ -249,14 +257,8 @@ pub fn assemble(req: &ExportRequest<'_>, staging: &Staging) -> Result<ExportedIm
         .layers(descriptors)
         .build()
         .map_err(|e| ExportError::Spec(e.to_string()))?;
-    let manifest_value = serde_json::to_value(&manifest).map_err(|e| ExportError::Spec(e.to_string()))?;
-    let manifest_desc = staging.put_json(&manifest_value, MediaType::ImageManifest)?;
+    let manifest_desc = staging.put_json(&manifest, MediaType::ImageManifest)?;
     Ok(ExportedImage { manifest: manifest_desc, config_digest: config_desc.digest().to_string(), layers })
-}
-
-fn descriptor(blob: &LayerBlob) -> Result<Descriptor, ExportError> {
-    let digest = blob.digest.parse().map_err(|e: oci_spec::OciSpecError| ExportError::Spec(e.to_string()))?;
-    Ok(Descriptor::new(blob.media_type.clone(), blob.size, digest))
 }
 
 /// The SBOM layer's builder, or `None` when no buildpack wrote a launch SBOM.
@@ -273,11 +275,11 @@ fn sbom_layer(req: &ExportRequest<'_>) -> Result<Option<LayerBuilder>, ExportErr
                 }
                 SbomScope::Layer(_) | SbomScope::Build => continue,
             };
-            let bytes = std::fs::read(&file.path).map_err(|e| ExportError::Layer {
-                what: file.path.display().to_string(),
-                source: e.into(),
-            })?;
-            builder.add_bytes(&format!("{dir}/sbom.{}.json", file.ext), &bytes, 0o644);
+            let bytes = std::fs::read(&file.path)
+                .map_err(|source| ExportError::Read { path: file.path.clone(), source })?;
+            builder
+                .add_bytes(&format!("{dir}/sbom.{}.json", file.ext), bytes, 0o644)
+                .map_err(|source| ExportError::Layer { what: "sbom".to_owned(), source })?;
             any = true;
         }
     }
@@ -323,7 +325,7 @@ fn processes(buildpacks: &[BuildpackOutput]) -> Vec<(Process, String)> {
 }
 
 /// The default process: the last one marked `default`, else `web` if there is one.
-fn default_process(processes: &[(Process, String)]) -> Option<&(Process, String)> {
+fn default_process_of(processes: &[(Process, String)]) -> Option<&(Process, String)> {
     processes
         .iter()
         .rfind(|(p, _)| p.default)
@@ -378,11 +380,12 @@ fn launch_env(req: &ExportRequest<'_>, process: Option<&Process>) -> Result<Env,
     }));
     env.set("CNB_LAYERS_DIR", "/layers");
     env.set("CNB_APP_DIR", "/workspace");
+    let phase = || Phase::Launch { process: process.map(|p| p.r#type.as_str()) };
     for bp in &req.build.buildpacks {
-        for layer in bp.layers.layers.iter().filter(|l| l.types.launch) {
-            let phase = Phase::Launch { process: process.map(|p| p.r#type.as_str()) };
-            env.apply(&layer_env(&layer.dir, &layer_target(&bp.buildpack, &layer.name), phase)?);
-        }
+        let launch: Vec<_> = bp.layers.layers.iter().filter(|l| l.types.launch).collect();
+        let targets: Vec<String> = launch.iter().map(|l| layer_target(&bp.buildpack, &l.name)).collect();
+        let layers: Vec<(&Path, &str)> = launch.iter().zip(&targets).map(|(l, t)| (l.dir.as_path(), t.as_str())).collect();
+        env.apply(&buildpack_env(&layers, phase())?);
     }
     Ok(env)
 }
@@ -396,7 +399,7 @@ fn image_config(
 ) -> Result<ImageConfiguration, ExportError> {
     let spec = |e: oci_spec::OciSpecError| ExportError::Spec(e.to_string());
     let run = &req.run_image.config;
-    let created = rfc3339(req.epoch);
+    let created = format_timestamp(req.epoch);
 
     let mut labels: BTreeMap<String, String> = run
         .config()
@@ -472,39 +475,4 @@ fn project_metadata(project: Option<&ProjectDescriptor>) -> serde_json::Value {
             "metadata": metadata,
         }
     })
-}
-
-/// Seconds since the epoch as an RFC 3339 UTC time (`1980-01-01T00:00:01Z`).
-pub fn rfc3339(epoch: u64) -> String {
-    // Days to a civil date: Howard Hinnant's algorithm, valid for every u64 day count we meet.
-    let days = i64::try_from(epoch / 86_400).unwrap_or(i64::MAX / 2);
-    let secs = epoch % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_of_known_times() {
-        assert_eq!(rfc3339(315_532_801), "1980-01-01T00:00:01Z");
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_709_251_199), "2024-02-29T23:59:59Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-    }
 }

@@ -68,7 +68,7 @@ pub fn inspect(reference: &ImageRef) -> Result<InspectReport, InspectError> {
     let name = reference.to_string();
     let layout = Layout::open(dir)?;
     let (descriptor, manifest) = layout.resolve(tag)?;
-    let bytes = layout.read_blob(manifest.config().digest().as_ref())?;
+    let bytes = layout.read_blob(manifest.config())?;
     let config_err = |message: String| InspectError::Config { reference: name.clone(), message };
     let config: ImageConfiguration = serde_json::from_slice(&bytes).map_err(|e| config_err(e.to_string()))?;
     let labels = config.config().as_ref().and_then(|c| c.labels().clone()).unwrap_or_default();
