@@ -209,7 +209,10 @@ pub(crate) fn run(config: &BuildConfig, progress: &dyn Fn(&str)) -> Result<Build
         RunImageSource::Image { reference, name } => {
             let image = RunImage::load(reference)?;
             for layer in &image.layers {
-                staging.put_run_image_layer(layer)?;
+                let blob = layer.blob.as_deref().ok_or_else(|| {
+                    CliError::Usage(format!("run image {name}: layer {} is not on disk", layer.diff_id))
+                })?;
+                staging.put_blob_file(blob, &layer.descriptor)?;
             }
             (image, name.clone())
         }
@@ -224,7 +227,7 @@ pub(crate) fn run(config: &BuildConfig, progress: &dyn Fn(&str)) -> Result<Build
             (image, name)
         }
     };
-    let target = TargetEnv { os: run_image.os(), arch: run_image.arch(), ..TargetEnv::host() };
+    let target = TargetEnv { os: run_image.os().to_string(), arch: run_image.arch().to_string(), ..TargetEnv::host() };
 
     progress("===> DETECTING");
     let detector = ProcessDetector {

@@ -40,6 +40,8 @@ pub(crate) enum CliError {
     #[error(transparent)]
     AppDir(#[from] AppDirError),
     #[error(transparent)]
+    Base(#[from] strata_exporter::base::BaseError),
+    #[error(transparent)]
     Sandbox(#[from] SandboxError),
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -64,7 +66,12 @@ impl CliError {
     /// The documented exit code.
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
-            CliError::Detect(_) | CliError::Build(_) | CliError::Export(_) | CliError::Layout(_) | CliError::Io { .. } => {
+            CliError::Detect(_)
+            | CliError::Build(_)
+            | CliError::Export(_)
+            | CliError::Layout(_)
+            | CliError::Base(_)
+            | CliError::Io { .. } => {
                 EXIT_FAILED
             }
             CliError::Usage(_)

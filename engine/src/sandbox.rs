@@ -144,8 +144,8 @@ impl Sandbox {
     fn command(&self, cmd: &SandboxCommand) -> Command {
         match self {
             Sandbox::None => {
-                let mut command = Command::new(&cmd.argv[0]);
-                command.args(&cmd.argv[1..]).current_dir(&cmd.cwd);
+                let mut command = Command::new("/bin/sh");
+                command.args(with_umask(&cmd.argv)).current_dir(&cmd.cwd);
                 command
             }
             Sandbox::Bwrap(bwrap) => {
@@ -182,10 +182,18 @@ fn bwrap_args(cmd: &SandboxCommand) -> Vec<OsString> {
         let flag = if mount.writable { "--bind" } else { "--ro-bind" };
         push(&[&flag, &mount.host, &mount.target]);
     }
-    push(&[&"--chdir", &cmd.cwd, &"--"]);
-    for arg in &cmd.argv {
-        push(&[arg]);
+    push(&[&"--chdir", &cmd.cwd, &"--", &"/bin/sh"]);
+    for arg in with_umask(&cmd.argv) {
+        push(&[&arg]);
     }
+    args
+}
+
+/// Arguments for `/bin/sh` that set the umask to 022 and exec `argv`: the modes of files
+/// buildpacks create, and so the layers, must not depend on the umask strata was started with.
+fn with_umask(argv: &[String]) -> Vec<String> {
+    let mut args = vec!["-c".to_owned(), "umask 022 && exec \"$@\"".to_owned(), "sh".to_owned()];
+    args.extend(argv.iter().cloned());
     args
 }
 
@@ -244,10 +252,11 @@ mod tests {
     #[test]
     fn env_is_exactly_what_is_given_and_exit_codes_pass_through() {
         let sandbox = Sandbox::bwrap().expect("bwrap is installed");
-        let done = run(&sandbox, "env | sort | tr '\\n' ' '; exit 7", vec![], true);
+        let done = run(&sandbox, "env | sort | tr '\\n' ' '; umask; exit 7", vec![], true);
         assert_eq!(done.status.code(), Some(7));
         assert!(done.tail.starts_with("PATH="), "{}", done.tail);
         assert!(!done.tail.contains("HOME=/root"), "{}", done.tail);
+        assert!(done.tail.ends_with("0022"), "umask is fixed: {}", done.tail);
     }
 
     #[test]

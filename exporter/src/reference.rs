@@ -122,6 +122,22 @@ impl ImageRef {
             ImageRef::OciLayout { tag, .. } => tag,
         }
     }
+
+    /// The layout directory.
+    pub fn dir(&self) -> &std::path::Path {
+        match self {
+            ImageRef::OciLayout { dir, .. } => dir,
+        }
+    }
+
+    /// The same reference with a relative layout directory taken relative to `base` (as a
+    /// `builder.toml` names its run image relative to itself).
+    #[must_use]
+    pub fn relative_to(self, base: &std::path::Path) -> ImageRef {
+        match self {
+            ImageRef::OciLayout { dir, tag } => ImageRef::OciLayout { dir: base.join(dir), tag },
+        }
+    }
 }
 
 impl std::str::FromStr for ImageRef {
