@@ -49,7 +49,11 @@ pub enum DetectError {
     NoGroupPassed { report: Vec<String> },
     /// A buildpack's detect errored (not a plain fail): detection stops.
     #[error("detect of buildpack {buildpack} failed: {message}\n{output}")]
-    Errored { buildpack: String, message: String, output: String },
+    Errored {
+        buildpack: String,
+        message: String,
+        output: String,
+    },
     /// An order names a buildpack that is not available.
     #[error(transparent)]
     Registry(#[from] crate::RegistryError),
@@ -58,7 +62,11 @@ pub enum DetectError {
 /// Resolves `order` against the app: expands composites, runs the detects of each group in
 /// parallel (each `id@version` at most once), and returns the first group that passes with
 /// its build plans resolved.
-pub fn resolve(order: &Order, registry: &Registry, detector: &dyn Detector) -> Result<DetectResult, DetectError> {
+pub fn resolve(
+    order: &Order,
+    registry: &Registry,
+    detector: &dyn Detector,
+) -> Result<DetectResult, DetectError> {
     let _ = (order, registry, detector);
     todo!()
 }

@@ -5,19 +5,21 @@
 //! The planner spawns no process: running `bin/detect` sits behind the [`Detector`] trait, which
 //! the engine implements with its sandbox and tests implement with a fake.
 
+mod builder;
 mod buildpack;
 mod buildplan;
-mod builder;
 mod detect;
 mod diagnostic;
+#[cfg(test)]
+mod fixtures;
 mod id;
 mod order;
 mod project;
 mod registry;
 
+pub use builder::{Builder, BuilderError};
 pub use buildpack::{Buildpack, BuildpackDescriptor, BuildpackError, BuildpackInfo, Target};
 pub use buildplan::{BuildPlan, BuildPlanAlternative, BuildpackPlan, PlanEntry, Provide, Require};
-pub use builder::{Builder, BuilderError};
 pub use detect::{DetectError, DetectOutcome, DetectResult, Detector, GroupMember, resolve};
 pub use diagnostic::TomlError;
 pub use id::{BuildpackId, IdError};

@@ -19,7 +19,11 @@ pub enum RegistryError {
     Unknown { reference: String, known: String },
     /// Two buildpacks share id and version.
     #[error("buildpack {reference} is given twice: {first} and {second}")]
-    Duplicate { reference: String, first: String, second: String },
+    Duplicate {
+        reference: String,
+        first: String,
+        second: String,
+    },
 }
 
 impl Registry {
@@ -30,7 +34,11 @@ impl Registry {
     }
 
     /// The buildpack `id` at `version`, or the only/newest one when `version` is `None`.
-    pub fn get(&self, id: &BuildpackId, version: Option<&str>) -> Result<Arc<Buildpack>, RegistryError> {
+    pub fn get(
+        &self,
+        id: &BuildpackId,
+        version: Option<&str>,
+    ) -> Result<Arc<Buildpack>, RegistryError> {
         let _ = (id, version);
         todo!()
     }
