@@ -25,4 +25,4 @@ pub use diagnostic::TomlError;
 pub use id::{BuildpackId, IdError};
 pub use order::{Group, GroupRef, Order};
 pub use project::{ProjectDescriptor, ProjectError};
-pub use registry::{Registry, RegistryError};
+pub use registry::{Registry, RegistryError, compare_versions};
