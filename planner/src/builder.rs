@@ -561,7 +561,7 @@ build-image = "ignored/build"
     fn composite_members_must_be_known() {
         let tmp = tempfile::tempdir().unwrap();
         component(tmp.path(), "a", "a", "1");
-        let outer = composite(
+        composite(
             tmp.path(),
             "outer",
             "outer",

@@ -24,5 +24,5 @@ pub use detect::{DetectError, DetectOutcome, DetectResult, Detector, GroupMember
 pub use diagnostic::TomlError;
 pub use id::{BuildpackId, IdError};
 pub use order::{Group, GroupRef, Order};
-pub use project::{ProjectDescriptor, ProjectError};
+pub use project::{ProjectBuildpack, ProjectDescriptor, ProjectError};
 pub use registry::{Registry, RegistryError, compare_versions};
