@@ -72,84 +72,13 @@ impl Builder {
         })?;
         let raw: RawBuilder = toml::from_str(&text)
             .map_err(|err| Box::new(TomlError::from_toml(&path, &text, &err)))?;
-        let error = |span: Range<usize>, message: String| {
-            Box::new(TomlError::new(&path, &text, Some(span), message))
-        };
         let base = path.parent().unwrap_or(Path::new("/"));
-
         let mut registry = Registry::new();
         for entry in &raw.buildpacks {
-            let Some(uri) = &entry.get_ref().uri else {
-                return Err(error(
-                    entry.span(),
-                    "`[[buildpacks]]` entry has no `uri`: strata reads buildpacks from directories"
-                        .to_owned(),
-                )
-                .into());
-            };
-            let dir =
-                uri_to_dir(uri.get_ref(), base).map_err(|message| error(uri.span(), message))?;
-            if !dir.is_dir() {
-                let message = if dir.exists() {
-                    format!(
-                        "{} is not a directory: strata reads buildpacks from unpacked directories",
-                        dir.display()
-                    )
-                } else {
-                    format!("no buildpack directory at {}", dir.display())
-                };
-                return Err(error(uri.span(), message).into());
-            }
-            let buildpack = Buildpack::load(&dir)?;
-            if let Some(id) = &entry.get_ref().id {
-                if id.get_ref() != buildpack.id().as_str() {
-                    return Err(error(
-                        id.span(),
-                        format!(
-                            "the buildpack at `{}` is {}, not {}",
-                            uri.get_ref(),
-                            buildpack.id(),
-                            id.get_ref()
-                        ),
-                    )
-                    .into());
-                }
-            }
-            if let Some(version) = &entry.get_ref().version {
-                if version.get_ref() != buildpack.version() {
-                    return Err(error(
-                        version.span(),
-                        format!(
-                            "the buildpack at `{}` is {}, not version {}",
-                            uri.get_ref(),
-                            buildpack.reference(),
-                            version.get_ref()
-                        ),
-                    )
-                    .into());
-                }
-            }
-            registry.insert(buildpack)?;
+            registry.insert(load_buildpack(entry, base, &path, &text)?)?;
         }
-
         let order = validate_order(&raw.order, &path, &text)?;
-        for (g, group) in order.iter().enumerate() {
-            for (e, entry) in group.group.iter().enumerate() {
-                if registry.get(&entry.id, entry.version.as_deref()).is_err() {
-                    let span = id_span(&raw.order, g, e);
-                    return Err(Box::new(
-                        TomlError::new(
-                            &path,
-                            &text,
-                            span,
-                            format!("the builder has no buildpack {}", entry.reference()),
-                        )
-                        .with_help(format!("known buildpacks: {}", registry.known())),
-                    )
-                    .into());
-                }
-            }
-        }
+        check_order(&order, &raw.order, &registry, &path, &text)?;
         check_composites(&registry)?;
 
         let run_image = raw
@@ -168,6 +97,86 @@ impl Builder {
             build_image,
         })
     }
+}
+
+/// Loads the buildpack a `[[buildpacks]]` entry of the builder at `path` names, checking the
+/// `id` and `version` the entry gives, if any.
+fn load_buildpack(
+    entry: &Spanned<RawBuildpackEntry>,
+    base: &Path,
+    path: &Path,
+    text: &str,
+) -> Result<Buildpack, BuilderError> {
+    let error = |span: Range<usize>, message: String| -> BuilderError {
+        Box::new(TomlError::new(path, text, Some(span), message)).into()
+    };
+    let Some(uri) = &entry.get_ref().uri else {
+        return Err(error(
+            entry.span(),
+            "`[[buildpacks]]` entry has no `uri`: strata reads buildpacks from directories"
+                .to_owned(),
+        ));
+    };
+    let dir = uri_to_dir(uri.get_ref(), base).map_err(|message| error(uri.span(), message))?;
+    if !dir.is_dir() {
+        let message = if dir.exists() {
+            format!(
+                "{} is not a directory: strata reads buildpacks from unpacked directories",
+                dir.display()
+            )
+        } else {
+            format!("no buildpack directory at {}", dir.display())
+        };
+        return Err(error(uri.span(), message));
+    }
+    let buildpack = Buildpack::load(&dir)?;
+    match &entry.get_ref().id {
+        Some(id) if id.get_ref() != buildpack.id().as_str() => {
+            let message = format!(
+                "the buildpack at `{}` is {}, not {}",
+                uri.get_ref(),
+                buildpack.id(),
+                id.get_ref()
+            );
+            return Err(error(id.span(), message));
+        }
+        _ => {}
+    }
+    match &entry.get_ref().version {
+        Some(version) if version.get_ref() != buildpack.version() => {
+            let message = format!(
+                "the buildpack at `{}` is {}, not version {}",
+                uri.get_ref(),
+                buildpack.reference(),
+                version.get_ref()
+            );
+            return Err(error(version.span(), message));
+        }
+        _ => {}
+    }
+    Ok(buildpack)
+}
+
+/// Checks that every entry of the builder's `order` names a buildpack of `registry`.
+fn check_order(
+    order: &Order,
+    raw: &RawOrder,
+    registry: &Registry,
+    path: &Path,
+    text: &str,
+) -> Result<(), Box<TomlError>> {
+    for (g, group) in order.iter().enumerate() {
+        for (e, entry) in group.group.iter().enumerate() {
+            if registry.get(&entry.id, entry.version.as_deref()).is_err() {
+                let message = format!("the builder has no buildpack {}", entry.reference());
+                return Err(Box::new(
+                    TomlError::new(path, text, id_span(raw, g, e), message)
+                        .with_help(format!("known buildpacks: {}", registry.known())),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The directory a `[[buildpacks]] uri` names: a path relative to `base`, an absolute path, or

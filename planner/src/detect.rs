@@ -774,7 +774,7 @@ mod tests {
     }
 
     #[test]
-    fn order_resolution() {
+    fn groups_and_optional_buildpacks() {
         let cases = vec![
             Case {
                 name: "a single passing buildpack",
@@ -818,6 +818,15 @@ mod tests {
                 outcomes: vec![("a", fail_outcome()), ("b", pass()), ("c", pass())],
                 want: Want::Group(&["b"]),
             },
+        ];
+        for case in &cases {
+            check(case);
+        }
+    }
+
+    #[test]
+    fn composites_expand_in_place() {
+        let cases = vec![
             Case {
                 name: "composites expand in place, nested, with optional members",
                 composites: &[("outer", &[&["inner", "x?"]]), ("inner", &[&["a", "b?"]])],
@@ -864,6 +873,15 @@ mod tests {
                 outcomes: vec![("a", pass()), ("b", pass())],
                 want: Want::Group(&["b", "a"]),
             },
+        ];
+        for case in &cases {
+            check(case);
+        }
+    }
+
+    #[test]
+    fn build_plans_resolve() {
+        let cases = vec![
             Case {
                 name: "provider gets the requires of what it provides",
                 composites: &[],
@@ -912,6 +930,15 @@ mod tests {
                 ],
                 want: Want::Group(&["a[y]", "b"]),
             },
+        ];
+        for case in &cases {
+            check(case);
+        }
+    }
+
+    #[test]
+    fn unmet_plans_fail_or_drop() {
+        let cases = vec![
             Case {
                 name: "a require with no provider fails the group",
                 composites: &[],
@@ -998,6 +1025,15 @@ mod tests {
                     "group 1: no buildpack is left once the optional ones that break the plan are dropped",
                 ]),
             },
+        ];
+        for case in &cases {
+            check(case);
+        }
+    }
+
+    #[test]
+    fn errors_and_reports() {
+        let cases = vec![
             Case {
                 name: "a required detect error, no group passing",
                 composites: &[],

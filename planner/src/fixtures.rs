@@ -1,5 +1,6 @@
 //! Buildpack directories for tests, written into temporary trees.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Writes `text` to `root/rel`, creating parent directories.
@@ -48,9 +49,9 @@ pub(crate) fn composite(
     for group in groups {
         text.push_str("\n[[order]]\n");
         for (id, version, optional) in *group {
-            text.push_str(&format!("[[order.group]]\nid = \"{id}\"\n"));
+            writeln!(text, "[[order.group]]\nid = \"{id}\"").unwrap();
             if let Some(version) = version {
-                text.push_str(&format!("version = \"{version}\"\n"));
+                writeln!(text, "version = \"{version}\"").unwrap();
             }
             if *optional {
                 text.push_str("optional = true\n");
