@@ -186,7 +186,8 @@ fn uri_to_dir(uri: &str, base: &Path) -> Result<PathBuf, String> {
         let rest = rest.strip_prefix("localhost").unwrap_or(rest);
         if !rest.starts_with('/') {
             return Err(format!(
-                "`{uri}` is not an absolute file:// URI; write `file:///absolute/path` or a relative path"
+                "`{uri}` is not an absolute file:// URI; write `file:///absolute/path` or a \
+                 relative path"
             ));
         }
         return percent_decode(rest)
@@ -195,7 +196,8 @@ fn uri_to_dir(uri: &str, base: &Path) -> Result<PathBuf, String> {
     }
     if uri.contains("://") || uri.starts_with("urn:") || uri.starts_with("docker:") {
         return Err(format!(
-            "`{uri}` is not a directory: strata reads buildpacks from directories (a relative path or a file:// URI)"
+            "`{uri}` is not a directory: strata reads buildpacks from directories (a relative \
+             path or a file:// URI)"
         ));
     }
     Ok(base.join(uri))
@@ -258,7 +260,8 @@ fn check_composite(
                     g,
                     e,
                     format!(
-                        "composite buildpack {reference} names buildpack {}, which the builder does not have",
+                        "composite buildpack {reference} names buildpack {}, which the builder \
+                         does not have",
                         entry.reference()
                     ),
                     Some(format!("known buildpacks: {}", registry.known())),

@@ -92,7 +92,8 @@ pub enum BuildpackError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Toml(#[from] Box<TomlError>),
-    /// A component buildpack lacks an executable `bin/detect` or `bin/build`.
+    /// A component buildpack lacks an executable `bin/detect` or `bin/build`, or a composite
+    /// one has a `bin/`; `what` says which.
     #[error("buildpack {id} at {dir}: {what}", dir = dir.display())]
     Layout {
         id: String,

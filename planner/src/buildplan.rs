@@ -66,7 +66,8 @@ impl TryFrom<RawRequire> for Require {
     fn try_from(raw: RawRequire) -> Result<Self, String> {
         if raw.version.is_some() {
             return Err(format!(
-                "require `{}` has a top-level `version` key, which CNB does not allow: use `metadata.version`",
+                "require `{}` has a top-level `version` key, which CNB does not allow: use \
+                 `metadata.version`",
                 raw.name
             ));
         }

@@ -289,21 +289,33 @@ impl Resolver<'_> {
             .unwrap_or(usize::MAX);
         if trials > MAX_TRIALS {
             self.report.push(format!(
-                "group {number}: its build plan alternatives make {trials} trials, more than the {MAX_TRIALS} strata tries"
+                "group {number}: its build plan alternatives make {trials} trials, more than the \
+                 {MAX_TRIALS} strata tries"
             ));
             return ControlFlow::Continue(());
         }
         let mut first_failure = None;
         let Some(resolved) = search(&options, &mut Vec::new(), &mut first_failure) else {
+            let name_of = |member: usize| passing[member].0.buildpack.reference();
             for cause in first_failure.unwrap_or_default() {
                 let line = match cause {
                     Cause::NoProvider { name, member } => {
-                        format!("requires {name:?} (from {}) has no provider", passing[member].0.buildpack.reference())
+                        format!(
+                            "requires {name:?} (from {}) has no provider",
+                            name_of(member)
+                        )
                     }
                     Cause::NoRequirer { name, member } => {
-                        format!("provides {name:?} (from {}) has no requirer", passing[member].0.buildpack.reference())
+                        format!(
+                            "provides {name:?} (from {}) has no requirer",
+                            name_of(member)
+                        )
                     }
-                    Cause::NothingLeft => "no buildpack is left once the optional ones that break the plan are dropped".to_owned(),
+                    Cause::NothingLeft => {
+                        "no buildpack is left once the optional ones that break the plan are \
+                         dropped"
+                            .to_owned()
+                    }
                 };
                 self.report.push(format!("group {number}: {line}"));
             }

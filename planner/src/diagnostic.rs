@@ -57,6 +57,7 @@ impl TomlError {
     pub fn line(&self) -> Option<usize> {
         let span = self.span?;
         let text = self.src.inner();
-        Some(text[..span.offset().min(text.len())].matches('\n').count() + 1)
+        let before = &text.as_bytes()[..span.offset().min(text.len())];
+        Some(before.iter().filter(|&&b| b == b'\n').count() + 1)
     }
 }
