@@ -1,8 +1,25 @@
 //! `buildpack.toml`: a buildpack directory's descriptor.
+//!
+//! The file is read in two steps: serde fills private raw structs that keep the byte span of
+//! every value strata validates (`api`, `id`, `version`, order entries), then validation turns
+//! them into a [`BuildpackDescriptor`]. Every problem in the file is a [`TomlError`] pointing at
+//! the offending value. Keys CNB does not define, or that strata does not use, are ignored, as
+//! the CNB spec asks of platforms.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use toml::Spanned;
+
+use crate::order::{RawOrder, validate_order};
 use crate::{BuildpackId, Order, TomlError};
+
+/// The descriptor's file name inside a buildpack directory.
+const DESCRIPTOR: &str = "buildpack.toml";
+
+/// The Buildpack API versions strata reads: `0.MIN_API` to `0.MAX_API`.
+const MIN_API: u32 = 7;
+const MAX_API: u32 = 12;
 
 /// A buildpack read from its directory.
 #[derive(Debug, Clone)]
@@ -75,16 +92,35 @@ pub enum BuildpackError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Toml(#[from] Box<TomlError>),
-    /// A component buildpack lacks an executable `bin/detect` or `bin/build`.
+    /// A component buildpack lacks an executable `bin/detect` or `bin/build`, or a composite
+    /// one has a `bin/`; `what` says which.
     #[error("buildpack {id} at {dir}: {what}", dir = dir.display())]
-    Layout { id: String, dir: PathBuf, what: String },
+    Layout {
+        id: String,
+        dir: PathBuf,
+        what: String,
+    },
 }
 
 impl Buildpack {
-    /// Reads and validates `dir/buildpack.toml`.
+    /// Reads and validates `dir/buildpack.toml`, and checks the directory's layout: a
+    /// component buildpack needs executable `bin/detect` and `bin/build`, a composite one
+    /// (with an `[[order]]`) must have no `bin/`. A component buildpack that declares its
+    /// layers under `[metadata.strata]` and has no `bin/` at all is accepted: strata runs it
+    /// from that table.
     pub fn load(dir: &Path) -> Result<Self, BuildpackError> {
-        let _ = dir;
-        todo!()
+        let dir = dir.canonicalize().map_err(|source| BuildpackError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let path = dir.join(DESCRIPTOR);
+        let text = std::fs::read_to_string(&path).map_err(|source| BuildpackError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let descriptor = BuildpackDescriptor::parse(&path, &text, &dir)?;
+        check_layout(&dir, &descriptor)?;
+        Ok(Self { dir, descriptor })
     }
 
     /// The id.
@@ -105,5 +141,527 @@ impl Buildpack {
     /// Whether this is a composite buildpack (it has an `[[order]]`).
     pub fn is_composite(&self) -> bool {
         !self.descriptor.order.is_empty()
+    }
+}
+
+impl BuildpackDescriptor {
+    /// Parses and validates the text of a `buildpack.toml` at `path`, in buildpack directory
+    /// `dir` (which decides the target a component buildpack gets when it declares none).
+    fn parse(path: &Path, text: &str, dir: &Path) -> Result<Self, Box<TomlError>> {
+        let raw: RawDescriptor =
+            toml::from_str(text).map_err(|err| Box::new(TomlError::from_toml(path, text, &err)))?;
+        let error = |span: Option<Range<usize>>, message: String| {
+            Box::new(TomlError::new(path, text, span, message))
+        };
+
+        let Some(api) = raw.api else {
+            return Err(error(
+                None,
+                "missing `api`: the Buildpack API version, e.g. `api = \"0.10\"`".to_owned(),
+            ));
+        };
+        if !api_supported(api.get_ref()) {
+            return Err(error(
+                Some(api.span()),
+                format!(
+                    "Buildpack API `{}` is not supported: strata reads 0.{MIN_API} to 0.{MAX_API}",
+                    api.get_ref()
+                ),
+            ));
+        }
+
+        let Some(info) = raw.buildpack else {
+            return Err(error(None, "missing `[buildpack]` table".to_owned()));
+        };
+        let info_span = info.span();
+        let info = info.into_inner();
+        let Some(raw_id) = info.id else {
+            return Err(error(
+                Some(info_span),
+                "`[buildpack]` has no `id`".to_owned(),
+            ));
+        };
+        let id = BuildpackId::new(raw_id.get_ref())
+            .map_err(|err| error(Some(raw_id.span()), err.to_string()))?;
+        let version = match info.version {
+            None => {
+                return Err(error(
+                    Some(info_span),
+                    format!("buildpack {id} has no `version`"),
+                ));
+            }
+            Some(version) if version.get_ref().trim().is_empty() => {
+                return Err(error(
+                    Some(version.span()),
+                    format!("buildpack {id} has an empty `version`"),
+                ));
+            }
+            Some(version) => version.into_inner(),
+        };
+
+        let order: Order = validate_order(&raw.order, path, text)?;
+        let targets = if !raw.targets.is_empty() {
+            raw.targets
+                .into_iter()
+                .map(RawTarget::into_target)
+                .collect()
+        } else if !raw.stacks.is_empty() {
+            // Deprecated `[[stacks]]`: strata has no stack ids to match, so any target fits.
+            vec![Target::default()]
+        } else if order.is_empty() || dir.join("bin").join("build").is_file() {
+            vec![Target {
+                os: Some("linux".to_owned()),
+                ..Target::default()
+            }]
+        } else {
+            Vec::new()
+        };
+
+        Ok(Self {
+            api: api.into_inner(),
+            info: BuildpackInfo {
+                id,
+                version,
+                name: info.name,
+                homepage: info.homepage,
+                description: info.description,
+                clear_env: info.clear_env,
+                sbom_formats: info.sbom_formats,
+            },
+            order,
+            targets,
+            metadata: raw.metadata,
+        })
+    }
+}
+
+/// Whether `api` is `0.N` with N in the supported range.
+fn api_supported(api: &str) -> bool {
+    let Some((major, minor)) = api.trim().split_once('.') else {
+        return false;
+    };
+    major == "0"
+        && minor
+            .parse::<u32>()
+            .is_ok_and(|minor| (MIN_API..=MAX_API).contains(&minor))
+}
+
+/// Checks `bin/`: present and executable for a component buildpack, absent for a composite.
+fn check_layout(dir: &Path, descriptor: &BuildpackDescriptor) -> Result<(), BuildpackError> {
+    let layout = |what: String| BuildpackError::Layout {
+        id: descriptor.info.id.to_string(),
+        dir: dir.to_owned(),
+        what,
+    };
+    let bin = dir.join("bin");
+    if !descriptor.order.is_empty() {
+        if bin.exists() {
+            return Err(layout(
+                "a composite buildpack (one with `[[order]]`) must not have a `bin/` directory"
+                    .to_owned(),
+            ));
+        }
+        return Ok(());
+    }
+    if !bin.exists() && descriptor.metadata.contains_key("strata") {
+        return Ok(());
+    }
+    for name in ["detect", "build"] {
+        let file = bin.join(name);
+        match std::fs::metadata(&file) {
+            Err(_) => return Err(layout(format!("bin/{name} is missing"))),
+            Ok(meta) if !meta.is_file() => return Err(layout(format!("bin/{name} is not a file"))),
+            Ok(meta) if !is_executable(&meta) => {
+                return Err(layout(format!("bin/{name} is not executable")));
+            }
+            Ok(_) => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn is_executable(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o111 != 0
+}
+
+#[cfg(not(unix))]
+fn is_executable(_meta: &std::fs::Metadata) -> bool {
+    true
+}
+
+/// Reads the `[[order]]` of the buildpack in `dir` again, with spans, for an error about one of
+/// its entries: `(path, text, order)`, or `None` when the file no longer reads.
+pub(crate) fn reread_order(dir: &Path) -> Option<(PathBuf, String, RawOrder)> {
+    #[derive(serde::Deserialize)]
+    struct OrderOnly {
+        #[serde(default)]
+        order: RawOrder,
+    }
+    let path = dir.join(DESCRIPTOR);
+    let text = std::fs::read_to_string(&path).ok()?;
+    let raw: OrderOnly = toml::from_str(&text).ok()?;
+    Some((path, text, raw.order))
+}
+
+/// `buildpack.toml` as written.
+#[derive(serde::Deserialize)]
+struct RawDescriptor {
+    api: Option<Spanned<String>>,
+    buildpack: Option<Spanned<RawInfo>>,
+    #[serde(default)]
+    order: RawOrder,
+    #[serde(default)]
+    targets: Vec<RawTarget>,
+    #[serde(default)]
+    stacks: Vec<toml::Table>,
+    #[serde(default)]
+    metadata: toml::Table,
+}
+
+/// `[buildpack]` as written.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct RawInfo {
+    id: Option<Spanned<String>>,
+    version: Option<Spanned<String>>,
+    name: Option<String>,
+    homepage: Option<String>,
+    description: Option<String>,
+    #[serde(default)]
+    clear_env: bool,
+    #[serde(default)]
+    sbom_formats: Vec<String>,
+}
+
+/// `[[targets]]` as written.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct RawTarget {
+    os: Option<String>,
+    arch: Option<String>,
+    variant: Option<String>,
+    arch_variant: Option<String>,
+    #[serde(default)]
+    distros: Vec<RawDistro>,
+}
+
+/// `[[targets.distros]]` as written.
+#[derive(serde::Deserialize)]
+struct RawDistro {
+    name: String,
+    version: Option<String>,
+}
+
+impl RawTarget {
+    fn into_target(self) -> Target {
+        Target {
+            os: self.os,
+            arch: self.arch,
+            variant: self.variant.or(self.arch_variant),
+            distros: self
+                .distros
+                .into_iter()
+                .map(|d| (d.name, d.version))
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{component, composite, write, write_executable};
+
+    fn toml_error(err: BuildpackError) -> Box<TomlError> {
+        match err {
+            BuildpackError::Toml(err) => err,
+            other => panic!("expected a TOML error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reads_a_component_buildpack() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(
+            tmp.path(),
+            "bp/buildpack.toml",
+            r#"api = "0.12"
+
+[buildpack]
+id = "examples/node"
+version = "0.1.0"
+name = "Node"
+homepage = "https://example.com"
+description = "Node.js runtime"
+keywords = ["node"]
+clear-env = true
+sbom-formats = ["application/vnd.cyclonedx+json"]
+unknown-key = 1
+
+[[buildpack.licenses]]
+type = "MIT"
+
+[[targets]]
+os = "linux"
+arch = "arm64"
+arch-variant = "v8"
+[[targets.distros]]
+name = "ubuntu"
+version = "24.04"
+
+[[targets]]
+os = "linux"
+arch = "amd64"
+
+[metadata.strata.detect]
+files = ["package.json"]
+"#,
+        );
+        write_executable(tmp.path(), "bp/bin/detect");
+        write_executable(tmp.path(), "bp/bin/build");
+
+        let bp = Buildpack::load(&tmp.path().join("bp/./")).unwrap();
+        assert!(bp.dir.is_absolute());
+        assert_eq!(bp.dir, tmp.path().join("bp").canonicalize().unwrap());
+        assert_eq!(bp.reference(), "examples/node@0.1.0");
+        assert!(!bp.is_composite());
+        let d = &bp.descriptor;
+        assert_eq!(d.api, "0.12");
+        assert_eq!(d.info.name.as_deref(), Some("Node"));
+        assert_eq!(d.info.homepage.as_deref(), Some("https://example.com"));
+        assert_eq!(d.info.description.as_deref(), Some("Node.js runtime"));
+        assert!(d.info.clear_env);
+        assert_eq!(d.info.sbom_formats, ["application/vnd.cyclonedx+json"]);
+        assert_eq!(
+            d.targets,
+            [
+                Target {
+                    os: Some("linux".into()),
+                    arch: Some("arm64".into()),
+                    variant: Some("v8".into()),
+                    distros: vec![("ubuntu".into(), Some("24.04".into()))],
+                },
+                Target {
+                    os: Some("linux".into()),
+                    arch: Some("amd64".into()),
+                    ..Target::default()
+                },
+            ]
+        );
+        assert!(d.metadata["strata"]["detect"]["files"].is_array());
+    }
+
+    #[test]
+    fn infers_targets() {
+        let tmp = tempfile::tempdir().unwrap();
+        let plain = component(tmp.path(), "plain", "a", "1");
+        let linux = vec![Target {
+            os: Some("linux".into()),
+            ..Target::default()
+        }];
+        assert_eq!(Buildpack::load(&plain).unwrap().descriptor.targets, linux);
+
+        let stacks = component(tmp.path(), "stacks", "b", "1");
+        write(
+            tmp.path(),
+            "stacks/buildpack.toml",
+            "api = \"0.7\"\n[buildpack]\nid = \"b\"\nversion = \"1\"\n[[stacks]]\nid = \"io.buildpacks.stacks.jammy\"\n",
+        );
+        assert_eq!(
+            Buildpack::load(&stacks).unwrap().descriptor.targets,
+            [Target::default()]
+        );
+
+        let variant = component(tmp.path(), "variant", "c", "1");
+        write(
+            tmp.path(),
+            "variant/buildpack.toml",
+            "api = \"0.10\"\n[buildpack]\nid = \"c\"\nversion = \"1\"\n[[targets]]\narch = \"arm\"\nvariant = \"v7\"\narch-variant = \"v6\"\n",
+        );
+        let targets = Buildpack::load(&variant).unwrap().descriptor.targets;
+        assert_eq!(targets[0].variant.as_deref(), Some("v7"));
+        assert_eq!(targets[0].os, None);
+    }
+
+    #[test]
+    fn reads_a_composite_buildpack() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = composite(
+            tmp.path(),
+            "meta",
+            "examples/meta",
+            "1.0.0",
+            &[
+                &[
+                    ("examples/node", Some("0.1.0"), false),
+                    ("examples/npm", None, true),
+                ],
+                &[("examples/go", None, false)],
+            ],
+        );
+        let bp = Buildpack::load(&dir).unwrap();
+        assert!(bp.is_composite());
+        assert!(bp.descriptor.targets.is_empty());
+        let order = &bp.descriptor.order;
+        assert_eq!(order.len(), 2);
+        assert_eq!(order[0].group[0].id.as_str(), "examples/node");
+        assert_eq!(order[0].group[0].version.as_deref(), Some("0.1.0"));
+        assert!(!order[0].group[0].optional);
+        assert_eq!(order[0].group[1].version, None);
+        assert!(order[0].group[1].optional);
+        assert_eq!(order[1].group[0].reference(), "examples/go");
+    }
+
+    #[test]
+    fn composite_with_bin_is_a_layout_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = composite(tmp.path(), "meta", "meta", "1", &[&[("a", None, false)]]);
+        write_executable(tmp.path(), "meta/bin/build");
+        let err = Buildpack::load(&dir).unwrap_err();
+        let BuildpackError::Layout { id, dir: at, what } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(id, "meta");
+        assert_eq!(at, &dir.canonicalize().unwrap());
+        assert!(what.contains("must not have a `bin/`"), "{what}");
+    }
+
+    #[test]
+    fn component_needs_executable_detect_and_build() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = component(tmp.path(), "bp", "a", "1");
+        std::fs::remove_file(dir.join("bin/detect")).unwrap();
+        let err = Buildpack::load(&dir).unwrap_err();
+        assert!(
+            matches!(&err, BuildpackError::Layout { what, .. } if what == "bin/detect is missing"),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .contains(&dir.canonicalize().unwrap().display().to_string())
+        );
+
+        write(tmp.path(), "bp/bin/detect", "#!/bin/sh\n");
+        let err = Buildpack::load(&dir).unwrap_err();
+        #[cfg(unix)]
+        assert!(
+            matches!(&err, BuildpackError::Layout { what, .. } if what == "bin/detect is not executable"),
+            "{err:?}"
+        );
+
+        std::fs::remove_dir_all(dir.join("bin")).unwrap();
+        let err = Buildpack::load(&dir).unwrap_err();
+        assert!(
+            matches!(&err, BuildpackError::Layout { id, .. } if id == "a"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn declarative_buildpack_needs_no_bin() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("bp");
+        write(
+            tmp.path(),
+            "bp/buildpack.toml",
+            "api = \"0.10\"\n[buildpack]\nid = \"a\"\nversion = \"1\"\n[metadata.strata.detect]\nfiles = [\"x\"]\n",
+        );
+        let bp = Buildpack::load(&dir).unwrap();
+        assert_eq!(bp.descriptor.targets[0].os.as_deref(), Some("linux"));
+    }
+
+    #[test]
+    fn errors_point_at_the_offending_line() {
+        let cases: &[(&str, &str, usize)] = &[
+            (
+                "api = \"0.6\"\n[buildpack]\nid = \"a\"\nversion = \"1\"\n",
+                "not supported",
+                1,
+            ),
+            (
+                "api = \"1.0\"\n[buildpack]\nid = \"a\"\nversion = \"1\"\n",
+                "not supported",
+                1,
+            ),
+            (
+                "api = \"0.13\"\n[buildpack]\nid = \"a\"\nversion = \"1\"\n",
+                "not supported",
+                1,
+            ),
+            (
+                "api = \"0.10\"\n[buildpack]\nid = \"app\"\nversion = \"1\"\n",
+                "reserved",
+                3,
+            ),
+            (
+                "api = \"0.10\"\n[buildpack]\nid = \"a b\"\nversion = \"1\"\n",
+                "contains",
+                3,
+            ),
+            (
+                "api = \"0.10\"\n[buildpack]\nid = \"a\"\nversion = \"\"\n",
+                "empty `version`",
+                4,
+            ),
+            (
+                "api = \"0.10\"\n\n[buildpack]\nid = \"a\"\n",
+                "no `version`",
+                3,
+            ),
+            (
+                "api = \"0.10\"\n[buildpack]\nid = \"a\"\nversion = \"1\"\n[[order]]\n[[order.group]]\nid = \"x y\"\n",
+                "contains",
+                7,
+            ),
+            (
+                "api = \"0.10\"\n[buildpack]\nid = \"a\"\nversion = 1\n",
+                "string",
+                4,
+            ),
+            (
+                "api = \"0.10\"\n[buildpack]\nid = \"a\"\nversion = \"1\n",
+                "",
+                4,
+            ),
+        ];
+        for (text, message, line) in cases {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = component(tmp.path(), "bp", "a", "1");
+            write(tmp.path(), "bp/buildpack.toml", text);
+            let err = toml_error(Buildpack::load(&dir).unwrap_err());
+            assert!(err.message.contains(message), "{text}: {}", err.message);
+            assert_eq!(err.line(), Some(*line), "{text}: {}", err.message);
+            assert_eq!(err.path, dir.canonicalize().unwrap().join("buildpack.toml"));
+        }
+    }
+
+    #[test]
+    fn missing_api_or_table_is_an_error() {
+        for text in [
+            "[buildpack]\nid = \"a\"\nversion = \"1\"\n",
+            "api = \"0.10\"\n",
+        ] {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = component(tmp.path(), "bp", "a", "1");
+            write(tmp.path(), "bp/buildpack.toml", text);
+            assert!(
+                matches!(Buildpack::load(&dir), Err(BuildpackError::Toml(_))),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_directory_or_file_is_io() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            Buildpack::load(&tmp.path().join("nope")),
+            Err(BuildpackError::Io { .. })
+        ));
+        assert!(
+            matches!(Buildpack::load(tmp.path()), Err(BuildpackError::Io { path, .. }) if path.ends_with("buildpack.toml"))
+        );
     }
 }

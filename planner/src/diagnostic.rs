@@ -57,6 +57,11 @@ impl TomlError {
     pub fn line(&self) -> Option<usize> {
         let span = self.span?;
         let text = self.src.inner();
-        Some(text[..span.offset().min(text.len())].matches('\n').count() + 1)
+        let newlines = text
+            .char_indices()
+            .take_while(|(i, _)| *i < span.offset())
+            .filter(|(_, c)| *c == '\n')
+            .count();
+        Some(newlines + 1)
     }
 }

@@ -15,7 +15,9 @@ pub enum IdError {
     Empty,
     #[error("buildpack id `{0}` is reserved by CNB")]
     Reserved(String),
-    #[error("buildpack id `{id}` contains `{ch}`; only letters, digits, `.`, `/`, `-` and `_` are allowed")]
+    #[error(
+        "buildpack id `{id}` contains `{ch}`; only letters, digits, `.`, `/`, `-` and `_` are allowed"
+    )]
     InvalidChar { id: String, ch: char },
 }
 
@@ -32,7 +34,10 @@ impl BuildpackId {
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '/' | '-' | '_')))
         {
-            return Err(IdError::InvalidChar { id: id.to_owned(), ch });
+            return Err(IdError::InvalidChar {
+                id: id.to_owned(),
+                ch,
+            });
         }
         Ok(Self(id.to_owned()))
     }
@@ -74,8 +79,14 @@ mod tests {
 
     #[test]
     fn rejects_reserved_empty_and_odd_characters() {
-        assert_eq!(BuildpackId::new("app"), Err(IdError::Reserved("app".into())));
+        assert_eq!(
+            BuildpackId::new("app"),
+            Err(IdError::Reserved("app".into()))
+        );
         assert_eq!(BuildpackId::new(""), Err(IdError::Empty));
-        assert!(matches!(BuildpackId::new("a b"), Err(IdError::InvalidChar { ch: ' ', .. })));
+        assert!(matches!(
+            BuildpackId::new("a b"),
+            Err(IdError::InvalidChar { ch: ' ', .. })
+        ));
     }
 }

@@ -5,22 +5,24 @@
 //! The planner spawns no process: running `bin/detect` sits behind the [`Detector`] trait, which
 //! the engine implements with its sandbox and tests implement with a fake.
 
+mod builder;
 mod buildpack;
 mod buildplan;
-mod builder;
 mod detect;
 mod diagnostic;
+#[cfg(test)]
+mod fixtures;
 mod id;
 mod order;
 mod project;
 mod registry;
 
+pub use builder::{Builder, BuilderError};
 pub use buildpack::{Buildpack, BuildpackDescriptor, BuildpackError, BuildpackInfo, Target};
 pub use buildplan::{BuildPlan, BuildPlanAlternative, BuildpackPlan, PlanEntry, Provide, Require};
-pub use builder::{Builder, BuilderError};
 pub use detect::{DetectError, DetectOutcome, DetectResult, Detector, GroupMember, resolve};
 pub use diagnostic::TomlError;
 pub use id::{BuildpackId, IdError};
 pub use order::{Group, GroupRef, Order};
-pub use project::{ProjectDescriptor, ProjectError};
-pub use registry::{Registry, RegistryError};
+pub use project::{ProjectBuildpack, ProjectDescriptor, ProjectError};
+pub use registry::{Registry, RegistryError, compare_versions};
