@@ -71,9 +71,7 @@ impl CliError {
             | CliError::Export(_)
             | CliError::Layout(_)
             | CliError::Base(_)
-            | CliError::Io { .. } => {
-                EXIT_FAILED
-            }
+            | CliError::Io { .. } => EXIT_FAILED,
             CliError::Usage(_)
             | CliError::Builder(_)
             | CliError::Buildpack(_)

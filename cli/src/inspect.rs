@@ -34,7 +34,7 @@ pub(crate) fn render(report: &InspectReport) -> String {
     let _ = writeln!(out, "{:<9} Command", "Size");
     for layer in &report.layers {
         let command = if layer.run_image {
-            format!("FROM run image: {}", layer.created_by).trim_end_matches([':', ' ']).to_owned()
+            "FROM run image".to_owned()
         } else {
             layer.created_by.clone()
         };
@@ -46,14 +46,31 @@ pub(crate) fn render(report: &InspectReport) -> String {
         let _ = writeln!(out, "  (none)");
     }
     for process in &report.processes {
-        let default = if report.default_process.as_deref() == Some(process.kind.as_str()) { " (default)" } else { "" };
+        let default = if report.default_process.as_deref() == Some(process.kind.as_str()) {
+            " (default)"
+        } else {
+            ""
+        };
         let mut command = process.command.clone();
         command.extend(process.args.iter().cloned());
-        let _ = writeln!(out, "  {}{default}: {}", process.kind, shell_words(&command));
+        let _ = writeln!(
+            out,
+            "  {}{default}: {}",
+            process.kind,
+            shell_words(&command)
+        );
     }
     let _ = writeln!(out);
     let run = &report.run_image;
-    let _ = writeln!(out, "Run image: {}", if run.image.is_empty() { "(unknown)" } else { &run.image });
+    let _ = writeln!(
+        out,
+        "Run image: {}",
+        if run.image.is_empty() {
+            "(unknown)"
+        } else {
+            &run.image
+        }
+    );
     let _ = writeln!(out, "  manifest:  {}", run.reference);
     let _ = writeln!(out, "  top layer: {}", run.top_layer);
     let _ = writeln!(out);
@@ -71,7 +88,10 @@ fn shell_words(words: &[String]) -> String {
     words
         .iter()
         .map(|w| {
-            if !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c)) {
+            if !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c))
+            {
                 w.clone()
             } else {
                 format!("'{}'", w.replace('\'', r"'\''"))
@@ -95,7 +115,11 @@ mod tests {
 
     #[test]
     fn words_are_quoted_only_when_needed() {
-        let words = ["/bin/sh".to_owned(), "-c".to_owned(), "greet \"strata\"".to_owned()];
+        let words = [
+            "/bin/sh".to_owned(),
+            "-c".to_owned(),
+            "greet \"strata\"".to_owned(),
+        ];
         assert_eq!(shell_words(&words), "/bin/sh -c 'greet \"strata\"'");
     }
 }

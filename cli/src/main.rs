@@ -44,7 +44,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
             };
             let report = build::run(&config, &progress)?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
             } else {
                 let mut err = std::io::stderr().lock();
                 for (buildpack, log) in &report.logs {
@@ -54,7 +57,12 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 }
                 for layer in &report.layers {
                     if !layer.created_by.is_empty() {
-                        let _ = writeln!(err, "    {} {}", &layer.diff_id[..19.min(layer.diff_id.len())], layer.created_by);
+                        let _ = writeln!(
+                            err,
+                            "    {} {}",
+                            &layer.diff_id[..19.min(layer.diff_id.len())],
+                            layer.created_by
+                        );
                     }
                 }
                 println!("{} {}", report.image, report.digest);
@@ -65,7 +73,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let reference = strata_exporter::reference::ImageRef::parse(&args.image)?;
             let report = strata_exporter::inspect::inspect(&reference)?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
             } else {
                 print!("{}", inspect::render(&report));
             }

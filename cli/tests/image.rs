@@ -1,6 +1,8 @@
 //! `strata build` end to end: the example app becomes an image that skopeo reads, umoci
 //! unpacks with the right owners and times, and runc runs; twice, byte-identical.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failing test
+
 mod common;
 
 use std::os::unix::fs::MetadataExt;
@@ -12,52 +14,102 @@ use common::*;
 const CNB_MTIME: i64 = 315_532_801;
 
 fn unpack(layout: &Path, tag: &str, bundle: &Path) {
-    tool("umoci", &["unpack", "--image", &format!("{}:{tag}", layout.display()), bundle.to_str().unwrap()]);
+    tool(
+        "umoci",
+        &[
+            "unpack",
+            "--image",
+            &format!("{}:{tag}", layout.display()),
+            bundle.to_str().unwrap(),
+        ],
+    );
 }
 
 #[test]
 fn example_image_is_read_by_skopeo_unpacked_by_umoci_and_run_by_runc() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let digest = build_example(tmp.path(), &examples().join("apps/hello"), &out, "hello", &[]);
+    let digest = build_example(
+        tmp.path(),
+        &examples().join("apps/hello"),
+        &out,
+        "hello",
+        &[],
+    );
 
-    let inspect: serde_json::Value =
-        serde_json::from_str(&tool("skopeo", &["inspect", &format!("oci:{}:hello", out.display())])).unwrap();
+    let inspect: serde_json::Value = serde_json::from_str(&tool(
+        "skopeo",
+        &["inspect", &format!("oci:{}:hello", out.display())],
+    ))
+    .unwrap();
     assert_eq!(inspect["Digest"], digest);
     assert_eq!(inspect["Os"], "linux");
     let labels = &inspect["Labels"];
-    for label in ["io.buildpacks.lifecycle.metadata", "io.buildpacks.build.metadata", "io.buildpacks.project.metadata"] {
+    for label in [
+        "io.buildpacks.lifecycle.metadata",
+        "io.buildpacks.build.metadata",
+        "io.buildpacks.project.metadata",
+    ] {
         assert!(labels[label].is_string(), "missing label {label}: {labels}");
     }
-    assert_eq!(labels["org.example.procfile"], "true", "buildpack labels from launch.toml");
-    assert_eq!(labels["io.buildpacks.base.id"], "examples.busybox", "run image labels are inherited");
+    assert_eq!(
+        labels["org.example.procfile"], "true",
+        "buildpack labels from launch.toml"
+    );
+    assert_eq!(
+        labels["io.buildpacks.base.id"], "examples.busybox",
+        "run image labels are inherited"
+    );
 
     let bundle = tmp.path().join("bundle");
     unpack(&out, "hello", &bundle);
     let rootfs = bundle.join("rootfs");
     let greet = rootfs.join("layers/examples_runtime/greeter/bin/greet");
     let meta = std::fs::symlink_metadata(&greet).unwrap();
-    assert_eq!((meta.uid(), meta.gid()), (1000, 1000), "layer content is owned by the CNB user");
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (1000, 1000),
+        "layer content is owned by the CNB user"
+    );
     assert_eq!(meta.mtime(), CNB_MTIME);
     assert_eq!(meta.mode() & 0o777, 0o755);
     let app = std::fs::symlink_metadata(rootfs.join("workspace/index.txt")).unwrap();
     assert_eq!((app.uid(), app.gid(), app.mtime()), (1000, 1000, CNB_MTIME));
-    assert!(rootfs.join("workspace/.motd-stamp").exists(), "a buildpack's change to the app is exported");
-    assert!(!rootfs.join("layers/examples_runtime/tools").exists(), "build-only layers are not exported");
+    assert!(
+        rootfs.join("workspace/.motd-stamp").exists(),
+        "a buildpack's change to the app is exported"
+    );
+    assert!(
+        !rootfs.join("layers/examples_runtime/tools").exists(),
+        "build-only layers are not exported"
+    );
     let config = std::fs::symlink_metadata(rootfs.join("layers/config/metadata.toml")).unwrap();
     assert_eq!((config.uid(), config.gid()), (0, 0));
-    assert!(rootfs.join("layers/sbom/launch/examples_runtime/greeter/sbom.cdx.json").exists());
+    assert!(
+        rootfs
+            .join("layers/sbom/launch/examples_runtime/greeter/sbom.cdx.json")
+            .exists()
+    );
 
     // runc: the default process prints what the example app prints.
     let config_path = bundle.join("config.json");
-    let mut spec: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
     spec["process"]["terminal"] = false.into();
     std::fs::write(&config_path, serde_json::to_vec(&spec).unwrap()).unwrap();
     let id = format!("strata-test-{}", std::process::id());
-    let run = Command::new("runc").args(["run", "--bundle", bundle.to_str().unwrap(), &id]).output().unwrap();
-    let _ = Command::new("runc").args(["delete", "--force", &id]).output();
+    let run = Command::new("runc")
+        .args(["run", "--bundle", bundle.to_str().unwrap(), &id])
+        .output()
+        .unwrap();
+    let _ = Command::new("runc")
+        .args(["delete", "--force", &id])
+        .output();
     assert!(run.status.success(), "runc failed: {}", stderr(&run));
-    assert_eq!(String::from_utf8_lossy(&run.stdout), "Welcome from greeter 1.2: strata\n");
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "Welcome from greeter 1.2: strata\n"
+    );
 }
 
 #[test]
@@ -69,10 +121,19 @@ fn builds_are_reproducible_across_paths_and_times() {
             let app = tmp.path().join(format!("copy-{i}/deeper/hello"));
             std::fs::create_dir_all(&app).unwrap();
             copy_tree(&examples().join("apps/hello"), &app);
-            let status = Command::new("find").arg(&app).args(["-exec", "touch", "-t", stamp, "{}", "+"]).status();
+            let status = Command::new("find")
+                .arg(&app)
+                .args(["-exec", "touch", "-t", stamp, "{}", "+"])
+                .status();
             assert!(status.unwrap().success());
             let out = tmp.path().join(format!("out-{i}"));
-            digests.push(build_example(tmp.path(), &app, &out, "hello", &["--compression", compression]));
+            digests.push(build_example(
+                tmp.path(),
+                &app,
+                &out,
+                "hello",
+                &["--compression", compression],
+            ));
         }
         assert_eq!(digests[0], digests[1], "compression {compression}");
     }

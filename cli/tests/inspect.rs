@@ -1,6 +1,8 @@
 //! `strata inspect` of the example app, pinned with a snapshot. The image is built on the
 //! built-in base, so every digest in it is a function of strata and the examples alone.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failing test
+
 mod common;
 
 use common::*;
@@ -12,7 +14,8 @@ fn inspect_shows_layers_processes_run_image_and_buildpacks() {
     let builder = tmp.path().join("builder.toml");
     let mut text = String::new();
     for name in ["runtime", "procfile", "motd", "hello-stack"] {
-        text.push_str(&format!("[[buildpacks]]\nuri = \"{}\"\n\n", bps.join(name).display()));
+        let uri = bps.join(name);
+        text += &["[[buildpacks]]\nuri = \"", uri.to_str().unwrap(), "\"\n\n"].concat();
     }
     text.push_str("[[order]]\n[[order.group]]\nid = \"examples/hello-stack\"\n");
     std::fs::write(&builder, text).unwrap();
@@ -22,7 +25,14 @@ fn inspect_shows_layers_processes_run_image_and_buildpacks() {
     let output = format!("oci:{}:hello", out.display());
     let built = strata(
         tmp.path(),
-        &["build", app.to_str().unwrap(), "--builder", builder.to_str().unwrap(), "--output", &output],
+        &[
+            "build",
+            app.to_str().unwrap(),
+            "--builder",
+            builder.to_str().unwrap(),
+            "--output",
+            &output,
+        ],
     );
     assert_exit(&built, 0);
 
@@ -55,5 +65,9 @@ fn inspecting_a_missing_tag_or_a_non_cnb_image_is_bad_input() {
     let run_image = run_image();
     let plain = strata(tmp.path(), &["inspect", &run_image]);
     assert_exit(&plain, 2);
-    assert!(stderr(&plain).contains("io.buildpacks.lifecycle.metadata"), "{}", stderr(&plain));
+    assert!(
+        stderr(&plain).contains("io.buildpacks.lifecycle.metadata"),
+        "{}",
+        stderr(&plain)
+    );
 }

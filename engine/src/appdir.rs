@@ -29,7 +29,12 @@ pub enum AppDirError {
 /// Copies the app in `src` to `dst` (which must exist and be empty), keeping modes and
 /// symlinks. `include` (when non-empty) keeps only matching files; `exclude` drops matching
 /// files and directories. Both use gitignore syntax relative to `src`.
-pub fn copy_app(src: &Path, dst: &Path, include: &[String], exclude: &[String]) -> Result<(), AppDirError> {
+pub fn copy_app(
+    src: &Path,
+    dst: &Path,
+    include: &[String],
+    exclude: &[String],
+) -> Result<(), AppDirError> {
     let mut overrides = OverrideBuilder::new(src);
     let patterns = include
         .iter()
@@ -57,10 +62,14 @@ pub fn copy_app(src: &Path, dst: &Path, include: &[String], exclude: &[String]) 
     for entry in walker {
         let entry = entry.map_err(|e| AppDirError::Io {
             path: src.to_owned(),
-            source: e.into_io_error().unwrap_or_else(|| io::Error::other("walk failed")),
+            source: e
+                .into_io_error()
+                .unwrap_or_else(|| io::Error::other("walk failed")),
         })?;
         let path = entry.path();
-        let Ok(rel) = path.strip_prefix(src) else { continue };
+        let Ok(rel) = path.strip_prefix(src) else {
+            continue;
+        };
         if rel.as_os_str().is_empty() {
             continue;
         }
@@ -113,7 +122,12 @@ mod tests {
             .standard_filters(false)
             .build()
             .filter_map(Result::ok)
-            .filter_map(|e| e.path().strip_prefix(dir).ok().map(|p| p.display().to_string()))
+            .filter_map(|e| {
+                e.path()
+                    .strip_prefix(dir)
+                    .ok()
+                    .map(|p| p.display().to_string())
+            })
             .filter(|p| !p.is_empty())
             .collect();
         out.sort();
@@ -127,11 +141,25 @@ mod tests {
         copy_app(src.path(), dst.path(), &[], &[]).unwrap();
         assert_eq!(
             listing(dst.path()),
-            [".env", "README.md", "run", "src", "src/deep", "src/deep/data.txt", "src/main.sh"]
+            [
+                ".env",
+                "README.md",
+                "run",
+                "src",
+                "src/deep",
+                "src/deep/data.txt",
+                "src/main.sh"
+            ]
         );
-        let mode = fs::metadata(dst.path().join("src/main.sh")).unwrap().permissions().mode();
+        let mode = fs::metadata(dst.path().join("src/main.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o750);
-        assert_eq!(fs::read_link(dst.path().join("run")).unwrap(), Path::new("src/main.sh"));
+        assert_eq!(
+            fs::read_link(dst.path().join("run")).unwrap(),
+            Path::new("src/main.sh")
+        );
     }
 
     #[test]
@@ -139,11 +167,23 @@ mod tests {
         let src = tree();
         let only = tempfile::tempdir().unwrap();
         copy_app(src.path(), only.path(), &["src/**".into()], &[]).unwrap();
-        assert_eq!(listing(only.path()), ["src", "src/deep", "src/deep/data.txt", "src/main.sh"]);
+        assert_eq!(
+            listing(only.path()),
+            ["src", "src/deep", "src/deep/data.txt", "src/main.sh"]
+        );
 
         let without = tempfile::tempdir().unwrap();
-        copy_app(src.path(), without.path(), &[], &["deep/".into(), "*.md".into()]).unwrap();
-        assert_eq!(listing(without.path()), [".env", "run", "src", "src/main.sh"]);
+        copy_app(
+            src.path(),
+            without.path(),
+            &[],
+            &["deep/".into(), "*.md".into()],
+        )
+        .unwrap();
+        assert_eq!(
+            listing(without.path()),
+            [".env", "run", "src", "src/main.sh"]
+        );
     }
 
     #[test]

@@ -78,8 +78,13 @@ pub fn layer_target(buildpack: &Buildpack, layer: &str) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     /// `bin/build` exited non-zero.
-    #[error("buildpack {buildpack} failed: bin/build exited with {status}\n--- last lines of {log} ---\n{tail}", log = log.display())]
-    Failed { buildpack: String, status: ExitStatus, log: PathBuf, tail: String },
+    #[error("buildpack {buildpack} failed: bin/build {}\n--- last lines of its output ---\n{tail}", describe_exit(*status))]
+    Failed {
+        buildpack: String,
+        status: ExitStatus,
+        log: PathBuf,
+        tail: String,
+    },
     /// What the buildpack left is invalid.
     #[error(transparent)]
     Layers(#[from] LayerError),
@@ -87,7 +92,9 @@ pub enum BuildError {
     #[error(transparent)]
     Env(#[from] EnvError),
     /// `build.toml` lists an unmet entry the buildpack was not given.
-    #[error("buildpack {buildpack}: build.toml lists unmet `{name}`, which is not in its Buildpack Plan")]
+    #[error(
+        "buildpack {buildpack}: build.toml lists unmet `{name}`, which is not in its Buildpack Plan"
+    )]
     Unmet { buildpack: String, name: String },
     /// The process could not run.
     #[error(transparent)]
@@ -101,8 +108,21 @@ pub enum BuildError {
     },
 }
 
+/// `exited with code 3`, `was killed by signal 9`.
+pub fn describe_exit(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, Some(signal)) => format!("was killed by signal {signal}"),
+        (None, None) => status.to_string(),
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BuildError + '_ {
-    move |source| BuildError::Io { path: path.to_owned(), source }
+    move |source| BuildError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// Runs every buildpack of the group in order.
@@ -112,7 +132,42 @@ pub fn build(req: &BuildRequest<'_>) -> Result<BuildOutput, BuildError> {
         let output = build_one(req, &member.buildpack, &member.plan, &done)?;
         done.push(output);
     }
-    Ok(BuildOutput { workspace: req.workspace.to_owned(), buildpacks: done })
+    Ok(BuildOutput {
+        workspace: req.workspace.to_owned(),
+        buildpacks: done,
+    })
+}
+
+/// The env `buildpack` starts from: the platform's base env, then the build env of the
+/// `build = true` layers of the buildpacks before it (whose layers it sees read-only).
+fn build_env(
+    req: &BuildRequest<'_>,
+    buildpack: &Buildpack,
+    before: &[BuildpackOutput],
+    mounts: &mut Vec<Mount>,
+) -> Result<Env, BuildError> {
+    let mut env: Env = base_env(
+        req.target,
+        req.platform,
+        buildpack.descriptor.info.clear_env,
+        req.sandbox.isolates(),
+    )
+    .into_iter()
+    .collect();
+    for earlier in before {
+        let target = format!("{LAYERS_TARGET}/{}", earlier.buildpack.id().escaped());
+        let mount = Mount::ro(&earlier.layers_dir, target);
+        let view = req.sandbox.view(&mount);
+        mounts.push(mount);
+        for layer in earlier.layers.layers.iter().filter(|l| l.types.build) {
+            env.apply(&layer_env(
+                &layer.dir,
+                &format!("{view}/{}", layer.name),
+                Phase::Build,
+            )?);
+        }
+    }
+    Ok(env)
 }
 
 fn build_one(
@@ -135,30 +190,17 @@ fn build_one(
     fs::write(&plan_host, plan_text).map_err(io_err(&plan_host))?;
 
     let mut mounts = vec![
-        Mount { host: req.workspace.to_owned(), target: WORKSPACE_TARGET.into(), writable: true },
-        Mount { host: req.platform.path.clone(), target: PLATFORM_TARGET.into(), writable: false },
-        Mount { host: buildpack.dir.clone(), target: buildpack_target(buildpack), writable: false },
-        Mount { host: io_dir.clone(), target: "/tmp/build".into(), writable: true },
-        Mount { host: layers_dir.clone(), target: format!("{LAYERS_TARGET}/{escaped}"), writable: true },
+        Mount::rw(req.workspace, WORKSPACE_TARGET),
+        Mount::ro(&req.platform.path, PLATFORM_TARGET),
+        Mount::ro(&buildpack.dir, buildpack_target(buildpack)),
+        Mount::rw(&io_dir, "/tmp/build"),
+        Mount::rw(&layers_dir, format!("{LAYERS_TARGET}/{escaped}")),
     ];
-    let [workspace, platform, bp_dir, io, layers] = [0, 1, 2, 3, 4].map(|i| req.sandbox.view(&mounts[i]));
+    let [workspace, platform, bp_dir, io, layers] =
+        [0, 1, 2, 3, 4].map(|i| req.sandbox.view(&mounts[i]));
     let plan_path = format!("{io}/plan.toml");
 
-    let mut env = Env::from_iter(base_env(
-        req.target,
-        req.platform,
-        buildpack.descriptor.info.clear_env,
-        req.sandbox.isolates(),
-    ));
-    for earlier in before {
-        let target = format!("{LAYERS_TARGET}/{}", earlier.buildpack.id().escaped());
-        let mount = Mount { host: earlier.layers_dir.clone(), target, writable: false };
-        let view = req.sandbox.view(&mount);
-        mounts.push(mount);
-        for layer in earlier.layers.layers.iter().filter(|l| l.types.build) {
-            env.apply(&layer_env(&layer.dir, &format!("{view}/{}", layer.name), Phase::Build)?);
-        }
-    }
+    let mut env = build_env(req, buildpack, before, &mut mounts)?;
     env.set("CNB_LAYERS_DIR", &layers);
     env.set("CNB_BP_PLAN_PATH", &plan_path);
     env.set("CNB_BUILDPACK_DIR", &bp_dir);
@@ -172,7 +214,10 @@ fn build_one(
         cwd: workspace,
         network: req.network,
     };
-    let log = req.scratch.join("logs").join(format!("build-{escaped}.log"));
+    let log = req
+        .scratch
+        .join("logs")
+        .join(format!("build-{escaped}.log"));
     if let Some(parent) = log.parent() {
         fs::create_dir_all(parent).map_err(io_err(parent))?;
     }
@@ -186,9 +231,27 @@ fn build_one(
         });
     }
     let info = &buildpack.descriptor.info;
-    let layers = read_layers_dir(&layers_dir, info.id.as_str(), &buildpack.descriptor.api, &info.sbom_formats)?;
-    if let Some(name) = layers.unmet.iter().find(|name| !plan.entries.iter().any(|e| &e.name == *name)) {
-        return Err(BuildError::Unmet { buildpack: buildpack.reference(), name: name.clone() });
+    let layers = read_layers_dir(
+        &layers_dir,
+        info.id.as_str(),
+        &buildpack.descriptor.api,
+        &info.sbom_formats,
+    )?;
+    if let Some(name) = layers
+        .unmet
+        .iter()
+        .find(|name| !plan.entries.iter().any(|e| &e.name == *name))
+    {
+        return Err(BuildError::Unmet {
+            buildpack: buildpack.reference(),
+            name: name.clone(),
+        });
     }
-    Ok(BuildpackOutput { buildpack: Arc::clone(buildpack), plan: plan.clone(), layers_dir, layers, log })
+    Ok(BuildpackOutput {
+        buildpack: Arc::clone(buildpack),
+        plan: plan.clone(),
+        layers_dir,
+        layers,
+        log,
+    })
 }

@@ -38,33 +38,49 @@ pub struct ProcessDetector<'a> {
 
 /// Where a buildpack's directory is mounted: `/cnb/buildpacks/<escaped id>/<version>`.
 pub fn buildpack_target(buildpack: &Buildpack) -> String {
-    format!("/cnb/buildpacks/{}/{}", buildpack.id().escaped(), buildpack.version())
+    format!(
+        "/cnb/buildpacks/{}/{}",
+        buildpack.id().escaped(),
+        buildpack.version()
+    )
 }
 
 impl Detector for ProcessDetector<'_> {
     fn detect(&self, buildpack: &Buildpack) -> DetectOutcome {
         match self.run(buildpack) {
             Ok(outcome) => outcome,
-            Err(e) => DetectOutcome::Error { message: e.to_string(), output: String::new() },
+            Err(e) => DetectOutcome::Error {
+                message: e.to_string(),
+                output: String::new(),
+            },
         }
     }
 }
 
 impl ProcessDetector<'_> {
     fn run(&self, buildpack: &Buildpack) -> Result<DetectOutcome, Box<dyn std::error::Error>> {
-        let dir = self.scratch.join(format!("detect-{}-{}", buildpack.id().escaped(), buildpack.version()));
+        let dir = self.scratch.join(format!(
+            "detect-{}-{}",
+            buildpack.id().escaped(),
+            buildpack.version()
+        ));
         fs::create_dir_all(&dir)?;
         let plan_host = dir.join("plan.toml");
         fs::write(&plan_host, "")?;
         let mounts = vec![
-            Mount { host: self.app_dir.to_owned(), target: "/workspace".into(), writable: false },
-            Mount { host: self.platform.path.clone(), target: PLATFORM_TARGET.into(), writable: false },
-            Mount { host: buildpack.dir.clone(), target: buildpack_target(buildpack), writable: false },
-            Mount { host: dir.clone(), target: "/tmp/detect".into(), writable: true },
+            Mount::ro(self.app_dir, "/workspace"),
+            Mount::ro(&self.platform.path, PLATFORM_TARGET),
+            Mount::ro(&buildpack.dir, buildpack_target(buildpack)),
+            Mount::rw(&dir, "/tmp/detect"),
         ];
         let [workspace, platform, bp_dir, io] = [0, 1, 2, 3].map(|i| self.sandbox.view(&mounts[i]));
         let plan_path = format!("{io}/plan.toml");
-        let mut env = base_env(self.target, self.platform, buildpack.descriptor.info.clear_env, self.sandbox.isolates());
+        let mut env = base_env(
+            self.target,
+            self.platform,
+            buildpack.descriptor.info.clear_env,
+            self.sandbox.isolates(),
+        );
         env.extend([
             ("CNB_BUILDPACK_DIR".to_owned(), bp_dir.clone()),
             ("CNB_PLATFORM_DIR".to_owned(), platform.clone()),
@@ -83,27 +99,46 @@ impl ProcessDetector<'_> {
         Ok(match done.status.code() {
             Some(0) => parse_plan(&fs::read_to_string(&plan_host)?, &done.tail),
             Some(100) => DetectOutcome::Fail,
-            Some(code) => DetectOutcome::Error { message: format!("exit status {code}"), output: done.tail },
-            None => DetectOutcome::Error { message: format!("killed ({})", done.status), output: done.tail },
+            Some(code) => DetectOutcome::Error {
+                message: format!("exit status {code}"),
+                output: done.tail,
+            },
+            None => DetectOutcome::Error {
+                message: format!("killed ({})", done.status),
+                output: done.tail,
+            },
         })
     }
 }
 
 /// Parses the build plan a passing detect wrote.
 fn parse_plan(text: &str, output: &str) -> DetectOutcome {
-    let error = |message: String| DetectOutcome::Error { message, output: output.to_owned() };
+    let error = |message: String| DetectOutcome::Error {
+        message,
+        output: output.to_owned(),
+    };
     let table: toml::Table = match toml::from_str(text) {
         Ok(table) => table,
         Err(e) => return error(format!("invalid build plan: {}", e.message())),
     };
     let requires = std::iter::once(&table)
-        .chain(table.get("or").and_then(toml::Value::as_array).into_iter().flatten().filter_map(toml::Value::as_table))
+        .chain(
+            table
+                .get("or")
+                .and_then(toml::Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(toml::Value::as_table),
+        )
         .filter_map(|t| t.get("requires").and_then(toml::Value::as_array))
         .flatten()
         .filter_map(toml::Value::as_table);
     for require in requires {
         if require.contains_key("version") {
-            let name = require.get("name").and_then(toml::Value::as_str).unwrap_or("?");
+            let name = require
+                .get("name")
+                .and_then(toml::Value::as_str)
+                .unwrap_or("?");
             return error(format!(
                 "invalid build plan: require `{name}` has a top-level `version`; put it in `metadata.version`"
             ));
@@ -121,16 +156,26 @@ mod tests {
 
     #[test]
     fn plans_parse_and_reject_top_level_versions() {
-        let DetectOutcome::Pass(plan) =
-            parse_plan("[[provides]]\nname = \"node\"\n[[requires]]\nname = \"node\"\n[requires.metadata]\nversion = \"20\"\n", "")
-        else {
+        let DetectOutcome::Pass(plan) = parse_plan(
+            "[[provides]]\nname = \"node\"\n[[requires]]\nname = \"node\"\n[requires.metadata]\nversion = \"20\"\n",
+            "",
+        ) else {
             panic!("plan should parse")
         };
         assert_eq!(plan.provides[0].name, "node");
         assert_eq!(plan.requires[0].metadata["version"].as_str(), Some("20"));
         assert!(matches!(parse_plan("", ""), DetectOutcome::Pass(p) if p == BuildPlan::default()));
-        let bad = parse_plan("[[or]]\n[[or.requires]]\nname = \"x\"\nversion = \"1\"\n", "out");
-        assert!(matches!(bad, DetectOutcome::Error { ref message, ref output } if message.contains("metadata.version") && output == "out"), "{bad:?}");
-        assert!(matches!(parse_plan("[[provides]\n", ""), DetectOutcome::Error { .. }));
+        let bad = parse_plan(
+            "[[or]]\n[[or.requires]]\nname = \"x\"\nversion = \"1\"\n",
+            "out",
+        );
+        assert!(
+            matches!(bad, DetectOutcome::Error { ref message, ref output } if message.contains("metadata.version") && output == "out"),
+            "{bad:?}"
+        );
+        assert!(matches!(
+            parse_plan("[[provides]\n", ""),
+            DetectOutcome::Error { .. }
+        ));
     }
 }

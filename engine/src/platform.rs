@@ -81,13 +81,21 @@ impl PlatformDir {
         for (name, value) in env {
             std::fs::write(env_dir.join(name), value)?;
         }
-        Ok(Self { path: dir.to_owned(), env: env.to_vec() })
+        Ok(Self {
+            path: dir.to_owned(),
+            env: env.to_vec(),
+        })
     }
 }
 
 /// The env every buildpack process starts from: the fixed `PATH` and `HOME`, then the
 /// `CNB_TARGET_*` set, then, unless the buildpack asks for `clear-env`, the user env.
-pub fn base_env(target: &TargetEnv, platform: &PlatformDir, clear_env: bool, isolated: bool) -> Vec<(String, String)> {
+pub fn base_env(
+    target: &TargetEnv,
+    platform: &PlatformDir,
+    clear_env: bool,
+    isolated: bool,
+) -> Vec<(String, String)> {
     let mut env = vec![("PATH".to_owned(), DEFAULT_PATH.to_owned())];
     let home = if isolated {
         Some("/home/cnb".to_owned())
@@ -95,7 +103,15 @@ pub fn base_env(target: &TargetEnv, platform: &PlatformDir, clear_env: bool, iso
         std::env::var("HOME").ok()
     };
     env.extend(home.map(|h| ("HOME".to_owned(), h)));
-    for name in ["HOSTNAME", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"] {
+    for name in [
+        "HOSTNAME",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+    ] {
         if let Ok(value) = std::env::var(name) {
             env.push((name.to_owned(), value));
         }

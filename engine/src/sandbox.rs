@@ -22,7 +22,9 @@ use std::process::{Command, ExitStatus, Stdio};
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Host directories bound read-only into every sandbox when they exist (links stay links).
-const SYSTEM_DIRS: &[&str] = &["/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt"];
+const SYSTEM_DIRS: &[&str] = &[
+    "/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt",
+];
 
 /// How processes are isolated.
 #[derive(Debug, Clone)]
@@ -42,6 +44,26 @@ pub struct Mount {
     pub target: String,
     /// Whether the process may write to it.
     pub writable: bool,
+}
+
+impl Mount {
+    /// A read-only mount.
+    pub fn ro(host: impl Into<PathBuf>, target: impl Into<String>) -> Self {
+        Self {
+            host: host.into(),
+            target: target.into(),
+            writable: false,
+        }
+    }
+
+    /// A writable mount.
+    pub fn rw(host: impl Into<PathBuf>, target: impl Into<String>) -> Self {
+        Self {
+            host: host.into(),
+            target: target.into(),
+            writable: true,
+        }
+    }
 }
 
 /// One process to run.
@@ -123,7 +145,10 @@ impl Sandbox {
 
     /// Runs `cmd`, writing everything it prints to `log`, and returns how it ended.
     pub fn run(&self, cmd: &SandboxCommand, log: &Path) -> Result<Finished, SandboxError> {
-        let log_err = |source| SandboxError::Log { path: log.to_owned(), source };
+        let log_err = |source| SandboxError::Log {
+            path: log.to_owned(),
+            source,
+        };
         let out = File::create(log).map_err(log_err)?;
         let err = out.try_clone().map_err(log_err)?;
         let mut command = self.command(cmd);
@@ -172,14 +197,30 @@ fn bwrap_args(cmd: &SandboxCommand) -> Vec<OsString> {
         }
     }
     push(&[&"--proc", &"/proc", &"--dev", &"/dev", &"--tmpfs", &"/tmp"]);
-    push(&[&"--dir", &"/home/cnb", &"--dir", &"/workspace", &"--dir", &"/layers"]);
-    push(&[&"--unshare-pid", &"--unshare-ipc", &"--unshare-uts", &"--die-with-parent"]);
+    push(&[
+        &"--dir",
+        &"/home/cnb",
+        &"--dir",
+        &"/workspace",
+        &"--dir",
+        &"/layers",
+    ]);
+    push(&[
+        &"--unshare-pid",
+        &"--unshare-ipc",
+        &"--unshare-uts",
+        &"--die-with-parent",
+    ]);
     push(&[&"--new-session"]);
     if !cmd.network {
         push(&[&"--unshare-net"]);
     }
     for mount in &cmd.mounts {
-        let flag = if mount.writable { "--bind" } else { "--ro-bind" };
+        let flag = if mount.writable {
+            "--bind"
+        } else {
+            "--ro-bind"
+        };
         push(&[&flag, &mount.host, &mount.target]);
     }
     push(&[&"--chdir", &cmd.cwd, &"--", &"/bin/sh"]);
@@ -192,9 +233,13 @@ fn bwrap_args(cmd: &SandboxCommand) -> Vec<OsString> {
 /// Arguments for `/bin/sh` that set the umask to 022 and exec `argv`: the modes of files
 /// buildpacks create, and so the layers, must not depend on the umask strata was started with.
 fn with_umask(argv: &[String]) -> Vec<String> {
-    let mut args = vec!["-c".to_owned(), "umask 022 && exec \"$@\"".to_owned(), "sh".to_owned()];
-    args.extend(argv.iter().cloned());
-    args
+    let mut wrapped = vec![
+        "-c".to_owned(),
+        "umask 022 && exec \"$@\"".to_owned(),
+        "sh".to_owned(),
+    ];
+    wrapped.extend(argv.iter().cloned());
+    wrapped
 }
 
 /// The last `lines` lines of a log file (at most 16 KiB are read).
@@ -233,8 +278,16 @@ mod tests {
         let layers = tempfile::tempdir().unwrap();
         std::fs::write(ws.path().join("app.txt"), "hi").unwrap();
         let mounts = vec![
-            Mount { host: ws.path().into(), target: "/workspace".into(), writable: false },
-            Mount { host: layers.path().into(), target: "/layers/bp".into(), writable: true },
+            Mount {
+                host: ws.path().into(),
+                target: "/workspace".into(),
+                writable: false,
+            },
+            Mount {
+                host: layers.path().into(),
+                target: "/layers/bp".into(),
+                writable: true,
+            },
         ];
         let done = run(
             &sandbox,
@@ -244,15 +297,26 @@ mod tests {
         );
         assert!(done.status.success(), "{}", done.tail);
         assert_eq!(done.tail, "hiro");
-        assert_eq!(std::fs::read_to_string(layers.path().join("out")).unwrap(), "made\n");
+        assert_eq!(
+            std::fs::read_to_string(layers.path().join("out")).unwrap(),
+            "made\n"
+        );
         assert!(!ws.path().join("x").exists());
-        assert!(!Path::new("/layers/bp").exists(), "mount points must not appear on the host");
+        assert!(
+            !Path::new("/layers/bp").exists(),
+            "mount points must not appear on the host"
+        );
     }
 
     #[test]
     fn env_is_exactly_what_is_given_and_exit_codes_pass_through() {
         let sandbox = Sandbox::bwrap().expect("bwrap is installed");
-        let done = run(&sandbox, "env | sort | tr '\\n' ' '; umask; exit 7", vec![], true);
+        let done = run(
+            &sandbox,
+            "env | sort | tr '\\n' ' '; umask; exit 7",
+            vec![],
+            true,
+        );
         assert_eq!(done.status.code(), Some(7));
         assert!(done.tail.starts_with("PATH="), "{}", done.tail);
         assert!(!done.tail.contains("HOME=/root"), "{}", done.tail);
@@ -263,7 +327,14 @@ mod tests {
     fn log_tail_keeps_the_last_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        std::fs::write(&path, (1..=30).map(|i| format!("line {i}\n")).collect::<String>()).unwrap();
+        std::fs::write(
+            &path,
+            (1..=30)
+                .map(|i| format!("line {i}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+        .unwrap();
         let tail = log_tail(&path, 3).unwrap();
         assert_eq!(tail, "line 28\nline 29\nline 30");
     }

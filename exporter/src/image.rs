@@ -27,8 +27,9 @@ use strata_planner::ProjectDescriptor;
 use crate::archive::{Compression, LayerBlob, LayerBuilder, ModePolicy, Owner, format_timestamp};
 use crate::layout::Staging;
 use crate::metadata::{
-    BUILD_LABEL, BuildMetadata, BuildpackLayersMetadata, BuildpackRef, LIFECYCLE_LABEL, LayerMetadata, LayerSha,
-    LifecycleMetadata, PROJECT_LABEL, ProcessMetadata, RunImageMetadata, StoreMetadata, toml_to_json,
+    BUILD_LABEL, BuildMetadata, BuildpackLayersMetadata, BuildpackRef, LIFECYCLE_LABEL,
+    LayerMetadata, LayerSha, LifecycleMetadata, PROJECT_LABEL, ProcessMetadata, RunImageMetadata,
+    StoreMetadata, toml_to_json,
 };
 use crate::runimage::RunImage;
 
@@ -97,7 +98,11 @@ pub enum ExportError {
     Env(#[from] strata_engine::env::EnvError),
     /// A slice pattern in `launch.toml` is invalid.
     #[error("buildpack {buildpack}: invalid slice pattern `{pattern}` in launch.toml: {message}")]
-    Slice { buildpack: String, pattern: String, message: String },
+    Slice {
+        buildpack: String,
+        pattern: String,
+        message: String,
+    },
     /// The image config or manifest could not be built.
     #[error("cannot assemble the image: {0}")]
     Spec(String),
@@ -111,102 +116,157 @@ pub fn layer_created_by(name: &str, buildpack: &str, version: &str) -> String {
     format!("Layer: '{name}', Created by buildpack: {buildpack}@{version}")
 }
 
-/// Writes every new layer, the config and the manifest into `staging`.
-pub fn assemble(req: &ExportRequest<'_>, staging: &Staging) -> Result<ExportedImage, ExportError> {
-    let mut layers: Vec<ExportedLayer> = req
-        .run_image
-        .layers
-        .iter()
-        .map(|l| ExportedLayer {
-            created_by: String::new(),
-            diff_id: l.diff_id.clone(),
-            digest: l.descriptor.digest().to_string(),
-            size: l.descriptor.size(),
-        })
-        .collect();
-    let mut descriptors: Vec<Descriptor> = req.run_image.layers.iter().map(|l| l.descriptor.clone()).collect();
-    let mut push = |created_by: String, blob: LayerBlob| -> Result<String, ExportError> {
-        descriptors.push(blob.descriptor().map_err(|source| ExportError::Layer { what: blob.path.display().to_string(), source })?);
-        layers.push(ExportedLayer {
+/// The layers of the image being assembled: the run image's, then each new one as it is
+/// written into the staging area.
+struct Stack<'a> {
+    req: &'a ExportRequest<'a>,
+    staging: &'a Staging,
+    descriptors: Vec<Descriptor>,
+    layers: Vec<ExportedLayer>,
+}
+
+impl<'a> Stack<'a> {
+    fn new(req: &'a ExportRequest<'a>, staging: &'a Staging) -> Self {
+        let run = &req.run_image.layers;
+        Self {
+            req,
+            staging,
+            descriptors: run.iter().map(|l| l.descriptor.clone()).collect(),
+            layers: run
+                .iter()
+                .map(|l| ExportedLayer {
+                    created_by: String::new(),
+                    diff_id: l.diff_id.clone(),
+                    digest: l.descriptor.digest().to_string(),
+                    size: l.descriptor.size(),
+                })
+                .collect(),
+        }
+    }
+
+    /// A layer builder with the request's time.
+    fn builder(&self, owner: Owner) -> LayerBuilder {
+        LayerBuilder::new(owner, self.req.epoch)
+    }
+
+    /// Writes `builder` as the next layer and returns its diffID.
+    fn push(&mut self, created_by: String, builder: LayerBuilder) -> Result<String, ExportError> {
+        let layer_err = |source| ExportError::Layer {
+            what: created_by.clone(),
+            source,
+        };
+        let blob: LayerBlob = builder
+            .finish(self.req.compression, self.staging.blob_dir())
+            .map_err(layer_err)?;
+        self.descriptors.push(blob.descriptor().map_err(layer_err)?);
+        self.layers.push(ExportedLayer {
             created_by,
             diff_id: blob.diff_id.clone(),
-            digest: blob.digest.clone(),
+            digest: blob.digest,
             size: blob.size,
         });
         Ok(blob.diff_id)
-    };
-    let finish = |builder: LayerBuilder, what: &str| {
-        builder
-            .finish(req.compression, staging.blob_dir())
-            .map_err(|source| ExportError::Layer { what: what.to_owned(), source })
-    };
-    let new_builder = |owner: Owner| LayerBuilder::new(owner, req.epoch);
+    }
 
-    // Buildpack launch layers, and the lifecycle metadata of every layer.
-    let mut bp_meta = Vec::new();
-    for bp in &req.build.buildpacks {
-        let info = &bp.buildpack.descriptor.info;
-        let mut meta = BuildpackLayersMetadata {
-            key: info.id.to_string(),
-            version: info.version.clone(),
-            layers: BTreeMap::new(),
-            store: bp.layers.store.as_ref().map(|m| StoreMetadata { metadata: toml_to_json(m) }),
-        };
-        for layer in &bp.layers.layers {
-            let mut entry = LayerMetadata {
-                sha: None,
-                data: toml_to_json(&layer.metadata),
-                build: layer.types.build,
-                launch: layer.types.launch,
-                cache: layer.types.cache,
+    /// Each buildpack's launch layers, in group order and name order; returns the lifecycle
+    /// metadata of every layer (launch or not).
+    fn buildpack_layers(&mut self) -> Result<Vec<BuildpackLayersMetadata>, ExportError> {
+        let mut all = Vec::new();
+        for bp in &self.req.build.buildpacks {
+            let info = &bp.buildpack.descriptor.info;
+            let mut meta = BuildpackLayersMetadata {
+                key: info.id.to_string(),
+                version: info.version.clone(),
+                layers: BTreeMap::new(),
+                store: bp.layers.store.as_ref().map(|m| StoreMetadata {
+                    metadata: toml_to_json(m),
+                }),
             };
-            if layer.types.launch {
-                let target = layer_target(&bp.buildpack, &layer.name);
-                let mut builder = new_builder(req.owner);
-                builder
-                    .add_dir_tree(&layer.dir, target.trim_start_matches('/'))
-                    .map_err(|source| ExportError::Layer { what: target.clone(), source })?;
-                let created_by = layer_created_by(&layer.name, info.id.as_str(), &info.version);
-                entry.sha = Some(push(created_by, finish(builder, &target)?)?);
+            for layer in &bp.layers.layers {
+                let mut entry = LayerMetadata {
+                    sha: None,
+                    data: toml_to_json(&layer.metadata),
+                    build: layer.types.build,
+                    launch: layer.types.launch,
+                    cache: layer.types.cache,
+                };
+                if layer.types.launch {
+                    let target = layer_target(&bp.buildpack, &layer.name);
+                    let created_by = layer_created_by(&layer.name, info.id.as_str(), &info.version);
+                    let mut builder = self.builder(self.req.owner);
+                    builder
+                        .add_dir_tree(&layer.dir, target.trim_start_matches('/'))
+                        .map_err(|source| ExportError::Layer {
+                            what: created_by.clone(),
+                            source,
+                        })?;
+                    entry.sha = Some(self.push(created_by, builder)?);
+                }
+                meta.layers.insert(layer.name.clone(), entry);
             }
-            meta.layers.insert(layer.name.clone(), entry);
+            all.push(meta);
         }
-        bp_meta.push(meta);
+        Ok(all)
     }
 
-    // The SBOM layer.
-    let mut sbom = None;
-    if let Some(builder) = sbom_layer(req)? {
-        sbom = Some(LayerSha { sha: push("Software Bill-of-Materials".to_owned(), finish(builder, "sbom")?)? });
+    /// App slices, then the app layer: `/workspace` as the buildpacks left it. A file goes
+    /// into the first slice whose globs match it, else into the app layer.
+    fn app_layers(&mut self) -> Result<Vec<LayerSha>, ExportError> {
+        let slices = slice_sets(&self.req.build.buildpacks)?;
+        let in_slice = |rel: &Path, upto: usize| slices[..upto].iter().any(|s| s.is_match(rel));
+        let mut app = Vec::new();
+        for n in 0..=slices.len() {
+            let created_by = if n < slices.len() {
+                format!("Application Slice: {}", n + 1)
+            } else {
+                "Application Layer".to_owned()
+            };
+            let filter =
+                |rel: &Path| !in_slice(rel, n) && slices.get(n).is_none_or(|s| s.is_match(rel));
+            let mut builder = self
+                .builder(self.req.owner)
+                .with_mode_policy(ModePolicy::Normalize);
+            builder
+                .add_dir_tree_filtered(&self.req.build.workspace, "workspace", &filter)
+                .map_err(|source| ExportError::Layer {
+                    what: created_by.clone(),
+                    source,
+                })?;
+            app.push(LayerSha {
+                sha: self.push(created_by, builder)?,
+            });
+        }
+        Ok(app)
     }
+}
 
-    // App slices, then the app layer.
-    let slices = slice_sets(&req.build.buildpacks)?;
-    let mut app = Vec::new();
-    let in_slice = |rel: &Path, upto: usize| slices[..upto].iter().any(|s| s.is_match(rel));
-    for (n, set) in slices.iter().enumerate() {
-        let mut builder = new_builder(req.owner).with_mode_policy(ModePolicy::Normalize);
-        let filter = |rel: &Path| set.is_match(rel) && !in_slice(rel, n);
-        builder
-            .add_dir_tree_filtered(&req.build.workspace, "workspace", &filter)
-            .map_err(|source| ExportError::Layer { what: format!("slice {n}"), source })?;
-        app.push(LayerSha { sha: push(format!("Application Slice: {}", n + 1), finish(builder, "slice")?)? });
-    }
-    let mut builder = new_builder(req.owner).with_mode_policy(ModePolicy::Normalize);
-    let filter = |rel: &Path| !in_slice(rel, slices.len());
-    builder
-        .add_dir_tree_filtered(&req.build.workspace, "workspace", &filter)
-        .map_err(|source| ExportError::Layer { what: "/workspace".to_owned(), source })?;
-    app.push(LayerSha { sha: push("Application Layer".to_owned(), finish(builder, "/workspace")?)? });
+/// Writes every new layer, the config and the manifest into `staging`.
+pub fn assemble(req: &ExportRequest<'_>, staging: &Staging) -> Result<ExportedImage, ExportError> {
+    let mut stack = Stack::new(req, staging);
+    let bp_meta = stack.buildpack_layers()?;
+    let sbom = match sbom_layer(req)? {
+        Some(builder) => Some(LayerSha {
+            sha: stack.push("Software Bill-of-Materials".to_owned(), builder)?,
+        }),
+        None => None,
+    };
+    let app = stack.app_layers()?;
 
-    // The config layer.
     let processes = processes(&req.build.buildpacks);
-    let default_process = default_process_of(&processes).map(|(p, _)| p.r#type.clone());
-    let mut builder = new_builder(Owner::ROOT);
+    let default = default_process_of(&processes).map(|(p, _)| p);
+    let default_process = default.map(|p| p.r#type.clone());
+    let mut builder = stack.builder(Owner::ROOT);
     builder
-        .add_bytes("layers/config/metadata.toml", config_toml(req, &processes, default_process.as_deref()), 0o644)
-        .map_err(|source| ExportError::Layer { what: "config".to_owned(), source })?;
-    let config_sha = push("Buildpacks Launcher Config".to_owned(), finish(builder, "config")?)?;
+        .add_bytes(
+            "layers/config/metadata.toml",
+            config_toml(req, &processes, default_process.as_deref()),
+            0o644,
+        )
+        .map_err(|source| ExportError::Layer {
+            what: "config".to_owned(),
+            source,
+        })?;
+    let config_sha = stack.push("Buildpacks Launcher Config".to_owned(), builder)?;
 
     let lifecycle = LifecycleMetadata {
         app,
@@ -216,7 +276,12 @@ pub fn assemble(req: &ExportRequest<'_>, staging: &Staging) -> Result<ExportedIm
         process_types: None,
         buildpacks: bp_meta,
         run_image: RunImageMetadata {
-            top_layer: req.run_image.layers.last().map(|l| l.diff_id.clone()).unwrap_or_default(),
+            top_layer: req
+                .run_image
+                .layers
+                .last()
+                .map(|l| l.diff_id.clone())
+                .unwrap_or_default(),
             reference: req.run_image.manifest_digest.clone(),
             image: req.run_image_name.to_owned(),
             mirrors: Vec::new(),
@@ -248,17 +313,21 @@ pub fn assemble(req: &ExportRequest<'_>, staging: &Staging) -> Result<ExportedIm
         default_process: default_process.clone(),
     };
 
-    let config = image_config(req, &layers, &lifecycle, &build_meta, default_process_of(&processes).map(|(p, _)| p))?;
+    let config = image_config(req, &stack.layers, &lifecycle, &build_meta, default)?;
     let config_desc = staging.put_json(&config, MediaType::ImageConfig)?;
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
         .config(config_desc.clone())
-        .layers(descriptors)
+        .layers(stack.descriptors)
         .build()
         .map_err(|e| ExportError::Spec(e.to_string()))?;
     let manifest_desc = staging.put_json(&manifest, MediaType::ImageManifest)?;
-    Ok(ExportedImage { manifest: manifest_desc, config_digest: config_desc.digest().to_string(), layers })
+    Ok(ExportedImage {
+        manifest: manifest_desc,
+        config_digest: config_desc.digest().to_string(),
+        layers: stack.layers,
+    })
 }
 
 /// The SBOM layer's builder, or `None` when no buildpack wrote a launch SBOM.
@@ -270,16 +339,27 @@ fn sbom_layer(req: &ExportRequest<'_>) -> Result<Option<LayerBuilder>, ExportErr
         for file in &bp.layers.sbom {
             let dir = match &file.scope {
                 SbomScope::Launch => format!("layers/sbom/launch/{escaped}"),
-                SbomScope::Layer(name) if bp.layers.layers.iter().any(|l| &l.name == name && l.types.launch) => {
+                SbomScope::Layer(name)
+                    if bp
+                        .layers
+                        .layers
+                        .iter()
+                        .any(|l| &l.name == name && l.types.launch) =>
+                {
                     format!("layers/sbom/launch/{escaped}/{name}")
                 }
                 SbomScope::Layer(_) | SbomScope::Build => continue,
             };
-            let bytes = std::fs::read(&file.path)
-                .map_err(|source| ExportError::Read { path: file.path.clone(), source })?;
+            let bytes = std::fs::read(&file.path).map_err(|source| ExportError::Read {
+                path: file.path.clone(),
+                source,
+            })?;
             builder
                 .add_bytes(&format!("{dir}/sbom.{}.json", file.ext), bytes, 0o644)
-                .map_err(|source| ExportError::Layer { what: "sbom".to_owned(), source })?;
+                .map_err(|source| ExportError::Layer {
+                    what: "sbom".to_owned(),
+                    source,
+                })?;
             any = true;
         }
     }
@@ -293,10 +373,12 @@ fn slice_sets(buildpacks: &[BuildpackOutput]) -> Result<Vec<GlobSet>, ExportErro
         for slice in &bp.layers.launch.slices {
             let mut set = GlobSetBuilder::new();
             for pattern in &slice.paths {
-                let glob = Glob::new(pattern.trim_start_matches("./")).map_err(|e| ExportError::Slice {
-                    buildpack: bp.buildpack.reference(),
-                    pattern: pattern.clone(),
-                    message: e.to_string(),
+                let glob = Glob::new(pattern.trim_start_matches("./")).map_err(|e| {
+                    ExportError::Slice {
+                        buildpack: bp.buildpack.reference(),
+                        pattern: pattern.clone(),
+                        message: e.to_string(),
+                    }
                 })?;
                 set.add(glob);
             }
@@ -333,7 +415,11 @@ fn default_process_of(processes: &[(Process, String)]) -> Option<&(Process, Stri
 }
 
 /// `/layers/config/metadata.toml`, as the CNB launcher reads it.
-fn config_toml(req: &ExportRequest<'_>, processes: &[(Process, String)], default: Option<&str>) -> String {
+fn config_toml(
+    req: &ExportRequest<'_>,
+    processes: &[(Process, String)],
+    default: Option<&str>,
+) -> String {
     let mut table = toml::Table::new();
     let buildpacks = req
         .build
@@ -373,18 +459,34 @@ fn config_toml(req: &ExportRequest<'_>, processes: &[(Process, String)], default
 /// The launch env: the run image's env, the CNB variables, then every launch layer's
 /// contributions in group order and layer name order (for the default process).
 fn launch_env(req: &ExportRequest<'_>, process: Option<&Process>) -> Result<Env, ExportError> {
-    let base = req.run_image.config.config().as_ref().and_then(|c| c.env().clone()).unwrap_or_default();
-    let mut env = Env::from_iter(base.iter().filter_map(|kv| {
-        let (k, v) = kv.split_once('=')?;
-        Some((k.to_owned(), v.to_owned()))
-    }));
+    let base = req
+        .run_image
+        .config
+        .config()
+        .as_ref()
+        .and_then(|c| c.env().clone())
+        .unwrap_or_default();
+    let mut env: Env = base
+        .iter()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
     env.set("CNB_LAYERS_DIR", "/layers");
     env.set("CNB_APP_DIR", "/workspace");
-    let phase = || Phase::Launch { process: process.map(|p| p.r#type.as_str()) };
+    let phase = || Phase::Launch {
+        process: process.map(|p| p.r#type.as_str()),
+    };
     for bp in &req.build.buildpacks {
         let launch: Vec<_> = bp.layers.layers.iter().filter(|l| l.types.launch).collect();
-        let targets: Vec<String> = launch.iter().map(|l| layer_target(&bp.buildpack, &l.name)).collect();
-        let layers: Vec<(&Path, &str)> = launch.iter().zip(&targets).map(|(l, t)| (l.dir.as_path(), t.as_str())).collect();
+        let targets: Vec<String> = launch
+            .iter()
+            .map(|l| layer_target(&bp.buildpack, &l.name))
+            .collect();
+        let layers: Vec<(&Path, &str)> = launch
+            .iter()
+            .zip(&targets)
+            .map(|(l, t)| (l.dir.as_path(), t.as_str()))
+            .collect();
         env.apply(&buildpack_env(&layers, phase())?);
     }
     Ok(env)
@@ -415,16 +517,33 @@ fn image_config(
     }
     labels.insert(LIFECYCLE_LABEL.to_owned(), json(lifecycle));
     labels.insert(BUILD_LABEL.to_owned(), json(build_meta));
-    labels.insert(PROJECT_LABEL.to_owned(), project_metadata(req.project).to_string());
+    labels.insert(
+        PROJECT_LABEL.to_owned(),
+        project_metadata(req.project).to_string(),
+    );
 
     let env = launch_env(req, process)?;
     let mut config = ConfigBuilder::default()
         .user(format!("{}:{}", req.owner.uid, req.owner.gid))
-        .env(env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>())
-        .working_dir(process.and_then(|p| p.working_dir.clone()).unwrap_or_else(|| "/workspace".to_owned()))
-        .labels(labels.into_iter().collect::<std::collections::HashMap<_, _>>());
+        .env(
+            env.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>(),
+        )
+        .working_dir(
+            process
+                .and_then(|p| p.working_dir.clone())
+                .unwrap_or_else(|| "/workspace".to_owned()),
+        )
+        .labels(
+            labels
+                .into_iter()
+                .collect::<std::collections::HashMap<_, _>>(),
+        );
     if let Some(process) = process {
-        config = config.entrypoint(process.command.clone()).cmd(process.args.clone());
+        config = config
+            .entrypoint(process.command.clone())
+            .cmd(process.args.clone());
     }
     let config = config.build().map_err(spec)?;
 
@@ -458,7 +577,9 @@ fn image_config(
 
 /// A label value: compact JSON with sorted keys.
 fn json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value).map(|v| v.to_string()).unwrap_or_default()
+    serde_json::to_value(value)
+        .map(|v| v.to_string())
+        .unwrap_or_default()
 }
 
 /// `io.buildpacks.project.metadata` from `project.toml`, as pack writes it.

@@ -6,7 +6,8 @@ use serde::Serialize;
 
 use crate::layout::{Layout, LayoutError};
 use crate::metadata::{
-    BUILD_LABEL, BuildMetadata, BuildpackRef, LIFECYCLE_LABEL, LifecycleMetadata, ProcessMetadata, RunImageMetadata,
+    BUILD_LABEL, BuildMetadata, BuildpackRef, LIFECYCLE_LABEL, LifecycleMetadata, ProcessMetadata,
+    RunImageMetadata,
 };
 use crate::reference::ImageRef;
 
@@ -69,16 +70,28 @@ pub fn inspect(reference: &ImageRef) -> Result<InspectReport, InspectError> {
     let layout = Layout::open(dir)?;
     let (descriptor, manifest) = layout.resolve(tag)?;
     let bytes = layout.read_blob(manifest.config())?;
-    let config_err = |message: String| InspectError::Config { reference: name.clone(), message };
-    let config: ImageConfiguration = serde_json::from_slice(&bytes).map_err(|e| config_err(e.to_string()))?;
-    let labels = config.config().as_ref().and_then(|c| c.labels().clone()).unwrap_or_default();
+    let config_err = |message: String| InspectError::Config {
+        reference: name.clone(),
+        message,
+    };
+    let config: ImageConfiguration =
+        serde_json::from_slice(&bytes).map_err(|e| config_err(e.to_string()))?;
+    let labels = config
+        .config()
+        .as_ref()
+        .and_then(|c| c.labels().clone())
+        .unwrap_or_default();
     let lifecycle: LifecycleMetadata = match labels.get(LIFECYCLE_LABEL) {
-        Some(text) => serde_json::from_str(text).map_err(|e| config_err(format!("{LIFECYCLE_LABEL}: {e}")))?,
+        Some(text) => {
+            serde_json::from_str(text).map_err(|e| config_err(format!("{LIFECYCLE_LABEL}: {e}")))?
+        }
         None => return Err(InspectError::NotBuildpacks { reference: name }),
     };
     let build: BuildMetadata = labels
         .get(BUILD_LABEL)
-        .map(|text| serde_json::from_str(text).map_err(|e| config_err(format!("{BUILD_LABEL}: {e}"))))
+        .map(|text| {
+            serde_json::from_str(text).map_err(|e| config_err(format!("{BUILD_LABEL}: {e}")))
+        })
         .transpose()?
         .unwrap_or_default();
 
@@ -90,14 +103,20 @@ pub fn inspect(reference: &ImageRef) -> Result<InspectReport, InspectError> {
         .map(|h| h.created_by().clone().unwrap_or_default())
         .collect();
     let diff_ids = config.rootfs().diff_ids();
-    let top = diff_ids.iter().position(|d| *d == lifecycle.run_image.top_layer);
+    let top = diff_ids
+        .iter()
+        .position(|d| *d == lifecycle.run_image.top_layer);
     let layers = manifest
         .layers()
         .iter()
         .enumerate()
         .map(|(i, layer)| InspectLayer {
             size: layer.size(),
-            created_by: if history.len() == diff_ids.len() { history[i].clone() } else { String::new() },
+            created_by: if history.len() == diff_ids.len() {
+                history[i].clone()
+            } else {
+                String::new()
+            },
             diff_id: diff_ids.get(i).cloned().unwrap_or_default(),
             run_image: top.is_some_and(|t| i <= t),
         })
@@ -106,7 +125,11 @@ pub fn inspect(reference: &ImageRef) -> Result<InspectReport, InspectError> {
         reference: name,
         digest: descriptor.digest().to_string(),
         platform: format!("{}/{}", config.os(), config.architecture()),
-        user: config.config().as_ref().and_then(|c| c.user().clone()).unwrap_or_default(),
+        user: config
+            .config()
+            .as_ref()
+            .and_then(|c| c.user().clone())
+            .unwrap_or_default(),
         layers,
         processes: build.processes,
         default_process: build.default_process,

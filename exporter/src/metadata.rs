@@ -37,7 +37,11 @@ pub struct LifecycleMetadata {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launcher: Option<LayerSha>,
     /// The process-types layer.
-    #[serde(default, rename = "process-types", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "process-types",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub process_types: Option<LayerSha>,
     /// Each buildpack's layers, in group order.
     #[serde(default)]
@@ -120,7 +124,11 @@ pub struct BuildMetadata {
     #[serde(default)]
     pub launcher: serde_json::Value,
     /// The default process type.
-    #[serde(default, rename = "buildpack-default-process-type", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "buildpack-default-process-type",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub default_process: Option<String>,
 }
 
@@ -154,7 +162,11 @@ pub struct ProcessMetadata {
     #[serde(rename = "buildpackID")]
     pub buildpack_id: String,
     /// Its working directory.
-    #[serde(default, rename = "working-dir", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "working-dir",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub working_dir: Option<String>,
 }
 

@@ -135,7 +135,10 @@ impl ImageRef {
     #[must_use]
     pub fn relative_to(self, base: &std::path::Path) -> ImageRef {
         match self {
-            ImageRef::OciLayout { dir, tag } => ImageRef::OciLayout { dir: base.join(dir), tag },
+            ImageRef::OciLayout { dir, tag } => ImageRef::OciLayout {
+                dir: base.join(dir),
+                tag,
+            },
         }
     }
 }

@@ -89,7 +89,6 @@ pub enum DetectError {
     /// order the (expanded) groups were tried: `group 2: examples/npm@0.1.0 failed`,
     /// `group 2: requires "node" (from examples/npm@0.1.0) has no provider`.
     #[error("no buildpack group passed detection\n{}", report.join("\n"))]
-    #[diagnostic(code(strata::detect::no_group))]
     NoGroupPassed { report: Vec<String> },
     /// No group passed and a required buildpack's detect errored (not a plain fail): the first
     /// such error, `buildpack` as `id@version`.

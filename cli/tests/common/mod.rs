@@ -1,7 +1,7 @@
 //! Shared helpers for the CLI's integration tests: running `strata`, making the example run
 //! image once, copying fixtures, and the third-party tools that check what strata wrote.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -9,7 +9,10 @@ use std::sync::OnceLock;
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 /// The examples directory.
@@ -47,10 +50,19 @@ pub fn stderr(out: &Output) -> String {
 pub fn run_image() -> String {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     let dir = DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("strata-test-run-image-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("strata-test-run-image-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let out = Command::new(examples().join("run-image/make.sh")).arg(&dir).arg("busybox").output().unwrap();
-        assert!(out.status.success(), "make.sh failed (needs busybox-static and umoci): {}", stderr(&out));
+        let out = Command::new(examples().join("run-image/make.sh"))
+            .arg(&dir)
+            .arg("busybox")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "make.sh failed (needs busybox-static and umoci): {}",
+            stderr(&out)
+        );
         dir
     });
     format!("oci:{}:busybox", dir.display())
@@ -61,14 +73,25 @@ pub fn tool(program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {program} ({e}); install it: apt-get install {program}"));
-    assert!(out.status.success(), "{program} {args:?} failed: {}", stderr(&out));
+        .unwrap_or_else(|e| {
+            panic!("cannot run {program} ({e}); install it: apt-get install {program}")
+        });
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        stderr(&out)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Copies a directory tree (files, dirs, symlinks, modes).
 pub fn copy_tree(src: &Path, dst: &Path) {
-    let status = Command::new("cp").arg("-a").arg(format!("{}/.", src.display())).arg(dst).status().unwrap();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", src.display()))
+        .arg(dst)
+        .status()
+        .unwrap();
     assert!(status.success());
 }
 
