@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 use crate::order::{RawOrder, validate_order};
-use crate::{BuildpackId, Order, TomlError};
+use crate::{BuildpackId, Order, StrataMetadata, TomlError};
 
 /// The descriptor's file name inside a buildpack directory.
 const DESCRIPTOR: &str = "buildpack.toml";
@@ -44,6 +44,8 @@ pub struct BuildpackDescriptor {
     pub targets: Vec<Target>,
     /// `[metadata]`, free-form.
     pub metadata: toml::Table,
+    /// `[metadata.strata]`: declared layers, detection and processes.
+    pub strata: Option<StrataMetadata>,
 }
 
 /// `[buildpack]`.
@@ -231,6 +233,7 @@ impl BuildpackDescriptor {
             order,
             targets,
             metadata: raw.metadata,
+            strata: StrataMetadata::parse(path, text, dir)?,
         })
     }
 }

@@ -712,6 +712,7 @@ mod tests {
                 order,
                 targets: Vec::new(),
                 metadata: toml::Table::new(),
+                strata: None,
             },
         }
     }

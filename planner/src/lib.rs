@@ -8,6 +8,7 @@
 mod builder;
 mod buildpack;
 mod buildplan;
+mod declarative;
 mod detect;
 mod diagnostic;
 #[cfg(test)]
@@ -21,6 +22,7 @@ pub use builder::{Builder, BuilderError};
 pub use buildpack::{Buildpack, BuildpackDescriptor, BuildpackError, BuildpackInfo, Target};
 pub use buildplan::{BuildPlan, BuildPlanAlternative, BuildpackPlan, PlanEntry, Provide, Require};
 pub use detect::{DetectError, DetectOutcome, DetectResult, Detector, GroupMember, resolve};
+pub use declarative::{DeclaredDetect, DeclaredLayer, DeclaredProcess, LayerRef, StrataMetadata};
 pub use diagnostic::TomlError;
 pub use id::{BuildpackId, IdError};
 pub use order::{Group, GroupRef, Order};
