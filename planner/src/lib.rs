@@ -10,7 +10,9 @@ mod buildpack;
 mod buildplan;
 mod declarative;
 mod detect;
+mod detect_cache;
 mod diagnostic;
+mod graph;
 #[cfg(test)]
 mod fixtures;
 mod id;
@@ -23,7 +25,9 @@ pub use buildpack::{Buildpack, BuildpackDescriptor, BuildpackError, BuildpackInf
 pub use buildplan::{BuildPlan, BuildPlanAlternative, BuildpackPlan, PlanEntry, Provide, Require};
 pub use detect::{DetectError, DetectOutcome, DetectResult, Detector, GroupMember, resolve};
 pub use declarative::{DeclaredDetect, DeclaredLayer, DeclaredProcess, LayerRef, StrataMetadata};
+pub use detect_cache::CachingDetector;
 pub use diagnostic::TomlError;
+pub use graph::{Plan, PlanError, Reason, ServiceInput, ServicePlan, Status, Task, TaskKind};
 pub use id::{BuildpackId, IdError};
 pub use order::{Group, GroupRef, Order};
 pub use project::{ProjectBuildpack, ProjectDescriptor, ProjectError};

@@ -1,0 +1,501 @@
+//! The plan: a DAG of tasks, each keyed by a hash of everything it reads.
+//!
+//! Node kinds:
+//! - `Layer`: one declared layer of a buildpack (`[[metadata.strata.layers]]`). It reads the
+//!   app files its `inputs` globs match, the env variables it names, and the layers it `needs`.
+//! - `Buildpack`: an opaque CNB `bin/build`. strata cannot see what it reads, so it depends on
+//!   every task of the buildpacks before it in the group and reads the whole app (or the
+//!   `[metadata.strata] inputs` it declares) and the whole user env.
+//! - `App`: the app layer, `/workspace` after the build: the app's files and every opaque
+//!   buildpack before it (they may change the app).
+//! - `Image`: one per service, depending on all of that service's tasks.
+//!
+//! Edges point from a task to the tasks that need it. A task's [`TaskKey`] covers its kind,
+//! its buildpack's id, version and content digest, its definition, its input files (path,
+//! mode, digest, in path order), its env, the keys of the tasks it needs (sorted), the build
+//! image and the target. Tasks with equal keys are one node, so a layer that many services
+//! would build the same way is built once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+
+use petgraph::Direction;
+use petgraph::graph::{DiGraph, NodeIndex};
+
+use crate::key::{KeyHasher, TaskKey};
+use crate::sources::{SourceFile, SourceTree, glob_set};
+use crate::{Buildpack, BuildpackPlan, DeclaredLayer, DetectResult, TomlError};
+
+/// What a task does.
+#[derive(Debug, Clone)]
+pub enum TaskKind {
+    /// A declared layer: `buildpack`'s `[[metadata.strata.layers]]` called `layer`.
+    Layer {
+        /// The buildpack.
+        buildpack: Arc<Buildpack>,
+        /// The layer's name.
+        layer: String,
+    },
+    /// An opaque CNB `bin/build`, with the Buildpack Plan it receives.
+    Buildpack {
+        /// The buildpack.
+        buildpack: Arc<Buildpack>,
+        /// Its Buildpack Plan.
+        plan: BuildpackPlan,
+    },
+    /// The app layer.
+    App,
+    /// A service's image.
+    Image,
+}
+
+/// Why a task will run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "reason", content = "detail", rename_all = "kebab-case")]
+pub enum Reason {
+    /// Never built before.
+    New,
+    /// An input file changed (added, removed, or different content or mode).
+    InputChanged(String),
+    /// A task it needs will be rebuilt.
+    NeedsRebuilt(String),
+    /// The buildpack's files changed.
+    BuildpackChanged,
+    /// An env variable it reads changed.
+    EnvChanged(String),
+    /// The user asked for it.
+    Forced,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::New => f.write_str("new"),
+            Reason::InputChanged(path) => write!(f, "input changed: {path}"),
+            Reason::NeedsRebuilt(task) => write!(f, "needs rebuilt: {task}"),
+            Reason::BuildpackChanged => f.write_str("buildpack changed"),
+            Reason::EnvChanged(name) => write!(f, "env changed: {name}"),
+            Reason::Forced => f.write_str("forced"),
+        }
+    }
+}
+
+/// Whether a task must run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Its output is in the store.
+    Cached,
+    /// It will run, and why.
+    WillRun(Reason),
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Status::Cached => f.write_str("cached"),
+            Status::WillRun(reason) => write!(f, "will run: {reason}"),
+        }
+    }
+}
+
+/// One node of the plan.
+#[derive(Debug, Clone)]
+pub struct Task {
+    /// What it does.
+    pub kind: TaskKind,
+    /// Its key.
+    pub key: TaskKey,
+    /// How people name it: `examples/node:runtime`, `examples/procfile (bin/build)`, `app`,
+    /// `image`.
+    pub id: String,
+    /// The services it belongs to.
+    pub services: Vec<String>,
+    /// The app files it reads, by relative path.
+    pub inputs: Vec<String>,
+    /// The env variables it reads, with their values.
+    pub env: BTreeMap<String, String>,
+    /// Whether it will run.
+    pub status: Status,
+}
+
+impl Task {
+    /// The buildpack it belongs to, if any.
+    pub fn buildpack(&self) -> Option<&Arc<Buildpack>> {
+        match &self.kind {
+            TaskKind::Layer { buildpack, .. } | TaskKind::Buildpack { buildpack, .. } => Some(buildpack),
+            TaskKind::App | TaskKind::Image => None,
+        }
+    }
+
+    /// The declared layer, for a `Layer` task.
+    pub fn declared_layer(&self) -> Option<&DeclaredLayer> {
+        match &self.kind {
+            TaskKind::Layer { buildpack, layer } => buildpack.descriptor.strata.as_ref()?.layer(layer),
+            _ => None,
+        }
+    }
+}
+
+/// One service in the plan.
+#[derive(Debug, Clone)]
+pub struct ServicePlan {
+    /// Its name.
+    pub name: String,
+    /// The group detection chose.
+    pub group: DetectResult,
+    /// Its tasks, in an order where every task comes after the tasks it needs; the image
+    /// task last.
+    pub tasks: Vec<NodeIndex>,
+}
+
+/// The whole plan.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// The DAG; edges point from a task to the tasks that need it.
+    pub graph: DiGraph<Task, ()>,
+    /// The services, in the order they were added.
+    pub services: Vec<ServicePlan>,
+    by_key: HashMap<TaskKey, NodeIndex>,
+}
+
+/// What the plan of one service is made from.
+#[derive(Debug)]
+pub struct ServiceInput<'a> {
+    /// The service's name.
+    pub name: &'a str,
+    /// The group detection chose.
+    pub group: &'a DetectResult,
+    /// The app's files (after `project.toml` include/exclude).
+    pub app: &'a SourceTree,
+    /// The content digest of each buildpack directory, by `id@version`.
+    pub buildpack_digests: &'a BTreeMap<String, TaskKey>,
+    /// The user env.
+    pub env: &'a [(String, String)],
+    /// The build environment (a build image reference, or `host`).
+    pub build_image: &'a str,
+    /// The target platform, `os/arch[/variant]`.
+    pub target: &'a str,
+    /// What the image is exported onto and how (run image digest, compression, time).
+    pub export: &'a str,
+}
+
+/// The plan could not be built.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum PlanError {
+    /// A `needs` names a buildpack or layer that is not in the group.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Needs(Box<TomlError>),
+    /// Layers of several buildpacks need each other in a cycle.
+    #[error("layers need each other in a cycle: {}", cycle.join(" -> "))]
+    Cycle {
+        /// The tasks of the cycle, the first repeated at the end.
+        cycle: Vec<String>,
+    },
+    /// An `inputs` glob is invalid.
+    #[error("buildpack {buildpack}: {message}")]
+    Glob {
+        /// The buildpack.
+        buildpack: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A buildpack's content digest is missing from the input.
+    #[error("no content digest for buildpack {0}")]
+    MissingDigest(String),
+}
+
+impl Plan {
+    /// An empty plan.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every task in an order where each comes after the tasks it needs.
+    pub fn order(&self) -> Vec<NodeIndex> {
+        petgraph::algo::toposort(&self.graph, None).unwrap_or_default()
+    }
+
+    /// The tasks `node` needs.
+    pub fn needs(&self, node: NodeIndex) -> impl Iterator<Item = NodeIndex> + '_ {
+        self.graph.neighbors_directed(node, Direction::Incoming)
+    }
+
+    /// Adds one service's tasks; tasks equal to ones already planned are shared.
+    pub fn add_service(&mut self, input: &ServiceInput<'_>) -> Result<(), PlanError> {
+        let mut tasks: Vec<NodeIndex> = Vec::new();
+        // Every task of the buildpacks so far, and the opaque ones (which change the app).
+        let mut before: Vec<NodeIndex> = Vec::new();
+        let mut opaque: Vec<NodeIndex> = Vec::new();
+        let mut layer_nodes: BTreeMap<(String, String), NodeIndex> = BTreeMap::new();
+
+        for member in &input.group.group {
+            let bp = &member.buildpack;
+            let digest = *input
+                .buildpack_digests
+                .get(&bp.reference())
+                .ok_or_else(|| PlanError::MissingDigest(bp.reference()))?;
+            let declared = bp.descriptor.strata.as_ref().filter(|s| !s.layers.is_empty());
+            let mut this_bp = Vec::new();
+            if let Some(strata) = declared {
+                for layer in layers_in_need_order(&strata.layers) {
+                    let needs = self.resolve_needs(input, bp, layer, &layer_nodes)?;
+                    let node = self.add_layer(input, bp, digest, layer, &needs)?;
+                    layer_nodes.insert((bp.id().to_string(), layer.name.clone()), node);
+                    this_bp.push(node);
+                }
+            } else {
+                let node = self.add_buildpack(input, bp, digest, &member.plan, &before)?;
+                opaque.push(node);
+                this_bp.push(node);
+            }
+            before.extend(&this_bp);
+            tasks.extend(this_bp);
+        }
+        let app = self.add_app(input, &opaque);
+        tasks.push(app);
+        let image = self.add_image(input, &tasks);
+        tasks.push(image);
+        if let Err(cycle) = petgraph::algo::toposort(&self.graph, None) {
+            let id = self.graph[cycle.node_id()].id.clone();
+            return Err(PlanError::Cycle { cycle: vec![id.clone(), id] });
+        }
+        self.services.push(ServicePlan { name: input.name.to_owned(), group: input.group.clone(), tasks });
+        Ok(())
+    }
+
+    /// The nodes of the layers `layer` needs.
+    fn resolve_needs(
+        &self,
+        input: &ServiceInput<'_>,
+        bp: &Arc<Buildpack>,
+        layer: &DeclaredLayer,
+        planned: &BTreeMap<(String, String), NodeIndex>,
+    ) -> Result<Vec<NodeIndex>, PlanError> {
+        let strata = bp.descriptor.strata.as_ref();
+        let mut out = Vec::new();
+        for need in &layer.needs {
+            let owner = need.buildpack.clone().unwrap_or_else(|| bp.id().clone());
+            let error = |message: String| {
+                PlanError::Needs(Box::new(strata.map_or_else(
+                    || TomlError::new(&bp.dir, "", None, message.clone()),
+                    |s| s.error_at(Some(need.span.clone()), message.clone()),
+                )))
+            };
+            let Some(member) = input.group.group.iter().find(|m| *m.buildpack.id() == owner) else {
+                let group: Vec<String> = input.group.group.iter().map(|m| m.buildpack.reference()).collect();
+                return Err(error(format!(
+                    "layer `{}` needs `{need}`, but buildpack {owner} is not in the group ({})",
+                    layer.name,
+                    group.join(", ")
+                )));
+            };
+            let Some(declared) = member.buildpack.descriptor.strata.as_ref().and_then(|s| s.layer(&need.layer)) else {
+                return Err(error(format!(
+                    "layer `{}` needs `{need}`, but buildpack {owner} declares no layer `{}`",
+                    layer.name, need.layer
+                )));
+            };
+            match planned.get(&(owner.to_string(), declared.name.clone())) {
+                Some(node) => out.push(*node),
+                None => {
+                    return Err(error(format!(
+                        "layer `{}` needs `{need}`, which comes later in the group: a layer can only need layers of its own or earlier buildpacks",
+                        layer.name
+                    )));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn add_layer(
+        &mut self,
+        input: &ServiceInput<'_>,
+        bp: &Arc<Buildpack>,
+        digest: TaskKey,
+        layer: &DeclaredLayer,
+        needs: &[NodeIndex],
+    ) -> Result<NodeIndex, PlanError> {
+        let globs = glob_set(&layer.inputs)
+            .map_err(|e| PlanError::Glob { buildpack: bp.reference(), message: e.to_string() })?;
+        let files: Vec<&SourceFile> = if layer.inputs.is_empty() { Vec::new() } else { input.app.select(&globs).collect() };
+        let env: BTreeMap<String, String> = layer
+            .env
+            .iter()
+            .filter_map(|name| lookup(input.env, name).map(|v| (name.clone(), v.to_owned())))
+            .collect();
+        let mut h = KeyHasher::new("task/layer");
+        common_key(&mut h, input, bp, digest);
+        h.field("layer").str(&layer.name).str(&layer.run);
+        h.field("types").bool(layer.launch).bool(layer.build).bool(layer.cache);
+        h.field("globs").sorted_strs(layer.inputs.iter().map(String::as_str));
+        h.field("env-names").sorted_strs(layer.env.iter().map(String::as_str));
+        h.field("env");
+        env_key(&mut h, &env);
+        h.field("files").list(&files.iter().map(|f| (*f).clone()).collect::<Vec<_>>());
+        self.needs_key(&mut h, needs);
+        let task = Task {
+            kind: TaskKind::Layer { buildpack: Arc::clone(bp), layer: layer.name.clone() },
+            key: h.finish(),
+            id: format!("{}:{}", bp.id(), layer.name),
+            services: Vec::new(),
+            inputs: files.iter().map(|f| f.path.clone()).collect(),
+            env,
+            status: Status::WillRun(Reason::New),
+        };
+        Ok(self.insert(input.name, task, needs))
+    }
+
+    fn add_buildpack(
+        &mut self,
+        input: &ServiceInput<'_>,
+        bp: &Arc<Buildpack>,
+        digest: TaskKey,
+        plan: &BuildpackPlan,
+        before: &[NodeIndex],
+    ) -> Result<NodeIndex, PlanError> {
+        let declared_inputs = bp.descriptor.strata.as_ref().and_then(|s| s.inputs.clone());
+        let files: Vec<SourceFile> = match &declared_inputs {
+            Some(globs) => {
+                let set = glob_set(globs)
+                    .map_err(|e| PlanError::Glob { buildpack: bp.reference(), message: e.to_string() })?;
+                input.app.select(&set).cloned().collect()
+            }
+            None => input.app.files.clone(),
+        };
+        let env: BTreeMap<String, String> = input.env.iter().cloned().collect();
+        let mut h = KeyHasher::new("task/buildpack");
+        common_key(&mut h, input, bp, digest);
+        h.field("plan").str(&toml::to_string(plan).unwrap_or_default());
+        h.field("env");
+        env_key(&mut h, &env);
+        h.field("files").list(&files);
+        self.needs_key(&mut h, before);
+        let task = Task {
+            kind: TaskKind::Buildpack { buildpack: Arc::clone(bp), plan: plan.clone() },
+            key: h.finish(),
+            id: format!("{} (bin/build)", bp.id()),
+            services: Vec::new(),
+            inputs: files.iter().map(|f| f.path.clone()).collect(),
+            env,
+            status: Status::WillRun(Reason::New),
+        };
+        Ok(self.insert(input.name, task, before))
+    }
+
+    fn add_app(&mut self, input: &ServiceInput<'_>, opaque: &[NodeIndex]) -> NodeIndex {
+        let mut h = KeyHasher::new("task/app");
+        h.field("files").list(&input.app.files);
+        self.needs_key(&mut h, opaque);
+        let task = Task {
+            kind: TaskKind::App,
+            key: h.finish(),
+            id: "app".to_owned(),
+            services: Vec::new(),
+            inputs: input.app.files.iter().map(|f| f.path.clone()).collect(),
+            env: BTreeMap::new(),
+            status: Status::WillRun(Reason::New),
+        };
+        self.insert(input.name, task, opaque)
+    }
+
+    fn add_image(&mut self, input: &ServiceInput<'_>, tasks: &[NodeIndex]) -> NodeIndex {
+        let mut h = KeyHasher::new("task/image");
+        h.field("service").str(input.name);
+        h.field("export").str(input.export);
+        h.field("target").str(input.target);
+        h.field("group");
+        for member in &input.group.group {
+            h.str(&member.buildpack.reference());
+        }
+        // Layer order in the image follows the group, so the keys go in task order here.
+        h.field("tasks").u64(tasks.len() as u64);
+        for node in tasks {
+            h.key(&self.graph[*node].key);
+        }
+        let task = Task {
+            kind: TaskKind::Image,
+            key: h.finish(),
+            id: "image".to_owned(),
+            services: Vec::new(),
+            inputs: Vec::new(),
+            env: BTreeMap::new(),
+            status: Status::WillRun(Reason::New),
+        };
+        self.insert(input.name, task, tasks)
+    }
+
+    fn needs_key(&self, h: &mut KeyHasher, needs: &[NodeIndex]) {
+        let mut keys: Vec<TaskKey> = needs.iter().map(|n| self.graph[*n].key).collect();
+        keys.sort();
+        keys.dedup();
+        h.field("needs").u64(keys.len() as u64);
+        for key in &keys {
+            h.key(key);
+        }
+    }
+
+    /// Adds `task` (or finds the equal one already planned) with edges from `needs`.
+    fn insert(&mut self, service: &str, mut task: Task, needs: &[NodeIndex]) -> NodeIndex {
+        let node = match self.by_key.get(&task.key) {
+            Some(node) => *node,
+            None => {
+                task.services.clear();
+                let node = self.graph.add_node(task);
+                self.by_key.insert(self.graph[node].key, node);
+                for need in needs {
+                    self.graph.update_edge(*need, node, ());
+                }
+                node
+            }
+        };
+        let services = &mut self.graph[node].services;
+        if !services.iter().any(|s| s == service) {
+            services.push(service.to_owned());
+        }
+        node
+    }
+}
+
+/// The part of every buildpack task's key that names the buildpack and the environment.
+fn common_key(h: &mut KeyHasher, input: &ServiceInput<'_>, bp: &Buildpack, digest: TaskKey) {
+    h.field("buildpack").str(bp.id().as_str()).str(bp.version()).key(&digest);
+    h.field("build-image").str(input.build_image);
+    h.field("target").str(input.target);
+}
+
+fn env_key(h: &mut KeyHasher, env: &BTreeMap<String, String>) {
+    h.u64(env.len() as u64);
+    for (name, value) in env {
+        h.str(name).str(value);
+    }
+}
+
+/// The last value of `name` in `env`.
+fn lookup<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// A buildpack's layers ordered so that each comes after the layers of the same buildpack it
+/// needs (the file order where that already holds). Declared cycles were refused on load.
+fn layers_in_need_order(layers: &[DeclaredLayer]) -> Vec<&DeclaredLayer> {
+    let mut out: Vec<&DeclaredLayer> = Vec::new();
+    let mut pending: Vec<&DeclaredLayer> = layers.iter().collect();
+    while !pending.is_empty() {
+        let ready = pending.iter().position(|layer| {
+            layer
+                .needs
+                .iter()
+                .filter(|n| n.buildpack.is_none())
+                .all(|n| out.iter().any(|done| done.name == n.layer))
+        });
+        match ready {
+            Some(i) => out.push(pending.remove(i)),
+            // A cycle (refused on load): keep file order so planning still terminates.
+            None => out.append(&mut pending),
+        }
+    }
+    out
+}
