@@ -18,6 +18,9 @@ pub(crate) enum Command {
     /// Build an app into an OCI image.
     #[command(after_help = BUILD_EXAMPLES)]
     Build(BuildArgs),
+    /// Show what a build would run and why, without running it.
+    #[command(after_help = PLAN_EXAMPLES)]
+    Plan(PlanArgs),
     /// Show an image's layers, processes, run image and buildpacks.
     #[command(after_help = INSPECT_EXAMPLES)]
     Inspect(InspectArgs),
@@ -27,12 +30,18 @@ const BUILD_EXAMPLES: &str = "Examples:
   strata build examples/apps/hello --builder examples/builder.toml --output oci:out:hello
   strata build . --buildpack ./my-buildpack --run-image oci:base:latest --output oci:out:app --json";
 
+const PLAN_EXAMPLES: &str = "Examples:
+  strata plan examples/apps/hello --builder examples/builder.toml
+  strata plan examples/apps/hello --builder examples/builder.toml --format json
+  strata plan examples/apps/hello --builder examples/builder.toml --format dot | dot -Tsvg > plan.svg";
+
 const INSPECT_EXAMPLES: &str = "Examples:
   strata inspect oci:out:hello
   strata inspect oci:out:hello --json";
 
+/// What both `plan` and `build` read: the app, its buildpacks, env and the sandbox.
 #[derive(Debug, Args)]
-pub(crate) struct BuildArgs {
+pub(crate) struct InputArgs {
     /// The app's directory.
     #[arg(default_value = ".")]
     pub(crate) app_dir: PathBuf,
@@ -46,24 +55,49 @@ pub(crate) struct BuildArgs {
     /// The run image, `oci:DIR:TAG` (default: the builder's, else a minimal built-in base).
     #[arg(long, value_name = "REF")]
     pub(crate) run_image: Option<String>,
-    /// Where the image goes: `oci:DIR:TAG`.
-    #[arg(long, value_name = "REF")]
-    pub(crate) output: String,
     /// Build env for the buildpacks (`K=V`, or `K` to take it from this environment). Repeatable.
     #[arg(long = "env", short = 'e', value_name = "K=V")]
     pub(crate) env: Vec<String>,
-    /// Layer compression.
-    #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
-    pub(crate) compression: CompressionArg,
+    /// Where strata keeps its caches (default: `$XDG_CACHE_HOME/strata` or `~/.cache/strata`).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) cache_dir: Option<PathBuf>,
     /// Where buildpacks run: a bubblewrap sandbox, or the host (no isolation; paths differ).
     #[arg(long, value_enum, default_value_t = SandboxArg::Bwrap)]
     pub(crate) sandbox: SandboxArg,
     /// Run buildpacks without network access.
     #[arg(long)]
     pub(crate) offline: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BuildArgs {
+    #[command(flatten)]
+    pub(crate) input: InputArgs,
+    /// Where the image goes: `oci:DIR:TAG`.
+    #[arg(long, value_name = "REF")]
+    pub(crate) output: String,
+    /// Layer compression.
+    #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
+    pub(crate) compression: CompressionArg,
     /// Print a JSON report on stdout instead of text.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PlanArgs {
+    #[command(flatten)]
+    pub(crate) input: InputArgs,
+    /// How to print the plan: a table for people, JSON for scripts, DOT for Graphviz.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
+    pub(crate) format: PlanFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum PlanFormat {
+    Table,
+    Json,
+    Dot,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

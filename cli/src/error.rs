@@ -8,7 +8,8 @@ use strata_exporter::inspect::InspectError;
 use strata_exporter::layout::LayoutError;
 use strata_exporter::reference::RefError;
 use strata_exporter::runimage::RunImageError;
-use strata_planner::{BuilderError, BuildpackError, DetectError, ProjectError, RegistryError};
+use strata_planner::sources::SourceError;
+use strata_planner::{BuilderError, BuildpackError, DetectError, PlanError, ProjectError, RegistryError};
 
 /// Exit code: success.
 pub(crate) const EXIT_OK: u8 = 0;
@@ -47,6 +48,11 @@ pub(crate) enum CliError {
     #[diagnostic(transparent)]
     Detect(#[from] DetectError),
     #[error(transparent)]
+    #[diagnostic(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Sources(#[from] SourceError),
+    #[error(transparent)]
     Build(#[from] BuildError),
     #[error(transparent)]
     Export(#[from] ExportError),
@@ -71,6 +77,7 @@ impl CliError {
             | CliError::Export(_)
             | CliError::Layout(_)
             | CliError::Base(_)
+            | CliError::Sources(_)
             | CliError::Io { .. } => EXIT_FAILED,
             CliError::Usage(_)
             | CliError::Builder(_)
@@ -81,7 +88,8 @@ impl CliError {
             | CliError::RunImage(_)
             | CliError::AppDir(_)
             | CliError::Sandbox(_)
-            | CliError::Inspect(_) => EXIT_USAGE,
+            | CliError::Inspect(_)
+            | CliError::Plan(_) => EXIT_USAGE,
         }
     }
 }

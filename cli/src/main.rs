@@ -3,15 +3,18 @@
 
 mod args;
 mod build;
+mod config;
 mod error;
 mod inspect;
+mod plan;
+mod prepare;
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, PlanFormat};
 use crate::error::{CliError, EXIT_OK, EXIT_USAGE};
 
 fn main() -> ExitCode {
@@ -66,6 +69,16 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     }
                 }
                 println!("{} {}", report.image, report.digest);
+            }
+            Ok(())
+        }
+        Command::Plan(args) => {
+            let config = config::InputConfig::from_args(&args.input)?;
+            let prepared = prepare::prepare(&config)?;
+            match args.format {
+                PlanFormat::Table => print!("{}", plan::table(&prepared.plan)),
+                PlanFormat::Json => println!("{}", plan::json(&prepared)),
+                PlanFormat::Dot => print!("{}", plan::dot(&prepared.plan)),
             }
             Ok(())
         }

@@ -1,4 +1,4 @@
-//! `bin/build` under the CNB contract: one buildpack after another over one app.
+//! `bin/build` under the CNB contract, for one buildpack of a group.
 //!
 //! Every buildpack gets its own `/layers/<escaped id>` (writable) and sees the layers of the
 //! buildpacks before it read-only, with the build env their `build = true` layers contribute
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::Arc;
 
-use strata_planner::{Buildpack, BuildpackPlan, DetectResult};
+use strata_planner::{Buildpack, BuildpackPlan};
 
 use crate::detect::{PLATFORM_TARGET, buildpack_target};
 use crate::env::{Env, EnvError, Phase, layer_env};
@@ -33,8 +33,6 @@ pub struct BuildRequest<'a> {
     pub sandbox: &'a Sandbox,
     /// The app's private copy (host path); buildpacks may change it.
     pub workspace: &'a Path,
-    /// The group that passed detection.
-    pub group: &'a DetectResult,
     /// The platform dir.
     pub platform: &'a PlatformDir,
     /// The target.
@@ -85,6 +83,12 @@ pub enum BuildError {
         log: PathBuf,
         tail: String,
     },
+    /// A declared layer's `run` script exited non-zero.
+    #[error("layer {layer} failed: its run script {exit}\n--- last lines of its output ---\n{tail}")]
+    LayerFailed { layer: String, exit: String, log: PathBuf, tail: String },
+    /// A declared layer's script wrote an SBOM strata cannot take.
+    #[error("layer {layer}: {message}")]
+    LayerSbom { layer: String, message: String },
     /// What the buildpack left is invalid.
     #[error(transparent)]
     Layers(#[from] LayerError),
@@ -125,19 +129,6 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BuildError + '_ {
     }
 }
 
-/// Runs every buildpack of the group in order.
-pub fn build(req: &BuildRequest<'_>) -> Result<BuildOutput, BuildError> {
-    let mut done: Vec<BuildpackOutput> = Vec::new();
-    for member in &req.group.group {
-        let output = build_one(req, &member.buildpack, &member.plan, &done)?;
-        done.push(output);
-    }
-    Ok(BuildOutput {
-        workspace: req.workspace.to_owned(),
-        buildpacks: done,
-    })
-}
-
 /// The env `buildpack` starts from: the platform's base env, then the build env of the
 /// `build = true` layers of the buildpacks before it (whose layers it sees read-only).
 fn build_env(
@@ -170,7 +161,9 @@ fn build_env(
     Ok(env)
 }
 
-fn build_one(
+/// Runs one opaque buildpack's `bin/build` after the buildpacks (or declared layers) in
+/// `before`, and reads what it left.
+pub fn run_buildpack(
     req: &BuildRequest<'_>,
     buildpack: &Arc<Buildpack>,
     plan: &BuildpackPlan,

@@ -8,6 +8,8 @@ pub mod appdir;
 pub mod build;
 pub mod detect;
 pub mod env;
+pub mod execute;
+pub mod layer_task;
 pub mod layers;
 pub mod platform;
 pub mod sandbox;

@@ -1,0 +1,187 @@
+//! A declared layer's `run` script: one layer, built from exactly what it declares.
+//!
+//! The script runs with `/workspace` read-only, its own layer directory (empty) as its first
+//! argument and in `STRATA_LAYER_DIR`, and only the layers it `needs` mounted, read-only, at
+//! their image paths, with their build env (`bin` on `PATH`, `env.build/`, …). Of the user
+//! env it sees only the variables it names in `env`: those are part of its key, so nothing
+//! else may change what it builds.
+
+use std::fs;
+use std::sync::Arc;
+
+use strata_planner::{Buildpack, BuildpackPlan, DeclaredLayer};
+
+use crate::build::{BuildError, BuildRequest, BuildpackOutput, WORKSPACE_TARGET, describe_exit, layer_target};
+use crate::detect::{PLATFORM_TARGET, buildpack_target};
+use crate::env::{Env, Phase, layer_env};
+use crate::layers::{BuildpackLayers, Layer, LayerTypes, LaunchToml, Process, SbomFile, SbomScope, sbom_media_type};
+use crate::platform::base_env;
+use crate::sandbox::{Mount, SandboxCommand};
+
+/// A layer a declared layer needs, already built.
+#[derive(Debug, Clone)]
+pub struct NeededLayer<'a> {
+    /// The buildpack it belongs to.
+    pub buildpack: &'a Buildpack,
+    /// The layer.
+    pub layer: &'a Layer,
+}
+
+/// A built declared layer, with the SBOM files its script wrote.
+#[derive(Debug, Clone)]
+pub struct BuiltLayer {
+    /// The layer.
+    pub layer: Layer,
+    /// Its SBOM files (`sbom.<ext>.json` in `STRATA_SBOM_DIR`).
+    pub sbom: Vec<SbomFile>,
+}
+
+/// Runs `layer`'s script into a fresh `<scratch>/layers/<buildpack>/<layer>`.
+///
+/// The script may also write `sbom.cdx.json`, `sbom.spdx.json` or `sbom.syft.json` into
+/// `STRATA_SBOM_DIR`: the layer's SBOM, in formats the buildpack declares.
+pub fn run_layer(
+    req: &BuildRequest<'_>,
+    buildpack: &Buildpack,
+    layer: &DeclaredLayer,
+    needs: &[NeededLayer<'_>],
+) -> Result<BuiltLayer, BuildError> {
+    let escaped = buildpack.id().escaped();
+    let dir = req.scratch.join("layers").join(&escaped).join(&layer.name);
+    let sbom_dir = req.scratch.join("sbom").join(&escaped).join(&layer.name);
+    for d in [&dir, &sbom_dir] {
+        if d.exists() {
+            fs::remove_dir_all(d).map_err(|source| BuildError::Io { path: d.clone(), source })?;
+        }
+        fs::create_dir_all(d).map_err(|source| BuildError::Io { path: d.clone(), source })?;
+    }
+
+    let mut mounts = vec![
+        Mount::ro(req.workspace, WORKSPACE_TARGET),
+        Mount::ro(&req.platform.path, PLATFORM_TARGET),
+        Mount::ro(&buildpack.dir, buildpack_target(buildpack)),
+        Mount::rw(&dir, layer_target(buildpack, &layer.name)),
+        Mount::rw(&sbom_dir, "/tmp/sbom"),
+    ];
+    let [workspace, platform, bp_dir, layer_dir, sbom] = [0, 1, 2, 3, 4].map(|i| req.sandbox.view(&mounts[i]));
+
+    // Only the env the layer declares: clear_env drops the rest of the user env.
+    let mut env: Env = base_env(req.target, req.platform, true, req.sandbox.isolates()).into_iter().collect();
+    for name in &layer.env {
+        if let Some((_, value)) = req.platform.env.iter().rev().find(|(k, _)| k == name) {
+            env.set(name.clone(), value.clone());
+        }
+    }
+    for need in needs {
+        let mount = Mount::ro(&need.layer.dir, layer_target(need.buildpack, &need.layer.name));
+        let view = req.sandbox.view(&mount);
+        mounts.push(mount);
+        env.apply(&layer_env(&need.layer.dir, &view, Phase::Build)?);
+    }
+    env.set("CNB_BUILDPACK_DIR", &bp_dir);
+    env.set("CNB_PLATFORM_DIR", &platform);
+    env.set("CNB_EXEC_ENV", "production");
+    env.set("STRATA_LAYER_DIR", &layer_dir);
+    env.set("STRATA_SBOM_DIR", &sbom);
+
+    let cmd = SandboxCommand {
+        argv: vec![format!("{bp_dir}/{}", layer.run), layer_dir],
+        env: env.into_vec(),
+        mounts,
+        cwd: workspace,
+        network: req.network,
+    };
+    let log = req.scratch.join("logs").join(format!("layer-{escaped}-{}.log", layer.name));
+    if let Some(parent) = log.parent() {
+        fs::create_dir_all(parent).map_err(|source| BuildError::Io { path: parent.to_owned(), source })?;
+    }
+    let finished = req.sandbox.run(&cmd, &log)?;
+    if !finished.status.success() {
+        return Err(BuildError::LayerFailed {
+            layer: format!("{}:{}", buildpack.reference(), layer.name),
+            exit: describe_exit(finished.status),
+            log,
+            tail: finished.tail,
+        });
+    }
+    Ok(BuiltLayer {
+        sbom: layer_sbom(buildpack, &layer.name, &sbom_dir)?,
+        layer: Layer {
+            name: layer.name.clone(),
+            dir,
+            types: LayerTypes { launch: layer.launch, build: layer.build, cache: layer.cache },
+            metadata: toml::Table::new(),
+        },
+    })
+}
+
+/// The SBOM files a layer script wrote, checked against the buildpack's `sbom-formats`.
+fn layer_sbom(buildpack: &Buildpack, layer: &str, dir: &std::path::Path) -> Result<Vec<SbomFile>, BuildError> {
+    let mut files = Vec::new();
+    let entries = fs::read_dir(dir).map_err(|source| BuildError::Io { path: dir.to_owned(), source })?;
+    for entry in entries {
+        let path = entry.map_err(|source| BuildError::Io { path: dir.to_owned(), source })?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let ext = name.strip_prefix("sbom.").and_then(|n| n.strip_suffix(".json")).unwrap_or_default();
+        let reference = format!("{}:{layer}", buildpack.reference());
+        let Some(media_type) = sbom_media_type(ext) else {
+            return Err(BuildError::LayerSbom {
+                layer: reference,
+                message: format!("`{name}` is not sbom.cdx.json, sbom.spdx.json or sbom.syft.json"),
+            });
+        };
+        if !buildpack.descriptor.info.sbom_formats.iter().any(|f| f == media_type) {
+            return Err(BuildError::LayerSbom {
+                layer: reference,
+                message: format!("`{name}` is {media_type}, which the buildpack does not declare in `sbom-formats`"),
+            });
+        }
+        files.push(SbomFile { scope: SbomScope::Layer(layer.to_owned()), ext: ext.to_owned(), path });
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}
+
+/// What a buildpack built from declared layers looks like to the exporter: its layers in
+/// name order and its declared processes.
+pub fn declared_output(
+    req: &BuildRequest<'_>,
+    buildpack: &Arc<Buildpack>,
+    plan: &BuildpackPlan,
+    built: Vec<BuiltLayer>,
+) -> BuildpackOutput {
+    let mut sbom: Vec<SbomFile> = built.iter().flat_map(|b| b.sbom.iter().cloned()).collect();
+    sbom.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut layers: Vec<Layer> = built.into_iter().map(|b| b.layer).collect();
+    layers.sort_by(|a, b| a.name.cmp(&b.name));
+    let processes = buildpack
+        .descriptor
+        .strata
+        .as_ref()
+        .map(|s| s.processes.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|p| Process {
+            r#type: p.kind.clone(),
+            command: p.command.clone(),
+            args: p.args.clone(),
+            direct: true,
+            default: p.default,
+            working_dir: p.working_dir.clone(),
+            exec_env: Vec::new(),
+        })
+        .collect();
+    BuildpackOutput {
+        buildpack: Arc::clone(buildpack),
+        plan: plan.clone(),
+        layers_dir: req.scratch.join("layers").join(buildpack.id().escaped()),
+        layers: BuildpackLayers {
+            layers,
+            launch: LaunchToml { labels: Vec::new(), processes, slices: Vec::new() },
+            unmet: Vec::new(),
+            store: None,
+            sbom,
+        },
+        log: req.scratch.join("logs"),
+    }
+}
