@@ -1,0 +1,148 @@
+//! `strata plan`: the task graph of the example app, its keys and reasons, and that an
+//! unchanged app plans without spawning a process or reading a file's content.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is a failing test
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+/// A copy of the examples in a temp dir, every file dated in the past so that no stat cache
+/// entry is racy, and a cache dir.
+struct Fixture {
+    tmp: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        copy_tree(&examples(), &tmp.path().join("examples"));
+        age(&tmp.path().join("examples"));
+        Self { tmp }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.tmp.path().join(rel)
+    }
+
+    fn plan(&self, format: &str) -> std::process::Output {
+        let app = self.path("examples/apps/hello");
+        let builder = self.path("examples/builder.toml");
+        let cache = self.path("cache");
+        strata(
+            self.tmp.path(),
+            &[
+                "plan",
+                app.to_str().unwrap(),
+                "--builder",
+                builder.to_str().unwrap(),
+                "--cache-dir",
+                cache.to_str().unwrap(),
+                "--format",
+                format,
+            ],
+        )
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let out = self.plan("json");
+        assert_exit(&out, 0);
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+/// Sets every file's mtime to 2020 (ctime still moves, which the stat cache also checks).
+fn age(dir: &Path) {
+    let status = Command::new("find").arg(dir).args(["-exec", "touch", "-h", "-d", "2020-01-01T00:00:00Z", "{}", "+"]).status();
+    assert!(status.unwrap().success());
+}
+
+fn keys(plan: &serde_json::Value) -> Vec<(String, String)> {
+    plan["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["id"].as_str().unwrap().to_owned(), t["key"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+#[test]
+fn the_plan_table_of_the_example() {
+    let fx = Fixture::new();
+    let out = fx.plan("table");
+    assert_exit(&out, 0);
+    insta::assert_snapshot!(String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn an_unchanged_app_plans_without_processes_or_hashing() {
+    let fx = Fixture::new();
+    let first = fx.json();
+    assert!(first["stats"]["detect_ran"].as_u64().unwrap() > 0, "{}", first["stats"]);
+    assert!(first["stats"]["hashed"].as_u64().unwrap() > 0);
+    let second = fx.json();
+    assert_eq!(second["stats"]["detect_ran"], 0, "{}", second["stats"]);
+    assert_eq!(second["stats"]["hashed"], 0, "{}", second["stats"]);
+    assert_eq!(second["stats"]["files"], first["stats"]["files"]);
+    assert_eq!(keys(&first), keys(&second));
+}
+
+#[test]
+fn a_changed_lock_file_changes_only_the_layers_that_read_it_and_what_follows() {
+    let fx = Fixture::new();
+    let before = keys(&fx.json());
+    std::fs::write(fx.path("examples/apps/hello/greeter.lock"), "polite 1.1\n").unwrap();
+    let after = keys(&fx.json());
+    let changed: Vec<&str> = before
+        .iter()
+        .zip(&after)
+        .filter(|(b, a)| b.1 != a.1)
+        .map(|(b, _)| b.0.as_str())
+        .collect();
+    let ids: Vec<&str> = before.iter().map(|(id, _)| id.as_str()).collect();
+    assert!(ids.contains(&"examples/runtime:greeter") && ids.contains(&"examples/runtime:tools"), "{ids:?}");
+    for unchanged in ["examples/runtime:greeter", "examples/runtime:tools"] {
+        assert!(!changed.contains(&unchanged), "{unchanged} must keep its key: {changed:?}");
+    }
+    for rebuilt in ["examples/runtime:phrases", "examples/procfile (bin/build)", "app", "image"] {
+        assert!(changed.contains(&rebuilt), "{rebuilt} must change: {changed:?}");
+    }
+}
+
+#[test]
+fn dot_output_is_a_graph_of_every_task() {
+    let fx = Fixture::new();
+    let out = fx.plan("dot");
+    assert_exit(&out, 0);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("digraph plan {"), "{text}");
+    assert!(text.contains("examples/runtime:phrases"));
+    assert!(text.contains(" -> "));
+    if let Ok(dot) = Command::new("dot").arg("-Tsvg").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn() {
+        use std::io::Write;
+        let mut dot = dot;
+        dot.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        assert!(dot.wait_with_output().unwrap().status.success(), "Graphviz reads the plan");
+    }
+}
+
+#[test]
+fn a_layer_needing_a_layer_no_buildpack_declares_is_an_error_at_that_line() {
+    let fx = Fixture::new();
+    let toml = fx.path("examples/buildpacks/procfile/buildpack.toml");
+    let mut text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::create_dir_all(fx.path("examples/buildpacks/procfile/layers")).unwrap();
+    let script = fx.path("examples/buildpacks/procfile/layers/x.sh");
+    std::fs::write(&script, "#!/bin/sh\n").unwrap();
+    assert!(Command::new("chmod").arg("+x").arg(&script).status().unwrap().success());
+    text.push_str("\n[[metadata.strata.layers]]\nname = \"x\"\nneeds = [\"examples/runtime:nope\"]\nrun = \"layers/x.sh\"\n");
+    std::fs::write(&toml, &text).unwrap();
+    let out = fx.plan("table");
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(err.contains("examples/runtime:nope"), "{err}");
+    assert!(err.contains("buildpack.toml"), "{err}");
+}
