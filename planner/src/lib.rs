@@ -13,9 +13,12 @@ mod diagnostic;
 #[cfg(test)]
 mod fixtures;
 mod id;
+mod key;
 mod order;
 mod project;
 mod registry;
+mod sources;
+mod statcache;
 
 pub use builder::{Builder, BuilderError};
 pub use buildpack::{Buildpack, BuildpackDescriptor, BuildpackError, BuildpackInfo, Target};
@@ -23,6 +26,9 @@ pub use buildplan::{BuildPlan, BuildPlanAlternative, BuildpackPlan, PlanEntry, P
 pub use detect::{DetectError, DetectOutcome, DetectResult, Detector, GroupMember, resolve};
 pub use diagnostic::TomlError;
 pub use id::{BuildpackId, IdError};
+pub use key::{CacheKey, KEY_SCHEMA, KeyHasher, TaskKey};
 pub use order::{Group, GroupRef, Order};
 pub use project::{ProjectBuildpack, ProjectDescriptor, ProjectError};
 pub use registry::{Registry, RegistryError, compare_versions};
+pub use sources::{HashStats, ScanOptions, SourceError, SourceFile, SourceTree, glob_set, scan};
+pub use statcache::{StatCache, StatCacheStatus, stat_cache_path};
