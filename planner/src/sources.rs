@@ -594,3 +594,587 @@ fn hash_reader(reader: &mut impl Read) -> std::io::Result<([u8; 32], u64)> {
         Ok((*hasher.finalize().as_bytes(), size))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    use std::time::{Duration, SystemTime};
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::{StatCacheStatus, stat_cache_path};
+
+    fn write(root: &Path, path: &str, content: &[u8]) {
+        let path = root.join(path);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, content).unwrap();
+    }
+
+    fn set_mtime(root: &Path, path: &str, time: SystemTime) {
+        fs::File::options()
+            .write(true)
+            .open(root.join(path))
+            .unwrap()
+            .set_modified(time)
+            .unwrap();
+    }
+
+    fn an_hour_ago() -> SystemTime {
+        SystemTime::now() - Duration::from_hours(1)
+    }
+
+    /// A tree whose files were last modified an hour ago: out of the racy window.
+    fn settled_tree(paths: &[&str]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for path in paths {
+            write(dir.path(), path, path.as_bytes());
+            set_mtime(dir.path(), path, an_hour_ago());
+        }
+        dir
+    }
+
+    fn scan_all(root: &Path, cache: &mut StatCache) -> (SourceTree, HashStats) {
+        scan(root, &ScanOptions::default(), cache).unwrap()
+    }
+
+    fn paths(tree: &SourceTree) -> Vec<&str> {
+        tree.files.iter().map(|file| file.path.as_str()).collect()
+    }
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|&item| item.to_owned()).collect()
+    }
+
+    #[test]
+    fn scan_lists_app_files_with_their_digests() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "b.txt", b"bee");
+        write(root, "a/z.js", b"zed");
+        write(root, "a/b/c.rs", b"");
+        write(root, ".hidden", b"h");
+        write(root, ".gitignore", b"b.txt\n");
+        write(root, ".git/HEAD", b"ref");
+        write(root, "vendor/dep/.git", b"gitdir: elsewhere");
+        fs::set_permissions(root.join("b.txt"), fs::Permissions::from_mode(0o755)).unwrap();
+        let (tree, stats) = scan_all(root, &mut StatCache::in_memory());
+        assert_eq!(
+            paths(&tree),
+            [".gitignore", ".hidden", "a/b/c.rs", "a/z.js", "b.txt"]
+        );
+        let b = tree.get("b.txt").unwrap();
+        assert_eq!(
+            (b.mode, b.size, b.digest),
+            (0o755, 3, *blake3::hash(b"bee").as_bytes())
+        );
+        assert_eq!(tree.get("a/b/c.rs").unwrap().size, 0);
+        assert!(tree.get(".git/HEAD").is_none() && tree.get("nope").is_none());
+        assert_eq!(tree.root, root);
+        assert_eq!(
+            (
+                stats.files,
+                stats.hashed,
+                stats.hashed_bytes,
+                stats.stat_hits
+            ),
+            (5, 5, 13, 0)
+        );
+    }
+
+    #[test]
+    fn symlinks_are_recorded_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "real/file.txt", b"content");
+        symlink("real", root.join("dir-link")).unwrap();
+        symlink("real/file.txt", root.join("file-link")).unwrap();
+        symlink("/nowhere", root.join("dangling")).unwrap();
+        let (tree, _) = scan_all(root, &mut StatCache::in_memory());
+        assert_eq!(
+            paths(&tree),
+            ["dangling", "dir-link", "file-link", "real/file.txt"]
+        );
+        let link = tree.get("file-link").unwrap();
+        assert_eq!(link.mode, 0o120_000);
+        assert_eq!(link.size, 13);
+        assert_eq!(link.digest, *blake3::hash(b"real/file.txt").as_bytes());
+        assert_eq!(
+            tree.get("dangling").unwrap().digest,
+            *blake3::hash(b"/nowhere").as_bytes()
+        );
+    }
+
+    #[test]
+    fn sockets_are_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a", b"a");
+        let _listener = std::os::unix::net::UnixListener::bind(dir.path().join("sock")).unwrap();
+        let (tree, _) = scan_all(dir.path(), &mut StatCache::in_memory());
+        assert_eq!(paths(&tree), ["a"]);
+    }
+
+    #[test]
+    fn include_and_exclude_follow_gitignore_syntax() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for path in [
+            "package.json",
+            "README.md",
+            "docs/guide.md",
+            "src/index.js",
+            "src/deep/util.js",
+            "src/notes.md",
+            "tests/a.test.js",
+            "lib/tests/b.js",
+        ] {
+            write(root, path, b"x");
+        }
+        let run = |include: &[&str], exclude: &[&str]| {
+            let (include, exclude) = (strings(include), strings(exclude));
+            let opts = ScanOptions {
+                include: &include,
+                exclude: &exclude,
+            };
+            let (tree, _) = scan(root, &opts, &mut StatCache::in_memory()).unwrap();
+            paths(&tree)
+                .into_iter()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            run(&["src/", "package.json"], &[]),
+            [
+                "package.json",
+                "src/deep/util.js",
+                "src/index.js",
+                "src/notes.md"
+            ]
+        );
+        assert_eq!(
+            run(&["*.js"], &[]),
+            [
+                "lib/tests/b.js",
+                "src/deep/util.js",
+                "src/index.js",
+                "tests/a.test.js"
+            ]
+        );
+        assert_eq!(run(&["/tests"], &[]), ["tests/a.test.js"]);
+        assert_eq!(
+            run(&[], &["*.md", "!README.md", "tests/"]),
+            [
+                "README.md",
+                "package.json",
+                "src/deep/util.js",
+                "src/index.js"
+            ]
+        );
+        assert_eq!(run(&[], &["/tests/", "src/deep"]).len(), 6);
+    }
+
+    #[test]
+    fn bad_patterns_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let exclude = strings(&["ok", "[z-a]"]);
+        let opts = ScanOptions {
+            include: &[],
+            exclude: &exclude,
+        };
+        let err = scan(dir.path(), &opts, &mut StatCache::in_memory()).unwrap_err();
+        assert!(
+            matches!(&err, SourceError::Glob { pattern, .. } if pattern == "[z-a]"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn root_must_be_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "file", b"");
+        let mut cache = StatCache::in_memory();
+        let err = scan(
+            &dir.path().join("file"),
+            &ScanOptions::default(),
+            &mut cache,
+        )
+        .unwrap_err();
+        assert!(matches!(err, SourceError::NotADirectory { .. }));
+        let err = scan(
+            &dir.path().join("missing"),
+            &ScanOptions::default(),
+            &mut cache,
+        )
+        .unwrap_err();
+        assert!(matches!(err, SourceError::Io { .. }));
+    }
+
+    #[test]
+    fn non_utf8_names_are_an_error() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let name = std::ffi::OsStr::from_bytes(b"bad\xff");
+        fs::write(dir.path().join(name), b"").unwrap();
+        let err = scan(
+            dir.path(),
+            &ScanOptions::default(),
+            &mut StatCache::in_memory(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, SourceError::NonUtf8Path { .. }), "{err}");
+    }
+
+    #[test]
+    fn globs_are_relative_to_the_root() {
+        let set = glob_set(&strings(&[
+            "*.json",
+            "src/**",
+            "lib/",
+            "./docs/*.md",
+            "**/x.js",
+        ]))
+        .unwrap();
+        for path in [
+            "package.json",
+            "src/a.js",
+            "src/a/b/c",
+            "lib/x/y",
+            "docs/a.md",
+            "x.js",
+            "a/b/x.js",
+        ] {
+            assert!(set.is_match(path), "{path}");
+        }
+        for path in ["a/package.json", "srcx/a", "lib", "docs/a/b.md", "ax.js"] {
+            assert!(!set.is_match(path), "{path}");
+        }
+        assert!(glob_set(&[]).unwrap().is_empty());
+        for bad in ["a/[", "../x", "a/../../b", ""] {
+            let err = glob_set(&strings(&["ok", bad])).unwrap_err();
+            assert!(
+                matches!(&err, SourceError::Glob { pattern, .. } if pattern == bad),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn warm_scan_reads_nothing() {
+        let dir = settled_tree(&["a.txt", "b/c.txt", "b/d/e.txt"]);
+        let cache_file = dir.path().join(".cache-dir/stat.bin");
+        let mut cache = StatCache::load(&cache_file);
+        let (cold, stats) = scan_all(dir.path(), &mut cache);
+        assert_eq!((stats.hashed, stats.stat_hits), (3, 0));
+        cache.save().unwrap();
+
+        let mut cache = StatCache::load(&cache_file);
+        assert_eq!((cache.status(), cache.len()), (StatCacheStatus::Loaded, 3));
+        let excluded = strings(&[".cache-dir/"]);
+        let opts = ScanOptions {
+            include: &[],
+            exclude: &excluded,
+        };
+        let (warm, stats) = scan(dir.path(), &opts, &mut cache).unwrap();
+        assert_eq!(
+            (stats.files, stats.hashed, stats.stat_hits, stats.racy),
+            (3, 0, 3, 0)
+        );
+        assert_eq!(warm, cold);
+        // The same holds for a cache kept in memory across scans.
+        let mut cache = StatCache::in_memory();
+        scan(dir.path(), &opts, &mut cache).unwrap();
+        let (again, stats) = scan(dir.path(), &opts, &mut cache).unwrap();
+        assert_eq!((stats.hashed, stats.stat_hits), (0, 3));
+        assert_eq!(again, cold);
+    }
+
+    #[test]
+    fn a_touched_file_is_rehashed_to_the_same_digest() {
+        let dir = settled_tree(&["a.txt", "b.txt"]);
+        let mut cache = StatCache::in_memory();
+        let (before, _) = scan_all(dir.path(), &mut cache);
+        set_mtime(dir.path(), "a.txt", an_hour_ago() - Duration::from_mins(1));
+        let (after, stats) = scan_all(dir.path(), &mut cache);
+        assert_eq!((stats.hashed, stats.stat_hits), (1, 1));
+        assert_eq!(after, before);
+    }
+
+    #[test]
+    fn a_change_hidden_behind_the_old_mtime_is_found() {
+        let dir = settled_tree(&["in-place.txt", "renamed.txt"]);
+        let root = dir.path();
+        let mut cache = StatCache::in_memory();
+        let (before, _) = scan_all(root, &mut cache);
+        let old = |path: &str| fs::metadata(root.join(path)).unwrap();
+        let (old_in_place, old_renamed) = (old("in-place.txt"), old("renamed.txt"));
+
+        // Same size, same mtime: only the ctime, which no program can set back, tells. On a
+        // filesystem whose clock ticks coarser than this test, wait for the tick.
+        for _ in 0..200 {
+            write(root, "in-place.txt", b"IN-PLACE.TXT");
+            set_mtime(root, "in-place.txt", old_in_place.modified().unwrap());
+            if Stat::of(&old("in-place.txt")).ctime_ns != Stat::of(&old_in_place).ctime_ns {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Same size, same mtime, replaced by a rename: a new inode.
+        write(root, "new.tmp", b"RENAMED.TXT");
+        set_mtime(root, "new.tmp", old_renamed.modified().unwrap());
+        fs::rename(root.join("new.tmp"), root.join("renamed.txt")).unwrap();
+
+        let (after, stats) = scan_all(root, &mut cache);
+        assert_eq!(stats.hashed, 2);
+        for path in ["in-place.txt", "renamed.txt"] {
+            assert_eq!(
+                after.get(path).unwrap().size,
+                before.get(path).unwrap().size
+            );
+            assert_ne!(
+                after.get(path).unwrap().digest,
+                before.get(path).unwrap().digest
+            );
+        }
+    }
+
+    #[test]
+    fn recently_modified_files_are_rehashed_until_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "fresh.txt", b"fresh");
+        write(dir.path(), "settled.txt", b"settled");
+        set_mtime(dir.path(), "settled.txt", an_hour_ago());
+        let mut cache = StatCache::in_memory();
+        let (first, _) = scan_all(dir.path(), &mut cache);
+        let (second, stats) = scan_all(dir.path(), &mut cache);
+        assert_eq!((stats.hashed, stats.racy, stats.stat_hits), (1, 1, 1));
+        assert_eq!(first, second);
+        // A file modified in the future is not trusted either.
+        set_mtime(
+            dir.path(),
+            "settled.txt",
+            SystemTime::now() + Duration::from_hours(1),
+        );
+        scan_all(dir.path(), &mut cache);
+        let (_, stats) = scan_all(dir.path(), &mut cache);
+        assert_eq!((stats.hashed, stats.racy), (2, 2));
+    }
+
+    #[test]
+    fn a_corrupt_cache_means_a_full_rehash() {
+        let dir = settled_tree(&["a", "b", "c"]);
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache_file = stat_cache_path(cache_dir.path(), dir.path());
+        let mut cache = StatCache::load(&cache_file);
+        let (before, _) = scan_all(dir.path(), &mut cache);
+        cache.save().unwrap();
+        let mut bytes = fs::read(&cache_file).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 1;
+        fs::write(&cache_file, bytes).unwrap();
+
+        let mut cache = StatCache::load(&cache_file);
+        assert_eq!(cache.status(), StatCacheStatus::Corrupt);
+        let (after, stats) = scan_all(dir.path(), &mut cache);
+        assert_eq!((stats.hashed, stats.stat_hits), (3, 0));
+        assert_eq!(after, before);
+        cache.save().unwrap();
+        assert_eq!(
+            StatCache::load(&cache_file).status(),
+            StatCacheStatus::Loaded
+        );
+    }
+
+    #[test]
+    fn a_cache_of_another_root_is_not_used() {
+        let one = settled_tree(&["a"]);
+        let other = settled_tree(&["a"]);
+        let mut cache = StatCache::in_memory();
+        scan_all(one.path(), &mut cache);
+        let (_, stats) = scan_all(other.path(), &mut cache);
+        assert_eq!((stats.hashed, stats.stat_hits), (1, 0));
+    }
+
+    #[test]
+    fn deleted_files_leave_the_cache() {
+        let dir = settled_tree(&["a", "b"]);
+        let mut cache = StatCache::in_memory();
+        scan_all(dir.path(), &mut cache);
+        fs::remove_file(dir.path().join("b")).unwrap();
+        let (tree, stats) = scan_all(dir.path(), &mut cache);
+        assert_eq!((paths(&tree), stats.hashed, cache.len()), (vec!["a"], 0, 1));
+    }
+
+    #[test]
+    fn selection_digest_covers_path_mode_and_content() {
+        let file = |path: &str, mode, content: &[u8]| SourceFile {
+            path: path.to_owned(),
+            mode,
+            size: content.len() as u64,
+            digest: *blake3::hash(content).as_bytes(),
+        };
+        let tree = SourceTree {
+            root: PathBuf::new(),
+            files: vec![file("a", 0o644, b"1"), file("b", 0o644, b"2")],
+        };
+        let digest = |files: &[SourceFile]| tree.digest_of(files.iter());
+        let base = digest(&tree.files);
+        assert_eq!(
+            base,
+            tree.digest_of(tree.files.iter().rev().chain(&tree.files))
+        );
+        assert_ne!(
+            base,
+            digest(&[file("a", 0o755, b"1"), file("b", 0o644, b"2")])
+        );
+        assert_ne!(
+            base,
+            digest(&[file("a", 0o644, b"3"), file("b", 0o644, b"2")])
+        );
+        assert_ne!(
+            base,
+            digest(&[file("c", 0o644, b"1"), file("b", 0o644, b"2")])
+        );
+        assert_ne!(base, digest(&tree.files[..1]));
+        assert_ne!(digest(&[]), digest(&tree.files[..1]));
+    }
+
+    // ---- properties over generated trees -------------------------------------------------
+
+    /// Globs whose selections the properties compare.
+    const GLOBS: &[&str] = &[
+        "**",
+        "*.md",
+        "**/*.js",
+        "src/**",
+        "a/*",
+        "**/x.*",
+        "lib/",
+        "b/**/*.rs",
+    ];
+
+    /// A file: path (directories never have a dot, files always do, so no path is both), mode,
+    /// content.
+    type Files = std::collections::BTreeMap<String, (u32, Vec<u8>)>;
+
+    fn files() -> impl Strategy<Value = Files> {
+        let dir = prop::sample::select(vec!["a", "b", "src", "lib", ".hidden"]);
+        let name = prop::sample::select(vec!["x.js", "y.rs", "z.md", "README.md", ".env"]);
+        let path = (prop::collection::vec(dir, 0..3), name).prop_map(|(dirs, name)| {
+            let mut path = dirs.join("/");
+            if !path.is_empty() {
+                path.push('/');
+            }
+            path + name
+        });
+        let mode = prop::sample::select(vec![0o644_u32, 0o755, 0o600]);
+        let content = prop::collection::vec(any::<u8>(), 0..64);
+        prop::collection::btree_map(path, (mode, content), 1..16)
+    }
+
+    fn materialize<'a>(
+        root: &Path,
+        files: impl IntoIterator<Item = (&'a String, &'a (u32, Vec<u8>))>,
+    ) {
+        for (path, (mode, content)) in files {
+            write(root, path, content);
+            fs::set_permissions(root.join(path), fs::Permissions::from_mode(*mode)).unwrap();
+        }
+    }
+
+    /// The digest of each glob's selection.
+    fn selections(tree: &SourceTree) -> Vec<TaskKey> {
+        GLOBS
+            .iter()
+            .map(|glob| tree.digest_of(tree.select(&glob_set(&[(*glob).to_owned()]).unwrap())))
+            .collect()
+    }
+
+    #[derive(Clone, Debug)]
+    enum Change {
+        Content,
+        Mode,
+        Rename(String),
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn how_files_are_found_does_not_matter(
+            (files, order) in files().prop_flat_map(|files| {
+                let keys: Vec<String> = files.keys().cloned().collect();
+                (Just(files), Just(keys).prop_shuffle())
+            })
+        ) {
+            // Created in two orders, which gives two directory listing orders.
+            let sorted = tempfile::tempdir().unwrap();
+            materialize(sorted.path(), &files);
+            let shuffled = tempfile::tempdir().unwrap();
+            materialize(shuffled.path(), order.iter().map(|path| (path, &files[path])));
+            let (a, _) = scan_all(sorted.path(), &mut StatCache::in_memory());
+            let (b, _) = scan_all(shuffled.path(), &mut StatCache::in_memory());
+            prop_assert_eq!(&a.files, &b.files);
+            prop_assert_eq!(selections(&a), selections(&b));
+            // Handed over in any order, with repeats, a selection hashes the same.
+            let all = a.digest_of(a.files.iter());
+            let by_order = a.digest_of(order.iter().chain(&order).filter_map(|path| a.get(path)));
+            prop_assert_eq!(all, by_order);
+            let mut key = KeyHasher::new("task/test");
+            key.field("inputs").key(&all).field("globs").sorted_strs(order.iter().map(String::as_str));
+            let mut same = KeyHasher::new("task/test");
+            same.field("inputs").key(&by_order).field("globs").sorted_strs(files.keys().map(String::as_str));
+            prop_assert_eq!(key.finish(), same.finish());
+        }
+
+        #[test]
+        fn a_change_moves_exactly_the_selections_that_hold_the_file(
+            (files, victim, change) in files().prop_flat_map(|files| {
+                let count = files.len();
+                let rename = prop::sample::select(vec!["q.js", "src/q.md", "a/b/q.rs", "lib/x.rs"]);
+                let change = prop_oneof![
+                    Just(Change::Content),
+                    Just(Change::Mode),
+                    rename.prop_map(|path| Change::Rename(path.to_owned())),
+                ];
+                (Just(files), 0..count, change)
+            })
+        ) {
+            let old_path = files.keys().nth(victim).unwrap().clone();
+            let new_path = match &change {
+                Change::Rename(path) => path.clone(),
+                _ => old_path.clone(),
+            };
+            prop_assume!(new_path == old_path || !files.contains_key(&new_path));
+            let dir = tempfile::tempdir().unwrap();
+            materialize(dir.path(), &files);
+            let mut cache = StatCache::in_memory();
+            let (before, _) = scan_all(dir.path(), &mut cache);
+
+            let target = dir.path().join(&old_path);
+            match &change {
+                Change::Content => {
+                    let mut content = files[&old_path].1.clone();
+                    content.push(b'!');
+                    fs::write(&target, content).unwrap();
+                }
+                Change::Mode => {
+                    let mode = if files[&old_path].0 == 0o755 { 0o644 } else { 0o755 };
+                    fs::set_permissions(&target, fs::Permissions::from_mode(mode)).unwrap();
+                }
+                Change::Rename(path) => {
+                    let to = dir.path().join(path);
+                    fs::create_dir_all(to.parent().unwrap()).unwrap();
+                    fs::rename(&target, to).unwrap();
+                }
+            }
+            let (after, _) = scan_all(dir.path(), &mut cache);
+
+            for (glob, (old, new)) in GLOBS.iter().zip(selections(&before).into_iter().zip(selections(&after))) {
+                let set = glob_set(&[(*glob).to_owned()]).unwrap();
+                let holds = set.is_match(&old_path) || set.is_match(&new_path);
+                prop_assert_eq!(holds, old != new, "glob {} for {} ({:?})", glob, old_path, change);
+            }
+        }
+    }
+}
