@@ -31,7 +31,7 @@ use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use ignore::{DirEntry, WalkBuilder, WalkState};
 use rayon::prelude::*;
 
-use crate::statcache::{Entry, Stat, now_ns};
+use crate::statcache::{Entry, Stat, now_ns, root_identity};
 use crate::{CacheKey, KeyHasher, StatCache, TaskKey};
 
 /// `st_mode` file type bits, and the type of a symlink.
@@ -234,7 +234,8 @@ pub fn scan(
     let mut found = walk(root, &filters)?;
     found.sort_unstable_by(|a, b| a.path.cmp(&b.path));
 
-    let old = cache.take_entries(root);
+    let identity = root_identity(root);
+    let old = cache.take_entries(&identity);
     let old_len = old.len();
     let plan = join(found, old, cache);
     let hashed = hash_all(root, &plan.to_hash)?;
@@ -281,7 +282,7 @@ pub fn scan(
     entries.sort_by(|a, b| a.path.cmp(&b.path));
     stats.files = files.len() as u64;
     let changed = stats.hashed > 0 || uncacheable || entries.len() != old_len;
-    cache.replace(root, stamp_ns, entries, changed);
+    cache.replace(&identity, stamp_ns, entries, changed);
     Ok((
         SourceTree {
             root: root.to_path_buf(),
@@ -983,6 +984,20 @@ mod tests {
             StatCache::load(&cache_file).status(),
             StatCacheStatus::Loaded
         );
+    }
+
+    #[test]
+    fn a_root_is_known_by_any_of_its_names() {
+        let dir = settled_tree(&["app/a", "app/b/c"]);
+        symlink("app", dir.path().join("link")).unwrap();
+        let mut cache = StatCache::in_memory();
+        let (direct, _) = scan_all(&dir.path().join("app"), &mut cache);
+        let (linked, stats) = scan_all(&dir.path().join("link"), &mut cache);
+        assert_eq!((stats.hashed, stats.stat_hits), (0, 2));
+        assert_eq!(linked.files, direct.files);
+        let (dotted, stats) = scan_all(&dir.path().join("app/./b/.."), &mut cache);
+        assert_eq!((stats.hashed, stats.stat_hits), (0, 2));
+        assert_eq!(dotted.files, direct.files);
     }
 
     #[test]
