@@ -46,7 +46,10 @@ fn parse() -> Result<Args, String> {
             _ => return Err(format!("unexpected argument {}", arg.to_string_lossy())),
         }
     }
-    args.root = root.ok_or("usage: scan DIR (--cache FILE | --cache-dir DIR) [--include GLOB]... [--exclude GLOB]... [--digest]")?;
+    args.root = root.ok_or(
+        "usage: scan DIR (--cache FILE | --cache-dir DIR) [--include GLOB]... \
+         [--exclude GLOB]... [--digest]",
+    )?;
     Ok(args)
 }
 

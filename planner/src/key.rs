@@ -12,22 +12,25 @@
 //! `task/layer`) as a string token. Every value after that is a token: one tag byte, then its
 //! payload. All integers are little-endian; every length and count is a `u64`.
 //!
-//! | tag    | token                  | payload                                              |
-//! |--------|------------------------|------------------------------------------------------|
-//! | `0x01` | [`KeyHasher::u64`]     | 8 bytes                                              |
-//! | `0x02` | [`KeyHasher::bool`]    | 1 byte, `0` or `1`                                   |
-//! | `0x03` | [`KeyHasher::bytes`]   | length, then the bytes                               |
-//! | `0x04` | [`KeyHasher::str`]     | length, then the UTF-8 bytes                         |
-//! | `0x05` | [`KeyHasher::field`]   | length, then the field name                          |
-//! | `0x06` | [`KeyHasher::list`]    | count, then each item's tokens                       |
-//! | `0x07` | [`KeyHasher::key`]     | the 32 bytes of a [`TaskKey`]                        |
-//! | `0x08` | `None`                 | nothing                                              |
-//! | `0x09` | `Some(v)`              | `v`'s tokens                                         |
-//! | `0x0a` | map ([`BTreeMap`])     | count, then each key's and value's tokens, key order |
-//! | `0x0b` | [`KeyHasher::sorted_strs`] | count, then each string's `0x04` token, sorted by bytes, duplicates dropped |
+//! | tag    | token                      | payload                                          |
+//! |--------|----------------------------|--------------------------------------------------|
+//! | `0x01` | [`KeyHasher::u64`]         | 8 bytes                                          |
+//! | `0x02` | [`KeyHasher::bool`]        | 1 byte, `0` or `1`                               |
+//! | `0x03` | [`KeyHasher::bytes`]       | length, then the bytes                           |
+//! | `0x04` | [`KeyHasher::str`]         | length, then the UTF-8 bytes                     |
+//! | `0x05` | [`KeyHasher::field`]       | length, then the field name                      |
+//! | `0x06` | [`KeyHasher::list`]        | count, then each item's tokens                   |
+//! | `0x07` | [`KeyHasher::key`]         | the 32 bytes of a [`TaskKey`]                    |
+//! | `0x08` | `None`                     | nothing                                          |
+//! | `0x09` | `Some(v)`                  | `v`'s tokens                                     |
+//! | `0x0a` | map ([`BTreeMap`])         | count, then each key's and value's tokens        |
+//! | `0x0b` | [`KeyHasher::sorted_strs`] | count, then each string as a `0x04` token        |
 //!
-//! Tuples are their items' tokens in order; a [`SourceFile`](crate::SourceFile) is its path,
-//! mode and content digest.
+//! A map's entries come in key order; [`KeyHasher::sorted_strs`] sorts its strings by their
+//! bytes and drops duplicates first. A [`BTreeSet`] is a `0x06` list in its own order. Tuples are
+//! their items' tokens in order; a [`SourceFile`](crate::SourceFile) is its path (`0x04`), mode
+//! (`0x01`) and content digest (`0x03`).
+//!
 //!
 //! Why this shape: every token says what it is and how long it is, so a stream of tokens reads
 //! back in exactly one way. Two different sequences of calls therefore hash different bytes:
@@ -126,7 +129,8 @@ impl<'de> serde::Deserialize<'de> for TaskKey {
     }
 }
 
-/// Builds a [`TaskKey`] from tokens in the encoding described in the [module notes](self).
+/// Builds a [`TaskKey`] from tokens in the canonical encoding (documented at the top of
+/// `planner/src/key.rs`).
 #[derive(Clone)]
 pub struct KeyHasher {
     hasher: blake3::Hasher,
@@ -246,7 +250,8 @@ impl KeyHasher {
 }
 
 /// A value that can be part of a [`TaskKey`]: it writes a fixed sequence of tokens for its type,
-/// so that two different values never write the same tokens (see the [module notes](self)).
+/// so that two different values never write the same tokens (see the encoding at the top of
+/// `planner/src/key.rs`).
 pub trait CacheKey {
     /// Feeds this value to the hasher.
     fn cache_key(&self, h: &mut KeyHasher);
