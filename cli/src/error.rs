@@ -8,7 +8,7 @@ use strata_exporter::inspect::InspectError;
 use strata_exporter::layout::LayoutError;
 use strata_exporter::reference::RefError;
 use strata_exporter::runimage::RunImageError;
-use strata_planner::sources::SourceError;
+use strata_planner::SourceError;
 use strata_planner::{BuilderError, BuildpackError, DetectError, PlanError, ProjectError, RegistryError};
 
 /// Exit code: success.

@@ -6,13 +6,14 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use strata_engine::detect::ProcessDetector;
 use strata_engine::platform::{PlatformDir, TargetEnv};
 use strata_exporter::runimage::RunImage;
-use strata_planner::key::TaskKey;
-use strata_planner::sources::{HashStats, ScanOptions, SourceTree, StatCache, scan, stat_cache_path};
-use strata_planner::{Buildpack, CachingDetector, Plan, ServiceInput, resolve};
+use strata_planner::TaskKey;
+use strata_planner::{HashStats, ScanOptions, SourceTree, StatCache, scan, stat_cache_path};
+use strata_planner::{CachingDetector, Plan, ServiceInput, resolve};
 
 use crate::config::{InputConfig, RunImageSource};
 use crate::error::CliError;
@@ -79,18 +80,21 @@ pub(crate) fn prepare(config: &InputConfig) -> Result<Prepared, CliError> {
         digests.insert(buildpack.reference(), tree.digest_of(tree.files.iter()));
     }
 
-    let process = ProcessDetector {
-        sandbox: &config.sandbox,
-        app_dir: &config.app_dir,
-        platform: &platform,
-        target: &target,
-        scratch: scratch.path().join("detect"),
-        network: config.network,
-        spawned: std::sync::atomic::AtomicUsize::new(0),
+    let (group, detect_cached, detect_ran) = {
+        let process = ProcessDetector {
+            sandbox: &config.sandbox,
+            app_dir: &config.app_dir,
+            platform: &platform,
+            target: &target,
+            scratch: scratch.path().join("detect"),
+            network: config.network,
+            spawned: AtomicUsize::new(0),
+        };
+        let cache = config.cache_dir.join("detect");
+        let detector = CachingDetector::new(&process, &cache, &app, &config.env, &target_name, &digests);
+        let group = resolve(&config.order, &config.registry, &detector)?;
+        (group, detector.hits.load(Ordering::Relaxed), process.spawned.load(Ordering::Relaxed) as u64)
     };
-    let lookup = |bp: &Buildpack| digests.get(&bp.reference()).copied();
-    let detector = CachingDetector::new(&process, &config.cache_dir.join("detect"), &app, &config.env, &target_name, &lookup);
-    let group = resolve(&config.order, &config.registry, &detector)?;
 
     let mut plan = Plan::new();
     plan.add_service(&ServiceInput {
@@ -110,8 +114,8 @@ pub(crate) fn prepare(config: &InputConfig) -> Result<Prepared, CliError> {
         target,
         platform,
         hashing,
-        detect_cached: detector.hits.load(std::sync::atomic::Ordering::Relaxed),
-        detect_ran: process.spawned.load(std::sync::atomic::Ordering::Relaxed) as u64,
+        detect_cached,
+        detect_ran,
         scratch,
     })
 }

@@ -6,6 +6,7 @@
 //! and fails are cached; errors are not (they may be passing faults). Entries are small TOML
 //! files written to a temp file and renamed, so a crash leaves no half entry.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -19,7 +20,7 @@ pub struct CachingDetector<'a> {
     app: &'a SourceTree,
     dir: PathBuf,
     context: TaskKey,
-    digests: &'a dyn Fn(&Buildpack) -> Option<TaskKey>,
+    digests: &'a BTreeMap<String, TaskKey>,
     /// Outcomes answered from the cache.
     pub hits: AtomicU64,
     /// Outcomes `inner` was asked for.
@@ -35,14 +36,14 @@ struct Entry {
 
 impl<'a> CachingDetector<'a> {
     /// Caches `inner`'s outcomes in `dir` for the app `app`, user env `env` and `target`;
-    /// `digests` gives each buildpack's content digest.
+    /// `digests` gives each buildpack's content digest by `id@version`.
     pub fn new(
         inner: &'a dyn Detector,
         dir: &Path,
         app: &'a SourceTree,
         env: &[(String, String)],
         target: &str,
-        digests: &'a dyn Fn(&Buildpack) -> Option<TaskKey>,
+        digests: &'a BTreeMap<String, TaskKey>,
     ) -> Self {
         let mut h = KeyHasher::new("detect/context");
         h.field("app").list(&app.files);
@@ -89,7 +90,7 @@ impl<'a> CachingDetector<'a> {
     }
 
     fn entry_path(&self, buildpack: &Buildpack) -> Option<PathBuf> {
-        let digest = (self.digests)(buildpack)?;
+        let digest = *self.digests.get(&buildpack.reference())?;
         let mut h = KeyHasher::new("detect/outcome");
         h.field("buildpack").str(buildpack.id().as_str()).str(buildpack.version()).key(&digest);
         h.field("context").key(&self.context);

@@ -16,9 +16,12 @@ mod graph;
 #[cfg(test)]
 mod fixtures;
 mod id;
+mod key;
 mod order;
 mod project;
 mod registry;
+mod sources;
+mod statcache;
 
 pub use builder::{Builder, BuilderError};
 pub use buildpack::{Buildpack, BuildpackDescriptor, BuildpackError, BuildpackInfo, Target};
@@ -29,6 +32,9 @@ pub use detect_cache::CachingDetector;
 pub use diagnostic::TomlError;
 pub use graph::{Plan, PlanError, Reason, ServiceInput, ServicePlan, Status, Task, TaskKind};
 pub use id::{BuildpackId, IdError};
+pub use key::{CacheKey, KEY_SCHEMA, KeyHasher, TaskKey};
 pub use order::{Group, GroupRef, Order};
 pub use project::{ProjectBuildpack, ProjectDescriptor, ProjectError};
 pub use registry::{Registry, RegistryError, compare_versions};
+pub use sources::{HashStats, ScanOptions, SourceError, SourceFile, SourceTree, glob_set, scan};
+pub use statcache::{StatCache, StatCacheStatus, stat_cache_path};
