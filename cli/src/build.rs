@@ -27,8 +27,6 @@ pub(crate) struct BuildReport {
     pub(crate) digest: String,
     pub(crate) buildpacks: Vec<String>,
     pub(crate) layers: Vec<LayerReport>,
-    #[serde(skip)]
-    pub(crate) logs: Vec<(String, String)>,
 }
 
 #[derive(Debug, Serialize)]
@@ -56,24 +54,25 @@ fn stage_run_image(
     config: &BuildConfig,
     staging: &Staging,
 ) -> Result<RunImage, CliError> {
-    match &prepared.run_image {
-        Some(image) => {
-            for layer in &image.layers {
-                let blob = layer.blob.as_deref().ok_or_else(|| {
-                    CliError::Usage(format!(
-                        "run image {}: layer {} is not on disk",
-                        prepared.run_image_name, layer.diff_id
-                    ))
-                })?;
-                staging.put_blob_file(blob, &layer.descriptor)?;
-            }
-            Ok(image.clone())
-        }
-        None => {
-            let owner = Owner::new(DEFAULT_CNB_ID, DEFAULT_CNB_ID);
-            Ok(builtin_run_image(staging.blob_dir(), owner, config.input.epoch, config.compression)?)
-        }
+    let Some(image) = &prepared.run_image else {
+        let owner = Owner::new(DEFAULT_CNB_ID, DEFAULT_CNB_ID);
+        return Ok(builtin_run_image(
+            staging.blob_dir(),
+            owner,
+            config.input.epoch,
+            config.compression,
+        )?);
+    };
+    for layer in &image.layers {
+        let blob = layer.blob.as_deref().ok_or_else(|| {
+            CliError::Usage(format!(
+                "run image {}: layer {} is not on disk",
+                prepared.run_image_name, layer.diff_id
+            ))
+        })?;
+        staging.put_blob_file(blob, &layer.descriptor)?;
     }
+    Ok(image.clone())
 }
 
 /// A build, validated.
@@ -110,8 +109,10 @@ pub(crate) fn run(config: &BuildConfig, progress: &dyn Fn(&str)) -> Result<Build
     progress("===> BUILDING");
     let scratch = prepared.scratch.path();
     let workspace = scratch.join("workspace");
-    std::fs::create_dir(&workspace)
-        .map_err(|source| CliError::Io { what: "cannot create the workspace".to_owned(), source })?;
+    std::fs::create_dir(&workspace).map_err(|source| CliError::Io {
+        what: "cannot create the workspace".to_owned(),
+        source,
+    })?;
     let (include, exclude) = input
         .project
         .as_ref()
@@ -125,13 +126,15 @@ pub(crate) fn run(config: &BuildConfig, progress: &dyn Fn(&str)) -> Result<Build
         scratch: &scratch.join("build"),
         network: input.network,
     };
-    let show = |event: Event<'_>| {
-        if let Event::Started(id) = event {
-            progress(&format!("     {id}"));
+    let show = |event: Event<'_>| match event {
+        Event::Started(id) => progress(&format!("     {id}")),
+        Event::Finished(_, log) => {
+            for line in std::fs::read_to_string(log).unwrap_or_default().lines() {
+                progress(&format!("       {line}"));
+            }
         }
     };
     let output = execute_service(&request, &prepared.plan, service, &show)?;
-    let logs = collect_logs(&scratch.join("build/logs"));
 
     progress("===> EXPORTING");
     let staging = Staging::new(config.output.dir())?;
@@ -152,23 +155,12 @@ pub(crate) fn run(config: &BuildConfig, progress: &dyn Fn(&str)) -> Result<Build
     Ok(BuildReport {
         image: config.output.to_string(),
         digest: exported.manifest.digest().to_string(),
-        buildpacks: service.group.group.iter().map(|m| m.buildpack.reference()).collect(),
+        buildpacks: service
+            .group
+            .group
+            .iter()
+            .map(|m| m.buildpack.reference())
+            .collect(),
         layers: exported.layers.iter().map(LayerReport::from).collect(),
-        logs,
     })
-}
-
-/// Every task log, by file name, in name order.
-fn collect_logs(dir: &std::path::Path) -> Vec<(String, String)> {
-    let mut logs: Vec<(String, String)> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .map(|e| {
-            let name = e.file_name().to_string_lossy().trim_end_matches(".log").to_owned();
-            (name, std::fs::read_to_string(e.path()).unwrap_or_default())
-        })
-        .collect();
-    logs.sort();
-    logs
 }

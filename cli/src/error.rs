@@ -9,7 +9,9 @@ use strata_exporter::layout::LayoutError;
 use strata_exporter::reference::RefError;
 use strata_exporter::runimage::RunImageError;
 use strata_planner::SourceError;
-use strata_planner::{BuilderError, BuildpackError, DetectError, PlanError, ProjectError, RegistryError};
+use strata_planner::{
+    BuilderError, BuildpackError, DetectError, PlanError, ProjectError, RegistryError,
+};
 
 /// Exit code: success.
 pub(crate) const EXIT_OK: u8 = 0;

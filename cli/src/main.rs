@@ -53,11 +53,6 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 );
             } else {
                 let mut err = std::io::stderr().lock();
-                for (buildpack, log) in &report.logs {
-                    for line in log.lines() {
-                        let _ = writeln!(err, "[{buildpack}] {line}");
-                    }
-                }
                 for layer in &report.layers {
                     if !layer.created_by.is_empty() {
                         let _ = writeln!(

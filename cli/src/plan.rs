@@ -83,7 +83,10 @@ pub(crate) fn json(prepared: &Prepared) -> String {
                 key: task.key.hex(),
                 status,
                 reason,
-                needs: plan.needs(node).map(|n| plan.graph[n].id.as_str()).collect(),
+                needs: plan
+                    .needs(node)
+                    .map(|n| plan.graph[n].id.as_str())
+                    .collect(),
                 inputs: task.inputs.len(),
             }
         })
@@ -95,7 +98,12 @@ pub(crate) fn json(prepared: &Prepared) -> String {
             .iter()
             .map(|s| ServiceJson {
                 name: s.name.clone(),
-                group: s.group.group.iter().map(|m| m.buildpack.reference()).collect(),
+                group: s
+                    .group
+                    .group
+                    .iter()
+                    .map(|m| m.buildpack.reference())
+                    .collect(),
             })
             .collect(),
         tasks,
@@ -119,30 +127,72 @@ pub(crate) fn table(plan: &Plan) -> String {
         .into_iter()
         .map(|node| {
             let task = &plan.graph[node];
-            [task.services.join(","), task.id.clone(), task.key.short(), task.status.to_string()]
+            [
+                task.services.join(","),
+                task.id.clone(),
+                task.key.short(),
+                task.status.to_string(),
+            ]
         })
         .collect();
     let header = ["SERVICE", "TASK", "KEY", "STATUS"].map(str::to_owned);
     let widths: Vec<usize> = (0..3)
-        .map(|i| rows.iter().chain(std::iter::once(&header)).map(|r| r[i].len()).max().unwrap_or(0))
+        .map(|i| {
+            rows.iter()
+                .chain(std::iter::once(&header))
+                .map(|r| r[i].len())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for row in std::iter::once(&header).chain(&rows) {
-        let _ = writeln!(out, "{:<w0$}  {:<w1$}  {:<w2$}  {}", row[0], row[1], row[2], row[3], w0 = widths[0], w1 = widths[1], w2 = widths[2]);
+        let _ = writeln!(
+            out,
+            "{:<w0$}  {:<w1$}  {:<w2$}  {}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        );
     }
     let will_run = rows.iter().filter(|r| r[3] != "cached").count();
-    let _ = writeln!(out, "\n{} tasks: {} cached, {will_run} to run", rows.len(), rows.len() - will_run);
+    let _ = writeln!(
+        out,
+        "\n{} tasks: {} cached, {will_run} to run",
+        rows.len(),
+        rows.len() - will_run
+    );
     out
 }
 
 /// The plan as Graphviz DOT: a node per task, an edge from each task to the tasks needing it.
 pub(crate) fn dot(plan: &Plan) -> String {
-    let mut out = String::from("digraph plan {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n");
+    let mut out = String::from(
+        "digraph plan {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n",
+    );
     for node in plan.graph.node_indices() {
         let task = &plan.graph[node];
-        let color = if task.status == Status::Cached { "gray" } else { "black" };
-        let label = format!("{}\\n{}\\n{}", task.services.join(","), task.id, task.status);
-        let _ = writeln!(out, "  n{} [label=\"{}\", color={color}];", node.index(), label.replace('"', "\\\""));
+        let color = if task.status == Status::Cached {
+            "gray"
+        } else {
+            "black"
+        };
+        let label = format!(
+            "{}\\n{}\\n{}",
+            task.services.join(","),
+            task.id,
+            task.status
+        );
+        let _ = writeln!(
+            out,
+            "  n{} [label=\"{}\", color={color}];",
+            node.index(),
+            label.replace('"', "\\\"")
+        );
     }
     for edge in plan.graph.edge_indices() {
         if let Some((from, to)) = plan.graph.edge_endpoints(edge) {

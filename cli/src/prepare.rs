@@ -12,8 +12,8 @@ use strata_engine::detect::ProcessDetector;
 use strata_engine::platform::{PlatformDir, TargetEnv};
 use strata_exporter::runimage::RunImage;
 use strata_planner::TaskKey;
-use strata_planner::{HashStats, ScanOptions, SourceTree, StatCache, scan, stat_cache_path};
 use strata_planner::{CachingDetector, Plan, ServiceInput, resolve};
+use strata_planner::{HashStats, ScanOptions, SourceTree, StatCache, scan, stat_cache_path};
 
 use crate::config::{InputConfig, RunImageSource};
 use crate::error::CliError;
@@ -42,7 +42,9 @@ pub(crate) struct Prepared {
 
 /// The service name of an app directory: its directory name.
 pub(crate) fn service_name(app_dir: &Path) -> String {
-    app_dir.file_name().map_or_else(|| "app".to_owned(), |n| n.to_string_lossy().into_owned())
+    app_dir
+        .file_name()
+        .map_or_else(|| "app".to_owned(), |n| n.to_string_lossy().into_owned())
 }
 
 /// Hashes the app and buildpacks, detects, and plans.
@@ -50,33 +52,54 @@ pub(crate) fn prepare(config: &InputConfig) -> Result<Prepared, CliError> {
     let scratch = tempfile::Builder::new()
         .prefix("strata-")
         .tempdir()
-        .map_err(|source| CliError::Io { what: "cannot create a scratch directory".to_owned(), source })?;
-    let platform = PlatformDir::create(&scratch.path().join("platform"), &config.env)
-        .map_err(|source| CliError::Io { what: "cannot write the platform directory".to_owned(), source })?;
+        .map_err(|source| CliError::Io {
+            what: "cannot create a scratch directory".to_owned(),
+            source,
+        })?;
+    let platform =
+        PlatformDir::create(&scratch.path().join("platform"), &config.env).map_err(|source| {
+            CliError::Io {
+                what: "cannot write the platform directory".to_owned(),
+                source,
+            }
+        })?;
 
     // A missing run image is bad input: find out before any buildpack runs.
     let (run_image, run_image_name) = match &config.run_image {
-        RunImageSource::Image { reference, name } => (Some(RunImage::load(reference)?), name.clone()),
-        RunImageSource::Builtin => (None, strata_exporter::base::BUILTIN_BASE_REFERENCE.to_owned()),
+        RunImageSource::Image { reference, name } => {
+            (Some(RunImage::load(reference)?), name.clone())
+        }
+        RunImageSource::Builtin => (
+            None,
+            strata_exporter::base::BUILTIN_BASE_REFERENCE.to_owned(),
+        ),
     };
     let target = match &run_image {
-        Some(image) => TargetEnv { os: image.os().to_string(), arch: image.arch().to_string(), ..TargetEnv::host() },
+        Some(image) => TargetEnv {
+            os: image.os().to_string(),
+            arch: image.arch().to_string(),
+            ..TargetEnv::host()
+        },
         None => TargetEnv::host(),
     };
     let target_name = format!("{}/{}", target.os, target.arch);
     let export = match &run_image {
-        Some(image) => format!("{}@{} epoch={}", run_image_name, image.manifest_digest, config.epoch),
+        Some(image) => format!(
+            "{}@{} epoch={}",
+            run_image_name, image.manifest_digest, config.epoch
+        ),
         None => format!("{run_image_name} epoch={}", config.epoch),
     };
 
-    let (include, exclude) = config.project.as_ref().map_or((&[][..], &[][..]), |p| (&p.include[..], &p.exclude[..]));
+    let (include, exclude) = config
+        .project
+        .as_ref()
+        .map_or((&[][..], &[][..]), |p| (&p.include[..], &p.exclude[..]));
     let (app, mut hashing) = hash_tree(&config.cache_dir, &config.app_dir, include, exclude)?;
     let mut digests: BTreeMap<String, TaskKey> = BTreeMap::new();
     for buildpack in config.registry.iter() {
         let (tree, stats) = hash_tree(&config.cache_dir, &buildpack.dir, &[], &[])?;
-        hashing.files += stats.files;
-        hashing.hashed += stats.hashed;
-        hashing.hashed_bytes += stats.hashed_bytes;
+        hashing += &stats;
         digests.insert(buildpack.reference(), tree.digest_of(tree.files.iter()));
     }
 
@@ -91,9 +114,14 @@ pub(crate) fn prepare(config: &InputConfig) -> Result<Prepared, CliError> {
             spawned: AtomicUsize::new(0),
         };
         let cache = config.cache_dir.join("detect");
-        let detector = CachingDetector::new(&process, &cache, &app, &config.env, &target_name, &digests);
+        let detector =
+            CachingDetector::new(&process, &cache, &app, &config.env, &target_name, &digests);
         let group = resolve(&config.order, &config.registry, &detector)?;
-        (group, detector.hits.load(Ordering::Relaxed), process.spawned.load(Ordering::Relaxed) as u64)
+        (
+            group,
+            detector.hits.load(Ordering::Relaxed),
+            process.spawned.load(Ordering::Relaxed) as u64,
+        )
     };
 
     let mut plan = Plan::new();
@@ -121,7 +149,12 @@ pub(crate) fn prepare(config: &InputConfig) -> Result<Prepared, CliError> {
 }
 
 /// Scans `root` with its stat cache under `cache_dir`, and saves the cache.
-fn hash_tree(cache_dir: &Path, root: &Path, include: &[String], exclude: &[String]) -> Result<(SourceTree, HashStats), CliError> {
+fn hash_tree(
+    cache_dir: &Path,
+    root: &Path,
+    include: &[String],
+    exclude: &[String],
+) -> Result<(SourceTree, HashStats), CliError> {
     let mut cache = StatCache::load(&stat_cache_path(cache_dir, root));
     let scanned = scan(root, &ScanOptions { include, exclude }, &mut cache)?;
     // A cache that cannot be saved only costs hashing next time.

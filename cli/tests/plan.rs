@@ -20,6 +20,10 @@ impl Fixture {
     fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
         copy_tree(&examples(), &tmp.path().join("examples"));
+        // The run image the example builder names, where it names it.
+        let layout = tmp.path().join("examples/run-image/layout");
+        std::fs::create_dir_all(&layout).unwrap();
+        copy_tree(&run_image_dir(), &layout);
         age(&tmp.path().join("examples"));
         Self { tmp }
     }
@@ -56,7 +60,18 @@ impl Fixture {
 
 /// Sets every file's mtime to 2020 (ctime still moves, which the stat cache also checks).
 fn age(dir: &Path) {
-    let status = Command::new("find").arg(dir).args(["-exec", "touch", "-h", "-d", "2020-01-01T00:00:00Z", "{}", "+"]).status();
+    let status = Command::new("find")
+        .arg(dir)
+        .args([
+            "-exec",
+            "touch",
+            "-h",
+            "-d",
+            "2020-01-01T00:00:00Z",
+            "{}",
+            "+",
+        ])
+        .status();
     assert!(status.unwrap().success());
 }
 
@@ -65,7 +80,12 @@ fn keys(plan: &serde_json::Value) -> Vec<(String, String)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| (t["id"].as_str().unwrap().to_owned(), t["key"].as_str().unwrap().to_owned()))
+        .map(|t| {
+            (
+                t["id"].as_str().unwrap().to_owned(),
+                t["key"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect()
 }
 
@@ -81,7 +101,11 @@ fn the_plan_table_of_the_example() {
 fn an_unchanged_app_plans_without_processes_or_hashing() {
     let fx = Fixture::new();
     let first = fx.json();
-    assert!(first["stats"]["detect_ran"].as_u64().unwrap() > 0, "{}", first["stats"]);
+    assert!(
+        first["stats"]["detect_ran"].as_u64().unwrap() > 0,
+        "{}",
+        first["stats"]
+    );
     assert!(first["stats"]["hashed"].as_u64().unwrap() > 0);
     let second = fx.json();
     assert_eq!(second["stats"]["detect_ran"], 0, "{}", second["stats"]);
@@ -103,12 +127,26 @@ fn a_changed_lock_file_changes_only_the_layers_that_read_it_and_what_follows() {
         .map(|(b, _)| b.0.as_str())
         .collect();
     let ids: Vec<&str> = before.iter().map(|(id, _)| id.as_str()).collect();
-    assert!(ids.contains(&"examples/runtime:greeter") && ids.contains(&"examples/runtime:tools"), "{ids:?}");
+    assert!(
+        ids.contains(&"examples/runtime:greeter") && ids.contains(&"examples/runtime:tools"),
+        "{ids:?}"
+    );
     for unchanged in ["examples/runtime:greeter", "examples/runtime:tools"] {
-        assert!(!changed.contains(&unchanged), "{unchanged} must keep its key: {changed:?}");
+        assert!(
+            !changed.contains(&unchanged),
+            "{unchanged} must keep its key: {changed:?}"
+        );
     }
-    for rebuilt in ["examples/runtime:phrases", "examples/procfile (bin/build)", "app", "image"] {
-        assert!(changed.contains(&rebuilt), "{rebuilt} must change: {changed:?}");
+    for rebuilt in [
+        "examples/runtime:phrases",
+        "examples/procfile (bin/build)",
+        "app",
+        "image",
+    ] {
+        assert!(
+            changed.contains(&rebuilt),
+            "{rebuilt} must change: {changed:?}"
+        );
     }
 }
 
@@ -121,11 +159,23 @@ fn dot_output_is_a_graph_of_every_task() {
     assert!(text.starts_with("digraph plan {"), "{text}");
     assert!(text.contains("examples/runtime:phrases"));
     assert!(text.contains(" -> "));
-    if let Ok(dot) = Command::new("dot").arg("-Tsvg").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn() {
+    if let Ok(dot) = Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+    {
         use std::io::Write;
         let mut dot = dot;
-        dot.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-        assert!(dot.wait_with_output().unwrap().status.success(), "Graphviz reads the plan");
+        dot.stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        assert!(
+            dot.wait_with_output().unwrap().status.success(),
+            "Graphviz reads the plan"
+        );
     }
 }
 
@@ -137,7 +187,14 @@ fn a_layer_needing_a_layer_no_buildpack_declares_is_an_error_at_that_line() {
     std::fs::create_dir_all(fx.path("examples/buildpacks/procfile/layers")).unwrap();
     let script = fx.path("examples/buildpacks/procfile/layers/x.sh");
     std::fs::write(&script, "#!/bin/sh\n").unwrap();
-    assert!(Command::new("chmod").arg("+x").arg(&script).status().unwrap().success());
+    assert!(
+        Command::new("chmod")
+            .arg("+x")
+            .arg(&script)
+            .status()
+            .unwrap()
+            .success()
+    );
     text.push_str("\n[[metadata.strata.layers]]\nname = \"x\"\nneeds = [\"examples/runtime:nope\"]\nrun = \"layers/x.sh\"\n");
     std::fs::write(&toml, &text).unwrap();
     let out = fx.plan("table");

@@ -84,8 +84,15 @@ pub enum BuildError {
         tail: String,
     },
     /// A declared layer's `run` script exited non-zero.
-    #[error("layer {layer} failed: its run script {exit}\n--- last lines of its output ---\n{tail}")]
-    LayerFailed { layer: String, exit: String, log: PathBuf, tail: String },
+    #[error(
+        "layer {layer} failed: its run script {exit}\n--- last lines of its output ---\n{tail}"
+    )]
+    LayerFailed {
+        layer: String,
+        exit: String,
+        log: PathBuf,
+        tail: String,
+    },
     /// A declared layer's script wrote an SBOM strata cannot take.
     #[error("layer {layer}: {message}")]
     LayerSbom { layer: String, message: String },

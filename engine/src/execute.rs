@@ -17,8 +17,8 @@ use crate::layer_task::{BuiltLayer, NeededLayer, declared_output, run_layer};
 pub enum Event<'a> {
     /// A task is starting.
     Started(&'a str),
-    /// A task finished.
-    Finished(&'a str),
+    /// A task finished; its log.
+    Finished(&'a str, &'a std::path::Path),
 }
 
 /// Runs every task of `service` but its app and image tasks (which are the exporter's).
@@ -39,27 +39,38 @@ pub fn execute_service(
             let task = &plan.graph[*node];
             match &task.kind {
                 TaskKind::Layer { buildpack, layer } if buildpack.reference() == bp.reference() => {
-                    let Some(declared) = task.declared_layer() else { continue };
+                    let Some(declared) = task.declared_layer() else {
+                        continue;
+                    };
                     let needs: Vec<NeededLayer<'_>> = declared
                         .needs
                         .iter()
                         .filter_map(|need| {
                             let owner = need.buildpack.as_ref().unwrap_or(bp.id());
-                            let owner_bp = service.group.group.iter().find(|m| m.buildpack.id() == owner)?;
+                            let owner_bp = service
+                                .group
+                                .group
+                                .iter()
+                                .find(|m| m.buildpack.id() == owner)?;
                             let layer = built.get(&(owner.to_string(), need.layer.clone()))?;
-                            Some(NeededLayer { buildpack: &owner_bp.buildpack, layer: &layer.layer })
+                            Some(NeededLayer {
+                                buildpack: &owner_bp.buildpack,
+                                layer: &layer.layer,
+                            })
                         })
                         .collect();
                     progress(Event::Started(&task.id));
                     let output = run_layer(req, bp, declared, &needs)?;
-                    progress(Event::Finished(&task.id));
+                    progress(Event::Finished(&task.id, &output.log));
                     built.insert((bp.id().to_string(), layer.clone()), output.clone());
                     layers.push(output);
                 }
-                TaskKind::Buildpack { buildpack, plan } if buildpack.reference() == bp.reference() => {
+                TaskKind::Buildpack { buildpack, plan }
+                    if buildpack.reference() == bp.reference() =>
+                {
                     progress(Event::Started(&task.id));
                     let output = run_buildpack(req, bp, plan, &outputs)?;
-                    progress(Event::Finished(&task.id));
+                    progress(Event::Finished(&task.id, &output.log));
                     outputs.push(output);
                     opaque = true;
                 }
@@ -70,5 +81,8 @@ pub fn execute_service(
             outputs.push(declared_output(req, bp, &member.plan, layers));
         }
     }
-    Ok(BuildOutput { workspace: req.workspace.to_owned(), buildpacks: outputs })
+    Ok(BuildOutput {
+        workspace: req.workspace.to_owned(),
+        buildpacks: outputs,
+    })
 }

@@ -11,10 +11,14 @@ use std::sync::Arc;
 
 use strata_planner::{Buildpack, BuildpackPlan, DeclaredLayer};
 
-use crate::build::{BuildError, BuildRequest, BuildpackOutput, WORKSPACE_TARGET, describe_exit, layer_target};
+use crate::build::{
+    BuildError, BuildRequest, BuildpackOutput, WORKSPACE_TARGET, describe_exit, layer_target,
+};
 use crate::detect::{PLATFORM_TARGET, buildpack_target};
 use crate::env::{Env, Phase, layer_env};
-use crate::layers::{BuildpackLayers, Layer, LayerTypes, LaunchToml, Process, SbomFile, SbomScope, sbom_media_type};
+use crate::layers::{
+    BuildpackLayers, LaunchToml, Layer, LayerTypes, Process, SbomFile, SbomScope, sbom_media_type,
+};
 use crate::platform::base_env;
 use crate::sandbox::{Mount, SandboxCommand};
 
@@ -34,6 +38,8 @@ pub struct BuiltLayer {
     pub layer: Layer,
     /// Its SBOM files (`sbom.<ext>.json` in `STRATA_SBOM_DIR`).
     pub sbom: Vec<SbomFile>,
+    /// Its script's log.
+    pub log: std::path::PathBuf,
 }
 
 /// Runs `layer`'s script into a fresh `<scratch>/layers/<buildpack>/<layer>`.
@@ -51,9 +57,15 @@ pub fn run_layer(
     let sbom_dir = req.scratch.join("sbom").join(&escaped).join(&layer.name);
     for d in [&dir, &sbom_dir] {
         if d.exists() {
-            fs::remove_dir_all(d).map_err(|source| BuildError::Io { path: d.clone(), source })?;
+            fs::remove_dir_all(d).map_err(|source| BuildError::Io {
+                path: d.clone(),
+                source,
+            })?;
         }
-        fs::create_dir_all(d).map_err(|source| BuildError::Io { path: d.clone(), source })?;
+        fs::create_dir_all(d).map_err(|source| BuildError::Io {
+            path: d.clone(),
+            source,
+        })?;
     }
 
     let mut mounts = vec![
@@ -63,17 +75,23 @@ pub fn run_layer(
         Mount::rw(&dir, layer_target(buildpack, &layer.name)),
         Mount::rw(&sbom_dir, "/tmp/sbom"),
     ];
-    let [workspace, platform, bp_dir, layer_dir, sbom] = [0, 1, 2, 3, 4].map(|i| req.sandbox.view(&mounts[i]));
+    let [workspace, platform, bp_dir, layer_dir, sbom] =
+        [0, 1, 2, 3, 4].map(|i| req.sandbox.view(&mounts[i]));
 
     // Only the env the layer declares: clear_env drops the rest of the user env.
-    let mut env: Env = base_env(req.target, req.platform, true, req.sandbox.isolates()).into_iter().collect();
+    let mut env: Env = base_env(req.target, req.platform, true, req.sandbox.isolates())
+        .into_iter()
+        .collect();
     for name in &layer.env {
         if let Some((_, value)) = req.platform.env.iter().rev().find(|(k, _)| k == name) {
             env.set(name.clone(), value.clone());
         }
     }
     for need in needs {
-        let mount = Mount::ro(&need.layer.dir, layer_target(need.buildpack, &need.layer.name));
+        let mount = Mount::ro(
+            &need.layer.dir,
+            layer_target(need.buildpack, &need.layer.name),
+        );
         let view = req.sandbox.view(&mount);
         mounts.push(mount);
         env.apply(&layer_env(&need.layer.dir, &view, Phase::Build)?);
@@ -91,9 +109,15 @@ pub fn run_layer(
         cwd: workspace,
         network: req.network,
     };
-    let log = req.scratch.join("logs").join(format!("layer-{escaped}-{}.log", layer.name));
+    let log = req
+        .scratch
+        .join("logs")
+        .join(format!("layer-{escaped}-{}.log", layer.name));
     if let Some(parent) = log.parent() {
-        fs::create_dir_all(parent).map_err(|source| BuildError::Io { path: parent.to_owned(), source })?;
+        fs::create_dir_all(parent).map_err(|source| BuildError::Io {
+            path: parent.to_owned(),
+            source,
+        })?;
     }
     let finished = req.sandbox.run(&cmd, &log)?;
     if !finished.status.success() {
@@ -106,23 +130,46 @@ pub fn run_layer(
     }
     Ok(BuiltLayer {
         sbom: layer_sbom(buildpack, &layer.name, &sbom_dir)?,
+        log,
         layer: Layer {
             name: layer.name.clone(),
             dir,
-            types: LayerTypes { launch: layer.launch, build: layer.build, cache: layer.cache },
+            types: LayerTypes {
+                launch: layer.launch,
+                build: layer.build,
+                cache: layer.cache,
+            },
             metadata: toml::Table::new(),
         },
     })
 }
 
 /// The SBOM files a layer script wrote, checked against the buildpack's `sbom-formats`.
-fn layer_sbom(buildpack: &Buildpack, layer: &str, dir: &std::path::Path) -> Result<Vec<SbomFile>, BuildError> {
+fn layer_sbom(
+    buildpack: &Buildpack,
+    layer: &str,
+    dir: &std::path::Path,
+) -> Result<Vec<SbomFile>, BuildError> {
     let mut files = Vec::new();
-    let entries = fs::read_dir(dir).map_err(|source| BuildError::Io { path: dir.to_owned(), source })?;
+    let entries = fs::read_dir(dir).map_err(|source| BuildError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
     for entry in entries {
-        let path = entry.map_err(|source| BuildError::Io { path: dir.to_owned(), source })?.path();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let ext = name.strip_prefix("sbom.").and_then(|n| n.strip_suffix(".json")).unwrap_or_default();
+        let path = entry
+            .map_err(|source| BuildError::Io {
+                path: dir.to_owned(),
+                source,
+            })?
+            .path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let ext = name
+            .strip_prefix("sbom.")
+            .and_then(|n| n.strip_suffix(".json"))
+            .unwrap_or_default();
         let reference = format!("{}:{layer}", buildpack.reference());
         let Some(media_type) = sbom_media_type(ext) else {
             return Err(BuildError::LayerSbom {
@@ -130,13 +177,25 @@ fn layer_sbom(buildpack: &Buildpack, layer: &str, dir: &std::path::Path) -> Resu
                 message: format!("`{name}` is not sbom.cdx.json, sbom.spdx.json or sbom.syft.json"),
             });
         };
-        if !buildpack.descriptor.info.sbom_formats.iter().any(|f| f == media_type) {
+        if !buildpack
+            .descriptor
+            .info
+            .sbom_formats
+            .iter()
+            .any(|f| f == media_type)
+        {
             return Err(BuildError::LayerSbom {
                 layer: reference,
-                message: format!("`{name}` is {media_type}, which the buildpack does not declare in `sbom-formats`"),
+                message: format!(
+                    "`{name}` is {media_type}, which the buildpack does not declare in `sbom-formats`"
+                ),
             });
         }
-        files.push(SbomFile { scope: SbomScope::Layer(layer.to_owned()), ext: ext.to_owned(), path });
+        files.push(SbomFile {
+            scope: SbomScope::Layer(layer.to_owned()),
+            ext: ext.to_owned(),
+            path,
+        });
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
@@ -177,7 +236,11 @@ pub fn declared_output(
         layers_dir: req.scratch.join("layers").join(buildpack.id().escaped()),
         layers: BuildpackLayers {
             layers,
-            launch: LaunchToml { labels: Vec::new(), processes, slices: Vec::new() },
+            launch: LaunchToml {
+                labels: Vec::new(),
+                processes,
+                slices: Vec::new(),
+            },
             unmet: Vec::new(),
             store: None,
             sbom,

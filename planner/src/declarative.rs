@@ -151,78 +151,52 @@ impl StrataMetadata {
 
     /// Parses `[metadata.strata]` out of a `buildpack.toml`'s text; `Ok(None)` when the file
     /// has none. `dir` is the buildpack directory, where `run` scripts must exist.
-    pub(crate) fn parse(path: &Path, text: &str, dir: &Path) -> Result<Option<Self>, Box<TomlError>> {
-        let raw: RawFile = toml::from_str(text).map_err(|err| Box::new(TomlError::from_toml(path, text, &err)))?;
+    pub(crate) fn parse(
+        path: &Path,
+        text: &str,
+        dir: &Path,
+    ) -> Result<Option<Self>, Box<TomlError>> {
+        let raw: RawFile =
+            toml::from_str(text).map_err(|err| Box::new(TomlError::from_toml(path, text, &err)))?;
         let Some(strata) = raw.metadata.and_then(|m| m.strata) else {
             return Ok(None);
         };
-        let source = Arc::new(Source { path: path.to_owned(), text: text.to_owned() });
-        let error = |span: Range<usize>, message: String| Box::new(TomlError::new(path, text, Some(span), message));
+        let source = Arc::new(Source {
+            path: path.to_owned(),
+            text: text.to_owned(),
+        });
+        let error = |span: Range<usize>, message: String| {
+            Box::new(TomlError::new(path, text, Some(span), message))
+        };
 
-        let detect = strata.detect.map(|d| DeclaredDetect { files: d.files, provides: d.provides, requires: d.requires });
+        let detect = strata.detect.map(|d| DeclaredDetect {
+            files: d.files,
+            provides: d.provides,
+            requires: d.requires,
+        });
         if let Some(inputs) = &strata.inputs {
             check_globs(inputs, &error)?;
         }
 
-        let mut layers: Vec<DeclaredLayer> = Vec::new();
-        let mut spans: BTreeMap<String, Range<usize>> = BTreeMap::new();
-        for raw in &strata.layers {
-            let name = raw.name.get_ref();
-            if let Some(problem) = layer_name_problem(name) {
-                return Err(error(raw.name.span(), problem));
-            }
-            if spans.insert(name.clone(), raw.name.span()).is_some() {
-                return Err(error(raw.name.span(), format!("layer `{name}` is declared twice")));
-            }
-            check_globs(&raw.inputs, &error)?;
-            check_run(dir, &raw.run, &error)?;
-            for env in &raw.env {
-                if !valid_env_name(env.get_ref()) {
-                    return Err(error(env.span(), format!("`{}` is not a valid env variable name", env.get_ref())));
-                }
-            }
-            let mut needs = Vec::new();
-            for need in &raw.needs {
-                needs.push(parse_layer_ref(need).map_err(|m| error(need.span(), m))?);
-            }
-            layers.push(DeclaredLayer {
-                name: name.clone(),
-                inputs: raw.inputs.iter().map(|g| g.get_ref().clone()).collect(),
-                needs,
-                run: raw.run.get_ref().clone(),
-                env: raw.env.iter().map(|e| e.get_ref().clone()).collect(),
-                launch: raw.launch,
-                build: raw.build,
-                cache: raw.cache,
-            });
-        }
-        for layer in &layers {
-            for need in layer.needs.iter().filter(|n| n.buildpack.is_none()) {
-                if need.layer == layer.name {
-                    return Err(error(need.span.clone(), format!("layer `{}` needs itself", layer.name)));
-                }
-                if !spans.contains_key(&need.layer) {
-                    let known: Vec<&str> = layers.iter().map(|l| l.name.as_str()).collect();
-                    return Err(error(
-                        need.span.clone(),
-                        format!("layer `{}` needs `{}`, which this buildpack does not declare (it declares: {})", layer.name, need.layer, known.join(", ")),
-                    ));
-                }
-            }
-        }
-        if let Some(cycle) = local_cycle(&layers) {
-            let span = spans.get(&cycle[0]).cloned().unwrap_or(0..0);
-            return Err(error(span, format!("layers need each other in a cycle: {}", cycle.join(" -> "))));
-        }
+        let layers = parse_layers(&strata.layers, dir, &error)?;
         let mut defaults = strata.processes.iter().filter(|p| p.get_ref().default);
         if let (Some(_), Some(second)) = (defaults.next(), defaults.next()) {
-            return Err(error(second.span(), "two processes have `default = true`".to_owned()));
+            return Err(error(
+                second.span(),
+                "two processes have `default = true`".to_owned(),
+            ));
         }
         Ok(Some(Self {
             detect,
-            inputs: strata.inputs.map(|i| i.into_iter().map(Spanned::into_inner).collect()),
+            inputs: strata
+                .inputs
+                .map(|i| i.into_iter().map(Spanned::into_inner).collect()),
             layers,
-            processes: strata.processes.into_iter().map(Spanned::into_inner).collect(),
+            processes: strata
+                .processes
+                .into_iter()
+                .map(Spanned::into_inner)
+                .collect(),
             source,
         }))
     }
@@ -230,14 +204,97 @@ impl StrataMetadata {
 
 type ErrorAt<'a> = dyn Fn(Range<usize>, String) -> Box<TomlError> + 'a;
 
+/// Validates the declared layers of one buildpack: names, globs, scripts, env names, and
+/// `needs` within the buildpack (existing, not itself, no cycle).
+fn parse_layers(
+    raw_layers: &[RawLayer],
+    dir: &Path,
+    error: &ErrorAt<'_>,
+) -> Result<Vec<DeclaredLayer>, Box<TomlError>> {
+    let mut layers: Vec<DeclaredLayer> = Vec::new();
+    let mut spans: BTreeMap<String, Range<usize>> = BTreeMap::new();
+    for raw in raw_layers {
+        let name = raw.name.get_ref();
+        if let Some(problem) = layer_name_problem(name) {
+            return Err(error(raw.name.span(), problem));
+        }
+        if spans.insert(name.clone(), raw.name.span()).is_some() {
+            return Err(error(
+                raw.name.span(),
+                format!("layer `{name}` is declared twice"),
+            ));
+        }
+        check_globs(&raw.inputs, &error)?;
+        check_run(dir, &raw.run, &error)?;
+        for env in &raw.env {
+            if !valid_env_name(env.get_ref()) {
+                return Err(error(
+                    env.span(),
+                    format!("`{}` is not a valid env variable name", env.get_ref()),
+                ));
+            }
+        }
+        let mut needs = Vec::new();
+        for need in &raw.needs {
+            needs.push(parse_layer_ref(need).map_err(|m| error(need.span(), m))?);
+        }
+        layers.push(DeclaredLayer {
+            name: name.clone(),
+            inputs: raw.inputs.iter().map(|g| g.get_ref().clone()).collect(),
+            needs,
+            run: raw.run.get_ref().clone(),
+            env: raw.env.iter().map(|e| e.get_ref().clone()).collect(),
+            launch: raw.launch,
+            build: raw.build,
+            cache: raw.cache,
+        });
+    }
+    for layer in &layers {
+        for need in layer.needs.iter().filter(|n| n.buildpack.is_none()) {
+            if need.layer == layer.name {
+                return Err(error(
+                    need.span.clone(),
+                    format!("layer `{}` needs itself", layer.name),
+                ));
+            }
+            if !spans.contains_key(&need.layer) {
+                let known: Vec<&str> = layers.iter().map(|l| l.name.as_str()).collect();
+                return Err(error(
+                    need.span.clone(),
+                    format!(
+                        "layer `{}` needs `{}`, which this buildpack does not declare (it declares: {})",
+                        layer.name,
+                        need.layer,
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(cycle) = local_cycle(&layers) {
+        let span = spans.get(&cycle[0]).cloned().unwrap_or(0..0);
+        return Err(error(
+            span,
+            format!("layers need each other in a cycle: {}", cycle.join(" -> ")),
+        ));
+    }
+    Ok(layers)
+}
+
 fn check_globs(globs: &[Spanned<String>], error: &ErrorAt<'_>) -> Result<(), Box<TomlError>> {
     for glob in globs {
         let pattern = glob.get_ref();
         if pattern.starts_with('/') || pattern.split('/').any(|part| part == "..") {
-            return Err(error(glob.span(), format!("input `{pattern}` must be relative to the app and stay inside it")));
+            return Err(error(
+                glob.span(),
+                format!("input `{pattern}` must be relative to the app and stay inside it"),
+            ));
         }
         if let Err(e) = globset::Glob::new(pattern) {
-            return Err(error(glob.span(), format!("invalid glob `{pattern}`: {}", e.kind())));
+            return Err(error(
+                glob.span(),
+                format!("invalid glob `{pattern}`: {}", e.kind()),
+            ));
         }
     }
     Ok(())
@@ -246,28 +303,46 @@ fn check_globs(globs: &[Spanned<String>], error: &ErrorAt<'_>) -> Result<(), Box
 fn check_run(dir: &Path, run: &Spanned<String>, error: &ErrorAt<'_>) -> Result<(), Box<TomlError>> {
     let rel = run.get_ref();
     if rel.starts_with('/') || rel.split('/').any(|part| part == "..") {
-        return Err(error(run.span(), format!("run script `{rel}` must be a path inside the buildpack directory")));
+        return Err(error(
+            run.span(),
+            format!("run script `{rel}` must be a path inside the buildpack directory"),
+        ));
     }
     let path = dir.join(rel);
     match std::fs::metadata(&path) {
         Ok(meta) if meta.is_file() => {
             use std::os::unix::fs::PermissionsExt;
             if meta.permissions().mode() & 0o111 == 0 {
-                return Err(error(run.span(), format!("run script `{rel}` is not executable")));
+                return Err(error(
+                    run.span(),
+                    format!("run script `{rel}` is not executable"),
+                ));
             }
             Ok(())
         }
-        _ => Err(error(run.span(), format!("run script `{rel}` does not exist in {}", dir.display()))),
+        _ => Err(error(
+            run.span(),
+            format!("run script `{rel}` does not exist in {}", dir.display()),
+        )),
     }
 }
 
 /// Why `name` cannot name a layer, if it cannot.
 fn layer_name_problem(name: &str) -> Option<String> {
     if RESERVED_LAYER_NAMES.contains(&name) {
-        return Some(format!("layer name `{name}` is reserved by CNB (`build`, `launch` and `store` name metadata files)"));
+        return Some(format!(
+            "layer name `{name}` is reserved by CNB (`build`, `launch` and `store` name metadata files)"
+        ));
     }
-    if name.is_empty() || name.starts_with('.') || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-        return Some(format!("`{name}` is not a valid layer name: use letters, digits, `-`, `_` and `.`"));
+    if name.is_empty()
+        || name.starts_with('.')
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Some(format!(
+            "`{name}` is not a valid layer name: use letters, digits, `-`, `_` and `.`"
+        ));
     }
     None
 }
@@ -282,20 +357,36 @@ fn valid_env_name(name: &str) -> bool {
 fn parse_layer_ref(raw: &Spanned<String>) -> Result<LayerRef, String> {
     let text = raw.get_ref();
     let (buildpack, layer) = match text.rsplit_once(':') {
-        Some((bp, layer)) => (Some(BuildpackId::new(bp).map_err(|e| format!("in needs `{text}`: {e}"))?), layer),
+        Some((bp, layer)) => (
+            Some(BuildpackId::new(bp).map_err(|e| format!("in needs `{text}`: {e}"))?),
+            layer,
+        ),
         None => (None, text.as_str()),
     };
     if layer.is_empty() {
         return Err(format!("needs `{text}` names no layer"));
     }
-    Ok(LayerRef { buildpack, layer: layer.to_owned(), span: raw.span() })
+    Ok(LayerRef {
+        buildpack,
+        layer: layer.to_owned(),
+        span: raw.span(),
+    })
 }
 
 /// A cycle among one buildpack's layers, as names (first repeated at the end), if any.
 fn local_cycle(layers: &[DeclaredLayer]) -> Option<Vec<String>> {
     let edges: BTreeMap<&str, Vec<&str>> = layers
         .iter()
-        .map(|l| (l.name.as_str(), l.needs.iter().filter(|n| n.buildpack.is_none()).map(|n| n.layer.as_str()).collect()))
+        .map(|l| {
+            (
+                l.name.as_str(),
+                l.needs
+                    .iter()
+                    .filter(|n| n.buildpack.is_none())
+                    .map(|n| n.layer.as_str())
+                    .collect(),
+            )
+        })
         .collect();
     let mut done: BTreeSet<&str> = BTreeSet::new();
     for start in edges.keys() {
@@ -439,25 +530,32 @@ mod tests {
 
     #[test]
     fn unknown_needs_invalid_glob_missing_script_and_reserved_names_point_at_their_line() {
-        let (msg, line) = err("[[metadata.strata.layers]]\nname = \"a\"\nneeds = [\"nope\"]\nrun = \"layers/a.sh\"\n");
+        let (msg, line) = err(
+            "[[metadata.strata.layers]]\nname = \"a\"\nneeds = [\"nope\"]\nrun = \"layers/a.sh\"\n",
+        );
         assert!(msg.contains("`nope`"), "{msg}");
         assert_eq!(line, Some(7));
-        let (msg, line) = err("[[metadata.strata.layers]]\nname = \"a\"\ninputs = [\"src/[\"]\nrun = \"layers/a.sh\"\n");
+        let (msg, line) = err(
+            "[[metadata.strata.layers]]\nname = \"a\"\ninputs = [\"src/[\"]\nrun = \"layers/a.sh\"\n",
+        );
         assert!(msg.contains("invalid glob `src/[`"), "{msg}");
         assert_eq!(line, Some(7));
-        let (msg, line) = err("[[metadata.strata.layers]]\nname = \"a\"\nrun = \"layers/missing.sh\"\n");
+        let (msg, line) =
+            err("[[metadata.strata.layers]]\nname = \"a\"\nrun = \"layers/missing.sh\"\n");
         assert!(msg.contains("does not exist"), "{msg}");
         assert_eq!(line, Some(7));
         let (msg, _) = err("[[metadata.strata.layers]]\nname = \"a\"\nrun = \"layers/plain.sh\"\n");
         assert!(msg.contains("not executable"), "{msg}");
-        let (msg, line) = err("[[metadata.strata.layers]]\nname = \"launch\"\nrun = \"layers/a.sh\"\n");
+        let (msg, line) =
+            err("[[metadata.strata.layers]]\nname = \"launch\"\nrun = \"layers/a.sh\"\n");
         assert!(msg.contains("reserved"), "{msg}");
         assert_eq!(line, Some(6));
     }
 
     #[test]
     fn unknown_keys_in_strata_tables_are_errors() {
-        let (msg, _) = err("[[metadata.strata.layers]]\nname = \"a\"\nrun = \"layers/a.sh\"\nlunch = true\n");
+        let (msg, _) =
+            err("[[metadata.strata.layers]]\nname = \"a\"\nrun = \"layers/a.sh\"\nlunch = true\n");
         assert!(msg.contains("lunch"), "{msg}");
         let (msg, _) = err("[metadata.strata]\nlayer = []\n");
         assert!(msg.contains("layer"), "{msg}");
@@ -465,14 +563,24 @@ mod tests {
 
     #[test]
     fn self_needs_duplicates_escapes_and_two_defaults_are_errors() {
-        assert!(err("[[metadata.strata.layers]]\nname = \"a\"\nneeds = [\"a\"]\nrun = \"layers/a.sh\"\n").0.contains("itself"));
+        assert!(
+            err(
+                "[[metadata.strata.layers]]\nname = \"a\"\nneeds = [\"a\"]\nrun = \"layers/a.sh\"\n"
+            )
+            .0
+            .contains("itself")
+        );
         assert!(
             err("[[metadata.strata.layers]]\nname = \"a\"\nrun = \"layers/a.sh\"\n[[metadata.strata.layers]]\nname = \"a\"\nrun = \"layers/a.sh\"\n")
                 .0
                 .contains("twice")
         );
         assert!(err("[[metadata.strata.layers]]\nname = \"a\"\ninputs = [\"../x\"]\nrun = \"layers/a.sh\"\n").0.contains("inside"));
-        assert!(err("[[metadata.strata.layers]]\nname = \"a\"\nrun = \"../a.sh\"\n").0.contains("inside"));
+        assert!(
+            err("[[metadata.strata.layers]]\nname = \"a\"\nrun = \"../a.sh\"\n")
+                .0
+                .contains("inside")
+        );
         assert!(
             err("[[metadata.strata.processes]]\ntype = \"a\"\ncommand = [\"x\"]\ndefault = true\n[[metadata.strata.processes]]\ntype = \"b\"\ncommand = [\"x\"]\ndefault = true\n")
                 .0

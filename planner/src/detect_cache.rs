@@ -72,18 +72,28 @@ impl<'a> CachingDetector<'a> {
         let found = match glob_set(&detect.files) {
             Ok(set) => self.app.select(&set).next().is_some(),
             Err(e) => {
-                return Some(DetectOutcome::Error { message: e.to_string(), output: String::new() });
+                return Some(DetectOutcome::Error {
+                    message: e.to_string(),
+                    output: String::new(),
+                });
             }
         };
         if !found {
             return Some(DetectOutcome::Fail);
         }
         Some(DetectOutcome::Pass(BuildPlan {
-            provides: detect.provides.iter().map(|name| Provide { name: name.clone() }).collect(),
+            provides: detect
+                .provides
+                .iter()
+                .map(|name| Provide { name: name.clone() })
+                .collect(),
             requires: detect
                 .requires
                 .iter()
-                .map(|name| Require { name: name.clone(), metadata: toml::Table::new() })
+                .map(|name| Require {
+                    name: name.clone(),
+                    metadata: toml::Table::new(),
+                })
                 .collect(),
             or: Vec::new(),
         }))
@@ -92,7 +102,10 @@ impl<'a> CachingDetector<'a> {
     fn entry_path(&self, buildpack: &Buildpack) -> Option<PathBuf> {
         let digest = *self.digests.get(&buildpack.reference())?;
         let mut h = KeyHasher::new("detect/outcome");
-        h.field("buildpack").str(buildpack.id().as_str()).str(buildpack.version()).key(&digest);
+        h.field("buildpack")
+            .str(buildpack.id().as_str())
+            .str(buildpack.version())
+            .key(&digest);
         h.field("context").key(&self.context);
         let key = h.finish().hex();
         Some(self.dir.join(&key[..2]).join(format!("{key}.toml")))
@@ -101,13 +114,23 @@ impl<'a> CachingDetector<'a> {
     fn read(path: &Path) -> Option<DetectOutcome> {
         let text = std::fs::read_to_string(path).ok()?;
         let entry: Entry = toml::from_str(&text).ok()?;
-        Some(if entry.pass { DetectOutcome::Pass(entry.plan) } else { DetectOutcome::Fail })
+        Some(if entry.pass {
+            DetectOutcome::Pass(entry.plan)
+        } else {
+            DetectOutcome::Fail
+        })
     }
 
     fn write(path: &Path, outcome: &DetectOutcome) -> std::io::Result<()> {
         let entry = match outcome {
-            DetectOutcome::Pass(plan) => Entry { pass: true, plan: plan.clone() },
-            DetectOutcome::Fail => Entry { pass: false, plan: BuildPlan::default() },
+            DetectOutcome::Pass(plan) => Entry {
+                pass: true,
+                plan: plan.clone(),
+            },
+            DetectOutcome::Fail => Entry {
+                pass: false,
+                plan: BuildPlan::default(),
+            },
             DetectOutcome::Error { .. } => return Ok(()),
         };
         let text = toml::to_string(&entry).map_err(std::io::Error::other)?;

@@ -123,7 +123,9 @@ impl Task {
     /// The buildpack it belongs to, if any.
     pub fn buildpack(&self) -> Option<&Arc<Buildpack>> {
         match &self.kind {
-            TaskKind::Layer { buildpack, .. } | TaskKind::Buildpack { buildpack, .. } => Some(buildpack),
+            TaskKind::Layer { buildpack, .. } | TaskKind::Buildpack { buildpack, .. } => {
+                Some(buildpack)
+            }
             TaskKind::App | TaskKind::Image => None,
         }
     }
@@ -131,7 +133,9 @@ impl Task {
     /// The declared layer, for a `Layer` task.
     pub fn declared_layer(&self) -> Option<&DeclaredLayer> {
         match &self.kind {
-            TaskKind::Layer { buildpack, layer } => buildpack.descriptor.strata.as_ref()?.layer(layer),
+            TaskKind::Layer { buildpack, layer } => {
+                buildpack.descriptor.strata.as_ref()?.layer(layer)
+            }
             _ => None,
         }
     }
@@ -236,11 +240,15 @@ impl Plan {
                 .buildpack_digests
                 .get(&bp.reference())
                 .ok_or_else(|| PlanError::MissingDigest(bp.reference()))?;
-            let declared = bp.descriptor.strata.as_ref().filter(|s| !s.layers.is_empty());
+            let declared = bp
+                .descriptor
+                .strata
+                .as_ref()
+                .filter(|s| !s.layers.is_empty());
             let mut this_bp = Vec::new();
             if let Some(strata) = declared {
                 for layer in layers_in_need_order(&strata.layers) {
-                    let needs = self.resolve_needs(input, bp, layer, &layer_nodes)?;
+                    let needs = Self::resolve_needs(input, bp, layer, &layer_nodes)?;
                     let node = self.add_layer(input, bp, digest, layer, &needs)?;
                     layer_nodes.insert((bp.id().to_string(), layer.name.clone()), node);
                     this_bp.push(node);
@@ -259,15 +267,20 @@ impl Plan {
         tasks.push(image);
         if let Err(cycle) = petgraph::algo::toposort(&self.graph, None) {
             let id = self.graph[cycle.node_id()].id.clone();
-            return Err(PlanError::Cycle { cycle: vec![id.clone(), id] });
+            return Err(PlanError::Cycle {
+                cycle: vec![id.clone(), id],
+            });
         }
-        self.services.push(ServicePlan { name: input.name.to_owned(), group: input.group.clone(), tasks });
+        self.services.push(ServicePlan {
+            name: input.name.to_owned(),
+            group: input.group.clone(),
+            tasks,
+        });
         Ok(())
     }
 
     /// The nodes of the layers `layer` needs.
     fn resolve_needs(
-        &self,
         input: &ServiceInput<'_>,
         bp: &Arc<Buildpack>,
         layer: &DeclaredLayer,
@@ -283,15 +296,31 @@ impl Plan {
                     |s| s.error_at(Some(need.span.clone()), message.clone()),
                 )))
             };
-            let Some(member) = input.group.group.iter().find(|m| *m.buildpack.id() == owner) else {
-                let group: Vec<String> = input.group.group.iter().map(|m| m.buildpack.reference()).collect();
+            let Some(member) = input
+                .group
+                .group
+                .iter()
+                .find(|m| *m.buildpack.id() == owner)
+            else {
+                let group: Vec<String> = input
+                    .group
+                    .group
+                    .iter()
+                    .map(|m| m.buildpack.reference())
+                    .collect();
                 return Err(error(format!(
                     "layer `{}` needs `{need}`, but buildpack {owner} is not in the group ({})",
                     layer.name,
                     group.join(", ")
                 )));
             };
-            let Some(declared) = member.buildpack.descriptor.strata.as_ref().and_then(|s| s.layer(&need.layer)) else {
+            let Some(declared) = member
+                .buildpack
+                .descriptor
+                .strata
+                .as_ref()
+                .and_then(|s| s.layer(&need.layer))
+            else {
                 return Err(error(format!(
                     "layer `{}` needs `{need}`, but buildpack {owner} declares no layer `{}`",
                     layer.name, need.layer
@@ -318,9 +347,15 @@ impl Plan {
         layer: &DeclaredLayer,
         needs: &[NodeIndex],
     ) -> Result<NodeIndex, PlanError> {
-        let globs = glob_set(&layer.inputs)
-            .map_err(|e| PlanError::Glob { buildpack: bp.reference(), message: e.to_string() })?;
-        let files: Vec<&SourceFile> = if layer.inputs.is_empty() { Vec::new() } else { input.app.select(&globs).collect() };
+        let globs = glob_set(&layer.inputs).map_err(|e| PlanError::Glob {
+            buildpack: bp.reference(),
+            message: e.to_string(),
+        })?;
+        let files: Vec<&SourceFile> = if layer.inputs.is_empty() {
+            Vec::new()
+        } else {
+            input.app.select(&globs).collect()
+        };
         let env: BTreeMap<String, String> = layer
             .env
             .iter()
@@ -329,15 +364,24 @@ impl Plan {
         let mut h = KeyHasher::new("task/layer");
         common_key(&mut h, input, bp, digest);
         h.field("layer").str(&layer.name).str(&layer.run);
-        h.field("types").bool(layer.launch).bool(layer.build).bool(layer.cache);
-        h.field("globs").sorted_strs(layer.inputs.iter().map(String::as_str));
-        h.field("env-names").sorted_strs(layer.env.iter().map(String::as_str));
+        h.field("types")
+            .bool(layer.launch)
+            .bool(layer.build)
+            .bool(layer.cache);
+        h.field("globs")
+            .sorted_strs(layer.inputs.iter().map(String::as_str));
+        h.field("env-names")
+            .sorted_strs(layer.env.iter().map(String::as_str));
         h.field("env");
         env_key(&mut h, &env);
-        h.field("files").list(&files.iter().map(|f| (*f).clone()).collect::<Vec<_>>());
+        h.field("files")
+            .list(&files.iter().map(|f| (*f).clone()).collect::<Vec<_>>());
         self.needs_key(&mut h, needs);
         let task = Task {
-            kind: TaskKind::Layer { buildpack: Arc::clone(bp), layer: layer.name.clone() },
+            kind: TaskKind::Layer {
+                buildpack: Arc::clone(bp),
+                layer: layer.name.clone(),
+            },
             key: h.finish(),
             id: format!("{}:{}", bp.id(), layer.name),
             services: Vec::new(),
@@ -359,8 +403,10 @@ impl Plan {
         let declared_inputs = bp.descriptor.strata.as_ref().and_then(|s| s.inputs.clone());
         let files: Vec<SourceFile> = match &declared_inputs {
             Some(globs) => {
-                let set = glob_set(globs)
-                    .map_err(|e| PlanError::Glob { buildpack: bp.reference(), message: e.to_string() })?;
+                let set = glob_set(globs).map_err(|e| PlanError::Glob {
+                    buildpack: bp.reference(),
+                    message: e.to_string(),
+                })?;
                 input.app.select(&set).cloned().collect()
             }
             None => input.app.files.clone(),
@@ -368,13 +414,17 @@ impl Plan {
         let env: BTreeMap<String, String> = input.env.iter().cloned().collect();
         let mut h = KeyHasher::new("task/buildpack");
         common_key(&mut h, input, bp, digest);
-        h.field("plan").str(&toml::to_string(plan).unwrap_or_default());
+        h.field("plan")
+            .str(&toml::to_string(plan).unwrap_or_default());
         h.field("env");
         env_key(&mut h, &env);
         h.field("files").list(&files);
         self.needs_key(&mut h, before);
         let task = Task {
-            kind: TaskKind::Buildpack { buildpack: Arc::clone(bp), plan: plan.clone() },
+            kind: TaskKind::Buildpack {
+                buildpack: Arc::clone(bp),
+                plan: plan.clone(),
+            },
             key: h.finish(),
             id: format!("{} (bin/build)", bp.id()),
             services: Vec::new(),
@@ -439,17 +489,16 @@ impl Plan {
 
     /// Adds `task` (or finds the equal one already planned) with edges from `needs`.
     fn insert(&mut self, service: &str, mut task: Task, needs: &[NodeIndex]) -> NodeIndex {
-        let node = match self.by_key.get(&task.key) {
-            Some(node) => *node,
-            None => {
-                task.services.clear();
-                let node = self.graph.add_node(task);
-                self.by_key.insert(self.graph[node].key, node);
-                for need in needs {
-                    self.graph.update_edge(*need, node, ());
-                }
-                node
+        let node = if let Some(node) = self.by_key.get(&task.key) {
+            *node
+        } else {
+            task.services.clear();
+            let node = self.graph.add_node(task);
+            self.by_key.insert(self.graph[node].key, node);
+            for need in needs {
+                self.graph.update_edge(*need, node, ());
             }
+            node
         };
         let services = &mut self.graph[node].services;
         if !services.iter().any(|s| s == service) {
@@ -461,7 +510,10 @@ impl Plan {
 
 /// The part of every buildpack task's key that names the buildpack and the environment.
 fn common_key(h: &mut KeyHasher, input: &ServiceInput<'_>, bp: &Buildpack, digest: TaskKey) {
-    h.field("buildpack").str(bp.id().as_str()).str(bp.version()).key(&digest);
+    h.field("buildpack")
+        .str(bp.id().as_str())
+        .str(bp.version())
+        .key(&digest);
     h.field("build-image").str(input.build_image);
     h.field("target").str(input.target);
 }
@@ -475,7 +527,10 @@ fn env_key(h: &mut KeyHasher, env: &BTreeMap<String, String>) {
 
 /// The last value of `name` in `env`.
 fn lookup<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    env.iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// A buildpack's layers ordered so that each comes after the layers of the same buildpack it

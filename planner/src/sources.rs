@@ -132,6 +132,16 @@ pub struct HashStats {
     pub racy: u64,
 }
 
+impl std::ops::AddAssign<&HashStats> for HashStats {
+    fn add_assign(&mut self, other: &HashStats) {
+        self.files += other.files;
+        self.hashed += other.hashed;
+        self.hashed_bytes += other.hashed_bytes;
+        self.stat_hits += other.stat_hits;
+        self.racy += other.racy;
+    }
+}
+
 /// Why a scan, a glob or the stat cache failed.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum SourceError {

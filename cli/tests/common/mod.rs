@@ -26,6 +26,10 @@ pub fn strata(cwd: &Path, args: &[&str]) -> Output {
         .args(args)
         .current_dir(cwd)
         .env_remove("SOURCE_DATE_EPOCH")
+        .env(
+            "XDG_CACHE_HOME",
+            std::env::temp_dir().join(format!("strata-test-cache-{}", std::process::id())),
+        )
         .output()
         .unwrap()
 }
@@ -48,8 +52,13 @@ pub fn stderr(out: &Output) -> String {
 
 /// The example busybox run image, made once per test binary: `oci:<dir>:busybox`.
 pub fn run_image() -> String {
+    format!("oci:{}:busybox", run_image_dir().display())
+}
+
+/// The layout of [`run_image`].
+pub fn run_image_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    let dir = DIR.get_or_init(|| {
+    DIR.get_or_init(|| {
         let dir =
             std::env::temp_dir().join(format!("strata-test-run-image-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -64,8 +73,8 @@ pub fn run_image() -> String {
             stderr(&out)
         );
         dir
-    });
-    format!("oci:{}:busybox", dir.display())
+    })
+    .clone()
 }
 
 /// Runs a third-party tool and returns its stdout; fails the test with a hint if it is missing.
