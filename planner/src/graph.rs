@@ -554,3 +554,144 @@ fn layers_in_need_order(layers: &[DeclaredLayer]) -> Vec<&DeclaredLayer> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{component, write, write_executable};
+    use crate::sources::{ScanOptions, scan};
+    use crate::statcache::StatCache;
+    use crate::{GroupMember, TaskKey};
+
+    /// A declared buildpack `t/decl` with layers `runtime` (reads `.v`) and `deps` (reads
+    /// `*.lock`, needs `runtime`), then an opaque `t/opaque`.
+    fn fixture(extra: &str) -> (tempfile::TempDir, DetectResult, BTreeMap<String, TaskKey>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        write_executable(root, "decl/layers/run.sh");
+        write(
+            root,
+            "decl/buildpack.toml",
+            &format!(
+                "api = \"0.10\"\n[buildpack]\nid = \"t/decl\"\nversion = \"1\"\n\
+                 [[metadata.strata.layers]]\nname = \"runtime\"\ninputs = [\".v\"]\nrun = \"layers/run.sh\"\nbuild = true\n\
+                 [[metadata.strata.layers]]\nname = \"deps\"\ninputs = [\"*.lock\"]\nneeds = [\"runtime\"]\nrun = \"layers/run.sh\"\nlaunch = true\n{extra}"
+            ),
+        );
+        component(root, "opaque", "t/opaque", "1");
+        let mut digests = BTreeMap::new();
+        let mut group = Vec::new();
+        for dir in ["decl", "opaque"] {
+            let bp = Arc::new(Buildpack::load(&root.join(dir)).unwrap());
+            let mut h = KeyHasher::new("test/bp");
+            h.str(dir);
+            digests.insert(bp.reference(), h.finish());
+            group.push(GroupMember { buildpack: bp, plan: BuildpackPlan::default() });
+        }
+        (tmp, DetectResult { group }, digests)
+    }
+
+    fn app(files: &[(&str, &str)]) -> (tempfile::TempDir, SourceTree) {
+        let tmp = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            write(tmp.path(), path, text);
+        }
+        let opts = ScanOptions { include: &[], exclude: &[] };
+        let (tree, _) = scan(tmp.path(), &opts, &mut StatCache::in_memory()).unwrap();
+        (tmp, tree)
+    }
+
+    fn add(plan: &mut Plan, name: &str, group: &DetectResult, tree: &SourceTree, digests: &BTreeMap<String, TaskKey>) -> Result<(), PlanError> {
+        plan.add_service(&ServiceInput {
+            name,
+            group,
+            app: tree,
+            buildpack_digests: digests,
+            env: &[],
+            build_image: "host",
+            target: "linux/amd64",
+            export: "builtin",
+        })
+    }
+
+    fn key_of(plan: &Plan, service: usize, id: &str) -> TaskKey {
+        plan.services[service].tasks.iter().map(|n| &plan.graph[*n]).find(|t| t.id == id).unwrap().key
+    }
+
+    #[test]
+    fn tasks_edges_and_inputs() {
+        let (_bps, group, digests) = fixture("");
+        let (_app, tree) = app(&[(".v", "1"), ("a.lock", "x"), ("src/main", "m")]);
+        let mut plan = Plan::new();
+        add(&mut plan, "svc", &group, &tree, &digests).unwrap();
+        let ids: Vec<&str> = plan.services[0].tasks.iter().map(|n| plan.graph[*n].id.as_str()).collect();
+        assert_eq!(ids, ["t/decl:runtime", "t/decl:deps", "t/opaque (bin/build)", "app", "image"]);
+        let deps = plan.services[0].tasks[1];
+        assert_eq!(plan.graph[deps].inputs, ["a.lock"]);
+        let needs: Vec<&str> = plan.needs(deps).map(|n| plan.graph[n].id.as_str()).collect();
+        assert_eq!(needs, ["t/decl:runtime"]);
+        let opaque = plan.services[0].tasks[2];
+        assert_eq!(plan.needs(opaque).count(), 2, "an opaque buildpack needs every task before it");
+        assert_eq!(plan.graph[opaque].inputs.len(), 3, "and reads the whole app");
+    }
+
+    #[test]
+    fn equal_tasks_of_two_services_are_one_node() {
+        let (_bps, group, digests) = fixture("");
+        let (_a, tree_a) = app(&[(".v", "1"), ("a.lock", "x"), ("src/a", "a")]);
+        let (_b, tree_b) = app(&[(".v", "1"), ("a.lock", "y"), ("src/b", "b")]);
+        let mut plan = Plan::new();
+        add(&mut plan, "a", &group, &tree_a, &digests).unwrap();
+        add(&mut plan, "b", &group, &tree_b, &digests).unwrap();
+        assert_eq!(key_of(&plan, 0, "t/decl:runtime"), key_of(&plan, 1, "t/decl:runtime"));
+        assert_ne!(key_of(&plan, 0, "t/decl:deps"), key_of(&plan, 1, "t/decl:deps"));
+        let shared = plan.services[0].tasks[0];
+        assert_eq!(plan.services[1].tasks[0], shared);
+        assert_eq!(plan.graph[shared].services, ["a", "b"]);
+        assert_eq!(plan.graph.node_count(), 9, "runtime is shared; every other task is per service");
+    }
+
+    #[test]
+    fn env_only_matters_to_the_layers_that_name_it() {
+        let (_bps, group, digests) = fixture("env = [\"MODE\"]\n");
+        let (_app, tree) = app(&[(".v", "1"), ("a.lock", "x")]);
+        let plan_with = |value: &str| {
+            let mut plan = Plan::new();
+            let env = [("MODE".to_owned(), value.to_owned()), ("OTHER".to_owned(), "1".to_owned())];
+            plan.add_service(&ServiceInput {
+                name: "svc",
+                group: &group,
+                app: &tree,
+                buildpack_digests: &digests,
+                env: &env,
+                build_image: "host",
+                target: "linux/amd64",
+                export: "builtin",
+            })
+            .unwrap();
+            plan
+        };
+        let (a, b) = (plan_with("dev"), plan_with("prod"));
+        assert_eq!(key_of(&a, 0, "t/decl:runtime"), key_of(&b, 0, "t/decl:runtime"));
+        assert_ne!(key_of(&a, 0, "t/decl:deps"), key_of(&b, 0, "t/decl:deps"));
+        assert_eq!(a.graph[a.services[0].tasks[1]].env.get("MODE").map(String::as_str), Some("dev"));
+    }
+
+    #[test]
+    fn needs_naming_a_missing_or_later_buildpack_is_an_error_with_its_span() {
+        let (_bps, group, digests) = fixture(
+            "[[metadata.strata.layers]]\nname = \"x\"\nneeds = [\"t/opaque:thing\"]\nrun = \"layers/run.sh\"\n",
+        );
+        let (_app, tree) = app(&[(".v", "1")]);
+        let err = add(&mut Plan::new(), "svc", &group, &tree, &digests).unwrap_err();
+        let PlanError::Needs(toml) = &err else { panic!("{err}") };
+        assert!(toml.message.contains("t/opaque declares no layer `thing`"), "{}", toml.message);
+        assert!(toml.line().is_some());
+
+        let (_bps, group, digests) = fixture(
+            "[[metadata.strata.layers]]\nname = \"x\"\nneeds = [\"t/elsewhere:thing\"]\nrun = \"layers/run.sh\"\n",
+        );
+        let err = add(&mut Plan::new(), "svc", &group, &tree, &digests).unwrap_err();
+        assert!(err.to_string().contains("not in the group"), "{err}");
+    }
+}
