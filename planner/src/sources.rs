@@ -9,8 +9,10 @@
 //! What the walk sees is what CNB puts in the app directory, nothing more and nothing less:
 //! - hidden files are app files, and `.gitignore` is not CNB's notion of what to leave out, so
 //!   the `ignore` crate's standard filters are all off;
-//! - `project.toml`'s `include` or `exclude` (gitignore syntax) apply; as in pack, a pattern
-//!   that matches a directory covers everything inside it (`include = ["src/"]`);
+//! - `project.toml`'s `include` or `exclude` (gitignore syntax) apply; as in a `.gitignore`, a
+//!   pattern that matches a directory covers everything inside it (`include = ["src/"]`). That
+//!   is why they are matched here rather than as `ignore` overrides, which match each path
+//!   alone and would include no file under `src/`;
 //! - anything named `.git` is never part of the app;
 //! - symlinks are recorded (their digest is that of their target path) and never followed;
 //!   sockets, FIFOs and devices are left out;
