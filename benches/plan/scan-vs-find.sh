@@ -10,7 +10,8 @@
 #
 # Usage: benches/plan/scan-vs-find.sh [WORK_DIR]     (default: target/bench-scan)
 # Env:   RUNS (default 10, at least 5), DIRS and FILES (default 100 and 200).
-# Uses hyperfine when installed (apt-get install hyperfine), a timing loop otherwise.
+# Uses hyperfine when installed (apt-get install hyperfine) unless TIMER=loop, a timing loop
+# with `date +%s%N` otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -79,13 +80,15 @@ median_hyperfine() {
   grep -o '"median": *[0-9.e+-]*' "$json" | head -1 | awk '{ printf "%.1f\n", $2 * 1000 }'
 }
 
+have_hyperfine() { [[ ${TIMER:-} != loop ]] && command -v hyperfine > /dev/null; }
+
 median() {
-  if command -v hyperfine > /dev/null; then median_hyperfine "$1"; else median_loop "$1"; fi
+  if have_hyperfine; then median_hyperfine "$1"; else median_loop "$1"; fi
 }
 
 echo "tree: $tree ($count files, $(du -sh "$tree" | cut -f1))"
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-echo "timer: $(command -v hyperfine > /dev/null && hyperfine --version || echo 'date loop'), $runs runs"
+echo "timer: $(have_hyperfine && hyperfine --version || echo 'date loop'), $runs runs"
 rm -f "$cache"
 echo "cold stats: $($scan "$tree" --cache "$cache")"
 echo "warm stats: $($scan "$tree" --cache "$cache")"

@@ -129,8 +129,8 @@ impl<'de> serde::Deserialize<'de> for TaskKey {
     }
 }
 
-/// Builds a [`TaskKey`] from tokens in the canonical encoding (documented at the top of
-/// `planner/src/key.rs`).
+/// Builds a [`TaskKey`] from tokens in the canonical encoding described in the
+/// [module notes](self).
 #[derive(Clone)]
 pub struct KeyHasher {
     hasher: blake3::Hasher,
@@ -250,8 +250,8 @@ impl KeyHasher {
 }
 
 /// A value that can be part of a [`TaskKey`]: it writes a fixed sequence of tokens for its type,
-/// so that two different values never write the same tokens (see the encoding at the top of
-/// `planner/src/key.rs`).
+/// so that two different values never write the same tokens (see the
+/// [module notes](self)).
 pub trait CacheKey {
     /// Feeds this value to the hasher.
     fn cache_key(&self, h: &mut KeyHasher);

@@ -16,12 +16,12 @@ mod diagnostic;
 mod fixtures;
 mod graph;
 mod id;
-mod key;
+pub mod key;
 mod order;
 mod project;
 mod registry;
-mod sources;
-mod statcache;
+pub mod sources;
+pub mod statcache;
 
 pub use builder::{Builder, BuilderError};
 pub use buildpack::{Buildpack, BuildpackDescriptor, BuildpackError, BuildpackInfo, Target};

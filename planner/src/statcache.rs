@@ -123,8 +123,9 @@ pub enum StatCacheStatus {
     Unreadable,
 }
 
-/// Digests of an app root's files keyed by their stat, kept between scans (see the module
-/// notes). [`scan`](crate::scan) reads and replaces its entries; [`StatCache::save`] persists them.
+/// Digests of an app root's files keyed by their stat, kept between scans (see the
+/// [module notes](self)). [`scan`](crate::scan) reads and replaces its entries;
+/// [`StatCache::save`] persists them.
 #[derive(Debug)]
 pub struct StatCache {
     path: Option<PathBuf>,
