@@ -586,7 +586,10 @@ mod tests {
             let mut h = KeyHasher::new("test/bp");
             h.str(dir);
             digests.insert(bp.reference(), h.finish());
-            group.push(GroupMember { buildpack: bp, plan: BuildpackPlan::default() });
+            group.push(GroupMember {
+                buildpack: bp,
+                plan: BuildpackPlan::default(),
+            });
         }
         (tmp, DetectResult { group }, digests)
     }
@@ -596,12 +599,21 @@ mod tests {
         for (path, text) in files {
             write(tmp.path(), path, text);
         }
-        let opts = ScanOptions { include: &[], exclude: &[] };
+        let opts = ScanOptions {
+            include: &[],
+            exclude: &[],
+        };
         let (tree, _) = scan(tmp.path(), &opts, &mut StatCache::in_memory()).unwrap();
         (tmp, tree)
     }
 
-    fn add(plan: &mut Plan, name: &str, group: &DetectResult, tree: &SourceTree, digests: &BTreeMap<String, TaskKey>) -> Result<(), PlanError> {
+    fn add(
+        plan: &mut Plan,
+        name: &str,
+        group: &DetectResult,
+        tree: &SourceTree,
+        digests: &BTreeMap<String, TaskKey>,
+    ) -> Result<(), PlanError> {
         plan.add_service(&ServiceInput {
             name,
             group,
@@ -615,7 +627,13 @@ mod tests {
     }
 
     fn key_of(plan: &Plan, service: usize, id: &str) -> TaskKey {
-        plan.services[service].tasks.iter().map(|n| &plan.graph[*n]).find(|t| t.id == id).unwrap().key
+        plan.services[service]
+            .tasks
+            .iter()
+            .map(|n| &plan.graph[*n])
+            .find(|t| t.id == id)
+            .unwrap()
+            .key
     }
 
     #[test]
@@ -624,15 +642,39 @@ mod tests {
         let (_app, tree) = app(&[(".v", "1"), ("a.lock", "x"), ("src/main", "m")]);
         let mut plan = Plan::new();
         add(&mut plan, "svc", &group, &tree, &digests).unwrap();
-        let ids: Vec<&str> = plan.services[0].tasks.iter().map(|n| plan.graph[*n].id.as_str()).collect();
-        assert_eq!(ids, ["t/decl:runtime", "t/decl:deps", "t/opaque (bin/build)", "app", "image"]);
+        let ids: Vec<&str> = plan.services[0]
+            .tasks
+            .iter()
+            .map(|n| plan.graph[*n].id.as_str())
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "t/decl:runtime",
+                "t/decl:deps",
+                "t/opaque (bin/build)",
+                "app",
+                "image"
+            ]
+        );
         let deps = plan.services[0].tasks[1];
         assert_eq!(plan.graph[deps].inputs, ["a.lock"]);
-        let needs: Vec<&str> = plan.needs(deps).map(|n| plan.graph[n].id.as_str()).collect();
+        let needs: Vec<&str> = plan
+            .needs(deps)
+            .map(|n| plan.graph[n].id.as_str())
+            .collect();
         assert_eq!(needs, ["t/decl:runtime"]);
         let opaque = plan.services[0].tasks[2];
-        assert_eq!(plan.needs(opaque).count(), 2, "an opaque buildpack needs every task before it");
-        assert_eq!(plan.graph[opaque].inputs.len(), 3, "and reads the whole app");
+        assert_eq!(
+            plan.needs(opaque).count(),
+            2,
+            "an opaque buildpack needs every task before it"
+        );
+        assert_eq!(
+            plan.graph[opaque].inputs.len(),
+            3,
+            "and reads the whole app"
+        );
     }
 
     #[test]
@@ -643,12 +685,22 @@ mod tests {
         let mut plan = Plan::new();
         add(&mut plan, "a", &group, &tree_a, &digests).unwrap();
         add(&mut plan, "b", &group, &tree_b, &digests).unwrap();
-        assert_eq!(key_of(&plan, 0, "t/decl:runtime"), key_of(&plan, 1, "t/decl:runtime"));
-        assert_ne!(key_of(&plan, 0, "t/decl:deps"), key_of(&plan, 1, "t/decl:deps"));
+        assert_eq!(
+            key_of(&plan, 0, "t/decl:runtime"),
+            key_of(&plan, 1, "t/decl:runtime")
+        );
+        assert_ne!(
+            key_of(&plan, 0, "t/decl:deps"),
+            key_of(&plan, 1, "t/decl:deps")
+        );
         let shared = plan.services[0].tasks[0];
         assert_eq!(plan.services[1].tasks[0], shared);
         assert_eq!(plan.graph[shared].services, ["a", "b"]);
-        assert_eq!(plan.graph.node_count(), 9, "runtime is shared; every other task is per service");
+        assert_eq!(
+            plan.graph.node_count(),
+            9,
+            "runtime is shared; every other task is per service"
+        );
     }
 
     #[test]
@@ -657,7 +709,10 @@ mod tests {
         let (_app, tree) = app(&[(".v", "1"), ("a.lock", "x")]);
         let plan_with = |value: &str| {
             let mut plan = Plan::new();
-            let env = [("MODE".to_owned(), value.to_owned()), ("OTHER".to_owned(), "1".to_owned())];
+            let env = [
+                ("MODE".to_owned(), value.to_owned()),
+                ("OTHER".to_owned(), "1".to_owned()),
+            ];
             plan.add_service(&ServiceInput {
                 name: "svc",
                 group: &group,
@@ -672,9 +727,18 @@ mod tests {
             plan
         };
         let (a, b) = (plan_with("dev"), plan_with("prod"));
-        assert_eq!(key_of(&a, 0, "t/decl:runtime"), key_of(&b, 0, "t/decl:runtime"));
+        assert_eq!(
+            key_of(&a, 0, "t/decl:runtime"),
+            key_of(&b, 0, "t/decl:runtime")
+        );
         assert_ne!(key_of(&a, 0, "t/decl:deps"), key_of(&b, 0, "t/decl:deps"));
-        assert_eq!(a.graph[a.services[0].tasks[1]].env.get("MODE").map(String::as_str), Some("dev"));
+        assert_eq!(
+            a.graph[a.services[0].tasks[1]]
+                .env
+                .get("MODE")
+                .map(String::as_str),
+            Some("dev")
+        );
     }
 
     #[test]
@@ -684,8 +748,14 @@ mod tests {
         );
         let (_app, tree) = app(&[(".v", "1")]);
         let err = add(&mut Plan::new(), "svc", &group, &tree, &digests).unwrap_err();
-        let PlanError::Needs(toml) = &err else { panic!("{err}") };
-        assert!(toml.message.contains("t/opaque declares no layer `thing`"), "{}", toml.message);
+        let PlanError::Needs(toml) = &err else {
+            panic!("{err}")
+        };
+        assert!(
+            toml.message.contains("t/opaque declares no layer `thing`"),
+            "{}",
+            toml.message
+        );
         assert!(toml.line().is_some());
 
         let (_bps, group, digests) = fixture(

@@ -307,12 +307,18 @@ pub fn scan(
     ))
 }
 
+/// The mode a key sees: the owner's bits and the special bits as they are, group and other
+/// given the owner's read and execute bits. So the umask of whoever checked the files out does
+/// not change a key, exactly as it does not change the app layer (whose tar normalizes modes
+/// the same way), while making a file executable or private does.
 fn source_mode(st_mode: u32) -> u32 {
     if st_mode & S_IFMT == S_IFLNK {
-        S_IFLNK
-    } else {
-        st_mode & 0o7777
+        return S_IFLNK;
     }
+    let special = st_mode & 0o7000;
+    let user = (st_mode >> 6) & 0o7;
+    let shared = user & 0o5;
+    special | (user << 6) | (shared << 3) | shared
 }
 
 /// A file the walk found, with its `lstat`.
@@ -1209,5 +1215,15 @@ mod tests {
                 prop_assert_eq!(holds, old != new, "glob {} for {} ({:?})", glob, old_path, change);
             }
         }
+    }
+
+    #[test]
+    fn key_modes_ignore_the_umask_but_not_exec_or_private_bits() {
+        let mode = |m: u32| source_mode(0o100_000 | m);
+        assert_eq!(mode(0o644), mode(0o664));
+        assert_eq!(mode(0o755), mode(0o775));
+        assert_ne!(mode(0o644), mode(0o755));
+        assert_ne!(mode(0o644), mode(0o600));
+        assert_eq!(mode(0o4755), 0o4755);
     }
 }
