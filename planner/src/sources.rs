@@ -310,7 +310,7 @@ pub fn scan(
 /// The mode a key sees: the owner's bits and the special bits as they are, group and other
 /// given the owner's read and execute bits. So the umask of whoever checked the files out does
 /// not change a key, exactly as it does not change the app layer (whose tar normalizes modes
-/// the same way), while making a file executable or private does.
+/// the same way), while making a file executable does.
 fn source_mode(st_mode: u32) -> u32 {
     if st_mode & S_IFMT == S_IFLNK {
         return S_IFLNK;
@@ -1218,12 +1218,13 @@ mod tests {
     }
 
     #[test]
-    fn key_modes_ignore_the_umask_but_not_exec_or_private_bits() {
+    fn key_modes_ignore_the_umask_but_not_exec_bits() {
         let mode = |m: u32| source_mode(0o100_000 | m);
         assert_eq!(mode(0o644), mode(0o664));
+        assert_eq!(mode(0o644), mode(0o600));
         assert_eq!(mode(0o755), mode(0o775));
         assert_ne!(mode(0o644), mode(0o755));
-        assert_ne!(mode(0o644), mode(0o600));
+        assert_ne!(mode(0o644), mode(0o744));
         assert_eq!(mode(0o4755), 0o4755);
     }
 }
