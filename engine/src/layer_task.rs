@@ -248,3 +248,74 @@ pub fn declared_output(
         log: req.scratch.join("logs"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::{PlatformDir, TargetEnv};
+    use crate::sandbox::Sandbox;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_layer_script_sees_only_what_it_declares() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let bp_dir = root.join("bp");
+        fs::create_dir_all(bp_dir.join("layers")).unwrap();
+        fs::write(
+            bp_dir.join("buildpack.toml"),
+            "api = \"0.10\"\n[buildpack]\nid = \"t/bp\"\nversion = \"1\"\n\
+             [[metadata.strata.layers]]\nname = \"base\"\nrun = \"layers/base.sh\"\nbuild = true\n\
+             [[metadata.strata.layers]]\nname = \"other\"\nrun = \"layers/base.sh\"\n\
+             [[metadata.strata.layers]]\nname = \"top\"\nneeds = [\"base\"]\nenv = [\"SEEN\"]\nrun = \"layers/top.sh\"\n",
+        )
+        .unwrap();
+        let scripts = [
+            (
+                "base.sh",
+                "mkdir -p \"$1/bin\" && printf '#!/bin/sh\\necho tool\\n' > \"$1/bin/tool\" && chmod +x \"$1/bin/tool\"",
+            ),
+            (
+                "top.sh",
+                "{ tool; ls /layers/t_bp; echo \"SEEN=$SEEN HIDDEN=${HIDDEN:-}\"; \
+                 touch /workspace/x 2>/dev/null || echo ro; touch /layers/t_bp/base/x 2>/dev/null || echo ro; } > \"$STRATA_LAYER_DIR/out\"",
+            ),
+        ];
+        for (name, body) in scripts {
+            let path = bp_dir.join("layers").join(name);
+            fs::write(&path, format!("#!/bin/sh\nset -e\n{body}\n")).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let buildpack = Buildpack::load(&bp_dir).unwrap();
+        let strata = buildpack.descriptor.strata.clone().unwrap();
+        let workspace = root.join("ws");
+        fs::create_dir_all(&workspace).unwrap();
+        let env = [
+            ("SEEN".to_owned(), "yes".to_owned()),
+            ("HIDDEN".to_owned(), "no".to_owned()),
+        ];
+        let platform = PlatformDir::create(&root.join("platform"), &env).unwrap();
+        let sandbox = Sandbox::bwrap().expect("bwrap is installed (apt-get install bubblewrap)");
+        let req = BuildRequest {
+            sandbox: &sandbox,
+            workspace: &workspace,
+            platform: &platform,
+            target: &TargetEnv::host(),
+            scratch: &root.join("scratch"),
+            network: false,
+        };
+        let base = run_layer(&req, &buildpack, strata.layer("base").unwrap(), &[]).unwrap();
+        run_layer(&req, &buildpack, strata.layer("other").unwrap(), &[]).unwrap();
+        let needs = [NeededLayer {
+            buildpack: &buildpack,
+            layer: &base.layer,
+        }];
+        let top = run_layer(&req, &buildpack, strata.layer("top").unwrap(), &needs).unwrap();
+        let out = fs::read_to_string(top.layer.dir.join("out")).unwrap();
+        assert_eq!(
+            out, "tool\nbase\ntop\nSEEN=yes HIDDEN=\nro\nro\n",
+            "needs on PATH, no `other`, declared env only, read-only inputs"
+        );
+        assert!(!workspace.join("x").exists());
+    }
+}
