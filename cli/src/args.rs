@@ -79,6 +79,12 @@ pub(crate) struct BuildArgs {
     /// Layer compression.
     #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
     pub(crate) compression: CompressionArg,
+    /// How many tasks may run at once (default: the number of cores).
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) jobs: Option<u16>,
+    /// After a task fails, still run every task that does not need it.
+    #[arg(long)]
+    pub(crate) keep_going: bool,
     /// Print a JSON report on stdout instead of text.
     #[arg(long)]
     pub(crate) json: bool,

@@ -8,6 +8,7 @@ use serde::Serialize;
 use strata_engine::appdir::copy_app;
 use strata_engine::build::BuildRequest;
 use strata_engine::execute::{Event, execute_service};
+use strata_engine::executor::ExecOptions;
 use strata_exporter::archive::{Compression, Owner};
 use strata_exporter::base::builtin_run_image;
 use strata_exporter::image::{ExportRequest, ExportedLayer, assemble};
@@ -80,6 +81,7 @@ pub(crate) struct BuildConfig {
     pub(crate) input: InputConfig,
     output: ImageRef,
     compression: Compression,
+    exec: ExecOptions,
 }
 
 impl BuildConfig {
@@ -92,12 +94,22 @@ impl BuildConfig {
                 CompressionArg::None => Compression::None,
                 CompressionArg::Gzip => Compression::Gzip,
             },
+            exec: ExecOptions {
+                jobs: args.jobs.map_or_else(
+                    || std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+                    usize::from,
+                ),
+                keep_going: args.keep_going,
+            },
         })
     }
 }
 
 /// Plans, runs the tasks, and exports.
-pub(crate) fn run(config: &BuildConfig, progress: &dyn Fn(&str)) -> Result<BuildReport, CliError> {
+pub(crate) fn run(
+    config: &BuildConfig,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<BuildReport, CliError> {
     let input = &config.input;
     progress("===> DETECTING");
     let prepared = prepare(input)?;
@@ -119,6 +131,7 @@ pub(crate) fn run(config: &BuildConfig, progress: &dyn Fn(&str)) -> Result<Build
         .map_or((&[][..], &[][..]), |p| (&p.include[..], &p.exclude[..]));
     copy_app(&input.app_dir, &workspace, include, exclude)?;
     let request = BuildRequest {
+        source: &input.app_dir,
         sandbox: &input.sandbox,
         workspace: &workspace,
         platform: &prepared.platform,
@@ -127,14 +140,17 @@ pub(crate) fn run(config: &BuildConfig, progress: &dyn Fn(&str)) -> Result<Build
         network: input.network,
     };
     let show = |event: Event<'_>| match event {
-        Event::Started(id) => progress(&format!("     {id}")),
-        Event::Finished(_, log) => {
+        Event::Started(_) => {}
+        Event::Finished(id, log) => {
+            progress(&format!("     {id}"));
             for line in std::fs::read_to_string(log).unwrap_or_default().lines() {
                 progress(&format!("       {line}"));
             }
         }
+        Event::Failed(id) => progress(&format!("     {id}: failed")),
+        Event::Skipped(id) => progress(&format!("     {id}: skipped (a task it needs failed)")),
     };
-    let output = execute_service(&request, &prepared.plan, service, &show)?;
+    let output = execute_service(&request, &prepared.plan, service, config.exec, &show)?;
 
     progress("===> EXPORTING");
     let staging = Staging::new(config.output.dir())?;
