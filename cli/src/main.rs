@@ -8,6 +8,7 @@ mod error;
 mod inspect;
 mod plan;
 mod prepare;
+mod progress;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -39,12 +40,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Build(args) => {
             let config = build::BuildConfig::from_args(&args)?;
-            let quiet = args.json;
-            let progress = |line: &str| {
-                if !quiet {
-                    eprintln!("{line}");
-                }
-            };
+            let progress = progress::Progress::new(args.json);
             let report = build::run(&config, &progress)?;
             if args.json {
                 println!(

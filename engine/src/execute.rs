@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use petgraph::graph::NodeIndex;
-use strata_planner::{GroupMember, Plan, ServicePlan, TaskKind};
+use strata_planner::{GroupMember, Plan, ServicePlan, Status, TaskKind};
 
 use crate::build::{BuildError, BuildOutput, BuildRequest, BuildpackOutput, run_buildpack};
 use crate::executor::{Done, ExecEvent, ExecOptions, ExecOutcome, run_graph};
@@ -41,6 +41,30 @@ pub enum Event<'a> {
     Skipped(&'a str),
 }
 
+/// How one task went, for reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TaskReport {
+    /// The task's id.
+    pub id: String,
+    /// Its key (hex).
+    pub key: String,
+    /// `ran` or `cached`.
+    pub status: &'static str,
+    /// Why it ran.
+    pub reason: Option<String>,
+    /// How long it took.
+    pub seconds: f64,
+}
+
+/// A service's tasks, run.
+#[derive(Debug)]
+pub struct Executed {
+    /// What the buildpacks built.
+    pub output: BuildOutput,
+    /// Each task that ran or was cached, in the order it finished.
+    pub tasks: Vec<TaskReport>,
+}
+
 /// Runs every task of `service` but its app and image tasks, on `options.jobs` workers.
 pub fn execute_service(
     req: &BuildRequest<'_>,
@@ -48,7 +72,7 @@ pub fn execute_service(
     service: &ServicePlan,
     options: ExecOptions,
     progress: &(dyn Fn(Event<'_>) + Sync),
-) -> Result<BuildOutput, BuildError> {
+) -> Result<Executed, BuildError> {
     let run = |node: NodeIndex, done: &Done<TaskOutput>| -> Result<TaskOutput, BuildError> {
         let task = &plan.graph[node];
         match &task.kind {
@@ -115,6 +139,7 @@ pub fn execute_service(
             )
         })
         .collect();
+    let mut tasks = Vec::new();
     let outcome: ExecOutcome<TaskOutput, BuildError> = run_graph(
         &plan.graph,
         &nodes,
@@ -125,17 +150,40 @@ pub fn execute_service(
             ExecEvent::Started(n) => progress(Event::Started(&plan.graph[n].id)),
             ExecEvent::Failed(n, _) => progress(Event::Failed(&plan.graph[n].id)),
             ExecEvent::Skipped(n) => progress(Event::Skipped(&plan.graph[n].id)),
-            ExecEvent::Cached(_) | ExecEvent::Finished(..) => {}
+            ExecEvent::Finished(n, took) => tasks.push(task_report(plan, n, "ran", took)),
+            ExecEvent::Cached(n) => {
+                tasks.push(task_report(plan, n, "cached", std::time::Duration::ZERO));
+            }
         },
     );
     if let Some((_, error)) = outcome.failures.into_iter().next() {
         return Err(error);
     }
     let done = Done::from(outcome.results);
-    Ok(BuildOutput {
+    let output = BuildOutput {
         workspace: req.workspace.to_owned(),
         buildpacks: outputs_of(req, plan, service, &service.group.group, &done),
-    })
+    };
+    Ok(Executed { output, tasks })
+}
+
+fn task_report(
+    plan: &Plan,
+    node: NodeIndex,
+    status: &'static str,
+    took: std::time::Duration,
+) -> TaskReport {
+    let task = &plan.graph[node];
+    TaskReport {
+        id: task.id.clone(),
+        key: task.key.hex(),
+        status,
+        reason: match &task.status {
+            Status::WillRun(reason) => Some(reason.to_string()),
+            Status::Cached => None,
+        },
+        seconds: took.as_secs_f64(),
+    }
 }
 
 /// What each of `members` built, in group order, from the finished tasks.
