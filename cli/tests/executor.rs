@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -32,7 +33,8 @@ fn buildpack(root: &Path) -> PathBuf {
         } else {
             format!("needs = [\"{needs}\"]\n")
         };
-        toml += &format!(
+        let _ = write!(
+            toml,
             "[[metadata.strata.layers]]\nname = \"{name}\"\n{needs}run = \"layers/{name}.sh\"\nlaunch = true\n"
         );
     }
