@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod base;
+pub mod baseconfig;
 pub mod image;
 pub mod inspect;
 pub mod layout;
