@@ -12,7 +12,7 @@ use strata_planner::{BuilderError, BuildpackError, DetectError, ProjectError, Re
 
 /// Exit code: success.
 pub(crate) const EXIT_OK: u8 = 0;
-/// Exit code: the build (detect, build or export) failed.
+/// Exit code: the build (detect, build or export) or a rebase failed.
 pub(crate) const EXIT_FAILED: u8 = 1;
 /// Exit code: bad input or usage.
 pub(crate) const EXIT_USAGE: u8 = 2;
@@ -54,6 +54,8 @@ pub(crate) enum CliError {
     Layout(#[from] LayoutError),
     #[error(transparent)]
     Inspect(#[from] InspectError),
+    #[error("{failed} of {total} images could not be rebased")]
+    RebaseFailed { failed: usize, total: usize },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -71,7 +73,8 @@ impl CliError {
             | CliError::Export(_)
             | CliError::Layout(_)
             | CliError::Base(_)
-            | CliError::Io { .. } => EXIT_FAILED,
+            | CliError::Io { .. }
+            | CliError::RebaseFailed { .. } => EXIT_FAILED,
             CliError::Usage(_)
             | CliError::Builder(_)
             | CliError::Buildpack(_)
