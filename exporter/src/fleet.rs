@@ -322,3 +322,223 @@ fn stage_base(dir: &Path, base: &NewBase) -> Result<Staging, LayoutError> {
     }
     Ok(staging)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::rebase::fixtures::{BaseSpec, write_apps, write_run_image};
+
+    const NAME: &str = "oci:base:run";
+
+    /// Every file under `dir` with its content.
+    fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    let bytes = std::fs::read(&path).unwrap();
+                    out.push((path, bytes));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn statuses(result: &LayoutResult) -> Vec<(&str, Result<&Status, &RebaseErrorKind>)> {
+        result
+            .images
+            .iter()
+            .map(|i| (i.tag.as_str(), i.outcome.as_ref().map_err(|e| &e.kind)))
+            .collect()
+    }
+
+    /// A layout `apps` with apps on run image `a`, and run image `b` named [`NAME`].
+    fn setup(root: &Path, apps: &[(&str, &str)]) -> (PathBuf, NewBase) {
+        let dir = root.join("apps");
+        write_apps(&dir, &BaseSpec::new("a"), NAME, apps);
+        let b = write_run_image(&root.join("base"), "run", &BaseSpec::new("b").layers(2));
+        (dir, NewBase::new(b, NAME))
+    }
+
+    fn batch(dir: &Path, tags: &[&str], all: bool) -> LayoutBatch {
+        LayoutBatch {
+            dir: dir.to_path_buf(),
+            tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+            all,
+        }
+    }
+
+    #[test]
+    fn a_broken_image_fails_alone_and_the_others_are_committed_together() {
+        let root = tempfile::tempdir().unwrap();
+        let apps = [("one", "1"), ("two", "2"), ("broken", "3"), ("four", "4")];
+        let (dir, base) = setup(root.path(), &apps);
+        let layout = Layout::open(&dir).unwrap();
+        let (_, broken) = layout.resolve("broken").unwrap();
+        std::fs::remove_file(layout.blob_path(broken.layers()[2].digest())).unwrap();
+
+        let result = rebase_layout(
+            &batch(&dir, &["one", "two", "broken", "four", "nope"], false),
+            &base,
+            &RebaseOptions::default(),
+            false,
+        )
+        .unwrap();
+        assert!(result.committed);
+        let statuses = statuses(&result);
+        assert_eq!(statuses.len(), 5);
+        for (tag, status) in &statuses {
+            match *tag {
+                "broken" => assert!(
+                    matches!(status, Err(RebaseErrorKind::MissingLayer { .. })),
+                    "{status:?}"
+                ),
+                "nope" => assert!(
+                    matches!(status, Err(RebaseErrorKind::TagNotFound { .. })),
+                    "{status:?}"
+                ),
+                _ => assert!(matches!(status, Ok(Status::Rebased { .. })), "{status:?}"),
+            }
+        }
+
+        let after = Layout::open(&dir).unwrap();
+        let tags: Vec<String> = after.tags().into_iter().map(|(t, _)| t).collect();
+        assert_eq!(tags, ["broken", "four", "one", "two"]);
+        assert_eq!(
+            after.resolve("broken").unwrap().0.digest(),
+            layout.resolve("broken").unwrap().0.digest(),
+            "a failed image keeps its manifest"
+        );
+        for image in &result.images {
+            if let Ok(Status::Rebased { digest, .. }) = &image.outcome {
+                let (descriptor, manifest) = after.resolve(&image.tag).unwrap();
+                assert_eq!(&descriptor.digest().to_string(), digest);
+                assert!(manifest.layers().iter().all(|l| after.has_blob(l)));
+                assert_eq!(
+                    &manifest.layers()[..2],
+                    &base
+                        .image
+                        .layers
+                        .iter()
+                        .map(|l| l.descriptor.clone())
+                        .collect::<Vec<_>>()[..]
+                );
+            }
+        }
+        let leftovers = std::fs::read_dir(root.path()).unwrap().count();
+        assert_eq!(leftovers, 2, "no staging directory is left behind");
+    }
+
+    #[test]
+    fn a_dry_run_writes_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let (dir, base) = setup(root.path(), &[("one", "1"), ("two", "2")]);
+        let before = tree(root.path());
+        let result = rebase_layout(
+            &batch(&dir, &[], true),
+            &base,
+            &RebaseOptions::default(),
+            true,
+        )
+        .unwrap();
+        assert!(!result.committed);
+        assert!(
+            statuses(&result)
+                .iter()
+                .all(|(_, s)| matches!(s, Ok(Status::Rebased { .. })))
+        );
+        assert_eq!(tree(root.path()), before);
+    }
+
+    #[test]
+    fn all_takes_the_images_on_the_named_run_image_and_then_finds_them_up_to_date() {
+        let root = tempfile::tempdir().unwrap();
+        let (dir, base) = setup(root.path(), &[("one", "1"), ("two", "2")]);
+        write_apps(
+            &dir,
+            &BaseSpec::new("a"),
+            "oci:other:run",
+            &[("other", "3")],
+        );
+        write_run_image(&dir, "run", &BaseSpec::new("a"));
+
+        let first = rebase_layout(
+            &batch(&dir, &[], true),
+            &base,
+            &RebaseOptions::default(),
+            false,
+        )
+        .unwrap();
+        assert!(first.committed);
+        let found = statuses(&first);
+        assert!(matches!(found[0], ("one", Ok(Status::Rebased { .. }))));
+        assert!(matches!(found[1], ("other", Ok(Status::NotOnBase))));
+        assert!(matches!(found[2], ("run", Ok(Status::NotOnBase))));
+        assert!(matches!(found[3], ("two", Ok(Status::Rebased { .. }))));
+
+        let index = std::fs::read(dir.join("index.json")).unwrap();
+        let second = rebase_layout(
+            &batch(&dir, &["one"], true),
+            &base,
+            &RebaseOptions::default(),
+            false,
+        )
+        .unwrap();
+        assert!(!second.committed);
+        assert!(matches!(
+            statuses(&second)[0],
+            ("one", Ok(Status::UpToDate))
+        ));
+        assert!(matches!(
+            statuses(&second)[3],
+            ("two", Ok(Status::UpToDate))
+        ));
+        assert_eq!(std::fs::read(dir.join("index.json")).unwrap(), index);
+    }
+
+    #[test]
+    fn app_layer_bytes_are_never_read() {
+        let root = tempfile::tempdir().unwrap();
+        let (dir, base) = setup(root.path(), &[("one", "1")]);
+        let layout = Layout::open(&dir).unwrap();
+        let (_, manifest) = layout.resolve("one").unwrap();
+        for layer in &manifest.layers()[1..] {
+            let path = layout.blob_path(layer.digest());
+            let size = std::fs::metadata(&path).unwrap().len();
+            std::fs::remove_file(&path).unwrap();
+            std::fs::write(&path, vec![b'?'; usize::try_from(size).unwrap()]).unwrap();
+        }
+        let result = rebase_layout(
+            &batch(&dir, &["one"], false),
+            &base,
+            &RebaseOptions::default(),
+            false,
+        )
+        .unwrap();
+        assert!(matches!(
+            statuses(&result)[0],
+            ("one", Ok(Status::Rebased { .. }))
+        ));
+        assert!(result.committed);
+    }
+
+    #[test]
+    fn a_missing_layout_is_an_error_of_the_batch() {
+        let root = tempfile::tempdir().unwrap();
+        let (_, base) = setup(root.path(), &[]);
+        let err = rebase_layout(
+            &batch(&root.path().join("nowhere"), &["x"], false),
+            &base,
+            &RebaseOptions::default(),
+            false,
+        )
+        .unwrap_err();
+        assert!(matches!(err, LayoutError::Missing { .. }), "{err}");
+    }
+}

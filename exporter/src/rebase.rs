@@ -44,13 +44,18 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use strata_engine::env::Env;
 
-use crate::archive::format_timestamp;
+use crate::archive::{DEFAULT_MTIME, format_timestamp};
 use crate::baseconfig::{
     base_env, base_labels, config_on_base, env_list, image_manifest, label_map,
 };
 use crate::layout::{Layout, LayoutError, canonical_json};
 use crate::metadata::LIFECYCLE_LABEL;
 use crate::runimage::RunImage;
+
+#[cfg(test)]
+pub(crate) mod fixtures;
+#[cfg(test)]
+mod tests;
 
 /// Label a run image sets to `false` when its updates are not ABI-compatible.
 pub const REBASABLE_LABEL: &str = "io.buildpacks.rebasable";
@@ -99,12 +104,22 @@ impl NewBase {
 }
 
 /// How rebased images are written.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct RebaseOptions {
     /// Rebase even where a [`Refusal`] applies.
     pub force: bool,
     /// The config's `created` (seconds since the epoch).
     pub epoch: u64,
+}
+
+impl Default for RebaseOptions {
+    /// Not forced; `created` the time export uses without `SOURCE_DATE_EPOCH`.
+    fn default() -> Self {
+        Self {
+            force: false,
+            epoch: DEFAULT_MTIME,
+        }
+    }
 }
 
 /// A reason the CNB rebaser refuses an image unless forced.
