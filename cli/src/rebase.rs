@@ -356,7 +356,7 @@ pub(crate) fn render(report: &RebaseReport) -> String {
             ]
         })
         .collect();
-    let headers = ["IMAGE", "OLD BASE", "NEW DIGEST", "STATUS"];
+    let headers = ["IMAGE", "OLD TOP LAYER", "NEW DIGEST", "STATUS"];
     let mut widths = headers.map(str::len);
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
