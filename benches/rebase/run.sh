@@ -62,12 +62,16 @@ ln -sfn patched base
 rebase() {
   local layout=$1
   shift
-  rm -rf run && mkdir run && cp -al "$layout/." run/
-  # Setting up writes too (1 GB of layers at first): flush it, so it is not timed.
+  local run
+  run=$(basename "$(mktemp -d -p . run-XXXXXX)")
+  cp -al "$layout/." "$run/"
+  # What setting up wrote (1 GB of layers at first) is flushed first, so it is not timed. The
+  # copies are kept until the end: deleting thousands of files just before a run would time
+  # ext4 skipping their inodes instead.
   sync
   local start end
   start=$(now)
-  "$strata" rebase --run-image oci:base:run --all oci:run --json "$@" >report.json
+  "$strata" rebase --run-image oci:base:run --all "oci:$run" --json "$@" >report.json
   end=$(now)
   local rebased
   rebased=$(python3 -c 'import json,sys; print(json.load(open("report.json"))["summary"]["rebased"])')
@@ -75,26 +79,34 @@ rebase() {
   elapsed "$start" "$end"
 }
 
-declare -A results
-for variant in "small" "large" "small --jobs 1"; do
-  echo "== rebase, $variant" >&2
-  times=()
-  for _ in $(seq "$runs"); do
+# Rounds of one run of each variant, so that a slow spell of the machine hits them alike.
+variants=("small" "large" "small --jobs 1")
+declare -A times
+sync
+sleep 5
+for round in $(seq "$runs"); do
+  echo "== rebase, round $round of $runs" >&2
+  for variant in "${variants[@]}"; do
     # shellcheck disable=SC2086
-    times+=("$(rebase $variant)")
+    times[$variant]+="$(rebase $variant) "
   done
-  results[$variant]=$(printf '%s\n' "${times[@]}" | stats)
+done
+declare -A results
+for variant in "${variants[@]}"; do
+  # shellcheck disable=SC2086
+  results[$variant]=$(printf '%s\n' ${times[$variant]} | stats)
+  echo "$variant: ${times[$variant]}" >&2
 done
 
 echo "== rebuild of one app on A'" >&2
-times=()
+build_times=()
 for i in $(seq "$runs"); do
   start=$(now)
   build "oci:rebuilt-$i:hello"
   end=$(now)
-  times+=("$(elapsed "$start" "$end")")
+  build_times+=("$(elapsed "$start" "$end")")
 done
-rebuild=$(printf '%s\n' "${times[@]}" | stats)
+rebuild=$(printf '%s\n' "${build_times[@]}" | stats)
 
 du_large=$(du -sh large | cut -f1)
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
