@@ -68,13 +68,13 @@ impl CliError {
     /// The documented exit code.
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
+            CliError::RebaseFailed { .. } => EXIT_FAILED,
             CliError::Detect(_)
             | CliError::Build(_)
             | CliError::Export(_)
             | CliError::Layout(_)
             | CliError::Base(_)
-            | CliError::Io { .. }
-            | CliError::RebaseFailed { .. } => EXIT_FAILED,
+            | CliError::Io { .. } => EXIT_FAILED,
             CliError::Usage(_)
             | CliError::Builder(_)
             | CliError::Buildpack(_)
