@@ -68,8 +68,8 @@ impl CliError {
     /// The documented exit code.
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
-            CliError::RebaseFailed { .. } => EXIT_FAILED,
-            CliError::Detect(_)
+            CliError::RebaseFailed { .. }
+            | CliError::Detect(_)
             | CliError::Build(_)
             | CliError::Export(_)
             | CliError::Layout(_)
