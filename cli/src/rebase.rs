@@ -75,6 +75,12 @@ impl RebaseConfig {
         }
         let run_ref = ImageRef::parse(&args.run_image)?;
         let base = NewBase::new(RunImage::load(&run_ref)?, args.run_image.clone());
+        if base.image.layers.is_empty() {
+            return Err(CliError::Usage(format!(
+                "run image {} has no layers: there is nothing to rebase onto",
+                args.run_image
+            )));
+        }
 
         // One batch per layout, in the order the layouts first appear.
         let mut batches: Vec<LayoutBatch> = Vec::new();
