@@ -24,6 +24,9 @@ pub(crate) enum Command {
     /// Show an image's layers, processes, run image and buildpacks.
     #[command(after_help = INSPECT_EXAMPLES)]
     Inspect(InspectArgs),
+    /// Move app images onto a new run image without rebuilding them.
+    #[command(after_help = crate::rebase::REBASE_EXAMPLES)]
+    Rebase(crate::rebase::RebaseArgs),
 }
 
 const BUILD_EXAMPLES: &str = "Examples:

@@ -1,5 +1,5 @@
 //! The `strata` command: parses arguments, runs a command, renders what it returns, and
-//! exits with a documented code (0 ok, 1 build failure, 2 bad input or usage).
+//! exits with a documented code (0 ok, 1 build or rebase failure, 2 bad input or usage).
 
 mod args;
 mod build;
@@ -9,6 +9,7 @@ mod inspect;
 mod plan;
 mod prepare;
 mod progress;
+mod rebase;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -86,5 +87,6 @@ fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Command::Rebase(args) => rebase::run(&args),
     }
 }
