@@ -383,7 +383,11 @@ fn no_app_layer_byte_is_read() {
     build_hello(cwd, "oci:out:hello");
     let layout = cwd.join("out");
     let app = app_layers(&layout, "hello");
-    assert_eq!(app.len(), 6, "three launch layers, SBOM, app and config layers");
+    assert_eq!(
+        app.len(),
+        6,
+        "three launch layers, SBOM, app and config layers"
+    );
 
     // A copy whose app layer blobs are gone: its manifest and config are read and the blobs
     // found missing (by their size), so the image is reported and nothing is written.
