@@ -58,24 +58,33 @@
 //! marker) is not an error: its contents are moved into `moved/` under the exclusive lock,
 //! and the store starts empty.
 
-mod maintenance;
+mod files;
+mod format;
+mod gc;
+mod scan;
+mod verify;
 
 use std::collections::HashSet;
-use std::fs::{self, File, Metadata};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use strata_planner::TaskKey;
 
-pub use maintenance::{
-    ActionProblem, BrokenAction, CorruptBlob, GcReport, Removed, StoreStats, UnparsableAction,
-    VerifyReport,
+use files::{
+    HashingWriter, create_parent, hash_blob, identity, persist, remove_file_if_exists,
+    remove_if_same, sync_dir, write_file,
 };
+use format::{Format, move_aside, open_lock, read_format, write_marker};
+
+pub use gc::{GcReport, Removed};
+pub use scan::StoreStats;
+pub use verify::{ActionProblem, BrokenAction, CorruptBlob, UnparsableAction, VerifyReport};
 
 /// The format version of a store's files, kept in `strata-store.json`.
 pub const STORE_VERSION: u32 = 1;
@@ -89,8 +98,8 @@ const TMP: &str = "tmp";
 const MOVED: &str = "moved";
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
-/// Files in `tmp/` older than this (in seconds) belong to a killed process, not a running one.
-const TMP_MAX_AGE_SECS: u64 = 24 * 60 * 60;
+/// Files in `tmp/` older than this belong to a killed process, not a running one.
+const TMP_MAX_AGE: Duration = Duration::from_hours(24);
 /// Read buffer for hashing and copying blobs.
 const BUFFER: usize = 256 * 1024;
 /// Blobs and other content files are read-only: exported layouts hardlink them.
@@ -136,11 +145,6 @@ struct ActionFile {
     blobs: Vec<BlobRef>,
     #[serde(default)]
     payload: serde_json::Value,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Marker {
-    version: u32,
 }
 
 /// Why a store operation failed.
@@ -210,18 +214,11 @@ pub struct Store {
     root: PathBuf,
     tmp: PathBuf,
     blobs: PathBuf,
-    /// Hex digests of blobs hashed (or written) by this process and found intact.
+    /// Hex digests of blobs this handle hashed (or wrote) and found intact.
     verified: Mutex<HashSet<String>>,
     /// Digests of blobs this handle deleted because they failed verification.
     removed: Mutex<Vec<String>>,
     _lock: File,
-}
-
-/// What `strata-store.json` says.
-enum Format {
-    Missing,
-    Current,
-    Other(String),
 }
 
 impl Store {
@@ -235,7 +232,8 @@ impl Store {
         lock.lock_shared().map_err(io_err("lock", &lock_path))?;
         let tmp = dir.join(TMP);
         let mut found = String::new();
-        // Twice round is enough unless another strata version keeps rewriting the marker.
+        // The second round finds the foreign store moved aside; only another strata version
+        // rewriting the marker all along gets to the end.
         for _ in 0..3 {
             match read_format(dir)? {
                 Format::Current => return Self::finish_open(dir, tmp, lock),
@@ -291,8 +289,9 @@ impl Store {
 
     /// A directory for files on their way into the store, on the store's filesystem: write a
     /// layer there (`LayerBuilder::finish(compression, store.tmp_dir())`), then
-    /// [`adopt_blob`](Self::adopt_blob) it. Several writers of the same layer at once should
-    /// each use their own [`temp_dir`](Self::temp_dir) instead, so their files do not meet.
+    /// [`adopt_blob`](Self::adopt_blob) it. Two writers of one layer may meet there (same
+    /// name, same bytes): `adopt_blob` accepts a file the other has already moved in. A
+    /// private [`temp_dir`](Self::temp_dir) keeps a task's scratch files apart instead.
     pub fn tmp_dir(&self) -> &Path {
         &self.tmp
     }
@@ -546,20 +545,18 @@ impl Store {
     }
 
     /// Copies `source` into the store as the blob `hex`, checking its size and digest.
-    fn copy_in(
-        &self,
-        mut source: File,
-        path: &Path,
-        hex: &str,
-        size: u64,
-    ) -> Result<(), StoreError> {
+    fn copy_in(&self, source: File, path: &Path, hex: &str, size: u64) -> Result<(), StoreError> {
         let mut temp = self.temp_file()?;
         let mut hashing = HashingWriter {
             inner: temp.as_file_mut(),
             hasher: Sha256::new(),
             len: 0,
         };
-        io::copy(&mut source, &mut hashing).map_err(io_err("copy", path))?;
+        io::copy(
+            &mut io::BufReader::with_capacity(BUFFER, source),
+            &mut hashing,
+        )
+        .map_err(io_err("copy", path))?;
         let (actual, len) = (hex::encode(hashing.hasher.finalize()), hashing.len);
         if len != size {
             return Err(StoreError::SizeMismatch {
@@ -612,8 +609,8 @@ fn is_sha256_hex(name: &str) -> bool {
     name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// `<dir>/<first 2 hex of key>/<key hex>.<ext>`: a few hundred entries per directory at most,
-/// even with a million keys.
+/// `<dir>/<first 2 hex of key>/<key hex>.<ext>`: 256 directories share the entries, so none
+/// grows to a size that slows down lookups.
 fn sharded(dir: &Path, key: &TaskKey, ext: &str) -> PathBuf {
     let hex = key.hex();
     dir.join(&hex[..2]).join(format!("{hex}.{ext}"))
@@ -626,129 +623,6 @@ fn parse_action(text: &[u8], key: &TaskKey) -> Option<ActionEntry> {
         blobs: file.blobs,
         payload: file.payload,
     })
-}
-
-/// A file's identity: device and inode.
-type Identity = (u64, u64);
-
-fn identity(meta: &Metadata) -> Identity {
-    (meta.dev(), meta.ino())
-}
-
-/// Hashes the blob at `path`: its sha256 (hex), its length and its identity, or `None` if
-/// it is gone.
-fn hash_blob(path: &Path) -> io::Result<Option<(String, u64, Identity)>> {
-    let mut file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let identity = identity(&file.metadata()?);
-    let mut hashing = HashingWriter {
-        inner: io::sink(),
-        hasher: Sha256::new(),
-        len: 0,
-    };
-    io::copy(&mut file, &mut hashing)?;
-    Ok(Some((
-        hex::encode(hashing.hasher.finalize()),
-        hashing.len,
-        identity,
-    )))
-}
-
-/// Removes `path` if it still is the file with `identity`; whether it did. A file another
-/// process renamed to that name since it was checked is left alone.
-fn remove_if_same(path: &Path, identity: Identity) -> bool {
-    match fs::symlink_metadata(path) {
-        Ok(meta) if self::identity(&meta) == identity => fs::remove_file(path).is_ok(),
-        _ => false,
-    }
-}
-
-fn remove_file_if_exists(path: &Path) -> Result<(), StoreError> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", path)(e)),
-        _ => Ok(()),
-    }
-}
-
-/// A writer that hashes and counts what passes through it.
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    len: u64,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-fn open_lock(path: &Path) -> Result<File, StoreError> {
-    File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(io_err("open", path))
-}
-
-fn read_format(dir: &Path) -> Result<Format, StoreError> {
-    let path = dir.join(MARKER);
-    let text = match fs::read(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Format::Missing),
-        Err(e) => return Err(io_err("read", &path)(e)),
-    };
-    Ok(match serde_json::from_slice::<Marker>(&text) {
-        Ok(marker) if marker.version == STORE_VERSION => Format::Current,
-        Ok(marker) => Format::Other(format!("version {}", marker.version)),
-        Err(_) => Format::Other(format!("an unreadable {MARKER}")),
-    })
-}
-
-fn write_marker(dir: &Path, tmp: &Path) -> Result<(), StoreError> {
-    let text = format!("{{\"version\":{STORE_VERSION}}}\n");
-    write_file(tmp, &dir.join(MARKER), text.as_bytes(), 0o644)
-}
-
-/// Moves everything of a store of another format into `moved/<unique>/`, the marker last so
-/// that a crash half way leaves a store that is still recognized as foreign. Runs under the
-/// exclusive lock.
-fn move_aside(dir: &Path) -> Result<(), StoreError> {
-    let stamp = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    let aside = dir
-        .join(MOVED)
-        .join(format!("{stamp}-{}", std::process::id()));
-    fs::create_dir_all(&aside).map_err(io_err("create", &aside))?;
-    let entries = fs::read_dir(dir).map_err(io_err("read", dir))?;
-    for entry in entries {
-        let entry = entry.map_err(io_err("read", dir))?;
-        let name = entry.file_name();
-        if name == LOCK || name == MOVED || name == MARKER {
-            continue;
-        }
-        let from = entry.path();
-        fs::rename(&from, aside.join(&name)).map_err(io_err("move aside", &from))?;
-    }
-    let marker = dir.join(MARKER);
-    if marker.exists() {
-        fs::rename(&marker, aside.join(MARKER)).map_err(io_err("move aside", &marker))?;
-    }
-    Ok(())
 }
 
 /// Removes what killed processes left in `tmp/` more than a day ago. Best effort: a file
@@ -766,7 +640,7 @@ fn remove_old_temps(tmp: &Path) {
             .modified()
             .ok()
             .and_then(|modified| now.duration_since(modified).ok())
-            .is_some_and(|age| age.as_secs() > TMP_MAX_AGE_SECS);
+            .is_some_and(|age| age > TMP_MAX_AGE);
         if old {
             let _ = if meta.is_dir() {
                 fs::remove_dir_all(entry.path())
@@ -775,40 +649,6 @@ fn remove_old_temps(tmp: &Path) {
             };
         }
     }
-}
-
-fn create_parent(path: &Path) -> Result<(), StoreError> {
-    match path.parent() {
-        Some(parent) => fs::create_dir_all(parent).map_err(io_err("create", parent)),
-        None => Ok(()),
-    }
-}
-
-/// Writes `bytes` to `dest` through a synced temp file in `tmp_dir` and a rename.
-fn write_file(tmp_dir: &Path, dest: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
-    let mut temp = tempfile::Builder::new()
-        .prefix("file-")
-        .tempfile_in(tmp_dir)
-        .map_err(io_err("create a temp file in", tmp_dir))?;
-    temp.write_all(bytes).map_err(io_err("write", dest))?;
-    persist(temp, dest, mode)
-}
-
-/// Gives a finished temp file its mode, syncs it and renames it to `dest`.
-fn persist(temp: tempfile::NamedTempFile, dest: &Path, mode: u32) -> Result<(), StoreError> {
-    let file = temp.as_file();
-    file.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(io_err("write", dest))?;
-    file.sync_all().map_err(io_err("write", dest))?;
-    temp.persist(dest)
-        .map_err(|e| io_err("write", dest)(e.error))?;
-    Ok(())
-}
-
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("sync", dir))
 }
 
 #[cfg(test)]
@@ -868,57 +708,5 @@ mod tests {
         assert_eq!(parse_action(&text, &key(2)), None);
         assert_eq!(parse_action(b"{\"key\":", &key(1)), None);
         assert_eq!(parse_action(b"[]", &key(1)), None);
-    }
-
-    #[test]
-    fn remove_if_same_spares_a_replaced_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        fs::write(&path, "old").unwrap();
-        let old = identity(&fs::metadata(&path).unwrap());
-        fs::write(dir.path().join("g"), "new").unwrap();
-        fs::rename(dir.path().join("g"), &path).unwrap();
-        assert!(!remove_if_same(&path, old));
-        assert!(path.exists());
-        let new = identity(&fs::metadata(&path).unwrap());
-        assert!(remove_if_same(&path, new));
-        assert!(!path.exists());
-    }
-
-    #[test]
-    fn hash_blob_reads_digest_and_length() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        fs::write(&path, "hello").unwrap();
-        let (hex, len, _) = hash_blob(&path).unwrap().unwrap();
-        assert_eq!(
-            hex,
-            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
-        );
-        assert_eq!(len, 5);
-        assert!(hash_blob(&dir.path().join("missing")).unwrap().is_none());
-    }
-
-    #[test]
-    fn a_store_of_another_version_is_moved_aside() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("store");
-        fs::create_dir_all(root.join("blobs/sha256")).unwrap();
-        fs::write(root.join(MARKER), r#"{"version": 999}"#).unwrap();
-        fs::write(root.join("blobs/sha256/old"), "old").unwrap();
-        let store = Store::open(&root).unwrap();
-        assert!(matches!(read_format(&root).unwrap(), Format::Current));
-        assert_eq!(fs::read_dir(root.join(BLOBS)).unwrap().count(), 0);
-        let moved: Vec<_> = fs::read_dir(root.join(MOVED)).unwrap().collect();
-        assert_eq!(moved.len(), 1);
-        let aside = moved[0].as_ref().unwrap().path();
-        assert!(aside.join("blobs/sha256/old").is_file());
-        assert!(aside.join(MARKER).is_file());
-        drop(store);
-
-        fs::write(root.join(MARKER), "not json").unwrap();
-        let _store = Store::open(&root).unwrap();
-        assert!(matches!(read_format(&root).unwrap(), Format::Current));
-        assert_eq!(fs::read_dir(root.join(MOVED)).unwrap().count(), 2);
     }
 }

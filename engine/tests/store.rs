@@ -286,7 +286,7 @@ fn a_hit_marks_the_action_used() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = stocked(dir.path());
     let path = action_path(dir.path(), &key(1));
-    let past = SystemTime::now() - Duration::from_secs(3600);
+    let past = SystemTime::now() - Duration::from_hours(1);
     fs::File::open(&path).unwrap().set_modified(past).unwrap();
     store.get_action(&key(1)).unwrap();
     assert!(fs::metadata(&path).unwrap().modified().unwrap() > past);
@@ -431,7 +431,7 @@ fn gc_evicts_least_recently_used_actions_down_to_max_size() {
     store.put_action(&key(3), &entry_of(&[&own[2]])).unwrap();
     fs::write(store.log_path(&key(2)), "log of 2").unwrap();
     // Written in the order 1, 2, 3 a day ago; then key 1 is used again now.
-    let day_ago = SystemTime::now() - Duration::from_secs(24 * 3600);
+    let day_ago = SystemTime::now() - Duration::from_hours(24);
     for n in 1..=3u8 {
         let time = day_ago + Duration::from_secs(u64::from(n) * 60);
         fs::File::open(action_path(root, &key(n)))
@@ -504,7 +504,7 @@ fn open_removes_temp_files_older_than_a_day() {
     let fresh = store.tmp_dir().join("blob-fresh");
     fs::write(&old, "old").unwrap();
     fs::write(&fresh, "fresh").unwrap();
-    let two_days_ago = SystemTime::now() - Duration::from_secs(48 * 3600);
+    let two_days_ago = SystemTime::now() - Duration::from_hours(48);
     fs::File::open(&old)
         .unwrap()
         .set_modified(two_days_ago)
