@@ -62,6 +62,9 @@ pub(crate) enum CliError {
     Layout(#[from] LayoutError),
     #[error(transparent)]
     Inspect(#[from] InspectError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Cache(#[from] crate::cache::CacheError),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -80,6 +83,7 @@ impl CliError {
             | CliError::Layout(_)
             | CliError::Base(_)
             | CliError::Sources(_)
+            | CliError::Cache(_)
             | CliError::Io { .. } => EXIT_FAILED,
             CliError::Usage(_)
             | CliError::Builder(_)

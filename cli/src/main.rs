@@ -3,6 +3,7 @@
 
 mod args;
 mod build;
+mod cache;
 mod config;
 mod error;
 mod inspect;
@@ -90,5 +91,6 @@ fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Command::Cache(args) => cache::run(&args),
     }
 }

@@ -769,3 +769,38 @@ fn a_writer_killed_mid_blob_leaves_no_partial_blob() {
     assert_eq!(report.leftovers.count, 1);
     assert!(files_in(&root.join("tmp")).is_empty());
 }
+
+#[test]
+fn adopting_a_file_from_another_filesystem_copies_and_checks_it() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let Ok(other) = tempfile::tempdir_in("/dev/shm") else {
+        return;
+    };
+    let device = |p: &Path| fs::metadata(p).unwrap().dev();
+    if device(dir.path()) == device(other.path()) {
+        return;
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let bytes = content(5, 70_000);
+    let file = other.path().join("layer");
+    fs::write(&file, &bytes).unwrap();
+    let blob = store
+        .adopt_blob(&file, &sha256(&bytes), bytes.len() as u64)
+        .unwrap();
+    assert!(!file.exists());
+    assert_eq!(
+        fs::read(store.blob_path(&blob.digest).unwrap()).unwrap(),
+        bytes
+    );
+
+    // A copy is hashed: a file that is not what its caller says stays out.
+    fs::write(&file, &bytes).unwrap();
+    let wrong = sha256(b"something else");
+    assert!(matches!(
+        store.adopt_blob(&file, &wrong, bytes.len() as u64),
+        Err(StoreError::DigestMismatch { .. })
+    ));
+    assert!(!store.blob_path(&wrong).unwrap().exists());
+    assert!(files_in(store.tmp_dir()).is_empty());
+}
