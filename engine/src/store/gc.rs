@@ -205,7 +205,7 @@ fn evict(
             break;
         }
         remove_file_if_exists(&path)?;
-        size -= len;
+        size = size.saturating_sub(len);
         let Some(blobs) = blobs else {
             report.evicted_logs.add(len);
             continue;
@@ -219,14 +219,14 @@ fn evict(
             if *count == 0 {
                 let blob_len = sizes.get(hex.as_str()).copied().unwrap_or(0);
                 remove_file_if_exists(&dir.join(BLOBS).join(hex))?;
-                size -= blob_len;
+                size = size.saturating_sub(blob_len);
                 freed += blob_len;
             }
         }
         report.evicted_actions.add(freed);
         if let Some(log) = logs_by_key.remove(&key) {
             remove_file_if_exists(&log.path)?;
-            size -= log.meta.len();
+            size = size.saturating_sub(log.meta.len());
             report.evicted_logs.add(log.meta.len());
         }
     }
