@@ -24,6 +24,9 @@ pub(crate) enum Command {
     /// Show an image's layers, processes, run image and buildpacks.
     #[command(after_help = INSPECT_EXAMPLES)]
     Inspect(InspectArgs),
+    /// Move app images onto a new run image without rebuilding them.
+    #[command(after_help = crate::rebase::REBASE_EXAMPLES)]
+    Rebase(crate::rebase::RebaseArgs),
     /// Show, check or trim the store of built layers and task outputs.
     #[command(after_help = CACHE_EXAMPLES)]
     Cache(CacheArgs),
@@ -87,6 +90,12 @@ pub(crate) struct BuildArgs {
     /// Layer compression.
     #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
     pub(crate) compression: CompressionArg,
+    /// How many tasks may run at once (default: the number of cores).
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) jobs: Option<u16>,
+    /// After a task fails, still run every task that does not need it.
+    #[arg(long)]
+    pub(crate) keep_going: bool,
     /// Print a JSON report on stdout instead of text.
     #[arg(long)]
     pub(crate) json: bool,

@@ -7,18 +7,21 @@
 use serde::Serialize;
 use strata_engine::appdir::copy_app;
 use strata_engine::build::BuildRequest;
-use strata_engine::execute::{Event, execute_service};
+use strata_engine::execute::{Event, Executed, TaskReport, execute_service};
+use strata_engine::executor::ExecOptions;
 use strata_exporter::archive::{Compression, Owner};
 use strata_exporter::base::builtin_run_image;
 use strata_exporter::image::{ExportRequest, ExportedLayer, assemble};
 use strata_exporter::layout::Staging;
 use strata_exporter::reference::ImageRef;
 use strata_exporter::runimage::{DEFAULT_CNB_ID, RunImage};
+use strata_planner::TaskKind;
 
 use crate::args::{BuildArgs, CompressionArg};
 use crate::config::InputConfig;
 use crate::error::CliError;
 use crate::prepare::{Prepared, prepare};
+use crate::progress::Progress;
 
 /// What a build produced, for the text and JSON reports.
 #[derive(Debug, Serialize)]
@@ -27,6 +30,11 @@ pub(crate) struct BuildReport {
     pub(crate) digest: String,
     pub(crate) buildpacks: Vec<String>,
     pub(crate) layers: Vec<LayerReport>,
+    /// Each task: `id`, `key`, `status` (`ran` or `cached`), `reason`, `seconds`.
+    pub(crate) tasks: Vec<TaskReport>,
+    /// How many tasks ran and how many were answered from the cache.
+    pub(crate) ran: usize,
+    pub(crate) cached: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -80,6 +88,7 @@ pub(crate) struct BuildConfig {
     pub(crate) input: InputConfig,
     output: ImageRef,
     compression: Compression,
+    exec: ExecOptions,
 }
 
 impl BuildConfig {
@@ -92,21 +101,29 @@ impl BuildConfig {
                 CompressionArg::None => Compression::None,
                 CompressionArg::Gzip => Compression::Gzip,
             },
+            exec: ExecOptions {
+                jobs: args.jobs.map_or_else(
+                    || std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+                    usize::from,
+                ),
+                keep_going: args.keep_going,
+            },
         })
     }
 }
 
 /// Plans, runs the tasks, and exports.
-pub(crate) fn run(config: &BuildConfig, progress: &dyn Fn(&str)) -> Result<BuildReport, CliError> {
+pub(crate) fn run(config: &BuildConfig, progress: &Progress) -> Result<BuildReport, CliError> {
     let input = &config.input;
-    progress("===> DETECTING");
+    progress.line("===> DETECTING");
     let prepared = prepare(input)?;
     let service = &prepared.plan.services[0];
     for member in &service.group.group {
-        progress(&format!("     {}", member.buildpack.reference()));
+        progress.line(&format!("     {}", member.buildpack.reference()));
     }
 
-    progress("===> BUILDING");
+    progress.line("===> BUILDING");
+    progress.set_total(service.tasks.len().saturating_sub(2) as u64);
     let scratch = prepared.scratch.path();
     let workspace = scratch.join("workspace");
     std::fs::create_dir(&workspace).map_err(|source| CliError::Io {
@@ -119,6 +136,7 @@ pub(crate) fn run(config: &BuildConfig, progress: &dyn Fn(&str)) -> Result<Build
         .map_or((&[][..], &[][..]), |p| (&p.include[..], &p.exclude[..]));
     copy_app(&input.app_dir, &workspace, include, exclude)?;
     let request = BuildRequest {
+        source: &input.app_dir,
         sandbox: &input.sandbox,
         workspace: &workspace,
         platform: &prepared.platform,
@@ -127,16 +145,17 @@ pub(crate) fn run(config: &BuildConfig, progress: &dyn Fn(&str)) -> Result<Build
         network: input.network,
     };
     let show = |event: Event<'_>| match event {
-        Event::Started(id) => progress(&format!("     {id}")),
-        Event::Finished(_, log) => {
-            for line in std::fs::read_to_string(log).unwrap_or_default().lines() {
-                progress(&format!("       {line}"));
-            }
-        }
+        Event::Started(id) => progress.started(id),
+        Event::Finished(id, log) => progress.ended(id, None, Some(log)),
+        Event::Failed(id) => progress.ended(id, Some("failed"), None),
+        Event::Skipped(id) => progress.ended(id, Some("skipped (a task it needs failed)"), None),
     };
-    let output = execute_service(&request, &prepared.plan, service, &show)?;
+    let Executed { output, mut tasks } =
+        execute_service(&request, &prepared.plan, service, config.exec, &show)?;
 
-    progress("===> EXPORTING");
+    progress.finish();
+    progress.line("===> EXPORTING");
+    let export_started = std::time::Instant::now();
     let staging = Staging::new(config.output.dir())?;
     let run_image = stage_run_image(&prepared, config, &staging)?;
     let exported = assemble(
@@ -152,6 +171,24 @@ pub(crate) fn run(config: &BuildConfig, progress: &dyn Fn(&str)) -> Result<Build
         &staging,
     )?;
     staging.commit(&[(config.output.tag().to_owned(), exported.manifest.clone())])?;
+    for node in &service.tasks {
+        let task = &prepared.plan.graph[*node];
+        if matches!(task.kind, TaskKind::App | TaskKind::Image) {
+            tasks.push(TaskReport {
+                id: task.id.clone(),
+                key: task.key.hex(),
+                status: "ran",
+                reason: Some(
+                    task.status
+                        .to_string()
+                        .trim_start_matches("will run: ")
+                        .to_owned(),
+                ),
+                seconds: export_started.elapsed().as_secs_f64(),
+            });
+        }
+    }
+    let ran = tasks.iter().filter(|t| t.status == "ran").count();
     Ok(BuildReport {
         image: config.output.to_string(),
         digest: exported.manifest.digest().to_string(),
@@ -162,5 +199,8 @@ pub(crate) fn run(config: &BuildConfig, progress: &dyn Fn(&str)) -> Result<Build
             .map(|m| m.buildpack.reference())
             .collect(),
         layers: exported.layers.iter().map(LayerReport::from).collect(),
+        cached: tasks.len() - ran,
+        ran,
+        tasks,
     })
 }

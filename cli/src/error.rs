@@ -15,7 +15,7 @@ use strata_planner::{
 
 /// Exit code: success.
 pub(crate) const EXIT_OK: u8 = 0;
-/// Exit code: the build (detect, build or export) failed.
+/// Exit code: the build (detect, build or export) or a rebase failed.
 pub(crate) const EXIT_FAILED: u8 = 1;
 /// Exit code: bad input or usage.
 pub(crate) const EXIT_USAGE: u8 = 2;
@@ -62,6 +62,8 @@ pub(crate) enum CliError {
     Layout(#[from] LayoutError),
     #[error(transparent)]
     Inspect(#[from] InspectError),
+    #[error("{failed} of {total} images could not be rebased")]
+    RebaseFailed { failed: usize, total: usize },
     #[error(transparent)]
     #[diagnostic(transparent)]
     Cache(#[from] crate::cache::CacheError),
@@ -77,7 +79,8 @@ impl CliError {
     /// The documented exit code.
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
-            CliError::Detect(_)
+            CliError::RebaseFailed { .. }
+            | CliError::Detect(_)
             | CliError::Build(_)
             | CliError::Export(_)
             | CliError::Layout(_)

@@ -1,5 +1,5 @@
 //! The `strata` command: parses arguments, runs a command, renders what it returns, and
-//! exits with a documented code (0 ok, 1 build failure, 2 bad input or usage).
+//! exits with a documented code (0 ok, 1 build or rebase failure, 2 bad input or usage).
 
 mod args;
 mod build;
@@ -9,6 +9,8 @@ mod error;
 mod inspect;
 mod plan;
 mod prepare;
+mod progress;
+mod rebase;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -40,12 +42,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Build(args) => {
             let config = build::BuildConfig::from_args(&args)?;
-            let quiet = args.json;
-            let progress = |line: &str| {
-                if !quiet {
-                    eprintln!("{line}");
-                }
-            };
+            let progress = progress::Progress::new(args.json);
             let report = build::run(&config, &progress)?;
             if args.json {
                 println!(
@@ -91,6 +88,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Command::Rebase(args) => rebase::run(&args),
         Command::Cache(args) => cache::run(&args),
     }
 }

@@ -31,7 +31,10 @@ pub const WORKSPACE_TARGET: &str = "/workspace";
 pub struct BuildRequest<'a> {
     /// The sandbox processes run in.
     pub sandbox: &'a Sandbox,
-    /// The app's private copy (host path); buildpacks may change it.
+    /// The app as the user has it, read-only to declared layers and detect (they read the
+    /// app's source, which is what their keys cover).
+    pub source: &'a Path,
+    /// The app's private copy (host path); opaque buildpacks may change it.
     pub workspace: &'a Path,
     /// The platform dir.
     pub platform: &'a PlatformDir,
@@ -53,7 +56,7 @@ pub struct BuildOutput {
 }
 
 /// What one buildpack left.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct BuildpackOutput {
     /// The buildpack.
     pub buildpack: Arc<Buildpack>,

@@ -1,88 +1,225 @@
-//! Runs one service's part of a plan: each buildpack of its group in order, a declared
-//! buildpack as its layer tasks, an opaque one as its `bin/build`.
+//! Runs services' parts of a plan on the executor: a declared buildpack as its layer tasks,
+//! an opaque one as its `bin/build`, as many at once as `jobs` allows.
 //!
-//! Tasks run one after another in plan order, which puts every task after the tasks it needs.
-//! The result is what the exporter takes: the app as the buildpacks left it and every
-//! buildpack's layers.
+//! Declared layers read the app's source (read-only) and the layers they need, so they run
+//! as soon as those are built. An opaque buildpack needs every task before it in its group:
+//! it sees all their layers and changes the private copy of the app, which only opaque
+//! buildpacks (one at a time, in group order) write. The result per service is what the
+//! exporter takes: the app as the buildpacks left it and every buildpack's layers.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::sync::Arc;
 
-use strata_planner::{Plan, ServicePlan, TaskKind};
+use petgraph::graph::NodeIndex;
+use strata_planner::{GroupMember, Plan, ServicePlan, Status, TaskKind};
 
 use crate::build::{BuildError, BuildOutput, BuildRequest, BuildpackOutput, run_buildpack};
+use crate::executor::{Done, ExecEvent, ExecOptions, ExecOutcome, run_graph};
 use crate::layer_task::{BuiltLayer, NeededLayer, declared_output, run_layer};
 
-/// Progress of a service's build, for the caller to show.
+/// What a finished task left.
+#[derive(Debug, Clone)]
+pub enum TaskOutput {
+    /// A declared layer.
+    Layer(Arc<BuiltLayer>),
+    /// An opaque buildpack's layers and metadata.
+    Buildpack(Arc<BuildpackOutput>),
+    /// Nothing (the app and image tasks are the exporter's).
+    Nothing,
+}
+
+/// Progress of a build, for the caller to show.
 #[derive(Debug, Clone, Copy)]
 pub enum Event<'a> {
     /// A task is starting.
     Started(&'a str),
     /// A task finished; its log.
     Finished(&'a str, &'a std::path::Path),
+    /// A task failed.
+    Failed(&'a str),
+    /// A task did not run because a task it needs failed.
+    Skipped(&'a str),
 }
 
-/// Runs every task of `service` but its app and image tasks (which are the exporter's).
+/// How one task went, for reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TaskReport {
+    /// The task's id.
+    pub id: String,
+    /// Its key (hex).
+    pub key: String,
+    /// `ran` or `cached`.
+    pub status: &'static str,
+    /// Why it ran.
+    pub reason: Option<String>,
+    /// How long it took.
+    pub seconds: f64,
+}
+
+/// A service's tasks, run.
+#[derive(Debug)]
+pub struct Executed {
+    /// What the buildpacks built.
+    pub output: BuildOutput,
+    /// Each task that ran or was cached, in the order it finished.
+    pub tasks: Vec<TaskReport>,
+}
+
+/// Runs every task of `service` but its app and image tasks, on `options.jobs` workers.
 pub fn execute_service(
     req: &BuildRequest<'_>,
     plan: &Plan,
     service: &ServicePlan,
-    progress: &dyn Fn(Event<'_>),
-) -> Result<BuildOutput, BuildError> {
-    let mut outputs: Vec<BuildpackOutput> = Vec::new();
-    // Built declared layers, by (buildpack id, layer name).
-    let mut built: BTreeMap<(String, String), BuiltLayer> = BTreeMap::new();
-    for member in &service.group.group {
-        let bp = &member.buildpack;
-        let mut layers = Vec::new();
-        let mut opaque = false;
-        for node in &service.tasks {
-            let task = &plan.graph[*node];
-            match &task.kind {
-                TaskKind::Layer { buildpack, layer } if buildpack.reference() == bp.reference() => {
-                    let Some(declared) = task.declared_layer() else {
-                        continue;
-                    };
-                    let needs: Vec<NeededLayer<'_>> = declared
-                        .needs
-                        .iter()
-                        .filter_map(|need| {
-                            let owner = need.buildpack.as_ref().unwrap_or(bp.id());
-                            let owner_bp = service
-                                .group
-                                .group
-                                .iter()
-                                .find(|m| m.buildpack.id() == owner)?;
-                            let layer = built.get(&(owner.to_string(), need.layer.clone()))?;
-                            Some(NeededLayer {
-                                buildpack: &owner_bp.buildpack,
-                                layer: &layer.layer,
-                            })
+    options: ExecOptions,
+    progress: &(dyn Fn(Event<'_>) + Sync),
+) -> Result<Executed, BuildError> {
+    let run = |node: NodeIndex, done: &Done<TaskOutput>| -> Result<TaskOutput, BuildError> {
+        let task = &plan.graph[node];
+        match &task.kind {
+            TaskKind::Layer { buildpack, .. } => {
+                let Some(declared) = task.declared_layer() else {
+                    return Ok(TaskOutput::Nothing);
+                };
+                let needed: Vec<Arc<BuiltLayer>> = plan
+                    .needs(node)
+                    .filter_map(|n| match done.get(n) {
+                        Some(TaskOutput::Layer(layer)) => Some(layer),
+                        _ => None,
+                    })
+                    .collect();
+                let needs: Vec<NeededLayer<'_>> = needed
+                    .iter()
+                    .filter_map(|built| {
+                        let owner = service
+                            .group
+                            .group
+                            .iter()
+                            .find(|m| m.buildpack.reference() == built.buildpack)?;
+                        Some(NeededLayer {
+                            buildpack: &owner.buildpack,
+                            layer: &built.layer,
                         })
-                        .collect();
-                    progress(Event::Started(&task.id));
-                    let output = run_layer(req, bp, declared, &needs)?;
-                    progress(Event::Finished(&task.id, &output.log));
-                    built.insert((bp.id().to_string(), layer.clone()), output.clone());
-                    layers.push(output);
-                }
-                TaskKind::Buildpack { buildpack, plan }
-                    if buildpack.reference() == bp.reference() =>
-                {
-                    progress(Event::Started(&task.id));
-                    let output = run_buildpack(req, bp, plan, &outputs)?;
-                    progress(Event::Finished(&task.id, &output.log));
-                    outputs.push(output);
-                    opaque = true;
-                }
-                _ => {}
+                    })
+                    .collect();
+                let output = run_layer(req, buildpack, declared, &needs)?;
+                progress(Event::Finished(&task.id, &output.log));
+                Ok(TaskOutput::Layer(Arc::new(output)))
             }
+            TaskKind::Buildpack {
+                buildpack,
+                plan: bp_plan,
+            } => {
+                let position = service
+                    .group
+                    .group
+                    .iter()
+                    .position(|m| m.buildpack.reference() == buildpack.reference());
+                let before = outputs_of(
+                    req,
+                    plan,
+                    service,
+                    &service.group.group[..position.unwrap_or(0)],
+                    done,
+                );
+                let output = run_buildpack(req, buildpack, bp_plan, &before)?;
+                progress(Event::Finished(&task.id, &output.log));
+                Ok(TaskOutput::Buildpack(Arc::new(output)))
+            }
+            TaskKind::App | TaskKind::Image => Ok(TaskOutput::Nothing),
         }
-        if !opaque {
-            outputs.push(declared_output(req, bp, &member.plan, layers));
+    };
+    let nodes: Vec<NodeIndex> = service
+        .tasks
+        .iter()
+        .copied()
+        .filter(|n| {
+            matches!(
+                plan.graph[*n].kind,
+                TaskKind::Layer { .. } | TaskKind::Buildpack { .. }
+            )
+        })
+        .collect();
+    let mut tasks = Vec::new();
+    let outcome: ExecOutcome<TaskOutput, BuildError> = run_graph(
+        &plan.graph,
+        &nodes,
+        options,
+        &|_, _| None,
+        &run,
+        &mut |event| match event {
+            ExecEvent::Started(n) => progress(Event::Started(&plan.graph[n].id)),
+            ExecEvent::Failed(n, _) => progress(Event::Failed(&plan.graph[n].id)),
+            ExecEvent::Skipped(n) => progress(Event::Skipped(&plan.graph[n].id)),
+            ExecEvent::Finished(n, took) => tasks.push(task_report(plan, n, "ran", took)),
+            ExecEvent::Cached(n) => {
+                tasks.push(task_report(plan, n, "cached", std::time::Duration::ZERO));
+            }
+        },
+    );
+    if let Some((_, error)) = outcome.failures.into_iter().next() {
+        return Err(error);
+    }
+    let done = Done::from(outcome.results);
+    let output = BuildOutput {
+        workspace: req.workspace.to_owned(),
+        buildpacks: outputs_of(req, plan, service, &service.group.group, &done),
+    };
+    Ok(Executed { output, tasks })
+}
+
+fn task_report(
+    plan: &Plan,
+    node: NodeIndex,
+    status: &'static str,
+    took: std::time::Duration,
+) -> TaskReport {
+    let task = &plan.graph[node];
+    TaskReport {
+        id: task.id.clone(),
+        key: task.key.hex(),
+        status,
+        reason: match &task.status {
+            Status::WillRun(reason) => Some(reason.to_string()),
+            Status::Cached => None,
+        },
+        seconds: took.as_secs_f64(),
+    }
+}
+
+/// What each of `members` built, in group order, from the finished tasks.
+fn outputs_of(
+    req: &BuildRequest<'_>,
+    plan: &Plan,
+    service: &ServicePlan,
+    members: &[GroupMember],
+    done: &Done<TaskOutput>,
+) -> Vec<BuildpackOutput> {
+    let mut by_buildpack: HashMap<String, Vec<TaskOutput>> = HashMap::new();
+    for node in &service.tasks {
+        if let (Some(bp), Some(output)) = (plan.graph[*node].buildpack(), done.get(*node)) {
+            by_buildpack.entry(bp.reference()).or_default().push(output);
         }
     }
-    Ok(BuildOutput {
-        workspace: req.workspace.to_owned(),
-        buildpacks: outputs,
-    })
+    members
+        .iter()
+        .map(|member| {
+            let outputs = by_buildpack
+                .remove(&member.buildpack.reference())
+                .unwrap_or_default();
+            if let Some(TaskOutput::Buildpack(output)) = outputs
+                .iter()
+                .find(|o| matches!(o, TaskOutput::Buildpack(_)))
+            {
+                return (**output).clone();
+            }
+            let layers = outputs
+                .into_iter()
+                .filter_map(|o| match o {
+                    TaskOutput::Layer(layer) => Some((*layer).clone()),
+                    _ => None,
+                })
+                .collect();
+            declared_output(req, &member.buildpack, &member.plan, layers)
+        })
+        .collect()
 }

@@ -1,6 +1,6 @@
 //! A declared layer's `run` script: one layer, built from exactly what it declares.
 //!
-//! The script runs with `/workspace` read-only, its own layer directory (empty) as its first
+//! The script runs with the app's source at `/workspace`, read-only, its own layer directory (empty) as its first
 //! argument and in `STRATA_LAYER_DIR`, and only the layers it `needs` mounted, read-only, at
 //! their image paths, with their build env (`bin` on `PATH`, `env.build/`, …). Of the user
 //! env it sees only the variables it names in `env`: those are part of its key, so nothing
@@ -34,6 +34,8 @@ pub struct NeededLayer<'a> {
 /// A built declared layer, with the SBOM files its script wrote.
 #[derive(Debug, Clone)]
 pub struct BuiltLayer {
+    /// `id@version` of the buildpack that declares it.
+    pub buildpack: String,
     /// The layer.
     pub layer: Layer,
     /// Its SBOM files (`sbom.<ext>.json` in `STRATA_SBOM_DIR`).
@@ -69,7 +71,7 @@ pub fn run_layer(
     }
 
     let mut mounts = vec![
-        Mount::ro(req.workspace, WORKSPACE_TARGET),
+        Mount::ro(req.source, WORKSPACE_TARGET),
         Mount::ro(&req.platform.path, PLATFORM_TARGET),
         Mount::ro(&buildpack.dir, buildpack_target(buildpack)),
         Mount::rw(&dir, layer_target(buildpack, &layer.name)),
@@ -129,6 +131,7 @@ pub fn run_layer(
         });
     }
     Ok(BuiltLayer {
+        buildpack: buildpack.reference(),
         sbom: layer_sbom(buildpack, &layer.name, &sbom_dir)?,
         log,
         layer: Layer {
@@ -298,6 +301,7 @@ mod tests {
         let sandbox = Sandbox::bwrap().expect("bwrap is installed (apt-get install bubblewrap)");
         let req = BuildRequest {
             sandbox: &sandbox,
+            source: &workspace,
             workspace: &workspace,
             platform: &platform,
             target: &TargetEnv::host(),

@@ -9,6 +9,7 @@ pub mod build;
 pub mod detect;
 pub mod env;
 pub mod execute;
+pub mod executor;
 pub mod layer_task;
 pub mod layers;
 pub mod platform;

@@ -15,16 +15,16 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use oci_spec::image::{
-    ConfigBuilder, Descriptor, HistoryBuilder, ImageConfiguration, ImageConfigurationBuilder,
-    ImageManifestBuilder, MediaType, RootFsBuilder,
-};
+use oci_spec::image::{ConfigBuilder, Descriptor, HistoryBuilder, ImageConfiguration, MediaType};
 use strata_engine::build::{BuildOutput, BuildpackOutput, layer_target};
 use strata_engine::env::{Env, Phase, buildpack_env};
 use strata_engine::layers::{Process, SbomScope};
 use strata_planner::ProjectDescriptor;
 
 use crate::archive::{Compression, LayerBlob, LayerBuilder, ModePolicy, Owner, format_timestamp};
+use crate::baseconfig::{
+    base_env, base_labels, config_on_base, env_list, image_manifest, label_map,
+};
 use crate::layout::Staging;
 use crate::metadata::{
     BUILD_LABEL, BuildMetadata, BuildpackLayersMetadata, BuildpackRef, LIFECYCLE_LABEL,
@@ -315,12 +315,7 @@ pub fn assemble(req: &ExportRequest<'_>, staging: &Staging) -> Result<ExportedIm
 
     let config = image_config(req, &stack.layers, &lifecycle, &build_meta, default)?;
     let config_desc = staging.put_json(&config, MediaType::ImageConfig)?;
-    let manifest = ImageManifestBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageManifest)
-        .config(config_desc.clone())
-        .layers(stack.descriptors)
-        .build()
+    let manifest = image_manifest(config_desc.clone(), stack.descriptors)
         .map_err(|e| ExportError::Spec(e.to_string()))?;
     let manifest_desc = staging.put_json(&manifest, MediaType::ImageManifest)?;
     Ok(ExportedImage {
@@ -459,20 +454,7 @@ fn config_toml(
 /// The launch env: the run image's env, the CNB variables, then every launch layer's
 /// contributions in group order and layer name order (for the default process).
 fn launch_env(req: &ExportRequest<'_>, process: Option<&Process>) -> Result<Env, ExportError> {
-    let base = req
-        .run_image
-        .config
-        .config()
-        .as_ref()
-        .and_then(|c| c.env().clone())
-        .unwrap_or_default();
-    let mut env: Env = base
-        .iter()
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    env.set("CNB_LAYERS_DIR", "/layers");
-    env.set("CNB_APP_DIR", "/workspace");
+    let mut env = base_env(&req.run_image.config);
     let phase = || Phase::Launch {
         process: process.map(|p| p.r#type.as_str()),
     };
@@ -503,13 +485,7 @@ fn image_config(
     let run = &req.run_image.config;
     let created = format_timestamp(req.epoch);
 
-    let mut labels: BTreeMap<String, String> = run
-        .config()
-        .as_ref()
-        .and_then(|c| c.labels().clone())
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
+    let mut labels = base_labels(run);
     for bp in &req.build.buildpacks {
         for label in &bp.layers.launch.labels {
             labels.insert(label.key.clone(), label.value.clone());
@@ -525,21 +501,13 @@ fn image_config(
     let env = launch_env(req, process)?;
     let mut config = ConfigBuilder::default()
         .user(format!("{}:{}", req.owner.uid, req.owner.gid))
-        .env(
-            env.iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>(),
-        )
+        .env(env_list(&env))
         .working_dir(
             process
                 .and_then(|p| p.working_dir.clone())
                 .unwrap_or_else(|| "/workspace".to_owned()),
         )
-        .labels(
-            labels
-                .into_iter()
-                .collect::<std::collections::HashMap<_, _>>(),
-        );
+        .labels(label_map(labels));
     if let Some(process) = process {
         config = config
             .entrypoint(process.command.clone())
@@ -547,32 +515,19 @@ fn image_config(
     }
     let config = config.build().map_err(spec)?;
 
-    let mut history = run.history().clone().unwrap_or_default();
-    for layer in &layers[req.run_image.layers.len()..] {
-        history.push(
+    let app_layers = &layers[req.run_image.layers.len()..];
+    let history = app_layers
+        .iter()
+        .map(|layer| {
             HistoryBuilder::default()
                 .created(created.clone())
                 .created_by(layer.created_by.clone())
                 .build()
-                .map_err(spec)?,
-        );
-    }
-    let rootfs = RootFsBuilder::default()
-        .typ("layers")
-        .diff_ids(layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>())
-        .build()
+        })
+        .collect::<Result<Vec<_>, _>>()
         .map_err(spec)?;
-    let mut builder = ImageConfigurationBuilder::default()
-        .created(created)
-        .architecture(run.architecture().clone())
-        .os(run.os().clone())
-        .config(config)
-        .rootfs(rootfs)
-        .history(history);
-    if let Some(variant) = run.variant() {
-        builder = builder.variant(variant.clone());
-    }
-    builder.build().map_err(spec)
+    let diff_ids: Vec<String> = app_layers.iter().map(|l| l.diff_id.clone()).collect();
+    config_on_base(run, created, config, &diff_ids, Some(history)).map_err(spec)
 }
 
 /// A label value: compact JSON with sorted keys.

@@ -1,11 +1,14 @@
-//! strata's exporter: reproducible layer tars, OCI image layouts, run images, and image
-//! assembly with the CNB labels.
+//! strata's exporter: reproducible layer tars, OCI image layouts, run images, image
+//! assembly with the CNB labels, and rebase onto a new run image.
 
 pub mod archive;
 pub mod base;
+pub mod baseconfig;
+pub mod fleet;
 pub mod image;
 pub mod inspect;
 pub mod layout;
 pub mod metadata;
+pub mod rebase;
 pub mod reference;
 pub mod runimage;

@@ -1,0 +1,461 @@
+//! `strata rebase`: move app images onto a new run image without rebuilding them.
+//!
+//! The arguments are checked first (the run image loads, every reference parses, every
+//! `--all` directory is a layout), so bad input exits 2 with nothing read or written. Then the
+//! images are grouped by layout and each layout goes through
+//! [`strata_exporter::fleet::rebase_layout`] on a rayon pool of `--jobs` threads: one commit
+//! per layout, one result per image. The table (or `--json`) shows every image; the exit code
+//! is 1 when any image failed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::error::Error;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::Serialize;
+use strata_exporter::fleet::{ImageResult, LayoutBatch, Status, rebase_layout};
+use strata_exporter::layout::Layout;
+use strata_exporter::rebase::{NewBase, RebaseErrorKind, RebaseOptions, Refusal};
+use strata_exporter::reference::{ImageRef, RefError};
+use strata_exporter::runimage::RunImage;
+
+use crate::error::CliError;
+
+/// Examples shown by `strata rebase --help`.
+pub(crate) const REBASE_EXAMPLES: &str = "Examples:
+  strata rebase --run-image oci:base:run oci:out:hello
+  strata rebase --run-image oci:base:run --all oci:out --jobs 4 --json
+  strata rebase --run-image oci:base:run --all oci:out --dry-run
+
+The run image is named as the images record it (`runImage.image`, which is how `strata build
+--run-image` was typed); `--all` takes the images of a layout built on that name.
+
+Exit codes: 0 every image rebased or up to date, 1 an image failed, 2 bad input.";
+
+#[derive(Debug, Args)]
+pub(crate) struct RebaseArgs {
+    /// The new run image, `oci:DIR:TAG`, named as the images record their run image.
+    #[arg(long, value_name = "REF")]
+    pub(crate) run_image: String,
+    /// Images to rebase: `oci:DIR:TAG`.
+    #[arg(value_name = "IMAGE_REF")]
+    pub(crate) images: Vec<String>,
+    /// Every image in this layout built on the run image's name (its predecessor). Repeatable.
+    #[arg(long, value_name = "oci:DIR")]
+    pub(crate) all: Vec<String>,
+    /// Rebase even when the CNB rules refuse: `io.buildpacks.rebasable=false`, another
+    /// os/architecture/distribution, another run image name.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Report what would happen; write nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Print a JSON report on stdout instead of the table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Images worked on at once (default: all cores).
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) jobs: Option<u16>,
+}
+
+/// A rebase, validated.
+struct RebaseConfig {
+    base: NewBase,
+    batches: Vec<LayoutBatch>,
+    options: RebaseOptions,
+}
+
+impl RebaseConfig {
+    fn from_args(args: &RebaseArgs) -> Result<Self, CliError> {
+        if args.images.is_empty() && args.all.is_empty() {
+            return Err(CliError::Usage(
+                "nothing to rebase: give IMAGE_REF... or --all oci:DIR".to_owned(),
+            ));
+        }
+        let run_ref = ImageRef::parse(&args.run_image)?;
+        let base = NewBase::new(RunImage::load(&run_ref)?, args.run_image.clone());
+        if base.image.layers.is_empty() {
+            return Err(CliError::Usage(format!(
+                "run image {} has no layers: there is nothing to rebase onto",
+                args.run_image
+            )));
+        }
+
+        // One batch per layout, in the order the layouts first appear.
+        let mut batches: Vec<LayoutBatch> = Vec::new();
+        let mut index: HashMap<PathBuf, usize> = HashMap::new();
+        let mut batch_for = |dir: PathBuf| {
+            let key = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
+            *index.entry(key).or_insert_with(|| {
+                batches.push(LayoutBatch {
+                    dir,
+                    ..LayoutBatch::default()
+                });
+                batches.len() - 1
+            })
+        };
+        let mut picks = Vec::new();
+        for image in &args.images {
+            let ImageRef::OciLayout { dir, tag } = ImageRef::parse(image)?;
+            picks.push((batch_for(dir), Some(tag)));
+        }
+        for all in &args.all {
+            let dir = layout_arg(all)?;
+            Layout::open(&dir).map_err(|e| CliError::Usage(format!("--all {all}: {e}")))?;
+            picks.push((batch_for(dir), None));
+        }
+        for (i, tag) in picks {
+            match tag {
+                Some(tag) => batches[i].tags.push(tag),
+                None => batches[i].all = true,
+            }
+        }
+        Ok(Self {
+            base,
+            batches,
+            options: RebaseOptions {
+                force: args.force,
+                epoch: source_date_epoch()?,
+            },
+        })
+    }
+}
+
+/// `oci:DIR` of `--all`: a layout, not an image in it.
+fn layout_arg(arg: &str) -> Result<PathBuf, CliError> {
+    let Some(dir) = arg.strip_prefix("oci:") else {
+        return Err(RefError::MissingTransport {
+            input: arg.to_owned(),
+        }
+        .into());
+    };
+    if dir.is_empty() || dir.contains(':') {
+        return Err(CliError::Usage(format!(
+            "--all {arg}: expected oci:DIR, a layout directory without a tag"
+        )));
+    }
+    Ok(PathBuf::from(dir))
+}
+
+/// `SOURCE_DATE_EPOCH`, or 1980-01-01T00:00:01Z: the `created` of a rebased image, as of a
+/// built one.
+fn source_date_epoch() -> Result<u64, CliError> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(value) if !value.is_empty() => value.parse().map_err(|_| {
+            CliError::Usage(format!(
+                "SOURCE_DATE_EPOCH={value} is not a number of seconds"
+            ))
+        }),
+        _ => Ok(strata_exporter::archive::DEFAULT_MTIME),
+    }
+}
+
+/// What `strata rebase` reports, one row per image.
+#[derive(Debug, Serialize)]
+pub(crate) struct RebaseReport {
+    pub(crate) run_image: RunImageReport,
+    pub(crate) dry_run: bool,
+    pub(crate) images: Vec<Row>,
+    pub(crate) summary: Summary,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct RunImageReport {
+    pub(crate) name: String,
+    pub(crate) digest: String,
+    pub(crate) top_layer: String,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Row {
+    pub(crate) image: String,
+    /// `rebased`, `would_rebase`, `up_to_date`, `refused` (a CNB rule `--force` overrides),
+    /// `failed` or `not_on_base`.
+    pub(crate) status: &'static str,
+    pub(crate) old_digest: Option<String>,
+    pub(crate) old_top_layer: Option<String>,
+    pub(crate) new_digest: Option<String>,
+    pub(crate) error: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) forced: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) kept_env: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct Summary {
+    pub(crate) rebased: usize,
+    pub(crate) up_to_date: usize,
+    pub(crate) failed: usize,
+    pub(crate) not_on_base: usize,
+}
+
+/// Rebases, prints the report, and fails with exit code 1 when an image failed.
+pub(crate) fn run(args: &RebaseArgs) -> Result<(), CliError> {
+    let config = RebaseConfig::from_args(args)?;
+    let mut pool = rayon::ThreadPoolBuilder::new();
+    if let Some(jobs) = args.jobs {
+        pool = pool.num_threads(usize::from(jobs));
+    }
+    let pool = pool
+        .build()
+        .map_err(|e| CliError::Usage(format!("cannot start worker threads: {e}")))?;
+    let rows: Vec<Row> = pool.install(|| {
+        config
+            .batches
+            .iter()
+            .flat_map(|batch| layout_rows(batch, &config, args.dry_run))
+            .collect()
+    });
+    let report = RebaseReport {
+        run_image: RunImageReport {
+            name: config.base.name.clone(),
+            digest: config.base.image.manifest_digest.clone(),
+            top_layer: config.base.top_layer().to_owned(),
+        },
+        dry_run: args.dry_run,
+        summary: summarize(&rows),
+        images: rows,
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        print!("{}", render(&report));
+        for note in kept_env_notes(&report.images) {
+            eprintln!("{note}");
+        }
+    }
+    match report.summary.failed {
+        0 => Ok(()),
+        failed => Err(CliError::RebaseFailed {
+            failed,
+            total: report.images.len() - report.summary.not_on_base,
+        }),
+    }
+}
+
+/// The rows of one layout; a layout that cannot be opened fails each image named in it.
+fn layout_rows(batch: &LayoutBatch, config: &RebaseConfig, dry_run: bool) -> Vec<Row> {
+    match rebase_layout(batch, &config.base, &config.options, dry_run) {
+        Ok(result) => result
+            .images
+            .into_iter()
+            .map(|image| row(image, dry_run))
+            .collect(),
+        Err(e) => batch
+            .tags
+            .iter()
+            .map(|tag| Row {
+                image: ImageRef::OciLayout {
+                    dir: batch.dir.clone(),
+                    tag: tag.clone(),
+                }
+                .to_string(),
+                status: "failed",
+                old_digest: None,
+                old_top_layer: None,
+                new_digest: None,
+                error: Some(chain(&e)),
+                forced: Vec::new(),
+                kept_env: Vec::new(),
+            })
+            .collect(),
+    }
+}
+
+fn row(image: ImageResult, dry_run: bool) -> Row {
+    let mut row = Row {
+        image: image.image,
+        status: "failed",
+        old_digest: image.old_digest,
+        old_top_layer: image.old_top_layer,
+        new_digest: None,
+        error: None,
+        forced: Vec::new(),
+        kept_env: Vec::new(),
+    };
+    match image.outcome {
+        Ok(Status::Rebased {
+            digest,
+            overridden,
+            kept_env,
+        }) => {
+            row.status = if dry_run { "would_rebase" } else { "rebased" };
+            row.new_digest = Some(digest);
+            row.forced = overridden.iter().map(Refusal::to_string).collect();
+            row.kept_env = kept_env;
+        }
+        Ok(Status::UpToDate) => {
+            row.status = "up_to_date";
+            row.new_digest.clone_from(&row.old_digest);
+        }
+        Ok(Status::NotOnBase) => row.status = "not_on_base",
+        Err(e) => {
+            if matches!(e.kind, RebaseErrorKind::Refused(_)) {
+                row.status = "refused";
+            }
+            row.error = Some(chain(&e.kind));
+        }
+    }
+    row
+}
+
+fn summarize(rows: &[Row]) -> Summary {
+    let mut summary = Summary::default();
+    for row in rows {
+        match row.status {
+            "rebased" | "would_rebase" => summary.rebased += 1,
+            "up_to_date" => summary.up_to_date += 1,
+            "not_on_base" => summary.not_on_base += 1,
+            _ => summary.failed += 1,
+        }
+    }
+    summary
+}
+
+/// An error and its sources, joined by `: `.
+fn chain(error: &dyn Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let _ = write!(text, ": {e}");
+        source = e.source();
+    }
+    text
+}
+
+/// `sha256:0123456789ab…` as the first 12 hex digits.
+fn short(digest: Option<&str>) -> String {
+    digest.map_or_else(
+        || "-".to_owned(),
+        |d| {
+            let hex = d.split_once(':').map_or(d, |(_, hex)| hex);
+            hex.chars().take(12).collect()
+        },
+    )
+}
+
+/// The table and the summary line.
+pub(crate) fn render(report: &RebaseReport) -> String {
+    let rows: Vec<[String; 4]> = report
+        .images
+        .iter()
+        .filter(|r| r.status != "not_on_base")
+        .map(|r| {
+            let status = match (r.status, &r.error) {
+                ("refused", Some(error)) => format!("refused: {error} (--force overrides)"),
+                ("failed", Some(error)) => format!("failed: {error}"),
+                ("rebased" | "would_rebase", _) if !r.forced.is_empty() => {
+                    format!("{} (forced: {})", label(r.status), r.forced.join("; "))
+                }
+                (status, _) => label(status).to_owned(),
+            };
+            [
+                r.image.clone(),
+                short(r.old_top_layer.as_deref()),
+                short(r.new_digest.as_deref()),
+                status,
+            ]
+        })
+        .collect();
+    let headers = ["IMAGE", "OLD TOP LAYER", "NEW DIGEST", "STATUS"];
+    let mut widths = headers.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: [&str; 4]| {
+        let _ = writeln!(
+            out,
+            "{:<w0$}  {:<w1$}  {:<w2$}  {}",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+        );
+    };
+    line(headers);
+    for row in &rows {
+        line([&row[0], &row[1], &row[2], &row[3]]);
+    }
+    let s = &report.summary;
+    let _ = write!(
+        out,
+        "\n{} image{}: {} {}, {} up to date, {} failed",
+        rows.len(),
+        if rows.len() == 1 { "" } else { "s" },
+        s.rebased,
+        if report.dry_run {
+            "would be rebased"
+        } else {
+            "rebased"
+        },
+        s.up_to_date,
+        s.failed
+    );
+    if s.not_on_base > 0 {
+        let _ = write!(
+            out,
+            "; {} other image{} in the layout not on {}",
+            s.not_on_base,
+            if s.not_on_base == 1 { "" } else { "s" },
+            report.run_image.name
+        );
+    }
+    if report.dry_run {
+        out.push_str(" (dry run: nothing written)");
+    }
+    out.push('\n');
+    out
+}
+
+fn label(status: &str) -> &str {
+    match status {
+        "would_rebase" => "would rebase",
+        "up_to_date" => "up to date",
+        other => other,
+    }
+}
+
+/// One note per Env variable that rebased images keep although the new run image sets it
+/// differently.
+fn kept_env_notes(rows: &[Row]) -> Vec<String> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for row in rows {
+        for name in &row.kept_env {
+            *counts.entry(name).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .map(|(name, n)| {
+            format!(
+                "note: {n} image{} keep their own {name}, which does not contain the new run image's; a rebuild would start from the new value",
+                if n == 1 { "" } else { "s" }
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_digests_and_layout_args() {
+        assert_eq!(short(Some("sha256:0123456789abcdef")), "0123456789ab");
+        assert_eq!(short(None), "-");
+        assert_eq!(layout_arg("oci:out").ok(), Some(PathBuf::from("out")));
+        assert!(layout_arg("oci:out:tag").is_err());
+        assert!(layout_arg("out").is_err());
+    }
+}

@@ -1,0 +1,723 @@
+//! `strata rebase` end to end: an app built on the example run image moves onto a patched
+//! copy of it; the result equals a rebuild byte for byte, and skopeo, umoci, oci-image-tool and
+//! runc read and run it. Refusals and broken images are reported per image while the batch
+//! goes on, and the layout's index is rewritten once, whole.
+//!
+//! The run image is always named `oci:base:busybox`, with `base` a symlink in the test's
+//! directory: pointing it at the patched layout is how a run image tag moves to a new version.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is a failing test
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use common::*;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+const RUN_IMAGE: &str = "oci:base:busybox";
+const FIXED_TIME: &str = "1980-01-01T00:00:01Z";
+
+/// The example run image (A) and a copy with `/etc/patch-level` added by one more layer (A').
+fn run_images() -> &'static (PathBuf, PathBuf) {
+    static DIRS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    DIRS.get_or_init(|| {
+        let reference = run_image();
+        let (dir, _) = reference
+            .strip_prefix("oci:")
+            .unwrap()
+            .rsplit_once(':')
+            .unwrap();
+        let a = PathBuf::from(dir);
+        let patched = std::env::temp_dir().join(format!(
+            "strata-test-patched-run-image-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&patched);
+        std::fs::create_dir_all(&patched).unwrap();
+        copy_tree(&a, &patched);
+        let image = format!("{}:busybox", patched.display());
+        let work = tempfile::tempdir().unwrap();
+        let bundle = work.path().join("bundle");
+        tool(
+            "umoci",
+            &["unpack", "--image", &image, bundle.to_str().unwrap()],
+        );
+        let etc = bundle.join("rootfs/etc");
+        std::fs::write(etc.join("patch-level"), "patched\n").unwrap();
+        for path in [etc.join("patch-level"), etc] {
+            tool("touch", &["-h", "-d", FIXED_TIME, path.to_str().unwrap()]);
+        }
+        tool(
+            "umoci",
+            &[
+                "repack",
+                "--history.created",
+                FIXED_TIME,
+                "--history.created_by",
+                "patch /etc/patch-level",
+                "--image",
+                &image,
+                bundle.to_str().unwrap(),
+            ],
+        );
+        tool(
+            "umoci",
+            &[
+                "config",
+                "--no-history",
+                "--created",
+                FIXED_TIME,
+                "--image",
+                &image,
+            ],
+        );
+        tool("umoci", &["gc", "--layout", patched.to_str().unwrap()]);
+        (a, patched)
+    })
+}
+
+/// Points `<cwd>/base` at `layout`: the run image named `oci:base:busybox` is then that one.
+fn point_base(cwd: &Path, layout: &Path) {
+    let link = cwd.join("base");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(layout, link).unwrap();
+}
+
+/// Builds the example app on `oci:base:busybox` into `output`; returns the manifest digest.
+fn build_hello(cwd: &Path, output: &str) -> String {
+    let app = examples().join("apps/hello");
+    let builder = examples().join("builder.toml");
+    let out = strata(
+        cwd,
+        &[
+            "build",
+            app.to_str().unwrap(),
+            "--builder",
+            builder.to_str().unwrap(),
+            "--run-image",
+            RUN_IMAGE,
+            "--output",
+            output,
+            "--json",
+        ],
+    );
+    assert_exit(&out, 0);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    report["digest"].as_str().unwrap().to_owned()
+}
+
+/// `strata rebase --run-image oci:base:busybox ARGS... --json`, with its parsed report.
+fn rebase_json(cwd: &Path, args: &[&str]) -> (Output, Value) {
+    let mut all = vec!["rebase", "--run-image", RUN_IMAGE, "--json"];
+    all.extend_from_slice(args);
+    let out = strata(cwd, &all);
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(&out)
+        )
+    });
+    (out, report)
+}
+
+/// The report row of `image`.
+fn row<'a>(report: &'a Value, image: &str) -> &'a Value {
+    report["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["image"] == image)
+        .unwrap_or_else(|| panic!("no row for {image}: {report:#}"))
+}
+
+fn blob_path(layout: &Path, digest: &str) -> PathBuf {
+    layout
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// `tag -> manifest digest` of every `index.json` entry.
+fn tags(layout: &Path) -> Vec<(String, String)> {
+    let index = read_json(&layout.join("index.json"));
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["annotations"]["org.opencontainers.image.ref.name"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                m["digest"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn digest_of(layout: &Path, tag: &str) -> String {
+    tags(layout)
+        .into_iter()
+        .find(|(t, _)| t == tag)
+        .unwrap_or_else(|| panic!("no tag {tag}"))
+        .1
+}
+
+fn manifest(layout: &Path, tag: &str) -> Value {
+    read_json(&blob_path(layout, &digest_of(layout, tag)))
+}
+
+fn config(layout: &Path, tag: &str) -> Value {
+    let manifest = manifest(layout, tag);
+    read_json(&blob_path(
+        layout,
+        manifest["config"]["digest"].as_str().unwrap(),
+    ))
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(bytes))
+}
+
+/// Writes `bytes` as a blob of `layout`; returns its descriptor's digest and size.
+fn put_blob(layout: &Path, bytes: &[u8]) -> (String, usize) {
+    let digest = sha256(bytes);
+    std::fs::write(blob_path(layout, &digest), bytes).unwrap();
+    (digest, bytes.len())
+}
+
+/// Every tagged manifest is complete: its blobs are there, manifest and config match their
+/// digests.
+fn assert_layout_complete(layout: &Path) {
+    for (tag, digest) in tags(layout) {
+        let bytes = std::fs::read(blob_path(layout, &digest)).unwrap();
+        assert_eq!(sha256(&bytes), digest, "manifest of {tag}");
+        let manifest: Value = serde_json::from_slice(&bytes).unwrap();
+        let config = manifest["config"]["digest"].as_str().unwrap();
+        assert_eq!(
+            sha256(&std::fs::read(blob_path(layout, config)).unwrap()),
+            config
+        );
+        for layer in manifest["layers"].as_array().unwrap() {
+            let path = blob_path(layout, layer["digest"].as_str().unwrap());
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().len(),
+                layer["size"].as_u64().unwrap(),
+                "layer of {tag}"
+            );
+        }
+    }
+}
+
+/// oci-image-tool validates the image tagged `tag`. Its 1.0.0-rc1 (Debian's) finds every ref
+/// "not unique" in an index of several entries, so it looks at a copy of the layout (blobs
+/// hardlinked) whose index has that one entry.
+fn oci_image_tool_validates(layout: &Path, tag: &str) {
+    let copy = tempfile::tempdir().unwrap();
+    let single = copy.path().join("layout");
+    tool(
+        "cp",
+        &["-al", layout.to_str().unwrap(), single.to_str().unwrap()],
+    );
+    let mut index = read_json(&layout.join("index.json"));
+    index["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag);
+    std::fs::remove_file(single.join("index.json")).unwrap();
+    std::fs::write(
+        single.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+    let out = tool(
+        "oci-image-tool",
+        &[
+            "validate",
+            "--type",
+            "image",
+            "--ref",
+            &format!("name={tag}"),
+            single.to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("Validation succeeded"), "{out}");
+}
+
+/// The app layers (above the run image's top layer) of an image.
+fn app_layers(layout: &Path, tag: &str) -> Vec<String> {
+    let config = config(layout, tag);
+    let meta: Value = serde_json::from_str(
+        config["config"]["Labels"]["io.buildpacks.lifecycle.metadata"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let top = &meta["runImage"]["topLayer"];
+    let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
+    let start = diff_ids.iter().position(|d| d == top).unwrap() + 1;
+    manifest(layout, tag)["layers"].as_array().unwrap()[start..]
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn rebase_equals_rebuild_and_the_rebased_image_runs_with_the_patch() {
+    let (a, patched) = run_images();
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    point_base(cwd, a);
+    let before = build_hello(cwd, "oci:out:hello");
+
+    point_base(cwd, patched);
+    let (out, report) = rebase_json(cwd, &["oci:out:hello"]);
+    assert_exit(&out, 0);
+    let hello = row(&report, "oci:out:hello");
+    assert_eq!(hello["status"], "rebased", "{report:#}");
+    assert_eq!(hello["old_digest"], before);
+    let rebased = hello["new_digest"].as_str().unwrap().to_owned();
+    assert_eq!(digest_of(&cwd.join("out"), "hello"), rebased);
+
+    let rebuilt = build_hello(cwd, "oci:rebuilt:hello");
+    assert_eq!(
+        rebased, rebuilt,
+        "rebase and rebuild give the same manifest"
+    );
+    assert_eq!(
+        std::fs::read(blob_path(&cwd.join("out"), &rebased)).unwrap(),
+        std::fs::read(blob_path(&cwd.join("rebuilt"), &rebuilt)).unwrap()
+    );
+
+    let layout = cwd.join("out");
+    let skopeo: Value = serde_json::from_str(&tool(
+        "skopeo",
+        &["inspect", &format!("oci:{}:hello", layout.display())],
+    ))
+    .unwrap();
+    assert_eq!(skopeo["Digest"], rebased);
+    assert_eq!(
+        skopeo["Labels"]["io.buildpacks.base.id"],
+        "examples.busybox"
+    );
+    oci_image_tool_validates(&layout, "hello");
+
+    let inspect = strata(cwd, &["inspect", "oci:out:hello", "--json"]);
+    assert_exit(&inspect, 0);
+    let inspect: Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(inspect["run_image"]["image"], RUN_IMAGE);
+    assert_eq!(
+        inspect["run_image"]["topLayer"],
+        report["run_image"]["top_layer"]
+    );
+    assert_eq!(
+        inspect["run_image"]["reference"],
+        report["run_image"]["digest"]
+    );
+    let base_layers = inspect["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["run_image"] == true)
+        .count();
+    assert_eq!(base_layers, 2, "the patched run image has one layer more");
+
+    let bundle = cwd.join("bundle");
+    tool(
+        "umoci",
+        &[
+            "unpack",
+            "--image",
+            &format!("{}:hello", layout.display()),
+            bundle.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/etc/patch-level")).unwrap(),
+        "patched\n"
+    );
+    let config_path = bundle.join("config.json");
+    let mut spec = read_json(&config_path);
+    spec["process"]["terminal"] = false.into();
+    spec["process"]["args"] =
+        serde_json::json!(["/bin/sh", "-c", "cat /etc/patch-level && greet strata"]);
+    std::fs::write(&config_path, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let id = format!("strata-rebase-test-{}", std::process::id());
+    let run = Command::new("runc")
+        .args(["run", "--bundle", bundle.to_str().unwrap(), &id])
+        .output()
+        .unwrap();
+    let _ = Command::new("runc")
+        .args(["delete", "--force", &id])
+        .output();
+    assert!(run.status.success(), "runc failed: {}", stderr(&run));
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "patched\nWelcome from greeter 1.2: strata\n"
+    );
+
+    // Once more: already on the new base, left alone.
+    let index = std::fs::read(layout.join("index.json")).unwrap();
+    let again = strata(cwd, &["rebase", "--run-image", RUN_IMAGE, "oci:out:hello"]);
+    assert_exit(&again, 0);
+    let table = String::from_utf8_lossy(&again.stdout);
+    assert!(table.contains("up to date"), "{table}");
+    assert_eq!(std::fs::read(layout.join("index.json")).unwrap(), index);
+}
+
+#[test]
+fn no_app_layer_byte_is_read() {
+    let (a, patched) = run_images();
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    point_base(cwd, a);
+    build_hello(cwd, "oci:out:hello");
+    let layout = cwd.join("out");
+    let app = app_layers(&layout, "hello");
+    assert_eq!(
+        app.len(),
+        6,
+        "three launch layers, SBOM, app and config layers"
+    );
+
+    // A copy whose app layer blobs are gone: its manifest and config are read and the blobs
+    // found missing (by their size), so the image is reported and nothing is written.
+    let bare = cwd.join("bare");
+    std::fs::create_dir(&bare).unwrap();
+    copy_tree(&layout, &bare);
+    for digest in &app {
+        std::fs::remove_file(blob_path(&bare, digest)).unwrap();
+    }
+    let bare_before = snapshot_tree(&bare);
+    point_base(cwd, patched);
+    for dry_run in [true, false] {
+        let args: &[&str] = if dry_run {
+            &["--dry-run", "oci:bare:hello"]
+        } else {
+            &["oci:bare:hello"]
+        };
+        let (out, report) = rebase_json(cwd, args);
+        assert_exit(&out, 1);
+        let error = row(&report, "oci:bare:hello")["error"].as_str().unwrap();
+        assert!(
+            error.contains("missing") && error.contains(&app[0]),
+            "{error}"
+        );
+    }
+    assert_eq!(snapshot_tree(&bare), bare_before);
+
+    // The same layers replaced by as many bytes of something else: rebased all the same.
+    for digest in &app {
+        let path = blob_path(&layout, digest);
+        let size = std::fs::metadata(&path).unwrap().len();
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, vec![b'x'; usize::try_from(size).unwrap()]).unwrap();
+    }
+    let (out, report) = rebase_json(cwd, &["oci:out:hello"]);
+    assert_exit(&out, 0);
+    assert_eq!(row(&report, "oci:out:hello")["status"], "rebased");
+    assert_eq!(
+        app_layers(&layout, "hello"),
+        app,
+        "app layers reused by digest"
+    );
+    for digest in &app {
+        assert_eq!(
+            std::fs::read(blob_path(&layout, digest)).unwrap()[0],
+            b'x',
+            "untouched"
+        );
+    }
+}
+
+/// A layout `out` in `cwd` with the example app built on A as `ok`, and copies of it that
+/// rebase must not take: `pinned` (rebasable=false), `arm` (arm64), `plain` (no labels) and
+/// `lost` (a top layer it does not have, returned). Leaves `base` pointing at A'.
+fn refusal_cases(cwd: &Path) -> String {
+    let (a, patched) = run_images();
+    point_base(cwd, a);
+    build_hello(cwd, "oci:out:ok");
+    let layout = cwd.join("out");
+    let image = format!("{}:ok", layout.display());
+    let variant = |tag: &str, args: &[&str]| {
+        let mut all = vec!["config", "--no-history", "--image", &image, "--tag", tag];
+        all.extend_from_slice(args);
+        tool("umoci", &all);
+    };
+    variant(
+        "pinned",
+        &["--config.label", "io.buildpacks.rebasable=false"],
+    );
+    variant("arm", &["--architecture", "arm64"]);
+    variant("plain", &["--clear", "config.labels"]);
+    let mut meta: Value = serde_json::from_str(
+        config(&layout, "ok")["config"]["Labels"]["io.buildpacks.lifecycle.metadata"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let bogus = sha256(b"no such layer");
+    meta["runImage"]["topLayer"] = bogus.clone().into();
+    variant(
+        "lost",
+        &[
+            "--config.label",
+            &format!("io.buildpacks.lifecycle.metadata={meta}"),
+        ],
+    );
+    point_base(cwd, patched);
+    bogus
+}
+
+#[test]
+fn refusals_and_broken_images_are_reported_per_image_and_the_batch_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let bogus = refusal_cases(cwd);
+    let layout = cwd.join("out");
+    let before = tags(&layout);
+
+    let refs = ["ok", "pinned", "arm", "plain", "lost"].map(|t| format!("oci:out:{t}"));
+    let args: Vec<&str> = refs.iter().map(String::as_str).collect();
+    let (out, report) = rebase_json(cwd, &args);
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out).contains("4 of 5 images could not be rebased"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(row(&report, "oci:out:ok")["status"], "rebased");
+    let expect = [
+        ("pinned", "refused", vec!["io.buildpacks.rebasable=false"]),
+        ("arm", "refused", vec!["architecture", "amd64", "arm64"]),
+        (
+            "plain",
+            "failed",
+            vec!["no `io.buildpacks.lifecycle.metadata` label"],
+        ),
+        (
+            "lost",
+            "failed",
+            vec!["top layer", bogus.as_str(), "not one of its layers"],
+        ),
+    ];
+    for (tag, status, words) in &expect {
+        let row = row(&report, &format!("oci:out:{tag}"));
+        assert_eq!(row["status"], *status, "{row:#}");
+        let error = row["error"].as_str().unwrap();
+        for word in words {
+            assert!(error.contains(word), "{tag}: {error}");
+        }
+    }
+    let after = tags(&layout);
+    for (tag, digest) in &before {
+        let now = &after.iter().find(|(t, _)| t == tag).unwrap().1;
+        assert_eq!(now == digest, tag != "ok", "{tag}");
+    }
+    assert_layout_complete(&layout);
+
+    // The table says the same to a person.
+    let text = strata(
+        cwd,
+        &[
+            "rebase",
+            "--run-image",
+            RUN_IMAGE,
+            "oci:out:pinned",
+            "oci:out:plain",
+        ],
+    );
+    assert_exit(&text, 1);
+    let table = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        table.contains("refused: the image is labelled io.buildpacks.rebasable=false"),
+        "{table}"
+    );
+    assert!(table.contains("--force overrides"), "{table}");
+    assert!(
+        table.contains("oci:out:plain") && table.contains("failed:"),
+        "{table}"
+    );
+}
+
+#[test]
+fn forced_the_cnb_refusals_give_way_and_the_platform_is_the_new_run_images() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    refusal_cases(cwd);
+    let layout = cwd.join("out");
+    let args = ["--force", "oci:out:pinned", "oci:out:arm"];
+    let (out, report) = rebase_json(cwd, &args);
+    assert_exit(&out, 0);
+    for tag in ["pinned", "arm"] {
+        let row = row(&report, &format!("oci:out:{tag}"));
+        assert_eq!(row["status"], "rebased", "{row:#}");
+        assert!(!row["forced"].as_array().unwrap().is_empty());
+    }
+    assert_eq!(config(&layout, "arm")["architecture"], "amd64");
+    let (out, report) = rebase_json(cwd, &["--force", "oci:out:plain"]);
+    assert_exit(&out, 1);
+    assert_eq!(
+        row(&report, "oci:out:plain")["status"],
+        "failed",
+        "no metadata is no base to replace, forced or not"
+    );
+}
+
+/// Adds `n` tags `app-NNN` to `layout`, each a copy of `tag` with its own label (so its own
+/// config and manifest) and the same layers; `edit` may change a copy's config.
+fn fan_out(layout: &Path, tag: &str, n: usize, edit: impl Fn(usize, &mut Value)) {
+    let manifest = manifest(layout, tag);
+    let config = config(layout, tag);
+    let mut index = read_json(&layout.join("index.json"));
+    let entries = index["manifests"].as_array_mut().unwrap();
+    for i in 0..n {
+        let mut config = config.clone();
+        config["config"]["Labels"]["org.example.copy"] = i.to_string().into();
+        edit(i, &mut config);
+        let (digest, size) = put_blob(layout, &serde_json::to_vec(&config).unwrap());
+        let mut manifest = manifest.clone();
+        manifest["config"]["digest"] = digest.into();
+        manifest["config"]["size"] = size.into();
+        let (digest, size) = put_blob(layout, &serde_json::to_vec(&manifest).unwrap());
+        entries.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest,
+            "size": size,
+            "annotations": { "org.opencontainers.image.ref.name": format!("app-{i:03}") }
+        }));
+    }
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_batch_of_200_with_one_broken_image_rebases_199_in_one_commit() {
+    let (a, patched) = run_images();
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    point_base(cwd, a);
+    build_hello(cwd, "oci:out:seed");
+    let layout = cwd.join("out");
+    let broken = 137;
+    fan_out(&layout, "seed", 199, |i, config| {
+        if i == broken {
+            let label = &mut config["config"]["Labels"]["io.buildpacks.lifecycle.metadata"];
+            let mut meta: Value = serde_json::from_str(label.as_str().unwrap()).unwrap();
+            meta["runImage"]["topLayer"] = sha256(b"gone").into();
+            *label = meta.to_string().into();
+        }
+    });
+    let mut before = tags(&layout);
+    before.sort();
+    assert_eq!(before.len(), 200);
+    point_base(cwd, patched);
+    let new_top = {
+        let (out, report) = rebase_json(cwd, &["--dry-run", "--all", "oci:out"]);
+        assert_exit(&out, 1);
+        assert_eq!(report["summary"]["rebased"], 199, "{:#}", report["summary"]);
+        let mut now = tags(&layout);
+        now.sort();
+        assert_eq!(now, before, "a dry run writes nothing");
+        report["run_image"]["top_layer"].clone()
+    };
+
+    let (out, report) = rebase_json(cwd, &["--all", "oci:out", "--jobs", "2"]);
+    assert_exit(&out, 1);
+    assert_eq!(report["summary"]["rebased"], 199);
+    assert_eq!(report["summary"]["failed"], 1);
+    assert_eq!(report["images"].as_array().unwrap().len(), 200);
+    let failed = row(&report, &format!("oci:out:app-{broken:03}"));
+    assert_eq!(failed["status"], "failed");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("not one of its layers"),
+        "{failed:#}"
+    );
+
+    let after = tags(&layout);
+    assert_eq!(after.len(), 200, "index.json has every tag, once");
+    for ((tag, old), (tag_after, new)) in before.iter().zip(&after) {
+        assert_eq!(tag, tag_after);
+        let rebased = row(&report, &format!("oci:out:{tag}"));
+        if *tag == format!("app-{broken:03}") {
+            assert_eq!(old, new, "the broken image keeps its manifest");
+        } else {
+            assert_eq!(rebased["new_digest"], new.as_str());
+            let meta: Value = serde_json::from_str(
+                config(&layout, tag)["config"]["Labels"]["io.buildpacks.lifecycle.metadata"]
+                    .as_str()
+                    .unwrap(),
+            )
+            .unwrap();
+            assert_eq!(meta["runImage"]["topLayer"], new_top);
+        }
+    }
+    assert_layout_complete(&layout);
+    let leftovers: Vec<_> = std::fs::read_dir(cwd)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains("staging"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    oci_image_tool_validates(&layout, "app-000");
+
+    // Only the broken one is left to do.
+    let (out, report) = rebase_json(cwd, &["--all", "oci:out"]);
+    assert_exit(&out, 1);
+    assert_eq!(report["summary"]["up_to_date"], 199);
+    assert_eq!(report["summary"]["failed"], 1);
+}
+
+#[test]
+fn bad_input_is_exit_2_and_writes_nothing() {
+    let (a, _) = run_images();
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    point_base(cwd, a);
+    build_hello(cwd, "oci:out:hello");
+    let before = snapshot_tree(&cwd.join("out"));
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["rebase", "--run-image", "oci:nowhere:x", "oci:out:hello"],
+            "nowhere",
+        ),
+        (&["rebase", "--run-image", RUN_IMAGE], "nothing to rebase"),
+        (
+            &["rebase", "--run-image", RUN_IMAGE, "--all", "oci:missing"],
+            "missing",
+        ),
+        (
+            &["rebase", "--run-image", RUN_IMAGE, "--all", "oci:out:hello"],
+            "without a tag",
+        ),
+        (
+            &["rebase", "--run-image", RUN_IMAGE, "out:hello"],
+            "transport",
+        ),
+    ];
+    for (args, words) in cases {
+        let out = strata(cwd, args);
+        assert_exit(&out, 2);
+        assert!(stderr(&out).contains(words), "{args:?}: {}", stderr(&out));
+    }
+    assert_eq!(snapshot_tree(&cwd.join("out")), before);
+
+    let help = strata(cwd, &["rebase", "--help"]);
+    assert_exit(&help, 0);
+    assert!(String::from_utf8_lossy(&help.stdout).contains("strata rebase --run-image"));
+}

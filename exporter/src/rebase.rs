@@ -1,0 +1,647 @@
+//! Rebase: an app image moved onto a new run image, per the CNB rebaser rules, reading only
+//! its manifest and config.
+//!
+//! The old base is every layer up to and including the one whose diffID the lifecycle
+//! metadata records as `runImage.topLayer`. The rebased image is the new run image's layers
+//! followed by the app's upper layers, reused by descriptor: no app layer byte is read or
+//! written. Its config is assembled through [`crate::baseconfig`], as export assembles it, so a
+//! rebase onto a run image with the old one's config gives exactly the bytes a rebuild on it
+//! gives. Where the new run image's config differs, the rules are:
+//!
+//! - platform (`os`, `architecture`, `variant`), the base part of `rootfs.diff_ids` and of the
+//!   history: the new run image's. The app's history entries are those after the entry of the
+//!   top layer (with the empty-layer entries that follow it, which belong to the base); an
+//!   image whose history does not account for its layers gets no history.
+//! - labels: `io.buildpacks.base.*` and `io.buildpacks.stack.*` are dropped and the new run
+//!   image's taken; any other label of the new run image is added where the app has no label
+//!   of that name (an app label may come from a buildpack, which wins at build time);
+//!   `io.buildpacks.rebasable` is `false` when the new run image says so.
+//! - Env: a variable the new run image sets (or a CNB one) that the app lacks is added; one the
+//!   app has keeps the app's value, since launch env may have built on the base's value
+//!   (a `PATH` prepend) and the old base's config is not at hand to tell. Variables whose value
+//!   in the app neither equals nor contains the new base's are reported, so a caller can say
+//!   that a rebuild would pick the new value up.
+//! - `User`, `Entrypoint`, `Cmd`, `WorkingDir` and the other runtime settings: the app's.
+//! - `io.buildpacks.lifecycle.metadata`: `runImage.topLayer` and `runImage.reference` name the
+//!   new run image; everything else in the label is kept as it was, unknown keys included.
+//! - `created`: the given time (`SOURCE_DATE_EPOCH` or 1980-01-01T00:00:01Z, as export).
+//!
+//! Before that, the checks of the CNB rebaser, each a [`Refusal`] that forcing overrides:
+//! `io.buildpacks.rebasable=false`; `os` and `architecture` must equal the new run image's,
+//! `variant` where both set one, `io.buildpacks.base.distro.name`/`.version` where the new
+//! run image sets them (images without `io.buildpacks.base.*` labels compare
+//! `io.buildpacks.stack.id` instead); and the new run image's name must be the recorded
+//! `runImage.image` or one of its mirrors (forced, the name replaces them). An image without
+//! the lifecycle label, without a recorded top layer, or whose top layer is not among its
+//! layers is refused outright: there is no base to replace.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use oci_spec::image::{Descriptor, Digest, History, ImageConfiguration, ImageManifest, MediaType};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+use strata_engine::env::Env;
+
+use crate::archive::{DEFAULT_MTIME, format_timestamp};
+use crate::baseconfig::{
+    base_env, base_labels, config_on_base, env_list, image_manifest, label_map,
+};
+use crate::layout::{Layout, LayoutError, canonical_json};
+use crate::metadata::LIFECYCLE_LABEL;
+use crate::runimage::RunImage;
+
+#[cfg(test)]
+pub(crate) mod fixtures;
+#[cfg(test)]
+mod tests;
+
+/// Label a run image sets to `false` when its updates are not ABI-compatible.
+pub const REBASABLE_LABEL: &str = "io.buildpacks.rebasable";
+/// Label with the distribution name of a run image (`/etc/os-release` `ID`).
+pub const DISTRO_NAME_LABEL: &str = "io.buildpacks.base.distro.name";
+/// Label with the distribution version of a run image (`/etc/os-release` `VERSION_ID`).
+pub const DISTRO_VERSION_LABEL: &str = "io.buildpacks.base.distro.version";
+/// The stack id of older run images.
+pub const STACK_ID_LABEL: &str = "io.buildpacks.stack.id";
+
+/// Labels that belong to the run image: rebase replaces them with the new one's.
+fn is_base_label(name: &str) -> bool {
+    name.starts_with("io.buildpacks.base.") || name.starts_with("io.buildpacks.stack.")
+}
+
+/// The run image to rebase onto, with the name it was given by (recorded as
+/// `runImage.image`), and what it contributes to an app config.
+#[derive(Debug, Clone)]
+pub struct NewBase {
+    /// The run image.
+    pub image: RunImage,
+    /// Its name as the user gave it.
+    pub name: String,
+    env: Env,
+    labels: BTreeMap<String, String>,
+    target: Target,
+}
+
+impl NewBase {
+    /// Prepares `image`, named `name`, as the base of rebased images.
+    pub fn new(image: RunImage, name: impl Into<String>) -> NewBase {
+        let labels = base_labels(&image.config);
+        NewBase {
+            env: base_env(&image.config),
+            target: Target::of(&image.config, &labels),
+            labels,
+            name: name.into(),
+            image,
+        }
+    }
+
+    /// The diffID of its top layer.
+    pub fn top_layer(&self) -> &str {
+        self.image.top_layer().unwrap_or_default()
+    }
+}
+
+/// How rebased images are written.
+#[derive(Debug, Clone, Copy)]
+pub struct RebaseOptions {
+    /// Rebase even where a [`Refusal`] applies.
+    pub force: bool,
+    /// The config's `created` (seconds since the epoch).
+    pub epoch: u64,
+}
+
+impl Default for RebaseOptions {
+    /// Not forced; `created` the time export uses without `SOURCE_DATE_EPOCH`.
+    fn default() -> Self {
+        Self {
+            force: false,
+            epoch: DEFAULT_MTIME,
+        }
+    }
+}
+
+/// A reason the CNB rebaser refuses an image unless forced.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The image is labelled `io.buildpacks.rebasable=false`.
+    #[error("the image is labelled {REBASABLE_LABEL}=false")]
+    NotRebasable,
+    /// A target field differs between the image and the new run image.
+    #[error("the new run image's {field} is `{new_base}`, the image's is `{image}`")]
+    Target {
+        /// `os`, `architecture`, `variant` or a label name.
+        field: &'static str,
+        /// The image's value (`(none)` when unset).
+        image: String,
+        /// The new run image's value.
+        new_base: String,
+    },
+    /// The new run image's name is not the one the image records.
+    #[error("the image was built on `{recorded}`, not on `{name}`")]
+    Name {
+        /// The new run image's name.
+        name: String,
+        /// `runImage.image` and its mirrors, as recorded.
+        recorded: String,
+    },
+}
+
+/// Why one image cannot be rebased.
+#[derive(Debug, thiserror::Error)]
+pub enum RebaseErrorKind {
+    /// The layout has no such tag.
+    #[error("the layout has no image tagged `{tag}`")]
+    TagNotFound {
+        /// The tag.
+        tag: String,
+    },
+    /// The tag names several index entries (one per platform).
+    #[error("the tag has {count} entries in index.json (one per platform); rebase them one by one")]
+    SeveralEntries {
+        /// How many.
+        count: usize,
+    },
+    /// The tag names something other than an image manifest.
+    #[error(
+        "the tag points to a {media_type}, not an image manifest (multi-platform images are not rebased)"
+    )]
+    NotAManifest {
+        /// Its media type.
+        media_type: String,
+    },
+    /// The manifest or config could not be read.
+    #[error("cannot read the image")]
+    Read(#[source] Box<LayoutError>),
+    /// The image has no lifecycle label.
+    #[error("it has no `{LIFECYCLE_LABEL}` label: it was not built with buildpacks")]
+    NoMetadata,
+    /// The lifecycle label does not parse.
+    #[error("its `{LIFECYCLE_LABEL}` label is invalid: {message}")]
+    InvalidMetadata {
+        /// What is wrong.
+        message: String,
+    },
+    /// The lifecycle label records no top layer.
+    #[error("its `{LIFECYCLE_LABEL}` label records no run image top layer (`runImage.topLayer`)")]
+    NoTopLayer,
+    /// The recorded top layer is not a layer of the image.
+    #[error("its recorded run image top layer {top_layer} is not one of its layers")]
+    UnknownTopLayer {
+        /// The recorded diffID.
+        top_layer: String,
+    },
+    /// Manifest layers and `rootfs.diff_ids` differ in number.
+    #[error("its manifest lists {layers} layers but its config {diff_ids} diff_ids")]
+    LayerCount {
+        /// Manifest layers.
+        layers: usize,
+        /// diffIDs.
+        diff_ids: usize,
+    },
+    /// An app layer blob is not in the layout (its size is checked, its content never read).
+    #[error("its layer blob {digest} is missing from the layout or has the wrong size")]
+    MissingLayer {
+        /// The layer digest.
+        digest: String,
+    },
+    /// One or more [`Refusal`]s, not forced.
+    #[error("{}", join_refusals(.0))]
+    Refused(Vec<Refusal>),
+    /// The rebased config or manifest could not be built.
+    #[error("cannot assemble the rebased image: {0}")]
+    Spec(String),
+    /// The rebased config or manifest could not be staged.
+    #[error("cannot write the rebased image")]
+    Stage(#[source] Box<LayoutError>),
+    /// The layout's index could not be updated (no image of the layout was re-tagged).
+    #[error("cannot commit to the layout")]
+    Commit(#[source] std::sync::Arc<LayoutError>),
+}
+
+fn join_refusals(refusals: &[Refusal]) -> String {
+    refusals
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// An image that could not be rebased, and why.
+#[derive(Debug)]
+pub struct RebaseError {
+    /// The image (`oci:DIR:TAG`).
+    pub image: String,
+    /// Why.
+    pub kind: RebaseErrorKind,
+}
+
+impl fmt::Display for RebaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot rebase {}: {}", self.image, self.kind)
+    }
+}
+
+impl std::error::Error for RebaseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.kind)
+    }
+}
+
+/// The target data rebase compares: platform and distribution.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Target {
+    os: String,
+    arch: String,
+    variant: Option<String>,
+    distro_name: Option<String>,
+    distro_version: Option<String>,
+    stack_id: Option<String>,
+    has_base_labels: bool,
+}
+
+impl Target {
+    fn of(config: &ImageConfiguration, labels: &BTreeMap<String, String>) -> Target {
+        let label = |name: &str| labels.get(name).filter(|v| !v.is_empty()).cloned();
+        Target {
+            os: config.os().to_string(),
+            arch: config.architecture().to_string(),
+            variant: config.variant().clone().filter(|v| !v.is_empty()),
+            distro_name: label(DISTRO_NAME_LABEL),
+            distro_version: label(DISTRO_VERSION_LABEL),
+            stack_id: label(STACK_ID_LABEL),
+            has_base_labels: labels.keys().any(|k| k.starts_with("io.buildpacks.base.")),
+        }
+    }
+
+    /// What keeps an image with this target from moving onto `new`.
+    fn refusals(&self, new: &Target) -> Vec<Refusal> {
+        let mut out = Vec::new();
+        let mut differ = |field, image: Option<&String>, new: &String| {
+            if image != Some(new) {
+                out.push(Refusal::Target {
+                    field,
+                    image: image.cloned().unwrap_or_else(|| "(none)".to_owned()),
+                    new_base: new.clone(),
+                });
+            }
+        };
+        differ("os", Some(&self.os), &new.os);
+        differ("architecture", Some(&self.arch), &new.arch);
+        if let (Some(image), Some(new)) = (&self.variant, &new.variant) {
+            differ("variant", Some(image), new);
+        }
+        if let Some(name) = &new.distro_name {
+            differ(DISTRO_NAME_LABEL, self.distro_name.as_ref(), name);
+        }
+        if let Some(version) = &new.distro_version {
+            differ(DISTRO_VERSION_LABEL, self.distro_version.as_ref(), version);
+        }
+        if let Some(stack) = self.stack_id.as_ref().filter(|_| !self.has_base_labels) {
+            let new_stack = new.stack_id.clone().unwrap_or_else(|| "(none)".to_owned());
+            differ(STACK_ID_LABEL, Some(stack), &new_stack);
+        }
+        out
+    }
+}
+
+/// An app image as read from a layout: its manifest, config and lifecycle metadata.
+#[derive(Debug, Clone)]
+pub struct AppImage {
+    /// The image (`oci:DIR:TAG`).
+    pub reference: String,
+    /// Its manifest's descriptor.
+    pub descriptor: Descriptor,
+    /// Its manifest.
+    pub manifest: ImageManifest,
+    /// Its config.
+    pub config: ImageConfiguration,
+    lifecycle: serde_json::Map<String, Value>,
+    top_layer: String,
+    top_index: usize,
+}
+
+impl AppImage {
+    /// Reads the image an `index.json` entry points to: manifest and config only, both
+    /// checked against their digests; the lifecycle label must be there and its recorded top
+    /// layer one of the image's layers.
+    ///
+    /// # Errors
+    /// Why the image cannot be rebased.
+    pub fn read(
+        layout: &Layout,
+        reference: &str,
+        entry: &Descriptor,
+    ) -> Result<AppImage, RebaseErrorKind> {
+        match entry.media_type() {
+            MediaType::ImageManifest => {}
+            MediaType::Other(other)
+                if other == "application/vnd.docker.distribution.manifest.v2+json" => {}
+            other => {
+                return Err(RebaseErrorKind::NotAManifest {
+                    media_type: other.to_string(),
+                });
+            }
+        }
+        let read = |e| RebaseErrorKind::Read(Box::new(e));
+        let manifest: ImageManifest = layout.read_json(entry, "image manifest").map_err(read)?;
+        let config: ImageConfiguration = layout
+            .read_json(manifest.config(), "image config")
+            .map_err(read)?;
+        Self::from_parts(reference, entry.clone(), manifest, config)
+    }
+
+    /// An app image from its manifest and config.
+    ///
+    /// # Errors
+    /// What [`Self::read`] checks after reading.
+    pub fn from_parts(
+        reference: &str,
+        descriptor: Descriptor,
+        manifest: ImageManifest,
+        config: ImageConfiguration,
+    ) -> Result<AppImage, RebaseErrorKind> {
+        let label = config
+            .config()
+            .as_ref()
+            .and_then(|c| c.labels().as_ref())
+            .and_then(|l| l.get(LIFECYCLE_LABEL))
+            .ok_or(RebaseErrorKind::NoMetadata)?;
+        let invalid = |message: String| RebaseErrorKind::InvalidMetadata { message };
+        let lifecycle = match serde_json::from_str(label) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => return Err(invalid("not a JSON object".to_owned())),
+            Err(e) => return Err(invalid(e.to_string())),
+        };
+        let top_layer = match lifecycle.get("runImage").and_then(|r| r.get("topLayer")) {
+            Some(Value::String(top)) if !top.is_empty() => top.clone(),
+            None | Some(Value::String(_)) => return Err(RebaseErrorKind::NoTopLayer),
+            Some(_) => return Err(invalid("`runImage.topLayer` is not a string".to_owned())),
+        };
+        let diff_ids = config.rootfs().diff_ids();
+        if diff_ids.len() != manifest.layers().len() {
+            return Err(RebaseErrorKind::LayerCount {
+                layers: manifest.layers().len(),
+                diff_ids: diff_ids.len(),
+            });
+        }
+        // The base is at the bottom: its top layer is the first layer with that diffID.
+        let top_index = diff_ids
+            .iter()
+            .position(|d| *d == top_layer)
+            .ok_or_else(|| RebaseErrorKind::UnknownTopLayer {
+                top_layer: top_layer.clone(),
+            })?;
+        Ok(AppImage {
+            reference: reference.to_owned(),
+            descriptor,
+            manifest,
+            config,
+            lifecycle,
+            top_layer,
+            top_index,
+        })
+    }
+
+    /// The recorded top layer of its run image.
+    pub fn top_layer(&self) -> &str {
+        &self.top_layer
+    }
+
+    /// The recorded run image manifest (`runImage.reference`).
+    pub fn run_image_reference(&self) -> &str {
+        self.lifecycle
+            .get("runImage")
+            .and_then(|r| r.get("reference"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
+    /// The names its run image was recorded under: `runImage.image` and `runImage.mirrors`
+    /// (and, for older images, `stack.runImage.image` and `.mirrors`).
+    pub fn run_image_names(&self) -> Vec<&str> {
+        let mut names = Vec::new();
+        let run_images = [
+            self.lifecycle.get("runImage"),
+            self.lifecycle.get("stack").and_then(|s| s.get("runImage")),
+        ];
+        for run in run_images.into_iter().flatten() {
+            if let Some(image) = run.get("image").and_then(Value::as_str) {
+                names.push(image);
+            }
+            let mirrors = run.get("mirrors").and_then(Value::as_array);
+            names.extend(mirrors.into_iter().flatten().filter_map(Value::as_str));
+        }
+        names.retain(|n| !n.is_empty());
+        names
+    }
+
+    /// The app's layers above the old base: descriptors and diffIDs.
+    pub fn upper_layers(&self) -> (&[Descriptor], &[String]) {
+        let start = self.top_index + 1;
+        (
+            &self.manifest.layers()[start..],
+            &self.config.rootfs().diff_ids()[start..],
+        )
+    }
+
+    /// Whether it already sits on `base`: the same run image manifest and top layer.
+    pub fn is_on(&self, base: &NewBase) -> bool {
+        let reference = self.run_image_reference();
+        let digest = &base.image.manifest_digest;
+        self.top_layer == base.top_layer()
+            && (reference == digest || reference.ends_with(&format!("@{digest}")))
+    }
+
+    fn labels(&self) -> BTreeMap<String, String> {
+        base_labels(&self.config)
+    }
+
+    /// The checks of the CNB rebaser that `base` fails.
+    pub fn refusals(&self, base: &NewBase) -> Vec<Refusal> {
+        let labels = self.labels();
+        let mut out = Vec::new();
+        if labels.get(REBASABLE_LABEL).is_some_and(|v| v == "false") {
+            out.push(Refusal::NotRebasable);
+        }
+        out.extend(Target::of(&self.config, &labels).refusals(&base.target));
+        let names = self.run_image_names();
+        if !names.contains(&base.name.as_str()) {
+            out.push(Refusal::Name {
+                name: base.name.clone(),
+                recorded: if names.is_empty() {
+                    "(no recorded run image)".to_owned()
+                } else {
+                    names.join(", ")
+                },
+            });
+        }
+        out
+    }
+
+    /// The history entries of its upper layers, or `None` when its history does not line up
+    /// with its layers.
+    fn upper_history(&self) -> Option<Vec<History>> {
+        let history = self.config.history().as_ref()?;
+        let is_layer = |h: &History| !h.empty_layer().unwrap_or(false);
+        if history.iter().filter(|h| is_layer(h)).count() != self.config.rootfs().diff_ids().len() {
+            return None;
+        }
+        // The entry of the first upper layer: the (top_index + 1)-th entry that has a layer.
+        let start = history
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| is_layer(h))
+            .nth(self.top_index + 1)
+            .map_or(history.len(), |(i, _)| i);
+        Some(history[start..].to_vec())
+    }
+}
+
+/// A rebased image, computed but not written: its config and manifest as the bytes to store.
+#[derive(Debug, Clone)]
+pub struct Rebased {
+    /// The config's descriptor.
+    pub config: Descriptor,
+    /// The config's canonical JSON.
+    pub config_bytes: Vec<u8>,
+    /// The manifest's descriptor (what the tag will point to).
+    pub manifest: Descriptor,
+    /// The manifest's canonical JSON.
+    pub manifest_bytes: Vec<u8>,
+    /// The refusals that forcing overrode.
+    pub overridden: Vec<Refusal>,
+    /// Variables whose value in the app neither equals nor contains the new base's: kept as
+    /// the app had them.
+    pub kept_env: Vec<String>,
+}
+
+/// Rebases `app` onto `base`: checks the CNB rebaser's rules, then computes the new config
+/// and manifest. Nothing is read or written.
+///
+/// # Errors
+/// [`RebaseErrorKind::Refused`] when a [`Refusal`] applies and `options.force` is off, or
+/// [`RebaseErrorKind::Spec`].
+pub fn rebase(
+    app: &AppImage,
+    base: &NewBase,
+    options: &RebaseOptions,
+) -> Result<Rebased, RebaseErrorKind> {
+    let refusals = app.refusals(base);
+    if !refusals.is_empty() && !options.force {
+        return Err(RebaseErrorKind::Refused(refusals));
+    }
+    let spec = |e: oci_spec::OciSpecError| RebaseErrorKind::Spec(e.to_string());
+
+    let mut runtime = app.config.config().clone().unwrap_or_default();
+    let mut env: Env = runtime
+        .env()
+        .as_ref()
+        .into_iter()
+        .flatten()
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
+    let mut kept_env = Vec::new();
+    for (name, value) in &base.env {
+        match env.get(name) {
+            None => env.set(name, value),
+            Some(current) if !current.contains(value) => kept_env.push(name.to_owned()),
+            Some(_) => {}
+        }
+    }
+    runtime.set_env(Some(env_list(&env)));
+
+    let mut labels = app.labels();
+    labels.retain(|name, _| !is_base_label(name));
+    for (name, value) in &base.labels {
+        if is_base_label(name) {
+            labels.insert(name.clone(), value.clone());
+        } else {
+            labels.entry(name.clone()).or_insert_with(|| value.clone());
+        }
+    }
+    if base
+        .labels
+        .get(REBASABLE_LABEL)
+        .is_some_and(|v| v == "false")
+    {
+        labels.insert(REBASABLE_LABEL.to_owned(), "false".to_owned());
+    }
+    labels.insert(
+        LIFECYCLE_LABEL.to_owned(),
+        Value::Object(lifecycle_on(app, base)).to_string(),
+    );
+    runtime.set_labels(Some(label_map(labels)));
+
+    let (upper, upper_diff_ids) = app.upper_layers();
+    let config = config_on_base(
+        &base.image.config,
+        format_timestamp(options.epoch),
+        runtime,
+        upper_diff_ids,
+        app.upper_history(),
+    )
+    .map_err(spec)?;
+    let config_bytes = json_bytes(&config)?;
+    let config_descriptor = descriptor_of(&config_bytes, MediaType::ImageConfig)?;
+
+    let layers = base
+        .image
+        .layers
+        .iter()
+        .map(|l| l.descriptor.clone())
+        .chain(upper.iter().cloned())
+        .collect();
+    let mut manifest = image_manifest(config_descriptor.clone(), layers).map_err(spec)?;
+    manifest.set_annotations(app.manifest.annotations().clone());
+    let manifest_bytes = json_bytes(&manifest)?;
+    Ok(Rebased {
+        config: config_descriptor,
+        config_bytes,
+        manifest: descriptor_of(&manifest_bytes, MediaType::ImageManifest)?,
+        manifest_bytes,
+        overridden: refusals,
+        kept_env,
+    })
+}
+
+/// The lifecycle metadata with `runImage` naming `base`: top layer and reference always; when
+/// the name is not among the recorded ones (a forced rebase), the name replaces them.
+fn lifecycle_on(app: &AppImage, base: &NewBase) -> serde_json::Map<String, Value> {
+    let mut lifecycle = app.lifecycle.clone();
+    let renamed = !app.run_image_names().contains(&base.name.as_str());
+    let run = lifecycle
+        .entry("runImage")
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    if let Value::Object(run) = run {
+        run.insert("topLayer".to_owned(), base.top_layer().into());
+        run.insert(
+            "reference".to_owned(),
+            base.image.manifest_digest.clone().into(),
+        );
+        if renamed {
+            run.insert("image".to_owned(), base.name.clone().into());
+            run.remove("mirrors");
+        }
+    }
+    if let (true, Some(Value::Object(stack))) = (renamed, lifecycle.get_mut("stack")) {
+        stack.insert(
+            "runImage".to_owned(),
+            serde_json::json!({ "image": base.name }),
+        );
+    }
+    lifecycle
+}
+
+fn json_bytes<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, RebaseErrorKind> {
+    canonical_json(value).map_err(|e| RebaseErrorKind::Spec(e.to_string()))
+}
+
+/// The descriptor of `bytes` stored as a blob, as [`crate::layout::Staging::put_bytes`]
+/// returns it.
+fn descriptor_of(bytes: &[u8], media_type: MediaType) -> Result<Descriptor, RebaseErrorKind> {
+    let text = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+    let digest = Digest::from_str(&text).map_err(|e| RebaseErrorKind::Spec(e.to_string()))?;
+    Ok(Descriptor::new(media_type, bytes.len() as u64, digest))
+}
