@@ -27,6 +27,9 @@ pub(crate) enum Command {
     /// Move app images onto a new run image without rebuilding them.
     #[command(after_help = crate::rebase::REBASE_EXAMPLES)]
     Rebase(crate::rebase::RebaseArgs),
+    /// Show, check or trim the store of built layers and task outputs.
+    #[command(after_help = CACHE_EXAMPLES)]
+    Cache(CacheArgs),
 }
 
 const BUILD_EXAMPLES: &str = "Examples:
@@ -41,6 +44,11 @@ const PLAN_EXAMPLES: &str = "Examples:
 const INSPECT_EXAMPLES: &str = "Examples:
   strata inspect oci:out:hello
   strata inspect oci:out:hello --json";
+
+const CACHE_EXAMPLES: &str = "Examples:
+  strata cache stats
+  strata cache verify --cache-dir /var/cache/strata --json
+  strata cache gc --max-size 10GiB";
 
 /// What both `plan` and `build` read: the app, its buildpacks, env and the sandbox.
 #[derive(Debug, Args)]
@@ -128,4 +136,39 @@ pub(crate) struct InspectArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// `strata cache`: the store in the cache directory.
+#[derive(Debug, Args)]
+pub(crate) struct CacheArgs {
+    #[command(subcommand)]
+    pub(crate) command: CacheCommand,
+    /// Where strata keeps its caches (default: `$XDG_CACHE_HOME/strata` or `~/.cache/strata`).
+    #[arg(long, value_name = "DIR", global = true)]
+    pub(crate) cache_dir: Option<PathBuf>,
+    /// Print a JSON report on stdout instead of text.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CacheCommand {
+    /// Count the store's blobs, actions and logs, and their bytes.
+    #[command(after_help = "Example:\n  strata cache stats --json")]
+    Stats,
+    /// Hash every blob and check every action; exit 1 if anything is corrupt or missing.
+    #[command(after_help = "Examples:\n  strata cache verify\n  strata cache verify --repair")]
+    Verify {
+        /// Remove what is corrupt or broken; the next build rebuilds it.
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Remove garbage, then the least recently used entries until the store fits a size.
+    #[command(after_help = "Examples:\n  strata cache gc\n  strata cache gc --max-size 2G")]
+    Gc {
+        /// The most the store may keep: bytes, or with a unit (`500M`, `2G`, `10GiB` are
+        /// binary; `500MB`, `2GB` decimal). Default: remove only garbage.
+        #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
+        max_size: Option<String>,
+    },
 }

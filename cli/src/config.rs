@@ -232,7 +232,7 @@ fn buildpack_ref(arg: &str, base: &Path, registry: &mut Registry) -> Result<Grou
 }
 
 /// `$XDG_CACHE_HOME/strata`, else `$HOME/.cache/strata`.
-fn default_cache_dir() -> Result<PathBuf, CliError> {
+pub(crate) fn default_cache_dir() -> Result<PathBuf, CliError> {
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir).join("strata"));
     }

@@ -64,6 +64,9 @@ pub(crate) enum CliError {
     Inspect(#[from] InspectError),
     #[error("{failed} of {total} images could not be rebased")]
     RebaseFailed { failed: usize, total: usize },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Cache(#[from] crate::cache::CacheError),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -83,6 +86,7 @@ impl CliError {
             | CliError::Layout(_)
             | CliError::Base(_)
             | CliError::Sources(_)
+            | CliError::Cache(_)
             | CliError::Io { .. } => EXIT_FAILED,
             CliError::Usage(_)
             | CliError::Builder(_)

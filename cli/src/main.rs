@@ -3,6 +3,7 @@
 
 mod args;
 mod build;
+mod cache;
 mod config;
 mod error;
 mod inspect;
@@ -88,5 +89,6 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Rebase(args) => rebase::run(&args),
+        Command::Cache(args) => cache::run(&args),
     }
 }

@@ -14,3 +14,4 @@ pub mod layer_task;
 pub mod layers;
 pub mod platform;
 pub mod sandbox;
+pub mod store;

@@ -1,0 +1,154 @@
+//! File operations the store is built from: writes that appear whole or not at all, hashing
+//! while reading or writing, and removals that spare a file another process has just put in
+//! place.
+
+use std::fs::{self, File, Metadata};
+use std::io::{self, BufReader, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use sha2::{Digest as _, Sha256};
+
+use super::{BUFFER, StoreError, io_err};
+
+/// A file's identity: device and inode.
+pub(super) type Identity = (u64, u64);
+
+pub(super) fn identity(meta: &Metadata) -> Identity {
+    (meta.dev(), meta.ino())
+}
+
+/// Hashes the blob at `path`: its sha256 (hex), its length and its identity, or `None` if
+/// it is gone.
+pub(super) fn hash_blob(path: &Path) -> io::Result<Option<(String, u64, Identity)>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let identity = identity(&file.metadata()?);
+    let mut hashing = HashingWriter {
+        inner: io::sink(),
+        hasher: Sha256::new(),
+        len: 0,
+    };
+    io::copy(&mut BufReader::with_capacity(BUFFER, file), &mut hashing)?;
+    Ok(Some((
+        hex::encode(hashing.hasher.finalize()),
+        hashing.len,
+        identity,
+    )))
+}
+
+/// Removes `path` if it still is the file with `identity`; whether it did. A file another
+/// process renamed to that name since it was checked is left alone.
+pub(super) fn remove_if_same(path: &Path, identity: Identity) -> bool {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if self::identity(&meta) == identity => fs::remove_file(path).is_ok(),
+        _ => false,
+    }
+}
+
+pub(super) fn remove_file_if_exists(path: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// A writer that hashes and counts what passes through it.
+pub(super) struct HashingWriter<W> {
+    pub(super) inner: W,
+    pub(super) hasher: Sha256,
+    pub(super) len: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+pub(super) fn create_parent(path: &Path) -> Result<(), StoreError> {
+    match path.parent() {
+        Some(parent) => fs::create_dir_all(parent).map_err(io_err("create", parent)),
+        None => Ok(()),
+    }
+}
+
+/// Writes `bytes` to `dest` through a synced temp file in `tmp_dir` and a rename.
+pub(super) fn write_file(
+    tmp_dir: &Path,
+    dest: &Path,
+    bytes: &[u8],
+    mode: u32,
+) -> Result<(), StoreError> {
+    let mut temp = tempfile::Builder::new()
+        .prefix("file-")
+        .tempfile_in(tmp_dir)
+        .map_err(io_err("create a temp file in", tmp_dir))?;
+    temp.write_all(bytes).map_err(io_err("write", dest))?;
+    persist(temp, dest, mode)
+}
+
+/// Gives a finished temp file its mode, syncs it and renames it to `dest`.
+pub(super) fn persist(
+    temp: tempfile::NamedTempFile,
+    dest: &Path,
+    mode: u32,
+) -> Result<(), StoreError> {
+    let file = temp.as_file();
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(io_err("write", dest))?;
+    file.sync_all().map_err(io_err("write", dest))?;
+    temp.persist(dest)
+        .map_err(|e| io_err("write", dest)(e.error))?;
+    Ok(())
+}
+
+pub(super) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("sync", dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remove_if_same_spares_a_replaced_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        fs::write(&path, "old").unwrap();
+        let old = identity(&fs::metadata(&path).unwrap());
+        fs::write(dir.path().join("g"), "new").unwrap();
+        fs::rename(dir.path().join("g"), &path).unwrap();
+        assert!(!remove_if_same(&path, old));
+        assert!(path.exists());
+        let new = identity(&fs::metadata(&path).unwrap());
+        assert!(remove_if_same(&path, new));
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn hash_blob_reads_digest_and_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        fs::write(&path, "hello").unwrap();
+        let (hex, len, _) = hash_blob(&path).unwrap().unwrap();
+        assert_eq!(
+            hex,
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert_eq!(len, 5);
+        assert!(hash_blob(&dir.path().join("missing")).unwrap().is_none());
+    }
+}

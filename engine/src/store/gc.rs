@@ -1,0 +1,246 @@
+//! [`Store::gc`]: garbage out, then least recently used actions until the store fits a size.
+//! It removes files, so it runs only under the exclusive lock, when no build has the store
+//! open.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::Serialize;
+use strata_planner::TaskKey;
+
+use super::files::remove_file_if_exists;
+use super::format::{Format, move_aside, open_lock, read_format};
+use super::scan::{KeyedFile, blob_files, keyed_files, read_action, remove_tree, tree_size};
+use super::{
+    ACTIONS, ActionFile, BLOBS, LOCK, LOGS, MOVED, Store, StoreError, TMP, digest_hex, io_err,
+};
+
+/// A count of removed things and the bytes they took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Removed {
+    /// How many.
+    pub count: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+impl Removed {
+    fn add(&mut self, bytes: u64) {
+        self.count += 1;
+        self.bytes += bytes;
+    }
+}
+
+/// What [`Store::gc`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GcReport {
+    /// The store's bytes before.
+    pub size_before: u64,
+    /// The store's bytes after.
+    pub size_after: u64,
+    /// Files in `tmp/` and `moved/`, and files the store does not know.
+    pub leftovers: Removed,
+    /// Actions that did not parse or named a missing blob.
+    pub broken_actions: Removed,
+    /// Blobs no action names.
+    pub unreferenced_blobs: Removed,
+    /// Least recently used actions removed to get under the size limit, with the blobs only
+    /// they named (`bytes` counts both).
+    pub evicted_actions: Removed,
+    /// Logs removed to get under the size limit: those of evicted actions, then the oldest.
+    pub evicted_logs: Removed,
+}
+
+impl Store {
+    /// Removes garbage from the store in `dir`, then the least recently used actions until
+    /// it is at most `max_size` bytes (`u64::MAX`: garbage only).
+    ///
+    /// Garbage is what no build can use: files in `tmp/` and `moved/`, files the store does
+    /// not know, actions that do not parse or name a missing blob (or one of another size),
+    /// and blobs no action names. Then, while the store is over `max_size`, the action used
+    /// least recently (a hit in [`Store::get_action`] counts as a use) goes, with its log
+    /// and the blobs no remaining action names; logs of tasks with no action compete by
+    /// their own age. Blobs are not hashed: [`Store::verify`] does that.
+    ///
+    /// # Errors
+    /// [`StoreError::Busy`] while any [`Store`] is open on `dir`, in this process or another:
+    /// `gc` does not wait for builds. A directory that holds no store is left alone.
+    pub fn gc(dir: &Path, max_size: u64) -> Result<GcReport, StoreError> {
+        let mut report = GcReport::default();
+        if let Format::Missing = read_format(dir)? {
+            return Ok(report);
+        }
+        let lock_path = dir.join(LOCK);
+        let lock = open_lock(&lock_path)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Busy {
+                    path: dir.to_path_buf(),
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_err("lock", &lock_path)(e)),
+        }
+        if let Format::Other(_) = read_format(dir)? {
+            move_aside(dir)?;
+        }
+
+        for sub in [TMP, MOVED] {
+            let sub = dir.join(sub);
+            let (count, bytes) = tree_size(&sub);
+            remove_tree(&sub)?;
+            report.leftovers.count += count;
+            report.leftovers.bytes += bytes;
+        }
+        let (blobs, mut strays) = blob_files(dir)?;
+        let (actions, action_strays) = keyed_files(&dir.join(ACTIONS), "json")?;
+        let (logs, log_strays) = keyed_files(&dir.join(LOGS), "log")?;
+        strays.extend(action_strays);
+        strays.extend(log_strays);
+        for stray in strays {
+            let bytes = tree_size(&stray).1;
+            remove_tree(&stray)?;
+            report.leftovers.add(bytes);
+        }
+        report.size_before = report.leftovers.bytes
+            + blobs.iter().map(|b| b.len).sum::<u64>()
+            + actions.iter().map(|a| a.meta.len()).sum::<u64>()
+            + logs.iter().map(|l| l.meta.len()).sum::<u64>();
+
+        // Actions whose blobs are all here; the rest is garbage.
+        let sizes: HashMap<&str, u64> = blobs.iter().map(|b| (b.hex.as_str(), b.len)).collect();
+        let mut live = Vec::new();
+        for action in actions {
+            let usable = match read_action(&action) {
+                Ok(Some((file, _))) => usable_blobs(&file, &sizes),
+                Ok(None) => continue,
+                Err(_) => None,
+            };
+            if let Some(hexes) = usable {
+                live.push((action, hexes));
+            } else {
+                remove_file_if_exists(&action.path)?;
+                report.broken_actions.add(action.meta.len());
+            }
+        }
+        let mut refs: HashMap<&str, u32> = HashMap::new();
+        for (_, hexes) in &live {
+            for hex in hexes {
+                if let Some((name, _)) = sizes.get_key_value(hex.as_str()) {
+                    *refs.entry(name).or_default() += 1;
+                }
+            }
+        }
+        for blob in &blobs {
+            if !refs.contains_key(blob.hex.as_str()) {
+                remove_file_if_exists(&blob.path)?;
+                report.unreferenced_blobs.add(blob.len);
+            }
+        }
+
+        report.size_after = live.iter().map(|(a, _)| a.meta.len()).sum::<u64>()
+            + refs.keys().filter_map(|hex| sizes.get(hex)).sum::<u64>()
+            + logs.iter().map(|l| l.meta.len()).sum::<u64>();
+        if report.size_after > max_size {
+            evict(dir, live, logs, &sizes, &mut refs, max_size, &mut report)?;
+        }
+        Ok(report)
+    }
+}
+
+/// An action (with its blobs) or a log of a task without one, by when it was last used.
+struct Candidate {
+    used: SystemTime,
+    path: PathBuf,
+    len: u64,
+    key: TaskKey,
+    blobs: Option<BTreeSet<String>>,
+}
+
+/// Removes actions (with their logs and the blobs only they name) and logs of tasks without
+/// an action, least recently used first, until `report.size_after` is at most `max_size`.
+fn evict(
+    dir: &Path,
+    live: Vec<(KeyedFile, BTreeSet<String>)>,
+    logs: Vec<KeyedFile>,
+    sizes: &HashMap<&str, u64>,
+    refs: &mut HashMap<&str, u32>,
+    max_size: u64,
+    report: &mut GcReport,
+) -> Result<(), StoreError> {
+    let mut size = report.size_after;
+    let candidate = |file: KeyedFile, blobs| Candidate {
+        used: file.meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        len: file.meta.len(),
+        path: file.path,
+        key: file.key,
+        blobs,
+    };
+    let live_keys: HashSet<TaskKey> = live.iter().map(|(a, _)| a.key).collect();
+    let mut logs_by_key: HashMap<TaskKey, KeyedFile> = HashMap::new();
+    let mut candidates = Vec::new();
+    for log in logs {
+        if live_keys.contains(&log.key) {
+            logs_by_key.insert(log.key, log);
+        } else {
+            candidates.push(candidate(log, None));
+        }
+    }
+    for (action, blobs) in live {
+        candidates.push(candidate(action, Some(blobs)));
+    }
+    // Oldest first; the path breaks ties, so the order never depends on listing order.
+    candidates.sort_by(|a, b| (a.used, &a.path).cmp(&(b.used, &b.path)));
+    for Candidate {
+        path,
+        len,
+        key,
+        blobs,
+        ..
+    } in candidates
+    {
+        if size <= max_size {
+            break;
+        }
+        remove_file_if_exists(&path)?;
+        size = size.saturating_sub(len);
+        let Some(blobs) = blobs else {
+            report.evicted_logs.add(len);
+            continue;
+        };
+        let mut freed = len;
+        for hex in &blobs {
+            let Some(count) = refs.get_mut(hex.as_str()) else {
+                continue;
+            };
+            *count -= 1;
+            if *count == 0 {
+                let blob_len = sizes.get(hex.as_str()).copied().unwrap_or(0);
+                remove_file_if_exists(&dir.join(BLOBS).join(hex))?;
+                size = size.saturating_sub(blob_len);
+                freed += blob_len;
+            }
+        }
+        report.evicted_actions.add(freed);
+        if let Some(log) = logs_by_key.remove(&key) {
+            remove_file_if_exists(&log.path)?;
+            size = size.saturating_sub(log.meta.len());
+            report.evicted_logs.add(log.meta.len());
+        }
+    }
+    report.size_after = size;
+    Ok(())
+}
+
+/// The distinct blobs (hex) of an action, if each is in the store at the size recorded.
+fn usable_blobs(file: &ActionFile, sizes: &HashMap<&str, u64>) -> Option<BTreeSet<String>> {
+    file.blobs
+        .iter()
+        .map(|blob| {
+            let hex = digest_hex(&blob.digest).ok()?;
+            (sizes.get(hex) == Some(&blob.size)).then(|| hex.to_owned())
+        })
+        .collect()
+}
