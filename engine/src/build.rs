@@ -19,7 +19,7 @@ use crate::detect::{PLATFORM_TARGET, buildpack_target};
 use crate::env::{Env, EnvError, Phase, layer_env};
 use crate::layers::{BuildpackLayers, LayerError, read_layers_dir};
 use crate::platform::{PlatformDir, TargetEnv, base_env};
-use crate::sandbox::{Mount, Sandbox, SandboxCommand, SandboxError};
+use crate::sandbox::{Finished, Mount, Sandbox, SandboxCommand, SandboxError};
 
 /// Where buildpack layer directories are mounted.
 pub const LAYERS_TARGET: &str = "/layers";
@@ -132,6 +132,19 @@ pub fn describe_exit(status: ExitStatus) -> String {
     }
 }
 
+/// Runs `cmd` with its output in `<scratch>/logs/<name>.log`.
+pub(crate) fn run_logged(
+    req: &BuildRequest<'_>,
+    cmd: &SandboxCommand,
+    name: &str,
+) -> Result<(Finished, PathBuf), BuildError> {
+    let dir = req.scratch.join("logs");
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let log = dir.join(format!("{name}.log"));
+    let finished = req.sandbox.run(cmd, &log)?;
+    Ok((finished, log))
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BuildError + '_ {
     move |source| BuildError::Io {
         path: path.to_owned(),
@@ -217,14 +230,7 @@ pub fn run_buildpack(
         cwd: workspace,
         network: req.network,
     };
-    let log = req
-        .scratch
-        .join("logs")
-        .join(format!("build-{escaped}.log"));
-    if let Some(parent) = log.parent() {
-        fs::create_dir_all(parent).map_err(io_err(parent))?;
-    }
-    let finished = req.sandbox.run(&cmd, &log)?;
+    let (finished, log) = run_logged(req, &cmd, &format!("build-{escaped}"))?;
     if !finished.status.success() {
         return Err(BuildError::Failed {
             buildpack: buildpack.reference(),

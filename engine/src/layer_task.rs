@@ -13,6 +13,7 @@ use strata_planner::{Buildpack, BuildpackPlan, DeclaredLayer};
 
 use crate::build::{
     BuildError, BuildRequest, BuildpackOutput, WORKSPACE_TARGET, describe_exit, layer_target,
+    run_logged,
 };
 use crate::detect::{PLATFORM_TARGET, buildpack_target};
 use crate::env::{Env, Phase, layer_env};
@@ -111,17 +112,7 @@ pub fn run_layer(
         cwd: workspace,
         network: req.network,
     };
-    let log = req
-        .scratch
-        .join("logs")
-        .join(format!("layer-{escaped}-{}.log", layer.name));
-    if let Some(parent) = log.parent() {
-        fs::create_dir_all(parent).map_err(|source| BuildError::Io {
-            path: parent.to_owned(),
-            source,
-        })?;
-    }
-    let finished = req.sandbox.run(&cmd, &log)?;
+    let (finished, log) = run_logged(req, &cmd, &format!("layer-{escaped}-{}", layer.name))?;
     if !finished.status.success() {
         return Err(BuildError::LayerFailed {
             layer: format!("{}:{}", buildpack.reference(), layer.name),
