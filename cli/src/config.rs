@@ -44,9 +44,11 @@ pub(crate) enum RunImageSource {
 
 impl InputConfig {
     pub(crate) fn from_args(args: &InputArgs) -> Result<Self, CliError> {
-        let app_dir = std::fs::canonicalize(&args.app_dir).map_err(|source| CliError::Io {
-            what: format!("app directory {}", args.app_dir.display()),
-            source,
+        let app_dir = std::fs::canonicalize(&args.app_dir).map_err(|e| {
+            CliError::Usage(format!(
+                "cannot read the app directory {}: {e}",
+                args.app_dir.display()
+            ))
         })?;
         if !app_dir.is_dir() {
             return Err(CliError::Usage(format!(

@@ -221,6 +221,23 @@ fn a_new_layout_is_not_created_when_the_build_fails() {
 #[test]
 fn usage_errors_exit_2() {
     let case = Case::new();
+    let missing = strata(
+        case.root(),
+        &[
+            "build",
+            "no-such-app",
+            "--buildpack",
+            ".",
+            "--output",
+            "oci:out:x",
+        ],
+    );
+    assert_exit(&missing, 2);
+    assert!(
+        stderr(&missing).contains("no-such-app"),
+        "{}",
+        stderr(&missing)
+    );
     let err = case.fails(2, &[]);
     assert!(err.contains("--builder"), "{err}");
     let err = case.fails(2, &["--buildpack", "not/a-dir-or-known-id"]);
