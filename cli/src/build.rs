@@ -7,7 +7,7 @@
 use serde::Serialize;
 use strata_engine::appdir::copy_app;
 use strata_engine::build::BuildRequest;
-use strata_engine::execute::{Event, Executed, TaskReport, execute_service};
+use strata_engine::execute::{Event, Executed, TaskReport, execute_service, task_report};
 use strata_engine::executor::ExecOptions;
 use strata_exporter::archive::{Compression, Owner};
 use strata_exporter::base::builtin_run_image;
@@ -172,20 +172,16 @@ pub(crate) fn run(config: &BuildConfig, progress: &Progress) -> Result<BuildRepo
     )?;
     staging.commit(&[(config.output.tag().to_owned(), exported.manifest.clone())])?;
     for node in &service.tasks {
-        let task = &prepared.plan.graph[*node];
-        if matches!(task.kind, TaskKind::App | TaskKind::Image) {
-            tasks.push(TaskReport {
-                id: task.id.clone(),
-                key: task.key.hex(),
-                status: "ran",
-                reason: Some(
-                    task.status
-                        .to_string()
-                        .trim_start_matches("will run: ")
-                        .to_owned(),
-                ),
-                seconds: export_started.elapsed().as_secs_f64(),
-            });
+        if matches!(
+            prepared.plan.graph[*node].kind,
+            TaskKind::App | TaskKind::Image
+        ) {
+            tasks.push(task_report(
+                &prepared.plan,
+                *node,
+                "ran",
+                export_started.elapsed(),
+            ));
         }
     }
     let ran = tasks.iter().filter(|t| t.status == "ran").count();

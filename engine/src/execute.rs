@@ -167,7 +167,8 @@ pub fn execute_service(
     Ok(Executed { output, tasks })
 }
 
-fn task_report(
+/// The report of `node`, which ended with `status` after `took`.
+pub fn task_report(
     plan: &Plan,
     node: NodeIndex,
     status: &'static str,
