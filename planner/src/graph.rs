@@ -764,4 +764,33 @@ mod tests {
         let err = add(&mut Plan::new(), "svc", &group, &tree, &digests).unwrap_err();
         assert!(err.to_string().contains("not in the group"), "{err}");
     }
+
+    #[test]
+    fn a_processes_only_buildpack_has_no_task() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(
+            tmp.path(),
+            "procs/buildpack.toml",
+            "api = \"0.10\"\n[buildpack]\nid = \"t/procs\"\nversion = \"1\"\n\
+             [metadata.strata.detect]\nfiles = [\"*\"]\n\
+             [[metadata.strata.processes]]\ntype = \"web\"\ncommand = [\"serve\"]\n",
+        );
+        let bp = Arc::new(Buildpack::load(&tmp.path().join("procs")).unwrap());
+        let digests = BTreeMap::from([(bp.reference(), KeyHasher::new("test/bp").finish())]);
+        let group = DetectResult {
+            group: vec![GroupMember {
+                buildpack: bp,
+                plan: BuildpackPlan::default(),
+            }],
+        };
+        let (_app, tree) = app(&[("main", "m")]);
+        let mut plan = Plan::new();
+        add(&mut plan, "svc", &group, &tree, &digests).unwrap();
+        let ids: Vec<&str> = plan.services[0]
+            .tasks
+            .iter()
+            .map(|n| plan.graph[*n].id.as_str())
+            .collect();
+        assert_eq!(ids, ["app", "image"]);
+    }
 }
