@@ -240,11 +240,12 @@ impl Plan {
                 .buildpack_digests
                 .get(&bp.reference())
                 .ok_or_else(|| PlanError::MissingDigest(bp.reference()))?;
-            let declared = bp
-                .descriptor
-                .strata
-                .as_ref()
-                .filter(|s| !s.layers.is_empty());
+            // Declared layers when there are any; a buildpack with `[metadata.strata]` and no
+            // `bin/build` (processes only, say) is declared too, with no task of its own.
+            let declared =
+                bp.descriptor.strata.as_ref().filter(|s| {
+                    !s.layers.is_empty() || !bp.dir.join("bin").join("build").is_file()
+                });
             let mut this_bp = Vec::new();
             if let Some(strata) = declared {
                 for layer in layers_in_need_order(&strata.layers) {
