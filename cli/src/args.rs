@@ -96,6 +96,9 @@ pub(crate) struct BuildArgs {
     /// After a task fails, still run every task that does not need it.
     #[arg(long)]
     pub(crate) keep_going: bool,
+    /// Run every task, even those whose output is in the cache (outputs are still stored).
+    #[arg(long)]
+    pub(crate) no_cache: bool,
     /// Print a JSON report on stdout instead of text.
     #[arg(long)]
     pub(crate) json: bool,

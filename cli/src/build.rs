@@ -9,12 +9,14 @@ use strata_engine::appdir::copy_app;
 use strata_engine::build::BuildRequest;
 use strata_engine::execute::{Event, Executed, TaskReport, execute_service, task_report};
 use strata_engine::executor::ExecOptions;
+use strata_engine::store::{Store, store_dir};
 use strata_exporter::archive::{Compression, Owner};
 use strata_exporter::base::builtin_run_image;
 use strata_exporter::image::{ExportRequest, ExportedLayer, assemble};
 use strata_exporter::layout::Staging;
 use strata_exporter::reference::ImageRef;
 use strata_exporter::runimage::{DEFAULT_CNB_ID, RunImage};
+use strata_exporter::taskcache::StoreCache;
 use strata_planner::TaskKind;
 
 use crate::args::{BuildArgs, CompressionArg};
@@ -89,6 +91,7 @@ pub(crate) struct BuildConfig {
     output: ImageRef,
     compression: Compression,
     exec: ExecOptions,
+    no_cache: bool,
 }
 
 impl BuildConfig {
@@ -108,6 +111,7 @@ impl BuildConfig {
                 ),
                 keep_going: args.keep_going,
             },
+            no_cache: args.no_cache,
         })
     }
 }
@@ -150,8 +154,24 @@ pub(crate) fn run(config: &BuildConfig, progress: &Progress) -> Result<BuildRepo
         Event::Failed(id) => progress.ended(id, Some("failed"), None),
         Event::Skipped(id) => progress.ended(id, Some("skipped (a task it needs failed)"), None),
     };
-    let Executed { output, mut tasks } =
-        execute_service(&request, &prepared.plan, service, config.exec, &show)?;
+    let store =
+        Store::open(&store_dir(&input.cache_dir)).map_err(crate::cache::CacheError::from)?;
+    let owner = match &prepared.run_image {
+        Some(image) => image.cnb_user()?,
+        None => Owner::new(DEFAULT_CNB_ID, DEFAULT_CNB_ID),
+    };
+    let mut cache = StoreCache::new(&store, owner, input.epoch, config.compression);
+    if config.no_cache {
+        cache = cache.without_lookups();
+    }
+    let Executed { output, mut tasks } = execute_service(
+        &request,
+        &prepared.plan,
+        service,
+        config.exec,
+        Some(&cache),
+        &show,
+    )?;
 
     progress.finish();
     progress.line("===> EXPORTING");

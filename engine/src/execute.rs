@@ -11,11 +11,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use petgraph::graph::NodeIndex;
-use strata_planner::{GroupMember, Plan, ServicePlan, Status, TaskKind};
+use strata_planner::{GroupMember, Plan, ServicePlan, Status, Task, TaskKind};
 
 use crate::build::{BuildError, BuildOutput, BuildRequest, BuildpackOutput, run_buildpack};
 use crate::executor::{Done, ExecEvent, ExecOptions, ExecOutcome, run_graph};
 use crate::layer_task::{BuiltLayer, NeededLayer, declared_output, run_layer};
+use crate::workspace::{Change, Snapshot};
 
 /// What a finished task left.
 #[derive(Debug, Clone)]
@@ -26,6 +27,31 @@ pub enum TaskOutput {
     Buildpack(Arc<BuildpackOutput>),
     /// Nothing (the app and image tasks are the exporter's).
     Nothing,
+}
+
+/// Where task outputs are kept between builds. The engine does not know how layers are
+/// stored (that takes the exporter's tar writer); it asks this.
+pub trait TaskCache: Sync {
+    /// The stored output of `task`, if any. Its layer directories need not exist yet.
+    fn probe(&self, req: &BuildRequest<'_>, task: &Task) -> Option<TaskOutput>;
+    /// Makes a stored output usable by a task about to run: its layer directories exist and,
+    /// for an opaque buildpack, its change to the app is applied to the workspace. Calling it
+    /// again for the same task does nothing.
+    fn ensure(
+        &self,
+        req: &BuildRequest<'_>,
+        task: &Task,
+        output: &TaskOutput,
+    ) -> Result<(), BuildError>;
+    /// Stores what `task` built (and, for an opaque buildpack, what it changed in the app);
+    /// returns the output with its layers' blobs recorded.
+    fn save(
+        &self,
+        req: &BuildRequest<'_>,
+        task: &Task,
+        output: TaskOutput,
+        change: Option<&Change>,
+    ) -> Result<TaskOutput, BuildError>;
 }
 
 /// Progress of a build, for the caller to show.
@@ -71,63 +97,13 @@ pub fn execute_service(
     plan: &Plan,
     service: &ServicePlan,
     options: ExecOptions,
+    cache: Option<&dyn TaskCache>,
     progress: &(dyn Fn(Event<'_>) + Sync),
 ) -> Result<Executed, BuildError> {
-    let run = |node: NodeIndex, done: &Done<TaskOutput>| -> Result<TaskOutput, BuildError> {
-        let task = &plan.graph[node];
-        match &task.kind {
-            TaskKind::Layer { buildpack, .. } => {
-                let Some(declared) = task.declared_layer() else {
-                    return Ok(TaskOutput::Nothing);
-                };
-                let needed: Vec<Arc<BuiltLayer>> = plan
-                    .needs(node)
-                    .filter_map(|n| match done.get(n) {
-                        Some(TaskOutput::Layer(layer)) => Some(layer),
-                        _ => None,
-                    })
-                    .collect();
-                let needs: Vec<NeededLayer<'_>> = needed
-                    .iter()
-                    .filter_map(|built| {
-                        let owner = service
-                            .group
-                            .group
-                            .iter()
-                            .find(|m| m.buildpack.reference() == built.buildpack)?;
-                        Some(NeededLayer {
-                            buildpack: &owner.buildpack,
-                            layer: &built.layer,
-                        })
-                    })
-                    .collect();
-                let output = run_layer(req, buildpack, declared, &needs)?;
-                progress(Event::Finished(&task.id, &output.log));
-                Ok(TaskOutput::Layer(Arc::new(output)))
-            }
-            TaskKind::Buildpack {
-                buildpack,
-                plan: bp_plan,
-            } => {
-                let position = service
-                    .group
-                    .group
-                    .iter()
-                    .position(|m| m.buildpack.reference() == buildpack.reference());
-                let before = outputs_of(
-                    req,
-                    plan,
-                    service,
-                    &service.group.group[..position.unwrap_or(0)],
-                    done,
-                );
-                let output = run_buildpack(req, buildpack, bp_plan, &before)?;
-                progress(Event::Finished(&task.id, &output.log));
-                Ok(TaskOutput::Buildpack(Arc::new(output)))
-            }
-            TaskKind::App | TaskKind::Image => Ok(TaskOutput::Nothing),
-        }
+    let run = |node: NodeIndex, done: &Done<TaskOutput>| {
+        run_task(req, plan, service, cache, progress, node, done)
     };
+    let probe = |node: NodeIndex, _: &Done<TaskOutput>| cache?.probe(req, &plan.graph[node]);
     let nodes: Vec<NodeIndex> = service
         .tasks
         .iter()
@@ -144,7 +120,7 @@ pub fn execute_service(
         &plan.graph,
         &nodes,
         options,
-        &|_, _| None,
+        &probe,
         &run,
         &mut |event| match event {
             ExecEvent::Started(n) => progress(Event::Started(&plan.graph[n].id)),
@@ -159,12 +135,122 @@ pub fn execute_service(
     if let Some((_, error)) = outcome.failures.into_iter().next() {
         return Err(error);
     }
+    if let Some(cache) = cache {
+        // The exporter reads launch layers' env files and tars the app: every stored output
+        // is made real, opaque buildpacks' app changes in plan order.
+        for node in plan.order() {
+            if let Some(output) = outcome.results.get(&node) {
+                cache.ensure(req, &plan.graph[node], output)?;
+            }
+        }
+    }
     let done = Done::from(outcome.results);
     let output = BuildOutput {
         workspace: req.workspace.to_owned(),
         buildpacks: outputs_of(req, plan, service, &service.group.group, &done),
     };
     Ok(Executed { output, tasks })
+}
+
+/// Runs one task on a worker: a declared layer or an opaque buildpack (storing what it built
+/// when there is a cache).
+fn run_task(
+    req: &BuildRequest<'_>,
+    plan: &Plan,
+    service: &ServicePlan,
+    cache: Option<&dyn TaskCache>,
+    progress: &(dyn Fn(Event<'_>) + Sync),
+    node: NodeIndex,
+    done: &Done<TaskOutput>,
+) -> Result<TaskOutput, BuildError> {
+    let task = &plan.graph[node];
+    match &task.kind {
+        TaskKind::Layer { buildpack, .. } => {
+            let Some(declared) = task.declared_layer() else {
+                return Ok(TaskOutput::Nothing);
+            };
+            let needed: Vec<Arc<BuiltLayer>> = plan
+                .needs(node)
+                .filter_map(|n| match done.get(n) {
+                    Some(TaskOutput::Layer(layer)) => Some(layer),
+                    _ => None,
+                })
+                .collect();
+            let needs: Vec<NeededLayer<'_>> = needed
+                .iter()
+                .filter_map(|built| {
+                    let owner = service
+                        .group
+                        .group
+                        .iter()
+                        .find(|m| m.buildpack.reference() == built.buildpack)?;
+                    Some(NeededLayer {
+                        buildpack: &owner.buildpack,
+                        layer: &built.layer,
+                    })
+                })
+                .collect();
+            if let Some(cache) = cache {
+                for need in plan.needs(node) {
+                    if let Some(output) = done.get(need) {
+                        cache.ensure(req, &plan.graph[need], &output)?;
+                    }
+                }
+            }
+            let output = run_layer(req, buildpack, declared, &needs)?;
+            progress(Event::Finished(&task.id, &output.log));
+            let output = TaskOutput::Layer(Arc::new(output));
+            match cache {
+                Some(cache) => cache.save(req, task, output, None),
+                None => Ok(output),
+            }
+        }
+        TaskKind::Buildpack {
+            buildpack,
+            plan: bp_plan,
+        } => {
+            let position = service
+                .group
+                .group
+                .iter()
+                .position(|m| m.buildpack.reference() == buildpack.reference());
+            let before = outputs_of(
+                req,
+                plan,
+                service,
+                &service.group.group[..position.unwrap_or(0)],
+                done,
+            );
+            let Some(cache) = cache else {
+                let output = run_buildpack(req, buildpack, bp_plan, &before)?;
+                progress(Event::Finished(&task.id, &output.log));
+                return Ok(TaskOutput::Buildpack(Arc::new(output)));
+            };
+            // Every task before it is done: make their outputs real, in plan order (so
+            // opaque buildpacks' changes to the app replay in group order).
+            for earlier in plan.order() {
+                let needed = earlier != node && plan.needs(node).any(|n| n == earlier);
+                if let (true, Some(output)) = (needed, done.get(earlier)) {
+                    cache.ensure(req, &plan.graph[earlier], &output)?;
+                }
+            }
+            let io = |source| BuildError::Io {
+                path: req.workspace.to_owned(),
+                source,
+            };
+            let snapshot = Snapshot::take(req.workspace).map_err(io)?;
+            let output = run_buildpack(req, buildpack, bp_plan, &before)?;
+            progress(Event::Finished(&task.id, &output.log));
+            let change = snapshot.change_to(&Snapshot::take(req.workspace).map_err(io)?);
+            cache.save(
+                req,
+                task,
+                TaskOutput::Buildpack(Arc::new(output)),
+                Some(&change),
+            )
+        }
+        TaskKind::App | TaskKind::Image => Ok(TaskOutput::Nothing),
+    }
 }
 
 /// The report of `node`, which ended with `status` after `took`.

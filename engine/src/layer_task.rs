@@ -134,6 +134,7 @@ pub fn run_layer(
                 cache: layer.cache,
             },
             metadata: toml::Table::new(),
+            blob: None,
         },
     })
 }

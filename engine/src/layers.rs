@@ -38,7 +38,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 /// A layer's `[types]`: where the layer goes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct LayerTypes {
     /// Exported in the app image and on the launch env.
     pub launch: bool,
@@ -74,7 +76,7 @@ impl fmt::Display for LayerTypes {
 }
 
 /// One layer a buildpack declared with `<layer>.toml`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Layer {
     /// The layer's name: its directory's and its `.toml`'s file name.
     pub name: String,
@@ -84,10 +86,28 @@ pub struct Layer {
     pub types: LayerTypes,
     /// Its `[metadata]`, free-form (empty when absent).
     pub metadata: toml::Table,
+    /// The layer's tar in the store, once stored (the exporter uses it instead of tarring
+    /// `dir` again).
+    pub blob: Option<StoredBlob>,
+}
+
+/// A layer's tar, as stored: what a manifest needs of it and where it is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredBlob {
+    /// `sha256:` of the uncompressed tar.
+    pub diff_id: String,
+    /// `sha256:` of the blob as stored.
+    pub digest: String,
+    /// The blob's size.
+    pub size: u64,
+    /// Whether the blob is gzip (else an uncompressed tar).
+    pub gzip: bool,
+    /// The blob file.
+    pub path: PathBuf,
 }
 
 /// One `[[processes]]` entry of `launch.toml`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Process {
     /// `type`: letters, digits, `.`, `-`, `_`.
     pub r#type: String,
@@ -107,7 +127,7 @@ pub struct Process {
 }
 
 /// One `[[labels]]` entry of `launch.toml`: an image label.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Label {
     /// The label key.
     pub key: String,
@@ -116,14 +136,14 @@ pub struct Label {
 }
 
 /// One `[[slices]]` entry of `launch.toml`: app paths (globs) that get their own layer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Slice {
     /// Globs relative to (or absolute within) the app directory.
     pub paths: Vec<String>,
 }
 
 /// A validated `launch.toml` (empty when the buildpack wrote none).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LaunchToml {
     /// `[[labels]]`, in file order.
     pub labels: Vec<Label>,
@@ -134,7 +154,7 @@ pub struct LaunchToml {
 }
 
 /// What an SBOM file describes.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum SbomScope {
     /// `launch.sbom.<ext>.json`: the app image, apart from any layer.
     Launch,
@@ -145,7 +165,7 @@ pub enum SbomScope {
 }
 
 /// An SBOM file a buildpack wrote.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct SbomFile {
     /// What it describes.
     pub scope: SbomScope,
@@ -163,7 +183,7 @@ impl SbomFile {
 }
 
 /// Everything one buildpack left in its layers directory, validated.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BuildpackLayers {
     /// Its layers (every `<layer>.toml`), sorted by name.
     pub layers: Vec<Layer>,
@@ -402,6 +422,7 @@ pub fn read_layers_dir(
             dir,
             types,
             metadata,
+            blob: None,
         });
     }
 

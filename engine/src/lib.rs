@@ -15,3 +15,4 @@ pub mod layers;
 pub mod platform;
 pub mod sandbox;
 pub mod store;
+pub mod workspace;

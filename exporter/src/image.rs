@@ -18,7 +18,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use oci_spec::image::{ConfigBuilder, Descriptor, HistoryBuilder, ImageConfiguration, MediaType};
 use strata_engine::build::{BuildOutput, BuildpackOutput, layer_target};
 use strata_engine::env::{Env, Phase, buildpack_env};
-use strata_engine::layers::{Process, SbomScope};
+use strata_engine::layers::{Process, SbomScope, StoredBlob};
 use strata_planner::ProjectDescriptor;
 
 use crate::archive::{Compression, LayerBlob, LayerBuilder, ModePolicy, Owner, format_timestamp};
@@ -168,6 +168,33 @@ impl<'a> Stack<'a> {
         Ok(blob.diff_id)
     }
 
+    /// Adds a layer already in the store (hardlinked into the layout, never re-tarred).
+    fn push_stored(
+        &mut self,
+        created_by: String,
+        stored: &StoredBlob,
+    ) -> Result<String, ExportError> {
+        let media_type = if stored.gzip {
+            MediaType::ImageLayerGzip
+        } else {
+            MediaType::ImageLayer
+        };
+        let digest: oci_spec::image::Digest = stored
+            .digest
+            .parse()
+            .map_err(|e: oci_spec::OciSpecError| ExportError::Spec(e.to_string()))?;
+        let descriptor = Descriptor::new(media_type, stored.size, digest);
+        self.staging.put_blob_file(&stored.path, &descriptor)?;
+        self.descriptors.push(descriptor);
+        self.layers.push(ExportedLayer {
+            created_by,
+            diff_id: stored.diff_id.clone(),
+            digest: stored.digest.clone(),
+            size: stored.size,
+        });
+        Ok(stored.diff_id.clone())
+    }
+
     /// Each buildpack's launch layers, in group order and name order; returns the lifecycle
     /// metadata of every layer (launch or not).
     fn buildpack_layers(&mut self) -> Result<Vec<BuildpackLayersMetadata>, ExportError> {
@@ -190,7 +217,14 @@ impl<'a> Stack<'a> {
                     launch: layer.types.launch,
                     cache: layer.types.cache,
                 };
-                if layer.types.launch {
+                let stored = layer
+                    .blob
+                    .as_ref()
+                    .filter(|b| b.gzip == (self.req.compression == Compression::Gzip));
+                if let (true, Some(stored)) = (layer.types.launch, stored) {
+                    let created_by = layer_created_by(&layer.name, info.id.as_str(), &info.version);
+                    entry.sha = Some(self.push_stored(created_by, stored)?);
+                } else if layer.types.launch {
                     let target = layer_target(&bp.buildpack, &layer.name);
                     let created_by = layer_created_by(&layer.name, info.id.as_str(), &info.version);
                     let mut builder = self.builder(self.req.owner);

@@ -12,3 +12,4 @@ pub mod metadata;
 pub mod rebase;
 pub mod reference;
 pub mod runimage;
+pub mod taskcache;

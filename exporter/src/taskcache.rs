@@ -1,0 +1,419 @@
+//! Task outputs kept in the engine's store: each layer a blob written by the one tar writer,
+//! each task an action entry whose payload says which layers, metadata and app changes it
+//! produced. A hit gives the exporter the stored blob (never re-tarred); a task that needs a
+//! hit's layers gets them extracted on demand.
+//!
+//! A layer's tar depends on the CNB user and the file time, and its blob on the compression:
+//! the payload records all three and a lookup with other settings is a miss (the task runs
+//! again and its entry is replaced).
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use strata_engine::build::{BuildError, BuildRequest, BuildpackOutput, layer_target};
+use strata_engine::execute::{TaskCache, TaskOutput};
+use strata_engine::layer_task::BuiltLayer;
+use strata_engine::layers::{LaunchToml, Layer, SbomFile, SbomScope, StoredBlob};
+use strata_engine::store::{ActionEntry, BlobRef, Store};
+use strata_engine::workspace::Change;
+use strata_planner::{Buildpack, Task, TaskKey, TaskKind};
+
+use crate::archive::{Compression, LayerBuilder, Owner};
+
+/// A [`TaskCache`] on a [`Store`].
+pub struct StoreCache<'a> {
+    store: &'a Store,
+    settings: Settings,
+    lookups: bool,
+    ensured: Mutex<HashSet<TaskKey>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Settings {
+    uid: u32,
+    gid: u32,
+    epoch: u64,
+    gzip: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Payload {
+    settings: Settings,
+    layers: Vec<Layer>,
+    sbom: Vec<StoredSbom>,
+    /// For an opaque buildpack.
+    launch: Option<LaunchToml>,
+    unmet: Vec<String>,
+    store: Option<toml::Table>,
+    change: Option<StoredChange>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSbom {
+    scope: SbomScope,
+    ext: String,
+    blob: BlobRef,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredChange {
+    tar: Option<StoredBlob>,
+    deleted: Vec<String>,
+}
+
+fn cache_err(what: impl std::fmt::Display) -> BuildError {
+    BuildError::Io {
+        path: PathBuf::from("<store>"),
+        source: std::io::Error::other(what.to_string()),
+    }
+}
+
+impl<'a> StoreCache<'a> {
+    /// A cache in `store` for layers owned by `owner`, dated `epoch`, compressed so.
+    pub fn new(store: &'a Store, owner: Owner, epoch: u64, compression: Compression) -> Self {
+        let settings = Settings {
+            uid: owner.uid,
+            gid: owner.gid,
+            epoch,
+            gzip: compression == Compression::Gzip,
+        };
+        Self {
+            store,
+            settings,
+            lookups: true,
+            ensured: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// A cache that stores every output but answers no lookup (`--no-cache`).
+    #[must_use]
+    pub fn without_lookups(mut self) -> Self {
+        self.lookups = false;
+        self
+    }
+
+    fn compression(&self) -> Compression {
+        if self.settings.gzip {
+            Compression::Gzip
+        } else {
+            Compression::None
+        }
+    }
+
+    /// Tars `dir` as it sits at `image_path` and adopts the blob.
+    fn store_tree(
+        &self,
+        dir: &Path,
+        image_path: &str,
+        filter: Option<&dyn Fn(&Path) -> bool>,
+        compression: Compression,
+    ) -> Result<StoredBlob, BuildError> {
+        let mut builder = LayerBuilder::new(
+            Owner::new(self.settings.uid, self.settings.gid),
+            self.settings.epoch,
+        );
+        match filter {
+            Some(filter) => builder.add_dir_tree_filtered(dir, image_path, filter),
+            None => builder.add_dir_tree(dir, image_path),
+        }
+        .map_err(cache_err)?;
+        let blob = builder
+            .finish(compression, self.store.tmp_dir())
+            .map_err(cache_err)?;
+        let stored = self
+            .store
+            .adopt_blob(&blob.path, &blob.digest, blob.size)
+            .map_err(cache_err)?;
+        Ok(StoredBlob {
+            diff_id: blob.diff_id,
+            path: self.store.blob_path(&stored.digest).map_err(cache_err)?,
+            digest: stored.digest,
+            size: stored.size,
+            gzip: compression == Compression::Gzip,
+        })
+    }
+
+    fn store_layers(
+        &self,
+        buildpack: &Buildpack,
+        layers: &[Layer],
+    ) -> Result<Vec<Layer>, BuildError> {
+        let mut out = Vec::new();
+        for layer in layers {
+            let mut layer = layer.clone();
+            if layer.types.launch || layer.types.build || layer.types.cache {
+                let target = layer_target(buildpack, &layer.name);
+                layer.blob = Some(self.store_tree(
+                    &layer.dir,
+                    target.trim_start_matches('/'),
+                    None,
+                    self.compression(),
+                )?);
+            }
+            out.push(layer);
+        }
+        Ok(out)
+    }
+
+    fn store_sbom(&self, files: &[SbomFile]) -> Result<Vec<StoredSbom>, BuildError> {
+        files
+            .iter()
+            .map(|f| {
+                let bytes = std::fs::read(&f.path).map_err(|source| BuildError::Io {
+                    path: f.path.clone(),
+                    source,
+                })?;
+                let blob = self.store.put_blob_bytes(&bytes).map_err(cache_err)?;
+                Ok(StoredSbom {
+                    scope: f.scope.clone(),
+                    ext: f.ext.clone(),
+                    blob,
+                })
+            })
+            .collect()
+    }
+
+    /// Layers and SBOM files as this build sees them: directories under its scratch, blobs
+    /// in the store.
+    fn relocate(
+        &self,
+        req: &BuildRequest<'_>,
+        buildpack: &Buildpack,
+        layers: Vec<Layer>,
+        sbom: &[StoredSbom],
+    ) -> Option<(Vec<Layer>, Vec<SbomFile>)> {
+        let layers = layers
+            .into_iter()
+            .map(|mut layer| {
+                layer.dir = req
+                    .scratch
+                    .join("layers")
+                    .join(buildpack.id().escaped())
+                    .join(&layer.name);
+                if let Some(blob) = &mut layer.blob {
+                    blob.path = self.store.blob_path(&blob.digest).ok()?;
+                }
+                Some(layer)
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let sbom = sbom
+            .iter()
+            .map(|s| {
+                Some(SbomFile {
+                    scope: s.scope.clone(),
+                    ext: s.ext.clone(),
+                    path: self.store.blob_path(&s.blob.digest).ok()?,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some((layers, sbom))
+    }
+}
+
+/// Extracts a stored tar into `dir` (its entries' paths are relative to `dir`).
+fn extract(blob: &StoredBlob, dir: &Path) -> Result<(), BuildError> {
+    let io = |source| BuildError::Io {
+        path: blob.path.clone(),
+        source,
+    };
+    let file = BufReader::new(File::open(&blob.path).map_err(io)?);
+    let reader: Box<dyn std::io::Read> = if blob.gzip {
+        Box::new(flate2::read::GzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    let mut archive = tar::Archive::new(reader);
+    archive.set_preserve_permissions(true);
+    archive.set_overwrite(true);
+    archive.unpack(dir).map_err(io)
+}
+
+fn blob_refs(layers: &[Layer], sbom: &[StoredSbom], change: Option<&StoredChange>) -> Vec<BlobRef> {
+    let mut refs: Vec<BlobRef> = layers
+        .iter()
+        .filter_map(|l| l.blob.as_ref())
+        .chain(change.and_then(|c| c.tar.as_ref()))
+        .map(|b| BlobRef {
+            digest: b.digest.clone(),
+            size: b.size,
+        })
+        .chain(sbom.iter().map(|s| s.blob.clone()))
+        .collect();
+    refs.sort();
+    refs.dedup();
+    refs
+}
+
+impl TaskCache for StoreCache<'_> {
+    fn probe(&self, req: &BuildRequest<'_>, task: &Task) -> Option<TaskOutput> {
+        if !self.lookups {
+            return None;
+        }
+        let buildpack = task.buildpack()?;
+        let entry = self.store.get_action(&task.key)?;
+        let payload: Payload = serde_json::from_value(entry.payload).ok()?;
+        if payload.settings != self.settings {
+            return None;
+        }
+        let (layers, sbom) = self.relocate(req, buildpack, payload.layers, &payload.sbom)?;
+        let log = self.store.log_path(&task.key);
+        match &task.kind {
+            TaskKind::Layer { .. } => Some(TaskOutput::Layer(Arc::new(BuiltLayer {
+                buildpack: buildpack.reference(),
+                layer: layers.into_iter().next()?,
+                sbom,
+                log,
+            }))),
+            TaskKind::Buildpack { plan, .. } => {
+                Some(TaskOutput::Buildpack(Arc::new(BuildpackOutput {
+                    buildpack: Arc::clone(buildpack),
+                    plan: plan.clone(),
+                    layers_dir: req.scratch.join("layers").join(buildpack.id().escaped()),
+                    layers: strata_engine::layers::BuildpackLayers {
+                        layers,
+                        launch: payload.launch.unwrap_or_default(),
+                        unmet: payload.unmet,
+                        store: payload.store,
+                        sbom,
+                    },
+                    log,
+                })))
+            }
+            TaskKind::App | TaskKind::Image => None,
+        }
+    }
+
+    fn ensure(
+        &self,
+        req: &BuildRequest<'_>,
+        task: &Task,
+        output: &TaskOutput,
+    ) -> Result<(), BuildError> {
+        let Ok(mut ensured) = self.ensured.lock() else {
+            return Err(cache_err("cache lock poisoned"));
+        };
+        if !ensured.insert(task.key) {
+            return Ok(());
+        }
+        let layers: Vec<&Layer> = match output {
+            TaskOutput::Layer(built) => vec![&built.layer],
+            TaskOutput::Buildpack(bp) => bp.layers.layers.iter().collect(),
+            TaskOutput::Nothing => Vec::new(),
+        };
+        for layer in layers {
+            if let (false, Some(blob)) = (layer.dir.exists(), &layer.blob) {
+                extract(blob, req.scratch)?;
+            }
+        }
+        if let TaskOutput::Buildpack(bp) = output {
+            // Later buildpacks mount it, even when it holds no layer.
+            std::fs::create_dir_all(&bp.layers_dir).map_err(|source| BuildError::Io {
+                path: bp.layers_dir.clone(),
+                source,
+            })?;
+            // Only stored outputs get here: a task that ran is marked ensured by `save`.
+            let payload = self
+                .store
+                .get_action(&task.key)
+                .and_then(|e| serde_json::from_value::<Payload>(e.payload).ok());
+            if let Some(change) = payload.and_then(|p| p.change) {
+                for path in &change.deleted {
+                    let target = req.workspace.join(path);
+                    let _ =
+                        std::fs::remove_dir_all(&target).or_else(|_| std::fs::remove_file(&target));
+                }
+                if let (Some(tar), Some(parent)) = (&change.tar, req.workspace.parent()) {
+                    let mut tar = tar.clone();
+                    tar.path = self.store.blob_path(&tar.digest).map_err(cache_err)?;
+                    extract(&tar, parent)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn save(
+        &self,
+        req: &BuildRequest<'_>,
+        task: &Task,
+        output: TaskOutput,
+        change: Option<&Change>,
+    ) -> Result<TaskOutput, BuildError> {
+        let Some(buildpack) = task.buildpack() else {
+            return Ok(output);
+        };
+        let (saved, payload) = match &output {
+            TaskOutput::Layer(built) => {
+                let layers = self.store_layers(buildpack, std::slice::from_ref(&built.layer))?;
+                let sbom = self.store_sbom(&built.sbom)?;
+                let mut built = (**built).clone();
+                built.layer = layers[0].clone();
+                let payload = Payload {
+                    settings: self.settings,
+                    layers,
+                    sbom,
+                    launch: None,
+                    unmet: Vec::new(),
+                    store: None,
+                    change: None,
+                };
+                (TaskOutput::Layer(Arc::new(built)), payload)
+            }
+            TaskOutput::Buildpack(bp) => {
+                let layers = self.store_layers(buildpack, &bp.layers.layers)?;
+                let sbom = self.store_sbom(&bp.layers.sbom)?;
+                let change = match change {
+                    Some(change) if !change.is_empty() => {
+                        let changed: HashSet<PathBuf> =
+                            change.changed.iter().map(PathBuf::from).collect();
+                        let filter = |rel: &Path| changed.contains(rel);
+                        let tar = if changed.is_empty() {
+                            None
+                        } else {
+                            Some(self.store_tree(
+                                req.workspace,
+                                "workspace",
+                                Some(&filter),
+                                Compression::None,
+                            )?)
+                        };
+                        Some(StoredChange {
+                            tar,
+                            deleted: change.deleted.clone(),
+                        })
+                    }
+                    _ => None,
+                };
+                let mut out = (**bp).clone();
+                out.layers.layers.clone_from(&layers);
+                let payload = Payload {
+                    settings: self.settings,
+                    layers,
+                    sbom,
+                    launch: Some(bp.layers.launch.clone()),
+                    unmet: bp.layers.unmet.clone(),
+                    store: bp.layers.store.clone(),
+                    change,
+                };
+                (TaskOutput::Buildpack(Arc::new(out)), payload)
+            }
+            TaskOutput::Nothing => return Ok(output),
+        };
+        let entry = ActionEntry {
+            blobs: blob_refs(&payload.layers, &payload.sbom, payload.change.as_ref()),
+            payload: serde_json::to_value(&payload).map_err(cache_err)?,
+        };
+        self.store
+            .put_action(&task.key, &entry)
+            .map_err(cache_err)?;
+        if let Ok(mut ensured) = self.ensured.lock() {
+            // Its layers are real and its app change is in the workspace already.
+            ensured.insert(task.key);
+        }
+        Ok(saved)
+    }
+}
