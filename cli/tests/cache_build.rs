@@ -166,3 +166,127 @@ fn corrupt_truncated_or_missing_blobs_are_rebuilt_never_exported() {
     );
     assert_exit(&verify, 0);
 }
+
+/// A declared buildpack whose layer sleeps, then writes `MiB` of data, so a build can be
+/// killed during the task or during its export.
+fn slow_buildpack(root: &Path, mib: u32) -> PathBuf {
+    let dir = root.join("slow-bp");
+    std::fs::create_dir_all(dir.join("layers")).unwrap();
+    std::fs::write(
+        dir.join("buildpack.toml"),
+        "api = \"0.10\"\n[buildpack]\nid = \"t/slow\"\nversion = \"1\"\n[metadata.strata.detect]\nfiles = [\"*\"]\n\
+         [[metadata.strata.layers]]\nname = \"data\"\ninputs = [\"*\"]\nrun = \"layers/data.sh\"\nlaunch = true\n",
+    )
+    .unwrap();
+    let script = dir.join("layers/data.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\nsleep 0.4\nhead -c {mib}M /dev/zero | tr '\\0' 'x' > \"$1/data\"\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    dir
+}
+
+fn slow_build(
+    root: &Path,
+    app: &Path,
+    bp: &Path,
+    cache: &Path,
+    out: &Path,
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_strata"));
+    cmd.args([
+        "build",
+        app.to_str().unwrap(),
+        "--buildpack",
+        bp.to_str().unwrap(),
+        "--cache-dir",
+    ])
+    .arg(cache)
+    .arg("--output")
+    .arg(format!("oci:{}:app", out.display()))
+    .arg("--json")
+    .env_remove("SOURCE_DATE_EPOCH")
+    .current_dir(root)
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    cmd
+}
+
+fn digest_of(output: &std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    report["digest"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_build_killed_at_any_point_then_built_again_gives_the_uninterrupted_digest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let app = root.join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(app.join("main.txt"), "x").unwrap();
+    let bp = slow_buildpack(root, 64);
+    let expected = digest_of(
+        &slow_build(
+            root,
+            &app,
+            &bp,
+            &root.join("clean-cache"),
+            &root.join("clean-out"),
+        )
+        .output()
+        .unwrap(),
+    );
+
+    // Kill points: during the layer's script, while its layer is tarred into the store, and
+    // later (export); each kill is followed by a build that must succeed with the same image.
+    for (i, after_ms) in [200u64, 700, 1100, 1600].into_iter().enumerate() {
+        let cache = root.join(format!("cache-{i}"));
+        let out = root.join(format!("out-{i}"));
+        let mut child = slow_build(root, &app, &bp, &cache, &out).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(after_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let again = slow_build(root, &app, &bp, &cache, &out).output().unwrap();
+        assert_eq!(digest_of(&again), expected, "after a kill at {after_ms} ms");
+        let verify = strata(
+            root,
+            &["cache", "verify", "--cache-dir", cache.to_str().unwrap()],
+        );
+        assert_exit(&verify, 0);
+    }
+}
+
+#[test]
+fn two_builds_on_one_store_at_once_both_succeed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let bp = slow_buildpack(root, 8);
+    let cache = root.join("cache");
+    let mut children = Vec::new();
+    for name in ["one", "two"] {
+        let app = root.join(name);
+        std::fs::create_dir_all(&app).unwrap();
+        std::fs::write(app.join("main.txt"), name).unwrap();
+        children.push(
+            slow_build(root, &app, &bp, &cache, &root.join(format!("out-{name}")))
+                .spawn()
+                .unwrap(),
+        );
+    }
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        digest_of(&output);
+    }
+    let verify = strata(
+        root,
+        &["cache", "verify", "--cache-dir", cache.to_str().unwrap()],
+    );
+    assert_exit(&verify, 0);
+}
