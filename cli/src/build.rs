@@ -85,6 +85,22 @@ fn stage_run_image(
     Ok(image.clone())
 }
 
+/// Removes from the output layout the blobs the store found corrupt in this build.
+///
+/// Exported layers are hardlinks of store blobs, so a blob corrupted in the store is corrupt
+/// in the layout too; the store has just rebuilt it, and the export must put the good copy
+/// in place instead of keeping the layout's (which it would, finding the digest present).
+fn drop_corrupt_copies(store: &Store, layout: &std::path::Path) {
+    for digest in store.removed_blobs() {
+        let Some(hex) = digest.strip_prefix("sha256:") else {
+            continue;
+        };
+        let copy = layout.join("blobs/sha256").join(hex);
+        // A copy that cannot be removed stays; `strata cache verify` and skopeo will show it.
+        let _ = std::fs::remove_file(copy);
+    }
+}
+
 /// A build, validated.
 pub(crate) struct BuildConfig {
     pub(crate) input: InputConfig,
@@ -176,6 +192,7 @@ pub(crate) fn run(config: &BuildConfig, progress: &Progress) -> Result<BuildRepo
     progress.finish();
     progress.line("===> EXPORTING");
     let export_started = std::time::Instant::now();
+    drop_corrupt_copies(&store, config.output.dir());
     let staging = Staging::new(config.output.dir())?;
     let run_image = stage_run_image(&prepared, config, &staging)?;
     let exported = assemble(
