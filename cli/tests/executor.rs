@@ -43,6 +43,7 @@ fn buildpack(root: &Path) -> PathBuf {
 }
 
 fn build(root: &Path, extra: &[&str]) -> std::process::Output {
+    let cache = root.join("cache");
     let app = root.join("app");
     std::fs::create_dir_all(&app).unwrap();
     std::fs::write(app.join("main.txt"), "x").unwrap();
@@ -55,6 +56,8 @@ fn build(root: &Path, extra: &[&str]) -> std::process::Output {
         bp.to_str().unwrap(),
         "--output",
         &out,
+        "--cache-dir",
+        cache.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
     strata(root, &args)
