@@ -92,20 +92,7 @@ fn example_image_is_read_by_skopeo_unpacked_by_umoci_and_run_by_runc() {
     );
 
     // runc: the default process prints what the example app prints.
-    let config_path = bundle.join("config.json");
-    let mut spec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
-    spec["process"]["terminal"] = false.into();
-    std::fs::write(&config_path, serde_json::to_vec(&spec).unwrap()).unwrap();
-    let id = format!("strata-test-{}", std::process::id());
-    let run = Command::new("runc")
-        .args(["run", "--bundle", bundle.to_str().unwrap(), &id])
-        .output()
-        .unwrap();
-    let _ = Command::new("runc")
-        .args(["delete", "--force", &id])
-        .output();
-    assert!(run.status.success(), "runc failed: {}", stderr(&run));
+    let run = runc(&bundle, None);
     assert_eq!(
         String::from_utf8_lossy(&run.stdout),
         "Welcome from greeter 1.2: strata\n"

@@ -11,7 +11,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
 
 use common::*;
@@ -345,21 +345,10 @@ fn rebase_equals_rebuild_and_the_rebased_image_runs_with_the_patch() {
         std::fs::read_to_string(bundle.join("rootfs/etc/patch-level")).unwrap(),
         "patched\n"
     );
-    let config_path = bundle.join("config.json");
-    let mut spec = read_json(&config_path);
-    spec["process"]["terminal"] = false.into();
-    spec["process"]["args"] =
-        serde_json::json!(["/bin/sh", "-c", "cat /etc/patch-level && greet strata"]);
-    std::fs::write(&config_path, serde_json::to_vec(&spec).unwrap()).unwrap();
-    let id = format!("strata-rebase-test-{}", std::process::id());
-    let run = Command::new("runc")
-        .args(["run", "--bundle", bundle.to_str().unwrap(), &id])
-        .output()
-        .unwrap();
-    let _ = Command::new("runc")
-        .args(["delete", "--force", &id])
-        .output();
-    assert!(run.status.success(), "runc failed: {}", stderr(&run));
+    let run = runc(
+        &bundle,
+        Some(&["/bin/sh", "-c", "cat /etc/patch-level && greet strata"]),
+    );
     assert_eq!(
         String::from_utf8_lossy(&run.stdout),
         "patched\nWelcome from greeter 1.2: strata\n"

@@ -148,3 +148,30 @@ pub fn build_example(cwd: &Path, app: &Path, out: &Path, tag: &str, extra: &[&st
     let report: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
     report["digest"].as_str().unwrap().to_owned()
 }
+
+/// Runs an unpacked bundle with runc (without a terminal), optionally with other process
+/// arguments, and removes the container; returns what it printed.
+pub fn runc(bundle: &Path, args: Option<&[&str]>) -> Output {
+    let config_path = bundle.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    spec["process"]["terminal"] = false.into();
+    if let Some(args) = args {
+        spec["process"]["args"] = serde_json::json!(args);
+    }
+    std::fs::write(&config_path, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let id = format!(
+        "strata-test-{}-{}",
+        std::process::id(),
+        bundle.display().to_string().len()
+    );
+    let run = Command::new("runc")
+        .args(["run", "--bundle", bundle.to_str().unwrap(), &id])
+        .output()
+        .unwrap();
+    let _ = Command::new("runc")
+        .args(["delete", "--force", &id])
+        .output();
+    assert!(run.status.success(), "runc failed: {}", stderr(&run));
+    run
+}
