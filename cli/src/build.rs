@@ -17,7 +17,7 @@ use strata_exporter::layout::Staging;
 use strata_exporter::reference::ImageRef;
 use strata_exporter::runimage::{DEFAULT_CNB_ID, RunImage};
 use strata_exporter::taskcache::StoreCache;
-use strata_planner::TaskKind;
+use strata_planner::{Records, TaskKind};
 
 use crate::args::{BuildArgs, CompressionArg};
 use crate::config::InputConfig;
@@ -101,6 +101,25 @@ fn drop_corrupt_copies(store: &Store, layout: &std::path::Path) {
     }
 }
 
+/// The task cache of this build: layers owned by the run image's CNB user, dated and
+/// compressed as asked; with `--no-cache`, one that answers nothing.
+fn store_cache<'a>(
+    store: &'a Store,
+    prepared: &Prepared,
+    config: &BuildConfig,
+) -> Result<StoreCache<'a>, CliError> {
+    let owner = match &prepared.run_image {
+        Some(image) => image.cnb_user()?,
+        None => Owner::new(DEFAULT_CNB_ID, DEFAULT_CNB_ID),
+    };
+    let cache = StoreCache::new(store, owner, config.input.epoch, config.compression);
+    Ok(if config.no_cache {
+        cache.without_lookups()
+    } else {
+        cache
+    })
+}
+
 /// A build, validated.
 pub(crate) struct BuildConfig {
     pub(crate) input: InputConfig,
@@ -172,14 +191,7 @@ pub(crate) fn run(config: &BuildConfig, progress: &Progress) -> Result<BuildRepo
     };
     let store =
         Store::open(&store_dir(&input.cache_dir)).map_err(crate::cache::CacheError::from)?;
-    let owner = match &prepared.run_image {
-        Some(image) => image.cnb_user()?,
-        None => Owner::new(DEFAULT_CNB_ID, DEFAULT_CNB_ID),
-    };
-    let mut cache = StoreCache::new(&store, owner, input.epoch, config.compression);
-    if config.no_cache {
-        cache = cache.without_lookups();
-    }
+    let cache = store_cache(&store, &prepared, config)?;
     let Executed { output, mut tasks } = execute_service(
         &request,
         &prepared.plan,
@@ -208,6 +220,10 @@ pub(crate) fn run(config: &BuildConfig, progress: &Progress) -> Result<BuildRepo
         &staging,
     )?;
     staging.commit(&[(config.output.tag().to_owned(), exported.manifest.clone())])?;
+    // What each task read, so the next plan can say why a task runs again. A record that
+    // cannot be written only makes a later reason `new`.
+    let _ =
+        Records::new(&input.cache_dir).save(&prepared.plan, 0, &prepared.app, &prepared.digests);
     for node in &service.tasks {
         if matches!(
             prepared.plan.graph[*node].kind,

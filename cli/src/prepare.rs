@@ -10,9 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use strata_engine::detect::ProcessDetector;
 use strata_engine::platform::{PlatformDir, TargetEnv};
+use strata_engine::store::{Store, store_dir};
 use strata_exporter::runimage::RunImage;
 use strata_planner::TaskKey;
-use strata_planner::{CachingDetector, Plan, ServiceInput, resolve};
+use strata_planner::{CachingDetector, Plan, Records, ServiceInput, resolve};
 use strata_planner::{HashStats, ScanOptions, SourceTree, StatCache, scan, stat_cache_path};
 
 use crate::config::{InputConfig, RunImageSource};
@@ -36,6 +37,10 @@ pub(crate) struct Prepared {
     pub(crate) detect_cached: u64,
     /// Detect processes spawned.
     pub(crate) detect_ran: u64,
+    /// The app's files, as hashed.
+    pub(crate) app: SourceTree,
+    /// Each buildpack's content digest, by `id@version`.
+    pub(crate) digests: BTreeMap<String, TaskKey>,
     /// A scratch directory, removed on drop.
     pub(crate) scratch: tempfile::TempDir,
 }
@@ -135,6 +140,12 @@ pub(crate) fn prepare(config: &InputConfig) -> Result<Prepared, CliError> {
         target: &target_name,
         export: &export,
     })?;
+    // Statuses: cached when the store has the task's output, else why it will run.
+    let store =
+        Store::open(&store_dir(&config.cache_dir)).map_err(crate::cache::CacheError::from)?;
+    let cached = |key: &TaskKey| store.has_action(key);
+    Records::new(&config.cache_dir).explain(&mut plan, 0, &app, &digests, &cached);
+    drop(store);
     Ok(Prepared {
         plan,
         run_image,
@@ -144,6 +155,8 @@ pub(crate) fn prepare(config: &InputConfig) -> Result<Prepared, CliError> {
         hashing,
         detect_cached,
         detect_ran,
+        app,
+        digests,
         scratch,
     })
 }

@@ -203,3 +203,62 @@ fn a_layer_needing_a_layer_no_buildpack_declares_is_an_error_at_that_line() {
     assert!(err.contains("examples/runtime:nope"), "{err}");
     assert!(err.contains("buildpack.toml"), "{err}");
 }
+
+#[test]
+fn after_a_build_the_plan_shows_cached_tasks_and_why_others_run() {
+    let fx = Fixture::new();
+    let app = fx.path("examples/apps/hello");
+    let builder = fx.path("examples/builder.toml");
+    let cache = fx.path("cache");
+    let out = format!("oci:{}:hello", fx.path("out").display());
+    let built = strata(
+        fx.tmp.path(),
+        &[
+            "build",
+            app.to_str().unwrap(),
+            "--builder",
+            builder.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--output",
+            &out,
+        ],
+    );
+    assert_exit(&built, 0);
+    let plan = fx.json();
+    let statuses: Vec<&str> = plan["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["status"].as_str().unwrap())
+        .collect();
+    assert!(statuses.iter().all(|s| *s == "cached"), "{statuses:?}");
+
+    std::fs::write(fx.path("examples/apps/hello/greeter.lock"), "polite 1.1\n").unwrap();
+    let plan = fx.json();
+    let reason = |id: &str| {
+        let task = plan["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id)
+            .unwrap()
+            .clone();
+        (
+            task["status"].as_str().unwrap().to_owned(),
+            task["reason"].clone(),
+        )
+    };
+    assert_eq!(reason("examples/runtime:greeter").0, "cached");
+    assert_eq!(
+        reason("examples/runtime:phrases"),
+        (
+            "will-run".to_owned(),
+            serde_json::json!({"reason": "input-changed", "detail": "greeter.lock"})
+        )
+    );
+    assert_eq!(
+        reason("image").1,
+        serde_json::json!({"reason": "needs-rebuilt", "detail": "app"})
+    );
+}

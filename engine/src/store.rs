@@ -486,6 +486,12 @@ impl Store {
         entry
     }
 
+    /// Whether an action entry for `key` exists, without reading or verifying it: what a
+    /// plan shows as cached (the build still verifies before using it).
+    pub fn has_action(&self, key: &TaskKey) -> bool {
+        self.action_path(key).is_file()
+    }
+
     /// Records `entry` as the output of `key`, replacing any earlier one.
     ///
     /// # Errors

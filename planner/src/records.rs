@@ -1,0 +1,221 @@
+//! Why a task will run: what each task read the last time it was built, kept per task
+//! identity (service and task id), so a plan can name the change that gave a task a new key.
+//!
+//! A record holds the task's last key, its buildpack's digest, the digest of every input file,
+//! the env it read and the keys of the tasks it needed. A task whose key has no output in the
+//! store gets the first difference found, in that order: `buildpack changed`, `input changed:
+//! PATH`, `env changed: NAME`, `needs rebuilt: TASK`; with no record (or no difference) it is
+//! `new`. Records are small JSON files written atomically after a successful build; a missing
+//! or unreadable one only makes the reason `new`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use petgraph::graph::NodeIndex;
+
+use crate::key::{KeyHasher, TaskKey};
+use crate::sources::SourceTree;
+use crate::{Plan, Reason, Status, TaskKind};
+
+/// What a task read when it was last built.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct TaskRecord {
+    key: TaskKey,
+    buildpack: Option<TaskKey>,
+    inputs: BTreeMap<String, String>,
+    env: BTreeMap<String, String>,
+    needs: BTreeMap<String, TaskKey>,
+}
+
+/// The records of one cache directory.
+#[derive(Debug)]
+pub struct Records {
+    dir: PathBuf,
+}
+
+impl Records {
+    /// The records under `cache_dir/records`.
+    pub fn new(cache_dir: &Path) -> Self {
+        Self {
+            dir: cache_dir.join("records"),
+        }
+    }
+
+    fn path(&self, service: &str, task: &str) -> PathBuf {
+        let mut h = KeyHasher::new("record/identity");
+        h.str(service).str(task);
+        let key = h.finish().hex();
+        self.dir.join(&key[..2]).join(format!("{key}.json"))
+    }
+
+    fn record(
+        plan: &Plan,
+        node: NodeIndex,
+        app: &SourceTree,
+        digests: &BTreeMap<String, TaskKey>,
+    ) -> TaskRecord {
+        let task = &plan.graph[node];
+        TaskRecord {
+            key: task.key,
+            buildpack: task
+                .buildpack()
+                .and_then(|bp| digests.get(&bp.reference()).copied()),
+            inputs: task
+                .inputs
+                .iter()
+                .filter_map(|p| app.get(p).map(|f| (p.clone(), hex::encode(f.digest))))
+                .collect(),
+            env: task.env.clone(),
+            needs: plan
+                .needs(node)
+                .map(|n| (plan.graph[n].id.clone(), plan.graph[n].key))
+                .collect(),
+        }
+    }
+
+    /// Sets each task of `service`'s status: `Cached` when `cached(key)`, else `WillRun` with
+    /// the reason its record gives.
+    pub fn explain(
+        &self,
+        plan: &mut Plan,
+        service: usize,
+        app: &SourceTree,
+        digests: &BTreeMap<String, TaskKey>,
+        cached: &dyn Fn(&TaskKey) -> bool,
+    ) {
+        let name = plan.services[service].name.clone();
+        for node in plan.services[service].tasks.clone() {
+            let task = &plan.graph[node];
+            let before = || {
+                std::fs::read(self.path(&name, &task.id))
+                    .ok()
+                    .and_then(|bytes| serde_json::from_slice::<TaskRecord>(&bytes).ok())
+            };
+            // The app layer and the image are made at export, from stored parts: they count as
+            // cached when their key is the one last built.
+            let exported = matches!(task.kind, TaskKind::App | TaskKind::Image);
+            let status =
+                if cached(&task.key) || (exported && before().is_some_and(|b| b.key == task.key)) {
+                    Status::Cached
+                } else {
+                    let now = Self::record(plan, node, app, digests);
+                    Status::WillRun(before().map_or(Reason::New, |before| reason(&before, &now)))
+                };
+            plan.graph[node].status = status;
+        }
+    }
+
+    /// Writes the records of `service`'s tasks, after a build of it succeeded.
+    pub fn save(
+        &self,
+        plan: &Plan,
+        service: usize,
+        app: &SourceTree,
+        digests: &BTreeMap<String, TaskKey>,
+    ) -> std::io::Result<()> {
+        let name = &plan.services[service].name;
+        for node in &plan.services[service].tasks {
+            let record = Self::record(plan, *node, app, digests);
+            let path = self.path(name, &plan.graph[*node].id);
+            let dir = path.parent().unwrap_or(&self.dir);
+            std::fs::create_dir_all(dir)?;
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+            serde_json::to_writer(&mut tmp, &record).map_err(std::io::Error::other)?;
+            tmp.persist(&path).map_err(|e| e.error)?;
+        }
+        Ok(())
+    }
+}
+
+/// The first difference between what a task read before and now.
+fn reason(before: &TaskRecord, now: &TaskRecord) -> Reason {
+    if before.buildpack != now.buildpack {
+        return Reason::BuildpackChanged;
+    }
+    let paths = before.inputs.keys().chain(now.inputs.keys());
+    if let Some(path) = paths
+        .into_iter()
+        .find(|p| before.inputs.get(*p) != now.inputs.get(*p))
+    {
+        return Reason::InputChanged(path.clone());
+    }
+    let names = before.env.keys().chain(now.env.keys());
+    if let Some(name) = names
+        .into_iter()
+        .find(|n| before.env.get(*n) != now.env.get(*n))
+    {
+        return Reason::EnvChanged(name.clone());
+    }
+    match now
+        .needs
+        .iter()
+        .find(|(id, key)| before.needs.get(*id) != Some(key))
+    {
+        Some((id, _)) => Reason::NeedsRebuilt(id.clone()),
+        None => Reason::New,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(inputs: &[(&str, &str)], env: &[(&str, &str)], needs: &[(&str, u8)]) -> TaskRecord {
+        TaskRecord {
+            key: TaskKey::from_bytes([0; 32]),
+            buildpack: Some(TaskKey::from_bytes([1; 32])),
+            inputs: inputs
+                .iter()
+                .map(|(p, d)| ((*p).to_owned(), (*d).to_owned()))
+                .collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            needs: needs
+                .iter()
+                .map(|(id, k)| ((*id).to_owned(), TaskKey::from_bytes([*k; 32])))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn reasons_name_the_first_difference() {
+        let base = record(
+            &[("a.lock", "1"), ("b", "2")],
+            &[("MODE", "dev")],
+            &[("bp:runtime", 7)],
+        );
+        assert_eq!(reason(&base, &base), Reason::New);
+        let input = record(
+            &[("a.lock", "9"), ("b", "2")],
+            &[("MODE", "dev")],
+            &[("bp:runtime", 7)],
+        );
+        assert_eq!(reason(&base, &input), Reason::InputChanged("a.lock".into()));
+        let added = record(
+            &[("a.lock", "1"), ("b", "2"), ("c", "3")],
+            &[("MODE", "dev")],
+            &[("bp:runtime", 7)],
+        );
+        assert_eq!(reason(&base, &added), Reason::InputChanged("c".into()));
+        let env = record(
+            &[("a.lock", "1"), ("b", "2")],
+            &[("MODE", "prod")],
+            &[("bp:runtime", 7)],
+        );
+        assert_eq!(reason(&base, &env), Reason::EnvChanged("MODE".into()));
+        let need = record(
+            &[("a.lock", "1"), ("b", "2")],
+            &[("MODE", "dev")],
+            &[("bp:runtime", 8)],
+        );
+        assert_eq!(
+            reason(&base, &need),
+            Reason::NeedsRebuilt("bp:runtime".into())
+        );
+        let mut bp = base.clone();
+        bp.buildpack = Some(TaskKey::from_bytes([2; 32]));
+        assert_eq!(reason(&base, &bp), Reason::BuildpackChanged);
+    }
+}
