@@ -23,6 +23,7 @@ mod records;
 mod registry;
 pub mod sources;
 pub mod statcache;
+mod workspace;
 
 pub use builder::{Builder, BuilderError};
 pub use buildpack::{Buildpack, BuildpackDescriptor, BuildpackError, BuildpackInfo, Target};
@@ -40,3 +41,4 @@ pub use records::Records;
 pub use registry::{Registry, RegistryError, compare_versions};
 pub use sources::{HashStats, ScanOptions, SourceError, SourceFile, SourceTree, glob_set, scan};
 pub use statcache::{StatCache, StatCacheStatus, stat_cache_path};
+pub use workspace::{ServiceSpec, WORKSPACE_FILE, Workspace, WorkspaceError};

@@ -1,0 +1,408 @@
+//! `strata.toml`: a repository of many services, built as one plan.
+//!
+//! ```toml
+//! [workspace]
+//! builder = "builders/builder.toml"     # default builder of every service
+//! run-image = "oci:run-image:latest"
+//! output = "oci:out"                    # one layout; each image is tagged with its service
+//! services = ["services/*"]             # directories, by glob
+//! env = { LOG_LEVEL = "info" }          # default build env
+//!
+//! [[service]]                           # and/or one table per service
+//! name = "api"
+//! path = "legacy/api"
+//! builder = "builders/legacy.toml"
+//! env = { LOG_LEVEL = "debug" }
+//! ```
+//!
+//! Every path is relative to the file. The keys are strata's own, so an unknown key is an
+//! error pointing at it. A `services` glob that matches no directory is a warning, not an
+//! error (a new repository may have none yet), but never silence.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use crate::TomlError;
+
+/// The file name strata looks for at a repository root.
+pub const WORKSPACE_FILE: &str = "strata.toml";
+
+/// A validated `strata.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workspace {
+    /// The file.
+    pub path: PathBuf,
+    /// Its directory: paths in it are relative to this.
+    pub root: PathBuf,
+    /// The default builder.
+    pub builder: Option<PathBuf>,
+    /// The default run image reference.
+    pub run_image: Option<String>,
+    /// The output reference (a layout: images are tagged with their service's name).
+    pub output: Option<String>,
+    /// The default build env, sorted by name.
+    pub env: Vec<(String, String)>,
+    /// The services, sorted by name.
+    pub services: Vec<ServiceSpec>,
+    /// Things worth telling the user (a glob that matched nothing).
+    pub warnings: Vec<String>,
+}
+
+/// One service of a workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSpec {
+    /// Its name (its image's tag).
+    pub name: String,
+    /// Its directory (absolute).
+    pub path: PathBuf,
+    /// Its builder, if not the workspace's.
+    pub builder: Option<PathBuf>,
+    /// Its build env: the workspace's, then its own (its own wins), sorted by name.
+    pub env: Vec<(String, String)>,
+}
+
+/// Why a `strata.toml` could not be read.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum WorkspaceError {
+    /// The file could not be read.
+    #[error("cannot read {path}", path = path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is malformed or invalid.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Toml(#[from] Box<TomlError>),
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    workspace: Option<RawWorkspace>,
+    #[serde(default)]
+    service: Vec<RawService>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawWorkspace {
+    builder: Option<String>,
+    run_image: Option<String>,
+    output: Option<String>,
+    #[serde(default)]
+    services: Vec<Spanned<String>>,
+    #[serde(default)]
+    env: BTreeMap<Spanned<String>, String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    name: Option<Spanned<String>>,
+    path: Spanned<String>,
+    builder: Option<String>,
+    #[serde(default)]
+    env: BTreeMap<Spanned<String>, String>,
+}
+
+impl Workspace {
+    /// The `strata.toml` in `dir`, if there is one.
+    pub fn find(dir: &Path) -> Option<PathBuf> {
+        let path = dir.join(WORKSPACE_FILE);
+        path.is_file().then_some(path)
+    }
+
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, WorkspaceError> {
+        let text = std::fs::read_to_string(path).map_err(|source| WorkspaceError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let root = path.parent().unwrap_or(Path::new(".")).to_owned();
+        Ok(Self::parse(path, &root, &text)?)
+    }
+
+    fn parse(path: &Path, root: &Path, text: &str) -> Result<Self, Box<TomlError>> {
+        let raw: RawFile =
+            toml::from_str(text).map_err(|e| Box::new(TomlError::from_toml(path, text, &e)))?;
+        let error = |span: Range<usize>, message: String| {
+            Box::new(TomlError::new(path, text, Some(span), message))
+        };
+        let ws = raw.workspace.unwrap_or(RawWorkspace {
+            builder: None,
+            run_image: None,
+            output: None,
+            services: Vec::new(),
+            env: BTreeMap::new(),
+        });
+        let env = checked_env(&ws.env, &error)?;
+        let mut services: BTreeMap<String, (ServiceSpec, Range<usize>)> = BTreeMap::new();
+        let mut warnings = Vec::new();
+        let mut add = |spec: ServiceSpec, span: Range<usize>| -> Result<(), Box<TomlError>> {
+            if let Some((other, _)) = services.get(&spec.name) {
+                return Err(error(
+                    span,
+                    format!(
+                        "two services are named `{}`: {} and {}",
+                        spec.name,
+                        other.path.display(),
+                        spec.path.display()
+                    ),
+                ));
+            }
+            services.insert(spec.name.clone(), (spec, span));
+            Ok(())
+        };
+        for pattern in &ws.services {
+            let dirs =
+                matching_dirs(root, pattern.get_ref()).map_err(|m| error(pattern.span(), m))?;
+            if dirs.is_empty() {
+                warnings.push(format!(
+                    "{}: `{}` matches no directory",
+                    path.display(),
+                    pattern.get_ref()
+                ));
+            }
+            for dir in dirs {
+                let name = dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                add(
+                    ServiceSpec {
+                        name,
+                        path: dir,
+                        builder: None,
+                        env: env.clone(),
+                    },
+                    pattern.span(),
+                )?;
+            }
+        }
+        for service in &raw.service {
+            let (spec, span) = service_spec(root, service, &env, &error)?;
+            add(spec, span)?;
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            root: root.to_owned(),
+            builder: ws.builder.map(|b| root.join(b)),
+            run_image: ws.run_image,
+            output: ws.output,
+            env,
+            services: services.into_values().map(|(spec, _)| spec).collect(),
+            warnings,
+        })
+    }
+}
+
+/// One `[[service]]`: its directory must exist; its name defaults to the directory's.
+fn service_spec(
+    root: &Path,
+    service: &RawService,
+    env: &[(String, String)],
+    error: &dyn Fn(Range<usize>, String) -> Box<TomlError>,
+) -> Result<(ServiceSpec, Range<usize>), Box<TomlError>> {
+    let dir = root.join(service.path.get_ref());
+    if !dir.is_dir() {
+        return Err(error(
+            service.path.span(),
+            format!(
+                "service directory `{}` does not exist",
+                service.path.get_ref()
+            ),
+        ));
+    }
+    let dir = dir.canonicalize().unwrap_or(dir);
+    let (name, span) = match &service.name {
+        Some(name) => (name.get_ref().clone(), name.span()),
+        None => (
+            dir.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            service.path.span(),
+        ),
+    };
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        return Err(error(
+            span,
+            format!("`{name}` is not a valid service name: use letters, digits, `.`, `_` and `-`"),
+        ));
+    }
+    let mut merged: BTreeMap<String, String> = env.iter().cloned().collect();
+    merged.extend(checked_env(&service.env, error)?);
+    let spec = ServiceSpec {
+        name,
+        path: dir,
+        builder: service.builder.as_ref().map(|b| root.join(b)),
+        env: merged.into_iter().collect(),
+    };
+    Ok((spec, span))
+}
+
+fn checked_env(
+    env: &BTreeMap<Spanned<String>, String>,
+    error: &dyn Fn(Range<usize>, String) -> Box<TomlError>,
+) -> Result<Vec<(String, String)>, Box<TomlError>> {
+    let mut out = Vec::new();
+    for (name, value) in env {
+        let n = name.get_ref();
+        if n.is_empty()
+            || n.starts_with(|c: char| c.is_ascii_digit())
+            || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(error(
+                name.span(),
+                format!("`{n}` is not a valid env variable name"),
+            ));
+        }
+        out.push((n.clone(), value.clone()));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The directories under `root` whose relative path matches `pattern`, sorted.
+fn matching_dirs(root: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
+    if pattern.starts_with('/') || pattern.split('/').any(|p| p == "..") {
+        return Err(format!(
+            "`{pattern}` must be relative to strata.toml and stay inside its directory"
+        ));
+    }
+    let glob = globset::GlobBuilder::new(pattern.trim_end_matches('/'))
+        .literal_separator(true)
+        .build()
+        .map_err(|e| format!("invalid glob `{pattern}`: {}", e.kind()))?
+        .compile_matcher();
+    let depth = pattern.trim_end_matches('/').split('/').count();
+    let mut out = Vec::new();
+    let mut level = vec![root.to_owned()];
+    for current in 1..=depth {
+        let mut next = Vec::new();
+        for dir in &level {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if !path.is_dir() || entry.file_name() == ".git" {
+                    continue;
+                }
+                if current == depth {
+                    if path.strip_prefix(root).is_ok_and(|rel| glob.is_match(rel)) {
+                        out.push(path.canonicalize().unwrap_or(path));
+                    }
+                } else {
+                    next.push(path);
+                }
+            }
+        }
+        level = next;
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::write;
+
+    fn parse(text: &str, dirs: &[&str]) -> (tempfile::TempDir, Result<Workspace, Box<TomlError>>) {
+        let tmp = tempfile::tempdir().unwrap();
+        for dir in dirs {
+            std::fs::create_dir_all(tmp.path().join(dir)).unwrap();
+        }
+        write(tmp.path(), "strata.toml", text);
+        let root = tmp.path().canonicalize().unwrap();
+        let result = Workspace::parse(&root.join("strata.toml"), &root, text);
+        (tmp, result)
+    }
+
+    #[test]
+    fn services_from_globs_and_tables_with_env_and_builders() {
+        let (_tmp, ws) = parse(
+            "[workspace]\nbuilder = \"b/builder.toml\"\noutput = \"oci:out\"\nservices = [\"services/*\"]\nenv = { LEVEL = \"info\", A = \"1\" }\n\
+             [[service]]\nname = \"legacy-api\"\npath = \"legacy/api\"\nbuilder = \"b/old.toml\"\nenv = { LEVEL = \"debug\" }\n",
+            &[
+                "services/web",
+                "services/worker",
+                "legacy/api",
+                "services/.git",
+            ],
+        );
+        let ws = ws.unwrap();
+        let names: Vec<&str> = ws.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["legacy-api", "web", "worker"]);
+        assert!(ws.builder.as_ref().unwrap().ends_with("b/builder.toml"));
+        let legacy = &ws.services[0];
+        assert!(legacy.builder.as_ref().unwrap().ends_with("b/old.toml"));
+        assert_eq!(
+            legacy.env,
+            [("A".into(), "1".into()), ("LEVEL".into(), "debug".into())]
+        );
+        assert_eq!(
+            ws.services[1].env,
+            [("A".into(), "1".into()), ("LEVEL".into(), "info".into())]
+        );
+        assert_eq!(ws.output.as_deref(), Some("oci:out"));
+        assert!(ws.warnings.is_empty());
+    }
+
+    #[test]
+    fn bad_input_points_at_the_line() {
+        let (_t, e) = parse("[workspace]\nbuildr = \"x\"\n", &[]);
+        let e = e.unwrap_err();
+        assert!(e.message.contains("buildr"), "{}", e.message);
+        assert_eq!(e.line(), Some(2));
+
+        let (_t, e) = parse("[[service]]\npath = \"nope\"\n", &[]);
+        let e = e.unwrap_err();
+        assert!(e.message.contains("does not exist"), "{}", e.message);
+        assert_eq!(e.line(), Some(2));
+
+        let (_t, e) = parse(
+            "[workspace]\nservices = [\"s/*\"]\n[[service]]\nname = \"a\"\npath = \"other/a\"\n",
+            &["s/a", "other/a"],
+        );
+        let e = e.unwrap_err();
+        assert!(
+            e.message.contains("two services are named `a`"),
+            "{}",
+            e.message
+        );
+        assert_eq!(e.line(), Some(4));
+
+        let (_t, e) = parse("[workspace]\nservices = [\"../*\"]\n", &[]);
+        assert!(e.unwrap_err().message.contains("inside"));
+        let (_t, e) = parse("[workspace]\nenv = { 1X = \"v\" }\n", &[]);
+        assert!(e.unwrap_err().message.contains("1X"));
+    }
+
+    #[test]
+    fn a_glob_matching_nothing_is_a_warning() {
+        let (_t, ws) = parse(
+            "[workspace]\nservices = [\"services/*\", \"apps/*\"]\n",
+            &["services/a"],
+        );
+        let ws = ws.unwrap();
+        assert_eq!(ws.services.len(), 1);
+        assert_eq!(ws.warnings.len(), 1);
+        assert!(
+            ws.warnings[0].contains("`apps/*` matches no directory"),
+            "{:?}",
+            ws.warnings
+        );
+    }
+}
