@@ -4,11 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-use strata_engine::platform::valid_env_name;
 use strata_engine::sandbox::Sandbox;
 use strata_exporter::reference::ImageRef;
 use strata_planner::{
     Builder, Buildpack, BuildpackId, Group, GroupRef, Order, ProjectDescriptor, Registry,
+    valid_env_name,
 };
 
 use crate::args::{InputArgs, SandboxArg};

@@ -122,10 +122,3 @@ pub fn base_env(
     }
     env
 }
-
-/// Checks a user env variable name: a valid file name that a shell could export.
-pub fn valid_env_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with(|c: char| c.is_ascii_digit())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-}

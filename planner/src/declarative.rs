@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 use toml::Spanned;
 
-use crate::{BuildpackId, TomlError};
+use crate::{BuildpackId, TomlError, valid_env_name};
 
 /// Layer names CNB reserves for a buildpack's metadata files.
 const RESERVED_LAYER_NAMES: [&str; 3] = ["build", "launch", "store"];
@@ -345,12 +345,6 @@ fn layer_name_problem(name: &str) -> Option<String> {
         ));
     }
     None
-}
-
-fn valid_env_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with(|c: char| c.is_ascii_digit())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// `layer` or `other/buildpack:layer`.

@@ -66,6 +66,14 @@ impl<'de> serde::Deserialize<'de> for BuildpackId {
     }
 }
 
+/// Whether `name` can name a user env variable: a file name under `<platform>/env/` that a
+/// shell could export (letters, digits and `_`, not starting with a digit).
+pub fn valid_env_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,7 +33,7 @@ pub use detect::{DetectError, DetectOutcome, DetectResult, Detector, GroupMember
 pub use detect_cache::CachingDetector;
 pub use diagnostic::TomlError;
 pub use graph::{Plan, PlanError, Reason, ServiceInput, ServicePlan, Status, Task, TaskKind};
-pub use id::{BuildpackId, IdError};
+pub use id::{BuildpackId, IdError, valid_env_name};
 pub use key::{CacheKey, KEY_SCHEMA, KeyHasher, TaskKey};
 pub use order::{Group, GroupRef, Order};
 pub use project::{ProjectBuildpack, ProjectDescriptor, ProjectError};

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use crate::TomlError;
+use crate::{TomlError, valid_env_name};
 
 /// The file name strata looks for at a repository root.
 pub const WORKSPACE_FILE: &str = "strata.toml";
@@ -258,10 +258,7 @@ fn checked_env(
     let mut out = Vec::new();
     for (name, value) in env {
         let n = name.get_ref();
-        if n.is_empty()
-            || n.starts_with(|c: char| c.is_ascii_digit())
-            || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
+        if !valid_env_name(n) {
             return Err(error(
                 name.span(),
                 format!("`{n}` is not a valid env variable name"),
