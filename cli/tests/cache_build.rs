@@ -10,21 +10,14 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 
-struct Fixture {
-    tmp: tempfile::TempDir,
+type Fixture = ExampleCopy;
+
+/// `strata build --json` of the example app into the copy's `out` layout and cache dir.
+trait Builds {
+    fn build(&self, extra: &[&str]) -> (String, Vec<(String, String)>);
 }
 
-impl Fixture {
-    fn new() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        copy_tree(&examples(), &tmp.path().join("examples"));
-        Self { tmp }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.tmp.path().join(rel)
-    }
-
+impl Builds for Fixture {
     /// Builds the example app; returns (digest, tasks by id → status).
     fn build(&self, extra: &[&str]) -> (String, Vec<(String, String)>) {
         let app = self.path("examples/apps/hello");

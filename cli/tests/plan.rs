@@ -5,33 +5,19 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
 
-/// A copy of the examples in a temp dir, every file dated in the past so that no stat cache
-/// entry is racy, and a cache dir.
-struct Fixture {
-    tmp: tempfile::TempDir,
+type Fixture = ExampleCopy;
+
+/// `strata plan` of the example app with the example builder and the copy's cache dir.
+trait Plans {
+    fn plan(&self, format: &str) -> std::process::Output;
+    fn json(&self) -> serde_json::Value;
 }
 
-impl Fixture {
-    fn new() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        copy_tree(&examples(), &tmp.path().join("examples"));
-        // The run image the example builder names, where it names it.
-        let layout = tmp.path().join("examples/run-image/layout");
-        std::fs::create_dir_all(&layout).unwrap();
-        copy_tree(&run_image_dir(), &layout);
-        age(&tmp.path().join("examples"));
-        Self { tmp }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.tmp.path().join(rel)
-    }
-
+impl Plans for Fixture {
     fn plan(&self, format: &str) -> std::process::Output {
         let app = self.path("examples/apps/hello");
         let builder = self.path("examples/builder.toml");
@@ -56,23 +42,6 @@ impl Fixture {
         assert_exit(&out, 0);
         serde_json::from_slice(&out.stdout).unwrap()
     }
-}
-
-/// Sets every file's mtime to 2020 (ctime still moves, which the stat cache also checks).
-fn age(dir: &Path) {
-    let status = Command::new("find")
-        .arg(dir)
-        .args([
-            "-exec",
-            "touch",
-            "-h",
-            "-d",
-            "2020-01-01T00:00:00Z",
-            "{}",
-            "+",
-        ])
-        .status();
-    assert!(status.unwrap().success());
 }
 
 fn keys(plan: &serde_json::Value) -> Vec<(String, String)> {

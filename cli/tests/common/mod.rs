@@ -175,3 +175,39 @@ pub fn runc(bundle: &Path, args: Option<&[&str]>) -> Output {
     assert!(run.status.success(), "runc failed: {}", stderr(&run));
     run
 }
+
+/// A copy of the examples in a temp dir, with the example run image where the example builder
+/// names it, and every file dated in the past so that no stat cache entry is racy.
+pub struct ExampleCopy {
+    pub tmp: tempfile::TempDir,
+}
+
+impl ExampleCopy {
+    pub fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let examples_copy = tmp.path().join("examples");
+        copy_tree(&examples(), &examples_copy);
+        let layout = examples_copy.join("run-image/layout");
+        std::fs::create_dir_all(&layout).unwrap();
+        copy_tree(&run_image_dir(), &layout);
+        let status = Command::new("find")
+            .arg(&examples_copy)
+            .args([
+                "-exec",
+                "touch",
+                "-h",
+                "-d",
+                "2020-01-01T00:00:00Z",
+                "{}",
+                "+",
+            ])
+            .status();
+        assert!(status.unwrap().success());
+        Self { tmp }
+    }
+
+    /// A path inside the copy's temp dir.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.tmp.path().join(rel)
+    }
+}
