@@ -16,8 +16,9 @@
 //!    either the old index or the new one. Entries of other tags are kept; the entries of the
 //!    committed tags are replaced. Entries are sorted by tag so the index is reproducible.
 //!
-//! Concurrent commits to one layout from several processes are not serialised here: the last
-//! index written wins. Callers export all services of one build through one commit.
+//! Commits to layouts in one directory are serialised by an exclusive lock on that directory
+//! (the layout's parent), held from reading the old `index.json` to renaming the new one, so
+//! services exported at the same time, by one build or several, all keep their tags.
 //!
 //! Every JSON blob strata writes goes through [`canonical_json`]: `oci-spec` keeps labels,
 //! annotations, exposed ports and volumes in `HashMap`s, whose serialisation order changes from
@@ -531,6 +532,14 @@ pub struct Staging {
     _temp: TempDir,
 }
 
+/// The directory a layout is in (`.` for a bare name).
+fn parent_of(layout_dir: &Path) -> &Path {
+    match layout_dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
 impl Staging {
     /// Starts staging for the layout at `layout_dir` (which need not exist yet), in a temp
     /// directory in its parent. The parent is created if missing.
@@ -544,10 +553,7 @@ impl Staging {
             .ok_or_else(|| LayoutError::InvalidDir {
                 dir: layout_dir.to_path_buf(),
             })?;
-        let parent = match layout_dir.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
+        let parent = parent_of(layout_dir);
         fs::create_dir_all(parent).map_err(|e| io_err("cannot create", parent, e))?;
         let temp = tempfile::Builder::new()
             .prefix(&format!(".{}.staging-", name.to_string_lossy()))
@@ -686,6 +692,7 @@ impl Staging {
                 });
             }
         }
+        let _lock = self.lock_parent()?;
         let existing = self.existing_layout()?;
         for (tag, descriptor) in tags {
             self.check_complete(tag, descriptor, 0)?;
@@ -739,6 +746,14 @@ impl Staging {
     }
 
     /// The layout already at the target, `None` for a missing or empty directory.
+    /// An exclusive lock on the directory the layout is in, released when dropped.
+    fn lock_parent(&self) -> Result<File, LayoutError> {
+        let parent = parent_of(&self.layout_dir);
+        let dir = File::open(parent).map_err(|e| io_err("cannot open", parent, e))?;
+        dir.lock().map_err(|e| io_err("cannot lock", parent, e))?;
+        Ok(dir)
+    }
+
     fn existing_layout(&self) -> Result<Option<Layout>, LayoutError> {
         let dir = &self.layout_dir;
         let mut entries = match fs::read_dir(dir) {
@@ -1104,6 +1119,30 @@ mod tests {
             descriptor.as_digest_sha256().unwrap(),
             hex::encode(Sha256::digest(&stored))
         );
+    }
+
+    #[test]
+    fn commits_at_the_same_time_keep_every_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout_dir = dir.path().join("layout");
+        std::thread::scope(|scope| {
+            for i in 0..16 {
+                let layout_dir = &layout_dir;
+                scope.spawn(move || {
+                    let staging = Staging::new(layout_dir).unwrap();
+                    let manifest = manifest_with(&staging, format!("layer {i}").as_bytes());
+                    staging.commit(&[(format!("s{i}"), manifest)]).unwrap();
+                });
+            }
+        });
+        let layout = Layout::open(&layout_dir).unwrap();
+        for i in 0..16 {
+            let (_, manifest) = layout.resolve(&format!("s{i}")).unwrap();
+            assert_eq!(
+                layout.read_blob(&manifest.layers()[0]).unwrap(),
+                format!("layer {i}").as_bytes()
+            );
+        }
     }
 
     #[test]

@@ -13,8 +13,10 @@
 //! Edges point from a task to the tasks that need it. A task's [`TaskKey`] covers its kind,
 //! its buildpack's id, version and content digest, its definition, its input files (path,
 //! mode, digest, in path order), its env, the keys of the tasks it needs (sorted), the build
-//! image and the target. Tasks with equal keys are one node, so a layer that many services
-//! would build the same way is built once.
+//! image and the target. Declared layers with equal keys are one node, so a layer that many
+//! services would build the same way is built once. Opaque buildpacks and the app layer are
+//! per service even when their keys are equal: they change and read that service's own copy
+//! of the app. Their equal keys still share one entry in the store.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -390,7 +392,7 @@ impl Plan {
             env,
             status: Status::WillRun(Reason::New),
         };
-        Ok(self.insert(input.name, task, needs))
+        Ok(self.insert(input.name, task, needs, Sharing::Shared))
     }
 
     fn add_buildpack(
@@ -433,7 +435,7 @@ impl Plan {
             env,
             status: Status::WillRun(Reason::New),
         };
-        Ok(self.insert(input.name, task, before))
+        Ok(self.insert(input.name, task, before, Sharing::PerService))
     }
 
     fn add_app(&mut self, input: &ServiceInput<'_>, opaque: &[NodeIndex]) -> NodeIndex {
@@ -449,7 +451,7 @@ impl Plan {
             env: BTreeMap::new(),
             status: Status::WillRun(Reason::New),
         };
-        self.insert(input.name, task, opaque)
+        self.insert(input.name, task, opaque, Sharing::PerService)
     }
 
     fn add_image(&mut self, input: &ServiceInput<'_>, tasks: &[NodeIndex]) -> NodeIndex {
@@ -475,7 +477,7 @@ impl Plan {
             env: BTreeMap::new(),
             status: Status::WillRun(Reason::New),
         };
-        self.insert(input.name, task, tasks)
+        self.insert(input.name, task, tasks, Sharing::PerService)
     }
 
     fn needs_key(&self, h: &mut KeyHasher, needs: &[NodeIndex]) {
@@ -488,14 +490,27 @@ impl Plan {
         }
     }
 
-    /// Adds `task` (or finds the equal one already planned) with edges from `needs`.
-    fn insert(&mut self, service: &str, mut task: Task, needs: &[NodeIndex]) -> NodeIndex {
-        let node = if let Some(node) = self.by_key.get(&task.key) {
-            *node
+    /// Adds `task` with edges from `needs`; a shared task equal to one already planned is
+    /// that node.
+    fn insert(
+        &mut self,
+        service: &str,
+        mut task: Task,
+        needs: &[NodeIndex],
+        sharing: Sharing,
+    ) -> NodeIndex {
+        let existing = match sharing {
+            Sharing::Shared => self.by_key.get(&task.key).copied(),
+            Sharing::PerService => None,
+        };
+        let node = if let Some(node) = existing {
+            node
         } else {
             task.services.clear();
             let node = self.graph.add_node(task);
-            self.by_key.insert(self.graph[node].key, node);
+            if sharing == Sharing::Shared {
+                self.by_key.insert(self.graph[node].key, node);
+            }
             for need in needs {
                 self.graph.update_edge(*need, node, ());
             }
@@ -507,6 +522,15 @@ impl Plan {
         }
         node
     }
+}
+
+/// Whether a task may be one node for every service that plans it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sharing {
+    /// Equal keys are one node.
+    Shared,
+    /// One node per service: it works on the service's own copy of the app.
+    PerService,
 }
 
 /// The part of every buildpack task's key that names the buildpack and the environment.
@@ -702,6 +726,31 @@ mod tests {
             9,
             "runtime is shared; every other task is per service"
         );
+    }
+
+    #[test]
+    fn opaque_and_app_tasks_stay_per_service() {
+        let (_bps, group, digests) = fixture("");
+        let files = [(".v", "1"), ("a.lock", "x"), ("src/a", "a")];
+        let (_a, tree_a) = app(&files);
+        let (_b, tree_b) = app(&files);
+        let mut plan = Plan::new();
+        add(&mut plan, "a", &group, &tree_a, &digests).unwrap();
+        add(&mut plan, "b", &group, &tree_b, &digests).unwrap();
+        for id in ["t/opaque (bin/build)", "app"] {
+            assert_eq!(key_of(&plan, 0, id), key_of(&plan, 1, id), "{id}");
+            let node = |s: usize| {
+                plan.services[s]
+                    .tasks
+                    .iter()
+                    .copied()
+                    .find(|n| plan.graph[*n].id == id)
+                    .unwrap()
+            };
+            assert_ne!(node(0), node(1), "{id} works on each service's own app copy");
+            assert_eq!(plan.graph[node(1)].services, ["b"]);
+        }
+        assert_eq!(plan.services[0].tasks[1], plan.services[1].tasks[1]);
     }
 
     #[test]
