@@ -33,10 +33,13 @@ pub(crate) enum Command {
 }
 
 const BUILD_EXAMPLES: &str = "Examples:
+  strata build examples/monorepo
+  strata build examples/monorepo --service api --service web --json
   strata build examples/apps/hello --builder examples/builder.toml --output oci:out:hello
   strata build . --buildpack ./my-buildpack --run-image oci:base:latest --output oci:out:app --json";
 
 const PLAN_EXAMPLES: &str = "Examples:
+  strata plan examples/monorepo
   strata plan examples/apps/hello --builder examples/builder.toml
   strata plan examples/apps/hello --builder examples/builder.toml --format json
   strata plan examples/apps/hello --builder examples/builder.toml --format dot | dot -Tsvg > plan.svg";
@@ -53,9 +56,12 @@ const CACHE_EXAMPLES: &str = "Examples:
 /// What both `plan` and `build` read: the app, its buildpacks, env and the sandbox.
 #[derive(Debug, Args)]
 pub(crate) struct InputArgs {
-    /// The app's directory.
+    /// The app's directory, or a workspace root (a directory with `strata.toml`).
     #[arg(default_value = ".")]
     pub(crate) app_dir: PathBuf,
+    /// In a workspace, only this service (by name). Repeatable.
+    #[arg(long = "service", value_name = "NAME")]
+    pub(crate) services: Vec<String>,
     /// A CNB builder.toml: its buildpacks, its order and its run image.
     #[arg(long, value_name = "FILE")]
     pub(crate) builder: Option<PathBuf>,
@@ -84,9 +90,10 @@ pub(crate) struct InputArgs {
 pub(crate) struct BuildArgs {
     #[command(flatten)]
     pub(crate) input: InputArgs,
-    /// Where the image goes: `oci:DIR:TAG`.
+    /// Where the image goes: `oci:DIR:TAG`. For a workspace, a layout `oci:DIR` (default: its
+    /// `output`), where each image is tagged with its service's name.
     #[arg(long, value_name = "REF")]
-    pub(crate) output: String,
+    pub(crate) output: Option<String>,
     /// Layer compression.
     #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
     pub(crate) compression: CompressionArg,

@@ -1,129 +1,49 @@
-//! `strata build`: plan, run the tasks, and export one app.
+//! `strata build`: plan every service, run all their tasks in one executor run, and export
+//! each service's image as soon as its tasks are done.
 //!
 //! Inputs are validated first ([`crate::config`]), so bad input fails fast with exit code 2
-//! and nothing written. Tasks then run in a scratch directory, and the image is exported into
-//! a staging area that is committed to the output layout only at the very end.
+//! and nothing written. A service whose image task's key last exported the manifest the
+//! output still tags it with is up to date: none of its tasks runs or is even probed. The
+//! others run in per-service scratch directories; each image is assembled in its own staging
+//! area and committed to the shared output layout (commits are serialised by a lock), so a
+//! failed service leaves its old tag in place and the others still land.
 
-use serde::Serialize;
-use strata_engine::appdir::copy_app;
-use strata_engine::build::BuildRequest;
-use strata_engine::execute::{Event, Executed, TaskReport, execute_service, task_report};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use petgraph::graph::NodeIndex;
+use strata_engine::build::{BuildError, BuildOutput, BuildRequest};
+use strata_engine::execute::{
+    Event, Executed, Failure, ServiceRun, TaskReport, execute, task_report,
+};
 use strata_engine::executor::ExecOptions;
 use strata_engine::store::{Store, store_dir};
 use strata_exporter::archive::{Compression, Owner};
 use strata_exporter::base::builtin_run_image;
-use strata_exporter::image::{ExportRequest, ExportedLayer, assemble};
-use strata_exporter::layout::Staging;
-use strata_exporter::reference::ImageRef;
+use strata_exporter::image::{ExportRequest, ExportedImage, assemble};
+use strata_exporter::layout::{Layout, Staging};
+use strata_exporter::reference::{ImageRef, validate_tag};
 use strata_exporter::runimage::{DEFAULT_CNB_ID, RunImage};
 use strata_exporter::taskcache::StoreCache;
-use strata_planner::{Records, TaskKind};
+use strata_planner::Records;
 
 use crate::args::{BuildArgs, CompressionArg};
 use crate::config::InputConfig;
 use crate::error::CliError;
-use crate::prepare::{Prepared, prepare};
+use crate::prepare::{Prepared, PreparedService, prepare};
 use crate::progress::Progress;
-
-/// What a build produced, for the text and JSON reports.
-#[derive(Debug, Serialize)]
-pub(crate) struct BuildReport {
-    pub(crate) image: String,
-    pub(crate) digest: String,
-    pub(crate) buildpacks: Vec<String>,
-    pub(crate) layers: Vec<LayerReport>,
-    /// Each task: `id`, `key`, `status` (`ran` or `cached`), `reason`, `seconds`.
-    pub(crate) tasks: Vec<TaskReport>,
-    /// How many tasks ran and how many were answered from the cache.
-    pub(crate) ran: usize,
-    pub(crate) cached: usize,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct LayerReport {
-    pub(crate) created_by: String,
-    pub(crate) diff_id: String,
-    pub(crate) digest: String,
-    pub(crate) size: u64,
-}
-
-impl From<&ExportedLayer> for LayerReport {
-    fn from(l: &ExportedLayer) -> Self {
-        Self {
-            created_by: l.created_by.clone(),
-            diff_id: l.diff_id.clone(),
-            digest: l.digest.clone(),
-            size: l.size,
-        }
-    }
-}
-
-/// Stages the run image's layers into the output (or makes the built-in base there).
-fn stage_run_image(
-    prepared: &Prepared,
-    config: &BuildConfig,
-    staging: &Staging,
-) -> Result<RunImage, CliError> {
-    let Some(image) = &prepared.run_image else {
-        let owner = Owner::new(DEFAULT_CNB_ID, DEFAULT_CNB_ID);
-        return Ok(builtin_run_image(
-            staging.blob_dir(),
-            owner,
-            config.input.epoch,
-            config.compression,
-        )?);
-    };
-    for layer in &image.layers {
-        let blob = layer.blob.as_deref().ok_or_else(|| {
-            CliError::Usage(format!(
-                "run image {}: layer {} is not on disk",
-                prepared.run_image_name, layer.diff_id
-            ))
-        })?;
-        staging.put_blob_file(blob, &layer.descriptor)?;
-    }
-    Ok(image.clone())
-}
-
-/// Removes from the output layout the blobs the store found corrupt in this build.
-///
-/// Exported layers are hardlinks of store blobs, so a blob corrupted in the store is corrupt
-/// in the layout too; the store has just rebuilt it, and the export must put the good copy
-/// in place instead of keeping the layout's (which it would, finding the digest present).
-fn drop_corrupt_copies(store: &Store, layout: &std::path::Path) {
-    for digest in store.removed_blobs() {
-        let Some(hex) = digest.strip_prefix("sha256:") else {
-            continue;
-        };
-        let copy = layout.join("blobs/sha256").join(hex);
-        // A copy that cannot be removed stays; `strata cache verify` and skopeo will show it.
-        let _ = std::fs::remove_file(copy);
-    }
-}
-
-/// The task cache of this build: layers owned by the run image's CNB user, dated and
-/// compressed as asked; with `--no-cache`, one that answers nothing.
-fn store_cache<'a>(
-    store: &'a Store,
-    prepared: &Prepared,
-    config: &BuildConfig,
-) -> Result<StoreCache<'a>, CliError> {
-    let owner = match &prepared.run_image {
-        Some(image) => image.cnb_user()?,
-        None => Owner::new(DEFAULT_CNB_ID, DEFAULT_CNB_ID),
-    };
-    let cache = StoreCache::new(store, owner, config.input.epoch, config.compression);
-    Ok(if config.no_cache {
-        cache.without_lookups()
-    } else {
-        cache
-    })
-}
+use crate::report::{BuildReport, ImageReport, LayerReport, ServiceReport};
+use crate::uptodate;
 
 /// A build, validated.
 pub(crate) struct BuildConfig {
     pub(crate) input: InputConfig,
-    output: ImageRef,
+    /// The output layout.
+    layout: PathBuf,
+    /// Each service's tag, by index in `input.services`.
+    tags: Vec<String>,
     compression: Compression,
     exec: ExecOptions,
     no_cache: bool,
@@ -131,10 +51,45 @@ pub(crate) struct BuildConfig {
 
 impl BuildConfig {
     pub(crate) fn from_args(args: &BuildArgs) -> Result<Self, CliError> {
-        let output = ImageRef::parse(&args.output)?;
+        let input = InputConfig::from_args(&args.input)?;
+        let (layout, tags) = match &input.workspace {
+            None => {
+                let Some(output) = &args.output else {
+                    return Err(CliError::Usage(
+                        "no output: pass --output oci:DIR:TAG".to_owned(),
+                    ));
+                };
+                let output = ImageRef::parse(output)?;
+                (output.dir().to_owned(), vec![output.tag().to_owned()])
+            }
+            Some(ws) => {
+                let (text, base) = match (&args.output, &ws.output) {
+                    (Some(flag), _) => (flag.as_str(), Path::new(".")),
+                    (None, Some(file)) => (file.as_str(), ws.root.as_path()),
+                    (None, None) => {
+                        return Err(CliError::Usage(format!(
+                            "no output: pass --output oci:DIR, or set output in {}",
+                            ws.path.display()
+                        )));
+                    }
+                };
+                let output = ImageRef::parse(text)?.relative_to(base);
+                if text.trim_start_matches("oci:").contains(':') {
+                    return Err(CliError::Usage(format!(
+                        "output {text}: a workspace writes one layout, oci:DIR, and tags each image with its service's name"
+                    )));
+                }
+                let tags = input.services.iter().map(|s| s.name.clone()).collect();
+                (output.dir().to_owned(), tags)
+            }
+        };
+        for tag in &tags {
+            validate_tag(tag)?;
+        }
         Ok(Self {
-            input: InputConfig::from_args(&args.input)?,
-            output,
+            input,
+            layout,
+            tags,
             compression: match args.compression {
                 CompressionArg::None => Compression::None,
                 CompressionArg::Gzip => Compression::Gzip,
@@ -149,107 +104,451 @@ impl BuildConfig {
             no_cache: args.no_cache,
         })
     }
+
+    /// The reference of service `index`'s image.
+    fn image_ref(&self, index: usize) -> String {
+        format!("oci:{}:{}", self.layout.display(), self.tags[index])
+    }
 }
 
-/// Plans, runs the tasks, and exports.
-pub(crate) fn run(config: &BuildConfig, progress: &Progress) -> Result<BuildReport, CliError> {
+/// The CNB user of a service's run image.
+fn owner_of(service: &PreparedService) -> Result<Owner, CliError> {
+    Ok(match &service.run_image {
+        Some(image) => image.cnb_user()?,
+        None => Owner::new(DEFAULT_CNB_ID, DEFAULT_CNB_ID),
+    })
+}
+
+/// Stages the run image's layers into the output (or makes the built-in base there).
+fn stage_run_image(
+    service: &PreparedService,
+    config: &BuildConfig,
+    owner: Owner,
+    staging: &Staging,
+) -> Result<RunImage, Box<dyn std::error::Error + Send + Sync>> {
+    let Some(image) = &service.run_image else {
+        return Ok(builtin_run_image(
+            staging.blob_dir(),
+            owner,
+            config.input.epoch,
+            config.compression,
+        )?);
+    };
+    for layer in &image.layers {
+        let blob = layer.blob.as_deref().ok_or_else(|| {
+            format!(
+                "run image {}: layer {} is not on disk",
+                service.run_image_name, layer.diff_id
+            )
+        })?;
+        staging.put_blob_file(blob, &layer.descriptor)?;
+    }
+    Ok((**image).clone())
+}
+
+/// Removes from the output layout the blobs the store found corrupt in this build.
+///
+/// Exported layers are hardlinks of store blobs, so a blob corrupted in the store is corrupt
+/// in the layout too; the store has just rebuilt it, and the export must put the good copy
+/// in place instead of keeping the layout's (which it would, finding the digest present).
+fn drop_corrupt_copies(store: &Store, layout: &Path) {
+    for digest in store.removed_blobs() {
+        let Some(hex) = digest.strip_prefix("sha256:") else {
+            continue;
+        };
+        let copy = layout.join("blobs/sha256").join(hex);
+        // A copy that cannot be removed stays; `strata cache verify` and skopeo will show it.
+        let _ = std::fs::remove_file(copy);
+    }
+}
+
+/// What a service's export left.
+struct Exported {
+    image: ExportedImage,
+    at: f64,
+}
+
+/// Everything one build shares between its exports.
+struct Exporter<'a> {
+    config: &'a BuildConfig,
+    prepared: &'a Prepared,
+    store: &'a Store,
+    owner: Owner,
+    started: Instant,
+    done: Mutex<HashMap<usize, Exported>>,
+}
+
+impl Exporter<'_> {
+    /// Exports service `index` (of `prepared.services`) from `output`, and records it.
+    fn export(
+        &self,
+        index: usize,
+        output: &BuildOutput,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let service = &self.prepared.services[index];
+        let config = &self.config.input.services[service.config];
+        drop_corrupt_copies(self.store, &self.config.layout);
+        let staging = Staging::new(&self.config.layout)?;
+        let run_image = stage_run_image(service, self.config, self.owner, &staging)?;
+        let image = assemble(
+            &ExportRequest {
+                build: output,
+                run_image: &run_image,
+                run_image_name: &service.run_image_name,
+                owner: self.owner,
+                epoch: self.config.input.epoch,
+                compression: self.config.compression,
+                project: config.project.as_ref(),
+            },
+            &staging,
+        )?;
+        staging.commit(&[(
+            self.config.tags[service.config].clone(),
+            image.manifest.clone(),
+        )])?;
+        let plan = &self.prepared.plan;
+        if let Some(node) = plan.services[index].tasks.last() {
+            uptodate::record(
+                self.store,
+                &plan.graph[*node].key,
+                &self.config.layout,
+                &image,
+                self.config.compression,
+            )?;
+        }
+        // What each task read, so the next plan can say why a task runs again. A record that
+        // cannot be written only makes a later reason `new`.
+        let _ = Records::new(&self.config.input.cache_dir).save(
+            plan,
+            index,
+            &service.app,
+            &service.digests,
+        );
+        if let Ok(mut done) = self.done.lock() {
+            let at = self.started.elapsed().as_secs_f64();
+            done.insert(index, Exported { image, at });
+        }
+        Ok(())
+    }
+}
+
+/// The CNB user that owns every service's layers: one for the whole build, since shared
+/// layers are stored once.
+fn common_owner(prepared: &Prepared) -> Result<Owner, CliError> {
+    let owners = prepared
+        .services
+        .iter()
+        .map(owner_of)
+        .collect::<Result<Vec<_>, _>>()?;
+    let owner = owners
+        .first()
+        .copied()
+        .unwrap_or(Owner::new(DEFAULT_CNB_ID, DEFAULT_CNB_ID));
+    if let Some(other) = owners.iter().find(|o| **o != owner) {
+        return Err(CliError::Usage(format!(
+            "the services' run images have different CNB users ({}:{} and {}:{}); build them separately",
+            owner.uid, owner.gid, other.uid, other.gid
+        )));
+    }
+    Ok(owner)
+}
+
+/// The services whose image is up to date (the output still has what their image key last
+/// exported), with its manifest digest, by index in `prepared.services`.
+fn up_to_date(config: &BuildConfig, prepared: &Prepared, store: &Store) -> HashMap<usize, String> {
+    let plan = &prepared.plan;
+    let tagged: HashMap<String, _> = Layout::open(&config.layout)
+        .map(|layout| layout.tags().into_iter().collect())
+        .unwrap_or_default();
+    let mut current = HashMap::new();
+    for (index, service) in prepared.services.iter().enumerate() {
+        let image = plan.services[index]
+            .tasks
+            .last()
+            .map(|n| &plan.graph[*n].key);
+        let found = match (image, tagged.get(&config.tags[service.config])) {
+            (Some(key), Some(descriptor)) if !config.no_cache => {
+                uptodate::up_to_date(store, key, &config.layout, descriptor, config.compression)
+            }
+            _ => None,
+        };
+        if let Some(digest) = found {
+            current.insert(index, digest);
+        }
+    }
+    current
+}
+
+/// Plans, runs the tasks, and exports. Returns the report and, when a service failed, the
+/// error to exit with (after the report is shown).
+pub(crate) fn run(
+    config: &BuildConfig,
+    progress: &Progress,
+) -> Result<(BuildReport, Option<CliError>), CliError> {
+    let started = Instant::now();
     let input = &config.input;
     progress.line("===> DETECTING");
-    let prepared = prepare(input)?;
-    let service = &prepared.plan.services[0];
-    for member in &service.group.group {
-        progress.line(&format!("     {}", member.buildpack.reference()));
+    let prepared = prepare(input, config.exec.keep_going)?;
+    for (name, error) in &prepared.failed {
+        progress.line(&format!("     {name}: failed: {error}"));
     }
+    let plan = &prepared.plan;
+    let owner = common_owner(&prepared)?;
+    let store =
+        Store::open(&store_dir(&input.cache_dir)).map_err(crate::cache::CacheError::from)?;
 
-    progress.line("===> BUILDING");
-    progress.set_total(service.tasks.len().saturating_sub(2) as u64);
-    let scratch = prepared.scratch.path();
-    let workspace = scratch.join("workspace");
-    std::fs::create_dir(&workspace).map_err(|source| CliError::Io {
-        what: "cannot create the workspace".to_owned(),
-        source,
-    })?;
-    let (include, exclude) = input
-        .project
-        .as_ref()
-        .map_or((&[][..], &[][..]), |p| (&p.include[..], &p.exclude[..]));
-    copy_app(&input.app_dir, &workspace, include, exclude)?;
-    let request = BuildRequest {
-        source: &input.app_dir,
-        sandbox: &input.sandbox,
-        workspace: &workspace,
-        platform: &prepared.platform,
-        target: &prepared.target,
-        scratch: &scratch.join("build"),
-        network: input.network,
-    };
+    let current = up_to_date(config, &prepared, &store);
+    let mut cache = StoreCache::new(&store, owner, input.epoch, config.compression);
+    if config.no_cache {
+        cache = cache.without_lookups();
+    }
+    let dirs: Vec<(PathBuf, PathBuf)> = prepared
+        .services
+        .iter()
+        .map(|s| (s.scratch.join("workspace"), s.scratch.join("build")))
+        .collect();
+    let runs: Vec<ServiceRun<'_>> = prepared
+        .services
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| !current.contains_key(index))
+        .map(|(index, service)| {
+            let service_config = &input.services[service.config];
+            let (include, exclude) = service_config.include_exclude();
+            ServiceRun {
+                service: index,
+                req: BuildRequest {
+                    source: &service_config.app_dir,
+                    sandbox: &input.sandbox,
+                    workspace: &dirs[index].0,
+                    platform: &service.platform,
+                    target: &service.target,
+                    scratch: &dirs[index].1,
+                    network: input.network,
+                },
+                include,
+                exclude,
+            }
+        })
+        .collect();
+
+    if !runs.is_empty() {
+        progress.line("===> BUILDING");
+    }
+    let total: HashSet<NodeIndex> = runs
+        .iter()
+        .flat_map(|r| plan.services[r.service].tasks.iter().copied())
+        .collect();
+    progress.set_total(total.len() as u64);
     let show = |event: Event<'_>| match event {
         Event::Started(id) => progress.started(id),
-        Event::Finished(id, log) => progress.ended(id, None, Some(log)),
+        Event::Finished(id, log) => progress.ended(id, None, log),
         Event::Failed(id) => progress.ended(id, Some("failed"), None),
         Event::Skipped(id) => progress.ended(id, Some("skipped (a task it needs failed)"), None),
     };
-    let store =
-        Store::open(&store_dir(&input.cache_dir)).map_err(crate::cache::CacheError::from)?;
-    let cache = store_cache(&store, &prepared, config)?;
-    let Executed { output, mut tasks } = execute_service(
-        &request,
-        &prepared.plan,
-        service,
-        config.exec,
-        Some(&cache),
-        &show,
-    )?;
-
+    let exporter = Exporter {
+        config,
+        prepared: &prepared,
+        store: &store,
+        owner,
+        started,
+        done: Mutex::new(HashMap::new()),
+    };
+    let export = |run: usize, output: &BuildOutput| {
+        let index = runs[run].service;
+        exporter
+            .export(index, output)
+            .map_err(|source| BuildError::Export {
+                service: plan.services[index].name.clone(),
+                source,
+            })
+    };
+    let executed = execute(plan, &runs, config.exec, Some(&cache), &show, &export);
     progress.finish();
-    progress.line("===> EXPORTING");
-    let export_started = std::time::Instant::now();
-    drop_corrupt_copies(&store, config.output.dir());
-    let staging = Staging::new(config.output.dir())?;
-    let run_image = stage_run_image(&prepared, config, &staging)?;
-    let exported = assemble(
-        &ExportRequest {
-            build: &output,
-            run_image: &run_image,
-            run_image_name: &prepared.run_image_name,
-            owner: run_image.cnb_user()?,
-            epoch: input.epoch,
-            compression: config.compression,
-            project: input.project.as_ref(),
-        },
-        &staging,
-    )?;
-    staging.commit(&[(config.output.tag().to_owned(), exported.manifest.clone())])?;
-    // What each task read, so the next plan can say why a task runs again. A record that
-    // cannot be written only makes a later reason `new`.
-    let _ =
-        Records::new(&input.cache_dir).save(&prepared.plan, 0, &prepared.app, &prepared.digests);
-    for node in &service.tasks {
-        if matches!(
-            prepared.plan.graph[*node].kind,
-            TaskKind::App | TaskKind::Image
-        ) {
-            tasks.push(task_report(
-                &prepared.plan,
-                *node,
-                "ran",
-                export_started.elapsed(),
-            ));
+    let images = exporter.done.into_inner().unwrap_or_default();
+    Ok(report(
+        config, &prepared, &runs, executed, &current, images, started,
+    ))
+}
+
+/// The report of a build, and the error to exit with if a service failed.
+fn report(
+    config: &BuildConfig,
+    prepared: &Prepared,
+    runs: &[ServiceRun<'_>],
+    executed: Executed,
+    current: &HashMap<usize, String>,
+    mut images: HashMap<usize, Exported>,
+    started: Instant,
+) -> (BuildReport, Option<CliError>) {
+    let plan = &prepared.plan;
+    let (status, tasks) = statuses(plan, executed.nodes, executed.tasks, current);
+    let mut errors: HashMap<usize, String> = HashMap::new();
+    for failure in &executed.failures {
+        for run in &failure.runs {
+            errors
+                .entry(runs[*run].service)
+                .or_insert_with(|| format!("{}: {}", failure.task, failure.error));
         }
     }
-    let ran = tasks.iter().filter(|t| t.status == "ran").count();
-    Ok(BuildReport {
-        image: config.output.to_string(),
-        digest: exported.manifest.digest().to_string(),
-        buildpacks: service
+    let mut services = Vec::new();
+    for (index, service) in prepared.services.iter().enumerate() {
+        let name = plan.services[index].name.clone();
+        let count = |wanted: &str| {
+            plan.services[index]
+                .tasks
+                .iter()
+                .filter(|n| status.get(n) == Some(&wanted))
+                .count()
+        };
+        let buildpacks = plan.services[index]
             .group
             .group
             .iter()
             .map(|m| m.buildpack.reference())
-            .collect(),
-        layers: exported.layers.iter().map(LayerReport::from).collect(),
+            .collect::<Vec<_>>();
+        let image_ref = config.image_ref(service.config);
+        let (status_text, image, seconds) = if let Some(digest) = current.get(&index) {
+            let image = ImageReport {
+                image: image_ref,
+                digest: digest.clone(),
+                buildpacks,
+                layers: Vec::new(),
+            };
+            ("up-to-date", Some(image), 0.0)
+        } else if let Some(done) = images.remove(&index) {
+            let image = ImageReport {
+                image: image_ref,
+                digest: done.image.manifest.digest().to_string(),
+                buildpacks,
+                layers: done.image.layers.iter().map(LayerReport::from).collect(),
+            };
+            ("built", Some(image), done.at)
+        } else {
+            ("failed", None, 0.0)
+        };
+        let error = (status_text == "failed").then(|| {
+            errors
+                .remove(&index)
+                .unwrap_or_else(|| "not built: the build stopped at a failure".to_owned())
+        });
+        services.push(ServiceReport {
+            name,
+            status: status_text,
+            error,
+            image,
+            ran: count("ran"),
+            cached: count("cached"),
+            seconds,
+        });
+    }
+    for (name, error) in &prepared.failed {
+        services.push(ServiceReport {
+            name: name.clone(),
+            status: "failed",
+            error: Some(describe(error)),
+            image: None,
+            ran: 0,
+            cached: 0,
+            seconds: 0.0,
+        });
+    }
+    let ran = tasks.iter().filter(|t| t.status == "ran").count();
+    let failed: Vec<String> = services
+        .iter()
+        .filter(|s| s.error.is_some())
+        .map(|s| s.name.clone())
+        .collect();
+    let error = exit_error(
+        config,
+        plan,
+        runs,
+        executed.failures,
+        failed,
+        services.len(),
+    );
+    let single = match &config.input.workspace {
+        None => services.first().and_then(|s| s.image.clone()),
+        Some(_) => None,
+    };
+    let report = BuildReport {
+        single,
+        services,
         cached: tasks.len() - ran,
         ran,
         tasks,
-    })
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    (report, error)
+}
+
+/// An error and its causes, on one line.
+fn describe(error: &CliError) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Each task's status, and its report: those the executor saw, and those of up-to-date
+/// services that no service run needed (all cached).
+fn statuses(
+    plan: &strata_planner::Plan,
+    nodes: Vec<NodeIndex>,
+    reports: Vec<TaskReport>,
+    current: &HashMap<usize, String>,
+) -> (HashMap<NodeIndex, &'static str>, Vec<TaskReport>) {
+    let mut status: HashMap<NodeIndex, &'static str> = HashMap::new();
+    let mut tasks: Vec<TaskReport> = Vec::new();
+    for (node, task) in nodes.into_iter().zip(reports) {
+        status.insert(node, task.status);
+        tasks.push(task);
+    }
+    for index in current.keys() {
+        for node in &plan.services[*index].tasks {
+            if !status.contains_key(node) {
+                status.insert(*node, "cached");
+                let report = task_report(plan, *node, "cached", std::time::Duration::ZERO);
+                tasks.push(report);
+            }
+        }
+    }
+    (status, tasks)
+}
+
+/// The error a build with `failed` services exits with: for one app, or a workspace that
+/// stopped at its first failure, that failure; after `--keep-going`, the list of failed
+/// services (each one's error is in the report).
+fn exit_error(
+    config: &BuildConfig,
+    plan: &strata_planner::Plan,
+    runs: &[ServiceRun<'_>],
+    failures: Vec<Failure>,
+    failed: Vec<String>,
+    total: usize,
+) -> Option<CliError> {
+    if failed.is_empty() {
+        return None;
+    }
+    match (&config.input.workspace, failures.into_iter().next()) {
+        (None, Some(failure)) => Some(CliError::Build(failure.error)),
+        (Some(_), Some(failure)) if !config.exec.keep_going => {
+            let service = failure.runs.first().map_or_else(String::new, |r| {
+                plan.services[runs[*r].service].name.clone()
+            });
+            Some(CliError::in_service(
+                &service,
+                CliError::Build(failure.error),
+            ))
+        }
+        _ => Some(CliError::ServicesFailed {
+            failed: failed.len(),
+            total,
+            names: failed,
+        }),
+    }
 }

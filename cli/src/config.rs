@@ -1,14 +1,19 @@
-//! The inputs of `plan` and `build`, validated before anything runs: the builder, buildpacks,
-//! `project.toml`, references and env. Bad input fails here, with exit code 2 and nothing
-//! written.
+//! The inputs of `plan` and `build`, validated before anything runs: the workspace
+//! (`strata.toml`) or the one app, and per service the builder, buildpacks, `project.toml`,
+//! references and env. Bad input fails here, with exit code 2 and nothing written.
+//!
+//! In a workspace, a flag wins over the file: `--builder`, `--buildpack` and `--run-image`
+//! replace the service's and the workspace's settings, and `--env` comes after the
+//! workspace's env, the service's and `project.toml`'s.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use strata_engine::sandbox::Sandbox;
 use strata_exporter::reference::ImageRef;
 use strata_planner::{
     Builder, Buildpack, BuildpackId, Group, GroupRef, Order, ProjectDescriptor, Registry,
-    valid_env_name,
+    ServiceSpec, WORKSPACE_FILE, Workspace, valid_env_name,
 };
 
 use crate::args::{InputArgs, SandboxArg};
@@ -17,8 +22,23 @@ use crate::error::CliError;
 /// 1980-01-01T00:00:01Z: the time CNB images carry when `SOURCE_DATE_EPOCH` is not set.
 const DEFAULT_EPOCH: u64 = strata_exporter::archive::DEFAULT_MTIME;
 
-/// What `plan` and `build` read, validated.
+/// What `plan` and `build` read, validated: one service (an app directory), or every
+/// service of a workspace (a directory with `strata.toml`).
 pub(crate) struct InputConfig {
+    /// The services, in the workspace's order (by name); those `--service` names only.
+    pub(crate) services: Vec<ServiceConfig>,
+    /// The workspace, when the directory has a `strata.toml`.
+    pub(crate) workspace: Option<Workspace>,
+    pub(crate) cache_dir: PathBuf,
+    pub(crate) sandbox: Sandbox,
+    pub(crate) network: bool,
+    pub(crate) epoch: u64,
+}
+
+/// One service: an app and how to build it.
+pub(crate) struct ServiceConfig {
+    /// Its name: the workspace's name for it, else the app directory's name.
+    pub(crate) name: String,
     pub(crate) app_dir: PathBuf,
     pub(crate) project: Option<ProjectDescriptor>,
     pub(crate) registry: Registry,
@@ -26,13 +46,10 @@ pub(crate) struct InputConfig {
     pub(crate) build_image: String,
     pub(crate) run_image: RunImageSource,
     pub(crate) env: Vec<(String, String)>,
-    pub(crate) cache_dir: PathBuf,
-    pub(crate) sandbox: Sandbox,
-    pub(crate) network: bool,
-    pub(crate) epoch: u64,
 }
 
 /// Where the run image comes from.
+#[derive(Clone)]
 pub(crate) enum RunImageSource {
     /// An image, with the name to record for rebase.
     Image {
@@ -42,36 +59,91 @@ pub(crate) enum RunImageSource {
     Builtin,
 }
 
+/// What a service is made from before validation.
+struct ServiceSource<'a> {
+    name: String,
+    app_dir: PathBuf,
+    builder: Option<&'a Path>,
+    run_image: Option<RunImageArg<'a>>,
+    env: Vec<(String, String)>,
+}
+
+/// A run image reference and the directory a relative layout path is relative to.
+#[derive(Clone, Copy)]
+struct RunImageArg<'a> {
+    name: &'a str,
+    base: &'a Path,
+}
+
 impl InputConfig {
     pub(crate) fn from_args(args: &InputArgs) -> Result<Self, CliError> {
-        let app_dir = std::fs::canonicalize(&args.app_dir).map_err(|e| {
+        let dir = std::fs::canonicalize(&args.app_dir).map_err(|e| {
             CliError::Usage(format!(
                 "cannot read the app directory {}: {e}",
                 args.app_dir.display()
             ))
         })?;
-        if !app_dir.is_dir() {
+        if !dir.is_dir() {
             return Err(CliError::Usage(format!(
                 "{} is not a directory",
-                app_dir.display()
+                dir.display()
             )));
         }
-        let builder = args.builder.as_deref().map(Builder::load).transpose()?;
-        let project = ProjectDescriptor::load(&app_dir)?;
-        let mut registry = builder
-            .as_ref()
-            .map(|b| b.registry.clone())
-            .unwrap_or_default();
-
-        let order = select_order(
-            args,
-            builder.as_ref(),
-            project.as_ref(),
-            &app_dir,
-            &mut registry,
-        )?;
-        let run_image = run_image_source(args.run_image.as_deref(), builder.as_ref())?;
-        let env = user_env(&args.env, project.as_ref())?;
+        let workspace = Workspace::find(&dir)
+            .map(|path| Workspace::load(&path))
+            .transpose()?;
+        let cwd = Path::new(".");
+        let flag_run_image = args
+            .run_image
+            .as_deref()
+            .map(|name| RunImageArg { name, base: cwd });
+        let sources: Vec<ServiceSource<'_>> = match &workspace {
+            None => {
+                if !args.services.is_empty() {
+                    return Err(CliError::Usage(format!(
+                        "--service needs a workspace, and {} has no {WORKSPACE_FILE}",
+                        dir.display()
+                    )));
+                }
+                vec![ServiceSource {
+                    name: service_name(&dir),
+                    app_dir: dir.clone(),
+                    builder: args.builder.as_deref(),
+                    run_image: flag_run_image,
+                    env: Vec::new(),
+                }]
+            }
+            Some(ws) => select_services(ws, &args.services)?
+                .into_iter()
+                .map(|spec| ServiceSource {
+                    name: spec.name.clone(),
+                    app_dir: spec.path.clone(),
+                    builder: args
+                        .builder
+                        .as_deref()
+                        .or(spec.builder.as_deref())
+                        .or(ws.builder.as_deref()),
+                    run_image: flag_run_image.or_else(|| {
+                        ws.run_image.as_deref().map(|name| RunImageArg {
+                            name,
+                            base: &ws.root,
+                        })
+                    }),
+                    env: spec.env.clone(),
+                })
+                .collect(),
+        };
+        let mut builders: HashMap<PathBuf, Builder> = HashMap::new();
+        let mut services = Vec::new();
+        for source in sources {
+            let name = source.name.clone();
+            let service = ServiceConfig::new(source, args, &mut builders);
+            services.push(match (&workspace, service) {
+                (_, Ok(service)) => service,
+                (None, Err(e)) => return Err(e),
+                (Some(_), Err(e)) => return Err(CliError::in_service(&name, e)),
+            });
+        }
         let sandbox = match args.sandbox {
             SandboxArg::Bwrap => Sandbox::bwrap()?,
             SandboxArg::None => Sandbox::none(),
@@ -88,18 +160,9 @@ impl InputConfig {
             Some(dir) => dir.clone(),
             None => default_cache_dir()?,
         };
-        let build_image = builder
-            .as_ref()
-            .and_then(|b| b.build_image.clone())
-            .unwrap_or_else(|| "host".to_owned());
         Ok(Self {
-            app_dir,
-            project,
-            registry,
-            order,
-            build_image,
-            run_image,
-            env,
+            services,
+            workspace,
             cache_dir,
             sandbox,
             network: !args.offline,
@@ -108,18 +171,111 @@ impl InputConfig {
     }
 }
 
+/// The workspace's services, or those `names` name (each must be one of them).
+fn select_services<'w>(
+    ws: &'w Workspace,
+    names: &[String],
+) -> Result<Vec<&'w ServiceSpec>, CliError> {
+    if names.is_empty() {
+        return Ok(ws.services.iter().collect());
+    }
+    let known = || {
+        ws.services
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for name in names {
+        if !ws.services.iter().any(|s| s.name == *name) {
+            return Err(CliError::Usage(format!(
+                "--service {name}: {} has no such service; it has: {}",
+                ws.path.display(),
+                known()
+            )));
+        }
+    }
+    Ok(ws
+        .services
+        .iter()
+        .filter(|s| names.contains(&s.name))
+        .collect())
+}
+
+/// The service name of an app directory: its directory name.
+fn service_name(app_dir: &Path) -> String {
+    app_dir
+        .file_name()
+        .map_or_else(|| "app".to_owned(), |n| n.to_string_lossy().into_owned())
+}
+
+impl ServiceConfig {
+    fn new(
+        source: ServiceSource<'_>,
+        args: &InputArgs,
+        builders: &mut HashMap<PathBuf, Builder>,
+    ) -> Result<Self, CliError> {
+        let app_dir = source.app_dir;
+        let builder = match source.builder {
+            Some(path) if builders.contains_key(path) => builders.get(path).cloned(),
+            Some(path) => {
+                let builder = Builder::load(path)?;
+                builders.insert(path.to_owned(), builder.clone());
+                Some(builder)
+            }
+            None => None,
+        };
+        let project = ProjectDescriptor::load(&app_dir)?;
+        let mut registry = builder
+            .as_ref()
+            .map(|b| b.registry.clone())
+            .unwrap_or_default();
+        let order = select_order(
+            &args.buildpacks,
+            builder.as_ref(),
+            project.as_ref(),
+            &app_dir,
+            &mut registry,
+        )?;
+        let run_image = run_image_source(source.run_image, builder.as_ref())?;
+        let mut env = source.env;
+        env.extend(project.as_ref().map(|p| p.env.clone()).unwrap_or_default());
+        let env = user_env(env, &args.env)?;
+        let build_image = builder
+            .as_ref()
+            .and_then(|b| b.build_image.clone())
+            .unwrap_or_else(|| "host".to_owned());
+        Ok(Self {
+            name: source.name,
+            app_dir,
+            project,
+            registry,
+            order,
+            build_image,
+            run_image,
+            env,
+        })
+    }
+
+    /// `project.toml`'s include and exclude patterns.
+    pub(crate) fn include_exclude(&self) -> (&[String], &[String]) {
+        self.project
+            .as_ref()
+            .map_or((&[][..], &[][..]), |p| (&p.include[..], &p.exclude[..]))
+    }
+}
+
 /// The order to detect with: `--buildpack`s, else the group `project.toml` names, else the
 /// builder's order. Every buildpack it names must be known.
 fn select_order(
-    args: &InputArgs,
+    buildpacks: &[String],
     builder: Option<&Builder>,
     project: Option<&ProjectDescriptor>,
     app_dir: &Path,
     registry: &mut Registry,
 ) -> Result<Order, CliError> {
-    let order = if !args.buildpacks.is_empty() {
-        let refs = args
-            .buildpacks
+    let order = if !buildpacks.is_empty() {
+        let refs = buildpacks
             .iter()
             .map(|arg| buildpack_ref(arg, Path::new("."), registry))
             .collect::<Result<Vec<_>, _>>()?;
@@ -153,15 +309,15 @@ fn select_order(
     Ok(order)
 }
 
-/// `--run-image`, else the builder's run image (an `oci:` path relative to the builder
-/// file), else the built-in base.
+/// `--run-image` (or the workspace's `run-image`, relative to `strata.toml`), else the
+/// builder's run image (an `oci:` path relative to the builder file), else the built-in base.
 fn run_image_source(
-    arg: Option<&str>,
+    arg: Option<RunImageArg<'_>>,
     builder: Option<&Builder>,
 ) -> Result<RunImageSource, CliError> {
-    if let Some(name) = arg {
+    if let Some(RunImageArg { name, base }) = arg {
         return Ok(RunImageSource::Image {
-            reference: ImageRef::parse(name)?,
+            reference: ImageRef::parse(name)?.relative_to(base),
             name: name.to_owned(),
         });
     }
@@ -177,13 +333,13 @@ fn run_image_source(
     }
 }
 
-/// The user env: `project.toml`'s build env, then `--env` (`K=V`, or `K` from this process's
-/// env); a later value of a name replaces an earlier one.
+/// The user env: `env` (the workspace's, then `project.toml`'s build env), then `--env`
+/// (`K=V`, or `K` from this process's env); a later value of a name replaces an earlier one.
 fn user_env(
+    env: Vec<(String, String)>,
     args: &[String],
-    project: Option<&ProjectDescriptor>,
 ) -> Result<Vec<(String, String)>, CliError> {
-    let mut env: Vec<(String, String)> = project.map(|p| p.env.clone()).unwrap_or_default();
+    let mut flags = Vec::new();
     for item in args {
         let (name, value) = match item.split_once('=') {
             Some((k, v)) => (k.to_owned(), v.to_owned()),
@@ -194,10 +350,14 @@ fn user_env(
                 "--env {item}: `{name}` is not a valid variable name"
             )));
         }
-        env.retain(|(k, _)| *k != name);
-        env.push((name, value));
+        flags.push((name, value));
     }
-    Ok(env)
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (name, value) in env.into_iter().chain(flags) {
+        out.retain(|(k, _)| *k != name);
+        out.push((name, value));
+    }
+    Ok(out)
 }
 
 /// A `--buildpack` argument or a `project.toml` uri: a directory (loaded and added to the

@@ -67,6 +67,25 @@ pub(crate) enum CliError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Cache(#[from] crate::cache::CacheError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Workspace(#[from] strata_planner::WorkspaceError),
+    /// Something about one service of a workspace.
+    #[error("service {service}")]
+    Service {
+        service: String,
+        /// The exit code of `source`.
+        code: u8,
+        #[source]
+        #[diagnostic_source]
+        source: Box<dyn miette::Diagnostic + Send + Sync>,
+    },
+    #[error("{failed} of {total} services failed: {}", names.join(", "))]
+    ServicesFailed {
+        failed: usize,
+        total: usize,
+        names: Vec<String>,
+    },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -76,10 +95,21 @@ pub(crate) enum CliError {
 }
 
 impl CliError {
+    /// `error`, said of the workspace service `service`.
+    pub(crate) fn in_service(service: &str, error: CliError) -> Self {
+        CliError::Service {
+            service: service.to_owned(),
+            code: error.exit_code(),
+            source: Box::new(error),
+        }
+    }
+
     /// The documented exit code.
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
+            CliError::Service { code, .. } => *code,
             CliError::RebaseFailed { .. }
+            | CliError::ServicesFailed { .. }
             | CliError::Detect(_)
             | CliError::Build(_)
             | CliError::Export(_)
@@ -98,6 +128,7 @@ impl CliError {
             | CliError::AppDir(_)
             | CliError::Sandbox(_)
             | CliError::Inspect(_)
+            | CliError::Workspace(_)
             | CliError::Plan(_) => EXIT_USAGE,
         }
     }

@@ -11,6 +11,8 @@ mod plan;
 mod prepare;
 mod progress;
 mod rebase;
+mod report;
+mod uptodate;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -38,20 +40,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints what the workspace file has to say (a glob that matched nothing).
+fn warn(config: &config::InputConfig) {
+    for warning in config.workspace.iter().flat_map(|w| &w.warnings) {
+        eprintln!("warning: {warning}");
+    }
+}
+
 fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Build(args) => {
             let config = build::BuildConfig::from_args(&args)?;
+            warn(&config.input);
             let progress = progress::Progress::new(args.json);
-            let report = build::run(&config, &progress)?;
+            let (report, error) = build::run(&config, &progress)?;
             if args.json {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&report).unwrap_or_default()
                 );
-            } else {
+            } else if let Some(image) = &report.single {
                 let mut err = std::io::stderr().lock();
-                for layer in &report.layers {
+                for layer in &image.layers {
                     if !layer.created_by.is_empty() {
                         let _ = writeln!(
                             err,
@@ -61,13 +71,16 @@ fn run(cli: Cli) -> Result<(), CliError> {
                         );
                     }
                 }
-                println!("{} {}", report.image, report.digest);
+                println!("{} {}", image.image, image.digest);
+            } else {
+                print!("{}", report::table(&report));
             }
-            Ok(())
+            error.map_or(Ok(()), Err)
         }
         Command::Plan(args) => {
             let config = config::InputConfig::from_args(&args.input)?;
-            let prepared = prepare::prepare(&config)?;
+            warn(&config);
+            let prepared = prepare::prepare(&config, false)?;
             match args.format {
                 PlanFormat::Table => print!("{}", plan::table(&prepared.plan)),
                 PlanFormat::Json => println!("{}", plan::json(&prepared)),

@@ -1,59 +1,82 @@
-//! What `plan` and `build` share: hashing the app, detection (cached), and the plan.
+//! What `plan` and `build` share: hashing each service's app, detection (cached), and one plan
+//! for every service.
 //!
 //! Nothing here writes outside the cache directory and a scratch directory: `strata plan`
 //! stops after this, and an unchanged app plans without spawning a process or reading a file's
-//! content (the stat cache and the detect cache answer).
+//! content (the stat cache and the detect cache answer). Services are hashed and detected in
+//! parallel; each buildpack directory and each run image is read once however many services
+//! use it.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use rayon::prelude::*;
 use strata_engine::detect::ProcessDetector;
 use strata_engine::platform::{PlatformDir, TargetEnv};
 use strata_engine::store::{Store, store_dir};
+use strata_exporter::reference::ImageRef;
 use strata_exporter::runimage::RunImage;
 use strata_planner::TaskKey;
-use strata_planner::{CachingDetector, Plan, Records, ServiceInput, resolve};
+use strata_planner::{CachingDetector, DetectResult, Plan, Records, ServiceInput, resolve};
 use strata_planner::{HashStats, ScanOptions, SourceTree, StatCache, scan, stat_cache_path};
 
-use crate::config::{InputConfig, RunImageSource};
+use crate::config::{InputConfig, RunImageSource, ServiceConfig};
 use crate::error::CliError;
 
-/// A planned build.
+/// A planned build of one or more services.
 pub(crate) struct Prepared {
-    /// The plan.
+    /// The plan: `plan.services[i]` is `services[i]`.
     pub(crate) plan: Plan,
+    /// The planned services.
+    pub(crate) services: Vec<PreparedService>,
+    /// Services that could not be planned (detection failed), with why; only with
+    /// `keep_going`, else the first of these is the error.
+    pub(crate) failed: Vec<(String, CliError)>,
+    /// How much hashing the apps and buildpacks took.
+    pub(crate) hashing: HashStats,
+    /// Detect outcomes answered from the cache.
+    pub(crate) detect_cached: u64,
+    /// Detect processes spawned.
+    pub(crate) detect_ran: u64,
+    /// A scratch directory, removed on drop.
+    pub(crate) _scratch: tempfile::TempDir,
+}
+
+/// One planned service.
+pub(crate) struct PreparedService {
+    /// Its index in [`InputConfig::services`].
+    pub(crate) config: usize,
     /// The run image, or `None` for the built-in base.
-    pub(crate) run_image: Option<RunImage>,
+    pub(crate) run_image: Option<Arc<RunImage>>,
     /// The name recorded for the run image.
     pub(crate) run_image_name: String,
     /// The target buildpacks build for.
     pub(crate) target: TargetEnv,
     /// The platform directory.
     pub(crate) platform: PlatformDir,
-    /// How much hashing the app and buildpacks took.
-    pub(crate) hashing: HashStats,
-    /// Detect outcomes answered from the cache.
-    pub(crate) detect_cached: u64,
-    /// Detect processes spawned.
-    pub(crate) detect_ran: u64,
     /// The app's files, as hashed.
     pub(crate) app: SourceTree,
     /// Each buildpack's content digest, by `id@version`.
-    pub(crate) digests: BTreeMap<String, TaskKey>,
-    /// A scratch directory, removed on drop.
-    pub(crate) scratch: tempfile::TempDir,
+    pub(crate) digests: Arc<BTreeMap<String, TaskKey>>,
+    /// This service's own scratch directory.
+    pub(crate) scratch: PathBuf,
 }
 
-/// The service name of an app directory: its directory name.
-pub(crate) fn service_name(app_dir: &Path) -> String {
-    app_dir
-        .file_name()
-        .map_or_else(|| "app".to_owned(), |n| n.to_string_lossy().into_owned())
+/// A service hashed and detected, before it joins the plan.
+struct Detected {
+    service: PreparedService,
+    group: DetectResult,
+    export: String,
+    hashing: HashStats,
+    detect_cached: u64,
+    detect_ran: u64,
 }
 
-/// Hashes the app and buildpacks, detects, and plans.
-pub(crate) fn prepare(config: &InputConfig) -> Result<Prepared, CliError> {
+/// Hashes the apps and buildpacks, detects, and plans. A service whose detection fails is an
+/// error, or with `keep_going` left out of the plan and listed in [`Prepared::failed`].
+pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared, CliError> {
     let scratch = tempfile::Builder::new()
         .prefix("strata-")
         .tempdir()
@@ -61,33 +84,142 @@ pub(crate) fn prepare(config: &InputConfig) -> Result<Prepared, CliError> {
             what: "cannot create a scratch directory".to_owned(),
             source,
         })?;
+    let in_service = |name: &str, e: CliError| match config.workspace {
+        Some(_) => CliError::in_service(name, e),
+        None => e,
+    };
+
+    // A missing run image is bad input: find out before any buildpack runs.
+    let mut run_images: HashMap<ImageRef, Arc<RunImage>> = HashMap::new();
+    for service in &config.services {
+        if let RunImageSource::Image { reference, .. } = &service.run_image
+            && !run_images.contains_key(reference)
+        {
+            let image =
+                RunImage::load(reference).map_err(|e| in_service(&service.name, e.into()))?;
+            run_images.insert(reference.clone(), Arc::new(image));
+        }
+    }
+    let mut hashing = HashStats::default();
+    let mut dir_digests: HashMap<PathBuf, TaskKey> = HashMap::new();
+    for service in &config.services {
+        for buildpack in service.registry.iter() {
+            if !dir_digests.contains_key(&buildpack.dir) {
+                let (tree, stats) = hash_tree(&config.cache_dir, &buildpack.dir, &[], &[])?;
+                hashing += &stats;
+                dir_digests.insert(buildpack.dir.clone(), tree.digest_of(tree.files.iter()));
+            }
+        }
+    }
+
+    let detected: Vec<Result<Detected, CliError>> = config
+        .services
+        .par_iter()
+        .enumerate()
+        .map(|(index, service)| {
+            let run_image = match &service.run_image {
+                RunImageSource::Image { reference, name } => {
+                    Some((Arc::clone(&run_images[reference]), name.clone()))
+                }
+                RunImageSource::Builtin => None,
+            };
+            let digests = service
+                .registry
+                .iter()
+                .map(|bp| (bp.reference(), dir_digests[&bp.dir]))
+                .collect();
+            let dir = scratch.path().join(format!("service-{index}"));
+            detect_service(config, index, service, run_image, Arc::new(digests), dir)
+                .map_err(|e| in_service(&service.name, e))
+        })
+        .collect();
+
+    let mut plan = Plan::new();
+    let mut services = Vec::new();
+    let mut failed = Vec::new();
+    let (mut detect_cached, mut detect_ran) = (0, 0);
+    for (result, service) in detected.into_iter().zip(&config.services) {
+        let detected = match result {
+            Ok(detected) => detected,
+            Err(e) if keep_going && config.workspace.is_some() => {
+                failed.push((service.name.clone(), e));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        hashing += &detected.hashing;
+        detect_cached += detected.detect_cached;
+        detect_ran += detected.detect_ran;
+        let prepared = detected.service;
+        plan.add_service(&ServiceInput {
+            name: &service.name,
+            group: &detected.group,
+            app: &prepared.app,
+            buildpack_digests: &prepared.digests,
+            env: &service.env,
+            build_image: &service.build_image,
+            target: &target_name(&prepared.target),
+            export: &detected.export,
+        })
+        .map_err(|e| in_service(&service.name, e.into()))?;
+        services.push(prepared);
+    }
+
+    // Statuses: cached when the store has the task's output, else why it will run.
+    let store =
+        Store::open(&store_dir(&config.cache_dir)).map_err(crate::cache::CacheError::from)?;
+    let cached = |key: &TaskKey| store.has_action(key);
+    let records = Records::new(&config.cache_dir);
+    for (index, service) in services.iter().enumerate() {
+        records.explain(&mut plan, index, &service.app, &service.digests, &cached);
+    }
+    Ok(Prepared {
+        plan,
+        services,
+        failed,
+        hashing,
+        detect_cached,
+        detect_ran,
+        _scratch: scratch,
+    })
+}
+
+/// `os/arch`.
+fn target_name(target: &TargetEnv) -> String {
+    format!("{}/{}", target.os, target.arch)
+}
+
+/// Hashes one service's app and detects its group.
+fn detect_service(
+    config: &InputConfig,
+    index: usize,
+    service: &ServiceConfig,
+    run_image: Option<(Arc<RunImage>, String)>,
+    digests: Arc<BTreeMap<String, TaskKey>>,
+    scratch: PathBuf,
+) -> Result<Detected, CliError> {
     let platform =
-        PlatformDir::create(&scratch.path().join("platform"), &config.env).map_err(|source| {
+        PlatformDir::create(&scratch.join("platform"), &service.env).map_err(|source| {
             CliError::Io {
                 what: "cannot write the platform directory".to_owned(),
                 source,
             }
         })?;
-
-    // A missing run image is bad input: find out before any buildpack runs.
-    let (run_image, run_image_name) = match &config.run_image {
-        RunImageSource::Image { reference, name } => {
-            (Some(RunImage::load(reference)?), name.clone())
-        }
-        RunImageSource::Builtin => (
-            None,
-            strata_exporter::base::BUILTIN_BASE_REFERENCE.to_owned(),
-        ),
-    };
     let target = match &run_image {
-        Some(image) => TargetEnv {
+        Some((image, _)) => TargetEnv {
             os: image.os().to_string(),
             arch: image.arch().to_string(),
             ..TargetEnv::host()
         },
         None => TargetEnv::host(),
     };
-    let target_name = format!("{}/{}", target.os, target.arch);
+    let (run_image, run_image_name) = match run_image {
+        Some((image, name)) => (Some(image), name),
+        None => (
+            None,
+            strata_exporter::base::BUILTIN_BASE_REFERENCE.to_owned(),
+        ),
+    };
     let export = match &run_image {
         Some(image) => format!(
             "{}@{} epoch={}",
@@ -95,69 +227,46 @@ pub(crate) fn prepare(config: &InputConfig) -> Result<Prepared, CliError> {
         ),
         None => format!("{run_image_name} epoch={}", config.epoch),
     };
+    let (include, exclude) = service.include_exclude();
+    let (app, hashing) = hash_tree(&config.cache_dir, &service.app_dir, include, exclude)?;
 
-    let (include, exclude) = config
-        .project
-        .as_ref()
-        .map_or((&[][..], &[][..]), |p| (&p.include[..], &p.exclude[..]));
-    let (app, mut hashing) = hash_tree(&config.cache_dir, &config.app_dir, include, exclude)?;
-    let mut digests: BTreeMap<String, TaskKey> = BTreeMap::new();
-    for buildpack in config.registry.iter() {
-        let (tree, stats) = hash_tree(&config.cache_dir, &buildpack.dir, &[], &[])?;
-        hashing += &stats;
-        digests.insert(buildpack.reference(), tree.digest_of(tree.files.iter()));
-    }
-
-    let (group, detect_cached, detect_ran) = {
-        let process = ProcessDetector {
-            sandbox: &config.sandbox,
-            app_dir: &config.app_dir,
-            platform: &platform,
-            target: &target,
-            scratch: scratch.path().join("detect"),
-            network: config.network,
-            spawned: AtomicUsize::new(0),
-        };
-        let cache = config.cache_dir.join("detect");
-        let detector =
-            CachingDetector::new(&process, &cache, &app, &config.env, &target_name, &digests);
-        let group = resolve(&config.order, &config.registry, &detector)?;
-        (
-            group,
-            detector.hits.load(Ordering::Relaxed),
-            process.spawned.load(Ordering::Relaxed) as u64,
-        )
+    let process = ProcessDetector {
+        sandbox: &config.sandbox,
+        app_dir: &service.app_dir,
+        platform: &platform,
+        target: &target,
+        scratch: scratch.join("detect"),
+        network: config.network,
+        spawned: AtomicUsize::new(0),
     };
-
-    let mut plan = Plan::new();
-    plan.add_service(&ServiceInput {
-        name: &service_name(&config.app_dir),
-        group: &group,
-        app: &app,
-        buildpack_digests: &digests,
-        env: &config.env,
-        build_image: &config.build_image,
-        target: &target_name,
-        export: &export,
-    })?;
-    // Statuses: cached when the store has the task's output, else why it will run.
-    let store =
-        Store::open(&store_dir(&config.cache_dir)).map_err(crate::cache::CacheError::from)?;
-    let cached = |key: &TaskKey| store.has_action(key);
-    Records::new(&config.cache_dir).explain(&mut plan, 0, &app, &digests, &cached);
-    drop(store);
-    Ok(Prepared {
-        plan,
-        run_image,
-        run_image_name,
-        target,
-        platform,
+    let cache = config.cache_dir.join("detect");
+    let detector = CachingDetector::new(
+        &process,
+        &cache,
+        &app,
+        &service.env,
+        &target_name(&target),
+        &digests,
+    );
+    let group = resolve(&service.order, &service.registry, &detector)?;
+    let detect_cached = detector.hits.load(Ordering::Relaxed);
+    let detect_ran = process.spawned.load(Ordering::Relaxed) as u64;
+    Ok(Detected {
+        service: PreparedService {
+            config: index,
+            run_image,
+            run_image_name,
+            target,
+            platform,
+            app,
+            digests,
+            scratch,
+        },
+        group,
+        export,
         hashing,
         detect_cached,
         detect_ran,
-        app,
-        digests,
-        scratch,
     })
 }
 

@@ -1,5 +1,5 @@
-//! `strata build` with the store: a second build of an unchanged app runs no buildpack task
-//! and gives the same image; a change reruns only the tasks that read it and what follows;
+//! `strata build` with the store: a second build of an unchanged app runs nothing and gives
+//! the same image (only the export when the output lost it); a change reruns only the tasks that read it and what follows;
 //! a corrupt store entry is a miss, rebuilt, never exported.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failing test
@@ -85,8 +85,17 @@ fn a_second_build_runs_no_buildpack_task_and_gives_the_same_image() {
     assert_eq!(second, first);
     assert_eq!(
         ran(&tasks),
+        Vec::<&str>::new(),
+        "the output has the image: nothing runs: {tasks:?}"
+    );
+    assert_eq!(tasks.len(), 7, "every task is reported cached: {tasks:?}");
+    std::fs::remove_dir_all(fx.path("out")).unwrap();
+    let (again, tasks) = fx.build(&[]);
+    assert_eq!(again, first);
+    assert_eq!(
+        ran(&tasks),
         ["app", "image"],
-        "only the export runs again: {tasks:?}"
+        "without the image in the output, only the export runs again: {tasks:?}"
     );
     let (third, tasks) = fx.build(&["--no-cache"]);
     assert_eq!(third, first);

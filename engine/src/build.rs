@@ -113,6 +113,16 @@ pub enum BuildError {
     /// The process could not run.
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
+    /// The app could not be copied to its private workspace.
+    #[error(transparent)]
+    AppDir(#[from] crate::appdir::AppDirError),
+    /// The service's image could not be exported.
+    #[error("cannot export {service}: {source}")]
+    Export {
+        service: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// Scratch files could not be written.
     #[error("cannot write {path}: {source}", path = path.display())]
     Io {
@@ -168,17 +178,20 @@ fn build_env(
     )
     .into_iter()
     .collect();
+    // Each layer on its own: a layer shared by several services was built in the scratch of
+    // one of them, so one buildpack's layers need not share a directory.
     for earlier in before {
-        let target = format!("{LAYERS_TARGET}/{}", earlier.buildpack.id().escaped());
-        let mount = Mount::ro(&earlier.layers_dir, target);
-        let view = req.sandbox.view(&mount);
-        mounts.push(mount);
-        for layer in earlier.layers.layers.iter().filter(|l| l.types.build) {
-            env.apply(&layer_env(
-                &layer.dir,
-                &format!("{view}/{}", layer.name),
-                Phase::Build,
-            )?);
+        let base = format!("{LAYERS_TARGET}/{}", earlier.buildpack.id().escaped());
+        for layer in &earlier.layers.layers {
+            if !layer.dir.is_dir() {
+                continue;
+            }
+            let mount = Mount::ro(&layer.dir, format!("{base}/{}", layer.name));
+            let view = req.sandbox.view(&mount);
+            mounts.push(mount);
+            if layer.types.build {
+                env.apply(&layer_env(&layer.dir, &view, Phase::Build)?);
+            }
         }
     }
     Ok(env)

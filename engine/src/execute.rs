@@ -1,18 +1,23 @@
-//! Runs services' parts of a plan on the executor: a declared buildpack as its layer tasks,
-//! an opaque one as its `bin/build`, as many at once as `jobs` allows.
+//! Runs services of a plan on the executor, all in one run: a declared buildpack as its layer
+//! tasks, an opaque one as its `bin/build`, each service's image as its last task, as many at
+//! once as `jobs` allows.
 //!
 //! Declared layers read the app's source (read-only) and the layers they need, so they run
-//! as soon as those are built. An opaque buildpack needs every task before it in its group:
-//! it sees all their layers and changes the private copy of the app, which only opaque
-//! buildpacks (one at a time, in group order) write. The result per service is what the
-//! exporter takes: the app as the buildpacks left it and every buildpack's layers.
+//! as soon as those are built; a layer shared by several services runs once, for the first
+//! of them (its *owner*), and the others read its output. An opaque buildpack needs every
+//! task before it in its group: it sees all their layers and changes the service's private
+//! copy of the app, which is made when the first task that needs it starts and which only
+//! opaque buildpacks (one at a time, in group order) write. A service's image task runs when
+//! all its tasks are done, while other services still build: it makes every output real and
+//! hands the exporter the app as the buildpacks left it and every buildpack's layers.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use petgraph::graph::NodeIndex;
 use strata_planner::{GroupMember, Plan, ServicePlan, Status, Task, TaskKind};
 
+use crate::appdir::copy_app;
 use crate::build::{BuildError, BuildOutput, BuildRequest, BuildpackOutput, run_buildpack};
 use crate::executor::{Done, ExecEvent, ExecOptions, ExecOutcome, run_graph};
 use crate::layer_task::{BuiltLayer, NeededLayer, declared_output, run_layer};
@@ -54,13 +59,14 @@ pub trait TaskCache: Sync {
     ) -> Result<TaskOutput, BuildError>;
 }
 
-/// Progress of a build, for the caller to show.
+/// Progress of a build, for the caller to show. Tasks are named by their label (see
+/// [`Executed::labels`]).
 #[derive(Debug, Clone, Copy)]
 pub enum Event<'a> {
     /// A task is starting.
     Started(&'a str),
-    /// A task finished; its log.
-    Finished(&'a str, &'a std::path::Path),
+    /// A task finished; its log, if it has one.
+    Finished(&'a str, Option<&'a std::path::Path>),
     /// A task failed.
     Failed(&'a str),
     /// A task did not run because a task it needs failed.
@@ -72,6 +78,8 @@ pub enum Event<'a> {
 pub struct TaskReport {
     /// The task's id.
     pub id: String,
+    /// The services it is part of.
+    pub services: Vec<String>,
     /// Its key (hex).
     pub key: String,
     /// `ran` or `cached`.
@@ -82,40 +90,150 @@ pub struct TaskReport {
     pub seconds: f64,
 }
 
-/// A service's tasks, run.
-#[derive(Debug)]
-pub struct Executed {
-    /// What the buildpacks built.
-    pub output: BuildOutput,
-    /// Each task that ran or was cached, in the order it finished.
-    pub tasks: Vec<TaskReport>,
+/// One service to build: which of the plan's services, and where its tasks run.
+pub struct ServiceRun<'a> {
+    /// Its index in `plan.services`.
+    pub service: usize,
+    /// Where its tasks run; `workspace` is created (the app copied into it) when first needed.
+    pub req: BuildRequest<'a>,
+    /// `project.toml` include patterns for the app copy.
+    pub include: &'a [String],
+    /// `project.toml` exclude patterns for the app copy.
+    pub exclude: &'a [String],
 }
 
-/// Runs every task of `service` but its app and image tasks, on `options.jobs` workers.
-pub fn execute_service(
-    req: &BuildRequest<'_>,
+/// Exports a service (by its index in the runs) from what its buildpacks built.
+pub type ExportFn<'a> = dyn Fn(usize, &BuildOutput) -> Result<(), BuildError> + Sync + 'a;
+
+/// A task that failed.
+#[derive(Debug)]
+pub struct Failure {
+    /// The task's label.
+    pub task: String,
+    /// The runs (indexes) it was part of.
+    pub runs: Vec<usize>,
+    /// Why.
+    pub error: BuildError,
+}
+
+/// How a run of services went.
+#[derive(Debug)]
+pub struct Executed {
+    /// Each task that ran or was cached, in the order it finished.
+    pub tasks: Vec<TaskReport>,
+    /// The node of each of `tasks`.
+    pub nodes: Vec<NodeIndex>,
+    /// The tasks that failed, in the order they failed.
+    pub failures: Vec<Failure>,
+    /// Per run: whether its image was exported.
+    pub exported: Vec<bool>,
+}
+
+/// What every task of a run reads.
+struct Context<'a> {
+    plan: &'a Plan,
+    runs: &'a [ServiceRun<'a>],
+    /// The run each task is done for: the first of the runs that plan it.
+    owner: HashMap<NodeIndex, usize>,
+    /// Per run: whether its app copy is made.
+    copied: Vec<Mutex<bool>>,
+    cache: Option<&'a dyn TaskCache>,
+    progress: &'a (dyn Fn(Event<'_>) + Sync),
+    export: &'a ExportFn<'a>,
+    labels: HashMap<NodeIndex, String>,
+}
+
+impl Context<'_> {
+    fn run_of(&self, node: NodeIndex) -> &ServiceRun<'_> {
+        &self.runs[self.owner[&node]]
+    }
+
+    fn service_of(&self, run: &ServiceRun<'_>) -> &ServicePlan {
+        &self.plan.services[run.service]
+    }
+
+    /// Makes `run`'s private copy of the app, once.
+    fn copy_app(&self, index: usize) -> Result<(), BuildError> {
+        let run = &self.runs[index];
+        let Ok(mut copied) = self.copied[index].lock() else {
+            return Err(BuildError::Io {
+                path: run.req.workspace.to_owned(),
+                source: std::io::Error::other("app copy lock poisoned"),
+            });
+        };
+        if !*copied {
+            std::fs::create_dir_all(run.req.workspace).map_err(|source| BuildError::Io {
+                path: run.req.workspace.to_owned(),
+                source,
+            })?;
+            copy_app(run.req.source, run.req.workspace, run.include, run.exclude)?;
+            *copied = true;
+        }
+        Ok(())
+    }
+}
+
+/// The label of each task: its id, with its service's name when several services run.
+fn labels(
     plan: &Plan,
-    service: &ServicePlan,
-    options: ExecOptions,
-    cache: Option<&dyn TaskCache>,
-    progress: &(dyn Fn(Event<'_>) + Sync),
-) -> Result<Executed, BuildError> {
-    let run = |node: NodeIndex, done: &Done<TaskOutput>| {
-        run_task(req, plan, service, cache, progress, node, done)
-    };
-    let probe = |node: NodeIndex, _: &Done<TaskOutput>| cache?.probe(req, &plan.graph[node]);
-    let nodes: Vec<NodeIndex> = service
-        .tasks
+    runs: &[ServiceRun<'_>],
+    owner: &HashMap<NodeIndex, usize>,
+) -> HashMap<NodeIndex, String> {
+    owner
         .iter()
-        .copied()
-        .filter(|n| {
-            matches!(
-                plan.graph[*n].kind,
-                TaskKind::Layer { .. } | TaskKind::Buildpack { .. }
-            )
+        .map(|(node, run)| {
+            let task = &plan.graph[*node];
+            let label = if runs.len() == 1 {
+                task.id.clone()
+            } else if task.services.len() > 1 {
+                format!("{} (shared by {} services)", task.id, task.services.len())
+            } else {
+                format!("{}: {}", plan.services[runs[*run].service].name, task.id)
+            };
+            (*node, label)
         })
-        .collect();
+        .collect()
+}
+
+/// Runs every task of `runs`' services, each service's image (through `export`) as soon as
+/// its tasks are done, on `options.jobs` workers.
+pub fn execute<'a>(
+    plan: &'a Plan,
+    runs: &'a [ServiceRun<'a>],
+    options: ExecOptions,
+    cache: Option<&'a dyn TaskCache>,
+    progress: &'a (dyn Fn(Event<'_>) + Sync),
+    export: &'a ExportFn<'a>,
+) -> Executed {
+    let mut owner: HashMap<NodeIndex, usize> = HashMap::new();
+    let mut nodes: Vec<NodeIndex> = Vec::new();
+    for (index, run) in runs.iter().enumerate() {
+        for node in &plan.services[run.service].tasks {
+            if let std::collections::hash_map::Entry::Vacant(e) = owner.entry(*node) {
+                e.insert(index);
+                nodes.push(*node);
+            }
+        }
+    }
+    let ctx = Context {
+        plan,
+        runs,
+        labels: labels(plan, runs, &owner),
+        owner,
+        copied: runs.iter().map(|_| Mutex::new(false)).collect(),
+        cache,
+        progress,
+        export,
+    };
+    let run = |node: NodeIndex, done: &Done<TaskOutput>| run_task(&ctx, node, done);
+    let probe = |node: NodeIndex, _: &Done<TaskOutput>| match &plan.graph[node].kind {
+        TaskKind::Layer { .. } | TaskKind::Buildpack { .. } => {
+            cache?.probe(&ctx.run_of(node).req, &plan.graph[node])
+        }
+        TaskKind::App | TaskKind::Image => None,
+    };
     let mut tasks = Vec::new();
+    let mut finished = Vec::new();
     let outcome: ExecOutcome<TaskOutput, BuildError> = run_graph(
         &plan.graph,
         &nodes,
@@ -123,47 +241,62 @@ pub fn execute_service(
         &probe,
         &run,
         &mut |event| match event {
-            ExecEvent::Started(n) => progress(Event::Started(&plan.graph[n].id)),
-            ExecEvent::Failed(n, _) => progress(Event::Failed(&plan.graph[n].id)),
-            ExecEvent::Skipped(n) => progress(Event::Skipped(&plan.graph[n].id)),
-            ExecEvent::Finished(n, took) => tasks.push(task_report(plan, n, "ran", took)),
+            ExecEvent::Started(n) => progress(Event::Started(&ctx.labels[&n])),
+            ExecEvent::Failed(n, _) => progress(Event::Failed(&ctx.labels[&n])),
+            ExecEvent::Skipped(n) => progress(Event::Skipped(&ctx.labels[&n])),
+            ExecEvent::Finished(n, took) => {
+                tasks.push(task_report(plan, n, "ran", took));
+                finished.push(n);
+            }
             ExecEvent::Cached(n) => {
                 tasks.push(task_report(plan, n, "cached", std::time::Duration::ZERO));
+                finished.push(n);
             }
         },
     );
-    if let Some((_, error)) = outcome.failures.into_iter().next() {
-        return Err(error);
+    let exported = runs
+        .iter()
+        .map(|run| {
+            let image = plan.services[run.service].tasks.last();
+            image.is_some_and(|n| outcome.results.contains_key(n))
+        })
+        .collect();
+    let failures = outcome
+        .failures
+        .into_iter()
+        .map(|(node, error)| Failure {
+            task: ctx.labels[&node].clone(),
+            runs: runs
+                .iter()
+                .enumerate()
+                .filter(|(_, run)| plan.services[run.service].tasks.contains(&node))
+                .map(|(i, _)| i)
+                .collect(),
+            error,
+        })
+        .collect();
+    Executed {
+        tasks,
+        nodes: finished,
+        failures,
+        exported,
     }
-    if let Some(cache) = cache {
-        // The exporter reads launch layers' env files and tars the app: every stored output
-        // is made real, opaque buildpacks' app changes in plan order.
-        for node in plan.order() {
-            if let Some(output) = outcome.results.get(&node) {
-                cache.ensure(req, &plan.graph[node], output)?;
-            }
-        }
-    }
-    let done = Done::from(outcome.results);
-    let output = BuildOutput {
-        workspace: req.workspace.to_owned(),
-        buildpacks: outputs_of(req, plan, service, &service.group.group, &done),
-    };
-    Ok(Executed { output, tasks })
 }
 
-/// Runs one task on a worker: a declared layer or an opaque buildpack (storing what it built
-/// when there is a cache).
+/// Runs one task on a worker: a declared layer, an opaque buildpack (storing what it built
+/// when there is a cache), or an image.
 fn run_task(
-    req: &BuildRequest<'_>,
-    plan: &Plan,
-    service: &ServicePlan,
-    cache: Option<&dyn TaskCache>,
-    progress: &(dyn Fn(Event<'_>) + Sync),
+    ctx: &Context<'_>,
     node: NodeIndex,
     done: &Done<TaskOutput>,
 ) -> Result<TaskOutput, BuildError> {
+    let plan = ctx.plan;
     let task = &plan.graph[node];
+    let index = ctx.owner[&node];
+    let run = &ctx.runs[index];
+    let req = &run.req;
+    let service = ctx.service_of(run);
+    let label = ctx.labels[&node].as_str();
     match &task.kind {
         TaskKind::Layer { buildpack, .. } => {
             let Some(declared) = task.declared_layer() else {
@@ -190,17 +323,17 @@ fn run_task(
                     })
                 })
                 .collect();
-            if let Some(cache) = cache {
+            if let Some(cache) = ctx.cache {
                 for need in plan.needs(node) {
                     if let Some(output) = done.get(need) {
-                        cache.ensure(req, &plan.graph[need], &output)?;
+                        cache.ensure(&ctx.run_of(need).req, &plan.graph[need], &output)?;
                     }
                 }
             }
             let output = run_layer(req, buildpack, declared, &needs)?;
-            progress(Event::Finished(&task.id, &output.log));
+            (ctx.progress)(Event::Finished(label, Some(&output.log)));
             let output = TaskOutput::Layer(Arc::new(output));
-            match cache {
+            match ctx.cache {
                 Some(cache) => cache.save(req, task, output, None),
                 None => Ok(output),
             }
@@ -209,6 +342,7 @@ fn run_task(
             buildpack,
             plan: bp_plan,
         } => {
+            ctx.copy_app(index)?;
             let position = service
                 .group
                 .group
@@ -221,17 +355,17 @@ fn run_task(
                 &service.group.group[..position.unwrap_or(0)],
                 done,
             );
-            let Some(cache) = cache else {
+            let Some(cache) = ctx.cache else {
                 let output = run_buildpack(req, buildpack, bp_plan, &before)?;
-                progress(Event::Finished(&task.id, &output.log));
+                (ctx.progress)(Event::Finished(label, Some(&output.log)));
                 return Ok(TaskOutput::Buildpack(Arc::new(output)));
             };
-            // Every task before it is done: make their outputs real, in plan order (so
-            // opaque buildpacks' changes to the app replay in group order).
-            for earlier in plan.order() {
-                let needed = earlier != node && plan.needs(node).any(|n| n == earlier);
-                if let (true, Some(output)) = (needed, done.get(earlier)) {
-                    cache.ensure(req, &plan.graph[earlier], &output)?;
+            // Every task before it is done: make their outputs real, in the service's order
+            // (so opaque buildpacks' changes to the app replay in group order).
+            for earlier in &service.tasks {
+                let needed = *earlier != node && plan.needs(node).any(|n| n == *earlier);
+                if let (true, Some(output)) = (needed, done.get(*earlier)) {
+                    cache.ensure(&ctx.run_of(*earlier).req, &plan.graph[*earlier], &output)?;
                 }
             }
             let io = |source| BuildError::Io {
@@ -240,7 +374,7 @@ fn run_task(
             };
             let snapshot = Snapshot::take(req.workspace).map_err(io)?;
             let output = run_buildpack(req, buildpack, bp_plan, &before)?;
-            progress(Event::Finished(&task.id, &output.log));
+            (ctx.progress)(Event::Finished(label, Some(&output.log)));
             let change = snapshot.change_to(&Snapshot::take(req.workspace).map_err(io)?);
             cache.save(
                 req,
@@ -249,8 +383,39 @@ fn run_task(
                 Some(&change),
             )
         }
-        TaskKind::App | TaskKind::Image => Ok(TaskOutput::Nothing),
+        TaskKind::App => Ok(TaskOutput::Nothing),
+        TaskKind::Image => {
+            export_service(ctx, index, done)?;
+            (ctx.progress)(Event::Finished(label, None));
+            Ok(TaskOutput::Nothing)
+        }
     }
+}
+
+/// Exports run `index`'s service: every output made real, then the exporter.
+fn export_service(
+    ctx: &Context<'_>,
+    index: usize,
+    done: &Done<TaskOutput>,
+) -> Result<(), BuildError> {
+    let run = &ctx.runs[index];
+    let service = ctx.service_of(run);
+    let plan = ctx.plan;
+    ctx.copy_app(index)?;
+    if let Some(cache) = ctx.cache {
+        // The exporter reads launch layers' env files and tars the app: every stored output
+        // is made real, opaque buildpacks' app changes in group order.
+        for earlier in &service.tasks {
+            if let Some(output) = done.get(*earlier) {
+                cache.ensure(&ctx.run_of(*earlier).req, &plan.graph[*earlier], &output)?;
+            }
+        }
+    }
+    let output = BuildOutput {
+        workspace: run.req.workspace.to_owned(),
+        buildpacks: outputs_of(&run.req, plan, service, &service.group.group, done),
+    };
+    (ctx.export)(index, &output)
 }
 
 /// The report of `node`, which ended with `status` after `took`.
@@ -263,6 +428,7 @@ pub fn task_report(
     let task = &plan.graph[node];
     TaskReport {
         id: task.id.clone(),
+        services: task.services.clone(),
         key: task.key.hex(),
         status,
         reason: match &task.status {

@@ -29,7 +29,9 @@ pub struct StoreCache<'a> {
     store: &'a Store,
     settings: Settings,
     lookups: bool,
-    ensured: Mutex<HashSet<TaskKey>>,
+    /// Outputs made real: by key for layers, by key and app copy for an opaque buildpack
+    /// (its change is replayed into each service's own copy).
+    ensured: Mutex<HashSet<(TaskKey, Option<PathBuf>)>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -232,6 +234,15 @@ fn extract(blob: &StoredBlob, dir: &Path) -> Result<(), BuildError> {
     archive.unpack(dir).map_err(io)
 }
 
+/// What [`StoreCache::ensure`] does once: a task's layers, and an opaque buildpack's app
+/// change per app copy.
+fn ensured_key(req: &BuildRequest<'_>, task: &Task) -> (TaskKey, Option<PathBuf>) {
+    match task.kind {
+        TaskKind::Buildpack { .. } => (task.key, Some(req.workspace.to_owned())),
+        _ => (task.key, None),
+    }
+}
+
 fn blob_refs(layers: &[Layer], sbom: &[StoredSbom], change: Option<&StoredChange>) -> Vec<BlobRef> {
     let mut refs: Vec<BlobRef> = layers
         .iter()
@@ -296,7 +307,7 @@ impl TaskCache for StoreCache<'_> {
         let Ok(mut ensured) = self.ensured.lock() else {
             return Err(cache_err("cache lock poisoned"));
         };
-        if !ensured.insert(task.key) {
+        if !ensured.insert(ensured_key(req, task)) {
             return Ok(());
         }
         let layers: Vec<&Layer> = match output {
@@ -412,7 +423,7 @@ impl TaskCache for StoreCache<'_> {
             .map_err(cache_err)?;
         if let Ok(mut ensured) = self.ensured.lock() {
             // Its layers are real and its app change is in the workspace already.
-            ensured.insert(task.key);
+            ensured.insert(ensured_key(req, task));
         }
         Ok(saved)
     }

@@ -747,7 +747,11 @@ mod tests {
                     .find(|n| plan.graph[*n].id == id)
                     .unwrap()
             };
-            assert_ne!(node(0), node(1), "{id} works on each service's own app copy");
+            assert_ne!(
+                node(0),
+                node(1),
+                "{id} works on each service's own app copy"
+            );
             assert_eq!(plan.graph[node(1)].services, ["b"]);
         }
         assert_eq!(plan.services[0].tasks[1], plan.services[1].tasks[1]);

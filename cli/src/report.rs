@@ -1,0 +1,119 @@
+//! What `strata build` reports: per service its image, digest, tasks ran and cached, time and
+//! outcome, and every task once; as JSON (`--json`) or as the end-of-build table.
+//!
+//! The JSON fields are for scripts and stay stable (they are listed in the README). A build
+//! of one app (no workspace) also carries that image's fields at the top level: `image`,
+//! `digest`, `buildpacks`, `layers`.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use strata_engine::execute::TaskReport;
+use strata_exporter::image::ExportedLayer;
+
+/// What a build produced.
+#[derive(Debug, Serialize)]
+pub(crate) struct BuildReport {
+    /// The one image of an app build (absent for a workspace).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub(crate) single: Option<ImageReport>,
+    /// Each service, in the workspace's order.
+    pub(crate) services: Vec<ServiceReport>,
+    /// Each task once (a task shared by services too): `id`, `services`, `key`, `status`
+    /// (`ran` or `cached`), `reason`, `seconds`.
+    pub(crate) tasks: Vec<TaskReport>,
+    /// How many tasks ran and how many were answered from the cache.
+    pub(crate) ran: usize,
+    pub(crate) cached: usize,
+    /// Wall time of the whole build, in seconds.
+    pub(crate) seconds: f64,
+}
+
+/// One service's outcome.
+#[derive(Debug, Serialize)]
+pub(crate) struct ServiceReport {
+    pub(crate) name: String,
+    /// `built`, `up-to-date` (nothing ran), or `failed`.
+    pub(crate) status: &'static str,
+    /// Why it failed.
+    pub(crate) error: Option<String>,
+    /// Its image, when there is one.
+    #[serde(flatten)]
+    pub(crate) image: Option<ImageReport>,
+    /// Its tasks that ran and that were cached (a shared task counts for every service).
+    pub(crate) ran: usize,
+    pub(crate) cached: usize,
+    /// Seconds from the start of the build until its image was written.
+    pub(crate) seconds: f64,
+}
+
+/// An exported image.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ImageReport {
+    pub(crate) image: String,
+    pub(crate) digest: String,
+    pub(crate) buildpacks: Vec<String>,
+    pub(crate) layers: Vec<LayerReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct LayerReport {
+    pub(crate) created_by: String,
+    pub(crate) diff_id: String,
+    pub(crate) digest: String,
+    pub(crate) size: u64,
+}
+
+impl From<&ExportedLayer> for LayerReport {
+    fn from(l: &ExportedLayer) -> Self {
+        Self {
+            created_by: l.created_by.clone(),
+            diff_id: l.diff_id.clone(),
+            digest: l.digest.clone(),
+            size: l.size,
+        }
+    }
+}
+
+/// `sha256:` and the first 12 hex digits.
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(19)]
+}
+
+/// The end-of-build table.
+pub(crate) fn table(report: &BuildReport) -> String {
+    let width = report
+        .services
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(0)
+        .max("SERVICE".len());
+    let mut out = format!(
+        "{:<width$}  {:<19}  {:>4}  {:>6}  {:>7}  STATUS\n",
+        "SERVICE", "DIGEST", "RAN", "CACHED", "TIME"
+    );
+    for s in &report.services {
+        let digest = s.image.as_ref().map_or("-", |i| short(&i.digest));
+        let status = match &s.error {
+            Some(error) => format!("failed: {}", error.lines().next().unwrap_or_default()),
+            None => s.status.to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<width$}  {digest:<19}  {:>4}  {:>6}  {:>6.2}s  {status}",
+            s.name, s.ran, s.cached, s.seconds
+        );
+    }
+    let failed = report.services.iter().filter(|s| s.error.is_some()).count();
+    let _ = writeln!(
+        out,
+        "{} services ({} failed), {} tasks ran, {} cached, {:.2}s",
+        report.services.len(),
+        failed,
+        report.ran,
+        report.cached,
+        report.seconds
+    );
+    out
+}

@@ -1,0 +1,103 @@
+//! Whether a service's image is already built: the store keeps, under the image task's key,
+//! the manifest that key last exported and the stat (size, mtime, inode) of each of its blobs
+//! in the output layout. When the layout still tags the service with that manifest and every
+//! blob stats the same, nothing of the service needs to run, not even a probe of its tasks:
+//! this is what makes a no-change build of a large workspace cost about what hashing its files
+//! costs. A blob changed in place (exported layers are hardlinks of the store's) stats
+//! differently, and the service takes the full path, where the store verifies its blobs.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::Descriptor;
+use serde::{Deserialize, Serialize};
+use strata_engine::store::{ActionEntry, Store, StoreError};
+use strata_exporter::archive::Compression;
+use strata_exporter::image::ExportedImage;
+use strata_planner::TaskKey;
+
+/// What an image task produced.
+#[derive(Debug, Serialize, Deserialize)]
+struct ImageRecord {
+    manifest: String,
+    size: u64,
+    gzip: bool,
+    blobs: Vec<BlobStat>,
+}
+
+/// A blob file as it was when the image was written.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct BlobStat {
+    digest: String,
+    len: u64,
+    mtime_ns: i128,
+    ino: u64,
+}
+
+fn blob_path(layout: &Path, digest: &str) -> PathBuf {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    layout.join("blobs/sha256").join(hex)
+}
+
+fn stat(layout: &Path, digest: &str) -> Option<BlobStat> {
+    let meta = std::fs::metadata(blob_path(layout, digest)).ok()?;
+    Some(BlobStat {
+        digest: digest.to_owned(),
+        len: meta.len(),
+        mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        ino: meta.ino(),
+    })
+}
+
+/// The manifest digest `key` last exported, if it was made with `compression`, the layout
+/// at `layout` still tags the service with it (`tagged`), and its blobs are as written.
+pub(crate) fn up_to_date(
+    store: &Store,
+    key: &TaskKey,
+    layout: &Path,
+    tagged: &Descriptor,
+    compression: Compression,
+) -> Option<String> {
+    let entry = store.get_action(key)?;
+    let record: ImageRecord = serde_json::from_value(entry.payload).ok()?;
+    let same = record.gzip == (compression == Compression::Gzip)
+        && tagged.digest().to_string() == record.manifest
+        && tagged.size() == record.size;
+    let intact = || {
+        record
+            .blobs
+            .iter()
+            .all(|b| stat(layout, &b.digest).as_ref() == Some(b))
+    };
+    (same && intact()).then_some(record.manifest)
+}
+
+/// Records that `key` exported `image` into the layout at `layout`.
+pub(crate) fn record(
+    store: &Store,
+    key: &TaskKey,
+    layout: &Path,
+    image: &ExportedImage,
+    compression: Compression,
+) -> Result<(), StoreError> {
+    let manifest = image.manifest.digest().to_string();
+    let digests = std::iter::once(manifest.as_str())
+        .chain(std::iter::once(image.config_digest.as_str()))
+        .chain(image.layers.iter().map(|l| l.digest.as_str()));
+    // A blob that cannot be stat'ed now leaves the image unrecorded: the next build exports
+    // it again.
+    let Some(blobs) = digests.map(|d| stat(layout, d)).collect::<Option<Vec<_>>>() else {
+        return Ok(());
+    };
+    let record = ImageRecord {
+        manifest: manifest.clone(),
+        size: image.manifest.size(),
+        gzip: compression == Compression::Gzip,
+        blobs,
+    };
+    let entry = ActionEntry {
+        blobs: Vec::new(),
+        payload: serde_json::to_value(record).unwrap_or_default(),
+    };
+    store.put_action(key, &entry)
+}
