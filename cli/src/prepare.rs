@@ -130,7 +130,6 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
                 .collect();
             let dir = scratch.path().join(format!("service-{index}"));
             detect_service(config, index, service, run_image, Arc::new(digests), dir)
-                .map_err(|e| in_service(&service.name, e))
         })
         .collect();
 
@@ -145,7 +144,7 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
                 failed.push((service.name.clone(), e));
                 continue;
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(in_service(&service.name, e)),
         };
         hashing += &detected.hashing;
         detect_cached += detected.detect_cached;
