@@ -1,0 +1,2 @@
+const cart = JSON.parse(localStorage.getItem("cart") || "[]");
+document.title = `Storefront (${cart.length})`;
