@@ -42,7 +42,15 @@ impl Workspace {
         // Files dated in the past: no stat cache entry is racy.
         let status = std::process::Command::new("find")
             .arg(&ws)
-            .args(["-exec", "touch", "-h", "-d", "2020-01-01T00:00:00Z", "{}", "+"])
+            .args([
+                "-exec",
+                "touch",
+                "-h",
+                "-d",
+                "2020-01-01T00:00:00Z",
+                "{}",
+                "+",
+            ])
             .status();
         assert!(status.unwrap().success());
         Self { examples }
@@ -89,7 +97,11 @@ fn service<'a>(report: &'a Value, name: &str) -> &'a Value {
 fn skopeo_layers(layout: &Path, tag: &str) -> Vec<String> {
     let raw = tool(
         "skopeo",
-        &["inspect", "--raw", &format!("oci:{}:{tag}", layout.display())],
+        &[
+            "inspect",
+            "--raw",
+            &format!("oci:{}:{tag}", layout.display()),
+        ],
     );
     let manifest: Value = serde_json::from_str(&raw).unwrap();
     manifest["layers"]
@@ -116,7 +128,11 @@ fn a_layer_shared_by_services_runs_once_is_stored_once_and_both_images_use_it() 
     // runtime's three layers are shared; procfile, motd, app and image are per service.
     assert_eq!(report["ran"], 3 + 2 * 4, "{report:#}");
     for name in ["api", "web"] {
-        assert_eq!(service(&report, name)["ran"], 7, "a shared task counts for each");
+        assert_eq!(
+            service(&report, name)["ran"],
+            7,
+            "a shared task counts for each"
+        );
     }
 
     let layer_of = |name: &str| {
@@ -192,11 +208,7 @@ fn a_change_to_one_service_leaves_the_others_cached_and_unchanged() {
         .filter(|t| t["status"] == "ran")
         .map(|t| t["id"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        ran.len(),
-        4,
-        "web's procfile, motd, app and image: {ran:?}"
-    );
+    assert_eq!(ran.len(), 4, "web's procfile, motd, app and image: {ran:?}");
     assert!(
         second["tasks"]
             .as_array()
@@ -225,7 +237,11 @@ fn service_builds_only_the_named_services_and_refuses_unknown_names() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap())
+        .map(|m| {
+            m["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .unwrap()
+        })
         .collect();
     tags.sort_unstable();
     assert_eq!(tags, ["api", "worker"]);
@@ -234,7 +250,10 @@ fn service_builds_only_the_named_services_and_refuses_unknown_names() {
     assert_exit(&out, 2);
     let err = stderr(&out);
     assert!(err.contains("nope"), "{err}");
-    assert!(err.contains("api, web, worker"), "lists the known ones: {err}");
+    assert!(
+        err.contains("api, web, worker"),
+        "lists the known ones: {err}"
+    );
 }
 
 #[test]
@@ -280,14 +299,20 @@ fn with_keep_going_a_service_that_fails_detection_does_not_stop_the_rest() {
     let out = ws.build(&[]);
     assert_exit(&out, 1);
     assert!(stderr(&out).contains("docs"), "{}", stderr(&out));
-    assert!(!ws.path("out").exists(), "detection fails before anything is written");
+    assert!(
+        !ws.path("out").exists(),
+        "detection fails before anything is written"
+    );
 
     let out = ws.build(&["--keep-going"]);
     assert_exit(&out, 1);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(service(&report, "docs")["status"], "failed");
     let error = service(&report, "docs")["error"].as_str().unwrap();
-    assert!(error.contains("detect") || error.contains("group"), "{error}");
+    assert!(
+        error.contains("detect") || error.contains("group"),
+        "{error}"
+    );
     for name in ["api", "web"] {
         assert_eq!(service(&report, name)["status"], "built", "{report:#}");
         let digest = service(&report, name)["digest"].as_str().unwrap();
