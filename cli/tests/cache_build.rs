@@ -79,6 +79,14 @@ fn blobs(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn a_second_build_runs_no_buildpack_task_and_gives_the_same_image() {
     let fx = Fixture::new();
+    // What project.toml excludes, an empty directory and a symlink: the first build exports
+    // the private copy its buildpacks worked on, a later one the app itself; both the same.
+    let app = fx.path("examples/apps/hello");
+    std::fs::write(app.join("debug.log"), "excluded\n").unwrap();
+    std::fs::create_dir_all(app.join("tmp")).unwrap();
+    std::fs::write(app.join("tmp/scratch"), "excluded\n").unwrap();
+    std::fs::create_dir_all(app.join("empty")).unwrap();
+    std::os::unix::fs::symlink("index.txt", app.join("link")).unwrap();
     let (first, tasks) = fx.build(&[]);
     assert_eq!(ran(&tasks).len(), 7, "{tasks:?}");
     let (second, tasks) = fx.build(&[]);

@@ -3,6 +3,8 @@
 //! A CNB build may change `/workspace`, and that change belongs in the image, not in the
 //! user's checkout. So the app is copied into a task-private directory first, keeping what
 //! `project.toml` includes and dropping what it excludes (gitignore syntax) and `.git/`.
+//! When no buildpack changes the app, there is no copy: the exporter reads the same
+//! [`app_entries`] straight from the app.
 
 use std::fs;
 use std::io;
@@ -26,15 +28,17 @@ pub enum AppDirError {
     },
 }
 
-/// Copies the app in `src` to `dst` (which must exist and be empty), keeping modes and
-/// symlinks. `include` (when non-empty) keeps only matching files; `exclude` drops matching
-/// files and directories. Both use gitignore syntax relative to `src`.
-pub fn copy_app(
+/// What of the app in `src` goes into the image: every file, directory and symlink below it
+/// (relative paths, in walk order), keeping what `include` (when non-empty) matches and
+/// dropping what `exclude` matches (both gitignore syntax relative to `src`) and `.git/`.
+///
+/// # Errors
+/// An invalid pattern, or a directory that cannot be read.
+pub fn app_entries(
     src: &Path,
-    dst: &Path,
     include: &[String],
     exclude: &[String],
-) -> Result<(), AppDirError> {
+) -> Result<Vec<PathBuf>, AppDirError> {
     let mut overrides = OverrideBuilder::new(src);
     let patterns = include
         .iter()
@@ -55,10 +59,7 @@ pub fn copy_app(
         .overrides(overrides)
         .filter_entry(|entry| entry.file_name() != ".git")
         .build();
-    let io_err = |path: &Path| {
-        let path = path.to_owned();
-        move |source| AppDirError::Io { path, source }
-    };
+    let mut out = Vec::new();
     for entry in walker {
         let entry = entry.map_err(|e| AppDirError::Io {
             path: src.to_owned(),
@@ -66,17 +67,36 @@ pub fn copy_app(
                 .into_io_error()
                 .unwrap_or_else(|| io::Error::other("walk failed")),
         })?;
-        let path = entry.path();
-        let Ok(rel) = path.strip_prefix(src) else {
-            continue;
-        };
-        if rel.as_os_str().is_empty() {
-            continue;
+        if let Ok(rel) = entry.path().strip_prefix(src)
+            && !rel.as_os_str().is_empty()
+        {
+            out.push(rel.to_owned());
         }
-        let target = dst.join(rel);
-        let meta = fs::symlink_metadata(path).map_err(io_err(path))?;
+    }
+    Ok(out)
+}
+
+/// Copies the app in `src` to `dst` (which must exist and be empty), keeping modes and
+/// symlinks: exactly the [`app_entries`] of `src`.
+///
+/// # Errors
+/// As [`app_entries`], or a file that cannot be copied.
+pub fn copy_app(
+    src: &Path,
+    dst: &Path,
+    include: &[String],
+    exclude: &[String],
+) -> Result<(), AppDirError> {
+    let io_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| AppDirError::Io { path, source }
+    };
+    for rel in app_entries(src, include, exclude)? {
+        let path = src.join(&rel);
+        let target = dst.join(&rel);
+        let meta = fs::symlink_metadata(&path).map_err(io_err(&path))?;
         if meta.file_type().is_symlink() {
-            let link = fs::read_link(path).map_err(io_err(path))?;
+            let link = fs::read_link(&path).map_err(io_err(&path))?;
             create_parent(&target).map_err(io_err(&target))?;
             std::os::unix::fs::symlink(link, &target).map_err(io_err(&target))?;
         } else if meta.is_dir() {
@@ -84,7 +104,7 @@ pub fn copy_app(
             fs::set_permissions(&target, meta.permissions()).map_err(io_err(&target))?;
         } else if meta.is_file() {
             create_parent(&target).map_err(io_err(&target))?;
-            fs::copy(path, &target).map_err(io_err(path))?;
+            fs::copy(&path, &target).map_err(io_err(&path))?;
         }
     }
     Ok(())

@@ -49,8 +49,12 @@ pub struct BuildRequest<'a> {
 /// What a build left: the app and each buildpack's layers, in group order.
 #[derive(Debug)]
 pub struct BuildOutput {
-    /// The app after the build (host path).
+    /// The app after the build (host path): the private copy buildpacks worked on, or the
+    /// app itself when none changed it.
     pub workspace: PathBuf,
+    /// What of `workspace` is the app (relative paths), when it is the app itself and not all
+    /// of it (`project.toml` include and exclude, `.git/`); `None` for all of it.
+    pub selection: Option<std::collections::HashSet<PathBuf>>,
     /// Each buildpack's results, in group order.
     pub buildpacks: Vec<BuildpackOutput>,
 }
@@ -68,6 +72,8 @@ pub struct BuildpackOutput {
     pub layers: BuildpackLayers,
     /// Its build log.
     pub log: PathBuf,
+    /// Whether its `bin/build` changed the app.
+    pub app_changed: bool,
 }
 
 /// Where a layer is in the image: `/layers/<escaped id>/<name>`.
@@ -275,5 +281,6 @@ pub fn run_buildpack(
         layers_dir,
         layers,
         log,
+        app_changed: false,
     })
 }

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use petgraph::graph::NodeIndex;
 use strata_planner::{GroupMember, Plan, ServicePlan, Status, Task, TaskKind};
 
-use crate::appdir::copy_app;
+use crate::appdir::{app_entries, copy_app};
 use crate::build::{BuildError, BuildOutput, BuildRequest, BuildpackOutput, run_buildpack};
 use crate::executor::{Done, ExecEvent, ExecOptions, ExecOutcome, run_graph};
 use crate::layer_task::{BuiltLayer, NeededLayer, declared_output, run_layer};
@@ -358,6 +358,11 @@ fn run_task(
             let Some(cache) = ctx.cache else {
                 let output = run_buildpack(req, buildpack, bp_plan, &before)?;
                 (ctx.progress)(Event::Finished(label, Some(&output.log)));
+                // Without a snapshot, assume it changed the app: export from the copy.
+                let output = BuildpackOutput {
+                    app_changed: true,
+                    ..output
+                };
                 return Ok(TaskOutput::Buildpack(Arc::new(output)));
             };
             // Every task before it is done: make their outputs real, in the service's order
@@ -376,6 +381,10 @@ fn run_task(
             let output = run_buildpack(req, buildpack, bp_plan, &before)?;
             (ctx.progress)(Event::Finished(label, Some(&output.log)));
             let change = snapshot.change_to(&Snapshot::take(req.workspace).map_err(io)?);
+            let output = BuildpackOutput {
+                app_changed: !change.is_empty(),
+                ..output
+            };
             cache.save(
                 req,
                 task,
@@ -392,7 +401,9 @@ fn run_task(
     }
 }
 
-/// Exports run `index`'s service: every output made real, then the exporter.
+/// Exports run `index`'s service: every output made real, then the exporter. The app is
+/// the private copy when a buildpack of this build worked on it or a stored one changed it,
+/// else the app itself (no copy is made).
 fn export_service(
     ctx: &Context<'_>,
     index: usize,
@@ -401,18 +412,35 @@ fn export_service(
     let run = &ctx.runs[index];
     let service = ctx.service_of(run);
     let plan = ctx.plan;
-    ctx.copy_app(index)?;
+    let outputs: Vec<(NodeIndex, TaskOutput)> = service
+        .tasks
+        .iter()
+        .filter_map(|n| done.get(*n).map(|o| (*n, o)))
+        .collect();
+    let changed = outputs
+        .iter()
+        .any(|(_, o)| matches!(o, TaskOutput::Buildpack(bp) if bp.app_changed));
+    let copied = ctx.copied[index].lock().is_ok_and(|c| *c);
+    let from_copy = copied || changed;
+    if from_copy {
+        ctx.copy_app(index)?;
+    }
     if let Some(cache) = ctx.cache {
         // The exporter reads launch layers' env files and tars the app: every stored output
         // is made real, opaque buildpacks' app changes in group order.
-        for earlier in &service.tasks {
-            if let Some(output) = done.get(*earlier) {
-                cache.ensure(&ctx.run_of(*earlier).req, &plan.graph[*earlier], &output)?;
-            }
+        for (node, output) in &outputs {
+            cache.ensure(&ctx.run_of(*node).req, &plan.graph[*node], output)?;
         }
     }
+    let (workspace, selection) = if from_copy {
+        (run.req.workspace.to_owned(), None)
+    } else {
+        let entries = app_entries(run.req.source, run.include, run.exclude)?;
+        (run.req.source.to_owned(), Some(entries.into_iter().collect()))
+    };
     let output = BuildOutput {
-        workspace: run.req.workspace.to_owned(),
+        workspace,
+        selection,
         buildpacks: outputs_of(&run.req, plan, service, &service.group.group, done),
     };
     (ctx.export)(index, &output)

@@ -241,6 +241,7 @@ pub fn declared_output(
             sbom,
         },
         log: req.scratch.join("logs"),
+        app_changed: false,
     }
 }
 

@@ -63,7 +63,7 @@ pub const PARENT_DIR_MODE: u32 = 0o755;
 const SYMLINK_MODE: u32 = 0o777;
 
 /// gzip level for layer blobs: fixed so the compressed digest is stable across builds.
-const GZIP_LEVEL: u32 = 6;
+const GZIP_LEVEL: u32 = 4;
 
 /// What a USTAR header's `linkname` field holds.
 const USTAR_LINKNAME_LEN: usize = 100;

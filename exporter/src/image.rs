@@ -255,8 +255,16 @@ impl<'a> Stack<'a> {
             } else {
                 "Application Layer".to_owned()
             };
-            let filter =
-                |rel: &Path| !in_slice(rel, n) && slices.get(n).is_none_or(|s| s.is_match(rel));
+            let selected = |rel: &Path| {
+                self.req
+                    .build
+                    .selection
+                    .as_ref()
+                    .is_none_or(|s| s.contains(rel))
+            };
+            let filter = |rel: &Path| {
+                selected(rel) && !in_slice(rel, n) && slices.get(n).is_none_or(|s| s.is_match(rel))
+            };
             let mut builder = self
                 .builder(self.req.owner)
                 .with_mode_policy(ModePolicy::Normalize);

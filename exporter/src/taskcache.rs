@@ -292,6 +292,7 @@ impl TaskCache for StoreCache<'_> {
                         sbom,
                     },
                     log,
+                    app_changed: payload.change.is_some(),
                 })))
             }
             TaskKind::App | TaskKind::Image => None,
