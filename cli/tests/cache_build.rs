@@ -79,14 +79,6 @@ fn blobs(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn a_second_build_runs_no_buildpack_task_and_gives_the_same_image() {
     let fx = Fixture::new();
-    // What project.toml excludes, an empty directory and a symlink: the first build exports
-    // the private copy its buildpacks worked on, a later one the app itself; both the same.
-    let app = fx.path("examples/apps/hello");
-    std::fs::write(app.join("debug.log"), "excluded\n").unwrap();
-    std::fs::create_dir_all(app.join("tmp")).unwrap();
-    std::fs::write(app.join("tmp/scratch"), "excluded\n").unwrap();
-    std::fs::create_dir_all(app.join("empty")).unwrap();
-    std::os::unix::fs::symlink("index.txt", app.join("link")).unwrap();
     let (first, tasks) = fx.build(&[]);
     assert_eq!(ran(&tasks).len(), 7, "{tasks:?}");
     let (second, tasks) = fx.build(&[]);
@@ -111,6 +103,46 @@ fn a_second_build_runs_no_buildpack_task_and_gives_the_same_image() {
         ran(&tasks).len(),
         7,
         "--no-cache runs everything: {tasks:?}"
+    );
+}
+
+#[test]
+fn the_app_exported_from_its_private_copy_equals_the_app_exported_from_itself() {
+    let fx = Fixture::new();
+    let app = fx.path("examples/apps/hello");
+    // Without motd.txt no buildpack changes the app (motd writes a stamp into it).
+    std::fs::remove_file(app.join("motd.txt")).unwrap();
+    // What project.toml excludes, an empty directory and a symlink.
+    std::fs::write(app.join("debug.log"), "excluded\n").unwrap();
+    std::fs::create_dir_all(app.join("tmp")).unwrap();
+    std::fs::write(app.join("tmp/scratch"), "excluded\n").unwrap();
+    std::fs::create_dir_all(app.join("empty/nested")).unwrap();
+    std::os::unix::fs::symlink("index.txt", app.join("link")).unwrap();
+    // procfile runs, so the first export reads the copy it worked on; the second, with every
+    // buildpack cached, reads the app itself.
+    let (first, tasks) = fx.build(&[]);
+    assert!(ran(&tasks).contains(&"examples/procfile (bin/build)"));
+    std::fs::remove_dir_all(fx.path("out")).unwrap();
+    let (second, tasks) = fx.build(&[]);
+    assert_eq!(ran(&tasks), ["app", "image"], "{tasks:?}");
+    assert_eq!(second, first);
+    let listing = tool(
+        "sh",
+        &[
+            "-c",
+            &format!(
+                "cd {} && umoci unpack --image out:hello bundle >/dev/null && cd bundle/rootfs/workspace && find . | sort",
+                fx.tmp.path().display()
+            ),
+        ],
+    );
+    assert!(
+        listing.contains("./empty/nested\n") && listing.contains("./link\n"),
+        "{listing}"
+    );
+    assert!(
+        !listing.contains("debug.log") && !listing.contains("./tmp"),
+        "{listing}"
     );
 }
 

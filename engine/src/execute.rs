@@ -436,7 +436,10 @@ fn export_service(
         (run.req.workspace.to_owned(), None)
     } else {
         let entries = app_entries(run.req.source, run.include, run.exclude)?;
-        (run.req.source.to_owned(), Some(entries.into_iter().collect()))
+        (
+            run.req.source.to_owned(),
+            Some(entries.into_iter().collect()),
+        )
     };
     let output = BuildOutput {
         workspace,
