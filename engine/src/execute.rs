@@ -15,7 +15,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use petgraph::graph::NodeIndex;
-use strata_planner::{GroupMember, Plan, ServicePlan, Status, Task, TaskKind};
+use strata_planner::{
+    Buildpack, BuildpackPlan, GroupMember, Plan, ServicePlan, Status, Task, TaskKind,
+};
 
 use crate::appdir::{app_entries, copy_app};
 use crate::build::{BuildError, BuildOutput, BuildRequest, BuildpackOutput, run_buildpack};
@@ -341,57 +343,7 @@ fn run_task(
         TaskKind::Buildpack {
             buildpack,
             plan: bp_plan,
-        } => {
-            ctx.copy_app(index)?;
-            let position = service
-                .group
-                .group
-                .iter()
-                .position(|m| m.buildpack.reference() == buildpack.reference());
-            let before = outputs_of(
-                req,
-                plan,
-                service,
-                &service.group.group[..position.unwrap_or(0)],
-                done,
-            );
-            let Some(cache) = ctx.cache else {
-                let output = run_buildpack(req, buildpack, bp_plan, &before)?;
-                (ctx.progress)(Event::Finished(label, Some(&output.log)));
-                // Without a snapshot, assume it changed the app: export from the copy.
-                let output = BuildpackOutput {
-                    app_changed: true,
-                    ..output
-                };
-                return Ok(TaskOutput::Buildpack(Arc::new(output)));
-            };
-            // Every task before it is done: make their outputs real, in the service's order
-            // (so opaque buildpacks' changes to the app replay in group order).
-            for earlier in &service.tasks {
-                let needed = *earlier != node && plan.needs(node).any(|n| n == *earlier);
-                if let (true, Some(output)) = (needed, done.get(*earlier)) {
-                    cache.ensure(&ctx.run_of(*earlier).req, &plan.graph[*earlier], &output)?;
-                }
-            }
-            let io = |source| BuildError::Io {
-                path: req.workspace.to_owned(),
-                source,
-            };
-            let snapshot = Snapshot::take(req.workspace).map_err(io)?;
-            let output = run_buildpack(req, buildpack, bp_plan, &before)?;
-            (ctx.progress)(Event::Finished(label, Some(&output.log)));
-            let change = snapshot.change_to(&Snapshot::take(req.workspace).map_err(io)?);
-            let output = BuildpackOutput {
-                app_changed: !change.is_empty(),
-                ..output
-            };
-            cache.save(
-                req,
-                task,
-                TaskOutput::Buildpack(Arc::new(output)),
-                Some(&change),
-            )
-        }
+        } => run_opaque(ctx, node, buildpack, bp_plan, done),
         TaskKind::App => Ok(TaskOutput::Nothing),
         TaskKind::Image => {
             export_service(ctx, index, done)?;
@@ -399,6 +351,72 @@ fn run_task(
             Ok(TaskOutput::Nothing)
         }
     }
+}
+
+/// Runs an opaque buildpack's `bin/build` in its service's copy of the app, after the tasks
+/// before it, and stores what it built and changed.
+fn run_opaque(
+    ctx: &Context<'_>,
+    node: NodeIndex,
+    buildpack: &Arc<Buildpack>,
+    bp_plan: &BuildpackPlan,
+    done: &Done<TaskOutput>,
+) -> Result<TaskOutput, BuildError> {
+    let plan = ctx.plan;
+    let task = &plan.graph[node];
+    let index = ctx.owner[&node];
+    let req = &ctx.runs[index].req;
+    let service = ctx.service_of(&ctx.runs[index]);
+    let label = ctx.labels[&node].as_str();
+    ctx.copy_app(index)?;
+    let position = service
+        .group
+        .group
+        .iter()
+        .position(|m| m.buildpack.reference() == buildpack.reference());
+    let before = outputs_of(
+        req,
+        plan,
+        service,
+        &service.group.group[..position.unwrap_or(0)],
+        done,
+    );
+    let Some(cache) = ctx.cache else {
+        let output = run_buildpack(req, buildpack, bp_plan, &before)?;
+        (ctx.progress)(Event::Finished(label, Some(&output.log)));
+        // Without a snapshot, assume it changed the app: export from the copy.
+        let output = BuildpackOutput {
+            app_changed: true,
+            ..output
+        };
+        return Ok(TaskOutput::Buildpack(Arc::new(output)));
+    };
+    // Every task before it is done: make their outputs real, in the service's order
+    // (so opaque buildpacks' changes to the app replay in group order).
+    for earlier in &service.tasks {
+        let needed = *earlier != node && plan.needs(node).any(|n| n == *earlier);
+        if let (true, Some(output)) = (needed, done.get(*earlier)) {
+            cache.ensure(&ctx.run_of(*earlier).req, &plan.graph[*earlier], &output)?;
+        }
+    }
+    let io = |source| BuildError::Io {
+        path: req.workspace.to_owned(),
+        source,
+    };
+    let snapshot = Snapshot::take(req.workspace).map_err(io)?;
+    let output = run_buildpack(req, buildpack, bp_plan, &before)?;
+    (ctx.progress)(Event::Finished(label, Some(&output.log)));
+    let change = snapshot.change_to(&Snapshot::take(req.workspace).map_err(io)?);
+    let output = BuildpackOutput {
+        app_changed: !change.is_empty(),
+        ..output
+    };
+    cache.save(
+        req,
+        task,
+        TaskOutput::Buildpack(Arc::new(output)),
+        Some(&change),
+    )
 }
 
 /// Exports run `index`'s service: every output made real, then the exporter. The app is

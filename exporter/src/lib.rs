@@ -9,6 +9,7 @@ pub mod image;
 pub mod inspect;
 pub mod layout;
 pub mod metadata;
+pub mod pgzip;
 pub mod rebase;
 pub mod reference;
 pub mod runimage;
