@@ -197,13 +197,7 @@ fn detect_service(
     digests: Arc<BTreeMap<String, TaskKey>>,
     scratch: PathBuf,
 ) -> Result<Detected, CliError> {
-    let platform =
-        PlatformDir::create(&scratch.join("platform"), &service.env).map_err(|source| {
-            CliError::Io {
-                what: "cannot write the platform directory".to_owned(),
-                source,
-            }
-        })?;
+    let platform = PlatformDir::new(&scratch.join("platform"), &service.env);
     let target = match &run_image {
         Some((image, _)) => TargetEnv {
             os: image.os().to_string(),

@@ -226,7 +226,10 @@ pub fn run_buildpack(
 
     let mut mounts = vec![
         Mount::rw(req.workspace, WORKSPACE_TARGET),
-        Mount::ro(&req.platform.path, PLATFORM_TARGET),
+        Mount::ro(
+            req.platform.path().map_err(io_err(&plan_host))?,
+            PLATFORM_TARGET,
+        ),
         Mount::ro(&buildpack.dir, buildpack_target(buildpack)),
         Mount::rw(&io_dir, "/tmp/build"),
         Mount::rw(&layers_dir, format!("{LAYERS_TARGET}/{escaped}")),

@@ -69,7 +69,7 @@ impl ProcessDetector<'_> {
         fs::write(&plan_host, "")?;
         let mounts = vec![
             Mount::ro(self.app_dir, "/workspace"),
-            Mount::ro(&self.platform.path, PLATFORM_TARGET),
+            Mount::ro(self.platform.path()?, PLATFORM_TARGET),
             Mount::ro(&buildpack.dir, buildpack_target(buildpack)),
             Mount::rw(&dir, "/tmp/detect"),
         ];

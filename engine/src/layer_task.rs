@@ -71,9 +71,13 @@ pub fn run_layer(
         })?;
     }
 
+    let platform = req.platform.path().map_err(|source| BuildError::Io {
+        path: dir.clone(),
+        source,
+    })?;
     let mut mounts = vec![
         Mount::ro(req.source, WORKSPACE_TARGET),
-        Mount::ro(&req.platform.path, PLATFORM_TARGET),
+        Mount::ro(platform, PLATFORM_TARGET),
         Mount::ro(&buildpack.dir, buildpack_target(buildpack)),
         Mount::rw(&dir, layer_target(buildpack, &layer.name)),
         Mount::rw(&sbom_dir, "/tmp/sbom"),

@@ -3,6 +3,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use crate::sandbox::DEFAULT_PATH;
 
@@ -64,27 +65,57 @@ pub fn oci_arch(rust_arch: &str) -> &str {
     }
 }
 
-/// The platform directory buildpacks read: `env/<NAME>` holds each user env variable.
+/// The platform directory buildpacks read: `env/<NAME>` holds each user env variable. It is
+/// written when a process first needs it, so a build that runs nothing writes nothing.
 #[derive(Debug)]
 pub struct PlatformDir {
     /// The directory on the host.
-    pub path: PathBuf,
+    dir: PathBuf,
     /// The user env, in the order given (later wins for one name).
     pub env: Vec<(String, String)>,
+    written: OnceLock<Result<(), String>>,
 }
 
 impl PlatformDir {
-    /// Writes `dir/env/<NAME>` for each variable.
-    pub fn create(dir: &Path, env: &[(String, String)]) -> io::Result<Self> {
-        let env_dir = dir.join("env");
-        std::fs::create_dir_all(&env_dir)?;
-        for (name, value) in env {
-            std::fs::write(env_dir.join(name), value)?;
-        }
-        Ok(Self {
-            path: dir.to_owned(),
+    /// The platform directory `dir` with `env`, not written yet.
+    pub fn new(dir: &Path, env: &[(String, String)]) -> Self {
+        Self {
+            dir: dir.to_owned(),
             env: env.to_vec(),
-        })
+            written: OnceLock::new(),
+        }
+    }
+
+    /// Writes `dir/env/<NAME>` for each variable now.
+    ///
+    /// # Errors
+    /// The directory or a file cannot be written.
+    pub fn create(dir: &Path, env: &[(String, String)]) -> io::Result<Self> {
+        let platform = Self::new(dir, env);
+        platform.path()?;
+        Ok(platform)
+    }
+
+    /// The directory, written on the first call.
+    ///
+    /// # Errors
+    /// The directory or a file cannot be written (the same error on every call).
+    pub fn path(&self) -> io::Result<&Path> {
+        let written = self.written.get_or_init(|| {
+            let env_dir = self.dir.join("env");
+            std::fs::create_dir_all(&env_dir).map_err(|e| e.to_string())?;
+            for (name, value) in &self.env {
+                std::fs::write(env_dir.join(name), value).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        });
+        match written {
+            Ok(()) => Ok(&self.dir),
+            Err(message) => Err(io::Error::other(format!(
+                "cannot write the platform directory {}: {message}",
+                self.dir.display()
+            ))),
+        }
     }
 }
 

@@ -5,8 +5,8 @@
 //! the env it read and the keys of the tasks it needed. A task whose key has no output in the
 //! store gets the first difference found, in that order: `buildpack changed`, `input changed:
 //! PATH`, `env changed: NAME`, `needs rebuilt: TASK`; with no record (or no difference) it is
-//! `new`. Records are small JSON files written atomically after a successful build; a missing
-//! or unreadable one only makes the reason `new`.
+//! `new`. A service's records are one JSON file, written atomically after a build of it
+//! succeeded; a missing or unreadable one only makes the reasons `new`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,11 +41,20 @@ impl Records {
         }
     }
 
-    fn path(&self, service: &str, task: &str) -> PathBuf {
-        let mut h = KeyHasher::new("record/identity");
-        h.str(service).str(task);
+    /// The file of `service`'s records: one per service, task records by task id.
+    fn path(&self, service: &str) -> PathBuf {
+        let mut h = KeyHasher::new("record/service");
+        h.str(service);
         let key = h.finish().hex();
         self.dir.join(&key[..2]).join(format!("{key}.json"))
+    }
+
+    /// `service`'s records, by task id; none when missing or unreadable.
+    fn load(&self, service: &str) -> BTreeMap<String, TaskRecord> {
+        std::fs::read(self.path(service))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
     }
 
     fn record(
@@ -83,14 +92,10 @@ impl Records {
         digests: &BTreeMap<String, TaskKey>,
         cached: &dyn Fn(&TaskKey) -> bool,
     ) {
-        let name = plan.services[service].name.clone();
+        let records = self.load(&plan.services[service].name);
         for node in plan.services[service].tasks.clone() {
             let task = &plan.graph[node];
-            let before = || {
-                std::fs::read(self.path(&name, &task.id))
-                    .ok()
-                    .and_then(|bytes| serde_json::from_slice::<TaskRecord>(&bytes).ok())
-            };
+            let before = || records.get(&task.id).cloned();
             // The app layer and the image are made at export, from stored parts: they count as
             // cached when their key is the one last built.
             let exported = matches!(task.kind, TaskKind::App | TaskKind::Image);
@@ -113,16 +118,22 @@ impl Records {
         app: &SourceTree,
         digests: &BTreeMap<String, TaskKey>,
     ) -> std::io::Result<()> {
-        let name = &plan.services[service].name;
-        for node in &plan.services[service].tasks {
-            let record = Self::record(plan, *node, app, digests);
-            let path = self.path(name, &plan.graph[*node].id);
-            let dir = path.parent().unwrap_or(&self.dir);
-            std::fs::create_dir_all(dir)?;
-            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-            serde_json::to_writer(&mut tmp, &record).map_err(std::io::Error::other)?;
-            tmp.persist(&path).map_err(|e| e.error)?;
-        }
+        let records: BTreeMap<&str, TaskRecord> = plan.services[service]
+            .tasks
+            .iter()
+            .map(|node| {
+                let record = Self::record(plan, *node, app, digests);
+                (plan.graph[*node].id.as_str(), record)
+            })
+            .collect();
+        let path = self.path(&plan.services[service].name);
+        let dir = path.parent().unwrap_or(&self.dir);
+        std::fs::create_dir_all(dir)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        // One write: the record of an app task lists every app file.
+        let bytes = serde_json::to_vec(&records).map_err(std::io::Error::other)?;
+        std::io::Write::write_all(&mut tmp, &bytes)?;
+        tmp.persist(&path).map_err(|e| e.error)?;
         Ok(())
     }
 }
