@@ -121,6 +121,14 @@ pub(crate) fn json(prepared: &Prepared) -> String {
 }
 
 /// The plan as a table, one task a line, in the order they would run.
+/// The services of a task: all of them when two or three, else the first two and a count.
+fn services_cell(services: &[String]) -> String {
+    match services {
+        [first, second, _, _, ..] => format!("{first},{second} +{}", services.len() - 2),
+        all => all.join(","),
+    }
+}
+
 pub(crate) fn table(plan: &Plan) -> String {
     let rows: Vec<[String; 4]> = plan
         .order()
@@ -128,7 +136,7 @@ pub(crate) fn table(plan: &Plan) -> String {
         .map(|node| {
             let task = &plan.graph[node];
             [
-                task.services.join(","),
+                services_cell(&task.services),
                 task.id.clone(),
                 task.key.short(),
                 task.status.to_string(),
@@ -201,4 +209,17 @@ pub(crate) fn dot(plan: &Plan) -> String {
     }
     out.push_str("}\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::services_cell;
+
+    #[test]
+    fn a_task_of_many_services_names_two_and_counts_the_rest() {
+        let names = |n: usize| -> Vec<String> { (0..n).map(|i| format!("s{i}")).collect() };
+        assert_eq!(services_cell(&names(1)), "s0");
+        assert_eq!(services_cell(&names(3)), "s0,s1,s2");
+        assert_eq!(services_cell(&names(8)), "s0,s1 +6");
+    }
 }

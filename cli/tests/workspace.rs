@@ -322,3 +322,70 @@ fn with_keep_going_a_service_that_fails_detection_does_not_stop_the_rest() {
     let err = stderr(&out);
     assert!(err.contains("1 of 3 services failed: docs"), "{err}");
 }
+
+#[test]
+fn a_service_is_exported_while_a_slower_one_still_builds() {
+    let ws = Workspace::new(&["fast"], "");
+    // `slow` has its own builder: one declared layer that sleeps before it writes.
+    let bp = ws.path("slow-bp");
+    std::fs::create_dir_all(bp.join("layers")).unwrap();
+    std::fs::write(
+        bp.join("buildpack.toml"),
+        "api = \"0.10\"\n[buildpack]\nid = \"t/slow\"\nversion = \"1\"\n\
+         [metadata.strata.detect]\nfiles = [\"*\"]\n\
+         [[metadata.strata.layers]]\nname = \"nap\"\nrun = \"layers/nap.sh\"\nlaunch = true\n",
+    )
+    .unwrap();
+    std::fs::write(
+        bp.join("layers/nap.sh"),
+        "#!/bin/sh\nsleep 3\necho rested > \"$1/rested\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        bp.join("layers/nap.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::write(
+        ws.path("slow-builder.toml"),
+        "[[buildpacks]]\nuri = \"slow-bp\"\n[[order]]\n[[order.group]]\nid = \"t/slow\"\nversion = \"1\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(ws.path("slow")).unwrap();
+    std::fs::write(ws.path("slow/app.txt"), "slow\n").unwrap();
+    let toml = std::fs::read_to_string(ws.path("strata.toml")).unwrap();
+    std::fs::write(
+        ws.path("strata.toml"),
+        format!(
+            "{toml}run-image = \"{}\"\n[[service]]\nname = \"slow\"\npath = \"slow\"\nbuilder = \"slow-builder.toml\"\n",
+            run_image()
+        ),
+    )
+    .unwrap();
+
+    // Without --json, progress lines come in the order things happen.
+    let cache = ws.examples.path("cache");
+    let out = strata(
+        ws.examples.tmp.path(),
+        &[
+            "build",
+            ws.path("").to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--jobs",
+            "2",
+        ],
+    );
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    let line = |needle: &str| {
+        err.lines()
+            .position(|l| l.trim() == needle)
+            .unwrap_or_else(|| panic!("no line `{needle}` in\n{err}"))
+    };
+    assert!(
+        line("fast: image") < line("slow: t/slow:nap"),
+        "fast is exported before slow's layer is done:\n{err}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("fast"));
+}
