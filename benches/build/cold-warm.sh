@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Cold and warm `strata build` of the example app: cold with an empty cache (every task runs),
-# warm with the cache of the previous build (no buildpack task runs; the image is exported
-# again from stored layers).
+# Cold, warm and no-op `strata build` of the example app: cold with an empty cache (every task
+# runs); warm with the cache of the previous build but no output (no buildpack task runs; the
+# image is exported again from stored layers); no-op with both (the image is up to date and
+# nothing runs).
 #
 # Usage: benches/build/cold-warm.sh [WORK_DIR]     (default: target/bench-build)
 # Env:   RUNS (default 10). Needs hyperfine (apt-get install hyperfine).
@@ -18,7 +19,8 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 $build > /dev/null 2>&1
 hyperfine --style basic --runs "$runs" --export-json "$work/build.json" \
   -n cold --prepare "rm -rf $work/cache $work/out" "$build > /dev/null 2>&1" \
-  -n warm "$build > /dev/null 2>&1" > /dev/null
+  -n warm --prepare "rm -rf $work/out" "$build > /dev/null 2>&1" \
+  -n no-op --prepare true "$build > /dev/null 2>&1" > /dev/null
 python3 - "$work/build.json" <<'PY'
 import json, sys
 for r in json.load(open(sys.argv[1]))["results"]:
