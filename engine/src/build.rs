@@ -249,6 +249,7 @@ pub fn run_buildpack(
         argv: vec![format!("{bp_dir}/bin/build"), layers, platform, plan_path],
         env: env.into_vec(),
         mounts,
+        sealed: Vec::new(),
         cwd: workspace,
         network: req.network,
     };

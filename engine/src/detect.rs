@@ -91,6 +91,7 @@ impl ProcessDetector<'_> {
             argv: vec![format!("{bp_dir}/bin/detect"), platform, plan_path],
             env,
             mounts,
+            sealed: Vec::new(),
             cwd: workspace,
             network: self.network,
         };

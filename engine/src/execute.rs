@@ -332,7 +332,7 @@ fn run_task(
                     }
                 }
             }
-            let output = run_layer(req, buildpack, declared, &needs)?;
+            let output = run_layer(req, buildpack, declared, &needs, &task.inputs)?;
             (ctx.progress)(Event::Finished(label, Some(&output.log)));
             let output = TaskOutput::Layer(Arc::new(output));
             match ctx.cache {

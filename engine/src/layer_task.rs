@@ -54,6 +54,7 @@ pub fn run_layer(
     buildpack: &Buildpack,
     layer: &DeclaredLayer,
     needs: &[NeededLayer<'_>],
+    inputs: &[String],
 ) -> Result<BuiltLayer, BuildError> {
     let escaped = buildpack.id().escaped();
     let dir = req.scratch.join("layers").join(&escaped).join(&layer.name);
@@ -76,14 +77,29 @@ pub fn run_layer(
         source,
     })?;
     let mut mounts = vec![
-        Mount::ro(req.source, WORKSPACE_TARGET),
         Mount::ro(platform, PLATFORM_TARGET),
         Mount::ro(&buildpack.dir, buildpack_target(buildpack)),
         Mount::rw(&dir, layer_target(buildpack, &layer.name)),
         Mount::rw(&sbom_dir, "/tmp/sbom"),
     ];
-    let [workspace, platform, bp_dir, layer_dir, sbom] =
-        [0, 1, 2, 3, 4].map(|i| req.sandbox.view(&mounts[i]));
+    let [platform, bp_dir, layer_dir, sbom] = [0, 1, 2, 3].map(|i| req.sandbox.view(&mounts[i]));
+    // In the sandbox, /workspace holds the layer's input files and nothing else, read-only:
+    // what its key does not cover, it cannot read. Without isolation it is the whole app.
+    let (workspace, sealed) = if req.sandbox.isolates() {
+        for input in inputs {
+            mounts.push(Mount::ro(
+                req.source.join(input),
+                format!("{WORKSPACE_TARGET}/{input}"),
+            ));
+        }
+        (
+            WORKSPACE_TARGET.to_owned(),
+            vec![WORKSPACE_TARGET.to_owned()],
+        )
+    } else {
+        let mount = Mount::ro(req.source, WORKSPACE_TARGET);
+        (req.sandbox.view(&mount), Vec::new())
+    };
 
     // Only the env the layer declares: clear_env drops the rest of the user env.
     let mut env: Env = base_env(req.target, req.platform, true, req.sandbox.isolates())
@@ -113,6 +129,7 @@ pub fn run_layer(
         argv: vec![format!("{bp_dir}/{}", layer.run), layer_dir],
         env: env.into_vec(),
         mounts,
+        sealed,
         cwd: workspace,
         network: req.network,
     };
@@ -277,7 +294,7 @@ mod tests {
             ),
             (
                 "top.sh",
-                "{ tool; ls /layers/t_bp; echo \"SEEN=$SEEN HIDDEN=${HIDDEN:-}\"; \
+                "{ tool; ls /layers/t_bp; echo \"SEEN=$SEEN HIDDEN=${HIDDEN:-}\"; find /workspace | sort; \
                  touch /workspace/x 2>/dev/null || echo ro; touch /layers/t_bp/base/x 2>/dev/null || echo ro; } > \"$STRATA_LAYER_DIR/out\"",
             ),
         ];
@@ -289,7 +306,9 @@ mod tests {
         let buildpack = Buildpack::load(&bp_dir).unwrap();
         let strata = buildpack.descriptor.strata.clone().unwrap();
         let workspace = root.join("ws");
-        fs::create_dir_all(&workspace).unwrap();
+        fs::create_dir_all(workspace.join("src")).unwrap();
+        fs::write(workspace.join("src/input.txt"), "read me").unwrap();
+        fs::write(workspace.join("secret.txt"), "not declared").unwrap();
         let env = [
             ("SEEN".to_owned(), "yes".to_owned()),
             ("HIDDEN".to_owned(), "no".to_owned()),
@@ -305,17 +324,26 @@ mod tests {
             scratch: &root.join("scratch"),
             network: false,
         };
-        let base = run_layer(&req, &buildpack, strata.layer("base").unwrap(), &[]).unwrap();
-        run_layer(&req, &buildpack, strata.layer("other").unwrap(), &[]).unwrap();
+        let base = run_layer(&req, &buildpack, strata.layer("base").unwrap(), &[], &[]).unwrap();
+        run_layer(&req, &buildpack, strata.layer("other").unwrap(), &[], &[]).unwrap();
         let needs = [NeededLayer {
             buildpack: &buildpack,
             layer: &base.layer,
         }];
-        let top = run_layer(&req, &buildpack, strata.layer("top").unwrap(), &needs).unwrap();
+        let inputs = ["src/input.txt".to_owned()];
+        let top = run_layer(
+            &req,
+            &buildpack,
+            strata.layer("top").unwrap(),
+            &needs,
+            &inputs,
+        )
+        .unwrap();
         let out = fs::read_to_string(top.layer.dir.join("out")).unwrap();
         assert_eq!(
-            out, "tool\nbase\ntop\nSEEN=yes HIDDEN=\nro\nro\n",
-            "needs on PATH, no `other`, declared env only, read-only inputs"
+            out,
+            "tool\nbase\ntop\nSEEN=yes HIDDEN=\n/workspace\n/workspace/src\n/workspace/src/input.txt\nro\nro\n",
+            "needs on PATH, no `other`, declared env only, declared inputs only, read-only"
         );
         assert!(!workspace.join("x").exists());
     }

@@ -75,6 +75,9 @@ pub struct SandboxCommand {
     pub env: Vec<(String, String)>,
     /// Bind mounts, applied in order (later ones may nest inside earlier ones).
     pub mounts: Vec<Mount>,
+    /// Directories that start empty and read-only: only what `mounts` puts in them is there
+    /// (a declared layer's `/workspace` holds its input files alone).
+    pub sealed: Vec<String>,
     /// Working directory, as seen inside the sandbox.
     pub cwd: String,
     /// Whether the process may reach the network.
@@ -215,6 +218,9 @@ fn bwrap_args(cmd: &SandboxCommand) -> Vec<OsString> {
     if !cmd.network {
         push(&[&"--unshare-net"]);
     }
+    for dir in &cmd.sealed {
+        push(&[&"--tmpfs", dir]);
+    }
     for mount in &cmd.mounts {
         let flag = if mount.writable {
             "--bind"
@@ -222,6 +228,9 @@ fn bwrap_args(cmd: &SandboxCommand) -> Vec<OsString> {
             "--ro-bind"
         };
         push(&[&flag, &mount.host, &mount.target]);
+    }
+    for dir in &cmd.sealed {
+        push(&[&"--remount-ro", dir]);
     }
     push(&[&"--chdir", &cmd.cwd, &"--", &"/bin/sh"]);
     for arg in with_umask(&cmd.argv) {
@@ -265,6 +274,7 @@ mod tests {
             argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
             env: vec![("PATH".into(), DEFAULT_PATH.into())],
             mounts,
+            sealed: Vec::new(),
             cwd: "/".into(),
             network,
         };
