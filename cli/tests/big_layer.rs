@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -22,23 +21,13 @@ const MAX_RSS_KIB: u64 = 200 * 1000 * 1000 / 1024;
 /// A declared buildpack `t/big` whose launch layer `big` holds one file of
 /// [`LAYER_FILE_BYTES`] zeros.
 fn buildpack(root: &Path) -> PathBuf {
-    let dir = root.join("bp");
-    std::fs::create_dir_all(dir.join("layers")).unwrap();
-    std::fs::write(
-        dir.join("buildpack.toml"),
-        "api = \"0.10\"\n[buildpack]\nid = \"t/big\"\nversion = \"1\"\n\
-         [metadata.strata.detect]\nfiles = [\"*\"]\n\
-         [[metadata.strata.layers]]\nname = \"big\"\nrun = \"layers/big.sh\"\nlaunch = true\n",
+    one_layer_buildpack(
+        &root.join("bp"),
+        "t/big",
+        "big",
+        &[],
+        &format!("head -c {LAYER_FILE_BYTES} /dev/zero > \"$1/big\""),
     )
-    .unwrap();
-    let script = dir.join("layers/big.sh");
-    std::fs::write(
-        &script,
-        format!("#!/bin/sh\nset -e\nhead -c {LAYER_FILE_BYTES} /dev/zero > \"$1/big\"\n"),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
 }
 
 /// What the export of the big layer left in the layout.

@@ -219,22 +219,13 @@ fn corrupt_truncated_or_missing_blobs_are_rebuilt_never_exported() {
 /// A declared buildpack whose layer sleeps, then writes `MiB` of data, so a build can be
 /// killed during the task or during its export.
 fn slow_buildpack(root: &Path, mib: u32) -> PathBuf {
-    let dir = root.join("slow-bp");
-    std::fs::create_dir_all(dir.join("layers")).unwrap();
-    std::fs::write(
-        dir.join("buildpack.toml"),
-        "api = \"0.10\"\n[buildpack]\nid = \"t/slow\"\nversion = \"1\"\n[metadata.strata.detect]\nfiles = [\"*\"]\n\
-         [[metadata.strata.layers]]\nname = \"data\"\ninputs = [\"*\"]\nrun = \"layers/data.sh\"\nlaunch = true\n",
+    one_layer_buildpack(
+        &root.join("slow-bp"),
+        "t/slow",
+        "data",
+        &["*"],
+        &format!("sleep 0.4\nhead -c {mib}M /dev/zero | tr '\\0' 'x' > \"$1/data\""),
     )
-    .unwrap();
-    let script = dir.join("layers/data.sh");
-    std::fs::write(
-        &script,
-        format!("#!/bin/sh\nsleep 0.4\nhead -c {mib}M /dev/zero | tr '\\0' 'x' > \"$1/data\"\n"),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    dir
 }
 
 fn slow_build(

@@ -39,20 +39,7 @@ impl Workspace {
             ),
         )
         .unwrap();
-        // Files dated in the past: no stat cache entry is racy.
-        let status = std::process::Command::new("find")
-            .arg(&ws)
-            .args([
-                "-exec",
-                "touch",
-                "-h",
-                "-d",
-                "2020-01-01T00:00:00Z",
-                "{}",
-                "+",
-            ])
-            .status();
-        assert!(status.unwrap().success());
+        date_in_the_past(&ws);
         Self { examples }
     }
 
@@ -327,25 +314,13 @@ fn with_keep_going_a_service_that_fails_detection_does_not_stop_the_rest() {
 fn a_service_is_exported_while_a_slower_one_still_builds() {
     let ws = Workspace::new(&["fast"], "");
     // `slow` has its own builder: one declared layer that sleeps before it writes.
-    let bp = ws.path("slow-bp");
-    std::fs::create_dir_all(bp.join("layers")).unwrap();
-    std::fs::write(
-        bp.join("buildpack.toml"),
-        "api = \"0.10\"\n[buildpack]\nid = \"t/slow\"\nversion = \"1\"\n\
-         [metadata.strata.detect]\nfiles = [\"*\"]\n\
-         [[metadata.strata.layers]]\nname = \"nap\"\nrun = \"layers/nap.sh\"\nlaunch = true\n",
-    )
-    .unwrap();
-    std::fs::write(
-        bp.join("layers/nap.sh"),
-        "#!/bin/sh\nsleep 3\necho rested > \"$1/rested\"\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        bp.join("layers/nap.sh"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    one_layer_buildpack(
+        &ws.path("slow-bp"),
+        "t/slow",
+        "nap",
+        &[],
+        "sleep 3\necho rested > \"$1/rested\"",
+    );
     std::fs::write(
         ws.path("slow-builder.toml"),
         "[[buildpacks]]\nuri = \"slow-bp\"\n[[order]]\n[[order.group]]\nid = \"t/slow\"\nversion = \"1\"\n",

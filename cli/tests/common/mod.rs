@@ -190,19 +190,7 @@ impl ExampleCopy {
         let layout = examples_copy.join("run-image/layout");
         std::fs::create_dir_all(&layout).unwrap();
         copy_tree(&run_image_dir(), &layout);
-        let status = Command::new("find")
-            .arg(&examples_copy)
-            .args([
-                "-exec",
-                "touch",
-                "-h",
-                "-d",
-                "2020-01-01T00:00:00Z",
-                "{}",
-                "+",
-            ])
-            .status();
-        assert!(status.unwrap().success());
+        date_in_the_past(&examples_copy);
         Self { tmp }
     }
 
@@ -210,4 +198,50 @@ impl ExampleCopy {
     pub fn path(&self, rel: &str) -> PathBuf {
         self.tmp.path().join(rel)
     }
+}
+
+/// Dates every file under `dir` 2020-01-01, so that no stat cache entry is racy.
+pub fn date_in_the_past(dir: &Path) {
+    let status = Command::new("find")
+        .arg(dir)
+        .args([
+            "-exec",
+            "touch",
+            "-h",
+            "-d",
+            "2020-01-01T00:00:00Z",
+            "{}",
+            "+",
+        ])
+        .status();
+    assert!(status.unwrap().success());
+}
+
+/// A declared buildpack `id` (version 1) in `dir` that passes detection for any app and
+/// builds one launch layer `layer`, reading the app files `inputs` match, with the shell
+/// script `script` (the layer directory is `$1`).
+pub fn one_layer_buildpack(
+    dir: &Path,
+    id: &str,
+    layer: &str,
+    inputs: &[&str],
+    script: &str,
+) -> PathBuf {
+    std::fs::create_dir_all(dir.join("layers")).unwrap();
+    let inputs: Vec<String> = inputs.iter().map(|i| format!("\"{i}\"")).collect();
+    std::fs::write(
+        dir.join("buildpack.toml"),
+        format!(
+            "api = \"0.10\"\n[buildpack]\nid = \"{id}\"\nversion = \"1\"\n\
+             [metadata.strata.detect]\nfiles = [\"*\"]\n\
+             [[metadata.strata.layers]]\nname = \"{layer}\"\ninputs = [{}]\n\
+             run = \"layers/{layer}.sh\"\nlaunch = true\n",
+            inputs.join(", ")
+        ),
+    )
+    .unwrap();
+    let path = dir.join("layers").join(format!("{layer}.sh"));
+    std::fs::write(&path, format!("#!/bin/sh\nset -e\n{script}\n")).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    dir.to_owned()
 }
