@@ -7,11 +7,11 @@
 //! the payload records all three and a lookup with other settings is a miss (the task runs
 //! again and its entry is replaced).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use strata_engine::build::{BuildError, BuildRequest, BuildpackOutput, layer_target};
@@ -29,9 +29,10 @@ pub struct StoreCache<'a> {
     store: &'a Store,
     settings: Settings,
     lookups: bool,
-    /// Outputs made real: by key for layers, by key and app copy for an opaque buildpack
-    /// (its change is replayed into each service's own copy).
-    ensured: Mutex<HashSet<(TaskKey, Option<PathBuf>)>>,
+    /// Outputs made real, or being made real: by key for layers, by key and app copy for an
+    /// opaque buildpack (its change is replayed into each service's own copy). One task's
+    /// output is made real once while others wait for it; different ones at the same time.
+    ensured: Mutex<HashMap<(TaskKey, Option<PathBuf>), Ensured>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +68,9 @@ struct StoredChange {
     deleted: Vec<String>,
 }
 
+/// Whether a task's output is real: set once, when made real (or why that failed).
+type Ensured = Arc<OnceLock<Result<(), String>>>;
+
 fn cache_err(what: impl std::fmt::Display) -> BuildError {
     BuildError::Io {
         path: PathBuf::from("<store>"),
@@ -87,7 +91,7 @@ impl<'a> StoreCache<'a> {
             store,
             settings,
             lookups: true,
-            ensured: Mutex::new(HashSet::new()),
+            ensured: Mutex::new(HashMap::new()),
         }
     }
 
@@ -214,6 +218,50 @@ impl<'a> StoreCache<'a> {
             .collect::<Option<Vec<_>>>()?;
         Some((layers, sbom))
     }
+
+    /// Extracts a stored output's layers, and replays an opaque buildpack's app change.
+    fn make_real(
+        &self,
+        req: &BuildRequest<'_>,
+        task: &Task,
+        output: &TaskOutput,
+    ) -> Result<(), BuildError> {
+        let layers: Vec<&Layer> = match output {
+            TaskOutput::Layer(built) => vec![&built.layer],
+            TaskOutput::Buildpack(bp) => bp.layers.layers.iter().collect(),
+            TaskOutput::Nothing => Vec::new(),
+        };
+        for layer in layers {
+            if let (false, Some(blob)) = (layer.dir.exists(), &layer.blob) {
+                extract(blob, req.scratch)?;
+            }
+        }
+        if let TaskOutput::Buildpack(bp) = output {
+            // Later buildpacks mount it, even when it holds no layer.
+            std::fs::create_dir_all(&bp.layers_dir).map_err(|source| BuildError::Io {
+                path: bp.layers_dir.clone(),
+                source,
+            })?;
+            // Only stored outputs get here: a task that ran is marked ensured by `save`.
+            let payload = self
+                .store
+                .get_action(&task.key)
+                .and_then(|e| serde_json::from_value::<Payload>(e.payload).ok());
+            if let Some(change) = payload.and_then(|p| p.change) {
+                for path in &change.deleted {
+                    let target = req.workspace.join(path);
+                    let _ =
+                        std::fs::remove_dir_all(&target).or_else(|_| std::fs::remove_file(&target));
+                }
+                if let (Some(tar), Some(parent)) = (&change.tar, req.workspace.parent()) {
+                    let mut tar = tar.clone();
+                    tar.path = self.store.blob_path(&tar.digest).map_err(cache_err)?;
+                    extract(&tar, parent)?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Extracts a stored tar into `dir` (its entries' paths are relative to `dir`).
@@ -305,47 +353,15 @@ impl TaskCache for StoreCache<'_> {
         task: &Task,
         output: &TaskOutput,
     ) -> Result<(), BuildError> {
-        let Ok(mut ensured) = self.ensured.lock() else {
-            return Err(cache_err("cache lock poisoned"));
+        let cell = {
+            let Ok(mut ensured) = self.ensured.lock() else {
+                return Err(cache_err("cache lock poisoned"));
+            };
+            Arc::clone(ensured.entry(ensured_key(req, task)).or_default())
         };
-        if !ensured.insert(ensured_key(req, task)) {
-            return Ok(());
-        }
-        let layers: Vec<&Layer> = match output {
-            TaskOutput::Layer(built) => vec![&built.layer],
-            TaskOutput::Buildpack(bp) => bp.layers.layers.iter().collect(),
-            TaskOutput::Nothing => Vec::new(),
-        };
-        for layer in layers {
-            if let (false, Some(blob)) = (layer.dir.exists(), &layer.blob) {
-                extract(blob, req.scratch)?;
-            }
-        }
-        if let TaskOutput::Buildpack(bp) = output {
-            // Later buildpacks mount it, even when it holds no layer.
-            std::fs::create_dir_all(&bp.layers_dir).map_err(|source| BuildError::Io {
-                path: bp.layers_dir.clone(),
-                source,
-            })?;
-            // Only stored outputs get here: a task that ran is marked ensured by `save`.
-            let payload = self
-                .store
-                .get_action(&task.key)
-                .and_then(|e| serde_json::from_value::<Payload>(e.payload).ok());
-            if let Some(change) = payload.and_then(|p| p.change) {
-                for path in &change.deleted {
-                    let target = req.workspace.join(path);
-                    let _ =
-                        std::fs::remove_dir_all(&target).or_else(|_| std::fs::remove_file(&target));
-                }
-                if let (Some(tar), Some(parent)) = (&change.tar, req.workspace.parent()) {
-                    let mut tar = tar.clone();
-                    tar.path = self.store.blob_path(&tar.digest).map_err(cache_err)?;
-                    extract(&tar, parent)?;
-                }
-            }
-        }
-        Ok(())
+        cell.get_or_init(|| self.make_real(req, task, output).map_err(|e| e.to_string()))
+            .clone()
+            .map_err(cache_err)
     }
 
     fn save(
@@ -424,7 +440,9 @@ impl TaskCache for StoreCache<'_> {
             .map_err(cache_err)?;
         if let Ok(mut ensured) = self.ensured.lock() {
             // Its layers are real and its app change is in the workspace already.
-            ensured.insert(ensured_key(req, task));
+            let done = OnceLock::new();
+            let _ = done.set(Ok(()));
+            ensured.insert(ensured_key(req, task), Arc::new(done));
         }
         Ok(saved)
     }
