@@ -236,12 +236,9 @@ impl<'a> StoreCache<'a> {
                 extract(blob, req.scratch)?;
             }
         }
-        if let TaskOutput::Buildpack(bp) = output {
-            // Later buildpacks mount it, even when it holds no layer.
-            std::fs::create_dir_all(&bp.layers_dir).map_err(|source| BuildError::Io {
-                path: bp.layers_dir.clone(),
-                source,
-            })?;
+        if let TaskOutput::Buildpack(bp) = output
+            && bp.app_changed
+        {
             // Only stored outputs get here: a task that ran is marked ensured by `save`.
             let payload = self
                 .store
