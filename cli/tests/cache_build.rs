@@ -214,6 +214,21 @@ fn corrupt_truncated_or_missing_blobs_are_rebuilt_never_exported() {
         &["cache", "verify", "--cache-dir", cache.to_str().unwrap()],
     );
     assert_exit(&verify, 0);
+    // The output layout shared the flipped blob's inode: it has a good copy now.
+    for blob in std::fs::read_dir(fx.path("out/blobs/sha256")).unwrap() {
+        let path = blob.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let actual = hex_sha256(&std::fs::read(&path).unwrap());
+        assert_eq!(actual, name, "{} hashes to its name", path.display());
+    }
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A declared buildpack whose layer sleeps, then writes `MiB` of data, so a build can be
