@@ -225,10 +225,7 @@ fn corrupt_truncated_or_missing_blobs_are_rebuilt_never_exported() {
 
 fn hex_sha256(bytes: &[u8]) -> String {
     use sha2::Digest as _;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    format!("{:x}", sha2::Sha256::digest(bytes))
 }
 
 /// A declared buildpack whose layer sleeps, then writes `MiB` of data, so a build can be
