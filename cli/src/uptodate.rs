@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::Descriptor;
 use serde::{Deserialize, Serialize};
 use strata_engine::store::{ActionEntry, Store, StoreError};
-use strata_exporter::archive::Compression;
+use strata_exporter::archive::{BLOB_FORMAT, Compression};
 use strata_exporter::image::ExportedImage;
 use strata_planner::TaskKey;
 
@@ -22,6 +22,8 @@ struct ImageRecord {
     manifest: String,
     size: u64,
     gzip: bool,
+    /// The blob format it was written in ([`BLOB_FORMAT`]).
+    format: u32,
     blobs: Vec<BlobStat>,
 }
 
@@ -61,6 +63,7 @@ pub(crate) fn up_to_date(
     let entry = store.get_action(key)?;
     let record: ImageRecord = serde_json::from_value(entry.payload).ok()?;
     let same = record.gzip == (compression == Compression::Gzip)
+        && record.format == BLOB_FORMAT
         && tagged.digest().to_string() == record.manifest
         && tagged.size() == record.size;
     let intact = || {
@@ -93,6 +96,7 @@ pub(crate) fn record(
         manifest: manifest.clone(),
         size: image.manifest.size(),
         gzip: compression == Compression::Gzip,
+        format: BLOB_FORMAT,
         blobs,
     };
     let entry = ActionEntry {

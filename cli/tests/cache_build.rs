@@ -342,3 +342,37 @@ fn two_builds_on_one_store_at_once_both_succeed() {
     );
     assert_exit(&verify, 0);
 }
+
+#[test]
+fn outputs_stored_in_an_older_blob_format_are_built_again() {
+    let fx = Fixture::new();
+    let (first, _) = fx.build(&[]);
+    // Mark every stored output as written by an earlier version of the layer writer.
+    let mut marked = 0;
+    let mut stack = vec![fx.path("cache/store/actions")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let mut action: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            for pointer in ["/payload/settings/format", "/payload/format"] {
+                if let Some(format) = action.pointer_mut(pointer) {
+                    *format = serde_json::json!(1);
+                    marked += 1;
+                }
+            }
+            std::fs::write(&path, serde_json::to_vec(&action).unwrap()).unwrap();
+        }
+    }
+    assert!(
+        marked >= 6,
+        "every layer task and the image record: {marked}"
+    );
+    let (again, tasks) = fx.build(&[]);
+    assert_eq!(again, first);
+    assert_eq!(ran(&tasks).len(), 7, "nothing old is reused: {tasks:?}");
+}

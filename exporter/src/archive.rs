@@ -69,6 +69,11 @@ const SYMLINK_MODE: u32 = 0o777;
 /// blobs about 15% larger (benches/monorepo/compare.sh).
 const GZIP_LEVEL: u32 = 3;
 
+/// The version of the bytes a [`LayerBuilder`] writes for a given tree and settings: bumped
+/// whenever they change (the tar writer, the deflate backend, level or chunking), so that
+/// blobs stored or exported by an earlier version are not taken for this one's.
+pub const BLOB_FORMAT: u32 = 2;
+
 /// What a USTAR header's `linkname` field holds.
 const USTAR_LINKNAME_LEN: usize = 100;
 

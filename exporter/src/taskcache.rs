@@ -4,8 +4,8 @@
 //! hit's layers gets them extracted on demand.
 //!
 //! A layer's tar depends on the CNB user and the file time, and its blob on the compression:
-//! the payload records all three and a lookup with other settings is a miss (the task runs
-//! again and its entry is replaced).
+//! the payload records all three, and the blob format's version, and a lookup with other
+//! settings is a miss (the task runs again and its entry is replaced).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -41,6 +41,8 @@ struct Settings {
     gid: u32,
     epoch: u64,
     gzip: bool,
+    /// [`crate::archive::BLOB_FORMAT`]; a payload without it is from before it existed.
+    format: u32,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -86,6 +88,7 @@ impl<'a> StoreCache<'a> {
             gid: owner.gid,
             epoch,
             gzip: compression == Compression::Gzip,
+            format: crate::archive::BLOB_FORMAT,
         };
         Self {
             store,
