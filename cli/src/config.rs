@@ -89,9 +89,22 @@ impl InputConfig {
                 dir.display()
             )));
         }
-        let workspace = Workspace::find(&dir)
-            .map(|path| Workspace::load(&path))
-            .transpose()?;
+        let (workspace, implied) = match Workspace::find(&dir) {
+            Some(path) => (Some(Workspace::load(&path)?), None),
+            // One service's directory, with nothing on the command line that says how to
+            // build it: the service of the workspace around it.
+            None if args.builder.is_none() && args.buildpacks.is_empty() => {
+                match enclosing_workspace(&dir)? {
+                    Some((ws, name)) => (Some(ws), Some(vec![name])),
+                    None => (None, None),
+                }
+            }
+            None => (None, None),
+        };
+        let wanted = match (&implied, args.services.is_empty()) {
+            (Some(names), true) => names.as_slice(),
+            _ => args.services.as_slice(),
+        };
         let cwd = Path::new(".");
         let flag_run_image = args
             .run_image
@@ -113,7 +126,7 @@ impl InputConfig {
                     env: Vec::new(),
                 }]
             }
-            Some(ws) => select_services(ws, &args.services)?
+            Some(ws) => select_services(ws, wanted)?
                 .into_iter()
                 .map(|spec| ServiceSource {
                     name: spec.name.clone(),
@@ -169,6 +182,21 @@ impl InputConfig {
             epoch,
         })
     }
+}
+
+/// The workspace in the nearest directory above `dir` that has a `strata.toml`, and the
+/// name of its service at `dir`, if it has one there.
+fn enclosing_workspace(dir: &Path) -> Result<Option<(Workspace, String)>, CliError> {
+    let Some(path) = dir.ancestors().skip(1).find_map(Workspace::find) else {
+        return Ok(None);
+    };
+    let ws = Workspace::load(&path)?;
+    let name = ws
+        .services
+        .iter()
+        .find(|s| std::fs::canonicalize(&s.path).is_ok_and(|p| p == dir))
+        .map(|s| s.name.clone());
+    Ok(name.map(|name| (ws, name)))
 }
 
 /// The workspace's services, or those `names` name (each must be one of them).

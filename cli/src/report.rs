@@ -106,10 +106,11 @@ pub(crate) fn table(report: &BuildReport) -> String {
         );
     }
     let failed = report.services.iter().filter(|s| s.error.is_some()).count();
+    let services = report.services.len();
     let _ = writeln!(
         out,
-        "{} services ({} failed), {} tasks ran, {} cached, {:.2}s",
-        report.services.len(),
+        "{services} service{} ({} failed), {} tasks ran, {} cached, {:.2}s",
+        if services == 1 { "" } else { "s" },
         failed,
         report.ran,
         report.cached,

@@ -388,3 +388,38 @@ fn a_workspace_builds_the_same_digests_on_another_path_with_another_cache() {
     assert_eq!(first.len(), 2);
     assert_eq!(digests(&two), first);
 }
+
+#[test]
+fn in_a_service_directory_strata_builds_that_service_of_the_workspace_around_it() {
+    let ws = Workspace::new(&["api", "web"], "");
+    let cache = ws.examples.path("cache");
+    let out = strata(
+        &ws.path("services/web"),
+        &["build", "--cache-dir", cache.to_str().unwrap(), "--json"],
+    );
+    assert_exit(&out, 0);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = report["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["web"]);
+    assert!(!skopeo_layers(&ws.path("out"), "web").is_empty());
+
+    // With a builder on the command line it is one app, as anywhere else.
+    let builder = ws.examples.path("examples/builder.toml");
+    let out = strata(
+        &ws.path("services/web"),
+        &[
+            "build",
+            "--builder",
+            builder.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ],
+    );
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("--output"), "{}", stderr(&out));
+}
