@@ -89,18 +89,7 @@ impl InputConfig {
                 dir.display()
             )));
         }
-        let (workspace, implied) = match Workspace::find(&dir) {
-            Some(path) => (Some(Workspace::load(&path)?), None),
-            // One service's directory, with nothing on the command line that says how to
-            // build it: the service of the workspace around it.
-            None if args.builder.is_none() && args.buildpacks.is_empty() => {
-                match enclosing_workspace(&dir)? {
-                    Some((ws, name)) => (Some(ws), Some(vec![name])),
-                    None => (None, None),
-                }
-            }
-            None => (None, None),
-        };
+        let (workspace, implied) = find_workspace(&dir, args)?;
         let wanted = match (&implied, args.services.is_empty()) {
             (Some(names), true) => names.as_slice(),
             _ => args.services.as_slice(),
@@ -182,6 +171,24 @@ impl InputConfig {
             epoch,
         })
     }
+}
+
+/// The workspace `dir` is the root of; or, for one service's directory with nothing on the
+/// command line that says how to build it, the workspace around it and that service's name.
+fn find_workspace(
+    dir: &Path,
+    args: &InputArgs,
+) -> Result<(Option<Workspace>, Option<Vec<String>>), CliError> {
+    if let Some(path) = Workspace::find(dir) {
+        return Ok((Some(Workspace::load(&path)?), None));
+    }
+    if args.builder.is_some() || !args.buildpacks.is_empty() {
+        return Ok((None, None));
+    }
+    Ok(match enclosing_workspace(dir)? {
+        Some((ws, name)) => (Some(ws), Some(vec![name])),
+        None => (None, None),
+    })
 }
 
 /// The workspace in the nearest directory above `dir` that has a `strata.toml`, and the
