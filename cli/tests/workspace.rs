@@ -80,6 +80,16 @@ fn service<'a>(report: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no service {name} in {report:#}"))
 }
 
+/// The names of the report's services, in order.
+fn service_names(report: &Value) -> Vec<&str> {
+    report["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect()
+}
+
 /// The layer digests of an image, as skopeo reads them.
 fn skopeo_layers(layout: &Path, tag: &str) -> Vec<String> {
     let raw = tool(
@@ -211,13 +221,7 @@ fn a_change_to_one_service_leaves_the_others_cached_and_unchanged() {
 fn service_builds_only_the_named_services_and_refuses_unknown_names() {
     let ws = Workspace::new(&["api", "web", "worker"], "");
     let report = ws.build_ok(&["--service", "worker", "--service", "api"]);
-    let names: Vec<&str> = report["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["api", "worker"]);
+    assert_eq!(service_names(&report), ["api", "worker"]);
     let index: Value =
         serde_json::from_slice(&std::fs::read(ws.path("out/index.json")).unwrap()).unwrap();
     let mut tags: Vec<&str> = index["manifests"]
@@ -399,13 +403,7 @@ fn in_a_service_directory_strata_builds_that_service_of_the_workspace_around_it(
     );
     assert_exit(&out, 0);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let names: Vec<&str> = report["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["web"]);
+    assert_eq!(service_names(&report), ["web"]);
     assert!(!skopeo_layers(&ws.path("out"), "web").is_empty());
 
     // With a builder on the command line it is one app, as anywhere else.
