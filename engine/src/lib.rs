@@ -10,6 +10,7 @@ pub mod detect;
 pub mod env;
 pub mod execute;
 pub mod executor;
+pub mod hashing;
 pub mod layer_task;
 pub mod layers;
 pub mod platform;

@@ -77,10 +77,12 @@ use sha2::{Digest as _, Sha256};
 use strata_planner::TaskKey;
 
 use files::{
-    HashingWriter, create_parent, hash_blob, identity, persist, remove_file_if_exists,
-    remove_if_same, sync_dir, write_file,
+    create_parent, hash_blob, identity, persist, remove_file_if_exists, remove_if_same, sync_dir,
+    write_file,
 };
 use format::{Format, move_aside, open_lock, read_format, write_marker};
+
+use crate::hashing::HashingWriter;
 
 pub use gc::{GcReport, Removed};
 pub use scan::StoreStats;
@@ -553,17 +555,13 @@ impl Store {
     /// Copies `source` into the store as the blob `hex`, checking its size and digest.
     fn copy_in(&self, source: File, path: &Path, hex: &str, size: u64) -> Result<(), StoreError> {
         let mut temp = self.temp_file()?;
-        let mut hashing = HashingWriter {
-            inner: temp.as_file_mut(),
-            hasher: Sha256::new(),
-            len: 0,
-        };
+        let mut hashing = HashingWriter::new(temp.as_file_mut());
         io::copy(
             &mut io::BufReader::with_capacity(BUFFER, source),
             &mut hashing,
         )
         .map_err(io_err("copy", path))?;
-        let (actual, len) = (hex::encode(hashing.hasher.finalize()), hashing.len);
+        let (actual, len, _) = hashing.into_parts();
         if len != size {
             return Err(StoreError::SizeMismatch {
                 path: path.to_path_buf(),

@@ -47,8 +47,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use oci_spec::image::{Descriptor, Digest, MediaType};
-use sha2::{Digest as _, Sha256};
 use tar::{EntryType, Header};
+
+use strata_engine::hashing::HashingWriter;
 
 use crate::pgzip::ParallelGz;
 
@@ -478,10 +479,10 @@ impl LayerBuilder {
         let sink = match compression {
             Compression::None => Sink::Plain(Counting::new(out)),
             Compression::Gzip => Sink::Gzip(Box::new(
-                ParallelGz::new(Hashing::new(out), GZIP_LEVEL).map_err(write_err)?,
+                ParallelGz::new(HashingWriter::new(out), GZIP_LEVEL).map_err(write_err)?,
             )),
         };
-        let mut tar = tar::Builder::new(Hashing::new(sink));
+        let mut tar = tar::Builder::new(HashingWriter::new(sink));
         self.write_entries(&mut tar)?;
         let tar_stream = tar.into_inner().map_err(write_err)?;
         let (diff_hex, tar_len, sink) = tar_stream.into_parts();
@@ -887,41 +888,6 @@ impl Read for ExactReader {
     }
 }
 
-/// Passes bytes through while hashing and counting them.
-struct Hashing<W> {
-    inner: W,
-    hasher: Sha256,
-    len: u64,
-}
-
-impl<W> Hashing<W> {
-    fn new(inner: W) -> Self {
-        Hashing {
-            inner,
-            hasher: Sha256::new(),
-            len: 0,
-        }
-    }
-
-    /// The hex sha256 and length of everything written, and the inner writer.
-    fn into_parts(self) -> (String, u64, W) {
-        (hex::encode(self.hasher.finalize()), self.len, self.inner)
-    }
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Passes bytes through while counting them (an uncompressed blob's digest is its diffID).
 struct Counting<W> {
     inner: W,
@@ -953,7 +919,7 @@ impl<W: Write> Write for Counting<W> {
 /// Where the tar stream goes once it is hashed.
 enum Sink {
     Plain(Counting<BufWriter<File>>),
-    Gzip(Box<ParallelGz<Hashing<BufWriter<File>>>>),
+    Gzip(Box<ParallelGz<HashingWriter<BufWriter<File>>>>),
 }
 
 impl Write for Sink {
@@ -976,6 +942,7 @@ impl Write for Sink {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use sha2::{Digest as _, Sha256};
     use std::fs::FileTimes;
     use std::time::{Duration, SystemTime};
 

@@ -45,6 +45,8 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use tempfile::TempDir;
 
+use strata_engine::hashing::HashingWriter;
+
 use crate::reference::{RefError, validate_tag};
 
 /// The `imageLayoutVersion` strata reads and writes.
@@ -655,13 +657,9 @@ impl Staging {
             .prefix(".copy-")
             .tempfile_in(&self.blob_dir)
             .map_err(|e| io_err("cannot create a temp file in", &self.blob_dir, e))?;
-        let mut hashing = HashingWriter {
-            inner: temp.as_file_mut(),
-            hasher: Sha256::new(),
-        };
-        let copied =
-            io::copy(&mut input, &mut hashing).map_err(|e| io_err("cannot copy blob", src, e))?;
-        let actual = hex::encode(hashing.hasher.finalize());
+        let mut hashing = HashingWriter::new(temp.as_file_mut());
+        io::copy(&mut input, &mut hashing).map_err(|e| io_err("cannot copy blob", src, e))?;
+        let (actual, copied, _) = hashing.into_parts();
         check_copy(src, descriptor, copied, &actual)?;
         finish_file(temp.as_file(), &staged)?;
         temp.persist(&staged)
@@ -954,17 +952,10 @@ fn read_verified(path: &Path, descriptor: &Descriptor) -> Result<Vec<u8>, Layout
 /// Hashes a blob file of any size and checks it against its descriptor.
 fn verify_file(path: &Path, descriptor: &Descriptor) -> Result<(), LayoutError> {
     let mut file = File::open(path).map_err(|e| io_err("cannot read blob", path, e))?;
-    let mut hashing = HashingWriter {
-        inner: io::sink(),
-        hasher: Sha256::new(),
-    };
-    let len = io::copy(&mut file, &mut hashing).map_err(|e| io_err("cannot read blob", path, e))?;
-    check_copy(
-        path,
-        descriptor,
-        len,
-        &hex::encode(hashing.hasher.finalize()),
-    )
+    let mut hashing = HashingWriter::new(io::sink());
+    io::copy(&mut file, &mut hashing).map_err(|e| io_err("cannot read blob", path, e))?;
+    let (actual, len, _) = hashing.into_parts();
+    check_copy(path, descriptor, len, &actual)
 }
 
 fn check_copy(
@@ -989,23 +980,6 @@ fn check_copy(
         });
     }
     Ok(())
-}
-
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// Makes a finished temp file world-readable (temp files start 0600) and durable.

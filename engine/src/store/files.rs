@@ -7,9 +7,8 @@ use std::io::{self, BufReader, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use sha2::{Digest as _, Sha256};
-
 use super::{BUFFER, StoreError, io_err};
+use crate::hashing::HashingWriter;
 
 /// A file's identity: device and inode.
 pub(super) type Identity = (u64, u64);
@@ -27,17 +26,10 @@ pub(super) fn hash_blob(path: &Path) -> io::Result<Option<(String, u64, Identity
         Err(e) => return Err(e),
     };
     let identity = identity(&file.metadata()?);
-    let mut hashing = HashingWriter {
-        inner: io::sink(),
-        hasher: Sha256::new(),
-        len: 0,
-    };
+    let mut hashing = HashingWriter::new(io::sink());
     io::copy(&mut BufReader::with_capacity(BUFFER, file), &mut hashing)?;
-    Ok(Some((
-        hex::encode(hashing.hasher.finalize()),
-        hashing.len,
-        identity,
-    )))
+    let (hex, len, _) = hashing.into_parts();
+    Ok(Some((hex, len, identity)))
 }
 
 /// Removes `path` if it still is the file with `identity`; whether it did. A file another
@@ -53,26 +45,6 @@ pub(super) fn remove_file_if_exists(path: &Path) -> Result<(), StoreError> {
     match fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", path)(e)),
         _ => Ok(()),
-    }
-}
-
-/// A writer that hashes and counts what passes through it.
-pub(super) struct HashingWriter<W> {
-    pub(super) inner: W,
-    pub(super) hasher: Sha256,
-    pub(super) len: u64,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
     }
 }
 
