@@ -81,9 +81,40 @@ pub(crate) struct InputArgs {
     /// Where buildpacks run: a bubblewrap sandbox, or the host (no isolation; paths differ).
     #[arg(long, value_enum, default_value_t = SandboxArg::Bwrap)]
     pub(crate) sandbox: SandboxArg,
-    /// Run buildpacks without network access.
+    /// What buildpacks' `bin/detect` and `bin/build` can reach: `host` shares the host's
+    /// network (what the host reaches, its loopback included), `none` gives them only their
+    /// own loopback. Declared layers have no network unless they set `network = true`.
+    #[arg(long, value_enum, default_value_t = NetworkArg::Host)]
+    pub(crate) network: NetworkArg,
+    /// Run buildpacks without network access (`--network none`).
     #[arg(long)]
     pub(crate) offline: bool,
+    /// Kill a buildpack's `bin/build` or a layer's script, with all it started, after this
+    /// long (`90s`, `30m`, `2h`, seconds); `bin/detect` gets at most 2 minutes.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) task_timeout: Option<std::time::Duration>,
+}
+
+/// `90`, `90s`, `30m`, `2h`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(format!("`{text}`: use seconds, or a number with s, m or h")),
+    };
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration"))?;
+    match value.checked_mul(scale) {
+        Some(0) => Err("a timeout of 0 would kill every task".to_owned()),
+        Some(secs) => Ok(std::time::Duration::from_secs(secs)),
+        None => Err(format!("`{text}` is too long")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -131,6 +162,12 @@ pub(crate) enum PlanFormat {
 pub(crate) enum CompressionArg {
     None,
     Gzip,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum NetworkArg {
+    None,
+    Host,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -9,14 +9,14 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use strata_engine::sandbox::Sandbox;
+use strata_engine::sandbox::{Limits, Sandbox};
 use strata_exporter::reference::ImageRef;
 use strata_planner::{
     Builder, Buildpack, BuildpackId, Group, GroupRef, Order, ProjectDescriptor, Registry,
     ServiceSpec, WORKSPACE_FILE, Workspace, valid_env_name,
 };
 
-use crate::args::{InputArgs, SandboxArg};
+use crate::args::{InputArgs, NetworkArg, SandboxArg};
 use crate::error::CliError;
 
 /// 1980-01-01T00:00:01Z: the time CNB images carry when `SOURCE_DATE_EPOCH` is not set.
@@ -147,7 +147,9 @@ impl InputConfig {
             });
         }
         let sandbox = match args.sandbox {
-            SandboxArg::Bwrap => Sandbox::bwrap()?,
+            SandboxArg::Bwrap => {
+                Sandbox::bwrap()?.with_limits(Limits::with_task(args.task_timeout))
+            }
             SandboxArg::None => Sandbox::none(),
         };
         let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
@@ -167,7 +169,7 @@ impl InputConfig {
             workspace,
             cache_dir,
             sandbox,
-            network: !args.offline,
+            network: !args.offline && args.network == NetworkArg::Host,
             epoch,
         })
     }

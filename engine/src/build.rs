@@ -19,7 +19,7 @@ use crate::detect::{PLATFORM_TARGET, buildpack_target};
 use crate::env::{Env, EnvError, Phase, layer_env};
 use crate::layers::{BuildpackLayers, LayerError, read_layers_dir};
 use crate::platform::{PlatformDir, TargetEnv, base_env};
-use crate::sandbox::{Finished, Mount, Sandbox, SandboxCommand, SandboxError};
+use crate::sandbox::{Finished, Mount, Purpose, Sandbox, SandboxCommand, SandboxError};
 
 /// Where buildpack layer directories are mounted.
 pub const LAYERS_TARGET: &str = "/layers";
@@ -226,7 +226,7 @@ pub fn run_buildpack(
 
     let mut mounts = vec![
         Mount::rw(req.workspace, WORKSPACE_TARGET),
-        Mount::ro(
+        Mount::private(
             req.platform.path().map_err(io_err(&plan_host))?,
             PLATFORM_TARGET,
         ),
@@ -252,6 +252,7 @@ pub fn run_buildpack(
         sealed: Vec::new(),
         cwd: workspace,
         network: req.network,
+        purpose: Purpose::Build,
     };
     let (finished, log) = run_logged(req, &cmd, &format!("build-{escaped}"))?;
     if !finished.status.success() {

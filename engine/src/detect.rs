@@ -12,7 +12,7 @@ use serde::Deserialize as _;
 use strata_planner::{BuildPlan, Buildpack, DetectOutcome, Detector};
 
 use crate::platform::{PlatformDir, TargetEnv, base_env};
-use crate::sandbox::{Mount, Sandbox, SandboxCommand};
+use crate::sandbox::{Mount, Purpose, Sandbox, SandboxCommand};
 
 /// Where the platform dir is mounted.
 pub const PLATFORM_TARGET: &str = "/platform";
@@ -69,7 +69,7 @@ impl ProcessDetector<'_> {
         fs::write(&plan_host, "")?;
         let mounts = vec![
             Mount::ro(self.app_dir, "/workspace"),
-            Mount::ro(self.platform.path()?, PLATFORM_TARGET),
+            Mount::private(self.platform.path()?, PLATFORM_TARGET),
             Mount::ro(&buildpack.dir, buildpack_target(buildpack)),
             Mount::rw(&dir, "/tmp/detect"),
         ];
@@ -94,6 +94,7 @@ impl ProcessDetector<'_> {
             sealed: Vec::new(),
             cwd: workspace,
             network: self.network,
+            purpose: Purpose::Detect,
         };
         self.spawned.fetch_add(1, Ordering::Relaxed);
         let done = self.sandbox.run(&cmd, &dir.join("detect.log"))?;

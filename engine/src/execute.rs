@@ -169,6 +169,7 @@ impl Context<'_> {
                 source,
             })?;
             copy_app(run.req.source, run.req.workspace, run.include, run.exclude)?;
+            run.req.sandbox.hand_over(run.req.workspace)?;
             *copied = true;
         }
         Ok(())

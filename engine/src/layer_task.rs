@@ -21,7 +21,7 @@ use crate::layers::{
     BuildpackLayers, LaunchToml, Layer, LayerTypes, Process, SbomFile, SbomScope, sbom_media_type,
 };
 use crate::platform::base_env;
-use crate::sandbox::{Mount, SandboxCommand};
+use crate::sandbox::{Mount, Purpose, SandboxCommand};
 
 /// A layer a declared layer needs, already built.
 #[derive(Debug, Clone)]
@@ -77,7 +77,7 @@ pub fn run_layer(
         source,
     })?;
     let mut mounts = vec![
-        Mount::ro(platform, PLATFORM_TARGET),
+        Mount::private(platform, PLATFORM_TARGET),
         Mount::ro(&buildpack.dir, buildpack_target(buildpack)),
         Mount::rw(&dir, layer_target(buildpack, &layer.name)),
         Mount::rw(&sbom_dir, "/tmp/sbom"),
@@ -131,7 +131,8 @@ pub fn run_layer(
         mounts,
         sealed,
         cwd: workspace,
-        network: req.network,
+        network: req.network && layer.network,
+        purpose: Purpose::Build,
     };
     let (finished, log) = run_logged(req, &cmd, &format!("layer-{escaped}-{}", layer.name))?;
     if !finished.status.success() {

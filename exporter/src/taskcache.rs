@@ -237,6 +237,7 @@ impl<'a> StoreCache<'a> {
         for layer in layers {
             if let (false, Some(blob)) = (layer.dir.exists(), &layer.blob) {
                 extract(blob, req.scratch)?;
+                req.sandbox.hand_over(&layer.dir)?;
             }
         }
         if let TaskOutput::Buildpack(bp) = output
@@ -257,6 +258,7 @@ impl<'a> StoreCache<'a> {
                     let mut tar = tar.clone();
                     tar.path = self.store.blob_path(&tar.digest).map_err(cache_err)?;
                     extract(&tar, parent)?;
+                    req.sandbox.hand_over(req.workspace)?;
                 }
             }
         }

@@ -21,6 +21,7 @@
 //! launch = true
 //! build = false
 //! cache = true
+//! network = false                 # the script gets no network unless this is true
 //!
 //! [[metadata.strata.processes]]   # as launch.toml's [[processes]]
 //! type = "web"
@@ -96,6 +97,9 @@ pub struct DeclaredLayer {
     pub build: bool,
     /// Kept between builds.
     pub cache: bool,
+    /// Whether its script may reach the network (declared layers are offline unless they
+    /// ask: what they download is not part of their key).
+    pub network: bool,
 }
 
 /// A layer a declared layer needs: `layer` (same buildpack) or `other/buildpack:layer`.
@@ -247,6 +251,7 @@ fn parse_layers(
             launch: raw.launch,
             build: raw.build,
             cache: raw.cache,
+            network: raw.network,
         });
     }
     for layer in &layers {
@@ -465,6 +470,8 @@ struct RawLayer {
     build: bool,
     #[serde(default)]
     cache: bool,
+    #[serde(default)]
+    network: bool,
 }
 
 #[cfg(test)]

@@ -371,6 +371,10 @@ impl Plan {
             .bool(layer.launch)
             .bool(layer.build)
             .bool(layer.cache);
+        // Only when asked for, so that the keys of layers without network stay as they were.
+        if layer.network {
+            h.field("network").bool(true);
+        }
         h.field("globs")
             .sorted_strs(layer.inputs.iter().map(String::as_str));
         h.field("env-names")
