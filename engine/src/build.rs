@@ -223,6 +223,8 @@ pub fn run_buildpack(
         source: io::Error::other(e),
     })?;
     fs::write(&plan_host, plan_text).map_err(io_err(&plan_host))?;
+    // The buildpack may refine its plan (Buildpack API < 0.10 writes it back).
+    req.sandbox.hand_over(&io_dir)?;
 
     let mut mounts = vec![
         Mount::rw(req.workspace, WORKSPACE_TARGET),

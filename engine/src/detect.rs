@@ -67,6 +67,7 @@ impl ProcessDetector<'_> {
         fs::create_dir_all(&dir)?;
         let plan_host = dir.join("plan.toml");
         fs::write(&plan_host, "")?;
+        self.sandbox.hand_over(&dir)?;
         let mounts = vec![
             Mount::ro(self.app_dir, "/workspace"),
             Mount::private(self.platform.path()?, PLATFORM_TARGET),

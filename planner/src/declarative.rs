@@ -80,6 +80,7 @@ pub struct DeclaredDetect {
 
 /// One `[[metadata.strata.layers]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::struct_excessive_bools)] // the flags of buildpack.toml, one each
 pub struct DeclaredLayer {
     /// The layer name.
     pub name: String,
@@ -455,6 +456,7 @@ struct RawDetect {
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(clippy::struct_excessive_bools)]
 struct RawLayer {
     name: Spanned<String>,
     #[serde(default)]

@@ -181,7 +181,8 @@ struct Args(Vec<OsString>);
 
 impl Args {
     fn push<S: AsRef<OsStr>, const N: usize>(&mut self, items: [S; N]) {
-        self.0.extend(items.iter().map(|s| s.as_ref().to_owned()));
+        self.0
+            .extend(items.into_iter().map(|s| s.as_ref().to_owned()));
     }
 }
 
