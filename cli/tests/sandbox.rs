@@ -250,3 +250,53 @@ fn a_declared_layer_is_offline_unless_it_asks_for_network() {
     assert!(layer(false).contains("net unreachable"));
     assert!(layer(true).contains("net reached"));
 }
+
+#[test]
+fn a_build_by_an_unprivileged_caller_gives_the_same_image_as_one_by_root() {
+    // Root runs the build user as a host uid of its own; another caller's build user is that
+    // caller. Neither may show in the image.
+    let tmp = tempfile::tempdir().unwrap();
+    let mine = tmp.path().join("work");
+    std::fs::create_dir_all(&mine).unwrap();
+    copy_tree(&examples(), &mine);
+    copy_tree(&run_image_dir(), &mine.join("run-image-layout"));
+    // Everything the unprivileged caller reads and writes is its own, as on a CI runner.
+    let chown = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(tmp.path())
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let build = |setpriv: &[&str], who: &str| {
+        let mut command = if setpriv.is_empty() {
+            Command::new(env!("CARGO_BIN_EXE_strata"))
+        } else {
+            let mut command = Command::new("setpriv");
+            command
+                .args(setpriv)
+                .arg("--")
+                .arg(env!("CARGO_BIN_EXE_strata"));
+            command
+        };
+        let out = command
+            .args(["build", "apps/hello", "--builder", "builder.toml", "--json"])
+            .arg("--run-image=oci:run-image-layout:busybox")
+            .arg(format!("--output=oci:out-{who}:hello"))
+            .current_dir(&mine)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("HOME", &mine)
+            .env("XDG_CACHE_HOME", mine.join(format!("cache-{who}")))
+            .output()
+            .unwrap();
+        assert_exit(&out, 0);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        report["digest"].as_str().unwrap().to_owned()
+    };
+    let by_root = build(&[], "root");
+    let by_nobody = build(
+        &["--reuid", "65534", "--regid", "65534", "--clear-groups"],
+        "nobody",
+    );
+    assert_eq!(by_nobody, by_root);
+}
