@@ -1,7 +1,8 @@
-//! Chaos: several `strata build`s of the example monorepo at once, on one store and one output
-//! layout, SIGKILLed at random moments over a few rounds. Whatever was killed where, the next
-//! build must leave every tag equal to a clean build's digest, every blob of the layout hashing
-//! to its name, `strata cache verify` clean, and no scratch or staging directory behind.
+//! Chaos: several `strata build`s of the example monorepo at once, on one store and one
+//! output layout, killed with SIGKILL at random moments over a few rounds. Whatever was
+//! killed where, the next build must leave every tag equal to a clean build's digest, every
+//! blob of the layout hashing to its name, `strata cache verify` clean, and no scratch or
+//! staging directory behind.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failing test
 
@@ -61,37 +62,8 @@ fn build_command(repo: &Path, cache: &Path, out: &Path, extra: &[&str]) -> Comma
 
 /// Each service's digest from a `--json` report.
 fn digests(report: &[u8]) -> BTreeMap<String, String> {
-    let report: serde_json::Value = serde_json::from_slice(report).unwrap();
-    report["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["name"].as_str().unwrap().to_owned(),
-                s["digest"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
-
-/// Each tag of the layout at `out` and the manifest digest it names.
-fn tags(out: &Path) -> BTreeMap<String, String> {
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
-    index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            (
-                m["annotations"]["org.opencontainers.image.ref.name"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned(),
-                m["digest"].as_str().unwrap().to_owned(),
-            )
-        })
+    service_digests(&serde_json::from_slice(report).unwrap())
+        .into_iter()
         .collect()
 }
 
@@ -120,11 +92,18 @@ fn concurrent_builds_killed_at_random_leave_a_consistent_store_and_layout() {
 
     // What a clean build gives, and how long it takes: kills land anywhere in that span.
     let started = std::time::Instant::now();
-    let clean = build_command(&repo, &tmp.path().join("clean-cache"), &tmp.path().join("clean"), &[])
-        .output()
-        .unwrap();
+    let clean = build_command(
+        &repo,
+        &tmp.path().join("clean-cache"),
+        &tmp.path().join("clean"),
+        &[],
+    )
+    .output()
+    .unwrap();
     assert_exit(&clean, 0);
-    let span = u64::try_from(started.elapsed().as_millis()).unwrap().max(20);
+    let span = u64::try_from(started.elapsed().as_millis())
+        .unwrap()
+        .max(20);
     let expected = digests(&clean.stdout);
     assert_eq!(expected.len(), 10);
 
@@ -135,7 +114,11 @@ fn concurrent_builds_killed_at_random_leave_a_consistent_store_and_layout() {
         let mut children: Vec<Child> = (0..3)
             .map(|i| {
                 // Some rebuild everything into the shared store, some take what is there.
-                let extra: &[&str] = if (round + i) % 2 == 0 { &["--no-cache"] } else { &[] };
+                let extra: &[&str] = if (round + i) % 2 == 0 {
+                    &["--no-cache"]
+                } else {
+                    &[]
+                };
                 build_command(&repo, &cache, &out, extra)
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
@@ -164,7 +147,11 @@ fn concurrent_builds_killed_at_random_leave_a_consistent_store_and_layout() {
     let after = build_command(&repo, &cache, &out, &[]).output().unwrap();
     assert_exit(&after, 0);
     assert_eq!(digests(&after.stdout), expected);
-    assert_eq!(tags(&out), expected, "every tag is a clean build's");
+    assert_eq!(
+        tags(&out).into_iter().collect::<BTreeMap<_, _>>(),
+        expected,
+        "every tag is a clean build's"
+    );
 
     for entry in std::fs::read_dir(out.join("blobs/sha256")).unwrap() {
         let path = entry.unwrap().path();
@@ -174,11 +161,20 @@ fn concurrent_builds_killed_at_random_leave_a_consistent_store_and_layout() {
     }
     let verify = strata(
         tmp.path(),
-        &["cache", "verify", &format!("--cache-dir={}", cache.display())],
+        &[
+            "cache",
+            "verify",
+            &format!("--cache-dir={}", cache.display()),
+        ],
     );
     assert_exit(&verify, 0);
 
     assert_eq!(leftovers(tmp.path(), ".staging-"), Vec::<String>::new());
     let store_tmp = cache.join("store/tmp");
-    assert_eq!(leftovers(&store_tmp, ""), Vec::<String>::new(), "{}", store_tmp.display());
+    assert_eq!(
+        leftovers(&store_tmp, ""),
+        Vec::<String>::new(),
+        "{}",
+        store_tmp.display()
+    );
 }

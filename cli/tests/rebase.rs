@@ -145,25 +145,6 @@ fn read_json(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
-/// `tag -> manifest digest` of every `index.json` entry.
-fn tags(layout: &Path) -> Vec<(String, String)> {
-    let index = read_json(&layout.join("index.json"));
-    index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            (
-                m["annotations"]["org.opencontainers.image.ref.name"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned(),
-                m["digest"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
-
 fn digest_of(layout: &Path, tag: &str) -> String {
     tags(layout)
         .into_iter()

@@ -371,20 +371,7 @@ fn a_service_is_exported_while_a_slower_one_still_builds() {
 
 #[test]
 fn a_workspace_builds_the_same_digests_on_another_path_with_another_cache() {
-    let digests = |ws: &Workspace| -> Vec<(String, String)> {
-        let report = ws.build_ok(&[]);
-        report["services"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                (
-                    s["name"].as_str().unwrap().to_owned(),
-                    s["digest"].as_str().unwrap().to_owned(),
-                )
-            })
-            .collect()
-    };
+    let digests = |ws: &Workspace| -> Vec<(String, String)> { service_digests(&ws.build_ok(&[])) };
     let one = Workspace::new(&["api", "web"], "");
     let two = Workspace::new(&["api", "web"], "");
     assert_ne!(one.path(""), two.path(""));

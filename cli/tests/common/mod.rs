@@ -245,3 +245,38 @@ pub fn one_layer_buildpack(
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     dir.to_owned()
 }
+
+/// `tag -> manifest digest` of every `index.json` entry of the layout at `layout`, in order.
+pub fn tags(layout: &Path) -> Vec<(String, String)> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["annotations"]["org.opencontainers.image.ref.name"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                m["digest"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// `service -> digest` of a `strata build --json` report, in report order.
+pub fn service_digests(report: &serde_json::Value) -> Vec<(String, String)> {
+    report["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_owned(),
+                s["digest"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
