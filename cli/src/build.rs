@@ -146,22 +146,6 @@ fn stage_run_image(
     Ok((**image).clone())
 }
 
-/// Removes from the output layout the blobs the store found corrupt in this build.
-///
-/// Exported layers are hardlinks of store blobs, so a blob corrupted in the store is corrupt
-/// in the layout too; the store has just rebuilt it, and the export must put the good copy
-/// in place instead of keeping the layout's (which it would, finding the digest present).
-fn drop_corrupt_copies(store: &Store, layout: &Path) {
-    for digest in store.removed_blobs() {
-        let Some(hex) = digest.strip_prefix("sha256:") else {
-            continue;
-        };
-        let copy = layout.join("blobs/sha256").join(hex);
-        // A copy that cannot be removed stays; `strata cache verify` and skopeo will show it.
-        let _ = std::fs::remove_file(copy);
-    }
-}
-
 /// What a service's export left.
 struct Exported {
     image: ExportedImage,
@@ -187,7 +171,6 @@ impl Exporter<'_> {
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let service = &self.prepared.services[index];
         let config = &self.config.input.services[service.config];
-        drop_corrupt_copies(self.store, &self.config.layout);
         let staging = Staging::new(&self.config.layout)?;
         let run_image = stage_run_image(service, self.config, self.owner, &staging)?;
         let image = assemble(

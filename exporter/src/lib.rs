@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod base;
 pub mod baseconfig;
+mod blobfile;
 pub mod fleet;
 pub mod image;
 pub mod inspect;
