@@ -477,8 +477,12 @@ impl Store {
         let mut text = Vec::new();
         file.read_to_end(&mut text).ok()?;
         let entry = parse_action(&text, key).filter(|entry| {
-            // `all` stops at the first bad blob: the rest need not be hashed for a miss.
-            entry.blobs.iter().all(|blob| self.check_blob(blob))
+            // Every blob is checked, not only up to the first bad one: each corrupt blob is
+            // removed and reported now, not left for a later build to trust.
+            entry
+                .blobs
+                .iter()
+                .fold(true, |intact, blob| self.check_blob(blob) && intact)
         });
         if entry.is_none() {
             remove_if_same(&path, identity);
