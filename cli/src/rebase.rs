@@ -171,7 +171,8 @@ pub(crate) struct RunImageReport {
 pub(crate) struct Row {
     pub(crate) image: String,
     /// `rebased`, `would_rebase`, `up_to_date`, `refused` (a CNB rule `--force` overrides),
-    /// `failed` or `not_on_base`.
+    /// `failed`, `changed_meanwhile` (a build moved the tag while the rebase ran; counted as
+    /// failed) or `not_on_base`.
     pub(crate) status: &'static str,
     pub(crate) old_digest: Option<String>,
     pub(crate) old_top_layer: Option<String>,
@@ -295,8 +296,10 @@ fn row(image: ImageResult, dry_run: bool) -> Row {
         }
         Ok(Status::NotOnBase) => row.status = "not_on_base",
         Err(e) => {
-            if matches!(e.kind, RebaseErrorKind::Refused(_)) {
-                row.status = "refused";
+            match e.kind {
+                RebaseErrorKind::Refused(_) => row.status = "refused",
+                RebaseErrorKind::ChangedMeanwhile { .. } => row.status = "changed_meanwhile",
+                _ => {}
             }
             row.error = Some(chain(&e.kind));
         }
@@ -349,6 +352,7 @@ pub(crate) fn render(report: &RebaseReport) -> String {
             let status = match (r.status, &r.error) {
                 ("refused", Some(error)) => format!("refused: {error} (--force overrides)"),
                 ("failed", Some(error)) => format!("failed: {error}"),
+                ("changed_meanwhile", Some(error)) => format!("changed meanwhile: {error}"),
                 ("rebased" | "would_rebase", _) if !r.forced.is_empty() => {
                     format!("{} (forced: {})", label(r.status), r.forced.join("; "))
                 }

@@ -556,6 +556,15 @@ pub fn canonical_json<T: Serialize>(value: &T) -> Result<Vec<u8>, serde_json::Er
     serde_json::to_vec(&sort(serde_json::to_value(value)?))
 }
 
+/// A tag [`Staging::commit_swap`] left alone because it moved since it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MovedTag {
+    /// The tag.
+    pub tag: String,
+    /// The manifest digest it names now (the first, if several entries), `None` if it is gone.
+    pub now: Option<String>,
+}
+
 /// Blobs and metadata being prepared for one commit into a layout. Dropping it without
 /// [`Staging::commit`] removes everything it wrote and leaves the layout untouched.
 #[derive(Debug)]
@@ -727,6 +736,30 @@ impl Staging {
     /// manifest whose config or layers are in neither the staging nor the layout, or an I/O
     /// error. Every check runs before the layout is touched.
     pub fn commit(self, tags: &[(String, Descriptor)]) -> Result<(), LayoutError> {
+        self.commit_inner(tags, None).map(|_| ())
+    }
+
+    /// Like [`Staging::commit`], as a compare-and-swap per tag: `expected[i]` is the manifest
+    /// digest tag `i` had when its new manifest was computed. Under the layout lock, each
+    /// tag that no longer names exactly that one manifest (a build committed it meanwhile) is
+    /// left as it is and returned, with the digest it names now; the other tags are
+    /// committed.
+    ///
+    /// # Errors
+    /// As [`Staging::commit`]; `expected` must have one entry per tag.
+    pub fn commit_swap(
+        self,
+        tags: &[(String, Descriptor)],
+        expected: &[String],
+    ) -> Result<Vec<MovedTag>, LayoutError> {
+        self.commit_inner(tags, Some(expected))
+    }
+
+    fn commit_inner(
+        self,
+        tags: &[(String, Descriptor)],
+        expected: Option<&[String]>,
+    ) -> Result<Vec<MovedTag>, LayoutError> {
         let dir = &self.layout_dir;
         let mut seen = HashSet::new();
         for (tag, _) in tags {
@@ -742,8 +775,44 @@ impl Staging {
             }
         }
         let _lock = self.lock_parent()?;
+        // index.json as it is now, under the lock: what the compare-and-swap compares with.
         let existing = self.existing_layout()?;
-        for (tag, descriptor) in tags {
+        let mut moved = Vec::new();
+        let tags: Vec<&(String, Descriptor)> = match expected {
+            None => tags.iter().collect(),
+            Some(expected) => tags
+                .iter()
+                .zip(expected)
+                .filter(|((tag, _), expected)| {
+                    let now: Vec<String> = existing
+                        .as_ref()
+                        .map(|layout| {
+                            layout
+                                .index
+                                .manifests()
+                                .iter()
+                                .filter(|d| ref_name(d) == Some(tag.as_str()))
+                                .map(|d| d.digest().to_string())
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let same = matches!(now.as_slice(), [one] if one == *expected);
+                    if !same {
+                        moved.push(MovedTag {
+                            tag: tag.clone(),
+                            now: now.into_iter().next(),
+                        });
+                    }
+                    same
+                })
+                .map(|(pair, _)| pair)
+                .collect(),
+        };
+        if tags.is_empty() {
+            return Ok(moved);
+        }
+        let seen: HashSet<&str> = tags.iter().map(|(tag, _)| tag.as_str()).collect();
+        for (tag, descriptor) in &tags {
             self.check_complete(tag, descriptor, 0)?;
         }
 
@@ -768,7 +837,7 @@ impl Staging {
             .filter(|d| ref_name(d).is_none_or(|t| !seen.contains(t)))
             .cloned()
             .collect();
-        for (tag, descriptor) in tags {
+        for (tag, descriptor) in &tags {
             let mut entry = descriptor.clone();
             let mut annotations = entry.annotations().clone().unwrap_or_default();
             annotations.insert(ANNOTATION_REF_NAME.to_owned(), tag.clone());
@@ -791,7 +860,8 @@ impl Staging {
             source,
         })?;
         write_atomic(&dir.join(INDEX_FILE), &bytes)?;
-        sync_dir(dir)
+        sync_dir(dir)?;
+        Ok(moved)
     }
 
     /// The layout already at the target, `None` for a missing or empty directory.
