@@ -26,6 +26,7 @@ use strata_exporter::image::{ExportRequest, ExportedImage, assemble};
 use strata_exporter::layout::{Layout, Staging};
 use strata_exporter::reference::{ImageRef, validate_tag};
 use strata_exporter::runimage::{DEFAULT_CNB_ID, RunImage};
+use strata_exporter::runproof::verify_layers;
 use strata_exporter::taskcache::StoreCache;
 use strata_planner::Records;
 
@@ -144,6 +145,26 @@ fn stage_run_image(
         staging.put_blob_file(blob, &layer.descriptor)?;
     }
     Ok((**image).clone())
+}
+
+/// Checks the layers of every run image a service will be exported on against their
+/// diffIDs, each image once; the store keeps the proof, so this decompresses a layer only
+/// the first time any build uses it.
+fn verify_run_images(
+    prepared: &Prepared,
+    current: &HashMap<usize, String>,
+    store: &Store,
+) -> Result<(), CliError> {
+    let mut seen = HashSet::new();
+    for (index, service) in prepared.services.iter().enumerate() {
+        if let Some(image) = &service.run_image
+            && !current.contains_key(&index)
+            && seen.insert(image.manifest_digest.clone())
+        {
+            verify_layers(image, Some(store))?;
+        }
+    }
+    Ok(())
 }
 
 /// What a service's export left.
@@ -281,6 +302,7 @@ pub(crate) fn run(
         Store::open(&store_dir(&input.cache_dir)).map_err(crate::cache::CacheError::from)?;
 
     let current = up_to_date(config, &prepared, &store);
+    verify_run_images(&prepared, &current, &store)?;
     let mut cache = StoreCache::new(&store, owner, input.epoch, config.compression);
     if config.no_cache {
         cache = cache.without_lookups();

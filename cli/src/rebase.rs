@@ -19,6 +19,7 @@ use strata_exporter::layout::Layout;
 use strata_exporter::rebase::{NewBase, RebaseErrorKind, RebaseOptions, Refusal};
 use strata_exporter::reference::{ImageRef, RefError};
 use strata_exporter::runimage::RunImage;
+use strata_exporter::runproof::verify_layers;
 
 use crate::error::CliError;
 
@@ -74,7 +75,10 @@ impl RebaseConfig {
             ));
         }
         let run_ref = ImageRef::parse(&args.run_image)?;
-        let base = NewBase::new(RunImage::load(&run_ref)?, args.run_image.clone());
+        let image = RunImage::load(&run_ref)?;
+        // No store here to keep the proof in: the new base is checked on every rebase.
+        verify_layers(&image, None)?;
+        let base = NewBase::new(image, args.run_image.clone());
         if base.image.layers.is_empty() {
             return Err(CliError::Usage(format!(
                 "run image {} has no layers: there is nothing to rebase onto",

@@ -65,7 +65,7 @@ fn is_remembered(meta: &Metadata, hex: &str) -> bool {
 }
 
 /// What a file that is not a regular file is, for an error message.
-fn kind_of(meta: &Metadata) -> &'static str {
+pub(crate) fn kind_of(meta: &Metadata) -> &'static str {
     let kind = meta.file_type();
     if kind.is_dir() {
         "a directory"

@@ -14,4 +14,5 @@ pub mod pgzip;
 pub mod rebase;
 pub mod reference;
 pub mod runimage;
+pub mod runproof;
 pub mod taskcache;
