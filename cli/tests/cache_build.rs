@@ -379,9 +379,12 @@ fn outputs_stored_in_an_older_blob_format_are_built_again() {
 
 /// `strata build` of the example app into the layout `out`, with the copy's cache dir.
 fn build_into(fx: &Fixture, out: &Path) -> std::process::Output {
+    build_with_cache(fx, out, &fx.path("cache"))
+}
+
+fn build_with_cache(fx: &Fixture, out: &Path, cache: &Path) -> std::process::Output {
     let app = fx.path("examples/apps/hello");
     let builder = fx.path("examples/builder.toml");
-    let cache = fx.path("cache");
     strata(
         fx.tmp.path(),
         &[
@@ -522,4 +525,23 @@ fn every_corrupt_blob_of_an_entry_is_replaced_in_the_output_too() {
         ],
     );
     assert_exit(&verify, 0);
+}
+
+#[test]
+fn a_full_disk_under_the_store_is_reported_with_its_cause() {
+    let fx = Fixture::new();
+    let disk = Tmpfs::mount(fx.path("disk"), "32m");
+    let cache = disk.0.join("cache");
+    let out = fx.path("out");
+    assert_exit(&build_with_cache(&fx, &out, &cache), 0);
+    // New layers to store, and no space to store them in.
+    std::fs::write(fx.path("examples/apps/hello/greeter.lock"), "polite 1.1\n").unwrap();
+    disk.fill();
+    let second = build_with_cache(&fx, &out, &cache);
+    assert_exit(&second, 1);
+    let message = stderr(&second);
+    assert!(
+        message.contains("No space left on device"),
+        "the cause is reported: {message}"
+    );
 }
