@@ -479,10 +479,12 @@ impl Store {
         let entry = parse_action(&text, key).filter(|entry| {
             // Every blob is checked, not only up to the first bad one: each corrupt blob is
             // removed and reported now, not left for a later build to trust.
-            entry
+            let bad = entry
                 .blobs
                 .iter()
-                .fold(true, |intact, blob| self.check_blob(blob) && intact)
+                .filter(|blob| !self.check_blob(blob))
+                .count();
+            bad == 0
         });
         if entry.is_none() {
             remove_if_same(&path, identity);

@@ -31,6 +31,10 @@ use crate::runimage::{RunImage, RunImageLayer};
 /// Versions the key of a stored proof: a change in what is proven changes every key.
 const PROOF_DOMAIN: &[u8] = b"strata run-image layer diffID proof v1\0";
 
+/// Docker's layer media types, which skopeo keeps for Docker images (`--format v2s2`).
+const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
+
 /// Read buffer for decompressing layers.
 const BUFFER: usize = 256 * 1024;
 
@@ -54,7 +58,7 @@ pub enum LayerProofError {
         digest: String,
         /// Why.
         #[source]
-        source: LayoutError,
+        source: Box<LayoutError>,
     },
     /// The blob's bytes do not hash to its digest, or it has another size.
     #[error("run image `{reference}`: layer blob `{}` is corrupt: {size} bytes with sha256 {actual}, but the manifest says `{digest}` of {expected} bytes", path.display())]
@@ -158,14 +162,14 @@ fn verify_layer(
     let read_err = |source| LayerProofError::Read {
         reference: reference.to_owned(),
         digest: digest.clone(),
-        source,
+        source: Box::new(source),
     };
     let expected_hex = sha256_hex_of(layer.descriptor.digest()).map_err(read_err)?;
     let gzip = match layer.descriptor.media_type() {
         MediaType::ImageLayerGzip => true,
         MediaType::ImageLayer => false,
-        MediaType::Other(other) if other.ends_with(".tar.gzip") => true,
-        MediaType::Other(other) if other.ends_with(".tar") => false,
+        MediaType::Other(other) if other == DOCKER_LAYER_GZIP => true,
+        MediaType::Other(other) if other == DOCKER_LAYER => false,
         other => {
             return Err(LayerProofError::Unsupported {
                 reference: reference.to_owned(),
