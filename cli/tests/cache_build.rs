@@ -513,17 +513,30 @@ fn every_corrupt_blob_of_an_entry_is_replaced_in_the_output_too() {
             .unwrap();
         std::fs::write(&blob, &bytes).unwrap();
     }
+    let layout_arg = format!("oci:{}", out.display());
+    let cache = fx.path("cache");
+    let verify_args = [
+        "cache",
+        "verify",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--layout",
+        &layout_arg,
+        "--json",
+    ];
+    let verify = strata(fx.tmp.path(), &verify_args);
+    assert_exit(&verify, 1);
+    let report: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    assert!(
+        !report["layouts"][0]["corrupt_blobs"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "the output's bad blobs are reported: {report}"
+    );
     assert_exit(&build_into(&fx, &out), 0);
     assert_layout_whole(&fx, &out, "hello");
-    let verify = strata(
-        fx.tmp.path(),
-        &[
-            "cache",
-            "verify",
-            "--cache-dir",
-            fx.path("cache").to_str().unwrap(),
-        ],
-    );
+    let verify = strata(fx.tmp.path(), &verify_args);
     assert_exit(&verify, 0);
 }
 
