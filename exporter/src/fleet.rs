@@ -10,7 +10,7 @@
 //!    own result; the batch goes on.
 //! 2. **Write**, unless it is a dry run or nothing is to be rebased: one [`Staging`] for the
 //!    layout receives the new run image's layer blobs once (hardlinked where the file system
-//!    allows; blobs the layout has are skipped), then every rebased config and manifest.
+//!    allows; blobs the layout has intact are skipped), then every rebased config and manifest.
 //! 3. **Commit** once: [`Staging::commit_swap`] checks every new manifest is complete, moves
 //!    the blobs in, and replaces `index.json` atomically with the rebased tags re-pointed. A
 //!    failed image is not re-tagged, so its old manifest stays; if the commit itself fails,
