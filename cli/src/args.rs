@@ -204,11 +204,17 @@ pub(crate) enum CacheCommand {
     #[command(after_help = "Example:\n  strata cache stats --json")]
     Stats,
     /// Hash every blob and check every action; exit 1 if anything is corrupt or missing.
-    #[command(after_help = "Examples:\n  strata cache verify\n  strata cache verify --repair")]
+    #[command(
+        after_help = "Examples:\n  strata cache verify\n  strata cache verify --repair\n  strata cache verify --layout oci:out"
+    )]
     Verify {
         /// Remove what is corrupt or broken; the next build rebuilds it.
         #[arg(long)]
         repair: bool,
+        /// Also hash every blob of this output layout and check each tagged image is whole
+        /// (only reported: a build replaces a bad blob). Repeatable.
+        #[arg(long, value_name = "oci:DIR")]
+        layout: Vec<String>,
     },
     /// Remove garbage, then the least recently used entries until the store fits a size.
     #[command(after_help = "Examples:\n  strata cache gc\n  strata cache gc --max-size 2G")]

@@ -26,6 +26,7 @@ use strata_exporter::image::{ExportRequest, ExportedImage, assemble};
 use strata_exporter::layout::{Layout, Staging};
 use strata_exporter::reference::{ImageRef, validate_tag};
 use strata_exporter::runimage::{DEFAULT_CNB_ID, RunImage};
+use strata_exporter::runproof::verify_layers;
 use strata_exporter::taskcache::StoreCache;
 use strata_planner::Records;
 
@@ -146,20 +147,24 @@ fn stage_run_image(
     Ok((**image).clone())
 }
 
-/// Removes from the output layout the blobs the store found corrupt in this build.
-///
-/// Exported layers are hardlinks of store blobs, so a blob corrupted in the store is corrupt
-/// in the layout too; the store has just rebuilt it, and the export must put the good copy
-/// in place instead of keeping the layout's (which it would, finding the digest present).
-fn drop_corrupt_copies(store: &Store, layout: &Path) {
-    for digest in store.removed_blobs() {
-        let Some(hex) = digest.strip_prefix("sha256:") else {
-            continue;
-        };
-        let copy = layout.join("blobs/sha256").join(hex);
-        // A copy that cannot be removed stays; `strata cache verify` and skopeo will show it.
-        let _ = std::fs::remove_file(copy);
+/// Checks the layers of every run image a service will be exported on against their
+/// diffIDs, each image once; the store keeps the proof, so this decompresses a layer only
+/// the first time any build uses it.
+fn verify_run_images(
+    prepared: &Prepared,
+    current: &HashMap<usize, String>,
+    store: &Store,
+) -> Result<(), CliError> {
+    let mut seen = HashSet::new();
+    for (index, service) in prepared.services.iter().enumerate() {
+        if let Some(image) = &service.run_image
+            && !current.contains_key(&index)
+            && seen.insert(image.manifest_digest.clone())
+        {
+            verify_layers(image, Some(store))?;
+        }
     }
+    Ok(())
 }
 
 /// What a service's export left.
@@ -187,7 +192,6 @@ impl Exporter<'_> {
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let service = &self.prepared.services[index];
         let config = &self.config.input.services[service.config];
-        drop_corrupt_copies(self.store, &self.config.layout);
         let staging = Staging::new(&self.config.layout)?;
         let run_image = stage_run_image(service, self.config, self.owner, &staging)?;
         let image = assemble(
@@ -298,6 +302,7 @@ pub(crate) fn run(
         Store::open(&store_dir(&input.cache_dir)).map_err(crate::cache::CacheError::from)?;
 
     let current = up_to_date(config, &prepared, &store);
+    verify_run_images(&prepared, &current, &store)?;
     let mut cache = StoreCache::new(&store, owner, input.epoch, config.compression);
     if config.no_cache {
         cache = cache.without_lookups();

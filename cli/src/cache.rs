@@ -13,6 +13,8 @@ use strata_engine::store::{
     ActionProblem, GcReport, Removed, Store, StoreError, StoreStats, VerifyReport, store_dir,
 };
 
+use strata_exporter::layoutcheck::{LayoutReport, check_layout};
+
 use crate::args::{CacheArgs, CacheCommand};
 use crate::config::default_cache_dir;
 use crate::error::CliError;
@@ -28,6 +30,49 @@ pub(crate) enum CacheError {
         "`strata cache verify --repair` removes them; the next build rebuilds what they held"
     ))]
     Problems { root: PathBuf, count: usize },
+    #[error("the output layouts have {}", problems(*count))]
+    #[diagnostic(help("building the images again replaces the bad blobs"))]
+    LayoutProblems { count: usize },
+}
+
+/// The store's report and, with `--layout`, each layout's.
+#[derive(Serialize)]
+struct Verified<'a> {
+    #[serde(flatten)]
+    report: &'a VerifyReport,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    layouts: &'a [LayoutReport],
+}
+
+fn render_layouts(layouts: &[LayoutReport]) -> String {
+    let mut out = String::new();
+    for layout in layouts {
+        for blob in &layout.corrupt_blobs {
+            let _ = writeln!(
+                out,
+                "corrupt layout blob {}: {}",
+                blob.path.display(),
+                blob.error
+            );
+        }
+        for tag in &layout.broken_tags {
+            let _ = writeln!(
+                out,
+                "broken image {}:{}: {}",
+                layout.dir.display(),
+                tag.tag,
+                tag.error
+            );
+        }
+        let _ = writeln!(
+            out,
+            "layout {}: {} blobs, {}",
+            layout.dir.display(),
+            layout.blobs,
+            problems(layout.problems())
+        );
+    }
+    out
 }
 
 /// Runs a `strata cache` command and prints its report on stdout.
@@ -48,22 +93,38 @@ pub(crate) fn run(args: &CacheArgs) -> Result<(), CliError> {
             });
             Ok(())
         }
-        CacheCommand::Verify { repair } => {
+        CacheCommand::Verify { repair, layout } => {
+            let layouts = layout
+                .iter()
+                .map(|arg| {
+                    let dir = arg.strip_prefix("oci:").unwrap_or(arg);
+                    check_layout(Path::new(dir))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             let report = match open_existing(&root)? {
                 Some(store) => store.verify(*repair).map_err(CacheError::from)?,
                 None => VerifyReport::default(),
             };
-            print(args.json, &Rooted::new(&root, &report), || {
-                render_verify(&report)
+            let verified = Verified {
+                report: &report,
+                layouts: &layouts,
+            };
+            print(args.json, &Rooted::new(&root, &verified), || {
+                let mut text = render_layouts(&layouts);
+                text.push_str(&render_verify(&report));
+                text
             });
-            if report.is_clean() {
-                Ok(())
-            } else {
+            let in_layouts: usize = layouts.iter().map(LayoutReport::problems).sum();
+            if !report.is_clean() {
                 Err(CacheError::Problems {
                     root,
-                    count: report.problems(),
+                    count: report.problems() + in_layouts,
                 }
                 .into())
+            } else if in_layouts > 0 {
+                Err(CacheError::LayoutProblems { count: in_layouts }.into())
+            } else {
+                Ok(())
             }
         }
         CacheCommand::Gc { max_size } => {

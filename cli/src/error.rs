@@ -41,6 +41,8 @@ pub(crate) enum CliError {
     #[error(transparent)]
     RunImage(#[from] RunImageError),
     #[error(transparent)]
+    RunImageLayer(#[from] strata_exporter::runproof::LayerProofError),
+    #[error(transparent)]
     AppDir(#[from] AppDirError),
     #[error(transparent)]
     Base(#[from] strata_exporter::base::BaseError),
@@ -125,6 +127,7 @@ impl CliError {
             | CliError::Registry(_)
             | CliError::Reference(_)
             | CliError::RunImage(_)
+            | CliError::RunImageLayer(_)
             | CliError::AppDir(_)
             | CliError::Sandbox(_)
             | CliError::Inspect(_)

@@ -19,6 +19,7 @@ use strata_exporter::layout::Layout;
 use strata_exporter::rebase::{NewBase, RebaseErrorKind, RebaseOptions, Refusal};
 use strata_exporter::reference::{ImageRef, RefError};
 use strata_exporter::runimage::RunImage;
+use strata_exporter::runproof::verify_layers;
 
 use crate::error::CliError;
 
@@ -74,7 +75,10 @@ impl RebaseConfig {
             ));
         }
         let run_ref = ImageRef::parse(&args.run_image)?;
-        let base = NewBase::new(RunImage::load(&run_ref)?, args.run_image.clone());
+        let image = RunImage::load(&run_ref)?;
+        // No store here to keep the proof in: the new base is checked on every rebase.
+        verify_layers(&image, None)?;
+        let base = NewBase::new(image, args.run_image.clone());
         if base.image.layers.is_empty() {
             return Err(CliError::Usage(format!(
                 "run image {} has no layers: there is nothing to rebase onto",
@@ -171,7 +175,8 @@ pub(crate) struct RunImageReport {
 pub(crate) struct Row {
     pub(crate) image: String,
     /// `rebased`, `would_rebase`, `up_to_date`, `refused` (a CNB rule `--force` overrides),
-    /// `failed` or `not_on_base`.
+    /// `failed`, `changed_meanwhile` (a build moved the tag while the rebase ran; counted as
+    /// failed) or `not_on_base`.
     pub(crate) status: &'static str,
     pub(crate) old_digest: Option<String>,
     pub(crate) old_top_layer: Option<String>,
@@ -295,8 +300,10 @@ fn row(image: ImageResult, dry_run: bool) -> Row {
         }
         Ok(Status::NotOnBase) => row.status = "not_on_base",
         Err(e) => {
-            if matches!(e.kind, RebaseErrorKind::Refused(_)) {
-                row.status = "refused";
+            match e.kind {
+                RebaseErrorKind::Refused(_) => row.status = "refused",
+                RebaseErrorKind::ChangedMeanwhile { .. } => row.status = "changed_meanwhile",
+                _ => {}
             }
             row.error = Some(chain(&e.kind));
         }
@@ -349,6 +356,7 @@ pub(crate) fn render(report: &RebaseReport) -> String {
             let status = match (r.status, &r.error) {
                 ("refused", Some(error)) => format!("refused: {error} (--force overrides)"),
                 ("failed", Some(error)) => format!("failed: {error}"),
+                ("changed_meanwhile", Some(error)) => format!("changed meanwhile: {error}"),
                 ("rebased" | "would_rebase", _) if !r.forced.is_empty() => {
                     format!("{} (forced: {})", label(r.status), r.forced.join("; "))
                 }

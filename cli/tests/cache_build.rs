@@ -376,3 +376,185 @@ fn outputs_stored_in_an_older_blob_format_are_built_again() {
     assert_eq!(again, first);
     assert_eq!(ran(&tasks).len(), 7, "nothing old is reused: {tasks:?}");
 }
+
+/// `strata build` of the example app into the layout `out`, with the copy's cache dir.
+fn build_into(fx: &Fixture, out: &Path) -> std::process::Output {
+    build_with_cache(fx, out, &fx.path("cache"))
+}
+
+fn build_with_cache(fx: &Fixture, out: &Path, cache: &Path) -> std::process::Output {
+    let app = fx.path("examples/apps/hello");
+    let builder = fx.path("examples/builder.toml");
+    strata(
+        fx.tmp.path(),
+        &[
+            "build",
+            app.to_str().unwrap(),
+            "--builder",
+            builder.to_str().unwrap(),
+            "--run-image",
+            &run_image(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--output",
+            &format!("oci:{}:hello", out.display()),
+        ],
+    )
+}
+
+/// Every blob of the layout hashes to its name, and umoci unpacks the image tagged `tag`.
+fn assert_layout_whole(fx: &Fixture, out: &Path, tag: &str) {
+    for blob in std::fs::read_dir(out.join("blobs/sha256")).unwrap() {
+        let path = blob.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let actual = hex_sha256(&std::fs::read(&path).unwrap());
+        assert_eq!(actual, name, "{} hashes to its name", path.display());
+    }
+    let bundle = fx.path(&format!("bundle-{tag}"));
+    let _ = std::fs::remove_dir_all(&bundle);
+    let unpack = std::process::Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:{tag}", out.display()))
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(
+        unpack.status.success(),
+        "umoci unpacks {tag}: {}",
+        String::from_utf8_lossy(&unpack.stderr)
+    );
+}
+
+/// A tmpfs mounted at a directory, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: PathBuf, size: &str) -> Self {
+        std::fs::create_dir_all(&dir).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mounting a tmpfs needs root");
+        Self(dir)
+    }
+
+    /// Fills the file system up to its last byte.
+    fn fill(&self) {
+        use std::io::Write as _;
+        let mut file = std::fs::File::create(self.0.join("filler")).unwrap();
+        for chunk in [1 << 20, 4096, 1] {
+            let bytes = vec![0u8; chunk];
+            while file.write_all(&bytes).is_ok() {}
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_build_that_finds_a_corrupt_store_blob_and_then_fails_leaves_the_earlier_image_whole() {
+    let fx = Fixture::new();
+    // The output on another file system: its blobs are copies of the store's, not links.
+    let disk = Tmpfs::mount(fx.path("disk"), "32m");
+    let out = disk.0.join("out");
+    assert_exit(&build_into(&fx, &out), 0);
+    let mut corrupted = 0;
+    for blob in blobs(&fx.path("cache")) {
+        if out
+            .join("blobs/sha256")
+            .join(blob.file_name().unwrap())
+            .exists()
+        {
+            let mut bytes = std::fs::read(&blob).unwrap();
+            bytes[0] ^= 0xff;
+            std::fs::set_permissions(&blob, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+                .unwrap();
+            std::fs::write(&blob, &bytes).unwrap();
+            corrupted += 1;
+        }
+    }
+    assert!(corrupted > 0, "stored layers are in the output");
+    // A change that reruns the app layer but not every stored layer's task, whose entries are
+    // now found corrupt; then the export runs out of space.
+    std::fs::write(fx.path("examples/apps/hello/index.txt"), "changed\n").unwrap();
+    disk.fill();
+    let second = build_into(&fx, &out);
+    assert_exit(&second, 1);
+    let message = stderr(&second);
+    assert!(
+        message.contains("No space left on device")
+            && message.contains(&disk.0.display().to_string()),
+        "the cause and the path are reported: {message}"
+    );
+    assert_layout_whole(&fx, &out, "hello");
+}
+
+#[test]
+fn every_corrupt_blob_of_an_entry_is_replaced_in_the_output_too() {
+    let fx = Fixture::new();
+    let out = fx.path("out");
+    assert_exit(&build_into(&fx, &out), 0);
+    // Every stored blob is corrupt, those the output shares (hardlinks) too: the entry of
+    // the runtime buildpack lists an SBOM blob, then a layer blob, and both are bad.
+    for blob in blobs(&fx.path("cache")) {
+        let mut bytes = std::fs::read(&blob).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::set_permissions(&blob, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .unwrap();
+        std::fs::write(&blob, &bytes).unwrap();
+    }
+    let layout_arg = format!("oci:{}", out.display());
+    let cache = fx.path("cache");
+    let verify_args = [
+        "cache",
+        "verify",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--layout",
+        &layout_arg,
+        "--json",
+    ];
+    let verify = strata(fx.tmp.path(), &verify_args);
+    assert_exit(&verify, 1);
+    let report: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    assert!(
+        !report["layouts"][0]["corrupt_blobs"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "the output's bad blobs are reported: {report}"
+    );
+    assert_exit(&build_into(&fx, &out), 0);
+    assert_layout_whole(&fx, &out, "hello");
+    let verify = strata(fx.tmp.path(), &verify_args);
+    assert_exit(&verify, 0);
+}
+
+#[test]
+fn a_full_disk_under_the_store_is_reported_with_its_cause() {
+    let fx = Fixture::new();
+    let disk = Tmpfs::mount(fx.path("disk"), "32m");
+    let cache = disk.0.join("cache");
+    let out = fx.path("out");
+    assert_exit(&build_with_cache(&fx, &out, &cache), 0);
+    // New layers to store, and no space to store them in.
+    std::fs::write(fx.path("examples/apps/hello/greeter.lock"), "polite 1.1\n").unwrap();
+    disk.fill();
+    let second = build_with_cache(&fx, &out, &cache);
+    assert_exit(&second, 1);
+    let message = stderr(&second);
+    assert!(
+        message.contains("No space left on device"),
+        "the cause is reported: {message}"
+    );
+}

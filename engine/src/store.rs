@@ -77,8 +77,8 @@ use sha2::{Digest as _, Sha256};
 use strata_planner::TaskKey;
 
 use files::{
-    create_parent, hash_blob, identity, persist, remove_file_if_exists, remove_if_same, sync_dir,
-    write_file,
+    create_parent, hash_blob, identity, persist, read_bounded, remove_file_if_exists,
+    remove_if_same, sync_dir, write_file,
 };
 use format::{Format, move_aside, open_lock, read_format, write_marker};
 
@@ -100,6 +100,8 @@ const TMP: &str = "tmp";
 const MOVED: &str = "moved";
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
+/// The largest action entry read: it lists blobs and layer metadata, never content.
+pub(super) const MAX_ACTION: u64 = 16 << 20;
 /// Files in `tmp/` older than this belong to a killed process, not a running one.
 const TMP_MAX_AGE: Duration = Duration::from_hours(24);
 /// Read buffer for hashing and copying blobs.
@@ -435,7 +437,7 @@ impl Store {
             return false;
         };
         let path = self.blobs.join(hex);
-        let Ok(meta) = fs::metadata(&path) else {
+        let Ok(meta) = fs::symlink_metadata(&path) else {
             return false;
         };
         if !meta.is_file() {
@@ -472,13 +474,27 @@ impl Store {
     /// writes a good one. A hit marks the entry as recently used, for [`gc`](Self::gc).
     pub fn get_action(&self, key: &TaskKey) -> Option<ActionEntry> {
         let path = self.action_path(key);
-        let mut file = File::open(&path).ok()?;
-        let identity = identity(&file.metadata().ok()?);
-        let mut text = Vec::new();
-        file.read_to_end(&mut text).ok()?;
+        let (text, meta, file) = match read_bounded(&path, MAX_ACTION) {
+            Ok(Some(read)) => read,
+            Ok(None) => return None,
+            Err(_) => {
+                // A symlink, FIFO or oversized file is no entry: remove it like a bad one.
+                if let Ok(meta) = fs::symlink_metadata(&path) {
+                    remove_if_same(&path, identity(&meta));
+                }
+                return None;
+            }
+        };
+        let identity = identity(&meta);
         let entry = parse_action(&text, key).filter(|entry| {
-            // `all` stops at the first bad blob: the rest need not be hashed for a miss.
-            entry.blobs.iter().all(|blob| self.check_blob(blob))
+            // Every blob is checked, not only up to the first bad one: each corrupt blob is
+            // removed and reported now, not left for a later build to trust.
+            let bad = entry
+                .blobs
+                .iter()
+                .filter(|blob| !self.check_blob(blob))
+                .count();
+            bad == 0
         });
         if entry.is_none() {
             remove_if_same(&path, identity);
@@ -682,6 +698,51 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_fifo_or_symlink_in_the_store_is_a_miss_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let store = Store::open(&root).unwrap();
+        let blob = store.put_blob_bytes(b"content").unwrap();
+        let entry = ActionEntry {
+            blobs: vec![blob.clone()],
+            payload: serde_json::Value::Null,
+        };
+        store.put_action(&key(1), &entry).unwrap();
+        store.put_action(&key(2), &entry).unwrap();
+        let mkfifo = |path: &Path| {
+            fs::remove_file(path).unwrap();
+            let made = std::process::Command::new("mkfifo")
+                .arg(path)
+                .status()
+                .unwrap();
+            assert!(made.success());
+        };
+        // key 1's entry is a FIFO; key 2's blob is a symlink to a copy of its bytes.
+        mkfifo(&store.action_path(&key(1)));
+        let blob_path = store.blob_path(&blob.digest).unwrap();
+        let copy = dir.path().join("copy");
+        fs::copy(&blob_path, &copy).unwrap();
+        fs::remove_file(&blob_path).unwrap();
+        std::os::unix::fs::symlink(&copy, &blob_path).unwrap();
+        drop(store);
+
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let store = Store::open(&root).unwrap();
+            let found = (store.get_action(&key(1)), store.get_action(&key(2)));
+            let report = store.verify(false).unwrap();
+            let _ = done.send((found, report));
+        });
+        let ((one, two), report) = finished
+            .recv_timeout(Duration::from_mins(1))
+            .expect("the store does not wait on a FIFO");
+        assert_eq!((one, two), (None, None));
+        // Both entries were misses and are gone; the symlink is no blob, gc removes it.
+        assert_eq!(report.actions, 0, "{report:?}");
+        assert!(report.stray_files.contains(&blob_path), "{report:?}");
     }
 
     #[test]

@@ -10,11 +10,15 @@
 //!    own result; the batch goes on.
 //! 2. **Write**, unless it is a dry run or nothing is to be rebased: one [`Staging`] for the
 //!    layout receives the new run image's layer blobs once (hardlinked where the file system
-//!    allows; blobs the layout has are skipped), then every rebased config and manifest.
-//! 3. **Commit** once: [`Staging::commit`] checks every new manifest is complete, moves the
-//!    blobs in, and replaces `index.json` atomically with the rebased tags re-pointed. A
+//!    allows; blobs the layout has intact are skipped), then every rebased config and manifest.
+//! 3. **Commit** once: [`Staging::commit_swap`] checks every new manifest is complete, moves
+//!    the blobs in, and replaces `index.json` atomically with the rebased tags re-pointed. A
 //!    failed image is not re-tagged, so its old manifest stays; if the commit itself fails,
-//!    the layout is as it was and every image of it is reported failed.
+//!    the layout is as it was and every image of it is reported failed. The commit is a
+//!    compare-and-swap per tag: under the layout lock, a tag that no longer names the
+//!    manifest read in step 1 (a build committed it meanwhile) is left as it is, and its
+//!    image is reported [`RebaseErrorKind::ChangedMeanwhile`]; the rebase of a stale image
+//!    never replaces a newer one.
 //!
 //! With `all`, the candidates are every tag of the layout, and an image is taken when its
 //! lifecycle metadata records the new run image's name (`runImage.image` or a mirror): the
@@ -28,7 +32,7 @@ use std::sync::Arc;
 use oci_spec::image::{Descriptor, MediaType};
 use rayon::prelude::*;
 
-use crate::layout::{Layout, LayoutError, Staging, ref_name};
+use crate::layout::{Layout, LayoutError, MovedTag, Staging, ref_name};
 use crate::rebase::{
     AppImage, NewBase, RebaseError, RebaseErrorKind, RebaseOptions, Rebased, Refusal, rebase,
 };
@@ -101,6 +105,43 @@ pub fn rebase_layout(
     options: &RebaseOptions,
     dry_run: bool,
 ) -> Result<LayoutResult, LayoutError> {
+    let plan = plan_layout(batch, base, options)?;
+    Ok(if dry_run {
+        LayoutResult {
+            dir: plan.dir,
+            images: plan.images,
+            committed: false,
+        }
+    } else {
+        commit_plan(plan, base)
+    })
+}
+
+/// What [`plan_layout`] decided for one layout: every image's result so far, and the
+/// rebased images to write.
+#[derive(Debug)]
+pub struct LayoutPlan {
+    dir: PathBuf,
+    images: Vec<ImageResult>,
+    to_write: Vec<(usize, Rebased)>,
+}
+
+impl LayoutPlan {
+    /// The results, as a dry run reports them.
+    pub fn images(&self) -> &[ImageResult] {
+        &self.images
+    }
+}
+
+/// Step 1 of [`rebase_layout`]: reads the layout and computes every rebase, writing nothing.
+///
+/// # Errors
+/// Only when the layout cannot be opened.
+pub fn plan_layout(
+    batch: &LayoutBatch,
+    base: &NewBase,
+    options: &RebaseOptions,
+) -> Result<LayoutPlan, LayoutError> {
     let layout = Layout::open(&batch.dir)?;
     let mut entries: HashMap<&str, Vec<&Descriptor>> = HashMap::new();
     for entry in layout.index().manifests() {
@@ -133,26 +174,33 @@ pub fn rebase_layout(
             examine(&layout, image, tag, found, named, base, options)
         })
         .collect();
-    let (mut images, plans): (Vec<ImageResult>, Vec<Option<Rebased>>) =
-        examined.into_iter().unzip();
+    let (images, plans): (Vec<ImageResult>, Vec<Option<Rebased>>) = examined.into_iter().unzip();
     let to_write: Vec<(usize, Rebased)> = plans
         .into_iter()
         .enumerate()
         .filter_map(|(i, plan)| plan.map(|p| (i, p)))
         .collect();
-    if dry_run || to_write.is_empty() {
-        return Ok(LayoutResult {
-            dir: batch.dir.clone(),
-            images,
-            committed: false,
-        });
-    }
-    let committed = write(&batch.dir, base, &mut images, &to_write);
-    Ok(LayoutResult {
+    Ok(LayoutPlan {
         dir: batch.dir.clone(),
         images,
-        committed,
+        to_write,
     })
+}
+
+/// Steps 2 and 3 of [`rebase_layout`]: writes and commits what `plan` rebased, each tag only
+/// if it still names the manifest the plan read.
+pub fn commit_plan(plan: LayoutPlan, base: &NewBase) -> LayoutResult {
+    let LayoutPlan {
+        dir,
+        mut images,
+        to_write,
+    } = plan;
+    let committed = !to_write.is_empty() && write(&dir, base, &mut images, &to_write);
+    LayoutResult {
+        dir,
+        images,
+        committed,
+    }
 }
 
 /// Reads one image and decides what to do with it; returns the rebased blobs to write.
@@ -279,11 +327,13 @@ fn write(
         })
         .collect();
     let mut tags = Vec::new();
+    let mut expected = Vec::new();
     let mut committing = Vec::new();
     for ((i, rebased), staged) in to_write.iter().zip(staged) {
         match staged {
             Ok(()) => {
                 tags.push((images[*i].tag.clone(), rebased.manifest.clone()));
+                expected.push(images[*i].old_digest.clone().unwrap_or_default());
                 committing.push(*i);
             }
             Err(e) => {
@@ -297,8 +347,21 @@ fn write(
     if tags.is_empty() {
         return false;
     }
-    match staging.commit(&tags) {
-        Ok(()) => true,
+    match staging.commit_swap(&tags, &expected) {
+        Ok(moved) => {
+            for MovedTag { tag, now } in &moved {
+                if let Some(&i) = committing.iter().find(|&&i| images[i].tag == *tag) {
+                    images[i].outcome = Err(RebaseError {
+                        image: images[i].image.clone(),
+                        kind: RebaseErrorKind::ChangedMeanwhile {
+                            read: images[i].old_digest.clone().unwrap_or_default(),
+                            now: now.clone(),
+                        },
+                    });
+                }
+            }
+            moved.len() < tags.len()
+        }
         Err(e) => {
             fail_all(images, &committing, e);
             false
@@ -526,6 +589,38 @@ mod tests {
             ("one", Ok(Status::Rebased { .. }))
         ));
         assert!(result.committed);
+    }
+
+    #[test]
+    fn a_tag_a_build_moved_while_the_rebase_ran_keeps_the_newer_image() {
+        let root = tempfile::tempdir().unwrap();
+        let (dir, base) = setup(root.path(), &[("one", "1"), ("two", "2")]);
+        let plan = plan_layout(&batch(&dir, &[], true), &base, &RebaseOptions::default()).unwrap();
+        // Between the read and the commit, a build commits `one` anew.
+        let built = write_apps(&dir, &BaseSpec::new("a"), NAME, &[("one", "new")]);
+        let result = commit_plan(plan, &base);
+        assert!(result.committed);
+        let statuses = statuses(&result);
+        assert!(
+            matches!(
+                statuses[0],
+                ("one", Err(RebaseErrorKind::ChangedMeanwhile { now: Some(now), .. }))
+                    if *now == built[0].digest().to_string()
+            ),
+            "{statuses:?}"
+        );
+        assert!(
+            matches!(statuses[1], ("two", Ok(Status::Rebased { .. }))),
+            "{statuses:?}"
+        );
+        let layout = Layout::open(&dir).unwrap();
+        let (one, _) = layout.resolve("one").unwrap();
+        assert_eq!(one.digest(), built[0].digest(), "the build's image stays");
+        let (two, _) = layout.resolve("two").unwrap();
+        let Ok(Status::Rebased { digest, .. }) = &result.images[1].outcome else {
+            unreachable!()
+        };
+        assert_eq!(&two.digest().to_string(), digest);
     }
 
     #[test]

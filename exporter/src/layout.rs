@@ -24,16 +24,26 @@
 //! annotations, exposed ports and volumes in `HashMap`s, whose serialisation order changes from
 //! run to run, and a digest that changes with it would break reproducible builds.
 //!
+//! 3. **Nothing in the layout is overwritten unless it is proven bad.** A blob the layout
+//!    already has is hashed before it is trusted; a good one is kept, and only a copy that
+//!    fails the check (or is no regular file) is replaced, by a rename, under the lock. A
+//!    commit never removes a blob, so an export that fails (a full disk, a kill) leaves every
+//!    earlier image whole.
+//!
 //! Reading verifies what it can afford to: JSON blobs (manifests, configs, indexes) are checked
 //! against their descriptor's size and sha256 before they are parsed; layer blobs are only
-//! located, since a run image layer may be hundreds of megabytes and rebase reads none.
+//! located for reading, since a run image layer may be hundreds of megabytes and rebase reads
+//! none. Every file is opened as [`crate::blobfile`] does: no symlink is followed, no FIFO
+//! blocks, and `index.json` is read with a size bound. Every blob a commit points a tag at is
+//! verified.
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Mutex, PoisonError};
 
 use oci_spec::image::{
     ANNOTATION_REF_NAME, Arch, Descriptor, Digest, DigestAlgorithm, ImageIndex, ImageManifest,
@@ -47,13 +57,20 @@ use tempfile::TempDir;
 
 use strata_engine::hashing::HashingWriter;
 
+use crate::blobfile::{
+    check_copy, io_err, open_regular, read_bounded, read_verified, remember, verify_file,
+};
 use crate::reference::{RefError, validate_tag};
 
 /// The `imageLayoutVersion` strata reads and writes.
 pub const LAYOUT_VERSION: &str = "1.0.0";
 
-/// The largest JSON blob (manifest, config, index) [`Layout::read_blob`] loads into memory.
+/// The largest JSON blob (manifest, config, index) [`Layout::read_blob`] loads into memory,
+/// and the largest `index.json` [`Layout::open`] reads.
 pub const MAX_JSON_BLOB: u64 = 64 << 20;
+
+/// The largest `oci-layout` file: it holds one short field.
+const MAX_MARKER: u64 = 64 << 10;
 
 const OCI_LAYOUT_FILE: &str = "oci-layout";
 const INDEX_FILE: &str = "index.json";
@@ -218,6 +235,22 @@ pub enum LayoutError {
         /// Its size.
         size: u64,
     },
+    /// A file of the layout is a symlink, FIFO, directory or device, not a regular file.
+    #[error("`{}` is {kind}, not a regular file: strata neither follows nor waits on it", path.display())]
+    NotAFile {
+        /// The file.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+    },
+    /// A file read whole is larger than strata reads.
+    #[error("`{}` has more than {limit} bytes, more than strata reads", path.display())]
+    FileTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The bound.
+        limit: u64,
+    },
     /// A tag to commit is not a valid ref name.
     #[error("cannot tag an image in `{}`", dir.display())]
     InvalidTag {
@@ -260,9 +293,9 @@ impl Layout {
     /// [`LayoutError::UnsupportedVersion`], or an unreadable or invalid `index.json`.
     pub fn open(dir: &Path) -> Result<Layout, LayoutError> {
         let marker = dir.join(OCI_LAYOUT_FILE);
-        let marker_bytes = match fs::read(&marker) {
+        let marker_bytes = match read_bounded(&marker, MAX_MARKER) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(LayoutError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
                 return Err(if dir.is_dir() {
                     LayoutError::NotALayout {
                         dir: dir.to_path_buf(),
@@ -274,7 +307,7 @@ impl Layout {
                     }
                 });
             }
-            Err(source) => return Err(io_err("cannot read", &marker, source)),
+            Err(e) => return Err(e),
         };
         let layout: OciLayout =
             serde_json::from_slice(&marker_bytes).map_err(|source| LayoutError::Json {
@@ -289,8 +322,7 @@ impl Layout {
             });
         }
         let index_path = dir.join(INDEX_FILE);
-        let index_bytes =
-            fs::read(&index_path).map_err(|e| io_err("cannot read", &index_path, e))?;
+        let index_bytes = read_bounded(&index_path, MAX_JSON_BLOB)?;
         let index: ImageIndex =
             serde_json::from_slice(&index_bytes).map_err(|source| LayoutError::Json {
                 what: "image index",
@@ -402,10 +434,10 @@ impl Layout {
         blob_path_in(&self.dir, digest)
     }
 
-    /// Whether the blob a descriptor points to is present with the right size (its content
-    /// is not hashed).
+    /// Whether the blob a descriptor points to is present, a regular file (not a symlink)
+    /// with the right size (its content is not hashed).
     pub fn has_blob(&self, descriptor: &Descriptor) -> bool {
-        fs::metadata(self.blob_path(descriptor.digest()))
+        fs::symlink_metadata(self.blob_path(descriptor.digest()))
             .is_ok_and(|m| m.is_file() && m.len() == descriptor.size())
     }
 
@@ -524,12 +556,24 @@ pub fn canonical_json<T: Serialize>(value: &T) -> Result<Vec<u8>, serde_json::Er
     serde_json::to_vec(&sort(serde_json::to_value(value)?))
 }
 
+/// A tag [`Staging::commit_swap`] left alone because it moved since it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MovedTag {
+    /// The tag.
+    pub tag: String,
+    /// The manifest digest it names now (the first, if several entries), `None` if it is gone.
+    pub now: Option<String>,
+}
+
 /// Blobs and metadata being prepared for one commit into a layout. Dropping it without
 /// [`Staging::commit`] removes everything it wrote and leaves the layout untouched.
 #[derive(Debug)]
 pub struct Staging {
     layout_dir: PathBuf,
     blob_dir: PathBuf,
+    /// Hex digests of blobs [`Staging::put_blob_file`] found intact in the layout and used
+    /// instead of staging its own copy: the commit verifies them again under the lock.
+    reused: Mutex<HashSet<String>>,
     // Deletes the staging directory, with whatever is still in it, when the staging goes away.
     _temp: TempDir,
 }
@@ -566,6 +610,7 @@ impl Staging {
         Ok(Staging {
             layout_dir: layout_dir.to_path_buf(),
             blob_dir,
+            reused: Mutex::new(HashSet::new()),
             _temp: temp,
         })
     }
@@ -617,25 +662,36 @@ impl Staging {
     }
 
     /// Includes an existing blob file (a run image layer from another layout, a cached layer
-    /// from the store) in the commit. Nothing is done if the target layout or the staging
-    /// already has a blob of that digest and size; otherwise the file is hardlinked into the
-    /// staging directory where possible (sharing its inode, as blobs are never modified in
-    /// place) and copied where not, and the staged bytes are checked against the size and
-    /// sha256 of `descriptor`.
+    /// from the store) in the commit. Nothing is staged if the staging already has that blob,
+    /// or if the target layout has a copy that hashes right (the commit checks it again under
+    /// the lock). Otherwise the file is hardlinked into the staging directory where possible
+    /// (sharing its inode, as blobs are never modified in place) and copied where not, and the
+    /// staged bytes are checked against the size and sha256 of `descriptor`. A layout copy
+    /// that is bad is left for the commit to replace: nothing in the layout changes here.
     ///
     /// # Errors
+    /// [`LayoutError::NotAFile`] when `src` is a symlink, FIFO or other non-regular file,
     /// [`LayoutError::SizeMismatch`], [`LayoutError::DigestMismatch`],
     /// [`LayoutError::UnsupportedDigest`] or an I/O error; nothing is staged then.
     pub fn put_blob_file(&self, src: &Path, descriptor: &Descriptor) -> Result<(), LayoutError> {
         let hex = sha256_hex_of(descriptor.digest())?;
-        let present = |path: &Path| {
-            fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == descriptor.size())
-        };
         let staged = self.blob_dir.join(hex);
-        if present(&blob_path_in(&self.layout_dir, descriptor.digest())) || present(&staged) {
+        if fs::symlink_metadata(&staged).is_ok() {
             return Ok(());
         }
-        let meta = fs::metadata(src).map_err(|e| io_err("cannot read blob", src, e))?;
+        if verify_file(
+            &blob_path_in(&self.layout_dir, descriptor.digest()),
+            descriptor,
+        )
+        .is_ok()
+        {
+            self.reused
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(hex.to_owned());
+            return Ok(());
+        }
+        let (mut input, meta) = open_regular(src)?;
         if meta.len() != descriptor.size() {
             return Err(LayoutError::SizeMismatch {
                 path: src.to_path_buf(),
@@ -645,14 +701,14 @@ impl Staging {
             });
         }
         if fs::hard_link(src, &staged).is_ok() {
-            // Hash what is now staged, so the check covers the bytes that will be committed.
+            // Hash what is now staged, so the check covers the bytes that will be committed
+            // (and refuses a symlink put at `src` since it was opened: link() does not follow).
             if let Err(e) = verify_file(&staged, descriptor) {
                 let _ = fs::remove_file(&staged);
                 return Err(e);
             }
             return Ok(());
         }
-        let mut input = File::open(src).map_err(|e| io_err("cannot read blob", src, e))?;
         let mut temp = tempfile::Builder::new()
             .prefix(".copy-")
             .tempfile_in(&self.blob_dir)
@@ -662,8 +718,12 @@ impl Staging {
         let (actual, copied, _) = hashing.into_parts();
         check_copy(src, descriptor, copied, &actual)?;
         finish_file(temp.as_file(), &staged)?;
-        temp.persist(&staged)
+        let file = temp
+            .persist(&staged)
             .map_err(|e| io_err("cannot write", &staged, e.error))?;
+        if let Ok(meta) = file.metadata() {
+            remember(&meta, hex);
+        }
         Ok(())
     }
 
@@ -676,6 +736,30 @@ impl Staging {
     /// manifest whose config or layers are in neither the staging nor the layout, or an I/O
     /// error. Every check runs before the layout is touched.
     pub fn commit(self, tags: &[(String, Descriptor)]) -> Result<(), LayoutError> {
+        self.commit_inner(tags, None).map(|_| ())
+    }
+
+    /// Like [`Staging::commit`], as a compare-and-swap per tag: `expected[i]` is the manifest
+    /// digest tag `i` had when its new manifest was computed. Under the layout lock, each
+    /// tag that no longer names exactly that one manifest (a build committed it meanwhile) is
+    /// left as it is and returned, with the digest it names now; the other tags are
+    /// committed.
+    ///
+    /// # Errors
+    /// As [`Staging::commit`]; `expected` must have one entry per tag.
+    pub fn commit_swap(
+        self,
+        tags: &[(String, Descriptor)],
+        expected: &[String],
+    ) -> Result<Vec<MovedTag>, LayoutError> {
+        self.commit_inner(tags, Some(expected))
+    }
+
+    fn commit_inner(
+        self,
+        tags: &[(String, Descriptor)],
+        expected: Option<&[String]>,
+    ) -> Result<Vec<MovedTag>, LayoutError> {
         let dir = &self.layout_dir;
         let mut seen = HashSet::new();
         for (tag, _) in tags {
@@ -691,8 +775,44 @@ impl Staging {
             }
         }
         let _lock = self.lock_parent()?;
+        // index.json as it is now, under the lock: what the compare-and-swap compares with.
         let existing = self.existing_layout()?;
-        for (tag, descriptor) in tags {
+        let mut moved = Vec::new();
+        let tags: Vec<&(String, Descriptor)> = match expected {
+            None => tags.iter().collect(),
+            Some(expected) => tags
+                .iter()
+                .zip(expected)
+                .filter(|((tag, _), expected)| {
+                    let now: Vec<String> = existing
+                        .as_ref()
+                        .map(|layout| {
+                            layout
+                                .index
+                                .manifests()
+                                .iter()
+                                .filter(|d| ref_name(d) == Some(tag.as_str()))
+                                .map(|d| d.digest().to_string())
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let same = matches!(now.as_slice(), [one] if one == *expected);
+                    if !same {
+                        moved.push(MovedTag {
+                            tag: tag.clone(),
+                            now: now.into_iter().next(),
+                        });
+                    }
+                    same
+                })
+                .map(|(pair, _)| pair)
+                .collect(),
+        };
+        if tags.is_empty() {
+            return Ok(moved);
+        }
+        let seen: HashSet<&str> = tags.iter().map(|(tag, _)| tag.as_str()).collect();
+        for (tag, descriptor) in &tags {
             self.check_complete(tag, descriptor, 0)?;
         }
 
@@ -717,7 +837,7 @@ impl Staging {
             .filter(|d| ref_name(d).is_none_or(|t| !seen.contains(t)))
             .cloned()
             .collect();
-        for (tag, descriptor) in tags {
+        for (tag, descriptor) in &tags {
             let mut entry = descriptor.clone();
             let mut annotations = entry.annotations().clone().unwrap_or_default();
             annotations.insert(ANNOTATION_REF_NAME.to_owned(), tag.clone());
@@ -740,7 +860,8 @@ impl Staging {
             source,
         })?;
         write_atomic(&dir.join(INDEX_FILE), &bytes)?;
-        sync_dir(dir)
+        sync_dir(dir)?;
+        Ok(moved)
     }
 
     /// The layout already at the target, `None` for a missing or empty directory.
@@ -772,27 +893,56 @@ impl Staging {
         }
     }
 
-    /// Where a blob is, staged or already in the layout, if it is present with the right size.
+    /// Where a blob will be found after the commit: staged (written here, or checked when it
+    /// was staged), or already in the layout. A layout copy that stands in for a blob of this
+    /// commit ([`Staging::put_blob_file`] chose it) is verified again now, under the lock; a
+    /// bad one is an error, since no tag may point at it. Other blobs of the layout that a
+    /// manifest names (an app layer that a rebase keeps) are only checked to be regular files
+    /// of their size: a rebase reads no layer.
     fn locate(&self, descriptor: &Descriptor) -> Result<Option<PathBuf>, LayoutError> {
         let hex = sha256_hex_of(descriptor.digest())?;
-        let candidates = [
-            self.blob_dir.join(hex),
-            blob_path_in(&self.layout_dir, descriptor.digest()),
-        ];
-        for path in candidates {
-            if let Ok(meta) = fs::metadata(&path) {
-                if meta.len() != descriptor.size() {
-                    return Err(LayoutError::SizeMismatch {
-                        path,
-                        digest: descriptor.digest().to_string(),
-                        expected: descriptor.size(),
-                        actual: meta.len(),
-                    });
-                }
-                return Ok(Some(path));
+        let staged = self.blob_dir.join(hex);
+        if let Ok(meta) = fs::symlink_metadata(&staged) {
+            if meta.len() != descriptor.size() {
+                return Err(LayoutError::SizeMismatch {
+                    path: staged,
+                    digest: descriptor.digest().to_string(),
+                    expected: descriptor.size(),
+                    actual: meta.len(),
+                });
             }
+            return Ok(Some(staged));
         }
-        Ok(None)
+        let in_layout = blob_path_in(&self.layout_dir, descriptor.digest());
+        let reused = self
+            .reused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(hex);
+        if !reused {
+            return match fs::symlink_metadata(&in_layout) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(io_err("cannot read", &in_layout, e)),
+                Ok(meta) if !meta.is_file() => Err(LayoutError::NotAFile {
+                    path: in_layout,
+                    kind: "not a regular file",
+                }),
+                Ok(meta) if meta.len() != descriptor.size() => Err(LayoutError::SizeMismatch {
+                    path: in_layout,
+                    digest: descriptor.digest().to_string(),
+                    expected: descriptor.size(),
+                    actual: meta.len(),
+                }),
+                Ok(_) => Ok(Some(in_layout)),
+            };
+        }
+        match verify_file(&in_layout, descriptor) {
+            Ok(()) => Ok(Some(in_layout)),
+            Err(LayoutError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Checks that `descriptor` and everything it references can be found after the commit.
@@ -858,6 +1008,9 @@ impl Staging {
         Ok(())
     }
 
+    /// Moves each staged blob into `blobs`, unless the layout has a copy that hashes right.
+    /// A copy that does not (or is no regular file) is proven bad, and the staged blob is
+    /// renamed over it; nothing is ever removed. Runs under the layout lock.
     fn move_blobs(&self, blobs: &Path) -> Result<(), LayoutError> {
         let entries =
             fs::read_dir(&self.blob_dir).map_err(|e| io_err("cannot read", &self.blob_dir, e))?;
@@ -873,8 +1026,16 @@ impl Staging {
                 .metadata()
                 .map_err(|e| io_err("cannot read", &src, e))?
                 .len();
-            if fs::metadata(&dest).is_ok_and(|m| m.len() == src_len) {
-                continue;
+            match fs::symlink_metadata(&dest) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("cannot read", &dest, e)),
+                Ok(_) => {
+                    let descriptor =
+                        Descriptor::new(MediaType::ImageLayer, src_len, sha256_digest(name)?);
+                    if verify_file(&dest, &descriptor).is_ok() {
+                        continue;
+                    }
+                }
             }
             move_file(&src, &dest)?;
         }
@@ -892,7 +1053,7 @@ fn is_sha256_hex(name: &str) -> bool {
     name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-fn sha256_hex_of(digest: &Digest) -> Result<&str, LayoutError> {
+pub(crate) fn sha256_hex_of(digest: &Digest) -> Result<&str, LayoutError> {
     if *digest.algorithm() == DigestAlgorithm::Sha256 {
         Ok(digest.digest())
     } else {
@@ -905,81 +1066,6 @@ fn sha256_hex_of(digest: &Digest) -> Result<&str, LayoutError> {
 fn sha256_digest(hex: &str) -> Result<Digest, LayoutError> {
     let text = format!("sha256:{hex}");
     Digest::from_str(&text).map_err(|_| LayoutError::UnsupportedDigest { digest: text })
-}
-
-fn io_err(action: &'static str, path: &Path, source: io::Error) -> LayoutError {
-    LayoutError::Io {
-        action,
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-/// Reads a small blob whole and checks it against its descriptor.
-fn read_verified(path: &Path, descriptor: &Descriptor) -> Result<Vec<u8>, LayoutError> {
-    let expected = sha256_hex_of(descriptor.digest())?;
-    if descriptor.size() > MAX_JSON_BLOB {
-        return Err(LayoutError::BlobTooLarge {
-            digest: descriptor.digest().to_string(),
-            size: descriptor.size(),
-        });
-    }
-    let file = File::open(path).map_err(|e| io_err("cannot read blob", path, e))?;
-    let mut bytes = Vec::new();
-    // One byte more than expected is enough to notice a blob that is too long.
-    file.take(descriptor.size() + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| io_err("cannot read blob", path, e))?;
-    if bytes.len() as u64 != descriptor.size() {
-        return Err(LayoutError::SizeMismatch {
-            path: path.to_path_buf(),
-            digest: descriptor.digest().to_string(),
-            expected: descriptor.size(),
-            actual: fs::metadata(path).map_or(bytes.len() as u64, |m| m.len()),
-        });
-    }
-    let actual = hex::encode(Sha256::digest(&bytes));
-    if actual != expected {
-        return Err(LayoutError::DigestMismatch {
-            path: path.to_path_buf(),
-            expected: descriptor.digest().to_string(),
-            actual: format!("sha256:{actual}"),
-        });
-    }
-    Ok(bytes)
-}
-
-/// Hashes a blob file of any size and checks it against its descriptor.
-fn verify_file(path: &Path, descriptor: &Descriptor) -> Result<(), LayoutError> {
-    let mut file = File::open(path).map_err(|e| io_err("cannot read blob", path, e))?;
-    let mut hashing = HashingWriter::new(io::sink());
-    io::copy(&mut file, &mut hashing).map_err(|e| io_err("cannot read blob", path, e))?;
-    let (actual, len, _) = hashing.into_parts();
-    check_copy(path, descriptor, len, &actual)
-}
-
-fn check_copy(
-    path: &Path,
-    descriptor: &Descriptor,
-    len: u64,
-    actual_hex: &str,
-) -> Result<(), LayoutError> {
-    if len != descriptor.size() {
-        return Err(LayoutError::SizeMismatch {
-            path: path.to_path_buf(),
-            digest: descriptor.digest().to_string(),
-            expected: descriptor.size(),
-            actual: len,
-        });
-    }
-    if Some(actual_hex) != descriptor.as_digest_sha256() {
-        return Err(LayoutError::DigestMismatch {
-            path: path.to_path_buf(),
-            expected: descriptor.digest().to_string(),
-            actual: format!("sha256:{actual_hex}"),
-        });
-    }
-    Ok(())
 }
 
 /// Makes a finished temp file world-readable (temp files start 0600) and durable.
@@ -1250,6 +1336,109 @@ mod tests {
             staging.put_blob_file(&src, &wrong_size),
             Err(LayoutError::SizeMismatch { .. })
         ));
+    }
+
+    /// A descriptor of `bytes` as a layer, and a file holding them.
+    fn layer_file(dir: &Path, name: &str, bytes: &[u8]) -> (PathBuf, Descriptor) {
+        let path = dir.join(name);
+        fs::write(&path, bytes).unwrap();
+        let digest = sha256_digest(&hex::encode(Sha256::digest(bytes))).unwrap();
+        (
+            path,
+            Descriptor::new(MediaType::ImageLayer, bytes.len() as u64, digest),
+        )
+    }
+
+    fn manifest_of(staging: &Staging, layer: &Descriptor) -> Descriptor {
+        let config = staging
+            .put_bytes(
+                b"{\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[]}}",
+                MediaType::ImageConfig,
+            )
+            .unwrap();
+        let manifest = ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageManifest)
+            .config(config)
+            .layers(vec![layer.clone()])
+            .build()
+            .unwrap();
+        staging
+            .put_json(&manifest, MediaType::ImageManifest)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_good_layout_blob_is_kept_and_a_bad_one_replaced_only_by_a_commit() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let layout_dir = dir.path().join("layout");
+        let (src, layer) = layer_file(dir.path(), "src", b"layer bytes");
+        let staging = Staging::new(&layout_dir).unwrap();
+        let manifest = manifest_of(&staging, &layer);
+        staging.put_blob_file(&src, &layer).unwrap();
+        staging.commit(&[("v1".to_owned(), manifest)]).unwrap();
+        let in_layout = layout_dir
+            .join("blobs/sha256")
+            .join(layer.as_digest_sha256().unwrap());
+
+        // A copy of the same bytes (another file system) is kept: it is good.
+        fs::remove_file(&in_layout).unwrap();
+        fs::write(&in_layout, b"layer bytes").unwrap();
+        let kept = fs::metadata(&in_layout).unwrap().ino();
+        let staging = Staging::new(&layout_dir).unwrap();
+        let manifest = manifest_of(&staging, &layer);
+        staging.put_blob_file(&src, &layer).unwrap();
+        staging.commit(&[("v2".to_owned(), manifest)]).unwrap();
+        assert_eq!(fs::metadata(&in_layout).unwrap().ino(), kept);
+
+        // A bad copy of the right size is left alone until the commit, which replaces it.
+        fs::remove_file(&in_layout).unwrap();
+        fs::write(&in_layout, b"LAYER BYTES").unwrap();
+        let staging = Staging::new(&layout_dir).unwrap();
+        let manifest = manifest_of(&staging, &layer);
+        staging.put_blob_file(&src, &layer).unwrap();
+        assert_eq!(fs::read(&in_layout).unwrap(), b"LAYER BYTES");
+        staging.commit(&[("v3".to_owned(), manifest)]).unwrap();
+        assert_eq!(fs::read(&in_layout).unwrap(), b"layer bytes");
+    }
+
+    #[test]
+    fn a_commit_never_points_a_tag_at_a_bad_layout_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout_dir = dir.path().join("layout");
+        let (src, layer) = layer_file(dir.path(), "src", b"layer bytes");
+        let staging = Staging::new(&layout_dir).unwrap();
+        let manifest = manifest_of(&staging, &layer);
+        staging.put_blob_file(&src, &layer).unwrap();
+        staging.commit(&[("v1".to_owned(), manifest)]).unwrap();
+        let in_layout = layout_dir
+            .join("blobs/sha256")
+            .join(layer.as_digest_sha256().unwrap());
+        let index = fs::read(layout_dir.join("index.json")).unwrap();
+
+        // Found good when staged, broken before the commit: the commit refuses.
+        let staging = Staging::new(&layout_dir).unwrap();
+        let manifest = manifest_of(&staging, &layer);
+        staging.put_blob_file(&src, &layer).unwrap();
+        fs::remove_file(&in_layout).unwrap();
+        fs::write(&in_layout, b"LAYER BYTES").unwrap();
+        let err = staging.commit(&[("v2".to_owned(), manifest)]).unwrap_err();
+        assert!(matches!(err, LayoutError::DigestMismatch { .. }), "{err:?}");
+        assert_eq!(fs::read(layout_dir.join("index.json")).unwrap(), index);
+    }
+
+    #[test]
+    fn a_symlink_is_never_staged() {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, layer) = layer_file(dir.path(), "src", b"layer bytes");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&src, &link).unwrap();
+        let staging = Staging::new(&dir.path().join("layout")).unwrap();
+        let err = staging.put_blob_file(&link, &layer).unwrap_err();
+        assert!(matches!(err, LayoutError::NotAFile { .. }), "{err:?}");
+        assert!(err.to_string().contains("link"), "{err}");
+        assert_eq!(fs::read_dir(staging.blob_dir()).unwrap().count(), 0);
     }
 
     #[test]

@@ -4,13 +4,16 @@
 pub mod archive;
 pub mod base;
 pub mod baseconfig;
+mod blobfile;
 pub mod fleet;
 pub mod image;
 pub mod inspect;
 pub mod layout;
+pub mod layoutcheck;
 pub mod metadata;
 pub mod pgzip;
 pub mod rebase;
 pub mod reference;
 pub mod runimage;
+pub mod runproof;
 pub mod taskcache;

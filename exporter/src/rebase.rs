@@ -215,6 +215,15 @@ pub enum RebaseErrorKind {
     /// The rebased config or manifest could not be staged.
     #[error("cannot write the rebased image")]
     Stage(#[source] Box<LayoutError>),
+    /// The tag was moved to another manifest (by a build) after it was read: the rebase of
+    /// the manifest it named then is not committed, so the newer image stays.
+    #[error("the tag changed meanwhile: it was {read} when read and is {} now; rebase it again", now.as_deref().unwrap_or("gone"))]
+    ChangedMeanwhile {
+        /// The manifest digest the rebase started from.
+        read: String,
+        /// The digest the tag names now, if any.
+        now: Option<String>,
+    },
     /// The layout's index could not be updated (no image of the layout was re-tagged).
     #[error("cannot commit to the layout")]
     Commit(#[source] std::sync::Arc<LayoutError>),

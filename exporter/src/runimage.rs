@@ -12,7 +12,9 @@
 //! and sha256); layer blobs are located and their size checked, never hashed, so loading a
 //! large base costs milliseconds. A layer count that differs from `rootfs.diff_ids` is an
 //! error: pairing descriptors with the wrong diffIDs would produce an image that does not
-//! unpack.
+//! unpack. A layer blob that is a symlink or other non-regular file is refused. Whether each
+//! layer really decompresses to its diffID is [`crate::runproof`]'s check, made before an
+//! image is exported on the run image.
 
 use std::path::PathBuf;
 
@@ -21,6 +23,7 @@ use oci_spec::image::{
 };
 
 use crate::archive::Owner;
+use crate::blobfile::kind_of;
 use crate::layout::{Layout, LayoutError};
 use crate::reference::ImageRef;
 
@@ -168,14 +171,21 @@ impl RunImage {
                     .map_err(wrap)?;
                 let layers = pair_layers(&reference, &manifest, &config, |layer| {
                     let path = layout.blob_path(layer.digest());
-                    if layout.has_blob(layer) {
-                        Ok(path)
-                    } else {
-                        Err(RunImageError::MissingLayerBlob {
+                    match std::fs::symlink_metadata(&path) {
+                        Ok(meta) if meta.is_file() && meta.len() == layer.size() => Ok(path),
+                        // A symlink is never followed, nor linked into an output as one.
+                        Ok(meta) if !meta.is_file() => Err(RunImageError::Layout {
+                            reference: reference.clone(),
+                            source: LayoutError::NotAFile {
+                                path,
+                                kind: kind_of(&meta),
+                            },
+                        }),
+                        _ => Err(RunImageError::MissingLayerBlob {
                             reference: reference.clone(),
                             digest: layer.digest().to_string(),
                             path,
-                        })
+                        }),
                     }
                 })?;
                 Ok(RunImage {

@@ -73,11 +73,25 @@ struct StoredChange {
 /// Whether a task's output is real: set once, when made real (or why that failed).
 type Ensured = Arc<OnceLock<Result<(), String>>>;
 
-fn cache_err(what: impl std::fmt::Display) -> BuildError {
+/// A store error as a build error. The error itself is kept as the source (not its message):
+/// what lies under it, a full disk and the file being written, reaches the user.
+fn cache_err(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> BuildError {
     BuildError::Io {
         path: PathBuf::from("<store>"),
-        source: std::io::Error::other(what.to_string()),
+        source: std::io::Error::other(error),
     }
+}
+
+/// An error and its causes on one line, for a result that is shared (and so cloned).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 impl<'a> StoreCache<'a> {
@@ -361,9 +375,12 @@ impl TaskCache for StoreCache<'_> {
             };
             Arc::clone(ensured.entry(ensured_key(req, task)).or_default())
         };
-        cell.get_or_init(|| self.make_real(req, task, output).map_err(|e| e.to_string()))
-            .clone()
-            .map_err(cache_err)
+        cell.get_or_init(|| {
+            self.make_real(req, task, output)
+                .map_err(|e| with_causes(&e))
+        })
+        .clone()
+        .map_err(cache_err)
     }
 
     fn save(

@@ -1,10 +1,11 @@
 //! File operations the store is built from: writes that appear whole or not at all, hashing
 //! while reading or writing, and removals that spare a file another process has just put in
-//! place.
+//! place. A shared store is input from elsewhere, so its files are opened without following
+//! a symlink and without waiting on a FIFO, and only regular files are read.
 
-use std::fs::{self, File, Metadata};
-use std::io::{self, BufReader, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::fs::{self, File, Metadata, OpenOptions};
+use std::io::{self, BufReader, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use super::{BUFFER, StoreError, io_err};
@@ -17,15 +18,62 @@ pub(super) fn identity(meta: &Metadata) -> Identity {
     (meta.dev(), meta.ino())
 }
 
+/// Opens the store file at `path` for reading if it is a regular file: a symlink (`ELOOP`
+/// under `O_NOFOLLOW`) or a FIFO, device or directory is an `InvalidData` error, and opening
+/// never blocks. `None` if it is gone.
+pub(super) fn open_regular(path: &Path) -> io::Result<Option<(File, Metadata)>> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a symbolic link, not a regular file",
+            ));
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    Ok(Some((file, meta)))
+}
+
+/// Reads the whole store file at `path` (an action entry) of at most `limit` bytes, as
+/// [`open_regular`] opens it. `None` if it is gone.
+pub(super) fn read_bounded(
+    path: &Path,
+    limit: u64,
+) -> io::Result<Option<(Vec<u8>, Metadata, File)>> {
+    let Some((file, meta)) = open_regular(path)? else {
+        return Ok(None);
+    };
+    let mut bytes = Vec::new();
+    (&file).take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("more than {limit} bytes"),
+        ));
+    }
+    Ok(Some((bytes, meta, file)))
+}
+
 /// Hashes the blob at `path`: its sha256 (hex), its length and its identity, or `None` if
 /// it is gone.
 pub(super) fn hash_blob(path: &Path) -> io::Result<Option<(String, u64, Identity)>> {
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
+    let Some((file, meta)) = open_regular(path)? else {
+        return Ok(None);
     };
-    let identity = identity(&file.metadata()?);
+    let identity = identity(&meta);
     let mut hashing = HashingWriter::new(io::sink());
     io::copy(&mut BufReader::with_capacity(BUFFER, file), &mut hashing)?;
     let (hex, len, _) = hashing.into_parts();

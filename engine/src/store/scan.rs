@@ -2,16 +2,17 @@
 //! from these lists; a file another process adds or removes meanwhile may or may not be in
 //! them.
 
-use std::fs::{self, File, Metadata};
-use std::io::{self, Read};
+use std::fs::{self, Metadata};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use strata_planner::TaskKey;
 
-use super::files::{Identity, identity};
+use super::files::{Identity, identity, read_bounded};
 use super::{
-    ACTIONS, ActionFile, BLOBS, LOGS, MOVED, Store, StoreError, TMP, io_err, is_sha256_hex,
+    ACTIONS, ActionFile, BLOBS, LOGS, MAX_ACTION, MOVED, Store, StoreError, TMP, io_err,
+    is_sha256_hex,
 };
 
 /// What a store holds.
@@ -86,16 +87,11 @@ pub(super) fn read_action(
     action: &KeyedFile,
 ) -> Result<Option<(ActionFile, Identity)>, (String, Identity)> {
     let id = identity(&action.meta);
-    let mut file = match File::open(&action.path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+    let (text, id) = match read_bounded(&action.path, MAX_ACTION) {
+        Ok(Some((text, meta, _))) => (text, identity(&meta)),
+        Ok(None) => return Ok(None),
         Err(e) => return Err((e.to_string(), id)),
     };
-    let id = file.metadata().map_or(id, |m| identity(&m));
-    let mut text = Vec::new();
-    if let Err(e) = file.read_to_end(&mut text) {
-        return Err((e.to_string(), id));
-    }
     match serde_json::from_slice::<ActionFile>(&text) {
         Ok(parsed) if parsed.key == action.key.hex() => Ok(Some((parsed, id))),
         Ok(parsed) => Err((format!("it is the entry of key {}", parsed.key), id)),
