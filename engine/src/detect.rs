@@ -98,7 +98,10 @@ impl ProcessDetector<'_> {
         self.spawned.fetch_add(1, Ordering::Relaxed);
         let done = self.sandbox.run(&cmd, &dir.join("detect.log"))?;
         Ok(match done.status.code() {
-            Some(0) => parse_plan(&fs::read_to_string(&plan_host)?, &done.tail),
+            Some(0) => parse_plan(
+                &crate::untrusted::read_to_string(&plan_host, crate::untrusted::METADATA_LIMIT)?,
+                &done.tail,
+            ),
             Some(100) => DetectOutcome::Fail,
             Some(code) => DetectOutcome::Error {
                 message: format!("exit status {code}"),

@@ -22,6 +22,7 @@ use crate::layers::{
 };
 use crate::platform::base_env;
 use crate::sandbox::{Mount, SandboxCommand};
+use crate::untrusted::{SBOM_LIMIT, UntrustedError};
 
 /// A layer a declared layer needs, already built.
 #[derive(Debug, Clone)]
@@ -142,6 +143,13 @@ pub fn run_layer(
             tail: finished.tail,
         });
     }
+    crate::env::check_env_files(&dir).map_err(|source| {
+        BuildError::Layers(crate::layers::LayerError::Env {
+            buildpack: buildpack.reference(),
+            layer: layer.name.clone(),
+            source,
+        })
+    })?;
     Ok(BuiltLayer {
         buildpack: buildpack.reference(),
         sbom: layer_sbom(buildpack, &layer.name, &sbom_dir)?,
@@ -172,12 +180,11 @@ fn layer_sbom(
         source,
     })?;
     for entry in entries {
-        let path = entry
-            .map_err(|source| BuildError::Io {
-                path: dir.to_owned(),
-                source,
-            })?
-            .path();
+        let entry = entry.map_err(|source| BuildError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let path = entry.path();
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -205,6 +212,26 @@ fn layer_sbom(
                 message: format!(
                     "`{name}` is {media_type}, which the buildpack does not declare in `sbom-formats`"
                 ),
+            });
+        }
+        // Read on the host later: never a link, a FIFO or more than strata reads.
+        let too_big = crate::untrusted::open(&path)
+            .and_then(|f| {
+                f.metadata().map_err(|source| UntrustedError::Io {
+                    path: path.clone(),
+                    source,
+                })
+            })
+            .map_err(|e| BuildError::LayerSbom {
+                layer: reference.clone(),
+                message: e.to_string(),
+            })?
+            .len()
+            > SBOM_LIMIT;
+        if too_big {
+            return Err(BuildError::LayerSbom {
+                layer: reference,
+                message: format!("`{name}` is larger than {SBOM_LIMIT} bytes"),
             });
         }
         files.push(SbomFile {

@@ -19,8 +19,9 @@ use strata_engine::execute::{TaskCache, TaskOutput};
 use strata_engine::layer_task::BuiltLayer;
 use strata_engine::layers::{LaunchToml, Layer, SbomFile, SbomScope, StoredBlob};
 use strata_engine::store::{ActionEntry, BlobRef, Store};
+use strata_engine::untrusted;
 use strata_engine::workspace::Change;
-use strata_planner::{Buildpack, Task, TaskKey, TaskKind};
+use strata_planner::{Buildpack, Task, TaskKey, TaskKind, safepath};
 
 use crate::archive::{Compression, LayerBuilder, Owner};
 
@@ -68,6 +69,29 @@ struct StoredSbom {
 struct StoredChange {
     tar: Option<StoredBlob>,
     deleted: Vec<String>,
+}
+
+impl Payload {
+    /// Checks every name and path the entry would have joined onto a directory of this build:
+    /// a store entry may come from elsewhere (a shared cache), so it is outside input.
+    fn check(&self) -> Result<(), strata_planner::PathError> {
+        for layer in &self.layers {
+            safepath::name(&layer.name)?;
+        }
+        for sbom in &self.sbom {
+            if let SbomScope::Layer(name) = &sbom.scope {
+                safepath::name(name)?;
+            }
+            safepath::name(&sbom.ext)?;
+        }
+        for process in self.launch.iter().flat_map(|l| &l.processes) {
+            safepath::name(&process.r#type)?;
+        }
+        for path in self.change.iter().flat_map(|c| &c.deleted) {
+            safepath::relative(path)?;
+        }
+        Ok(())
+    }
 }
 
 /// Whether a task's output is real: set once, when made real (or why that failed).
@@ -172,10 +196,8 @@ impl<'a> StoreCache<'a> {
         files
             .iter()
             .map(|f| {
-                let bytes = std::fs::read(&f.path).map_err(|source| BuildError::Io {
-                    path: f.path.clone(),
-                    source,
-                })?;
+                let bytes = untrusted::read(&f.path, untrusted::SBOM_LIMIT)
+                    .map_err(|e| cache_err(format!("SBOM file: {e}")))?;
                 let blob = self.store.put_blob_bytes(&bytes).map_err(cache_err)?;
                 Ok(StoredSbom {
                     scope: f.scope.clone(),
@@ -249,7 +271,11 @@ impl<'a> StoreCache<'a> {
                 .and_then(|e| serde_json::from_value::<Payload>(e.payload).ok());
             if let Some(change) = payload.and_then(|p| p.change) {
                 for path in &change.deleted {
-                    let target = req.workspace.join(path);
+                    // Checked at probe already; checked again right where it is joined, with
+                    // the filesystem: no link on the way may lead the removal out.
+                    let rel = safepath::relative(path).map_err(cache_err)?;
+                    safepath::no_link_on_the_way(req.workspace, &rel).map_err(cache_err)?;
+                    let target = req.workspace.join(rel);
                     let _ =
                         std::fs::remove_dir_all(&target).or_else(|_| std::fs::remove_file(&target));
                 }
@@ -315,7 +341,7 @@ impl TaskCache for StoreCache<'_> {
         let buildpack = task.buildpack()?;
         let entry = self.store.get_action(&task.key)?;
         let payload: Payload = serde_json::from_value(entry.payload).ok()?;
-        if payload.settings != self.settings {
+        if payload.settings != self.settings || payload.check().is_err() {
             return None;
         }
         let (layers, sbom) = self.relocate(req, buildpack, payload.layers, &payload.sbom)?;
