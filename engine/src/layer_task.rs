@@ -9,7 +9,7 @@
 use std::fs;
 use std::sync::Arc;
 
-use strata_planner::{Buildpack, BuildpackPlan, DeclaredLayer};
+use strata_planner::{Buildpack, BuildpackPlan, DeclaredLayer, safepath};
 
 use crate::build::{
     BuildError, BuildRequest, BuildpackOutput, WORKSPACE_TARGET, describe_exit, layer_target,
@@ -89,7 +89,10 @@ pub fn run_layer(
     let (workspace, sealed) = if req.sandbox.isolates() {
         for input in inputs {
             mounts.push(Mount::ro(
-                req.source.join(input),
+                input_host_path(req.source, input).map_err(|message| BuildError::LayerInput {
+                    layer: format!("{}:{}", buildpack.reference(), layer.name),
+                    message,
+                })?,
                 format!("{WORKSPACE_TARGET}/{input}"),
             ));
         }
@@ -166,6 +169,27 @@ pub fn run_layer(
             blob: None,
         },
     })
+}
+
+/// What to bind at `/workspace/<input>`: the file itself, or for a symlink the file inside
+/// the app it leads to (the plan's key covers that file), never anything outside the app. A
+/// bind follows links, so the link is resolved here, where where it leads is checked.
+fn input_host_path(source: &std::path::Path, input: &str) -> Result<std::path::PathBuf, String> {
+    let rel = safepath::relative(input).map_err(|e| e.to_string())?;
+    safepath::no_link_on_the_way(source, &rel).map_err(|e| e.to_string())?;
+    let path = source.join(&rel);
+    let is_link = fs::symlink_metadata(&path)
+        .map_err(|e| format!("`{input}`: {e}"))?
+        .file_type()
+        .is_symlink();
+    if !is_link {
+        return Ok(path);
+    }
+    let target = safepath::resolve_inside(source, input).map_err(|e| format!("symlink {e}"))?;
+    if !target.is_file() {
+        return Err(format!("symlink `{input}` does not lead to a file"));
+    }
+    Ok(target)
 }
 
 /// The SBOM files a layer script wrote, checked against the buildpack's `sbom-formats`.
@@ -373,5 +397,80 @@ mod tests {
             "needs on PATH, no `other`, declared env only, declared inputs only, read-only"
         );
         assert!(!workspace.join("x").exists());
+    }
+
+    /// A declared buildpack whose one layer `cat`s `/workspace/<input>` into `$1/out`, and an
+    /// app `ws` with `real.lock` in it and `secret` beside it; `link` is made `ws/a.lock`.
+    fn run_with_link(link: &str) -> (tempfile::TempDir, Result<BuiltLayer, BuildError>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let bp_dir = root.join("bp");
+        fs::create_dir_all(bp_dir.join("layers")).unwrap();
+        fs::write(
+            bp_dir.join("buildpack.toml"),
+            "api = \"0.10\"\n[buildpack]\nid = \"t/bp\"\nversion = \"1\"\n\
+             [[metadata.strata.layers]]\nname = \"deps\"\ninputs = [\"a.lock\"]\nrun = \"layers/deps.sh\"\n",
+        )
+        .unwrap();
+        let script = bp_dir.join("layers/deps.sh");
+        fs::write(
+            &script,
+            "#!/bin/sh\ncat /workspace/a.lock > \"$1/out\" 2>&1 || true\n",
+        )
+        .unwrap();
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        let buildpack = Buildpack::load(&bp_dir).unwrap();
+        let strata = buildpack.descriptor.strata.clone().unwrap();
+        let workspace = root.join("ws");
+        fs::create_dir_all(&workspace).unwrap();
+        fs::write(workspace.join("real.lock"), "inside").unwrap();
+        fs::write(root.join("secret"), "host secret").unwrap();
+        let link = link.replace("$OUT", &root.join("secret").to_string_lossy());
+        std::os::unix::fs::symlink(link, workspace.join("a.lock")).unwrap();
+        let platform = PlatformDir::create(&root.join("platform"), &[]).unwrap();
+        let sandbox = Sandbox::bwrap().expect("bwrap is installed (apt-get install bubblewrap)");
+        let req = BuildRequest {
+            sandbox: &sandbox,
+            source: &workspace,
+            workspace: &workspace,
+            platform: &platform,
+            target: &TargetEnv::host(),
+            scratch: &root.join("scratch"),
+            network: false,
+        };
+        let inputs = ["a.lock".to_owned()];
+        let built = run_layer(
+            &req,
+            &buildpack,
+            strata.layer("deps").unwrap(),
+            &[],
+            &inputs,
+        );
+        (tmp, built)
+    }
+
+    #[test]
+    fn an_input_linking_outside_the_app_is_never_mounted() {
+        for link in ["$OUT", "../secret"] {
+            let (_tmp, built) = run_with_link(link);
+            match built {
+                Err(BuildError::LayerInput { layer, message }) => {
+                    assert_eq!(layer, "t/bp@1:deps");
+                    assert!(message.contains("a.lock"), "{message}");
+                }
+                Ok(built) => panic!(
+                    "{link}: built, the script read {:?}",
+                    fs::read_to_string(built.layer.dir.join("out"))
+                ),
+                Err(e) => panic!("{link}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_input_linking_inside_the_app_reads_its_target() {
+        let (_tmp, built) = run_with_link("real.lock");
+        let out = fs::read_to_string(built.unwrap().layer.dir.join("out")).unwrap();
+        assert_eq!(out, "inside");
     }
 }
