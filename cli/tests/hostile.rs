@@ -224,3 +224,41 @@ fn a_stored_deletion_outside_the_workspace_removes_nothing() {
     };
     assert_eq!(digest(&first), digest(&second));
 }
+
+#[test]
+fn a_project_names_buildpacks_inside_the_app_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let outside = opaque_buildpack(&root.join("outside-bp"), "true");
+    let app = root.join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(app.join("index.txt"), "app").unwrap();
+    opaque_buildpack(&app.join(".bp"), "true");
+    std::os::unix::fs::symlink(&outside, app.join("linked-bp")).unwrap();
+    let plan = |uri: &str| {
+        std::fs::write(
+            app.join("project.toml"),
+            format!("[_]\nschema-version = \"0.2\"\n[[io.buildpacks.group]]\nuri = \"{uri}\"\n"),
+        )
+        .unwrap();
+        strata(root, &["plan", app.to_str().unwrap()])
+    };
+    for uri in [
+        "../outside-bp".to_owned(),
+        outside.display().to_string(),
+        format!("file://{}", outside.display()),
+        "linked-bp".to_owned(),
+    ] {
+        let out = plan(&uri);
+        let err = stderr(&out);
+        assert!(
+            !out.status.success(),
+            "{uri}: planned with a buildpack outside the app"
+        );
+        assert!(
+            err.contains("project.toml") && err.contains("inside the app"),
+            "{uri}: {err}"
+        );
+    }
+    assert_exit(&plan(".bp"), 0);
+}
