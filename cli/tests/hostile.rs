@@ -13,7 +13,7 @@ use std::process::Output;
 use common::*;
 
 /// An opaque buildpack `t/evil` in `dir` that passes detection and runs `script` as its
-/// `bin/build` (`$1` is its layers directory); it may write CycloneDX SBOMs.
+/// `bin/build` (`$1` is its layers directory); it may write `CycloneDX` SBOMs.
 fn opaque_buildpack(dir: &Path, script: &str) -> PathBuf {
     std::fs::create_dir_all(dir.join("bin")).unwrap();
     std::fs::write(

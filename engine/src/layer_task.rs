@@ -87,15 +87,7 @@ pub fn run_layer(
     // In the sandbox, /workspace holds the layer's input files and nothing else, read-only:
     // what its key does not cover, it cannot read. Without isolation it is the whole app.
     let (workspace, sealed) = if req.sandbox.isolates() {
-        for input in inputs {
-            mounts.push(Mount::ro(
-                input_host_path(req.source, input).map_err(|message| BuildError::LayerInput {
-                    layer: format!("{}:{}", buildpack.reference(), layer.name),
-                    message,
-                })?,
-                format!("{WORKSPACE_TARGET}/{input}"),
-            ));
-        }
+        mounts.extend(input_mounts(req.source, buildpack, layer, inputs)?);
         (
             WORKSPACE_TARGET.to_owned(),
             vec![WORKSPACE_TARGET.to_owned()],
@@ -169,6 +161,26 @@ pub fn run_layer(
             blob: None,
         },
     })
+}
+
+/// The read-only mounts of a layer's input files at `/workspace/<input>`.
+fn input_mounts(
+    source: &std::path::Path,
+    buildpack: &Buildpack,
+    layer: &DeclaredLayer,
+    inputs: &[String],
+) -> Result<Vec<Mount>, BuildError> {
+    inputs
+        .iter()
+        .map(|input| {
+            let host =
+                input_host_path(source, input).map_err(|message| BuildError::LayerInput {
+                    layer: format!("{}:{}", buildpack.reference(), layer.name),
+                    message,
+                })?;
+            Ok(Mount::ro(host, format!("{WORKSPACE_TARGET}/{input}")))
+        })
+        .collect()
 }
 
 /// What to bind at `/workspace/<input>`: the file itself, or for a symlink the file inside

@@ -1478,7 +1478,8 @@ paths = ["public/*"]
     #[cfg(unix)]
     #[test]
     fn symlinked_metadata_sbom_and_env_files_are_refused_naming_the_buildpack() {
-        let cases: &[(&str, &dyn Fn(&Path, &Path))] = &[
+        type Setup<'a> = &'a dyn Fn(&Path, &Path);
+        let cases: &[(&str, Setup<'_>)] = &[
             ("dangling.toml", &|d, _| {
                 std::os::unix::fs::symlink(d.join("nowhere"), d.join("dangling.toml")).unwrap();
             }),
