@@ -262,3 +262,39 @@ fn a_project_names_buildpacks_inside_the_app_only() {
     }
     assert_exit(&plan(".bp"), 0);
 }
+
+#[test]
+fn a_service_outside_the_repository_is_refused_at_its_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let repo = root.join("repo");
+    std::fs::create_dir_all(repo.join("services/web")).unwrap();
+    std::fs::create_dir_all(root.join("outside")).unwrap();
+    std::os::unix::fs::symlink(root.join("outside"), repo.join("services/evil")).unwrap();
+    for (services, table, line) in [
+        (
+            "",
+            "[[service]]\nname = \"x\"\npath = \"../outside\"\n",
+            "5 │",
+        ),
+        (
+            "",
+            "[[service]]\nname = \"x\"\npath = \"/etc/ssh\"\n",
+            "5 │",
+        ),
+        ("services = [\"services/*\"]\n", "", "3 │"),
+    ] {
+        std::fs::write(
+            repo.join("strata.toml"),
+            format!("[workspace]\noutput = \"oci:out\"\n{services}{table}"),
+        )
+        .unwrap();
+        let out = strata(&repo, &["plan", "."]);
+        let err = stderr(&out);
+        assert_exit(&out, 2);
+        assert!(
+            err.contains("strata.toml") && err.contains("outside") && err.contains(line),
+            "{services}{table}: {err}"
+        );
+    }
+}

@@ -27,10 +27,10 @@ pub enum PathError {
     #[error("`{}` contains a NUL byte", .0.escape_debug())]
     Nul(String),
     /// The value is absolute.
-    #[error("`{0}` is absolute; it must be relative")]
+    #[error("`{0}` is absolute")]
     Absolute(String),
     /// The value has a `..` component.
-    #[error("`{0}` contains `..`; it must stay inside its directory")]
+    #[error("`{0}` contains `..`")]
     Parent(String),
     /// The value names its root itself (`.`), where a path below it is needed.
     #[error("`{0}` names the directory itself, not a path inside it")]

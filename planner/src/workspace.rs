@@ -224,7 +224,7 @@ fn service_spec(
         Err(e) => {
             return Err(error(
                 service.path.span(),
-                format!("service path {e}: a service must be inside the directory of strata.toml"),
+                format!("service path {e}: it leads outside the directory of strata.toml"),
             ));
         }
     };
@@ -298,7 +298,7 @@ fn matching_dirs(root: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
     }
     if let Err(e) = crate::safepath::relative_or_root(pattern) {
         return Err(format!(
-            "{e}: a glob must be relative to strata.toml and stay inside its directory"
+            "{e}; a glob must be relative to strata.toml and stay inside its directory"
         ));
     }
     let real_root = root
@@ -440,7 +440,7 @@ mod tests {
             let text = format!("[workspace]\n\n[[service]]\nname = \"x\"\npath = \"{path}\"\n");
             let e = Workspace::parse(&root.join("strata.toml"), &root, &text).unwrap_err();
             assert!(
-                e.message.contains("inside the directory of strata.toml"),
+                e.message.contains("outside the directory of strata.toml"),
                 "{path}: {}",
                 e.message
             );
