@@ -332,6 +332,7 @@ pub fn declared_output(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::LayerError;
     use crate::platform::{PlatformDir, TargetEnv};
     use crate::sandbox::Sandbox;
     use std::os::unix::fs::PermissionsExt;
@@ -476,6 +477,64 @@ mod tests {
                 ),
                 Err(e) => panic!("{link}: {e}"),
             }
+        }
+    }
+
+    /// Runs a declared layer whose script is `body` (`$1` its layer dir), in the sandbox.
+    fn run_script(body: &str) -> Result<BuiltLayer, BuildError> {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let bp_dir = root.join("bp");
+        fs::create_dir_all(bp_dir.join("layers")).unwrap();
+        fs::write(
+            bp_dir.join("buildpack.toml"),
+            "api = \"0.10\"\n[buildpack]\nid = \"t/bp\"\nversion = \"1\"\n\
+             sbom-formats = [\"application/vnd.cyclonedx+json\"]\n\
+             [[metadata.strata.layers]]\nname = \"evil\"\nrun = \"layers/evil.sh\"\nlaunch = true\n",
+        )
+        .unwrap();
+        let script = bp_dir.join("layers/evil.sh");
+        fs::write(&script, format!("#!/bin/sh\nset -e\n{body}\n")).unwrap();
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        let buildpack = Buildpack::load(&bp_dir).unwrap();
+        let strata = buildpack.descriptor.strata.clone().unwrap();
+        let workspace = root.join("ws");
+        fs::create_dir_all(&workspace).unwrap();
+        let platform = PlatformDir::create(&root.join("platform"), &[]).unwrap();
+        let sandbox = Sandbox::bwrap().expect("bwrap is installed (apt-get install bubblewrap)");
+        let req = BuildRequest {
+            sandbox: &sandbox,
+            source: &workspace,
+            workspace: &workspace,
+            platform: &platform,
+            target: &TargetEnv::host(),
+            scratch: &root.join("scratch"),
+            network: false,
+        };
+        run_layer(&req, &buildpack, strata.layer("evil").unwrap(), &[], &[])
+    }
+
+    #[test]
+    fn links_a_layer_script_leaves_for_the_host_are_refused() {
+        let env =
+            run_script("mkdir -p \"$1/env.launch\"\nln -s /proc/self/environ \"$1/env.launch/X\"");
+        match env {
+            Err(e @ BuildError::Layers(LayerError::Env { .. })) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains("t/bp@1") && text.contains("env.launch/X"),
+                    "{text}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let sbom = run_script("ln -s /etc/hostname \"$STRATA_SBOM_DIR/sbom.cdx.json\"");
+        match sbom {
+            Err(BuildError::LayerSbom { layer, message }) => {
+                assert_eq!(layer, "t/bp@1:evil");
+                assert!(message.contains("symlink"), "{message}");
+            }
+            other => panic!("{other:?}"),
         }
     }
 

@@ -473,3 +473,50 @@ impl TaskCache for StoreCache<'_> {
         Ok(saved)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A payload with one layer `layer`, one SBOM of it and a change deleting `deleted`.
+    fn payload(layer: &str, sbom_ext: &str, process: &str, deleted: &str) -> Payload {
+        serde_json::from_value(serde_json::json!({
+            "settings": { "uid": 1000, "gid": 1000, "epoch": 0, "gzip": true, "format": 1 },
+            "layers": [{
+                "name": layer, "dir": "/x", "metadata": {}, "blob": null,
+                "types": { "launch": true, "build": false, "cache": false },
+            }],
+            "sbom": [{
+                "scope": { "Layer": layer }, "ext": sbom_ext,
+                "blob": { "digest": format!("sha256:{}", "0".repeat(64)), "size": 0 },
+            }],
+            "launch": {
+                "labels": [], "slices": [],
+                "processes": [{
+                    "type": process, "command": ["x"], "args": [], "direct": true,
+                    "default": false, "working_dir": null, "exec_env": [],
+                }],
+            },
+            "unmet": [], "store": null,
+            "change": { "tar": null, "deleted": [deleted] },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_entry_whose_names_or_paths_leave_their_directory_is_refused() {
+        assert!(payload("node", "cdx", "web", "gone/file").check().is_ok());
+        for bad in [
+            payload("..", "cdx", "web", "gone"),
+            payload("a/b", "cdx", "web", "gone"),
+            payload("node", "../x", "web", "gone"),
+            payload("node", "cdx", "..", "gone"),
+            payload("node", "cdx", "web", "../../../x"),
+            payload("node", "cdx", "web", "/etc"),
+            payload("node", "cdx", "web", "."),
+        ] {
+            assert!(bad.check().is_err());
+        }
+    }
+}
