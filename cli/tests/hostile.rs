@@ -298,3 +298,42 @@ fn a_service_outside_the_repository_is_refused_at_its_line() {
         );
     }
 }
+
+#[test]
+fn a_detect_plan_linked_to_a_host_file_is_not_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let marker = "plan-marker-7c2b91";
+    let secret = root.join("secret.toml");
+    std::fs::write(
+        &secret,
+        format!("[[provides]]\nname = \"{marker}\"\n[[requires]]\nname = \"{marker}\"\n"),
+    )
+    .unwrap();
+    let bp = opaque_buildpack(&root.join("bp"), "true");
+    std::fs::write(
+        bp.join("bin/detect"),
+        format!(
+            "#!/bin/sh\nrm -f \"$2\"\nln -s '{}' \"$2\"\nexit 0\n",
+            secret.display()
+        ),
+    )
+    .unwrap();
+    let app = root.join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(app.join("index.txt"), "app").unwrap();
+    let out = strata(
+        root,
+        &[
+            "plan",
+            app.to_str().unwrap(),
+            "--buildpack",
+            bp.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(!out.status.success(), "{all}");
+    assert!(all.contains("symlink"), "{all}");
+    assert!(!all.contains(marker), "{all}");
+}
