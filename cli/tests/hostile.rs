@@ -329,7 +329,6 @@ fn a_detect_plan_linked_to_a_host_file_is_not_read() {
             app.to_str().unwrap(),
             "--buildpack",
             bp.to_str().unwrap(),
-            "--json",
         ],
     );
     let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
