@@ -257,8 +257,11 @@ impl<'a> StoreCache<'a> {
             TaskOutput::Nothing => Vec::new(),
         };
         for layer in layers {
-            if let (false, Some(blob)) = (layer.dir.exists(), &layer.blob) {
-                extract(blob, req.scratch)?;
+            if let (false, Some(blob), Some(buildpack)) =
+                (layer.dir.exists(), &layer.blob, task.buildpack())
+            {
+                let target = layer_target(buildpack, &layer.name);
+                extract(blob, req.scratch, Path::new(target.trim_start_matches('/')))?;
             }
         }
         if let TaskOutput::Buildpack(bp) = output
@@ -279,10 +282,14 @@ impl<'a> StoreCache<'a> {
                     let _ =
                         std::fs::remove_dir_all(&target).or_else(|_| std::fs::remove_file(&target));
                 }
-                if let (Some(tar), Some(parent)) = (&change.tar, req.workspace.parent()) {
+                if let (Some(tar), Some(parent), Some(name)) = (
+                    &change.tar,
+                    req.workspace.parent(),
+                    req.workspace.file_name(),
+                ) {
                     let mut tar = tar.clone();
                     tar.path = self.store.blob_path(&tar.digest).map_err(cache_err)?;
-                    extract(&tar, parent)?;
+                    extract(&tar, parent, Path::new(name))?;
                 }
             }
         }
@@ -290,8 +297,11 @@ impl<'a> StoreCache<'a> {
     }
 }
 
-/// Extracts a stored tar into `dir` (its entries' paths are relative to `dir`).
-fn extract(blob: &StoredBlob, dir: &Path) -> Result<(), BuildError> {
+/// Extracts a stored tar into `dir` (its entries' paths are relative to `dir`). Every entry
+/// must lie under `inside` (a directory entry may be one of its parents): the tar comes from
+/// the store, and one entry outside would write another layer's or the app's files. The
+/// `tar` crate itself refuses `..` and writing through links.
+fn extract(blob: &StoredBlob, dir: &Path, inside: &Path) -> Result<(), BuildError> {
     let io = |source| BuildError::Io {
         path: blob.path.clone(),
         source,
@@ -305,7 +315,34 @@ fn extract(blob: &StoredBlob, dir: &Path) -> Result<(), BuildError> {
     let mut archive = tar::Archive::new(reader);
     archive.set_preserve_permissions(true);
     archive.set_overwrite(true);
-    archive.unpack(dir).map_err(io)
+    // As `Archive::unpack`: into an existing, canonical `dir`; directories last, deepest
+    // first, so that a read-only directory does not keep its own files from being written.
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let dir = &dir.canonicalize().map_err(io)?;
+    let mut directories = Vec::new();
+    for entry in archive.entries().map_err(io)? {
+        let mut entry = entry.map_err(io)?;
+        let path = entry.path().map_err(io)?.into_owned();
+        let is_dir = entry.header().entry_type() == tar::EntryType::Directory;
+        if !(path.starts_with(inside) || (is_dir && inside.starts_with(&path))) {
+            return Err(cache_err(format!(
+                "stored blob {} has the entry {}, outside {}",
+                blob.digest,
+                path.display(),
+                inside.display()
+            )));
+        }
+        if is_dir {
+            directories.push(entry);
+        } else {
+            entry.unpack_in(dir).map_err(io)?;
+        }
+    }
+    directories.sort_by(|a, b| b.path_bytes().cmp(&a.path_bytes()));
+    for mut entry in directories {
+        entry.unpack_in(dir).map_err(io)?;
+    }
+    Ok(())
 }
 
 /// What [`StoreCache::ensure`] does once: a task's layers, and an opaque buildpack's app
@@ -502,6 +539,56 @@ mod tests {
             "change": { "tar": null, "deleted": [deleted] },
         }))
         .unwrap()
+    }
+
+    /// An uncompressed tar blob in `dir` of `(path, is_dir)` entries.
+    fn tar_blob(dir: &Path, entries: &[(&str, bool)]) -> StoredBlob {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, is_dir) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(if *is_dir {
+                tar::EntryType::Directory
+            } else {
+                tar::EntryType::Regular
+            });
+            header.set_mode(0o755);
+            header.set_size(if *is_dir { 0 } else { 1 });
+            let data: &[u8] = if *is_dir { b"" } else { b"x" };
+            builder.append_data(&mut header, path, data).unwrap();
+        }
+        let path = dir.join("blob.tar");
+        std::fs::write(&path, builder.into_inner().unwrap()).unwrap();
+        StoredBlob {
+            diff_id: String::new(),
+            digest: "sha256:test".to_owned(),
+            size: 0,
+            gzip: false,
+            path,
+        }
+    }
+
+    #[test]
+    fn a_stored_tar_writes_only_under_its_own_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let scratch = tmp.path().join("scratch");
+        let inside = Path::new("layers/t_bp/deps");
+        let good = tar_blob(
+            tmp.path(),
+            &[
+                ("layers/", true),
+                ("layers/t_bp/deps/", true),
+                ("layers/t_bp/deps/f", false),
+            ],
+        );
+        extract(&good, &scratch, inside).unwrap();
+        assert!(scratch.join("layers/t_bp/deps/f").is_file());
+
+        for evil in ["workspace/app.js", "layers/t_bp/other/f", "layers/t_bp/f"] {
+            let bad = tar_blob(tmp.path(), &[("layers/t_bp/deps/ok", false), (evil, false)]);
+            let err = extract(&bad, &scratch, inside).unwrap_err().to_string();
+            assert!(err.contains(evil), "{err}");
+            assert!(!scratch.join(evil).exists(), "{evil} was written");
+        }
     }
 
     #[test]
