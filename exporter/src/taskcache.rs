@@ -552,7 +552,7 @@ mod tests {
                 tar::EntryType::Regular
             });
             header.set_mode(0o755);
-            header.set_size(if *is_dir { 0 } else { 1 });
+            header.set_size(u64::from(!*is_dir));
             let data: &[u8] = if *is_dir { b"" } else { b"x" };
             builder.append_data(&mut header, path, data).unwrap();
         }
