@@ -186,6 +186,19 @@ pub struct ServiceInput<'a> {
     pub export: &'a str,
 }
 
+/// Feeds the app files selected links lead to, as (link, target), into a key: nothing when
+/// there are none, so keys of tasks without links stay as they were.
+fn link_targets_key(h: &mut KeyHasher, targets: &[(&str, &SourceFile)]) {
+    if targets.is_empty() {
+        return;
+    }
+    h.field("link-targets");
+    for (link, target) in targets {
+        h.str(link);
+        target.cache_key(h);
+    }
+}
+
 /// A [`SourceFile`]'s mode when it is a symlink.
 const SYMLINK_MODE: u32 = 0o120_000;
 
@@ -402,15 +415,9 @@ impl Plan {
                     layer: format!("{}:{}", bp.reference(), layer.name),
                     message,
                 })?;
-            targets.push((file.path.clone(), target.clone()));
+            targets.push((file.path.as_str(), target));
         }
-        if !targets.is_empty() {
-            h.field("link-targets");
-            for (link, target) in &targets {
-                h.str(link);
-                target.cache_key(&mut h);
-            }
-        }
+        link_targets_key(&mut h, &targets);
         self.needs_key(&mut h, needs);
         let task = Task {
             kind: TaskKind::Layer {
@@ -454,6 +461,16 @@ impl Plan {
         h.field("env");
         env_key(&mut h, &env);
         h.field("files").list(&files);
+        if declared_inputs.is_some() {
+            // The buildpack reads a selected link's target through it; a target in the app
+            // is then part of what it reads (one outside is not in its sandbox).
+            let targets: Vec<(&str, &SourceFile)> = files
+                .iter()
+                .filter(|f| f.mode == SYMLINK_MODE)
+                .filter_map(|f| Some((f.path.as_str(), input.app.link_target(&f.path).ok()?)))
+                .collect();
+            link_targets_key(&mut h, &targets);
+        }
         self.needs_key(&mut h, before);
         let task = Task {
             kind: TaskKind::Buildpack {
@@ -737,6 +754,43 @@ mod tests {
                 0,
                 "t/decl:deps",
             )
+        };
+        assert_eq!(key("v1"), key("v1"));
+        assert_ne!(key("v1"), key("v2"));
+    }
+
+    #[test]
+    fn an_opaque_buildpacks_selected_link_is_keyed_by_what_it_reads() {
+        let key = |inside: &str| {
+            let tmp = tempfile::tempdir().unwrap();
+            let bp_dir = component(tmp.path(), "bp", "t/sel", "1");
+            write(
+                &bp_dir,
+                "buildpack.toml",
+                "api = \"0.10\"\n[buildpack]\nid = \"t/sel\"\nversion = \"1\"\n\
+                 [metadata.strata]\ninputs = [\"*.lock\"]\n",
+            );
+            let bp = Arc::new(Buildpack::load(&bp_dir).unwrap());
+            let mut digests = BTreeMap::new();
+            digests.insert(bp.reference(), KeyHasher::new("test/bp").finish());
+            let group = DetectResult {
+                group: vec![GroupMember {
+                    buildpack: bp,
+                    plan: BuildpackPlan::default(),
+                }],
+            };
+            let app_dir = tmp.path().join("app");
+            write(&app_dir, "vendor/real.lock", inside);
+            std::os::unix::fs::symlink("vendor/real.lock", app_dir.join("a.lock")).unwrap();
+            let (tree, _) = scan(
+                &app_dir,
+                &ScanOptions::default(),
+                &mut StatCache::in_memory(),
+            )
+            .unwrap();
+            let mut plan = Plan::new();
+            add(&mut plan, "svc", &group, &tree, &digests).unwrap();
+            key_of(&plan, 0, "t/sel (bin/build)")
         };
         assert_eq!(key("v1"), key("v1"));
         assert_ne!(key("v1"), key("v2"));
