@@ -321,7 +321,7 @@ fn select_order(
         let mut refs = Vec::new();
         for bp in &p.buildpacks {
             refs.push(match (&bp.uri, &bp.id) {
-                (Some(uri), _) => buildpack_ref(uri, app_dir, registry)?,
+                (Some(uri), _) => buildpack_ref(&project_uri(uri, app_dir)?, app_dir, registry)?,
                 (None, Some(id)) => GroupRef {
                     id: id.clone(),
                     version: bp.version.clone(),
@@ -395,6 +395,26 @@ fn user_env(
         out.push((name, value));
     }
     Ok(out)
+}
+
+/// A `project.toml` buildpack uri, checked: the app repository may name a buildpack it ships
+/// (a directory inside it, through links that stay inside) or a buildpack id, never a
+/// directory elsewhere on the host. A directory comes back resolved.
+fn project_uri(uri: &str, app_dir: &Path) -> Result<String, CliError> {
+    let refused = |why: String| {
+        CliError::Usage(format!(
+            "project.toml: buildpack uri `{uri}`: {why}; a project may name a buildpack directory \
+             inside the app only (use --buildpack for one elsewhere)"
+        ))
+    };
+    let path = uri.strip_prefix("file://").unwrap_or(uri);
+    strata_planner::safepath::relative_or_root(path).map_err(|e| refused(e.to_string()))?;
+    if !app_dir.join(path).exists() {
+        return Ok(uri.to_owned());
+    }
+    let dir = strata_planner::safepath::resolve_inside(app_dir, path)
+        .map_err(|e| refused(e.to_string()))?;
+    Ok(dir.to_string_lossy().into_owned())
 }
 
 /// A `--buildpack` argument or a `project.toml` uri: a directory (loaded and added to the

@@ -36,13 +36,16 @@ struct BlobStat {
     ino: u64,
 }
 
-fn blob_path(layout: &Path, digest: &str) -> PathBuf {
-    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    layout.join("blobs/sha256").join(hex)
+/// The blob file of `digest` in `layout`; `None` for a digest that names no blob file (the
+/// record is read from the cache, which is outside input).
+fn blob_path(layout: &Path, digest: &str) -> Option<PathBuf> {
+    let hex = digest.strip_prefix("sha256:")?;
+    let is_hex = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+    is_hex.then(|| layout.join("blobs/sha256").join(hex))
 }
 
 fn stat(layout: &Path, digest: &str) -> Option<BlobStat> {
-    let meta = std::fs::metadata(blob_path(layout, digest)).ok()?;
+    let meta = std::fs::metadata(blob_path(layout, digest)?).ok()?;
     Some(BlobStat {
         digest: digest.to_owned(),
         len: meta.len(),

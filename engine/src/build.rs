@@ -102,6 +102,9 @@ pub enum BuildError {
         log: PathBuf,
         tail: String,
     },
+    /// A declared layer's input cannot be mounted: a symlink leading outside the app.
+    #[error("layer {layer}: input {message}")]
+    LayerInput { layer: String, message: String },
     /// A declared layer's script wrote an SBOM strata cannot take.
     #[error("layer {layer}: {message}")]
     LayerSbom { layer: String, message: String },

@@ -59,12 +59,17 @@ impl Detector for ProcessDetector<'_> {
 
 impl ProcessDetector<'_> {
     fn run(&self, buildpack: &Buildpack) -> Result<DetectOutcome, Box<dyn std::error::Error>> {
-        let dir = self.scratch.join(format!(
-            "detect-{}-{}",
-            buildpack.id().escaped(),
-            buildpack.version()
-        ));
-        fs::create_dir_all(&dir)?;
+        // A fresh directory per run: the process may leave links in it, and strata writes
+        // the empty plan and the log there before the next detect of the buildpack runs.
+        fs::create_dir_all(&self.scratch)?;
+        let private = tempfile::Builder::new()
+            .prefix(&format!(
+                "detect-{}-{}-",
+                buildpack.id().escaped(),
+                buildpack.version()
+            ))
+            .tempdir_in(&self.scratch)?;
+        let dir = private.path();
         let plan_host = dir.join("plan.toml");
         fs::write(&plan_host, "")?;
         self.sandbox.hand_over(&dir)?;
@@ -72,7 +77,7 @@ impl ProcessDetector<'_> {
             Mount::ro(self.app_dir, "/workspace"),
             Mount::private(self.platform.path()?, PLATFORM_TARGET),
             Mount::ro(&buildpack.dir, buildpack_target(buildpack)),
-            Mount::rw(&dir, "/tmp/detect"),
+            Mount::rw(dir, "/tmp/detect"),
         ];
         let [workspace, platform, bp_dir, io] = [0, 1, 2, 3].map(|i| self.sandbox.view(&mounts[i]));
         let plan_path = format!("{io}/plan.toml");
@@ -100,7 +105,10 @@ impl ProcessDetector<'_> {
         self.spawned.fetch_add(1, Ordering::Relaxed);
         let done = self.sandbox.run(&cmd, &dir.join("detect.log"))?;
         Ok(match done.status.code() {
-            Some(0) => parse_plan(&fs::read_to_string(&plan_host)?, &done.tail),
+            Some(0) => parse_plan(
+                &crate::untrusted::read_to_string(&plan_host, crate::untrusted::METADATA_LIMIT)?,
+                &done.tail,
+            ),
             Some(100) => DetectOutcome::Fail,
             Some(code) => DetectOutcome::Error {
                 message: format!("exit status {code}"),

@@ -17,7 +17,11 @@
 //! - File contents are used verbatim: a trailing newline is part of the value, as the spec
 //!   forbids modifying contents and the lifecycle does not trim them.
 //! - Files are read in byte order of their names; directories (for example the per-process
-//!   directories inside `env.launch/`) are skipped; symlinks are followed.
+//!   directories inside `env.launch/`) are skipped.
+//!
+//! Unlike the lifecycle, strata refuses symlinks (an env directory or file that is one) and
+//! anything but regular files and directories, and bounds each file's size: it reads these on
+//! the host, and a link would put a host file into the image (see [`crate::untrusted`]).
 //! - A suffix the spec does not define is ignored, not an error, because the lifecycle ignores
 //!   it; `.delim` is such a file too, read only as the delimiter of its variable's
 //!   append/prepend files in the same directory.
@@ -36,6 +40,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::layers::is_valid_process_type;
+use crate::untrusted::{self, METADATA_LIMIT, UntrustedError};
 
 /// How an env file changes its variable, chosen by the file name's suffix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -213,6 +218,9 @@ pub enum EnvError {
     /// The process type given for launch cannot name a directory in `env.launch/`.
     #[error("`{process}` is not a valid process type")]
     InvalidProcess { process: String },
+    /// An env directory or file is a symlink, not a regular file, or too large.
+    #[error("env files: {0}")]
+    Untrusted(#[from] UntrustedError),
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> EnvError + '_ {
@@ -230,24 +238,23 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> EnvError + '_ {
 /// The directory or a file cannot be read, a file name or its contents are not UTF-8, a file
 /// name gives an invalid variable name, or contents hold a NUL byte.
 pub fn read_env_dir(dir: &Path) -> Result<Vec<EnvModification>, EnvError> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(EnvError::Io {
-                path: dir.to_owned(),
-                source,
-            });
-        }
-    };
+    if !untrusted::is_dir(dir)? {
+        return Ok(Vec::new());
+    }
+    let entries = fs::read_dir(dir).map_err(io_error(dir))?;
     let mut files = Vec::new();
     for entry in entries {
         let entry = entry.map_err(io_error(dir))?;
         let path = entry.path();
-        // Follows symlinks: a link to a file is an env file, a link to a directory is not.
-        let meta = fs::metadata(&path).map_err(io_error(&path))?;
-        if !meta.is_file() {
+        let file_type = entry.file_type().map_err(io_error(&path))?;
+        if file_type.is_dir() {
             continue;
+        }
+        if file_type.is_symlink() {
+            return Err(UntrustedError::Symlink { path }.into());
+        }
+        if !file_type.is_file() {
+            return Err(UntrustedError::NotAFile { path }.into());
         }
         let name = entry
             .file_name()
@@ -298,7 +305,7 @@ pub fn read_env_dir(dir: &Path) -> Result<Vec<EnvModification>, EnvError> {
 }
 
 fn read_value(path: &Path) -> Result<String, EnvError> {
-    let bytes = fs::read(path).map_err(io_error(path))?;
+    let bytes = untrusted::read(path, METADATA_LIMIT)?;
     if bytes.contains(&0) {
         return Err(EnvError::Nul {
             path: path.to_owned(),
@@ -312,9 +319,9 @@ fn read_value(path: &Path) -> Result<String, EnvError> {
 /// The contents of `<dir>/<name>.delim`, if it is a file.
 fn read_delim(dir: &Path, name: &str) -> Result<Option<String>, EnvError> {
     let path = dir.join(format!("{name}.delim"));
-    match fs::metadata(&path) {
-        Ok(meta) if meta.is_file() => read_value(&path).map(Some),
-        Ok(_) => Ok(None),
+    match fs::symlink_metadata(&path) {
+        Ok(meta) if meta.is_dir() => Ok(None),
+        Ok(_) => read_value(&path).map(Some),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(EnvError::Io { path, source }),
     }
@@ -423,6 +430,29 @@ pub fn layer_env_files(
         }
     }
     Ok(mods)
+}
+
+/// Reads every env file of one layer, for every phase and process, and drops the result:
+/// run right after a buildpack exits, so that a symlinked, odd or oversized env file fails
+/// the build at that buildpack rather than at whichever phase reads it first.
+///
+/// # Errors
+///
+/// As [`read_env_dir`].
+pub fn check_env_files(layer_dir: &Path) -> Result<(), EnvError> {
+    for dir in ["env", "env.build", "env.launch"] {
+        read_env_dir(&layer_dir.join(dir))?;
+    }
+    let launch = layer_dir.join("env.launch");
+    if untrusted::is_dir(&launch)? {
+        for entry in fs::read_dir(&launch).map_err(io_error(&launch))? {
+            let entry = entry.map_err(io_error(&launch))?;
+            if entry.file_type().map_err(io_error(&launch))?.is_dir() {
+                read_env_dir(&entry.path())?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Everything one buildpack's layers contribute to the environment of `phase`, each layer
@@ -602,16 +632,68 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn read_env_dir_follows_symlinks_to_files_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        write(d, "target/value", "linked");
-        fs::create_dir(d.join("env")).unwrap();
-        std::os::unix::fs::symlink(d.join("target/value"), d.join("env/LINKED")).unwrap();
-        std::os::unix::fs::symlink(d.join("target"), d.join("env/DIRLINK")).unwrap();
-        assert_eq!(
-            read_env_dir(&d.join("env")).unwrap(),
-            [modification("LINKED", EnvAction::Override, "linked", None)]
+    fn read_env_dir_refuses_symlinks_fifos_and_huge_files() {
+        let refused = |setup: &dyn Fn(&Path)| {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path();
+            write(d, "target/value", "host secret");
+            write(d, "layer/env/OK", "fine");
+            setup(d);
+            layer_env_files(
+                &d.join("layer"),
+                Phase::Launch {
+                    process: Some("web"),
+                },
+            )
+            .unwrap_err()
+        };
+        let link = |d: &Path, target: &str, at: &str| {
+            std::os::unix::fs::symlink(d.join(target), d.join(at)).unwrap();
+        };
+        for (what, err) in [
+            (
+                "file",
+                refused(&|d: &Path| link(d, "target/value", "layer/env/LINKED")),
+            ),
+            (
+                "delim",
+                refused(&|d: &Path| {
+                    write(d, "layer/env/P.append", "x");
+                    link(d, "target/value", "layer/env/P.delim");
+                }),
+            ),
+            (
+                "dir",
+                refused(&|d: &Path| link(d, "target", "layer/env.launch")),
+            ),
+            (
+                "process dir",
+                refused(&|d: &Path| {
+                    fs::create_dir_all(d.join("layer/env.launch")).unwrap();
+                    link(d, "target", "layer/env.launch/web");
+                }),
+            ),
+        ] {
+            assert!(
+                matches!(&err, EnvError::Untrusted(UntrustedError::Symlink { .. })),
+                "{what}: {err}"
+            );
+        }
+        let fifo = refused(&|d: &Path| {
+            let made = std::process::Command::new("mkfifo")
+                .arg(d.join("layer/env/FIFO"))
+                .status()
+                .unwrap();
+            assert!(made.success());
+        });
+        assert!(
+            matches!(fifo, EnvError::Untrusted(UntrustedError::NotAFile { .. })),
+            "{fifo}"
+        );
+        let big = refused(&|d: &Path| write(d, "layer/env/BIG", &"x".repeat(2 << 20)));
+        assert!(
+            matches!(big, EnvError::Untrusted(UntrustedError::TooLarge { .. })),
+            "{big}"
         );
     }
 

@@ -9,7 +9,7 @@
 use std::fs;
 use std::sync::Arc;
 
-use strata_planner::{Buildpack, BuildpackPlan, DeclaredLayer};
+use strata_planner::{Buildpack, BuildpackPlan, DeclaredLayer, safepath};
 
 use crate::build::{
     BuildError, BuildRequest, BuildpackOutput, WORKSPACE_TARGET, describe_exit, layer_target,
@@ -22,6 +22,7 @@ use crate::layers::{
 };
 use crate::platform::base_env;
 use crate::sandbox::{Mount, Purpose, SandboxCommand};
+use crate::untrusted::{SBOM_LIMIT, UntrustedError};
 
 /// A layer a declared layer needs, already built.
 #[derive(Debug, Clone)]
@@ -86,12 +87,7 @@ pub fn run_layer(
     // In the sandbox, /workspace holds the layer's input files and nothing else, read-only:
     // what its key does not cover, it cannot read. Without isolation it is the whole app.
     let (workspace, sealed) = if req.sandbox.isolates() {
-        for input in inputs {
-            mounts.push(Mount::ro(
-                req.source.join(input),
-                format!("{WORKSPACE_TARGET}/{input}"),
-            ));
-        }
+        mounts.extend(input_mounts(req.source, buildpack, layer, inputs)?);
         (
             WORKSPACE_TARGET.to_owned(),
             vec![WORKSPACE_TARGET.to_owned()],
@@ -143,6 +139,13 @@ pub fn run_layer(
             tail: finished.tail,
         });
     }
+    crate::env::check_env_files(&dir).map_err(|source| {
+        BuildError::Layers(crate::layers::LayerError::Env {
+            buildpack: buildpack.reference(),
+            layer: layer.name.clone(),
+            source,
+        })
+    })?;
     Ok(BuiltLayer {
         buildpack: buildpack.reference(),
         sbom: layer_sbom(buildpack, &layer.name, &sbom_dir)?,
@@ -161,6 +164,47 @@ pub fn run_layer(
     })
 }
 
+/// The read-only mounts of a layer's input files at `/workspace/<input>`.
+fn input_mounts(
+    source: &std::path::Path,
+    buildpack: &Buildpack,
+    layer: &DeclaredLayer,
+    inputs: &[String],
+) -> Result<Vec<Mount>, BuildError> {
+    inputs
+        .iter()
+        .map(|input| {
+            let host =
+                input_host_path(source, input).map_err(|message| BuildError::LayerInput {
+                    layer: format!("{}:{}", buildpack.reference(), layer.name),
+                    message,
+                })?;
+            Ok(Mount::ro(host, format!("{WORKSPACE_TARGET}/{input}")))
+        })
+        .collect()
+}
+
+/// What to bind at `/workspace/<input>`: the file itself, or for a symlink the file inside
+/// the app it leads to (the plan's key covers that file), never anything outside the app. A
+/// bind follows links, so the link is resolved here, where where it leads is checked.
+fn input_host_path(source: &std::path::Path, input: &str) -> Result<std::path::PathBuf, String> {
+    let rel = safepath::relative(input).map_err(|e| e.to_string())?;
+    safepath::no_link_on_the_way(source, &rel).map_err(|e| e.to_string())?;
+    let path = source.join(&rel);
+    let is_link = fs::symlink_metadata(&path)
+        .map_err(|e| format!("`{input}`: {e}"))?
+        .file_type()
+        .is_symlink();
+    if !is_link {
+        return Ok(path);
+    }
+    let target = safepath::resolve_inside(source, input).map_err(|e| format!("symlink {e}"))?;
+    if !target.is_file() {
+        return Err(format!("symlink `{input}` does not lead to a file"));
+    }
+    Ok(target)
+}
+
 /// The SBOM files a layer script wrote, checked against the buildpack's `sbom-formats`.
 fn layer_sbom(
     buildpack: &Buildpack,
@@ -173,12 +217,11 @@ fn layer_sbom(
         source,
     })?;
     for entry in entries {
-        let path = entry
-            .map_err(|source| BuildError::Io {
-                path: dir.to_owned(),
-                source,
-            })?
-            .path();
+        let entry = entry.map_err(|source| BuildError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let path = entry.path();
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -206,6 +249,26 @@ fn layer_sbom(
                 message: format!(
                     "`{name}` is {media_type}, which the buildpack does not declare in `sbom-formats`"
                 ),
+            });
+        }
+        // Read on the host later: never a link, a FIFO or more than strata reads.
+        let too_big = crate::untrusted::open(&path)
+            .and_then(|f| {
+                f.metadata().map_err(|source| UntrustedError::Io {
+                    path: path.clone(),
+                    source,
+                })
+            })
+            .map_err(|e| BuildError::LayerSbom {
+                layer: reference.clone(),
+                message: e.to_string(),
+            })?
+            .len()
+            > SBOM_LIMIT;
+        if too_big {
+            return Err(BuildError::LayerSbom {
+                layer: reference,
+                message: format!("`{name}` is larger than {SBOM_LIMIT} bytes"),
             });
         }
         files.push(SbomFile {
@@ -270,6 +333,7 @@ pub fn declared_output(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::LayerError;
     use crate::platform::{PlatformDir, TargetEnv};
     use crate::sandbox::Sandbox;
     use std::os::unix::fs::PermissionsExt;
@@ -347,5 +411,138 @@ mod tests {
             "needs on PATH, no `other`, declared env only, declared inputs only, read-only"
         );
         assert!(!workspace.join("x").exists());
+    }
+
+    /// A declared buildpack whose one layer `cat`s `/workspace/<input>` into `$1/out`, and an
+    /// app `ws` with `real.lock` in it and `secret` beside it; `link` is made `ws/a.lock`.
+    fn run_with_link(link: &str) -> (tempfile::TempDir, Result<BuiltLayer, BuildError>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let bp_dir = root.join("bp");
+        fs::create_dir_all(bp_dir.join("layers")).unwrap();
+        fs::write(
+            bp_dir.join("buildpack.toml"),
+            "api = \"0.10\"\n[buildpack]\nid = \"t/bp\"\nversion = \"1\"\n\
+             [[metadata.strata.layers]]\nname = \"deps\"\ninputs = [\"a.lock\"]\nrun = \"layers/deps.sh\"\n",
+        )
+        .unwrap();
+        let script = bp_dir.join("layers/deps.sh");
+        fs::write(
+            &script,
+            "#!/bin/sh\ncat /workspace/a.lock > \"$1/out\" 2>&1 || true\n",
+        )
+        .unwrap();
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        let buildpack = Buildpack::load(&bp_dir).unwrap();
+        let strata = buildpack.descriptor.strata.clone().unwrap();
+        let workspace = root.join("ws");
+        fs::create_dir_all(&workspace).unwrap();
+        fs::write(workspace.join("real.lock"), "inside").unwrap();
+        fs::write(root.join("secret"), "host secret").unwrap();
+        let link = link.replace("$OUT", &root.join("secret").to_string_lossy());
+        std::os::unix::fs::symlink(link, workspace.join("a.lock")).unwrap();
+        let platform = PlatformDir::create(&root.join("platform"), &[]).unwrap();
+        let sandbox = Sandbox::bwrap().expect("bwrap is installed (apt-get install bubblewrap)");
+        let req = BuildRequest {
+            sandbox: &sandbox,
+            source: &workspace,
+            workspace: &workspace,
+            platform: &platform,
+            target: &TargetEnv::host(),
+            scratch: &root.join("scratch"),
+            network: false,
+        };
+        let inputs = ["a.lock".to_owned()];
+        let built = run_layer(
+            &req,
+            &buildpack,
+            strata.layer("deps").unwrap(),
+            &[],
+            &inputs,
+        );
+        (tmp, built)
+    }
+
+    #[test]
+    fn an_input_linking_outside_the_app_is_never_mounted() {
+        for link in ["$OUT", "../secret"] {
+            let (_tmp, built) = run_with_link(link);
+            match built {
+                Err(BuildError::LayerInput { layer, message }) => {
+                    assert_eq!(layer, "t/bp@1:deps");
+                    assert!(message.contains("a.lock"), "{message}");
+                }
+                Ok(built) => panic!(
+                    "{link}: built, the script read {:?}",
+                    fs::read_to_string(built.layer.dir.join("out"))
+                ),
+                Err(e) => panic!("{link}: {e}"),
+            }
+        }
+    }
+
+    /// Runs a declared layer whose script is `body` (`$1` its layer dir), in the sandbox.
+    fn run_script(body: &str) -> Result<BuiltLayer, BuildError> {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let bp_dir = root.join("bp");
+        fs::create_dir_all(bp_dir.join("layers")).unwrap();
+        fs::write(
+            bp_dir.join("buildpack.toml"),
+            "api = \"0.10\"\n[buildpack]\nid = \"t/bp\"\nversion = \"1\"\n\
+             sbom-formats = [\"application/vnd.cyclonedx+json\"]\n\
+             [[metadata.strata.layers]]\nname = \"evil\"\nrun = \"layers/evil.sh\"\nlaunch = true\n",
+        )
+        .unwrap();
+        let script = bp_dir.join("layers/evil.sh");
+        fs::write(&script, format!("#!/bin/sh\nset -e\n{body}\n")).unwrap();
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        let buildpack = Buildpack::load(&bp_dir).unwrap();
+        let strata = buildpack.descriptor.strata.clone().unwrap();
+        let workspace = root.join("ws");
+        fs::create_dir_all(&workspace).unwrap();
+        let platform = PlatformDir::create(&root.join("platform"), &[]).unwrap();
+        let sandbox = Sandbox::bwrap().expect("bwrap is installed (apt-get install bubblewrap)");
+        let req = BuildRequest {
+            sandbox: &sandbox,
+            source: &workspace,
+            workspace: &workspace,
+            platform: &platform,
+            target: &TargetEnv::host(),
+            scratch: &root.join("scratch"),
+            network: false,
+        };
+        run_layer(&req, &buildpack, strata.layer("evil").unwrap(), &[], &[])
+    }
+
+    #[test]
+    fn links_a_layer_script_leaves_for_the_host_are_refused() {
+        let env =
+            run_script("mkdir -p \"$1/env.launch\"\nln -s /proc/self/environ \"$1/env.launch/X\"");
+        match env {
+            Err(e @ BuildError::Layers(LayerError::Env { .. })) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains("t/bp@1") && text.contains("env.launch/X"),
+                    "{text}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let sbom = run_script("ln -s /etc/hostname \"$STRATA_SBOM_DIR/sbom.cdx.json\"");
+        match sbom {
+            Err(BuildError::LayerSbom { layer, message }) => {
+                assert_eq!(layer, "t/bp@1:evil");
+                assert!(message.contains("symlink"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_input_linking_inside_the_app_reads_its_target() {
+        let (_tmp, built) = run_with_link("real.lock");
+        let out = fs::read_to_string(built.unwrap().layer.dir.join("out")).unwrap();
+        assert_eq!(out, "inside");
     }
 }

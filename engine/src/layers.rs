@@ -26,6 +26,11 @@
 //!   format the buildpack did not declare in `sbom-formats`, or in an unknown format, is an
 //!   error.
 //! - Unknown keys in these CNB files are ignored, so files written for newer APIs still read.
+//!
+//! Unlike the lifecycle, strata reads these files on the host without following symlinks:
+//! a `.toml` or SBOM file that is a link, or is not a regular file, or is larger than strata
+//! reads, is an error naming the buildpack and the file, and so is any such env file of a
+//! layer (see [`crate::untrusted`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -36,6 +41,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
+
+use crate::untrusted::{self, METADATA_LIMIT, SBOM_LIMIT, UntrustedError};
 
 /// A layer's `[types]`: where the layer goes.
 #[derive(
@@ -298,6 +305,21 @@ pub enum LayerError {
     /// The Buildpack API version does not parse.
     #[error("buildpack {buildpack}: Buildpack API `{api}` is not a version like `0.10`")]
     InvalidApi { buildpack: String, api: String },
+    /// A metadata or SBOM file is a symlink, not a regular file, or too large.
+    #[error("buildpack {buildpack}: {source}")]
+    Untrusted {
+        buildpack: String,
+        #[source]
+        source: UntrustedError,
+    },
+    /// A layer's env files are invalid, or symlinks.
+    #[error("buildpack {buildpack}: layer `{layer}`: {source}")]
+    Env {
+        buildpack: String,
+        layer: String,
+        #[source]
+        source: crate::env::EnvError,
+    },
     /// A file name in the layers directory is not UTF-8.
     #[error("buildpack {buildpack}: the name of {path} is not UTF-8", path = path.display())]
     NonUtf8Name { buildpack: String, path: PathBuf },
@@ -409,6 +431,13 @@ pub fn read_layers_dir(
         }
         let (types, metadata) = reader.layer_toml(&path)?;
         let dir = layers_dir.join(name);
+        if listing.dirs.contains(name) {
+            crate::env::check_env_files(&dir).map_err(|source| LayerError::Env {
+                buildpack: buildpack_id.to_owned(),
+                layer: name.clone(),
+                source,
+            })?;
+        }
         if types.any() && !listing.dirs.contains(name) {
             return Err(LayerError::MissingLayerDir {
                 buildpack: buildpack_id.to_owned(),
@@ -546,6 +575,13 @@ impl Reader<'_> {
         }
     }
 
+    fn untrusted(&self, source: UntrustedError) -> LayerError {
+        LayerError::Untrusted {
+            buildpack: self.buildpack.to_owned(),
+            source,
+        }
+    }
+
     fn list(&self) -> Result<Option<Listing>, LayerError> {
         let entries = match fs::read_dir(self.dir) {
             Ok(entries) => entries,
@@ -566,21 +602,27 @@ impl Reader<'_> {
                     path,
                 });
             };
-            if entry.file_type().map_err(self.io(&path))?.is_dir() {
+            let file_type = entry.file_type().map_err(self.io(&path))?;
+            if file_type.is_dir() {
                 listing.dirs.insert(name);
                 continue;
             }
             let toml_stem = name.strip_suffix(".toml");
             let is_sbom = sbom_parts(&name).is_some();
-            // Follows symlinks: a link to a file is read like the file.
-            if (toml_stem.is_some() || is_sbom)
-                && fs::metadata(&path).map_err(self.io(&path))?.is_file()
-            {
-                match toml_stem {
-                    Some(stem) => listing.tomls.insert(stem.to_owned()),
-                    None => listing.sboms.insert(name),
-                };
+            if toml_stem.is_none() && !is_sbom {
+                continue;
             }
+            // Never followed: a link would make strata read a host file for the buildpack.
+            if file_type.is_symlink() {
+                return Err(self.untrusted(UntrustedError::Symlink { path }));
+            }
+            if !file_type.is_file() {
+                return Err(self.untrusted(UntrustedError::NotAFile { path }));
+            }
+            match toml_stem {
+                Some(stem) => listing.tomls.insert(stem.to_owned()),
+                None => listing.sboms.insert(name),
+            };
         }
         Ok(Some(listing))
     }
@@ -601,7 +643,8 @@ impl Reader<'_> {
         &self,
         path: &Path,
     ) -> Result<(T, String), LayerError> {
-        let text = fs::read_to_string(path).map_err(self.io(path))?;
+        let text =
+            untrusted::read_to_string(path, METADATA_LIMIT).map_err(|e| self.untrusted(e))?;
         match toml::from_str(&text) {
             Ok(value) => Ok((value, text)),
             Err(e) => Err(LayerError::toml(
@@ -829,6 +872,22 @@ impl Reader<'_> {
                     media_type: media_type.to_owned(),
                     declared: declared.to_vec(),
                 });
+            }
+            // Opened as it will be read, so that a file too big to take fails here.
+            let size = untrusted::open(&path)
+                .and_then(|f| {
+                    f.metadata().map_err(|source| UntrustedError::Io {
+                        path: path.clone(),
+                        source,
+                    })
+                })
+                .map_err(|e| self.untrusted(e))?
+                .len();
+            if size > SBOM_LIMIT {
+                return Err(self.untrusted(UntrustedError::TooLarge {
+                    path,
+                    limit: SBOM_LIMIT,
+                }));
             }
             sbom.push(SbomFile {
                 scope,
@@ -1418,14 +1477,80 @@ paths = ["public/*"]
 
     #[cfg(unix)]
     #[test]
-    fn unreadable_files_are_io_errors() {
+    fn symlinked_metadata_sbom_and_env_files_are_refused_naming_the_buildpack() {
+        type Setup<'a> = &'a dyn Fn(&Path, &Path);
+        let cases: &[(&str, Setup<'_>)] = &[
+            ("dangling.toml", &|d, _| {
+                std::os::unix::fs::symlink(d.join("nowhere"), d.join("dangling.toml")).unwrap();
+            }),
+            ("launch.toml", &|d, secret| {
+                std::os::unix::fs::symlink(secret, d.join("launch.toml")).unwrap();
+            }),
+            ("node.toml", &|d, secret| {
+                std::os::unix::fs::symlink(secret, d.join("node.toml")).unwrap();
+            }),
+            ("launch.sbom.cdx.json", &|d, secret| {
+                std::os::unix::fs::symlink(secret, d.join("launch.sbom.cdx.json")).unwrap();
+            }),
+            ("env.launch/X", &|d, _| {
+                write(d, "runtime.toml", "[types]\nlaunch = true\n");
+                fs::create_dir_all(d.join("runtime/env.launch")).unwrap();
+                std::os::unix::fs::symlink("/proc/self/environ", d.join("runtime/env.launch/X"))
+                    .unwrap();
+            }),
+            ("env.build", &|d, secret| {
+                write(d, "runtime.toml", "[types]\nbuild = true\n");
+                fs::create_dir_all(d.join("runtime")).unwrap();
+                std::os::unix::fs::symlink(secret.parent().unwrap(), d.join("runtime/env.build"))
+                    .unwrap();
+            }),
+        ];
+        for (file, setup) in cases {
+            let host = tempfile::tempdir().unwrap();
+            let secret = host.path().join("secret");
+            fs::write(&secret, "host secret").unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            setup(dir.path(), &secret);
+            let err = read(dir.path(), "0.10").unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(BP) && text.contains(file), "{file}: {text}");
+            assert!(text.contains("symlink"), "{file}: {text}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn fifos_and_huge_files_are_refused_without_blocking() {
         let dir = tempfile::tempdir().unwrap();
-        std::os::unix::fs::symlink(dir.path().join("nowhere"), dir.path().join("dangling.toml"))
+        let made = std::process::Command::new("mkfifo")
+            .arg(dir.path().join("launch.toml"))
+            .status()
             .unwrap();
+        assert!(made.success());
         let err = read(dir.path(), "0.10").unwrap_err();
         assert!(
-            matches!(&err, LayerError::Io { buildpack, .. } if buildpack == BP),
-            "{err:?}"
+            matches!(
+                &err,
+                LayerError::Untrusted {
+                    source: UntrustedError::NotAFile { .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "store.toml", &"#".repeat(2 << 20));
+        let err = read(dir.path(), "0.10").unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                LayerError::Untrusted {
+                    source: UntrustedError::TooLarge { .. },
+                    ..
+                }
+            ),
+            "{err}"
         );
     }
 }

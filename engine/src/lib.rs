@@ -16,4 +16,5 @@ pub mod layers;
 pub mod platform;
 pub mod sandbox;
 pub mod store;
+pub mod untrusted;
 pub mod workspace;

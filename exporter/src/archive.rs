@@ -733,7 +733,20 @@ impl LayerBuilder {
                         path: host.clone(),
                         source,
                     };
-                    let file = File::open(host).map_err(read_err)?;
+                    // A buildpack made this file: opened without following a link or waiting
+                    // on a FIFO that replaced it since the walk.
+                    let file = match strata_engine::untrusted::open(host) {
+                        Ok(file) => file,
+                        Err(strata_engine::untrusted::UntrustedError::Io { source, .. }) => {
+                            return Err(read_err(source));
+                        }
+                        Err(_) => {
+                            return Err(ArchiveError::Changed {
+                                path: host.clone(),
+                                what: "it was replaced",
+                            });
+                        }
+                    };
                     let meta = file.metadata().map_err(read_err)?;
                     if !meta.is_file() || meta.dev() != *dev || meta.ino() != *ino {
                         return Err(ArchiveError::Changed {

@@ -387,10 +387,12 @@ fn sbom_layer(req: &ExportRequest<'_>) -> Result<Option<LayerBuilder>, ExportErr
                 }
                 SbomScope::Layer(_) | SbomScope::Build => continue,
             };
-            let bytes = std::fs::read(&file.path).map_err(|source| ExportError::Read {
-                path: file.path.clone(),
-                source,
-            })?;
+            let bytes =
+                strata_engine::untrusted::read(&file.path, strata_engine::untrusted::SBOM_LIMIT)
+                    .map_err(|e| ExportError::Read {
+                        path: file.path.clone(),
+                        source: std::io::Error::other(e),
+                    })?;
             builder
                 .add_bytes(&format!("{dir}/sbom.{}.json", file.ext), bytes, 0o644)
                 .map_err(|source| ExportError::Layer {

@@ -19,8 +19,9 @@ use strata_engine::execute::{TaskCache, TaskOutput};
 use strata_engine::layer_task::BuiltLayer;
 use strata_engine::layers::{LaunchToml, Layer, SbomFile, SbomScope, StoredBlob};
 use strata_engine::store::{ActionEntry, BlobRef, Store};
+use strata_engine::untrusted;
 use strata_engine::workspace::Change;
-use strata_planner::{Buildpack, Task, TaskKey, TaskKind};
+use strata_planner::{Buildpack, Task, TaskKey, TaskKind, safepath};
 
 use crate::archive::{Compression, LayerBuilder, Owner};
 
@@ -68,6 +69,29 @@ struct StoredSbom {
 struct StoredChange {
     tar: Option<StoredBlob>,
     deleted: Vec<String>,
+}
+
+impl Payload {
+    /// Checks every name and path the entry would have joined onto a directory of this build:
+    /// a store entry may come from elsewhere (a shared cache), so it is outside input.
+    fn check(&self) -> Result<(), strata_planner::PathError> {
+        for layer in &self.layers {
+            safepath::name(&layer.name)?;
+        }
+        for sbom in &self.sbom {
+            if let SbomScope::Layer(name) = &sbom.scope {
+                safepath::name(name)?;
+            }
+            safepath::name(&sbom.ext)?;
+        }
+        for process in self.launch.iter().flat_map(|l| &l.processes) {
+            safepath::name(&process.r#type)?;
+        }
+        for path in self.change.iter().flat_map(|c| &c.deleted) {
+            safepath::relative(path)?;
+        }
+        Ok(())
+    }
 }
 
 /// Whether a task's output is real: set once, when made real (or why that failed).
@@ -186,10 +210,8 @@ impl<'a> StoreCache<'a> {
         files
             .iter()
             .map(|f| {
-                let bytes = std::fs::read(&f.path).map_err(|source| BuildError::Io {
-                    path: f.path.clone(),
-                    source,
-                })?;
+                let bytes = untrusted::read(&f.path, untrusted::SBOM_LIMIT)
+                    .map_err(|e| cache_err(format!("SBOM file: {e}")))?;
                 let blob = self.store.put_blob_bytes(&bytes).map_err(cache_err)?;
                 Ok(StoredSbom {
                     scope: f.scope.clone(),
@@ -249,8 +271,11 @@ impl<'a> StoreCache<'a> {
             TaskOutput::Nothing => Vec::new(),
         };
         for layer in layers {
-            if let (false, Some(blob)) = (layer.dir.exists(), &layer.blob) {
-                extract(blob, req.scratch)?;
+            if let (false, Some(blob), Some(buildpack)) =
+                (layer.dir.exists(), &layer.blob, task.buildpack())
+            {
+                let target = layer_target(buildpack, &layer.name);
+                extract(blob, req.scratch, Path::new(target.trim_start_matches('/')))?;
                 req.sandbox.hand_over(&layer.dir)?;
             }
         }
@@ -264,14 +289,22 @@ impl<'a> StoreCache<'a> {
                 .and_then(|e| serde_json::from_value::<Payload>(e.payload).ok());
             if let Some(change) = payload.and_then(|p| p.change) {
                 for path in &change.deleted {
-                    let target = req.workspace.join(path);
+                    // Checked at probe already; checked again right where it is joined, with
+                    // the filesystem: no link on the way may lead the removal out.
+                    let rel = safepath::relative(path).map_err(cache_err)?;
+                    safepath::no_link_on_the_way(req.workspace, &rel).map_err(cache_err)?;
+                    let target = req.workspace.join(rel);
                     let _ =
                         std::fs::remove_dir_all(&target).or_else(|_| std::fs::remove_file(&target));
                 }
-                if let (Some(tar), Some(parent)) = (&change.tar, req.workspace.parent()) {
+                if let (Some(tar), Some(parent), Some(name)) = (
+                    &change.tar,
+                    req.workspace.parent(),
+                    req.workspace.file_name(),
+                ) {
                     let mut tar = tar.clone();
                     tar.path = self.store.blob_path(&tar.digest).map_err(cache_err)?;
-                    extract(&tar, parent)?;
+                    extract(&tar, parent, Path::new(name))?;
                     req.sandbox.hand_over(req.workspace)?;
                 }
             }
@@ -280,8 +313,11 @@ impl<'a> StoreCache<'a> {
     }
 }
 
-/// Extracts a stored tar into `dir` (its entries' paths are relative to `dir`).
-fn extract(blob: &StoredBlob, dir: &Path) -> Result<(), BuildError> {
+/// Extracts a stored tar into `dir` (its entries' paths are relative to `dir`). Every entry
+/// must lie under `inside` (a directory entry may be one of its parents): the tar comes from
+/// the store, and one entry outside would write another layer's or the app's files. The
+/// `tar` crate itself refuses `..` and writing through links.
+fn extract(blob: &StoredBlob, dir: &Path, inside: &Path) -> Result<(), BuildError> {
     let io = |source| BuildError::Io {
         path: blob.path.clone(),
         source,
@@ -295,7 +331,34 @@ fn extract(blob: &StoredBlob, dir: &Path) -> Result<(), BuildError> {
     let mut archive = tar::Archive::new(reader);
     archive.set_preserve_permissions(true);
     archive.set_overwrite(true);
-    archive.unpack(dir).map_err(io)
+    // As `Archive::unpack`: into an existing, canonical `dir`; directories last, deepest
+    // first, so that a read-only directory does not keep its own files from being written.
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let dir = &dir.canonicalize().map_err(io)?;
+    let mut directories = Vec::new();
+    for entry in archive.entries().map_err(io)? {
+        let mut entry = entry.map_err(io)?;
+        let path = entry.path().map_err(io)?.into_owned();
+        let is_dir = entry.header().entry_type() == tar::EntryType::Directory;
+        if !(path.starts_with(inside) || (is_dir && inside.starts_with(&path))) {
+            return Err(cache_err(format!(
+                "stored blob {} has the entry {}, outside {}",
+                blob.digest,
+                path.display(),
+                inside.display()
+            )));
+        }
+        if is_dir {
+            directories.push(entry);
+        } else {
+            entry.unpack_in(dir).map_err(io)?;
+        }
+    }
+    directories.sort_by(|a, b| b.path_bytes().cmp(&a.path_bytes()));
+    for mut entry in directories {
+        entry.unpack_in(dir).map_err(io)?;
+    }
+    Ok(())
 }
 
 /// What [`StoreCache::ensure`] does once: a task's layers, and an opaque buildpack's app
@@ -331,7 +394,7 @@ impl TaskCache for StoreCache<'_> {
         let buildpack = task.buildpack()?;
         let entry = self.store.get_action(&task.key)?;
         let payload: Payload = serde_json::from_value(entry.payload).ok()?;
-        if payload.settings != self.settings {
+        if payload.settings != self.settings || payload.check().is_err() {
             return None;
         }
         let (layers, sbom) = self.relocate(req, buildpack, payload.layers, &payload.sbom)?;
@@ -464,5 +527,102 @@ impl TaskCache for StoreCache<'_> {
             ensured.insert(ensured_key(req, task), Arc::new(done));
         }
         Ok(saved)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A payload with one layer `layer`, one SBOM of it and a change deleting `deleted`.
+    fn payload(layer: &str, sbom_ext: &str, process: &str, deleted: &str) -> Payload {
+        serde_json::from_value(serde_json::json!({
+            "settings": { "uid": 1000, "gid": 1000, "epoch": 0, "gzip": true, "format": 1 },
+            "layers": [{
+                "name": layer, "dir": "/x", "metadata": {}, "blob": null,
+                "types": { "launch": true, "build": false, "cache": false },
+            }],
+            "sbom": [{
+                "scope": { "Layer": layer }, "ext": sbom_ext,
+                "blob": { "digest": format!("sha256:{}", "0".repeat(64)), "size": 0 },
+            }],
+            "launch": {
+                "labels": [], "slices": [],
+                "processes": [{
+                    "type": process, "command": ["x"], "args": [], "direct": true,
+                    "default": false, "working_dir": null, "exec_env": [],
+                }],
+            },
+            "unmet": [], "store": null,
+            "change": { "tar": null, "deleted": [deleted] },
+        }))
+        .unwrap()
+    }
+
+    /// An uncompressed tar blob in `dir` of `(path, is_dir)` entries.
+    fn tar_blob(dir: &Path, entries: &[(&str, bool)]) -> StoredBlob {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, is_dir) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(if *is_dir {
+                tar::EntryType::Directory
+            } else {
+                tar::EntryType::Regular
+            });
+            header.set_mode(0o755);
+            header.set_size(u64::from(!*is_dir));
+            let data: &[u8] = if *is_dir { b"" } else { b"x" };
+            builder.append_data(&mut header, path, data).unwrap();
+        }
+        let path = dir.join("blob.tar");
+        std::fs::write(&path, builder.into_inner().unwrap()).unwrap();
+        StoredBlob {
+            diff_id: String::new(),
+            digest: "sha256:test".to_owned(),
+            size: 0,
+            gzip: false,
+            path,
+        }
+    }
+
+    #[test]
+    fn a_stored_tar_writes_only_under_its_own_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let scratch = tmp.path().join("scratch");
+        let inside = Path::new("layers/t_bp/deps");
+        let good = tar_blob(
+            tmp.path(),
+            &[
+                ("layers/", true),
+                ("layers/t_bp/deps/", true),
+                ("layers/t_bp/deps/f", false),
+            ],
+        );
+        extract(&good, &scratch, inside).unwrap();
+        assert!(scratch.join("layers/t_bp/deps/f").is_file());
+
+        for evil in ["workspace/app.js", "layers/t_bp/other/f", "layers/t_bp/f"] {
+            let bad = tar_blob(tmp.path(), &[("layers/t_bp/deps/ok", false), (evil, false)]);
+            let err = extract(&bad, &scratch, inside).unwrap_err().to_string();
+            assert!(err.contains(evil), "{err}");
+            assert!(!scratch.join(evil).exists(), "{evil} was written");
+        }
+    }
+
+    #[test]
+    fn an_entry_whose_names_or_paths_leave_their_directory_is_refused() {
+        assert!(payload("node", "cdx", "web", "gone/file").check().is_ok());
+        for bad in [
+            payload("..", "cdx", "web", "gone"),
+            payload("a/b", "cdx", "web", "gone"),
+            payload("node", "../x", "web", "gone"),
+            payload("node", "cdx", "..", "gone"),
+            payload("node", "cdx", "web", "../../../x"),
+            payload("node", "cdx", "web", "/etc"),
+            payload("node", "cdx", "web", "."),
+        ] {
+            assert!(bad.check().is_err());
+        }
     }
 }

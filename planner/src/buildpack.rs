@@ -198,7 +198,16 @@ impl BuildpackDescriptor {
                     format!("buildpack {id} has an empty `version`"),
                 ));
             }
-            Some(version) => version.into_inner(),
+            Some(version) => {
+                // The version names a directory (`/cnb/buildpacks/<id>/<version>`).
+                if let Err(e) = crate::safepath::name(version.get_ref()) {
+                    return Err(error(
+                        Some(version.span()),
+                        format!("buildpack {id} has a `version` that cannot name a directory: {e}"),
+                    ));
+                }
+                version.into_inner()
+            }
         };
 
         let order: Order = validate_order(&raw.order, path, text)?;
@@ -606,6 +615,26 @@ files = ["package.json"]
             (
                 "api = \"0.10\"\n[buildpack]\nid = \"a\"\nversion = \"\"\n",
                 "empty `version`",
+                4,
+            ),
+            (
+                "api = \"0.10\"\n[buildpack]\nid = \"..\"\nversion = \"1\"\n",
+                "cannot name a directory",
+                3,
+            ),
+            (
+                "api = \"0.10\"\n[buildpack]\nid = \"a/.\"\nversion = \"1\"\n",
+                "cannot name a directory",
+                3,
+            ),
+            (
+                "api = \"0.10\"\n[buildpack]\nid = \"a\"\nversion = \"../x\"\n",
+                "cannot name a directory",
+                4,
+            ),
+            (
+                "api = \"0.10\"\n[buildpack]\nid = \"a\"\nversion = \"..\"\n",
+                "cannot name a directory",
                 4,
             ),
             (

@@ -308,13 +308,15 @@ fn check_globs(globs: &[Spanned<String>], error: &ErrorAt<'_>) -> Result<(), Box
 
 fn check_run(dir: &Path, run: &Spanned<String>, error: &ErrorAt<'_>) -> Result<(), Box<TomlError>> {
     let rel = run.get_ref();
-    if rel.starts_with('/') || rel.split('/').any(|part| part == "..") {
-        return Err(error(
-            run.span(),
-            format!("run script `{rel}` must be a path inside the buildpack directory"),
-        ));
-    }
-    let path = dir.join(rel);
+    let path = match crate::safepath::join(dir, rel) {
+        Ok(path) => path,
+        Err(e) => {
+            return Err(error(
+                run.span(),
+                format!("run script {e}: it must be a path inside the buildpack directory"),
+            ));
+        }
+    };
     match std::fs::metadata(&path) {
         Ok(meta) if meta.is_file() => {
             use std::os::unix::fs::PermissionsExt;
@@ -340,7 +342,7 @@ fn layer_name_problem(name: &str) -> Option<String> {
             "layer name `{name}` is reserved by CNB (`build`, `launch` and `store` name metadata files)"
         ));
     }
-    if name.is_empty()
+    if crate::safepath::name(name).is_err()
         || name.starts_with('.')
         || !name
             .chars()

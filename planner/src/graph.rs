@@ -25,7 +25,7 @@ use std::sync::Arc;
 use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
 
-use crate::key::{KeyHasher, TaskKey};
+use crate::key::{CacheKey, KeyHasher, TaskKey};
 use crate::sources::{SourceFile, SourceTree, glob_set};
 use crate::{Buildpack, BuildpackPlan, DeclaredLayer, DetectResult, TomlError};
 
@@ -186,6 +186,22 @@ pub struct ServiceInput<'a> {
     pub export: &'a str,
 }
 
+/// Feeds the app files selected links lead to, as (link, target), into a key: nothing when
+/// there are none, so keys of tasks without links stay as they were.
+fn link_targets_key(h: &mut KeyHasher, targets: &[(&str, &SourceFile)]) {
+    if targets.is_empty() {
+        return;
+    }
+    h.field("link-targets");
+    for (link, target) in targets {
+        h.str(link);
+        target.cache_key(h);
+    }
+}
+
+/// A [`SourceFile`]'s mode when it is a symlink.
+const SYMLINK_MODE: u32 = 0o120_000;
+
 /// The plan could not be built.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum PlanError {
@@ -204,6 +220,15 @@ pub enum PlanError {
     Glob {
         /// The buildpack.
         buildpack: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A declared layer's input is a symlink it cannot read: one that leads outside the app,
+    /// nowhere, or to a directory.
+    #[error("layer {layer}: input {message}")]
+    Input {
+        /// `id@version:layer`.
+        layer: String,
         /// What is wrong.
         message: String,
     },
@@ -383,6 +408,20 @@ impl Plan {
         env_key(&mut h, &env);
         h.field("files")
             .list(&files.iter().map(|f| (*f).clone()).collect::<Vec<_>>());
+        // The script reads a link input's target through it (the engine mounts the target at
+        // the link's path), so the key covers the target's content too.
+        let mut targets = Vec::new();
+        for file in files.iter().filter(|f| f.mode == SYMLINK_MODE) {
+            let target = input
+                .app
+                .link_target(&file.path)
+                .map_err(|message| PlanError::Input {
+                    layer: format!("{}:{}", bp.reference(), layer.name),
+                    message,
+                })?;
+            targets.push((file.path.as_str(), target));
+        }
+        link_targets_key(&mut h, &targets);
         self.needs_key(&mut h, needs);
         let task = Task {
             kind: TaskKind::Layer {
@@ -426,6 +465,16 @@ impl Plan {
         h.field("env");
         env_key(&mut h, &env);
         h.field("files").list(&files);
+        if declared_inputs.is_some() {
+            // The buildpack reads a selected link's target through it; a target in the app
+            // is then part of what it reads (one outside is not in its sandbox).
+            let targets: Vec<(&str, &SourceFile)> = files
+                .iter()
+                .filter(|f| f.mode == SYMLINK_MODE)
+                .filter_map(|f| Some((f.path.as_str(), input.app.link_target(&f.path).ok()?)))
+                .collect();
+            link_targets_key(&mut h, &targets);
+        }
         self.needs_key(&mut h, before);
         let task = Task {
             kind: TaskKind::Buildpack {
@@ -663,6 +712,92 @@ mod tests {
             .find(|t| t.id == id)
             .unwrap()
             .key
+    }
+
+    /// The plan of an app whose `a.lock` is a symlink to `target` (relative to the app),
+    /// `secret` being a file outside the app with `outside` in it.
+    fn plan_with_lock_link(target: &str, inside: &str, outside: &str) -> Result<Plan, PlanError> {
+        let (_bps, group, digests) = fixture("");
+        let tmp = tempfile::tempdir().unwrap();
+        let app_dir = tmp.path().join("app");
+        write(&app_dir, ".v", "1");
+        write(&app_dir, "vendor/real.lock", inside);
+        write(tmp.path(), "secret", outside);
+        let target = target.replace("$OUT", &tmp.path().join("secret").to_string_lossy());
+        std::os::unix::fs::symlink(target, app_dir.join("a.lock")).unwrap();
+        let opts = ScanOptions::default();
+        let (tree, _) = scan(&app_dir, &opts, &mut StatCache::in_memory()).unwrap();
+        let mut plan = Plan::new();
+        add(&mut plan, "svc", &group, &tree, &digests)?;
+        Ok(plan)
+    }
+
+    #[test]
+    fn an_input_linking_outside_the_app_is_refused() {
+        for target in [
+            "$OUT",
+            "../secret",
+            "vendor/../../secret",
+            "vendor",
+            "nowhere",
+        ] {
+            let err = plan_with_lock_link(target, "in", "out").err().unwrap();
+            let text = err.to_string();
+            assert!(
+                matches!(err, PlanError::Input { .. }) && text.contains("a.lock"),
+                "{target}: {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_input_linking_inside_the_app_is_keyed_by_what_it_reads() {
+        let key = |inside: &str| {
+            key_of(
+                &plan_with_lock_link("vendor/real.lock", inside, "-").unwrap(),
+                0,
+                "t/decl:deps",
+            )
+        };
+        assert_eq!(key("v1"), key("v1"));
+        assert_ne!(key("v1"), key("v2"));
+    }
+
+    #[test]
+    fn an_opaque_buildpacks_selected_link_is_keyed_by_what_it_reads() {
+        let key = |inside: &str| {
+            let tmp = tempfile::tempdir().unwrap();
+            let bp_dir = component(tmp.path(), "bp", "t/sel", "1");
+            write(
+                &bp_dir,
+                "buildpack.toml",
+                "api = \"0.10\"\n[buildpack]\nid = \"t/sel\"\nversion = \"1\"\n\
+                 [metadata.strata]\ninputs = [\"*.lock\"]\n",
+            );
+            let bp = Arc::new(Buildpack::load(&bp_dir).unwrap());
+            let mut digests = BTreeMap::new();
+            digests.insert(bp.reference(), KeyHasher::new("test/bp").finish());
+            let group = DetectResult {
+                group: vec![GroupMember {
+                    buildpack: bp,
+                    plan: BuildpackPlan::default(),
+                }],
+            };
+            let app_dir = tmp.path().join("app");
+            write(&app_dir, "vendor/real.lock", inside);
+            std::os::unix::fs::symlink("vendor/real.lock", app_dir.join("a.lock")).unwrap();
+            let (tree, _) = scan(
+                &app_dir,
+                &ScanOptions::default(),
+                &mut StatCache::in_memory(),
+            )
+            .unwrap();
+            let mut plan = Plan::new();
+            add(&mut plan, "svc", &group, &tree, &digests).unwrap();
+            key_of(&plan, 0, "t/sel (bin/build)")
+        };
+        assert_eq!(key("v1"), key("v1"));
+        assert_ne!(key("v1"), key("v2"));
     }
 
     #[test]

@@ -19,6 +19,12 @@ pub enum IdError {
         "buildpack id `{id}` contains `{ch}`; only letters, digits, `.`, `/`, `-` and `_` are allowed"
     )]
     InvalidChar { id: String, ch: char },
+    /// The id would not name one directory of its own: `.`, `..`, `a//b`, `a/../b`.
+    #[error("buildpack id `{id}` cannot name a directory: {source}")]
+    Path {
+        id: String,
+        source: crate::PathError,
+    },
 }
 
 impl BuildpackId {
@@ -38,6 +44,14 @@ impl BuildpackId {
                 id: id.to_owned(),
                 ch,
             });
+        }
+        // The id names directories (`/cnb/buildpacks/<id>`, `/layers/<escaped id>`), so each
+        // `/`-separated part must be a plain name, as the one path check has it.
+        for part in id.split('/') {
+            crate::safepath::name(part).map_err(|source| IdError::Path {
+                id: id.to_owned(),
+                source,
+            })?;
         }
         Ok(Self(id.to_owned()))
     }
@@ -96,5 +110,12 @@ mod tests {
             BuildpackId::new("a b"),
             Err(IdError::InvalidChar { ch: ' ', .. })
         ));
+        for id in [".", "..", "a/..", "../x", "a//b", "a/", "a/./b"] {
+            assert!(
+                matches!(BuildpackId::new(id), Err(IdError::Path { .. })),
+                "{id}"
+            );
+        }
+        assert!(BuildpackId::new("a.b/c..d").is_ok());
     }
 }

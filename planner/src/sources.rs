@@ -89,6 +89,36 @@ impl SourceTree {
             .map(|at| &self.files[at])
     }
 
+    /// The file the symlink at `path` leads to, when it is one of this tree's regular files:
+    /// what a task reading the link reads. Resolved on the filesystem, through any chain of
+    /// links; a target outside the root, missing, a directory, or not in the tree (left out
+    /// by `project.toml`, under `.git`) is an error saying which.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the link and why it cannot be read as an input.
+    pub fn link_target(&self, path: &str) -> Result<&SourceFile, String> {
+        let resolved = crate::safepath::resolve_inside(&self.root, path)
+            .map_err(|e| format!("symlink `{path}`: {e}"))?;
+        let target = self
+            .root
+            .canonicalize()
+            .ok()
+            .and_then(|root| resolved.strip_prefix(root).ok().map(Path::to_owned))
+            .and_then(|rel| rel.to_str().map(str::to_owned))
+            .unwrap_or_default();
+        match self.get(&target) {
+            Some(file) if file.mode & S_IFMT != S_IFLNK => Ok(file),
+            _ if resolved.is_dir() => Err(format!(
+                "symlink `{path}` leads to the directory `{target}`; an input link must lead to \
+                 a file (name the directory's files instead)"
+            )),
+            _ => Err(format!(
+                "symlink `{path}` leads to `{target}`, which is not one of the app's files"
+            )),
+        }
+    }
+
     /// The files whose path matches any of `globs` (see [`glob_set`]), in path order.
     pub fn select<'a>(&'a self, globs: &'a GlobSet) -> impl Iterator<Item = &'a SourceFile> {
         self.files

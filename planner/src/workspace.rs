@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use crate::{TomlError, valid_env_name};
+use crate::{PathError, TomlError, valid_env_name};
 
 /// The file name strata looks for at a repository root.
 pub const WORKSPACE_FILE: &str = "strata.toml";
@@ -210,17 +210,30 @@ fn service_spec(
     env: &[(String, String)],
     error: &dyn Fn(Range<usize>, String) -> Box<TomlError>,
 ) -> Result<(ServiceSpec, Range<usize>), Box<TomlError>> {
-    let dir = root.join(service.path.get_ref());
+    let value = service.path.get_ref();
+    // The app of a service becomes image layers: it must be inside the repository, through
+    // whatever links lead to it.
+    let dir = match crate::safepath::resolve_inside(root, value) {
+        Ok(dir) => dir,
+        Err(PathError::Unresolvable { .. }) => {
+            return Err(error(
+                service.path.span(),
+                format!("service directory `{value}` does not exist"),
+            ));
+        }
+        Err(e) => {
+            return Err(error(
+                service.path.span(),
+                format!("service path {e}: it leads outside the directory of strata.toml"),
+            ));
+        }
+    };
     if !dir.is_dir() {
         return Err(error(
             service.path.span(),
-            format!(
-                "service directory `{}` does not exist",
-                service.path.get_ref()
-            ),
+            format!("service path `{value}` is not a directory"),
         ));
     }
-    let dir = dir.canonicalize().unwrap_or(dir);
     let (name, span) = match &service.name {
         Some(name) => (name.get_ref().clone(), name.span()),
         None => (
@@ -270,18 +283,36 @@ fn checked_env(
     Ok(out)
 }
 
-/// The directories under `root` whose relative path matches `pattern`, sorted.
+/// The longest `services` glob strata compiles: real ones are a few dozen bytes, and a huge
+/// one only makes the glob compiler work (or fail) hard.
+const MAX_GLOB_LEN: usize = 1024;
+
+/// The directories under `root` whose relative path matches `pattern`, sorted. A match that
+/// is a symlink must resolve inside `root`, like a `[[service]] path`.
 fn matching_dirs(root: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
-    if pattern.starts_with('/') || pattern.split('/').any(|p| p == "..") {
+    if pattern.len() > MAX_GLOB_LEN {
         return Err(format!(
-            "`{pattern}` must be relative to strata.toml and stay inside its directory"
+            "the glob is {} bytes long; at most {MAX_GLOB_LEN} are allowed",
+            pattern.len()
         ));
     }
+    if let Err(e) = crate::safepath::relative_or_root(pattern) {
+        return Err(format!(
+            "{e}; a glob must be relative to strata.toml and stay inside its directory"
+        ));
+    }
+    let real_root = root
+        .canonicalize()
+        .map_err(|e| format!("cannot resolve {}: {e}", root.display()))?;
     let glob = globset::GlobBuilder::new(pattern.trim_end_matches('/'))
         .literal_separator(true)
         .build()
-        .map_err(|e| format!("invalid glob `{pattern}`: {}", e.kind()))?
-        .compile_matcher();
+        .map_err(|e| format!("invalid glob `{pattern}`: {}", e.kind()))?;
+    // A set reports a regex that will not compile; `Glob::compile_matcher` panics on one.
+    let glob = globset::GlobSetBuilder::new()
+        .add(glob)
+        .build()
+        .map_err(|e| format!("invalid glob `{pattern}`: {}", e.kind()))?;
     let depth = pattern.trim_end_matches('/').split('/').count();
     let mut out = Vec::new();
     let mut level = vec![root.to_owned()];
@@ -298,7 +329,18 @@ fn matching_dirs(root: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
                 }
                 if current == depth {
                     if path.strip_prefix(root).is_ok_and(|rel| glob.is_match(rel)) {
-                        out.push(path.canonicalize().unwrap_or(path));
+                        let resolved = path
+                            .canonicalize()
+                            .map_err(|e| format!("cannot resolve {}: {e}", path.display()))?;
+                        if !resolved.starts_with(&real_root) {
+                            return Err(format!(
+                                "`{pattern}` matches {}, a link to {}, outside the directory of \
+                                 strata.toml",
+                                path.display(),
+                                resolved.display()
+                            ));
+                        }
+                        out.push(resolved);
                     }
                 } else {
                     next.push(path);
@@ -385,6 +427,66 @@ mod tests {
         assert!(e.unwrap_err().message.contains("inside"));
         let (_t, e) = parse("[workspace]\nenv = { 1X = \"v\" }\n", &[]);
         assert!(e.unwrap_err().message.contains("1X"));
+    }
+
+    #[test]
+    fn service_paths_outside_the_repository_are_refused_at_their_line() {
+        for path in ["../outside", "/etc/ssh", "a/../../outside", "link"] {
+            let tmp = tempfile::tempdir().unwrap();
+            let root = tmp.path().join("repo");
+            std::fs::create_dir_all(&root).unwrap();
+            std::fs::create_dir_all(tmp.path().join("outside")).unwrap();
+            std::os::unix::fs::symlink(tmp.path().join("outside"), root.join("link")).unwrap();
+            let text = format!("[workspace]\n\n[[service]]\nname = \"x\"\npath = \"{path}\"\n");
+            let e = Workspace::parse(&root.join("strata.toml"), &root, &text).unwrap_err();
+            assert!(
+                e.message.contains("outside the directory of strata.toml"),
+                "{path}: {}",
+                e.message
+            );
+            assert!(e.message.contains(path), "{path}: {}", e.message);
+            assert_eq!(e.line(), Some(5), "{path}");
+        }
+    }
+
+    #[test]
+    fn a_link_inside_the_repository_is_a_service_at_its_target() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("real/api")).unwrap();
+        std::os::unix::fs::symlink("real/api", root.join("api")).unwrap();
+        let text = "[[service]]\npath = \"api\"\n[[service]]\nname = \"root\"\npath = \".\"\n";
+        let ws = Workspace::parse(&root.join("strata.toml"), &root, text).unwrap();
+        assert_eq!(ws.services[0].path, root.join("real/api"));
+        assert_eq!(ws.services[1].path, root);
+    }
+
+    #[test]
+    fn a_glob_match_linking_outside_the_repository_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("repo");
+        std::fs::create_dir_all(root.join("services/web")).unwrap();
+        std::fs::create_dir_all(tmp.path().join("secrets")).unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("secrets"), root.join("services/evil")).unwrap();
+        let text = "[workspace]\nservices = [\"services/*\"]\n";
+        let e = Workspace::parse(&root.join("strata.toml"), &root, text).unwrap_err();
+        assert!(e.message.contains("services/evil"), "{}", e.message);
+        assert!(e.message.contains("outside"), "{}", e.message);
+        assert_eq!(e.line(), Some(2));
+    }
+
+    #[test]
+    fn a_huge_glob_is_an_error_not_a_panic() {
+        // 300 KB of `*`: globset panics compiling it to a regex.
+        let pattern = "*".repeat(300_000);
+        let (_t, e) = parse(&format!("[workspace]\nservices = [\"{pattern}\"]\n"), &[]);
+        let e = e.unwrap_err();
+        assert!(
+            e.message.contains("at most"),
+            "{}",
+            &e.message[..200.min(e.message.len())]
+        );
+        assert_eq!(e.line(), Some(2));
     }
 
     #[test]
