@@ -12,6 +12,7 @@ mod prepare;
 mod progress;
 mod rebase;
 mod report;
+mod signals;
 mod uptodate;
 
 use std::io::Write;
@@ -23,6 +24,11 @@ use crate::args::{Cli, Command, PlanFormat};
 use crate::error::{CliError, EXIT_OK, EXIT_USAGE};
 
 fn main() -> ExitCode {
+    if let Err(e) = signals::install() {
+        eprintln!(
+            "warning: cannot handle SIGINT and SIGTERM ({e}): a stopped build leaves its scratch files"
+        );
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

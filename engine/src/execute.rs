@@ -164,7 +164,13 @@ impl Context<'_> {
             });
         };
         if !*copied {
-            std::fs::create_dir_all(run.req.workspace).map_err(|source| BuildError::Io {
+            // The copy may hold the app's secrets: private, like the scratch it is in.
+            std::os::unix::fs::DirBuilderExt::mode(
+                std::fs::DirBuilder::new().recursive(true),
+                crate::scratch::DIR_MODE,
+            )
+            .create(run.req.workspace)
+            .map_err(|source| BuildError::Io {
                 path: run.req.workspace.to_owned(),
                 source,
             })?;

@@ -15,5 +15,6 @@ pub mod layer_task;
 pub mod layers;
 pub mod platform;
 pub mod sandbox;
+pub mod scratch;
 pub mod store;
 pub mod workspace;

@@ -28,8 +28,9 @@
 //! `tmp/`, fsynced and renamed into place, and rename is atomic. An action is written last,
 //! after every blob it names is in place and the blob directory is fsynced, so no crash (a
 //! SIGKILL at any point, or a power loss) leaves an action pointing at a blob that is not
-//! there. What a killed writer leaves is a file in `tmp/`: harmless, removed by
-//! [`Store::gc`], and by [`Store::open`] once it is a day old.
+//! there. What a killed writer leaves is a file in `tmp/`: harmless, named and locked by its
+//! owner (see [`crate::scratch`]), and removed by [`Store::gc`] and by the next
+//! [`Store::open`] once its owner is gone. A SIGINT or SIGTERM removes it at once.
 //!
 //! # Verification
 //!
@@ -83,6 +84,7 @@ use files::{
 use format::{Format, move_aside, open_lock, read_format, write_marker};
 
 use crate::hashing::HashingWriter;
+use crate::scratch::{self, ScratchDir, TempHome};
 
 pub use gc::{GcReport, Removed};
 pub use scan::StoreStats;
@@ -220,13 +222,15 @@ pub struct Store {
     verified: Mutex<HashSet<String>>,
     /// Digests of blobs this handle deleted because they failed verification.
     removed: Mutex<Vec<String>>,
+    /// Makes a signal remove this process's temp files in `tmp/`.
+    _home: TempHome,
     _lock: File,
 }
 
 impl Store {
     /// Opens the store in `dir`, creating it if needed, and takes the shared lock (waiting
     /// while a `gc` holds it). A store of another format version is moved aside and the store
-    /// starts empty. Temp files older than a day, left by killed processes, are removed.
+    /// starts empty. Temp files of killed processes, and any older than a day, are removed.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         fs::create_dir_all(dir).map_err(io_err("create the store", dir))?;
         let lock_path = dir.join(LOCK);
@@ -274,7 +278,9 @@ impl Store {
             write_file(&tmp, &layout, OCI_LAYOUT, 0o644)?;
         }
         remove_old_temps(&tmp);
+        scratch::remove_stale_any(&tmp);
         Ok(Store {
+            _home: TempHome::new(&tmp),
             root: dir.to_path_buf(),
             tmp,
             blobs,
@@ -298,11 +304,10 @@ impl Store {
         &self.tmp
     }
 
-    /// A fresh private directory under [`tmp_dir`](Self::tmp_dir), removed when dropped.
-    pub fn temp_dir(&self) -> Result<tempfile::TempDir, StoreError> {
-        tempfile::Builder::new()
-            .prefix("dir-")
-            .tempdir_in(&self.tmp)
+    /// A fresh private directory (0700) under [`tmp_dir`](Self::tmp_dir), removed when
+    /// dropped or when the process is stopped (see [`crate::scratch`]).
+    pub fn temp_dir(&self) -> Result<ScratchDir, StoreError> {
+        ScratchDir::create(&self.tmp, "dir-")
             .map_err(io_err("create a temp directory in", &self.tmp))
     }
 
@@ -546,9 +551,7 @@ impl Store {
     }
 
     fn temp_file(&self) -> Result<tempfile::NamedTempFile, StoreError> {
-        tempfile::Builder::new()
-            .prefix("blob-")
-            .tempfile_in(&self.tmp)
+        scratch::temp_file_in(&self.tmp, "blob-")
             .map_err(io_err("create a temp file in", &self.tmp))
     }
 

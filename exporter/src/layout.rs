@@ -43,7 +43,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
-use tempfile::TempDir;
+use strata_engine::scratch::{self, ScratchDir, TempHome};
 
 use strata_engine::hashing::HashingWriter;
 
@@ -526,12 +526,27 @@ pub fn canonical_json<T: Serialize>(value: &T) -> Result<Vec<u8>, serde_json::Er
 
 /// Blobs and metadata being prepared for one commit into a layout. Dropping it without
 /// [`Staging::commit`] removes everything it wrote and leaves the layout untouched.
+///
+/// The staging directory, `.<layout name>.staging-<owner>` beside the layout, is private
+/// (0700), and so are the temp files a commit writes in the layout: a signal removes them,
+/// and the next commit to the layout removes those a killed process left (see
+/// [`strata_engine::scratch`]).
 #[derive(Debug)]
 pub struct Staging {
     layout_dir: PathBuf,
     blob_dir: PathBuf,
     // Deletes the staging directory, with whatever is still in it, when the staging goes away.
-    _temp: TempDir,
+    _temp: ScratchDir,
+    // Where a commit writes temp files: the layout and its blob directory.
+    _homes: [TempHome; 2],
+}
+
+/// What the names of temp files in a layout start with.
+const TEMP_PREFIX: &str = ".tmp-";
+
+/// What the names of a layout's staging directories start with.
+fn staging_prefix(layout_name: &std::ffi::OsStr) -> String {
+    format!(".{}.staging-", layout_name.to_string_lossy())
 }
 
 /// The directory a layout is in (`.` for a bare name).
@@ -557,13 +572,15 @@ impl Staging {
             })?;
         let parent = parent_of(layout_dir);
         fs::create_dir_all(parent).map_err(|e| io_err("cannot create", parent, e))?;
-        let temp = tempfile::Builder::new()
-            .prefix(&format!(".{}.staging-", name.to_string_lossy()))
-            .tempdir_in(parent)
+        let temp = ScratchDir::create(parent, &staging_prefix(name))
             .map_err(|e| io_err("cannot create a staging directory in", parent, e))?;
         let blob_dir = temp.path().join("blobs");
         fs::create_dir(&blob_dir).map_err(|e| io_err("cannot create", &blob_dir, e))?;
         Ok(Staging {
+            _homes: [
+                TempHome::new(layout_dir),
+                TempHome::new(&layout_dir.join("blobs").join("sha256")),
+            ],
             layout_dir: layout_dir.to_path_buf(),
             blob_dir,
             _temp: temp,
@@ -653,9 +670,7 @@ impl Staging {
             return Ok(());
         }
         let mut input = File::open(src).map_err(|e| io_err("cannot read blob", src, e))?;
-        let mut temp = tempfile::Builder::new()
-            .prefix(".copy-")
-            .tempfile_in(&self.blob_dir)
+        let mut temp = scratch::temp_file_in(&self.blob_dir, TEMP_PREFIX)
             .map_err(|e| io_err("cannot create a temp file in", &self.blob_dir, e))?;
         let mut hashing = HashingWriter::new(temp.as_file_mut());
         io::copy(&mut input, &mut hashing).map_err(|e| io_err("cannot copy blob", src, e))?;
@@ -691,6 +706,7 @@ impl Staging {
             }
         }
         let _lock = self.lock_parent()?;
+        self.remove_stale();
         let existing = self.existing_layout()?;
         for (tag, descriptor) in tags {
             self.check_complete(tag, descriptor, 0)?;
@@ -743,7 +759,19 @@ impl Staging {
         sync_dir(dir)
     }
 
-    /// The layout already at the target, `None` for a missing or empty directory.
+    /// Removes what killed processes left of their commits to this layout: staging
+    /// directories beside it and temp files in it. Under the layout lock, so that no
+    /// commit is between moving a file in and renaming it.
+    fn remove_stale(&self) {
+        let dir = &self.layout_dir;
+        if let Some(name) = dir.file_name() {
+            scratch::remove_stale(parent_of(dir), &staging_prefix(name));
+        }
+        for home in [dir.clone(), dir.join("blobs").join("sha256")] {
+            scratch::remove_stale(&home, TEMP_PREFIX);
+        }
+    }
+
     /// An exclusive lock on the directory the layout is in, released when dropped.
     fn lock_parent(&self) -> Result<File, LayoutError> {
         let parent = parent_of(&self.layout_dir);
@@ -752,6 +780,7 @@ impl Staging {
         Ok(dir)
     }
 
+    /// The layout already at the target, `None` for a missing or empty directory.
     fn existing_layout(&self) -> Result<Option<Layout>, LayoutError> {
         let dir = &self.layout_dir;
         let mut entries = match fs::read_dir(dir) {
@@ -995,9 +1024,7 @@ fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut temp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
+    let mut temp = scratch::temp_file_in(dir, TEMP_PREFIX)
         .map_err(|e| io_err("cannot create a temp file in", dir, e))?;
     temp.write_all(bytes)
         .map_err(|e| io_err("cannot write", dest, e))?;
@@ -1014,9 +1041,7 @@ fn move_file(src: &Path, dest: &Path) -> Result<(), LayoutError> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
             let dir = dest.parent().unwrap_or(Path::new("."));
-            let mut temp = tempfile::Builder::new()
-                .prefix(".tmp-")
-                .tempfile_in(dir)
+            let mut temp = scratch::temp_file_in(dir, TEMP_PREFIX)
                 .map_err(|e| io_err("cannot create a temp file in", dir, e))?;
             let mut input = File::open(src).map_err(|e| io_err("cannot read", src, e))?;
             io::copy(&mut input, temp.as_file_mut())
