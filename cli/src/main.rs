@@ -36,7 +36,9 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { EXIT_OK });
         }
     };
-    match run(cli) {
+    let result = run(cli);
+    signals::wait_if_stopping();
+    match result {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(err) => {
             let code = err.exit_code();

@@ -9,7 +9,7 @@
 //! the engine remove every scratch directory and temp file this process registered
 //! ([`strata_engine::scratch::remove_all`]) and exits. A second signal exits at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -52,20 +52,35 @@ pub(crate) fn install() -> std::io::Result<()> {
     Ok(())
 }
 
+/// Waits for the signal handler to exit the process, if it is handling a signal: the command
+/// may have returned only because the handler killed its processes, and must not exit with
+/// its own code (or print its failure) first.
+pub(crate) fn wait_if_stopping() {
+    if scratch::stopping() {
+        loop {
+            std::thread::park();
+        }
+    }
+}
+
 /// Kills every descendant of this process with SIGKILL and waits until none is left running
-/// (zombies are dead: they only wait to be reaped).
+/// (zombies are dead: they only wait to be reaped). A killed process's children are
+/// reparented away from this process, so each killed pid is waited for by itself.
 fn kill_descendants() {
     let me = std::process::id();
+    let mut killed: HashSet<u32> = HashSet::new();
     for _ in 0..KILL_ROUNDS {
-        let alive = descendants(me);
-        if alive.is_empty() {
-            return;
-        }
-        for pid in alive {
+        let found = descendants(me);
+        for &pid in &found {
             if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
                 // Gone meanwhile is fine.
                 let _ = kill_process(pid, Signal::KILL);
             }
+        }
+        killed.extend(found);
+        killed.retain(|&pid| stat(pid).is_some_and(|(state, _)| !matches!(state, 'Z' | 'X')));
+        if killed.is_empty() {
+            return;
         }
         std::thread::sleep(KILL_PAUSE);
     }
