@@ -716,4 +716,37 @@ mod tests {
         assert_eq!(parse_action(b"{\"key\":", &key(1)), None);
         assert_eq!(parse_action(b"[]", &key(1)), None);
     }
+
+    #[test]
+    fn opening_removes_temps_of_dead_writers_only() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let tmp = store.tmp_dir().to_owned();
+        // What a SIGKILLed build left (a pid past the kernel's limit is never alive).
+        let dead_file = tmp.join("blob-4194305.1.abcdefgh");
+        std::fs::write(&dead_file, "half a layer").unwrap();
+        let dead_dir = tmp.join("dir-4194305.1.ijklmnop");
+        std::fs::create_dir(&dead_dir).unwrap();
+        std::fs::write(dead_dir.join("f"), "x").unwrap();
+        // What a live writer holds.
+        let live = store.temp_file().unwrap();
+        let live_dir = store.temp_dir().unwrap();
+        assert_eq!(live.as_file().metadata().unwrap().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(live_dir.path()).unwrap().mode() & 0o777,
+            0o700
+        );
+
+        let again = Store::open(dir.path()).unwrap();
+        assert!(
+            !dead_file.exists() && !dead_dir.exists(),
+            "a dead writer's temps go"
+        );
+        assert!(
+            live.path().exists() && live_dir.path().exists(),
+            "a live writer's stay"
+        );
+        drop((again, live, live_dir));
+    }
 }
