@@ -1145,6 +1145,43 @@ mod tests {
     }
 
     #[test]
+    fn a_commit_removes_what_killed_commits_left_and_keeps_live_stagings() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let layout_dir = dir.path().join("layout");
+        let first = Staging::new(&layout_dir).unwrap();
+        let manifest = manifest_with(&first, b"one");
+        first.commit(&[("one".to_owned(), manifest)]).unwrap();
+        // What a SIGKILLed commit left (a pid past the kernel's limit is never alive): its
+        // staging directory beside the layout, temp files in the layout and its blobs.
+        let dead_staging = dir.path().join(".layout.staging-4194305.1.abcdefgh");
+        fs::create_dir_all(dead_staging.join("blobs")).unwrap();
+        fs::write(dead_staging.join("blobs").join("f"), "half a layer").unwrap();
+        let dead_index = layout_dir.join(".tmp-4194305.1.ijklmnop");
+        fs::write(&dead_index, "{").unwrap();
+        let dead_blob = layout_dir.join("blobs/sha256/.tmp-4194305.1.qrstuvwx");
+        fs::write(&dead_blob, "half").unwrap();
+        // A build still staging for the same layout.
+        let live = Staging::new(&layout_dir).unwrap();
+        let live_dir = live.blob_dir().parent().unwrap().to_owned();
+
+        let second = Staging::new(&layout_dir).unwrap();
+        let manifest = manifest_with(&second, b"two");
+        second.commit(&[("two".to_owned(), manifest)]).unwrap();
+        for dead in [&dead_staging, &dead_index, &dead_blob] {
+            assert!(!dead.exists(), "{} is removed", dead.display());
+        }
+        assert!(live_dir.exists(), "a live staging stays");
+        assert_eq!(fs::metadata(&live_dir).unwrap().mode() & 0o777, 0o700);
+        let manifest = manifest_with(&live, b"three");
+        live.commit(&[("three".to_owned(), manifest)]).unwrap();
+        let layout = Layout::open(&layout_dir).unwrap();
+        for tag in ["one", "two", "three"] {
+            layout.resolve(tag).unwrap();
+        }
+    }
+
+    #[test]
     fn commit_creates_layout_and_resolve_reads_it_back() {
         let dir = tempfile::tempdir().unwrap();
         let layout_dir = dir.path().join("out").join("layout");
