@@ -101,10 +101,10 @@ fn descendants(root: u32) -> Vec<u32> {
         else {
             continue;
         };
-        let Some((state, ppid)) = stat(pid) else {
+        let Some((state, parent)) = stat(pid) else {
             continue;
         };
-        children.entry(ppid).or_default().push(pid);
+        children.entry(parent).or_default().push(pid);
         live.insert(pid, !matches!(state, 'Z' | 'X'));
     }
     let mut out = Vec::new();
@@ -126,6 +126,6 @@ fn stat(pid: u32) -> Option<(char, u32)> {
     // The command name is in parentheses and may contain anything: fields follow the last `)`.
     let mut fields = text[text.rfind(')')? + 1..].split_whitespace();
     let state = fields.next()?.chars().next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    Some((state, ppid))
+    let parent = fields.next()?.parse().ok()?;
+    Some((state, parent))
 }

@@ -289,7 +289,7 @@ fn sigterm_while_waiting_for_the_layout_lock_removes_the_staging_dir() {
     assert_eq!(out.status.code(), Some(143));
 }
 
-/// A SIGKILLed build's scratch dir, and a live build (still in its buildpack) with its own.
+/// The scratch dir of a build killed with SIGKILL, and a live build (still in its buildpack) with its own.
 fn killed_and_live(fixture: &Fixture, marker: u32) -> (PathBuf, PathBuf, Child) {
     let sleeper = fixture.sleeper("sleeper", marker);
     let mut killed = fixture.spawn_build(&sleeper, "out-killed", "app");
