@@ -1,5 +1,6 @@
 //! The `strata` command: parses arguments, runs a command, renders what it returns, and
-//! exits with a documented code (0 ok, 1 build or rebase failure, 2 bad input or usage).
+//! exits with a documented code (0 ok, 1 build or rebase failure, 2 bad input or usage, 130
+//! or 143 stopped by SIGINT or SIGTERM, see `signals`).
 
 mod args;
 mod build;
