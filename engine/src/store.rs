@@ -295,11 +295,11 @@ impl Store {
         &self.root
     }
 
-    /// A directory for files on their way into the store, on the store's filesystem: write a
-    /// layer there (`LayerBuilder::finish(compression, store.tmp_dir())`), then
-    /// [`adopt_blob`](Self::adopt_blob) it. Two writers of one layer may meet there (same
-    /// name, same bytes): `adopt_blob` accepts a file the other has already moved in. A
-    /// private [`temp_dir`](Self::temp_dir) keeps a task's scratch files apart instead.
+    /// A directory for files on their way into the store, on the store's filesystem. Write a
+    /// layer into a private [`temp_dir`](Self::temp_dir) in it
+    /// (`LayerBuilder::finish(compression, temp.path())`), then
+    /// [`adopt_blob`](Self::adopt_blob) it: there a signal removes it with the directory, and
+    /// two writers of one layer (same name, same bytes) do not meet.
     pub fn tmp_dir(&self) -> &Path {
         &self.tmp
     }
