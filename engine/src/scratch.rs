@@ -284,11 +284,9 @@ pub fn remove_all() {
 
 /// The owner in `name`, whatever its prefix: `<anything><pid>.<start>.<random>`.
 fn owner_in(name: &str) -> Option<Owner> {
-    let mut parts = name.rsplitn(3, '.');
-    let (random, start, head) = (parts.next()?, parts.next()?, parts.next()?);
+    let head = name.rsplitn(3, '.').nth(2)?;
     let pid_len = head.bytes().rev().take_while(u8::is_ascii_digit).count();
-    let prefix = &head[..head.len() - pid_len];
-    Owner::of_name(name, prefix).filter(|_| random.len() == RANDOM_LEN && !start.is_empty())
+    Owner::of_name(name, &head[..head.len() - pid_len])
 }
 
 /// Removes the entries of `dir` named `<prefix><pid>.<start>.<random>` whose owner is gone
@@ -456,5 +454,29 @@ mod tests {
         let other = File::open(temp.path()).unwrap();
         assert!(other.try_lock().is_err(), "held by its writer");
         assert!(remove_stale(dir.path(), ".tmp-").is_empty());
+    }
+
+    #[test]
+    fn hand_over_gives_a_tree_and_never_a_link_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::write(&outside, "x").unwrap();
+        let tree = dir.path().join("tree");
+        fs::create_dir_all(tree.join("env")).unwrap();
+        fs::write(tree.join("env/TOKEN"), "x").unwrap();
+        std::os::unix::fs::symlink(&outside, tree.join("link")).unwrap();
+        if hand_over(&tree, 4321, 4322).is_err() {
+            return; // not root: cannot give files away
+        }
+        for path in [
+            tree.clone(),
+            tree.join("env"),
+            tree.join("env/TOKEN"),
+            tree.join("link"),
+        ] {
+            let meta = fs::symlink_metadata(&path).unwrap();
+            assert_eq!((meta.uid(), meta.gid()), (4321, 4322), "{}", path.display());
+        }
+        assert_ne!(fs::metadata(&outside).unwrap().uid(), 4321);
     }
 }
