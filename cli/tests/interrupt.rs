@@ -76,21 +76,28 @@ impl Fixture {
 
     /// Starts `strata build` of the app with `buildpack` into `oci:<out>:<tag>`.
     fn spawn_build(&self, buildpack: &Path, out: &str, tag: &str) -> Child {
-        let child = self
-            .command(&[
-                "build",
-                self.path("app").to_str().unwrap(),
-                "--buildpack",
-                buildpack.to_str().unwrap(),
-                "--env",
-                "API_TOKEN=secret",
-                "--output",
-                &format!("oci:{}:{tag}", self.path(out).display()),
-                "--cache-dir",
-                self.path("cache").to_str().unwrap(),
-            ])
-            .spawn()
-            .unwrap();
+        self.spawn_build_with(buildpack, out, tag, &[])
+    }
+
+    /// [`Fixture::spawn_build`] with `extra` arguments.
+    fn spawn_build_with(&self, buildpack: &Path, out: &str, tag: &str, extra: &[&str]) -> Child {
+        let app = self.path("app");
+        let output = format!("oci:{}:{tag}", self.path(out).display());
+        let cache = self.path("cache");
+        let mut args = vec![
+            "build",
+            app.to_str().unwrap(),
+            "--buildpack",
+            buildpack.to_str().unwrap(),
+            "--env",
+            "API_TOKEN=secret",
+            "--output",
+            &output,
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let child = self.command(&args).spawn().unwrap();
         self.spawned.borrow_mut().push(child.id());
         child
     }
@@ -202,10 +209,10 @@ fn scratch_of(fixture: &Fixture, started: &Path) -> PathBuf {
         .join(rel.components().next().unwrap())
 }
 
-fn stopped_mid_task(sig: Signal, code: i32, marker: u32) {
+fn stopped_mid_task(sig: Signal, code: i32, marker: u32, extra: &[&str]) {
     let fixture = Fixture::new();
     let sleeper = fixture.sleeper("sleeper", marker);
-    let mut build = fixture.spawn_build(&sleeper, "out", "app");
+    let mut build = fixture.spawn_build_with(&sleeper, "out", "app", extra);
     let started = wait_for_file(&fixture.path("tmpdir"), "started", &mut build);
     let scratch = scratch_of(&fixture, &started);
     assert!(
@@ -242,12 +249,18 @@ fn stopped_mid_task(sig: Signal, code: i32, marker: u32) {
 
 #[test]
 fn sigterm_mid_task_leaves_no_scratch_and_no_process() {
-    stopped_mid_task(Signal::TERM, 143, 73_011);
+    stopped_mid_task(Signal::TERM, 143, 73_011, &[]);
 }
 
 #[test]
 fn sigint_mid_task_leaves_no_scratch_and_no_process() {
-    stopped_mid_task(Signal::INT, 130, 73_012);
+    stopped_mid_task(Signal::INT, 130, 73_012, &[]);
+}
+
+#[test]
+fn sigterm_kills_the_host_processes_of_an_unsandboxed_build() {
+    // No pid namespace and no --die-with-parent: only the handler kills them.
+    stopped_mid_task(Signal::TERM, 143, 73_015, &["--sandbox", "none"]);
 }
 
 #[test]
