@@ -215,10 +215,13 @@ fn stopped_mid_task(sig: Signal, code: i32, marker: u32, extra: &[&str]) {
     let mut build = fixture.spawn_build_with(&sleeper, "out", "app", extra);
     let started = wait_for_file(&fixture.path("tmpdir"), "started", &mut build);
     let scratch = scratch_of(&fixture, &started);
-    assert!(
-        find(&scratch, "API_TOKEN").is_some(),
-        "the platform dir is in the scratch"
-    );
+    // Private: the scratch dir, the app's copy, and the --env values.
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let token = find(&scratch, "API_TOKEN").expect("the platform dir is in the scratch");
+    assert_eq!(mode(&scratch), 0o700);
+    assert_eq!(mode(&token), 0o600);
+    assert_eq!(mode(token.parent().unwrap()), 0o700);
+    assert_eq!(mode(&find(&scratch, "workspace").unwrap()), 0o700);
     while processes_with(&format!("sleep {marker}")).is_empty() {
         assert!(build.try_wait().unwrap().is_none(), "the build ended");
         std::thread::sleep(std::time::Duration::from_millis(20));
