@@ -217,7 +217,7 @@ fn stopped_mid_task(sig: Signal, code: i32, marker: u32, extra: &[&str]) {
     let scratch = scratch_of(&fixture, &started);
     // Private: the scratch dir, the app's copy, and the --env values.
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    let token = find(&scratch, "API_TOKEN").expect("the platform dir is in the scratch");
+    let token = find(&scratch, "API_TOKEN").unwrap(); // the platform dir, in the scratch
     assert_eq!(mode(&scratch), 0o700);
     assert_eq!(mode(&token), 0o600);
     assert_eq!(mode(token.parent().unwrap()), 0o700);
