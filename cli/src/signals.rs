@@ -11,8 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::process::{Pid, Signal, kill_process};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -26,17 +25,20 @@ const KILL_ROUNDS: usize = 200;
 /// The pause between two rounds.
 const KILL_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
 
+/// Set in the signal handler itself, the moment the first signal arrives (before the thread
+/// below wakes up).
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
 /// Installs the handler.
 ///
 /// # Errors
 /// A signal handler cannot be registered.
 pub(crate) fn install() -> std::io::Result<()> {
-    let armed = Arc::new(AtomicBool::new(false));
     for signal in [SIGINT, SIGTERM] {
         // Registered first, so it runs before the flag is set: a no-op on the first signal,
         // an immediate exit on any later one.
-        flag::register_conditional_shutdown(signal, 128 + signal, Arc::clone(&armed))?;
-        flag::register(signal, Arc::clone(&armed))?;
+        flag::register_conditional_shutdown(signal, 128 + signal, &SIGNALLED)?;
+        flag::register(signal, &SIGNALLED)?;
     }
     let mut signals = Signals::new([SIGINT, SIGTERM])?;
     std::thread::Builder::new()
@@ -56,7 +58,9 @@ pub(crate) fn install() -> std::io::Result<()> {
 /// may have returned only because the handler killed its processes, and must not exit with
 /// its own code (or print its failure) first.
 pub(crate) fn wait_if_stopping() {
-    if scratch::stopping() {
+    // A signal to the whole process group (Ctrl-C) also kills the sandboxes, so the command
+    // can return before the thread below has woken: the flag the handler sets counts too.
+    if SIGNALLED.load(Ordering::SeqCst) || scratch::stopping() {
         loop {
             std::thread::park();
         }

@@ -8,10 +8,11 @@ mod common;
 
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use rustix::process::{Pid, Signal, kill_process};
+use rustix::process::{Pid, Signal, kill_process, kill_process_group};
 
 /// A fixture: a temp dir with its own `TMPDIR` (where builds put their scratch directories),
 /// cache dir and output layout.
@@ -110,7 +111,9 @@ impl Fixture {
             .env("TMPDIR", self.path("tmpdir"))
             .env("XDG_CACHE_HOME", self.path("xdg"))
             .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .stderr(Stdio::piped())
+            // Its own process group, as a shell gives a command: Ctrl-C signals the group.
+            .process_group(0);
         command
     }
 
@@ -178,6 +181,12 @@ fn signal(child: &Child, signal: Signal) {
     kill_process(pid, signal).unwrap();
 }
 
+/// Signals the process group `child` leads, as Ctrl-C in a terminal does.
+fn signal_group(child: &Child, signal: Signal) {
+    let pid = Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+    kill_process_group(pid, signal).unwrap();
+}
+
 /// Live processes whose command line mentions `needle` (zombies have none).
 fn processes_with(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
@@ -209,7 +218,14 @@ fn scratch_of(fixture: &Fixture, started: &Path) -> PathBuf {
         .join(rel.components().next().unwrap())
 }
 
-fn stopped_mid_task(sig: Signal, code: i32, marker: u32, extra: &[&str]) {
+/// How a signal is sent: to the build, or to its process group.
+#[derive(Clone, Copy)]
+enum To {
+    Process,
+    Group,
+}
+
+fn stopped_mid_task(to: To, sig: Signal, code: i32, marker: u32, extra: &[&str]) {
     let fixture = Fixture::new();
     let sleeper = fixture.sleeper("sleeper", marker);
     let mut build = fixture.spawn_build_with(&sleeper, "out", "app", extra);
@@ -227,7 +243,10 @@ fn stopped_mid_task(sig: Signal, code: i32, marker: u32, extra: &[&str]) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 
-    signal(&build, sig);
+    match to {
+        To::Process => signal(&build, sig),
+        To::Group => signal_group(&build, sig),
+    }
     let out = build.wait_with_output().unwrap();
     assert_eq!(
         fixture.scratch_dirs(),
@@ -252,18 +271,30 @@ fn stopped_mid_task(sig: Signal, code: i32, marker: u32, extra: &[&str]) {
 
 #[test]
 fn sigterm_mid_task_leaves_no_scratch_and_no_process() {
-    stopped_mid_task(Signal::TERM, 143, 73_011, &[]);
+    stopped_mid_task(To::Process, Signal::TERM, 143, 73_011, &[]);
 }
 
 #[test]
 fn sigint_mid_task_leaves_no_scratch_and_no_process() {
-    stopped_mid_task(Signal::INT, 130, 73_012, &[]);
+    stopped_mid_task(To::Process, Signal::INT, 130, 73_012, &[]);
+}
+
+#[test]
+fn sigint_to_the_process_group_like_ctrl_c_leaves_no_scratch_and_no_process() {
+    // bwrap gets it too and dies: the build must still end as stopped, not as failed.
+    stopped_mid_task(To::Group, Signal::INT, 130, 73_016, &[]);
 }
 
 #[test]
 fn sigterm_kills_the_host_processes_of_an_unsandboxed_build() {
     // No pid namespace and no --die-with-parent: only the handler kills them.
-    stopped_mid_task(Signal::TERM, 143, 73_015, &["--sandbox", "none"]);
+    stopped_mid_task(
+        To::Process,
+        Signal::TERM,
+        143,
+        73_015,
+        &["--sandbox", "none"],
+    );
 }
 
 #[test]
