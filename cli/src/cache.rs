@@ -3,7 +3,8 @@
 //!
 //! `verify` exits 1 when it finds a problem, repaired or not, so that a script notices; `gc`
 //! refuses (exit 1) while a build has the store open; a bad `--max-size` is a usage error
-//! (exit 2).
+//! (exit 2). `gc` also removes the scratch directories killed builds left in the temp
+//! directory.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -13,12 +14,14 @@ use strata_engine::store::{
     ActionProblem, GcReport, Removed, Store, StoreError, StoreStats, VerifyReport, store_dir,
 };
 
+use strata_engine::scratch;
 use strata_exporter::layoutcheck::{LayoutReport, check_layout};
 
 use crate::args::{CacheArgs, CacheCommand};
 use crate::config::default_cache_dir;
 use crate::error::CliError;
 use crate::inspect::human_size;
+use crate::prepare::SCRATCH_PREFIX;
 
 /// Why a `strata cache` command failed.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -133,6 +136,9 @@ pub(crate) fn run(args: &CacheArgs) -> Result<(), CliError> {
                     .map_err(|e| CliError::Usage(format!("--max-size {text}: {e}")))?,
                 None => u64::MAX,
             };
+            // Builds' scratch directories are not in the store: they go even while a build
+            // keeps the store busy, those of live builds staying.
+            scratch::remove_stale(&std::env::temp_dir(), SCRATCH_PREFIX);
             let report = Store::gc(&root, max).map_err(CacheError::from)?;
             print(args.json, &Rooted::new(&root, &report), || {
                 render_gc(&report, max)

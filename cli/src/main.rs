@@ -1,5 +1,6 @@
 //! The `strata` command: parses arguments, runs a command, renders what it returns, and
-//! exits with a documented code (0 ok, 1 build or rebase failure, 2 bad input or usage).
+//! exits with a documented code (0 ok, 1 build or rebase failure, 2 bad input or usage, 130
+//! or 143 stopped by SIGINT or SIGTERM, see `signals`).
 
 mod args;
 mod build;
@@ -12,6 +13,7 @@ mod prepare;
 mod progress;
 mod rebase;
 mod report;
+mod signals;
 mod uptodate;
 
 use std::io::Write;
@@ -23,6 +25,11 @@ use crate::args::{Cli, Command, PlanFormat};
 use crate::error::{CliError, EXIT_OK, EXIT_USAGE};
 
 fn main() -> ExitCode {
+    if let Err(e) = signals::install() {
+        eprintln!(
+            "warning: cannot handle SIGINT and SIGTERM ({e}): a stopped build leaves its scratch files"
+        );
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -30,7 +37,9 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { EXIT_OK });
         }
     };
-    match run(cli) {
+    let result = run(cli);
+    signals::wait_if_stopping();
+    match result {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(err) => {
             let code = err.exit_code();

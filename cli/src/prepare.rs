@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use rayon::prelude::*;
 use strata_engine::detect::ProcessDetector;
 use strata_engine::platform::{PlatformDir, TargetEnv};
+use strata_engine::scratch::{self, ScratchDir};
 use strata_engine::store::{Store, store_dir};
 use strata_exporter::reference::ImageRef;
 use strata_exporter::runimage::RunImage;
@@ -40,8 +41,8 @@ pub(crate) struct Prepared {
     pub(crate) detect_cached: u64,
     /// Detect processes spawned.
     pub(crate) detect_ran: u64,
-    /// A scratch directory, removed on drop.
-    pub(crate) _scratch: tempfile::TempDir,
+    /// A scratch directory, removed on drop (or by a signal, see `strata_engine::scratch`).
+    pub(crate) _scratch: ScratchDir,
 }
 
 /// One planned service.
@@ -77,13 +78,7 @@ struct Detected {
 /// Hashes the apps and buildpacks, detects, and plans. A service whose detection fails is an
 /// error, or with `keep_going` left out of the plan and listed in [`Prepared::failed`].
 pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared, CliError> {
-    let scratch = tempfile::Builder::new()
-        .prefix("strata-")
-        .tempdir()
-        .map_err(|source| CliError::Io {
-            what: "cannot create a scratch directory".to_owned(),
-            source,
-        })?;
+    let scratch = new_scratch()?;
     let in_service = |name: &str, e: CliError| match config.workspace {
         Some(_) => CliError::in_service(name, e),
         None => e,
@@ -180,6 +175,20 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
         detect_cached,
         detect_ran,
         _scratch: scratch,
+    })
+}
+
+/// What the names of builds' scratch directories (in the temp directory) start with.
+pub(crate) const SCRATCH_PREFIX: &str = "strata-scratch-";
+
+/// A private scratch directory for this build in the temp directory (`TMPDIR`), after
+/// removing those that killed builds left there.
+fn new_scratch() -> Result<ScratchDir, CliError> {
+    let tmp = std::env::temp_dir();
+    scratch::remove_stale(&tmp, SCRATCH_PREFIX);
+    ScratchDir::create(&tmp, SCRATCH_PREFIX).map_err(|source| CliError::Io {
+        what: format!("cannot create a scratch directory in {}", tmp.display()),
+        source,
     })
 }
 

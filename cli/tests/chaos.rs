@@ -205,6 +205,9 @@ fn assert_whole(root: &Path, out: &Path, cache: &Path, clean: &[String]) {
             .filter(|name| name.contains(part))
             .collect()
     };
-    assert_eq!(leftovers(&cache.join("store/tmp"), ""), Vec::<String>::new());
+    assert_eq!(
+        leftovers(&cache.join("store/tmp"), ""),
+        Vec::<String>::new()
+    );
     assert_eq!(leftovers(root, ".staging-"), Vec::<String>::new());
 }

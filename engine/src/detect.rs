@@ -72,7 +72,7 @@ impl ProcessDetector<'_> {
         let dir = private.path();
         let plan_host = dir.join("plan.toml");
         fs::write(&plan_host, "")?;
-        self.sandbox.hand_over(&dir)?;
+        self.sandbox.hand_over(dir)?;
         let mounts = vec![
             Mount::ro(self.app_dir, "/workspace"),
             Mount::private(self.platform.path()?, PLATFORM_TARGET),

@@ -12,6 +12,7 @@
 //! hands the exporter the app as the buildpacks left it and every buildpack's layers.
 
 use std::collections::HashMap;
+use std::os::unix::fs::DirBuilderExt;
 use std::sync::{Arc, Mutex};
 
 use petgraph::graph::NodeIndex;
@@ -164,10 +165,15 @@ impl Context<'_> {
             });
         };
         if !*copied {
-            std::fs::create_dir_all(run.req.workspace).map_err(|source| BuildError::Io {
-                path: run.req.workspace.to_owned(),
-                source,
-            })?;
+            // The copy may hold the app's secrets: private, like the scratch it is in.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(crate::scratch::DIR_MODE)
+                .create(run.req.workspace)
+                .map_err(|source| BuildError::Io {
+                    path: run.req.workspace.to_owned(),
+                    source,
+                })?;
             copy_app(run.req.source, run.req.workspace, run.include, run.exclude)?;
             run.req.sandbox.hand_over(run.req.workspace)?;
             *copied = true;

@@ -9,6 +9,7 @@
 //! their results over a channel to the coordinator, which alone updates the queue and emits
 //! events, so progress is reported from one place.
 //!
+//! When the process is being stopped ([`crate::scratch::stopping`]), no new task starts.
 //! On a failure, without `keep_going` no new task starts and the tasks in flight finish;
 //! with it, every task downstream of the failure is skipped and everything else still runs.
 
@@ -140,7 +141,8 @@ fn drive<N, T: Clone, E>(
 ) {
     let mut running = 0usize;
     loop {
-        while !queue.stopping && running < jobs {
+        // A process being stopped by a signal starts nothing more (see `crate::scratch`).
+        while !queue.stopping && !crate::scratch::stopping() && running < jobs {
             let Some(node) = queue.pop_ready() else { break };
             if let Some(value) = probe(node, done) {
                 on_event(ExecEvent::Cached(node));

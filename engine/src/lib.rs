@@ -15,6 +15,7 @@ pub mod layer_task;
 pub mod layers;
 pub mod platform;
 pub mod sandbox;
+pub mod scratch;
 pub mod store;
 pub mod untrusted;
 pub mod workspace;

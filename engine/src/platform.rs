@@ -1,11 +1,14 @@
 //! The platform side of the CNB contract: the platform directory, the target a build is for,
 //! and the base environment buildpack processes start from.
 
-use std::io;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use crate::sandbox::DEFAULT_PATH;
+use crate::scratch::{DIR_MODE, FILE_MODE};
 
 /// The target an image is built for, passed to buildpacks as `CNB_TARGET_*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +69,8 @@ pub fn oci_arch(rust_arch: &str) -> &str {
 }
 
 /// The platform directory buildpacks read: `env/<NAME>` holds each user env variable. It is
-/// written when a process first needs it, so a build that runs nothing writes nothing.
+/// written when a process first needs it, so a build that runs nothing writes nothing. The
+/// values are often secrets: the directories are 0700 and the files 0600.
 #[derive(Debug)]
 pub struct PlatformDir {
     /// The directory on the host.
@@ -101,14 +105,9 @@ impl PlatformDir {
     /// # Errors
     /// The directory or a file cannot be written (the same error on every call).
     pub fn path(&self) -> io::Result<&Path> {
-        let written = self.written.get_or_init(|| {
-            let env_dir = self.dir.join("env");
-            std::fs::create_dir_all(&env_dir).map_err(|e| e.to_string())?;
-            for (name, value) in &self.env {
-                std::fs::write(env_dir.join(name), value).map_err(|e| e.to_string())?;
-            }
-            Ok(())
-        });
+        let written = self
+            .written
+            .get_or_init(|| write_env(&self.dir, &self.env).map_err(|e| e.to_string()));
         match written {
             Ok(()) => Ok(&self.dir),
             Err(message) => Err(io::Error::other(format!(
@@ -117,6 +116,31 @@ impl PlatformDir {
             ))),
         }
     }
+}
+
+/// Writes `dir/env/<NAME>` (0600) for each variable, in directories made 0700.
+fn write_env(dir: &Path, env: &[(String, String)]) -> io::Result<()> {
+    let env_dir = dir.join("env");
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(&env_dir)?;
+    // A directory that already existed keeps its mode otherwise.
+    for d in [dir, &env_dir] {
+        fs::set_permissions(d, fs::Permissions::from_mode(DIR_MODE))?;
+    }
+    for (name, value) in env {
+        let path = env_dir.join(name);
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE)
+            .open(&path)?;
+        file.set_permissions(fs::Permissions::from_mode(FILE_MODE))?;
+        file.write_all(value.as_bytes())?;
+    }
+    Ok(())
 }
 
 /// The env every buildpack process starts from: the fixed `PATH` and `HOME`, then the
@@ -152,4 +176,24 @@ pub fn base_env(
         env.extend(platform.env.iter().cloned());
     }
     env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn env_values_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let platform_dir = dir.path().join("platform");
+        let env = [("API_TOKEN".to_owned(), "secret".to_owned())];
+        let platform = PlatformDir::create(&platform_dir, &env).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().mode() & 0o777;
+        assert_eq!(mode(platform.path().unwrap()), 0o700);
+        assert_eq!(mode(&platform_dir.join("env")), 0o700);
+        let value = platform_dir.join("env/API_TOKEN");
+        assert_eq!(mode(&value), 0o600);
+        assert_eq!(fs::read_to_string(value).unwrap(), "secret");
+    }
 }

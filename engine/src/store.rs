@@ -28,8 +28,9 @@
 //! `tmp/`, fsynced and renamed into place, and rename is atomic. An action is written last,
 //! after every blob it names is in place and the blob directory is fsynced, so no crash (a
 //! SIGKILL at any point, or a power loss) leaves an action pointing at a blob that is not
-//! there. What a killed writer leaves is a file in `tmp/`: harmless, removed by
-//! [`Store::gc`], and by [`Store::open`] once it is a day old.
+//! there. What a killed writer leaves is a file in `tmp/`: harmless, named and locked by its
+//! owner (see [`crate::scratch`]), and removed by [`Store::gc`] and by the next
+//! [`Store::open`] once its owner is gone. A SIGINT or SIGTERM removes it at once.
 //!
 //! # Verification
 //!
@@ -83,6 +84,7 @@ use files::{
 use format::{Format, move_aside, open_lock, read_format, write_marker};
 
 use crate::hashing::HashingWriter;
+use crate::scratch::{self, ScratchDir, TempHome};
 
 pub use gc::{GcReport, Removed};
 pub use scan::StoreStats;
@@ -222,13 +224,15 @@ pub struct Store {
     verified: Mutex<HashSet<String>>,
     /// Digests of blobs this handle deleted because they failed verification.
     removed: Mutex<Vec<String>>,
+    /// Makes a signal remove this process's temp files in `tmp/`.
+    _home: TempHome,
     _lock: File,
 }
 
 impl Store {
     /// Opens the store in `dir`, creating it if needed, and takes the shared lock (waiting
     /// while a `gc` holds it). A store of another format version is moved aside and the store
-    /// starts empty. Temp files older than a day, left by killed processes, are removed.
+    /// starts empty. Temp files of killed processes, and any older than a day, are removed.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         fs::create_dir_all(dir).map_err(io_err("create the store", dir))?;
         let lock_path = dir.join(LOCK);
@@ -276,7 +280,9 @@ impl Store {
             write_file(&tmp, &layout, OCI_LAYOUT, 0o644)?;
         }
         remove_old_temps(&tmp);
+        scratch::remove_stale_any(&tmp);
         Ok(Store {
+            _home: TempHome::new(&tmp),
             root: dir.to_path_buf(),
             tmp,
             blobs,
@@ -291,20 +297,19 @@ impl Store {
         &self.root
     }
 
-    /// A directory for files on their way into the store, on the store's filesystem: write a
-    /// layer there (`LayerBuilder::finish(compression, store.tmp_dir())`), then
-    /// [`adopt_blob`](Self::adopt_blob) it. Two writers of one layer may meet there (same
-    /// name, same bytes): `adopt_blob` accepts a file the other has already moved in. A
-    /// private [`temp_dir`](Self::temp_dir) keeps a task's scratch files apart instead.
+    /// A directory for files on their way into the store, on the store's filesystem. Write a
+    /// layer into a private [`temp_dir`](Self::temp_dir) in it
+    /// (`LayerBuilder::finish(compression, temp.path())`), then
+    /// [`adopt_blob`](Self::adopt_blob) it: there a signal removes it with the directory, and
+    /// two writers of one layer (same name, same bytes) do not meet.
     pub fn tmp_dir(&self) -> &Path {
         &self.tmp
     }
 
-    /// A fresh private directory under [`tmp_dir`](Self::tmp_dir), removed when dropped.
-    pub fn temp_dir(&self) -> Result<tempfile::TempDir, StoreError> {
-        tempfile::Builder::new()
-            .prefix("dir-")
-            .tempdir_in(&self.tmp)
+    /// A fresh private directory (0700) under [`tmp_dir`](Self::tmp_dir), removed when
+    /// dropped or when the process is stopped (see [`crate::scratch`]).
+    pub fn temp_dir(&self) -> Result<ScratchDir, StoreError> {
+        ScratchDir::create(&self.tmp, "dir-")
             .map_err(io_err("create a temp directory in", &self.tmp))
     }
 
@@ -562,9 +567,7 @@ impl Store {
     }
 
     fn temp_file(&self) -> Result<tempfile::NamedTempFile, StoreError> {
-        tempfile::Builder::new()
-            .prefix("blob-")
-            .tempfile_in(&self.tmp)
+        scratch::temp_file_in(&self.tmp, "blob-")
             .map_err(io_err("create a temp file in", &self.tmp))
     }
 
@@ -773,5 +776,38 @@ mod tests {
         assert_eq!(parse_action(&text, &key(2)), None);
         assert_eq!(parse_action(b"{\"key\":", &key(1)), None);
         assert_eq!(parse_action(b"[]", &key(1)), None);
+    }
+
+    #[test]
+    fn opening_removes_temps_of_dead_writers_only() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let tmp = store.tmp_dir().to_owned();
+        // What a SIGKILLed build left (a pid past the kernel's limit is never alive).
+        let dead_file = tmp.join("blob-4194305.1.abcdefgh");
+        std::fs::write(&dead_file, "half a layer").unwrap();
+        let dead_dir = tmp.join("dir-4194305.1.ijklmnop");
+        std::fs::create_dir(&dead_dir).unwrap();
+        std::fs::write(dead_dir.join("f"), "x").unwrap();
+        // What a live writer holds.
+        let live = store.temp_file().unwrap();
+        let live_dir = store.temp_dir().unwrap();
+        assert_eq!(live.as_file().metadata().unwrap().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(live_dir.path()).unwrap().mode() & 0o777,
+            0o700
+        );
+
+        let again = Store::open(dir.path()).unwrap();
+        assert!(
+            !dead_file.exists() && !dead_dir.exists(),
+            "a dead writer's temps go"
+        );
+        assert!(
+            live.path().exists() && live_dir.path().exists(),
+            "a live writer's stay"
+        );
+        drop((again, live, live_dir));
     }
 }

@@ -742,13 +742,13 @@ fn stalling_writer_child() {
         .unwrap();
 }
 
-#[test]
-fn a_writer_killed_mid_blob_leaves_no_partial_blob() {
-    let dir = tempfile::tempdir().unwrap();
-    let ready = dir.path().join("ready");
+/// Runs the stalling writer on the store in `dir` and SIGKILLs it mid-blob.
+fn kill_a_writer_mid_blob(dir: &Path) {
+    let ready = dir.join("ready");
+    let _ = fs::remove_file(&ready);
     let mut process = child(
         "stalling_writer_child",
-        &dir.path().join("store"),
+        &dir.join("store"),
         &[("STRATA_STORE_TEST_READY", ready.to_str().unwrap())],
     )
     .spawn()
@@ -756,18 +756,29 @@ fn a_writer_killed_mid_blob_leaves_no_partial_blob() {
     wait_ready(&mut process, &ready);
     process.kill().unwrap();
     process.wait().unwrap();
-
-    let root = dir.path().join("store");
+    let root = dir.join("store");
     assert!(files_in(&root.join("blobs/sha256")).is_empty());
-    let store = Store::open(&root).unwrap();
-    let stats = store.stats().unwrap();
-    assert_eq!((stats.blobs, stats.leftovers), (0, 1));
-    assert!(stats.leftover_bytes >= 8 * 1024 * 1024);
-    assert!(store.verify(false).unwrap().is_clean());
-    drop(store);
+    let temps = files_in(&root.join("tmp"));
+    assert_eq!(temps.len(), 1, "the killed writer's temp file");
+    assert!(fs::metadata(&temps[0]).unwrap().len() >= 8 * 1024 * 1024);
+}
+
+#[test]
+fn a_writer_killed_mid_blob_leaves_no_partial_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    kill_a_writer_mid_blob(dir.path());
     let report = Store::gc(&root, u64::MAX).unwrap();
     assert_eq!(report.leftovers.count, 1);
     assert!(files_in(&root.join("tmp")).is_empty());
+
+    // The next user of the store removes it too: its writer is gone.
+    kill_a_writer_mid_blob(dir.path());
+    let store = Store::open(&root).unwrap();
+    assert!(files_in(&root.join("tmp")).is_empty());
+    let stats = store.stats().unwrap();
+    assert_eq!((stats.blobs, stats.leftovers), (0, 0));
+    assert!(store.verify(false).unwrap().is_clean());
 }
 
 #[test]

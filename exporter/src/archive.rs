@@ -470,9 +470,7 @@ impl LayerBuilder {
             dir: blob_dir.to_path_buf(),
             source,
         };
-        let (file, temp_path) = tempfile::Builder::new()
-            .prefix(".layer-")
-            .tempfile_in(blob_dir)
+        let (file, temp_path) = strata_engine::scratch::temp_file_in(blob_dir, ".layer-")
             .map_err(write_err)?
             .into_parts();
         let out = BufWriter::with_capacity(WRITE_BUFFER, file);

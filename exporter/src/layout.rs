@@ -53,7 +53,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
-use tempfile::TempDir;
+use strata_engine::scratch::{self, ScratchDir, TempHome};
 
 use strata_engine::hashing::HashingWriter;
 
@@ -567,6 +567,11 @@ pub struct MovedTag {
 
 /// Blobs and metadata being prepared for one commit into a layout. Dropping it without
 /// [`Staging::commit`] removes everything it wrote and leaves the layout untouched.
+///
+/// The staging directory, `.<layout name>.staging-<owner>` beside the layout, is private
+/// (0700), and so are the temp files a commit writes in the layout: a signal removes them,
+/// and the next commit to the layout removes those a killed process left (see
+/// [`strata_engine::scratch`]).
 #[derive(Debug)]
 pub struct Staging {
     layout_dir: PathBuf,
@@ -575,7 +580,17 @@ pub struct Staging {
     /// instead of staging its own copy: the commit verifies them again under the lock.
     reused: Mutex<HashSet<String>>,
     // Deletes the staging directory, with whatever is still in it, when the staging goes away.
-    _temp: TempDir,
+    _temp: ScratchDir,
+    // Where a commit writes temp files: the layout and its blob directory.
+    _homes: [TempHome; 2],
+}
+
+/// What the names of temp files in a layout start with.
+const TEMP_PREFIX: &str = ".tmp-";
+
+/// What the names of a layout's staging directories start with.
+fn staging_prefix(layout_name: &std::ffi::OsStr) -> String {
+    format!(".{}.staging-", layout_name.to_string_lossy())
 }
 
 /// The directory a layout is in (`.` for a bare name).
@@ -601,13 +616,15 @@ impl Staging {
             })?;
         let parent = parent_of(layout_dir);
         fs::create_dir_all(parent).map_err(|e| io_err("cannot create", parent, e))?;
-        let temp = tempfile::Builder::new()
-            .prefix(&format!(".{}.staging-", name.to_string_lossy()))
-            .tempdir_in(parent)
+        let temp = ScratchDir::create(parent, &staging_prefix(name))
             .map_err(|e| io_err("cannot create a staging directory in", parent, e))?;
         let blob_dir = temp.path().join("blobs");
         fs::create_dir(&blob_dir).map_err(|e| io_err("cannot create", &blob_dir, e))?;
         Ok(Staging {
+            _homes: [
+                TempHome::new(layout_dir),
+                TempHome::new(&layout_dir.join("blobs").join("sha256")),
+            ],
             layout_dir: layout_dir.to_path_buf(),
             blob_dir,
             reused: Mutex::new(HashSet::new()),
@@ -709,9 +726,7 @@ impl Staging {
             }
             return Ok(());
         }
-        let mut temp = tempfile::Builder::new()
-            .prefix(".copy-")
-            .tempfile_in(&self.blob_dir)
+        let mut temp = scratch::temp_file_in(&self.blob_dir, TEMP_PREFIX)
             .map_err(|e| io_err("cannot create a temp file in", &self.blob_dir, e))?;
         let mut hashing = HashingWriter::new(temp.as_file_mut());
         io::copy(&mut input, &mut hashing).map_err(|e| io_err("cannot copy blob", src, e))?;
@@ -775,6 +790,7 @@ impl Staging {
             }
         }
         let _lock = self.lock_parent()?;
+        self.remove_stale();
         // index.json as it is now, under the lock: what the compare-and-swap compares with.
         let existing = self.existing_layout()?;
         let mut moved = Vec::new();
@@ -864,7 +880,19 @@ impl Staging {
         Ok(moved)
     }
 
-    /// The layout already at the target, `None` for a missing or empty directory.
+    /// Removes what killed processes left of their commits to this layout: staging
+    /// directories beside it and temp files in it. Under the layout lock, so that no
+    /// commit is between moving a file in and renaming it.
+    fn remove_stale(&self) {
+        let dir = &self.layout_dir;
+        if let Some(name) = dir.file_name() {
+            scratch::remove_stale(parent_of(dir), &staging_prefix(name));
+        }
+        for home in [dir.clone(), dir.join("blobs").join("sha256")] {
+            scratch::remove_stale(&home, TEMP_PREFIX);
+        }
+    }
+
     /// An exclusive lock on the directory the layout is in, released when dropped.
     fn lock_parent(&self) -> Result<File, LayoutError> {
         let parent = parent_of(&self.layout_dir);
@@ -873,6 +901,7 @@ impl Staging {
         Ok(dir)
     }
 
+    /// The layout already at the target, `None` for a missing or empty directory.
     fn existing_layout(&self) -> Result<Option<Layout>, LayoutError> {
         let dir = &self.layout_dir;
         let mut entries = match fs::read_dir(dir) {
@@ -1081,9 +1110,7 @@ fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut temp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
+    let mut temp = scratch::temp_file_in(dir, TEMP_PREFIX)
         .map_err(|e| io_err("cannot create a temp file in", dir, e))?;
     temp.write_all(bytes)
         .map_err(|e| io_err("cannot write", dest, e))?;
@@ -1100,9 +1127,7 @@ fn move_file(src: &Path, dest: &Path) -> Result<(), LayoutError> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
             let dir = dest.parent().unwrap_or(Path::new("."));
-            let mut temp = tempfile::Builder::new()
-                .prefix(".tmp-")
-                .tempfile_in(dir)
+            let mut temp = scratch::temp_file_in(dir, TEMP_PREFIX)
                 .map_err(|e| io_err("cannot create a temp file in", dir, e))?;
             let mut input = File::open(src).map_err(|e| io_err("cannot read", src, e))?;
             io::copy(&mut input, temp.as_file_mut())
@@ -1202,6 +1227,43 @@ mod tests {
                 layout.read_blob(&manifest.layers()[0]).unwrap(),
                 format!("layer {i}").as_bytes()
             );
+        }
+    }
+
+    #[test]
+    fn a_commit_removes_what_killed_commits_left_and_keeps_live_stagings() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let layout_dir = dir.path().join("layout");
+        let first = Staging::new(&layout_dir).unwrap();
+        let manifest = manifest_with(&first, b"one");
+        first.commit(&[("one".to_owned(), manifest)]).unwrap();
+        // What a SIGKILLed commit left (a pid past the kernel's limit is never alive): its
+        // staging directory beside the layout, temp files in the layout and its blobs.
+        let dead_staging = dir.path().join(".layout.staging-4194305.1.abcdefgh");
+        fs::create_dir_all(dead_staging.join("blobs")).unwrap();
+        fs::write(dead_staging.join("blobs").join("f"), "half a layer").unwrap();
+        let dead_index = layout_dir.join(".tmp-4194305.1.ijklmnop");
+        fs::write(&dead_index, "{").unwrap();
+        let dead_blob = layout_dir.join("blobs/sha256/.tmp-4194305.1.qrstuvwx");
+        fs::write(&dead_blob, "half").unwrap();
+        // A build still staging for the same layout.
+        let live = Staging::new(&layout_dir).unwrap();
+        let live_dir = live.blob_dir().parent().unwrap().to_owned();
+
+        let second = Staging::new(&layout_dir).unwrap();
+        let manifest = manifest_with(&second, b"two");
+        second.commit(&[("two".to_owned(), manifest)]).unwrap();
+        for dead in [&dead_staging, &dead_index, &dead_blob] {
+            assert!(!dead.exists(), "{} is removed", dead.display());
+        }
+        assert!(live_dir.exists(), "a live staging stays");
+        assert_eq!(fs::metadata(&live_dir).unwrap().mode() & 0o777, 0o700);
+        let manifest = manifest_with(&live, b"three");
+        live.commit(&[("three".to_owned(), manifest)]).unwrap();
+        let layout = Layout::open(&layout_dir).unwrap();
+        for tag in ["one", "two", "three"] {
+            layout.resolve(tag).unwrap();
         }
     }
 

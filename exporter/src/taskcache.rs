@@ -168,8 +168,11 @@ impl<'a> StoreCache<'a> {
             None => builder.add_dir_tree(dir, image_path),
         }
         .map_err(cache_err)?;
+        // A private directory, not the shared `tmp/`: the finished blob waits there for
+        // adoption under its digest's name, and a signal must know it is this process's.
+        let scratch = self.store.temp_dir().map_err(cache_err)?;
         let blob = builder
-            .finish(compression, self.store.tmp_dir())
+            .finish(compression, scratch.path())
             .map_err(cache_err)?;
         let stored = self
             .store

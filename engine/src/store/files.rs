@@ -110,9 +110,7 @@ pub(super) fn write_file(
     bytes: &[u8],
     mode: u32,
 ) -> Result<(), StoreError> {
-    let mut temp = tempfile::Builder::new()
-        .prefix("file-")
-        .tempfile_in(tmp_dir)
+    let mut temp = crate::scratch::temp_file_in(tmp_dir, "file-")
         .map_err(io_err("create a temp file in", tmp_dir))?;
     temp.write_all(bytes).map_err(io_err("write", dest))?;
     persist(temp, dest, mode)
