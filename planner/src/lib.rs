@@ -23,6 +23,7 @@ mod records;
 mod registry;
 pub mod sources;
 pub mod statcache;
+mod target;
 mod workspace;
 
 pub use builder::{Builder, BuilderError};
@@ -41,4 +42,5 @@ pub use records::Records;
 pub use registry::{Registry, RegistryError, compare_versions};
 pub use sources::{HashStats, ScanOptions, SourceError, SourceFile, SourceTree, glob_set, scan};
 pub use statcache::{StatCache, StatCacheStatus, stat_cache_path};
+pub use target::{TargetEnv, UnbuildableTarget, oci_arch};
 pub use workspace::{ServiceSpec, WORKSPACE_FILE, Workspace, WorkspaceError};
