@@ -14,3 +14,4 @@ pub mod rebase;
 pub mod reference;
 pub mod runimage;
 pub mod taskcache;
+pub mod unpack;

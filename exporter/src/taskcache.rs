@@ -271,15 +271,7 @@ fn extract(blob: &StoredBlob, dir: &Path) -> Result<(), BuildError> {
         source,
     };
     let file = BufReader::new(File::open(&blob.path).map_err(io)?);
-    let reader: Box<dyn std::io::Read> = if blob.gzip {
-        Box::new(flate2::read::GzDecoder::new(file))
-    } else {
-        Box::new(file)
-    };
-    let mut archive = tar::Archive::new(reader);
-    archive.set_preserve_permissions(true);
-    archive.set_overwrite(true);
-    archive.unpack(dir).map_err(io)
+    crate::unpack::unpack_tar(file, blob.gzip, dir).map_err(io)
 }
 
 /// What [`StoreCache::ensure`] does once: a task's layers, and an opaque buildpack's app
