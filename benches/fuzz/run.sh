@@ -23,6 +23,11 @@ else
   fuzz=(cargo fuzz)
 fi
 
+# The scratch corpora and what the targets write (layouts, unpacked tars) go here.
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export TMPDIR=$work
+
 targets=("$@")
 ((${#targets[@]})) || mapfile -t targets < <("${fuzz[@]}" list)
 host=$(rustc -vV | sed -n 's/^host: //p')

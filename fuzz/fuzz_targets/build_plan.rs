@@ -5,7 +5,9 @@ use libfuzzer_sys::fuzz_target;
 use strata_planner::BuildPlan;
 
 fuzz_target!(|data: &[u8]| {
-    let Some(text) = strata_fuzz::text(data) else { return };
+    let Some(text) = strata_fuzz::text(data) else {
+        return;
+    };
     if let Err(e) = BuildPlan::parse(text) {
         strata_fuzz::render_chain(&e);
     }

@@ -5,7 +5,9 @@ use libfuzzer_sys::fuzz_target;
 use strata_engine::env::parse_env_file_name;
 
 fuzz_target!(|data: &[u8]| {
-    let Some(name) = strata_fuzz::text(data) else { return };
+    let Some(name) = strata_fuzz::text(data) else {
+        return;
+    };
     match parse_env_file_name(name) {
         Ok(Some(parsed)) => assert!(!parsed.name.is_empty() && !parsed.name.contains('=')),
         Ok(None) => {}

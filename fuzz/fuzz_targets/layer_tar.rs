@@ -26,7 +26,12 @@ fuzz_target!(|data: &[u8]| {
     let mut links = HashMap::new();
     count_links(&dst, &mut links);
     for (inode, (nlink, seen)) in links {
-        assert_eq!(nlink, seen, "inode {inode} has links outside {}", dst.display());
+        assert_eq!(
+            nlink,
+            seen,
+            "inode {inode} has links outside {}",
+            dst.display()
+        );
     }
 });
 
@@ -34,10 +39,14 @@ fuzz_target!(|data: &[u8]| {
 /// of its names are under `dir`.
 fn count_links(dir: &Path, links: &mut HashMap<u64, (u64, u64)>) {
     // A directory the tar made unreadable (mode 000) is skipped when not fuzzing as root.
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
-        let Ok(meta) = fs::symlink_metadata(&path) else { continue };
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue;
+        };
         if meta.is_dir() {
             count_links(&path, links);
         } else if meta.is_file() {

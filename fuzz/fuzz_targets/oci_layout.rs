@@ -46,7 +46,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(layout) = Layout::open(&dir) {
         let _ = layout.tags();
     }
-    let reference = ImageRef::OciLayout { dir, tag: "fuzz".to_owned() };
+    let reference = ImageRef::OciLayout {
+        dir,
+        tag: "fuzz".to_owned(),
+    };
     match RunImage::load(&reference) {
         Ok(image) => {
             let _ = image.cnb_user();

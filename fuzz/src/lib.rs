@@ -23,17 +23,16 @@ pub fn render_chain(err: &dyn std::error::Error) {
     }
 }
 
-/// A directory private to this fuzzing process, removed when it ends normally (libFuzzer
-/// exits without running destructors, so it lives under the system temp dir).
+/// A directory private to this fuzzing process, under the system temp dir. It is kept, since
+/// libFuzzer exits without running destructors: run.sh removes what its targets leave.
 pub fn scratch() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = tempfile::Builder::new()
+        tempfile::Builder::new()
             .prefix("strata-fuzz-")
             .tempdir()
             .map(tempfile::TempDir::keep)
-            .unwrap_or_else(|e| panic!("cannot create a scratch directory: {e}"));
-        dir
+            .unwrap_or_else(|e| panic!("cannot create a scratch directory: {e}"))
     })
 }
 
