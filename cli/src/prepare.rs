@@ -84,17 +84,7 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
         None => e,
     };
 
-    // A missing run image is bad input: find out before any buildpack runs.
-    let mut run_images: HashMap<ImageRef, Arc<RunImage>> = HashMap::new();
-    for service in &config.services {
-        if let RunImageSource::Image { reference, .. } = &service.run_image
-            && !run_images.contains_key(reference)
-        {
-            let image =
-                RunImage::load(reference).map_err(|e| in_service(&service.name, e.into()))?;
-            run_images.insert(reference.clone(), Arc::new(image));
-        }
-    }
+    let run_images = load_run_images(config, &in_service)?;
     let mut hashing = HashStats::default();
     let mut dir_digests: HashMap<PathBuf, TaskKey> = HashMap::new();
     for service in &config.services {
@@ -152,7 +142,7 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
             buildpack_digests: &prepared.digests,
             env: &service.env,
             build_image: &service.build_image,
-            target: &target_name(&prepared.target),
+            target: &prepared.target.key(),
             export: &detected.export,
         })
         .map_err(|e| in_service(&service.name, e.into()))?;
@@ -192,9 +182,24 @@ fn new_scratch() -> Result<ScratchDir, CliError> {
     })
 }
 
-/// `os/arch`.
-fn target_name(target: &TargetEnv) -> String {
-    format!("{}/{}", target.os, target.arch)
+/// Loads each run image the services name, once. A missing run image, or one for a platform
+/// this host cannot build for, is bad input: found out here, before any buildpack runs.
+fn load_run_images(
+    config: &InputConfig,
+    in_service: &dyn Fn(&str, CliError) -> CliError,
+) -> Result<HashMap<ImageRef, Arc<RunImage>>, CliError> {
+    let mut run_images = HashMap::new();
+    for service in &config.services {
+        if let RunImageSource::Image { reference, .. } = &service.run_image
+            && !run_images.contains_key(reference)
+        {
+            let image = RunImage::load(reference)
+                .and_then(|image| image.target().map(|_| image))
+                .map_err(|e| in_service(&service.name, e.into()))?;
+            run_images.insert(reference.clone(), Arc::new(image));
+        }
+    }
+    Ok(run_images)
 }
 
 /// Hashes one service's app and detects its group.
@@ -208,11 +213,7 @@ fn detect_service(
 ) -> Result<Detected, CliError> {
     let platform = PlatformDir::new(&scratch.join("platform"), &service.env);
     let target = match &run_image {
-        Some((image, _)) => TargetEnv {
-            os: image.os().to_string(),
-            arch: image.arch().to_string(),
-            ..TargetEnv::host()
-        },
+        Some((image, _)) => image.target()?,
         None => TargetEnv::host(),
     };
     let (run_image, run_image_name) = match run_image {
@@ -247,10 +248,10 @@ fn detect_service(
         &cache,
         &app,
         &service.env,
-        &target_name(&target),
+        &target.key(),
         &digests,
     );
-    let group = resolve(&service.order, &service.registry, &detector)?;
+    let group = resolve(&service.order, &service.registry, &target, &detector)?;
     let detect_cached = detector.hits.load(Ordering::Relaxed);
     let detect_ran = process.spawned.load(Ordering::Relaxed) as u64;
     Ok(Detected {

@@ -267,26 +267,16 @@ pub fn read_env_dir(dir: &Path) -> Result<Vec<EnvModification>, EnvError> {
 
     let mut mods = Vec::new();
     for file in &files {
-        let (name, suffix) = match file.split_once('.') {
-            Some((name, suffix)) => (name, Some(suffix)),
-            None => (file.as_str(), None),
-        };
-        let (action, default_delim) = match suffix {
-            None | Some("override") => (EnvAction::Override, None),
-            Some("default") => (EnvAction::Default, None),
-            Some("append") => (EnvAction::Append, None),
-            Some("prepend") => (EnvAction::Prepend, None),
-            Some("") => (EnvAction::Prepend, Some(":")),
-            // `.delim` and anything the spec does not define.
-            Some(_) => continue,
-        };
         let path = dir.join(file);
-        if name.is_empty() || name.contains('=') {
-            return Err(EnvError::InvalidName {
-                path,
-                name: name.to_owned(),
-            });
-        }
+        let EnvFileName {
+            name,
+            action,
+            default_delim,
+        } = match parse_env_file_name(file) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => continue,
+            Err(InvalidEnvName(name)) => return Err(EnvError::InvalidName { path, name }),
+        };
         let value = read_value(&path)?;
         let delim = match action {
             EnvAction::Append | EnvAction::Prepend => {
@@ -302,6 +292,53 @@ pub fn read_env_dir(dir: &Path) -> Result<Vec<EnvModification>, EnvError> {
         });
     }
     Ok(mods)
+}
+
+/// What an env file's name says: the variable it sets and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvFileName<'a> {
+    /// The variable: the name up to the first `.`.
+    pub name: &'a str,
+    /// What the suffix asks for.
+    pub action: EnvAction,
+    /// The delimiter when the file gives none (`NAME.` prepends with `:`, as the lifecycle
+    /// does for path lists).
+    pub default_delim: Option<&'static str>,
+}
+
+/// An env file name gives an empty variable name or one containing `=`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a valid environment variable name")]
+pub struct InvalidEnvName(pub String);
+
+/// Reads an env file's name by the CNB rules: `NAME`, `NAME.override`, `NAME.default`,
+/// `NAME.append`, `NAME.prepend`; `Ok(None)` for a file that sets nothing (`NAME.delim` and
+/// suffixes CNB does not define).
+///
+/// # Errors
+/// [`InvalidEnvName`] when the variable name is empty or holds `=`.
+pub fn parse_env_file_name(file: &str) -> Result<Option<EnvFileName<'_>>, InvalidEnvName> {
+    let (name, suffix) = match file.split_once('.') {
+        Some((name, suffix)) => (name, Some(suffix)),
+        None => (file, None),
+    };
+    let (action, default_delim) = match suffix {
+        None | Some("override") => (EnvAction::Override, None),
+        Some("default") => (EnvAction::Default, None),
+        Some("append") => (EnvAction::Append, None),
+        Some("prepend") => (EnvAction::Prepend, None),
+        Some("") => (EnvAction::Prepend, Some(":")),
+        // `.delim` and anything the spec does not define.
+        Some(_) => return Ok(None),
+    };
+    if name.is_empty() || name.contains('=') {
+        return Err(InvalidEnvName(name.to_owned()));
+    }
+    Ok(Some(EnvFileName {
+        name,
+        action,
+        default_delim,
+    }))
 }
 
 fn read_value(path: &Path) -> Result<String, EnvError> {

@@ -429,7 +429,7 @@ pub fn read_layers_dir(
                 path,
             });
         }
-        let (types, metadata) = reader.layer_toml(&path)?;
+        let (types, metadata) = reader.layer_toml(&path, &reader.read(&path)?)?;
         let dir = layers_dir.join(name);
         if listing.dirs.contains(name) {
             crate::env::check_env_files(&dir).map_err(|source| LayerError::Env {
@@ -455,20 +455,24 @@ pub fn read_layers_dir(
         });
     }
 
-    let launch = if listing.tomls.contains("launch") {
-        reader.launch_toml(&layers_dir.join("launch.toml"))?
-    } else {
-        LaunchToml::default()
+    let metadata_file = |name: &str| -> Result<Option<MetadataToml>, LayerError> {
+        if !listing.tomls.contains(name) {
+            return Ok(None);
+        }
+        let path = layers_dir.join(format!("{name}.toml"));
+        reader.metadata_toml(&path, &reader.read(&path)?).map(Some)
     };
-    let unmet = if listing.tomls.contains("build") {
-        reader.build_toml(&layers_dir.join("build.toml"))?
-    } else {
-        Vec::new()
+    let launch = match metadata_file("launch")? {
+        Some(MetadataToml::Launch(launch)) => launch,
+        _ => LaunchToml::default(),
     };
-    let store = if listing.tomls.contains("store") {
-        Some(reader.store_toml(&layers_dir.join("store.toml"))?)
-    } else {
-        None
+    let unmet = match metadata_file("build")? {
+        Some(MetadataToml::Build(unmet)) => unmet,
+        _ => Vec::new(),
+    };
+    let store = match metadata_file("store")? {
+        Some(MetadataToml::Store(store)) => Some(store),
+        _ => None,
     };
     let layer_names: BTreeSet<&str> = layers.iter().map(|l| l.name.as_str()).collect();
     let sbom = reader.sbom_files(&listing.sboms, &layer_names, sbom_formats)?;
@@ -480,6 +484,44 @@ pub fn read_layers_dir(
         store,
         sbom,
     })
+}
+
+/// One of the TOML files a buildpack leaves in its layers directory, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetadataToml {
+    /// `<layer>.toml`: the layer's types and `[metadata]`.
+    Layer(LayerTypes, toml::Table),
+    /// `launch.toml`.
+    Launch(LaunchToml),
+    /// `build.toml`: the names of its `[[unmet]]` entries.
+    Build(Vec<String>),
+    /// `store.toml`: its `[metadata]`.
+    Store(toml::Table),
+}
+
+/// Parses and validates `text`, the contents of the metadata file `path` that buildpack
+/// `buildpack_id` (of Buildpack API `api`) wrote: `launch.toml`, `build.toml` or
+/// `store.toml` by its name, else a `<layer>.toml`. [`read_layers_dir`] reads each file
+/// this way.
+///
+/// # Errors
+/// [`LayerError::InvalidApi`], or [`LayerError::Toml`] for malformed or invalid TOML.
+pub fn parse_metadata_toml(
+    path: &Path,
+    text: &str,
+    buildpack_id: &str,
+    api: &str,
+) -> Result<MetadataToml, LayerError> {
+    let api = Api::parse(api).ok_or_else(|| LayerError::InvalidApi {
+        buildpack: buildpack_id.to_owned(),
+        api: api.to_owned(),
+    })?;
+    let reader = Reader {
+        dir: path.parent().unwrap_or(Path::new("")),
+        buildpack: buildpack_id,
+        api,
+    };
+    reader.metadata_toml(path, text)
 }
 
 /// The top level of a layers directory, names sorted.
@@ -638,27 +680,38 @@ impl Reader<'_> {
         LayerError::toml(self.buildpack, path, text, Some(span), message.into())
     }
 
-    /// Reads `path` and deserializes it, reporting TOML errors with their line.
+    /// The text of the metadata file `path`: never through a link, never more than
+    /// [`METADATA_LIMIT`].
+    fn read(&self, path: &Path) -> Result<String, LayerError> {
+        untrusted::read_to_string(path, METADATA_LIMIT).map_err(|e| self.untrusted(e))
+    }
+
+    /// Parses `text` of `path` as the metadata file its name says.
+    fn metadata_toml(&self, path: &Path, text: &str) -> Result<MetadataToml, LayerError> {
+        Ok(match path.file_name().and_then(|n| n.to_str()) {
+            Some("launch.toml") => MetadataToml::Launch(self.launch_toml(path, text)?),
+            Some("build.toml") => MetadataToml::Build(self.build_toml(path, text)?),
+            Some("store.toml") => MetadataToml::Store(self.store_toml(path, text)?),
+            _ => {
+                let (types, metadata) = self.layer_toml(path, text)?;
+                MetadataToml::Layer(types, metadata)
+            }
+        })
+    }
+
+    /// Deserializes `text` of `path`, reporting TOML errors with their line.
     fn parse<T: serde::de::DeserializeOwned>(
         &self,
         path: &Path,
-    ) -> Result<(T, String), LayerError> {
-        let text =
-            untrusted::read_to_string(path, METADATA_LIMIT).map_err(|e| self.untrusted(e))?;
-        match toml::from_str(&text) {
-            Ok(value) => Ok((value, text)),
-            Err(e) => Err(LayerError::toml(
-                self.buildpack,
-                path,
-                &text,
-                e.span(),
-                e.message().to_owned(),
-            )),
-        }
+        text: &str,
+    ) -> Result<T, LayerError> {
+        toml::from_str(text).map_err(|e| {
+            LayerError::toml(self.buildpack, path, text, e.span(), e.message().to_owned())
+        })
     }
 
-    fn layer_toml(&self, path: &Path) -> Result<(LayerTypes, toml::Table), LayerError> {
-        let (raw, text): (RawLayerToml, _) = self.parse(path)?;
+    fn layer_toml(&self, path: &Path, text: &str) -> Result<(LayerTypes, toml::Table), LayerError> {
+        let raw: RawLayerToml = self.parse(path, text)?;
         let top_level = [
             ("launch", &raw.launch),
             ("build", &raw.build),
@@ -672,7 +725,7 @@ impl Reader<'_> {
                     Some((Some(on), _)) => *slot = on,
                     Some((None, span)) => {
                         let message = format!("`{key}` must be a boolean");
-                        return Err(self.invalid(path, &text, span, message));
+                        return Err(self.invalid(path, text, span, message));
                     }
                 }
             }
@@ -691,7 +744,7 @@ impl Reader<'_> {
                     "`{key}` belongs in the [types] table (top-level layer types are Buildpack API \
                      before 0.6)"
                 );
-                return Err(self.invalid(path, &text, value.span(), message));
+                return Err(self.invalid(path, text, value.span(), message));
             }
             raw.types.map_or_else(LayerTypes::default, |t| LayerTypes {
                 launch: t.launch,
@@ -702,9 +755,9 @@ impl Reader<'_> {
         Ok((types, raw.metadata))
     }
 
-    fn launch_toml(&self, path: &Path) -> Result<LaunchToml, LayerError> {
-        let (raw, text): (RawLaunchToml, _) = self.parse(path)?;
-        let error = |span, message: String| self.invalid(path, &text, span, message);
+    fn launch_toml(&self, path: &Path, text: &str) -> Result<LaunchToml, LayerError> {
+        let raw: RawLaunchToml = self.parse(path, text)?;
+        let error = |span, message: String| self.invalid(path, text, span, message);
         let mut types: HashMap<&str, Range<usize>> = HashMap::new();
         let mut default_process: Option<&str> = None;
         let mut processes = Vec::with_capacity(raw.processes.len());
@@ -724,7 +777,7 @@ impl Reader<'_> {
                     p.r#type.span(),
                     format!(
                         "process type `{ty}` is defined twice (first on line {})",
-                        line_of(&text, first.start)
+                        line_of(text, first.start)
                     ),
                 ));
             }
@@ -816,15 +869,15 @@ impl Reader<'_> {
         Ok((command, direct))
     }
 
-    fn build_toml(&self, path: &Path) -> Result<Vec<String>, LayerError> {
-        let (raw, text): (RawBuildToml, _) = self.parse(path)?;
+    fn build_toml(&self, path: &Path, text: &str) -> Result<Vec<String>, LayerError> {
+        let raw: RawBuildToml = self.parse(path, text)?;
         raw.unmet
             .into_iter()
             .map(|u| {
                 let span = u.name.span();
                 let name = u.name.into_inner();
                 if name.is_empty() {
-                    Err(self.invalid(path, &text, span, "`unmet.name` must not be empty"))
+                    Err(self.invalid(path, text, span, "`unmet.name` must not be empty"))
                 } else {
                     Ok(name)
                 }
@@ -832,8 +885,8 @@ impl Reader<'_> {
             .collect()
     }
 
-    fn store_toml(&self, path: &Path) -> Result<toml::Table, LayerError> {
-        let (raw, _): (RawStoreToml, _) = self.parse(path)?;
+    fn store_toml(&self, path: &Path, text: &str) -> Result<toml::Table, LayerError> {
+        let raw: RawStoreToml = self.parse(path, text)?;
         Ok(raw.metadata)
     }
 

@@ -7,66 +7,10 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+pub use strata_planner::{TargetEnv, oci_arch};
+
 use crate::sandbox::DEFAULT_PATH;
 use crate::scratch::{DIR_MODE, FILE_MODE};
-
-/// The target an image is built for, passed to buildpacks as `CNB_TARGET_*`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TargetEnv {
-    /// `CNB_TARGET_OS`, e.g. `linux`.
-    pub os: String,
-    /// `CNB_TARGET_ARCH`, e.g. `amd64`.
-    pub arch: String,
-    /// `CNB_TARGET_ARCH_VARIANT`.
-    pub variant: Option<String>,
-    /// `CNB_TARGET_DISTRO_NAME`.
-    pub distro_name: Option<String>,
-    /// `CNB_TARGET_DISTRO_VERSION`.
-    pub distro_version: Option<String>,
-}
-
-impl TargetEnv {
-    /// Linux on the host's architecture, in OCI naming.
-    pub fn host() -> Self {
-        Self {
-            os: "linux".to_owned(),
-            arch: oci_arch(std::env::consts::ARCH).to_owned(),
-            variant: None,
-            distro_name: None,
-            distro_version: None,
-        }
-    }
-
-    /// The `CNB_TARGET_*` variables.
-    pub fn vars(&self) -> Vec<(String, String)> {
-        let mut vars = vec![
-            ("CNB_TARGET_OS".to_owned(), self.os.clone()),
-            ("CNB_TARGET_ARCH".to_owned(), self.arch.clone()),
-        ];
-        let optional = [
-            ("CNB_TARGET_ARCH_VARIANT", &self.variant),
-            ("CNB_TARGET_DISTRO_NAME", &self.distro_name),
-            ("CNB_TARGET_DISTRO_VERSION", &self.distro_version),
-        ];
-        vars.extend(
-            optional
-                .into_iter()
-                .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_owned(), v.clone()))),
-        );
-        vars
-    }
-}
-
-/// Rust's name for an architecture in OCI's naming (`x86_64` → `amd64`).
-pub fn oci_arch(rust_arch: &str) -> &str {
-    match rust_arch {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
-    }
-}
 
 /// The platform directory buildpacks read: `env/<NAME>` holds each user env variable. It is
 /// written when a process first needs it, so a build that runs nothing writes nothing. The

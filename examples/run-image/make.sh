@@ -14,6 +14,13 @@ tag=${2:-busybox}
 busybox=$(command -v busybox) || { echo "busybox not found: apt-get install busybox-static" >&2; exit 2; }
 command -v umoci >/dev/null || { echo "umoci not found: apt-get install umoci" >&2; exit 2; }
 
+# The image is for the host's platform: strata builds on the host, for nothing else.
+case $(uname -m) in
+  x86_64) arch=amd64 ;;
+  aarch64) arch=arm64 ;;
+  *) arch=$(uname -m) ;;
+esac
+
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 [[ -f "$layout/oci-layout" ]] || umoci init --layout "$layout"
@@ -34,7 +41,7 @@ umoci repack --history.created 1980-01-01T00:00:01Z --history.created_by "exampl
   --image "$layout:$tag" "$work/bundle" >/dev/null
 umoci config --no-history --image "$layout:$tag" \
   --created 1980-01-01T00:00:01Z \
-  --os linux --architecture amd64 \
+  --os linux --architecture "$arch" \
   --config.user 1000:1000 \
   --config.workingdir /workspace \
   --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \

@@ -17,3 +17,4 @@ pub mod reference;
 pub mod runimage;
 pub mod runproof;
 pub mod taskcache;
+pub mod unpack;

@@ -22,6 +22,8 @@ use oci_spec::image::{
     Arch, Descriptor, Digest, DigestAlgorithm, ImageConfiguration, ImageManifest, MediaType, Os,
 };
 
+use strata_planner::{TargetEnv, UnbuildableTarget};
+
 use crate::archive::Owner;
 use crate::blobfile::kind_of;
 use crate::layout::{Layout, LayoutError};
@@ -29,6 +31,10 @@ use crate::reference::ImageRef;
 
 /// uid and gid of the CNB user when the run image does not set `CNB_USER_ID`/`CNB_GROUP_ID`.
 pub const DEFAULT_CNB_ID: u32 = 1000;
+
+/// The run image labels that name its distribution, for `CNB_TARGET_DISTRO_*`.
+const DISTRO_NAME_LABEL: &str = "io.buildpacks.base.distro.name";
+const DISTRO_VERSION_LABEL: &str = "io.buildpacks.base.distro.version";
 
 /// Docker's config and layer media types, which skopeo keeps for Docker images copied into a
 /// layout with `--format v2s2`.
@@ -126,6 +132,18 @@ pub enum RunImageError {
         digest: String,
         /// Where it should be.
         path: PathBuf,
+    },
+    /// The run image is for a platform this host cannot build for.
+    #[error(
+        "run image `{reference}` is for {target}, but strata builds on this host, for {host} only"
+    )]
+    Unbuildable {
+        /// The run image reference.
+        reference: String,
+        /// The image's platform, `os/arch[/variant]`.
+        target: String,
+        /// The host's, `os/arch`.
+        host: String,
     },
     /// `CNB_USER_ID` or `CNB_GROUP_ID` is not a number.
     #[error("run image `{reference}` sets {name}=`{value}`, which is not a numeric id")]
@@ -241,6 +259,42 @@ impl RunImage {
     /// The architecture variant (`v8` for arm64), if set.
     pub fn variant(&self) -> Option<&str> {
         self.config.variant().as_deref()
+    }
+
+    /// The target a build on this image is for: its os, architecture and variant, and the
+    /// distribution its `io.buildpacks.base.distro.*` labels name.
+    ///
+    /// # Errors
+    /// [`RunImageError::Unbuildable`] when this host cannot build for that platform (strata
+    /// runs buildpacks on the host: Linux on the host's architecture only).
+    pub fn target(&self) -> Result<TargetEnv, RunImageError> {
+        let label = |name: &str| {
+            self.config
+                .config()
+                .as_ref()?
+                .labels()
+                .as_ref()?
+                .get(name)
+                .filter(|value| !value.is_empty())
+                .cloned()
+        };
+        let target = TargetEnv {
+            os: self.os().to_string(),
+            arch: self.arch().to_string(),
+            variant: self.variant().filter(|v| !v.is_empty()).map(str::to_owned),
+            distro_name: label(DISTRO_NAME_LABEL),
+            distro_version: label(DISTRO_VERSION_LABEL),
+        };
+        target
+            .check_buildable()
+            .map_err(
+                |UnbuildableTarget { target, host }| RunImageError::Unbuildable {
+                    reference: self.reference.clone(),
+                    target,
+                    host,
+                },
+            )?;
+        Ok(target)
     }
 
     /// The diffID of the top layer (`runImage.topLayer` in the lifecycle metadata).

@@ -326,42 +326,10 @@ fn extract(blob: &StoredBlob, dir: &Path, inside: &Path) -> Result<(), BuildErro
         source,
     };
     let file = BufReader::new(File::open(&blob.path).map_err(io)?);
-    let reader: Box<dyn std::io::Read> = if blob.gzip {
-        Box::new(flate2::read::GzDecoder::new(file))
-    } else {
-        Box::new(file)
-    };
-    let mut archive = tar::Archive::new(reader);
-    archive.set_preserve_permissions(true);
-    archive.set_overwrite(true);
-    // As `Archive::unpack`: into an existing, canonical `dir`; directories last, deepest
-    // first, so that a read-only directory does not keep its own files from being written.
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let dir = &dir.canonicalize().map_err(io)?;
-    let mut directories = Vec::new();
-    for entry in archive.entries().map_err(io)? {
-        let mut entry = entry.map_err(io)?;
-        let path = entry.path().map_err(io)?.into_owned();
-        let is_dir = entry.header().entry_type() == tar::EntryType::Directory;
-        if !(path.starts_with(inside) || (is_dir && inside.starts_with(&path))) {
-            return Err(cache_err(format!(
-                "stored blob {} has the entry {}, outside {}",
-                blob.digest,
-                path.display(),
-                inside.display()
-            )));
-        }
-        if is_dir {
-            directories.push(entry);
-        } else {
-            entry.unpack_in(dir).map_err(io)?;
-        }
-    }
-    directories.sort_by(|a, b| b.path_bytes().cmp(&a.path_bytes()));
-    for mut entry in directories {
-        entry.unpack_in(dir).map_err(io)?;
-    }
-    Ok(())
+    crate::unpack::unpack_tar(file, blob.gzip, dir, inside).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidData => cache_err(format!("stored blob {}: {e}", blob.digest)),
+        _ => io(e),
+    })
 }
 
 /// What [`StoreCache::ensure`] does once: a task's layers, and an opaque buildpack's app

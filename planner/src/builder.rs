@@ -70,15 +70,24 @@ impl Builder {
             path: path.clone(),
             source,
         })?;
-        let raw: RawBuilder = toml::from_str(&text)
-            .map_err(|err| Box::new(TomlError::from_toml(&path, &text, &err)))?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses the text of the `builder.toml` at `path` (absolute) and loads the buildpacks it
+    /// names relative to it, as [`Self::load`] does.
+    ///
+    /// # Errors
+    /// As [`Self::load`], but for reading the file itself.
+    pub fn parse(path: PathBuf, text: &str) -> Result<Self, BuilderError> {
+        let raw: RawBuilder = toml::from_str(text)
+            .map_err(|err| Box::new(TomlError::from_toml(&path, text, &err)))?;
         let base = path.parent().unwrap_or(Path::new("/"));
         let mut registry = Registry::new();
         for entry in &raw.buildpacks {
-            registry.insert(load_buildpack(entry, base, &path, &text)?)?;
+            registry.insert(load_buildpack(entry, base, &path, text)?)?;
         }
-        let order = validate_order(&raw.order, &path, &text)?;
-        check_order(&order, &raw.order, &registry, &path, &text)?;
+        let order = validate_order(&raw.order, &path, text)?;
+        check_order(&order, &raw.order, &registry, &path, text)?;
         check_composites(&registry)?;
 
         let run_image = raw

@@ -149,7 +149,11 @@ impl Buildpack {
 impl BuildpackDescriptor {
     /// Parses and validates the text of a `buildpack.toml` at `path`, in buildpack directory
     /// `dir` (which decides the target a component buildpack gets when it declares none).
-    fn parse(path: &Path, text: &str, dir: &Path) -> Result<Self, Box<TomlError>> {
+    /// [`Buildpack::load`] reads the file and checks the directory around it too.
+    ///
+    /// # Errors
+    /// A [`TomlError`] pointing at the offending value.
+    pub fn parse(path: &Path, text: &str, dir: &Path) -> Result<Self, Box<TomlError>> {
         let raw: RawDescriptor =
             toml::from_str(text).map_err(|err| Box::new(TomlError::from_toml(path, text, &err)))?;
         let error = |span: Option<Range<usize>>, message: String| {

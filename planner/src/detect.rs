@@ -27,6 +27,11 @@
 //!    or after the providers (CNB gives a buildpack the entries it is expected to provide; a
 //!    buildpack that only requires gets none for that dependency).
 //!
+//! A buildpack whose `[[targets]]` do not include the build target (see [`TargetEnv`]) is not
+//! run, as in the lifecycle: it counts as failed, so it fails a group that requires it and is
+//! left out of one where it is optional. When no group passes for that reason, [`resolve`]
+//! returns [`DetectError::Unsupported`] naming the buildpack, its targets and the target.
+//!
 //! A detect error of a required buildpack fails its group like a plain failure, and detection
 //! goes on with the next group, as the spec says; when no group passes, [`resolve`] returns the
 //! first such error as [`DetectError::Errored`] rather than the report.
@@ -37,8 +42,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rayon::prelude::*;
 
+use crate::target::describe_targets;
 use crate::{
     BuildPlan, Buildpack, BuildpackPlan, GroupRef, Order, PlanEntry, Provide, Registry, Require,
+    TargetEnv,
 };
 
 /// How many plan trials one candidate group may take before detection gives up on it: the
@@ -98,6 +105,20 @@ pub enum DetectError {
         message: String,
         output: String,
     },
+    /// No group passed because a buildpack it needs cannot build for the target: the first
+    /// such buildpack (`id@version`), its `[[targets]]` and the target, both as
+    /// `os/arch[/variant]` with distros.
+    #[error(
+        "buildpack {buildpack} cannot build for the run image's target {target}: it supports \
+         {targets}\n{}",
+        report.join("\n")
+    )]
+    Unsupported {
+        buildpack: String,
+        targets: String,
+        target: String,
+        report: Vec<String>,
+    },
     /// An order names a buildpack that is not available.
     #[error(transparent)]
     Registry(#[from] crate::RegistryError),
@@ -108,27 +129,31 @@ pub enum DetectError {
 
 /// Resolves `order` against the app: expands composites, runs the detects of each group in
 /// parallel (each `id@version` at most once), and returns the first group that passes with
-/// its build plans resolved.
+/// its build plans resolved. Only buildpacks that support `target` run.
 ///
 /// # Errors
 ///
 /// [`DetectError::NoGroupPassed`] with a report when no group passes,
+/// [`DetectError::Unsupported`] instead when a buildpack that does not support `target` is why,
 /// [`DetectError::Errored`] instead when a required buildpack's detect errored along the way,
 /// [`DetectError::Registry`] for an order entry the registry lacks, [`DetectError::Cycle`]
 /// for composites that contain each other.
 pub fn resolve(
     order: &Order,
     registry: &Registry,
+    target: &TargetEnv,
     detector: &dyn Detector,
 ) -> Result<DetectResult, DetectError> {
     let mut resolver = Resolver {
         registry,
+        target,
         detector,
         outcomes: Mutex::new(HashMap::new()),
         report: Vec::new(),
         reported: HashSet::new(),
         groups_tried: 0,
         first_error: None,
+        first_unsupported: None,
     };
     for group in order {
         let pending: Vec<Pending> = group
@@ -162,6 +187,7 @@ struct Candidate {
 /// The state of one [`resolve`] call.
 struct Resolver<'a> {
     registry: &'a Registry,
+    target: &'a TargetEnv,
     detector: &'a dyn Detector,
     /// Detect outcomes by `id@version`.
     outcomes: Mutex<HashMap<String, DetectOutcome>>,
@@ -171,6 +197,9 @@ struct Resolver<'a> {
     groups_tried: usize,
     /// The first error of a required buildpack: (`id@version`, message, output).
     first_error: Option<(String, String, String)>,
+    /// The first buildpack that does not support the target and kept a group from passing:
+    /// (`id@version`, its targets).
+    first_unsupported: Option<(String, String)>,
 }
 
 impl Resolver<'_> {
@@ -234,21 +263,23 @@ impl Resolver<'_> {
     fn try_group(&mut self, candidates: &[Candidate]) -> ControlFlow<DetectResult> {
         self.groups_tried += 1;
         let number = self.groups_tried;
-        let known_to_fail = candidates.iter().any(|c| {
-            !c.optional
-                && matches!(
-                    self.outcome(c),
-                    Some(DetectOutcome::Fail | DetectOutcome::Error { .. })
-                )
-        });
+        let (runnable, unsupported) = self.split_by_target(number, candidates);
+        let known_to_fail = unsupported.iter().any(|c| !c.optional)
+            || runnable.iter().any(|c| {
+                !c.optional
+                    && matches!(
+                        self.outcome(c),
+                        Some(DetectOutcome::Fail | DetectOutcome::Error { .. })
+                    )
+            });
         if !known_to_fail {
-            self.run_detects(candidates);
+            self.run_detects(&runnable);
         }
-        self.report_outcomes(candidates);
+        self.report_outcomes(&runnable);
 
         let mut passing = Vec::new();
         let mut failed = false;
-        for candidate in candidates {
+        for candidate in runnable {
             let reference = candidate.buildpack.reference();
             match self.outcome(candidate) {
                 Some(DetectOutcome::Pass(plan)) => passing.push((candidate, plan)),
@@ -268,7 +299,7 @@ impl Resolver<'_> {
                 _ => {}
             }
         }
-        if failed {
+        if failed || self.note_unsupported(&unsupported, passing.is_empty()) {
             return ControlFlow::Continue(());
         }
         if passing.is_empty() {
@@ -333,6 +364,47 @@ impl Resolver<'_> {
         ControlFlow::Break(DetectResult { group })
     }
 
+    /// Splits group `number`'s candidates into those that support the target, whose detects
+    /// may run, and those that do not, which the report lists.
+    fn split_by_target<'c>(
+        &mut self,
+        number: usize,
+        candidates: &'c [Candidate],
+    ) -> (Vec<&'c Candidate>, Vec<&'c Candidate>) {
+        let (runnable, unsupported): (Vec<&Candidate>, Vec<&Candidate>) = candidates
+            .iter()
+            .partition(|c| self.target.supported_by(&c.buildpack.descriptor.targets));
+        for candidate in &unsupported {
+            self.report.push(format!(
+                "group {number}: {} does not support the target {} (it supports {})",
+                candidate.buildpack.reference(),
+                self.target,
+                describe_targets(&candidate.buildpack.descriptor.targets),
+            ));
+        }
+        (runnable, unsupported)
+    }
+
+    /// Whether the `unsupported` buildpacks are why a group that no required buildpack failed
+    /// fails: one of them is required, or (`none_passed`) none of the others passed. The first
+    /// such buildpack is kept for the error.
+    fn note_unsupported(&mut self, unsupported: &[&Candidate], none_passed: bool) -> bool {
+        let Some(first) = unsupported
+            .iter()
+            .find(|c| !c.optional)
+            .or_else(|| unsupported.first().filter(|_| none_passed))
+        else {
+            return false;
+        };
+        self.first_unsupported.get_or_insert_with(|| {
+            (
+                first.buildpack.reference(),
+                describe_targets(&first.buildpack.descriptor.targets),
+            )
+        });
+        true
+    }
+
     /// The cached outcome of `candidate`'s detect, if it ran.
     fn outcome(&self, candidate: &Candidate) -> Option<DetectOutcome> {
         self.outcomes
@@ -343,7 +415,7 @@ impl Resolver<'_> {
     }
 
     /// Runs, in parallel, the detects of the candidates that have not run yet.
-    fn run_detects(&self, candidates: &[Candidate]) {
+    fn run_detects(&self, candidates: &[&Candidate]) {
         let todo: Vec<&Arc<Buildpack>> = candidates
             .iter()
             .filter(|c| self.outcome(c).is_none())
@@ -359,7 +431,7 @@ impl Resolver<'_> {
     }
 
     /// Adds a report line for each candidate whose outcome is new to the report.
-    fn report_outcomes(&mut self, candidates: &[Candidate]) {
+    fn report_outcomes(&mut self, candidates: &[&Candidate]) {
         for candidate in candidates {
             let Some(outcome) = self.outcome(candidate) else {
                 continue;
@@ -386,6 +458,14 @@ impl Resolver<'_> {
             };
         }
         let mut report = self.report;
+        if let Some((buildpack, targets)) = self.first_unsupported {
+            return DetectError::Unsupported {
+                buildpack,
+                targets,
+                target: self.target.to_string(),
+                report,
+            };
+        }
         if self.groups_tried == 0 {
             report.push("the order has no group".to_owned());
         }
@@ -717,6 +797,28 @@ mod tests {
         }
     }
 
+    /// The target the tests build for.
+    fn amd64() -> TargetEnv {
+        TargetEnv {
+            os: "linux".to_owned(),
+            arch: "amd64".to_owned(),
+            variant: None,
+            distro_name: Some("ubuntu".to_owned()),
+            distro_version: Some("22.04".to_owned()),
+        }
+    }
+
+    /// Component buildpack `id` at version 1 that supports only linux/`arch`.
+    fn for_arch(id: &str, arch: &str) -> Buildpack {
+        let mut bp = buildpack(id, "1", Vec::new());
+        bp.descriptor.targets = vec![crate::Target {
+            os: Some("linux".to_owned()),
+            arch: Some(arch.to_owned()),
+            ..crate::Target::default()
+        }];
+        bp
+    }
+
     /// Component buildpacks `a`…`z`, `node`, `npm`, `web`, at version 1, plus `composites`.
     fn registry(composites: &[(&str, &[&[&str]])]) -> Registry {
         let mut registry = Registry::new();
@@ -763,7 +865,7 @@ mod tests {
     fn check(case: &Case) {
         let registry = registry(case.composites);
         let detector = FakeDetector::new(&case.outcomes);
-        let result = resolve(&order(case.order), &registry, &detector);
+        let result = resolve(&order(case.order), &registry, &amd64(), &detector);
         for (id, calls) in detector.calls.lock().unwrap().iter() {
             assert_eq!(*calls, 1, "{}: {id} detected more than once", case.name);
         }
@@ -1122,7 +1224,7 @@ mod tests {
     fn detect_errors_keep_message_and_output() {
         let registry = registry(&[]);
         let detector = FakeDetector::new(&[("x", error("exit status 3"))]);
-        let err = resolve(&order(&[&["x"]]), &registry, &detector).unwrap_err();
+        let err = resolve(&order(&[&["x"]]), &registry, &amd64(), &detector).unwrap_err();
         let DetectError::Errored {
             buildpack,
             message,
@@ -1146,7 +1248,7 @@ mod tests {
         let registry = registry(&[("meta", &[&["a", "b"], &["a", "c"]])]);
         let detector = FakeDetector::new(&[("a", pass()), ("c", pass()), ("d", pass())]);
         let order = order(&[&["b", "x"], &["meta"], &["a", "b"], &["d"]]);
-        let result = resolve(&order, &registry, &detector).unwrap();
+        let result = resolve(&order, &registry, &amd64(), &detector).unwrap();
         assert_eq!(summary(&result), ["a", "c"]);
         assert_eq!(detector.calls("a"), 1);
         assert_eq!(detector.calls("b"), 1);
@@ -1160,7 +1262,7 @@ mod tests {
         let registry = registry(&[]);
         let detector = FakeDetector::new(&[("b", pass())]);
         let order = order(&[&["a"], &["b", "a", "c"]]);
-        let err = resolve(&order, &registry, &detector).unwrap_err();
+        let err = resolve(&order, &registry, &amd64(), &detector).unwrap_err();
         assert_eq!(detector.calls("b"), 0);
         assert_eq!(detector.calls("c"), 0);
         let DetectError::NoGroupPassed { report } = err else {
@@ -1184,7 +1286,7 @@ mod tests {
                 ),
             ),
         ]);
-        let result = resolve(&order(&[&["node", "npm"]]), &registry, &detector).unwrap();
+        let result = resolve(&order(&[&["node", "npm"]]), &registry, &amd64(), &detector).unwrap();
         let entries = &result.group[0].plan.entries;
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].name, "node");
@@ -1199,9 +1301,9 @@ mod tests {
         let mut registry = registry(&[]);
         registry.insert(buildpack("a", "2", Vec::new())).unwrap();
         let detector = FakeDetector::new(&[("a", pass())]);
-        let newest = resolve(&order(&[&["a"]]), &registry, &detector).unwrap();
+        let newest = resolve(&order(&[&["a"]]), &registry, &amd64(), &detector).unwrap();
         assert_eq!(newest.group[0].buildpack.version(), "2");
-        let pinned = resolve(&order(&[&["a@1"]]), &registry, &detector).unwrap();
+        let pinned = resolve(&order(&[&["a@1"]]), &registry, &amd64(), &detector).unwrap();
         assert_eq!(pinned.group[0].buildpack.version(), "1");
     }
 
@@ -1209,17 +1311,17 @@ mod tests {
     fn unknown_buildpacks_and_cycles_are_errors() {
         let registry = registry(&[("p", &[&["q"]]), ("q", &[&["a", "p"]]), ("s", &[&["s"]])]);
         let detector = FakeDetector::new(&[("a", pass())]);
-        let err = resolve(&order(&[&["ghost"]]), &registry, &detector).unwrap_err();
+        let err = resolve(&order(&[&["ghost"]]), &registry, &amd64(), &detector).unwrap_err();
         assert!(
             matches!(err, DetectError::Registry(RegistryError::Unknown { .. })),
             "{err:?}"
         );
-        let err = resolve(&order(&[&["p"]]), &registry, &detector).unwrap_err();
+        let err = resolve(&order(&[&["p"]]), &registry, &amd64(), &detector).unwrap_err();
         assert!(
             matches!(&err, DetectError::Cycle { chain } if chain == "p@1 -> q@1 -> p@1"),
             "{err:?}"
         );
-        let err = resolve(&order(&[&["s"]]), &registry, &detector).unwrap_err();
+        let err = resolve(&order(&[&["s"]]), &registry, &amd64(), &detector).unwrap_err();
         assert!(
             matches!(&err, DetectError::Cycle { chain } if chain == "s@1 -> s@1"),
             "{err:?}"
@@ -1235,13 +1337,85 @@ mod tests {
             .map(|id| (id, plan(&alternatives)))
             .collect();
         let detector = FakeDetector::new(&outcomes);
-        let err = resolve(&order(&[&["a", "b", "c", "d", "x"]]), &registry, &detector).unwrap_err();
+        let err = resolve(
+            &order(&[&["a", "b", "c", "d", "x"]]),
+            &registry,
+            &amd64(),
+            &detector,
+        )
+        .unwrap_err();
         let DetectError::NoGroupPassed { report } = err else {
             panic!("{err:?}")
         };
         assert!(
             report.last().unwrap().contains("more than the 65536"),
             "{report:?}"
+        );
+    }
+
+    #[test]
+    fn a_buildpack_for_another_arch_is_skipped() {
+        let mut registry = registry(&[]);
+        registry.insert(for_arch("arm", "arm64")).unwrap();
+        registry.insert(for_arch("intel", "amd64")).unwrap();
+        let detector = FakeDetector::new(&[("arm", pass()), ("intel", pass()), ("a", pass())]);
+
+        // Optional: left out of the group, never run.
+        let result = resolve(&order(&[&["arm?", "a"]]), &registry, &amd64(), &detector).unwrap();
+        assert_eq!(summary(&result), ["a"]);
+        // Required: its group fails and the next one, with a buildpack for amd64, passes.
+        let order = order(&[&["arm", "a"], &["intel", "a"]]);
+        let result = resolve(&order, &registry, &amd64(), &detector).unwrap();
+        assert_eq!(summary(&result), ["intel", "a"]);
+        assert_eq!(
+            detector.calls("arm"),
+            0,
+            "an unsupported buildpack never runs"
+        );
+    }
+
+    #[test]
+    fn a_group_whose_buildpacks_cannot_run_names_them_and_the_target() {
+        let mut registry = registry(&[]);
+        registry.insert(for_arch("arm", "arm64")).unwrap();
+        let detector = FakeDetector::new(&[("arm", pass()), ("a", pass())]);
+        for groups in [&[&["arm", "a"][..]][..], &[&["arm?"]]] {
+            let err = resolve(&order(groups), &registry, &amd64(), &detector).unwrap_err();
+            let DetectError::Unsupported {
+                buildpack,
+                targets,
+                target,
+                ..
+            } = &err
+            else {
+                panic!("{err:?}")
+            };
+            assert_eq!(buildpack, "arm@1");
+            assert_eq!(targets, "linux/arm64");
+            assert_eq!(target, "linux/amd64 ubuntu@22.04");
+            assert!(
+                err.to_string().starts_with(
+                    "buildpack arm@1 cannot build for the run image's target linux/amd64 \
+                     ubuntu@22.04: it supports linux/arm64\n"
+                ),
+                "{err}"
+            );
+        }
+        assert_eq!(detector.calls("arm"), 0);
+        assert_eq!(detector.calls("a"), 0, "a group known to fail runs nothing");
+    }
+
+    #[test]
+    fn distros_decide_which_buildpack_runs() {
+        let mut registry = registry(&[]);
+        let mut noble = for_arch("noble", "amd64");
+        noble.descriptor.targets[0].distros = vec![("ubuntu".to_owned(), Some("24.04".to_owned()))];
+        registry.insert(noble).unwrap();
+        let detector = FakeDetector::new(&[("noble", pass()), ("a", pass())]);
+        let err = resolve(&order(&[&["noble"]]), &registry, &amd64(), &detector).unwrap_err();
+        assert!(
+            matches!(&err, DetectError::Unsupported { targets, .. } if targets == "linux/amd64 (ubuntu@24.04)"),
+            "{err:?}"
         );
     }
 }

@@ -24,6 +24,7 @@ mod registry;
 pub mod safepath;
 pub mod sources;
 pub mod statcache;
+mod target;
 mod workspace;
 
 pub use builder::{Builder, BuilderError};
@@ -43,4 +44,5 @@ pub use registry::{Registry, RegistryError, compare_versions};
 pub use safepath::PathError;
 pub use sources::{HashStats, ScanOptions, SourceError, SourceFile, SourceTree, glob_set, scan};
 pub use statcache::{StatCache, StatCacheStatus, stat_cache_path};
+pub use target::{TargetEnv, UnbuildableTarget, oci_arch};
 pub use workspace::{ServiceSpec, WORKSPACE_FILE, Workspace, WorkspaceError};

@@ -75,7 +75,10 @@ impl ProjectDescriptor {
     }
 
     /// Parses the text of the `project.toml` at `path`.
-    fn parse(path: &Path, text: &str) -> Result<Self, Box<TomlError>> {
+    ///
+    /// # Errors
+    /// A [`TomlError`] pointing at the offending value.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, Box<TomlError>> {
         let from_toml = |err: toml::de::Error| Box::new(TomlError::from_toml(path, text, &err));
         let version: RawVersion = toml::from_str(text).map_err(from_toml)?;
         let mut table: toml::Table = toml::from_str(text).map_err(from_toml)?;

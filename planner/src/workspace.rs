@@ -129,7 +129,12 @@ impl Workspace {
         Ok(Self::parse(path, &root, &text)?)
     }
 
-    fn parse(path: &Path, root: &Path, text: &str) -> Result<Self, Box<TomlError>> {
+    /// Parses and validates the text of the `strata.toml` at `path`, whose service globs
+    /// match directories under `root`.
+    ///
+    /// # Errors
+    /// A [`TomlError`] pointing at the offending value.
+    pub fn parse(path: &Path, root: &Path, text: &str) -> Result<Self, Box<TomlError>> {
         let raw: RawFile =
             toml::from_str(text).map_err(|e| Box::new(TomlError::from_toml(path, text, &e)))?;
         let error = |span: Range<usize>, message: String| {
