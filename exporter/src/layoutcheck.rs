@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::blobfile::verify_file;
 use crate::layout::{Layout, LayoutError};
+use crate::taskcache::with_causes;
 
 /// What [`check_layout`] found in one layout.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -130,17 +131,6 @@ fn check_blob(path: &Path) -> Result<(), String> {
     let size = fs::symlink_metadata(path).map_err(|e| e.to_string())?.len();
     verify_file(path, &Descriptor::new(MediaType::ImageLayer, size, digest))
         .map_err(|e| with_causes(&e))
-}
-
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

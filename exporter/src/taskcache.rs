@@ -106,8 +106,9 @@ fn cache_err(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Buil
     }
 }
 
-/// An error and its causes on one line, for a result that is shared (and so cloned).
-fn with_causes(error: &dyn std::error::Error) -> String {
+/// An error and its causes on one line, for a result that is shared (and so cloned) or
+/// reported as text.
+pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
