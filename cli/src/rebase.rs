@@ -14,6 +14,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use serde::Serialize;
+use strata_engine::store::{Store, store_dir};
 use strata_exporter::fleet::{ImageResult, LayoutBatch, Status, rebase_layout};
 use strata_exporter::layout::Layout;
 use strata_exporter::rebase::{NewBase, RebaseErrorKind, RebaseOptions, Refusal};
@@ -21,6 +22,7 @@ use strata_exporter::reference::{ImageRef, RefError};
 use strata_exporter::runimage::RunImage;
 use strata_exporter::runproof::verify_layers;
 
+use crate::config::default_cache_dir;
 use crate::error::CliError;
 
 /// Examples shown by `strata rebase --help`.
@@ -58,6 +60,10 @@ pub(crate) struct RebaseArgs {
     /// Images worked on at once (default: all cores).
     #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) jobs: Option<u16>,
+    /// Where strata keeps its caches: the proof that the run image's layers are their diffIDs
+    /// is kept there (default: `$XDG_CACHE_HOME/strata` or `~/.cache/strata`).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) cache_dir: Option<PathBuf>,
 }
 
 /// A rebase, validated.
@@ -76,8 +82,15 @@ impl RebaseConfig {
         }
         let run_ref = ImageRef::parse(&args.run_image)?;
         let image = RunImage::load(&run_ref)?;
-        // No store here to keep the proof in: the new base is checked on every rebase.
-        verify_layers(&image, None)?;
+        // The new base's layers are decompressed and hashed once; the proof is kept in the
+        // store, so a nightly rebase onto the same run image reads only manifests and
+        // configs. Without a usable store, the check still runs, every time.
+        let cache_dir = match &args.cache_dir {
+            Some(dir) => Some(dir.clone()),
+            None => default_cache_dir().ok(),
+        };
+        let store = cache_dir.and_then(|dir| Store::open(&store_dir(&dir)).ok());
+        verify_layers(&image, store.as_ref())?;
         let base = NewBase::new(image, args.run_image.clone());
         if base.image.layers.is_empty() {
             return Err(CliError::Usage(format!(

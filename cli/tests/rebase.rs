@@ -409,6 +409,30 @@ fn no_app_layer_byte_is_read() {
     }
 }
 
+#[test]
+fn the_proof_that_the_new_base_is_its_diff_ids_is_kept_in_the_cache() {
+    let (a, patched) = run_images();
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    point_base(cwd, a);
+    build_hello(cwd, "oci:out:hello");
+    point_base(cwd, patched);
+    let cache = cwd.join("rebase-cache");
+    let proofs = || -> usize {
+        std::fs::read_dir(cache.join("store/actions"))
+            .map(Iterator::count)
+            .unwrap_or(0)
+    };
+    let cache_arg = format!("--cache-dir={}", cache.display());
+    let (out, report) = rebase_json(cwd, &[&cache_arg, "oci:out:hello"]);
+    assert_exit(&out, 0);
+    assert_eq!(row(&report, "oci:out:hello")["status"], "rebased");
+    let layers = manifest(patched, "busybox")["layers"].as_array().unwrap().len();
+    assert_eq!(proofs(), layers, "one proof per layer of the new run image");
+    let verify = strata(cwd, &["cache", "verify", &cache_arg]);
+    assert_exit(&verify, 0);
+}
+
 /// A layout `out` in `cwd` with the example app built on A as `ok`, and copies of it that
 /// rebase must not take: `pinned` (rebasable=false), `arm` (arm64), `plain` (no labels) and
 /// `lost` (a top layer it does not have, returned). Leaves `base` pointing at A'.
