@@ -1,5 +1,6 @@
 #![no_main]
-//! An OCI layout's JSON, read as a run image: `index.json`, the manifest and the config.
+//! An OCI layout's JSON, read as a run image: `index.json`, the manifest and the config; then
+//! its layer decompressed and checked against the config's diffIDs, as before a build.
 //!
 //! The input is `index NUL manifest NUL config [NUL layer]`. Written as a layout, each blob
 //! under its real digest; in the index, manifest and config `@MANIFEST_DIGEST@`, `@MANIFEST_SIZE@`,
@@ -13,6 +14,7 @@ use sha2::{Digest, Sha256};
 use strata_exporter::layout::Layout;
 use strata_exporter::reference::ImageRef;
 use strata_exporter::runimage::RunImage;
+use strata_exporter::runproof::verify_layers;
 
 fuzz_target!(|data: &[u8]| {
     let mut parts = data.splitn(4, |&b| b == 0);
@@ -55,6 +57,9 @@ fuzz_target!(|data: &[u8]| {
             let _ = image.cnb_user();
             let _ = image.top_layer();
             if let Err(e) = image.target() {
+                strata_fuzz::render_chain(&e);
+            }
+            if let Err(e) = verify_layers(&image, None) {
                 strata_fuzz::render_chain(&e);
             }
         }
