@@ -427,7 +427,10 @@ fn the_proof_that_the_new_base_is_its_diff_ids_is_kept_in_the_cache() {
     let (out, report) = rebase_json(cwd, &[&cache_arg, "oci:out:hello"]);
     assert_exit(&out, 0);
     assert_eq!(row(&report, "oci:out:hello")["status"], "rebased");
-    let layers = manifest(patched, "busybox")["layers"].as_array().unwrap().len();
+    let layers = manifest(patched, "busybox")["layers"]
+        .as_array()
+        .unwrap()
+        .len();
     assert_eq!(proofs(), layers, "one proof per layer of the new run image");
     let verify = strata(cwd, &["cache", "verify", &cache_arg]);
     assert_exit(&verify, 0);
