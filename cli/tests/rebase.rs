@@ -418,11 +418,8 @@ fn the_proof_that_the_new_base_is_its_diff_ids_is_kept_in_the_cache() {
     build_hello(cwd, "oci:out:hello");
     point_base(cwd, patched);
     let cache = cwd.join("rebase-cache");
-    let proofs = || -> usize {
-        std::fs::read_dir(cache.join("store/actions"))
-            .map(Iterator::count)
-            .unwrap_or(0)
-    };
+    let proofs =
+        || -> usize { std::fs::read_dir(cache.join("store/actions")).map_or(0, Iterator::count) };
     let cache_arg = format!("--cache-dir={}", cache.display());
     let (out, report) = rebase_json(cwd, &[&cache_arg, "oci:out:hello"]);
     assert_exit(&out, 0);
