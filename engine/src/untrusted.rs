@@ -10,7 +10,7 @@
 //! `symlink_metadata` before they are listed; the buildpack's processes have exited by then
 //! (the sandbox dies with its main process), so nothing swaps them in between.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, FileType, Metadata, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -59,6 +59,41 @@ impl UntrustedError {
     }
 }
 
+/// Why [`open_regular`] refused a file, for callers with errors of their own.
+#[derive(Debug)]
+pub enum Refused {
+    /// A symlink is at the path (`O_NOFOLLOW` gave `ELOOP`).
+    Symlink,
+    /// What is there is not a regular file: its type says what it is.
+    NotAFile(FileType),
+    /// The open (or its `fstat`) failed: `NotFound` when nothing is there.
+    Io(io::Error),
+}
+
+/// Opens `path` for reading if it is a regular file, without following a symlink at its last
+/// component and without blocking on a FIFO; returns the file and its metadata. The one
+/// place strata opens a file it does not trust: what buildpacks leave, store entries, output
+/// layouts and run images.
+///
+/// # Errors
+///
+/// [`Refused`], saying why.
+pub fn open_regular(path: &Path) -> Result<(File, Metadata), Refused> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => Refused::Symlink,
+            _ => Refused::Io(e),
+        })?;
+    let meta = file.metadata().map_err(Refused::Io)?;
+    if !meta.is_file() {
+        return Err(Refused::NotAFile(meta.file_type()));
+    }
+    Ok((file, meta))
+}
+
 /// Opens the regular file `path` for reading without following a symlink at it and without
 /// blocking on a FIFO.
 ///
@@ -66,29 +101,16 @@ impl UntrustedError {
 ///
 /// [`UntrustedError::Symlink`], [`UntrustedError::NotAFile`], or the open's error.
 pub fn open(path: &Path) -> Result<File, UntrustedError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|source| match source.raw_os_error() {
-            Some(libc::ELOOP) => UntrustedError::Symlink {
-                path: path.to_owned(),
-            },
-            _ => UntrustedError::Io {
-                path: path.to_owned(),
-                source,
-            },
-        })?;
-    let meta = file.metadata().map_err(|source| UntrustedError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    if !meta.is_file() {
-        return Err(UntrustedError::NotAFile {
-            path: path.to_owned(),
-        });
+    let path_buf = || path.to_owned();
+    match open_regular(path) {
+        Ok((file, _)) => Ok(file),
+        Err(Refused::Symlink) => Err(UntrustedError::Symlink { path: path_buf() }),
+        Err(Refused::NotAFile(_)) => Err(UntrustedError::NotAFile { path: path_buf() }),
+        Err(Refused::Io(source)) => Err(UntrustedError::Io {
+            path: path_buf(),
+            source,
+        }),
     }
-    Ok(file)
 }
 
 /// The contents of the regular file `path`, at most `limit` bytes of it.

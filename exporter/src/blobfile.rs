@@ -14,15 +14,16 @@
 //! when it is staged into a layout, moved in, or checked at the commit.
 
 use std::collections::HashMap;
-use std::fs::{File, Metadata, OpenOptions};
+use std::fs::{File, Metadata};
 use std::io::{self, Read};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use oci_spec::image::Descriptor;
 use sha2::{Digest as _, Sha256};
 use strata_engine::hashing::HashingWriter;
+use strata_engine::untrusted::{self, Refused};
 
 use crate::layout::LayoutError;
 
@@ -65,8 +66,7 @@ fn is_remembered(meta: &Metadata, hex: &str) -> bool {
 }
 
 /// What a file that is not a regular file is, for an error message.
-pub(crate) fn kind_of(meta: &Metadata) -> &'static str {
-    let kind = meta.file_type();
+pub(crate) fn kind_of(kind: std::fs::FileType) -> &'static str {
     if kind.is_dir() {
         "a directory"
     } else if kind.is_symlink() {
@@ -89,31 +89,15 @@ pub(crate) fn kind_of(meta: &Metadata) -> &'static str {
 /// [`LayoutError::NotAFile`] for a symlink, FIFO, directory, socket or device, and
 /// [`LayoutError::Io`] (with `NotFound` for a missing file) otherwise.
 pub(crate) fn open_regular(path: &Path) -> Result<(File, Metadata), LayoutError> {
-    let opened = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path);
-    let file = match opened {
-        Ok(file) => file,
-        // ELOOP is what O_NOFOLLOW gives for a symlink.
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(LayoutError::NotAFile {
-                path: path.to_path_buf(),
-                kind: "a symbolic link",
-            });
-        }
-        Err(source) => return Err(io_err("cannot read", path, source)),
+    let not_a_file = |kind| LayoutError::NotAFile {
+        path: path.to_path_buf(),
+        kind,
     };
-    let meta = file
-        .metadata()
-        .map_err(|e| io_err("cannot read", path, e))?;
-    if !meta.is_file() {
-        return Err(LayoutError::NotAFile {
-            path: path.to_path_buf(),
-            kind: kind_of(&meta),
-        });
-    }
-    Ok((file, meta))
+    untrusted::open_regular(path).map_err(|refused| match refused {
+        Refused::Symlink => not_a_file("a symbolic link"),
+        Refused::NotAFile(kind) => not_a_file(kind_of(kind)),
+        Refused::Io(source) => io_err("cannot read", path, source),
+    })
 }
 
 /// Reads a whole small file (`index.json`, `oci-layout`) of at most `limit` bytes.

@@ -196,7 +196,7 @@ impl RunImage {
                             reference: reference.clone(),
                             source: LayoutError::NotAFile {
                                 path,
-                                kind: kind_of(&meta),
+                                kind: kind_of(meta.file_type()),
                             },
                         }),
                         _ => Err(RunImageError::MissingLayerBlob {

@@ -3,13 +3,14 @@
 //! place. A shared store is input from elsewhere, so its files are opened without following
 //! a symlink and without waiting on a FIFO, and only regular files are read.
 
-use std::fs::{self, File, Metadata, OpenOptions};
+use std::fs::{self, File, Metadata};
 use std::io::{self, BufReader, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use super::{BUFFER, StoreError, io_err};
 use crate::hashing::HashingWriter;
+use crate::untrusted::{self, Refused};
 
 /// A file's identity: device and inode.
 pub(super) type Identity = (u64, u64);
@@ -22,29 +23,14 @@ pub(super) fn identity(meta: &Metadata) -> Identity {
 /// under `O_NOFOLLOW`) or a FIFO, device or directory is an `InvalidData` error, and opening
 /// never blocks. `None` if it is gone.
 pub(super) fn open_regular(path: &Path) -> io::Result<Option<(File, Metadata)>> {
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-    {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "a symbolic link, not a regular file",
-            ));
-        }
-        Err(e) => return Err(e),
-    };
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "not a regular file",
-        ));
+    let invalid = |what| Err(io::Error::new(io::ErrorKind::InvalidData, what));
+    match untrusted::open_regular(path) {
+        Ok(opened) => Ok(Some(opened)),
+        Err(Refused::Io(e)) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(Refused::Io(e)) => Err(e),
+        Err(Refused::Symlink) => invalid("a symbolic link, not a regular file"),
+        Err(Refused::NotAFile(_)) => invalid("not a regular file"),
     }
-    Ok(Some((file, meta)))
 }
 
 /// Reads the whole store file at `path` (an action entry) of at most `limit` bytes, as
