@@ -453,12 +453,7 @@ fn report(
             ran: count("ran"),
             cached: count("cached"),
             seconds,
-            skipped: plan.services[index]
-                .group
-                .skipped
-                .iter()
-                .map(SkippedReport::from)
-                .collect(),
+            skipped: SkippedReport::of(&plan.services[index].group),
         });
     }
     for (name, error) in &prepared.failed {
@@ -466,11 +461,7 @@ fn report(
             name: name.clone(),
             status: "failed",
             error: Some(describe(error)),
-            image: None,
-            ran: 0,
-            cached: 0,
-            seconds: 0.0,
-            skipped: Vec::new(),
+            ..ServiceReport::default()
         });
     }
     let ran = tasks.iter().filter(|t| t.status == "ran").count();

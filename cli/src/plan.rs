@@ -107,7 +107,7 @@ pub(crate) fn json(prepared: &Prepared) -> String {
                     .iter()
                     .map(|m| m.buildpack.reference())
                     .collect(),
-                skipped: s.group.skipped.iter().map(SkippedReport::from).collect(),
+                skipped: SkippedReport::of(&s.group),
             })
             .collect(),
         tasks,

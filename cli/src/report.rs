@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use strata_engine::execute::TaskReport;
 use strata_exporter::image::ExportedLayer;
-use strata_planner::Skipped;
+use strata_planner::{DetectResult, Skipped};
 
 /// What a build produced.
 #[derive(Debug, Serialize)]
@@ -31,7 +31,7 @@ pub(crate) struct BuildReport {
 }
 
 /// One service's outcome.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub(crate) struct ServiceReport {
     pub(crate) name: String,
     /// `built`, `up-to-date` (nothing ran), or `failed`.
@@ -60,6 +60,13 @@ pub(crate) struct SkippedReport {
     pub(crate) supports: String,
     /// The build's target (or the run image's stack).
     pub(crate) target: String,
+}
+
+impl SkippedReport {
+    /// The buildpacks detection skipped in `group`.
+    pub(crate) fn of(group: &DetectResult) -> Vec<Self> {
+        group.skipped.iter().map(Self::from).collect()
+    }
 }
 
 impl From<&Skipped> for SkippedReport {

@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -106,10 +107,10 @@ fn env_buildpack(root: &Path, stacks: &str) -> PathBuf {
         ("version", "CNB_TARGET_DISTRO_VERSION"),
         ("stack", "CNB_STACK_ID"),
     ];
-    let metadata: String = vars
-        .iter()
-        .map(|(key, var)| format!("{key} = \"${{{var}-unset}}\"\n"))
-        .collect();
+    let metadata = vars.iter().fold(String::new(), |mut s, (key, var)| {
+        let _ = writeln!(s, "{key} = \"${{{var}-unset}}\"");
+        s
+    });
     let detect = format!(
         "cat > \"$2\" <<EOF\n[[provides]]\nname = \"target\"\n[[requires]]\nname = \"target\"\n\
          [requires.metadata]\n{metadata}EOF"
@@ -559,9 +560,10 @@ fn legacy_stacks_match_the_run_images_stack_id() {
     let tmp = tempfile::tempdir().unwrap();
     let app = app(tmp.path());
     let stacks = |ids: &[&str]| -> String {
-        ids.iter()
-            .map(|id| format!("[[stacks]]\nid = \"{id}\"\n"))
-            .collect()
+        ids.iter().fold(String::new(), |mut s, id| {
+            let _ = writeln!(s, "[[stacks]]\nid = \"{id}\"");
+            s
+        })
     };
     let plan = |bp: &Path, run_image: &str| {
         strata(

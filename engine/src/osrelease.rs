@@ -254,7 +254,7 @@ fn parse_value(text: &str) -> Result<String, String> {
 /// `c`, unless it is a control character, which os-release values must not hold.
 fn printable(c: char) -> Result<char, String> {
     if c.is_control() && c != '\t' {
-        Err(format!("control character {:?} in a value", c))
+        Err(format!("control character {c:?} in a value"))
     } else {
         Ok(c)
     }

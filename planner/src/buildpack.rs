@@ -427,6 +427,8 @@ impl RawTarget {
 
 #[cfg(test)]
 mod tests {
+    use std::fmt::Write as _;
+
     use super::*;
     use crate::fixtures::{component, composite, write, write_executable};
 
@@ -521,10 +523,10 @@ files = ["package.json"]
 
         let stacks_dir = component(tmp.path(), "stacks", "b", "1");
         let with_stacks = |api: &str, extra: &str, ids: &[&str]| {
-            let stacks: String = ids
-                .iter()
-                .map(|id| format!("[[stacks]]\nid = \"{id}\"\nmixins = []\n"))
-                .collect();
+            let stacks = ids.iter().fold(String::new(), |mut s, id| {
+                let _ = writeln!(s, "[[stacks]]\nid = \"{id}\"\nmixins = []");
+                s
+            });
             write(
                 tmp.path(),
                 "stacks/buildpack.toml",
@@ -551,7 +553,10 @@ files = ["package.json"]
             distros: vec![("ubuntu".into(), Some("18.04".into()))],
         };
         let both = ["io.buildpacks.stacks.bionic", "io.buildpacks.stacks.jammy"];
-        assert_eq!(with_stacks("0.10", "", &both).targets, [bionic.clone()]);
+        assert_eq!(
+            with_stacks("0.10", "", &both).targets,
+            std::slice::from_ref(&bionic)
+        );
         assert_eq!(
             with_stacks("0.9", "", &both).targets,
             linux,
