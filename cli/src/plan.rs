@@ -2,8 +2,8 @@
 //!
 //! The JSON shape is for scripts and stays stable (its fields are listed in the README):
 //! `services` (name, group, skipped: the buildpacks of the group not run at detect because
-//! they cannot build for the target, each with `buildpack`, `supports` and `target`), `tasks` (id, kind, services, buildpack, layer, key, status,
-//! reason, needs, inputs), and `stats` (files walked, files hashed, bytes hashed, stat cache
+//! they cannot build for the target, each with `buildpack`, `supports` and `target`), `tasks`
+//! (id, kind, services, buildpack, layer, key, status, reason, needs, inputs), and `stats` (files walked, files hashed, bytes hashed, stat cache
 //! hits, racy re-hashes, detect outcomes from the cache, detect processes run).
 
 use std::fmt::Write as _;
@@ -184,7 +184,7 @@ pub(crate) fn table(plan: &Plan) -> String {
 
 /// One line per buildpack a service's detect skipped for its targets, after a blank line;
 /// nothing when none was.
-pub(crate) fn skipped_lines(plan: &Plan) -> String {
+fn skipped_lines(plan: &Plan) -> String {
     let mut out = String::new();
     for service in &plan.services {
         for skipped in &service.group.skipped {

@@ -73,7 +73,7 @@ pub(crate) struct PreparedService {
 
 /// The root buildpack processes see: the sandbox binds the host's system directories (the
 /// `host` build image, the only one strata runs on).
-pub(crate) const BUILD_ROOT: &str = "/";
+const BUILD_ROOT: &str = "/";
 
 /// A service hashed and detected, before it joins the plan.
 struct Detected {
@@ -236,14 +236,14 @@ fn targets(
             RunImageSource::Image { reference, .. } => run_images[reference].target()?,
             RunImageSource::Builtin => TargetEnv::host(),
         };
-        let target = if target.distro_name.is_none() && target.distro_version.is_none() {
+        let target = if target.has_distro() {
+            target
+        } else {
             let distro = match &build_distro {
                 Some(distro) => distro.clone(),
                 None => build_distro.insert(osrelease::distro(build_root)?).clone(),
             };
             target.or_distro(distro.name, distro.version)
-        } else {
-            target
         };
         targets.push(target);
     }

@@ -75,12 +75,17 @@ impl TargetEnv {
         }
     }
 
+    /// Whether the target names a distro (its name, its version, or both).
+    pub fn has_distro(&self) -> bool {
+        self.distro_name.is_some() || self.distro_version.is_some()
+    }
+
     /// This target with the distro `name` and `version` (from the build image's os-release)
     /// when it names none itself; a target that names either keeps its own, as in the
     /// lifecycle.
     #[must_use]
     pub fn or_distro(mut self, name: Option<String>, version: Option<String>) -> Self {
-        if self.distro_name.is_none() && self.distro_version.is_none() {
+        if !self.has_distro() {
             self.distro_name = name;
             self.distro_version = version;
         }
@@ -200,7 +205,7 @@ impl TargetEnv {
             return true;
         }
         // A buildpack for named distros cannot build for a target whose distro is unknown.
-        if self.distro_name.is_none() && self.distro_version.is_none() {
+        if !self.has_distro() {
             return false;
         }
         target.distros.iter().any(|(n, v)| {
