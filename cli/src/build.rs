@@ -35,7 +35,7 @@ use crate::config::InputConfig;
 use crate::error::CliError;
 use crate::prepare::{Prepared, PreparedService, prepare};
 use crate::progress::Progress;
-use crate::report::{BuildReport, ImageReport, LayerReport, ServiceReport};
+use crate::report::{BuildReport, ImageReport, LayerReport, ServiceReport, SkippedReport};
 use crate::uptodate;
 
 /// A build, validated.
@@ -297,6 +297,14 @@ pub(crate) fn run(
         progress.line(&format!("     {name}: failed: {error}"));
     }
     let plan = &prepared.plan;
+    for service in &plan.services {
+        for skipped in &service.group.skipped {
+            progress.line(&format!(
+                "     {}: skipped at detect: {skipped}",
+                service.name
+            ));
+        }
+    }
     let owner = common_owner(&prepared)?;
     let store =
         Store::open(&store_dir(&input.cache_dir)).map_err(crate::cache::CacheError::from)?;
@@ -445,6 +453,7 @@ fn report(
             ran: count("ran"),
             cached: count("cached"),
             seconds,
+            skipped: SkippedReport::of(&plan.services[index].group),
         });
     }
     for (name, error) in &prepared.failed {
@@ -452,10 +461,7 @@ fn report(
             name: name.clone(),
             status: "failed",
             error: Some(describe(error)),
-            image: None,
-            ran: 0,
-            cached: 0,
-            seconds: 0.0,
+            ..ServiceReport::default()
         });
     }
     let ran = tasks.iter().filter(|t| t.status == "ran").count();

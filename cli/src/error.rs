@@ -49,6 +49,8 @@ pub(crate) enum CliError {
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
     #[error(transparent)]
+    OsRelease(#[from] strata_engine::osrelease::OsReleaseError),
+    #[error(transparent)]
     #[diagnostic(transparent)]
     Detect(#[from] DetectError),
     #[error(transparent)]
@@ -130,6 +132,7 @@ impl CliError {
             | CliError::RunImageLayer(_)
             | CliError::AppDir(_)
             | CliError::Sandbox(_)
+            | CliError::OsRelease(_)
             | CliError::Inspect(_)
             | CliError::Workspace(_)
             | CliError::Plan(_) => EXIT_USAGE,

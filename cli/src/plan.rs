@@ -1,8 +1,9 @@
 //! `strata plan`: what a build would run and why, as a table, JSON or Graphviz DOT.
 //!
 //! The JSON shape is for scripts and stays stable (its fields are listed in the README):
-//! `services` (name, group), `tasks` (id, kind, services, buildpack, layer, key, status,
-//! reason, needs, inputs), and `stats` (files walked, files hashed, bytes hashed, stat cache
+//! `services` (name, group, skipped: the buildpacks of the group not run at detect because
+//! they cannot build for the target, each with `buildpack`, `supports` and `target`), `tasks`
+//! (id, kind, services, buildpack, layer, key, status, reason, needs, inputs), and `stats` (files walked, files hashed, bytes hashed, stat cache
 //! hits, racy re-hashes, detect outcomes from the cache, detect processes run).
 
 use std::fmt::Write as _;
@@ -11,6 +12,7 @@ use serde::Serialize;
 use strata_planner::{Plan, Reason, Status, TaskKind};
 
 use crate::prepare::Prepared;
+use crate::report::SkippedReport;
 
 #[derive(Serialize)]
 struct PlanJson<'a> {
@@ -23,6 +25,7 @@ struct PlanJson<'a> {
 struct ServiceJson {
     name: String,
     group: Vec<String>,
+    skipped: Vec<SkippedReport>,
 }
 
 #[derive(Serialize)]
@@ -104,6 +107,7 @@ pub(crate) fn json(prepared: &Prepared) -> String {
                     .iter()
                     .map(|m| m.buildpack.reference())
                     .collect(),
+                skipped: SkippedReport::of(&s.group),
             })
             .collect(),
         tasks,
@@ -174,7 +178,24 @@ pub(crate) fn table(plan: &Plan) -> String {
         rows.len(),
         rows.len() - will_run
     );
+    out.push_str(&skipped_lines(plan));
     out
+}
+
+/// One line per buildpack a service's detect skipped for its targets, after a blank line;
+/// nothing when none was.
+fn skipped_lines(plan: &Plan) -> String {
+    let mut out = String::new();
+    for service in &plan.services {
+        for skipped in &service.group.skipped {
+            let _ = writeln!(out, "{}: skipped at detect: {skipped}", service.name);
+        }
+    }
+    if out.is_empty() {
+        out
+    } else {
+        format!("\n{out}")
+    }
 }
 
 /// The plan as Graphviz DOT: a node per task, an edge from each task to the tasks needing it.

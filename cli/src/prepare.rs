@@ -6,6 +6,11 @@
 //! content (the stat cache and the detect cache answer). Services are hashed and detected in
 //! parallel; each buildpack directory and each run image is read once however many services
 //! use it.
+//!
+//! Each service's target is its run image's (or the host's for the built-in base); when that
+//! names no distribution, the build root's os-release gives it, as the lifecycle takes it from
+//! the build image. The build root is what the sandbox runs buildpacks on: the host's system
+//! directories, so `/` ([`BUILD_ROOT`]), read once per build.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -14,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 use strata_engine::detect::ProcessDetector;
+use strata_engine::osrelease::{self, Distro};
 use strata_engine::platform::{PlatformDir, TargetEnv};
 use strata_engine::scratch::{self, ScratchDir};
 use strata_engine::store::{Store, store_dir};
@@ -65,6 +71,10 @@ pub(crate) struct PreparedService {
     pub(crate) scratch: PathBuf,
 }
 
+/// The root buildpack processes see: the sandbox binds the host's system directories (the
+/// `host` build image, the only one strata runs on).
+const BUILD_ROOT: &str = "/";
+
 /// A service hashed and detected, before it joins the plan.
 struct Detected {
     service: PreparedService,
@@ -85,6 +95,7 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
     };
 
     let run_images = load_run_images(config, &in_service)?;
+    let targets = targets(config, &run_images, Path::new(BUILD_ROOT))?;
     let mut hashing = HashStats::default();
     let mut dir_digests: HashMap<PathBuf, TaskKey> = HashMap::new();
     for service in &config.services {
@@ -100,8 +111,9 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
     let detected: Vec<Result<Detected, CliError>> = config
         .services
         .par_iter()
+        .zip(targets)
         .enumerate()
-        .map(|(index, service)| {
+        .map(|(index, (service, target))| {
             let run_image = match &service.run_image {
                 RunImageSource::Image { reference, name } => {
                     Some((Arc::clone(&run_images[reference]), name.clone()))
@@ -114,7 +126,15 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
                 .map(|bp| (bp.reference(), dir_digests[&bp.dir]))
                 .collect();
             let dir = scratch.path().join(format!("service-{index}"));
-            detect_service(config, index, service, run_image, Arc::new(digests), dir)
+            detect_service(
+                config,
+                index,
+                service,
+                run_image,
+                target,
+                Arc::new(digests),
+                dir,
+            )
         })
         .collect();
 
@@ -202,20 +222,45 @@ fn load_run_images(
     Ok(run_images)
 }
 
+/// Each service's target: its run image's, or the host's for the built-in base; the
+/// distribution of the build root `build_root` (read at most once) for one that names none.
+fn targets(
+    config: &InputConfig,
+    run_images: &HashMap<ImageRef, Arc<RunImage>>,
+    build_root: &Path,
+) -> Result<Vec<TargetEnv>, CliError> {
+    let mut build_distro: Option<Distro> = None;
+    let mut targets = Vec::new();
+    for service in &config.services {
+        let target = match &service.run_image {
+            RunImageSource::Image { reference, .. } => run_images[reference].target()?,
+            RunImageSource::Builtin => TargetEnv::host(),
+        };
+        let target = if target.has_distro() {
+            target
+        } else {
+            let distro = match &build_distro {
+                Some(distro) => distro.clone(),
+                None => build_distro.insert(osrelease::distro(build_root)?).clone(),
+            };
+            target.or_distro(distro.name, distro.version)
+        };
+        targets.push(target);
+    }
+    Ok(targets)
+}
+
 /// Hashes one service's app and detects its group.
 fn detect_service(
     config: &InputConfig,
     index: usize,
     service: &ServiceConfig,
     run_image: Option<(Arc<RunImage>, String)>,
+    target: TargetEnv,
     digests: Arc<BTreeMap<String, TaskKey>>,
     scratch: PathBuf,
 ) -> Result<Detected, CliError> {
     let platform = PlatformDir::new(&scratch.join("platform"), &service.env);
-    let target = match &run_image {
-        Some((image, _)) => image.target()?,
-        None => TargetEnv::host(),
-    };
     let (run_image, run_image_name) = match run_image {
         Some((image, name)) => (Some(image), name),
         None => (

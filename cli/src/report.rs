@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use strata_engine::execute::TaskReport;
 use strata_exporter::image::ExportedLayer;
+use strata_planner::{DetectResult, Skipped};
 
 /// What a build produced.
 #[derive(Debug, Serialize)]
@@ -30,7 +31,7 @@ pub(crate) struct BuildReport {
 }
 
 /// One service's outcome.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub(crate) struct ServiceReport {
     pub(crate) name: String,
     /// `built`, `up-to-date` (nothing ran), or `failed`.
@@ -45,6 +46,37 @@ pub(crate) struct ServiceReport {
     pub(crate) cached: usize,
     /// Seconds from the start of the build until its image was written.
     pub(crate) seconds: f64,
+    /// The buildpacks of its group not run at detect because they cannot build for the
+    /// target.
+    pub(crate) skipped: Vec<SkippedReport>,
+}
+
+/// A buildpack skipped at detect for its targets, as `plan` and `build` report it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct SkippedReport {
+    /// `id@version`.
+    pub(crate) buildpack: String,
+    /// Its targets (or stacks).
+    pub(crate) supports: String,
+    /// The build's target (or the run image's stack).
+    pub(crate) target: String,
+}
+
+impl SkippedReport {
+    /// The buildpacks detection skipped in `group`.
+    pub(crate) fn of(group: &DetectResult) -> Vec<Self> {
+        group.skipped.iter().map(Self::from).collect()
+    }
+}
+
+impl From<&Skipped> for SkippedReport {
+    fn from(s: &Skipped) -> Self {
+        Self {
+            buildpack: s.buildpack.clone(),
+            supports: s.mismatch.supports.clone(),
+            target: s.mismatch.target.clone(),
+        }
+    }
 }
 
 /// An exported image.

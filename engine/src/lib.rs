@@ -13,6 +13,7 @@ pub mod executor;
 pub mod hashing;
 pub mod layer_task;
 pub mod layers;
+pub mod osrelease;
 pub mod platform;
 pub mod sandbox;
 pub mod scratch;

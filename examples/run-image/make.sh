@@ -14,6 +14,11 @@ tag=${2:-busybox}
 busybox=$(command -v busybox) || { echo "busybox not found: apt-get install busybox-static" >&2; exit 2; }
 command -v umoci >/dev/null || { echo "umoci not found: apt-get install umoci" >&2; exit 2; }
 
+# The image's distribution is busybox at its version: what buildpacks see as
+# CNB_TARGET_DISTRO_NAME/_VERSION.
+version=$("$busybox" --help 2>&1 | sed -n '1s/^BusyBox v\([0-9][0-9.]*\).*/\1/p')
+[[ -n "$version" ]] || { echo "cannot read the busybox version" >&2; exit 2; }
+
 # The image is for the host's platform: strata builds on the host, for nothing else.
 case $(uname -m) in
   x86_64) arch=amd64 ;;
@@ -48,6 +53,7 @@ umoci config --no-history --image "$layout:$tag" \
   --config.env CNB_USER_ID=1000 --config.env CNB_GROUP_ID=1000 \
   --config.label io.buildpacks.base.id=examples.busybox \
   --config.label io.buildpacks.base.distro.name=busybox \
+  --config.label io.buildpacks.base.distro.version="$version" \
   --config.label io.buildpacks.stack.id=examples.busybox
 umoci gc --layout "$layout"
 echo "run image: oci:$layout:$tag"

@@ -35,6 +35,8 @@ pub const DEFAULT_CNB_ID: u32 = 1000;
 /// The run image labels that name its distribution, for `CNB_TARGET_DISTRO_*`.
 const DISTRO_NAME_LABEL: &str = "io.buildpacks.base.distro.name";
 const DISTRO_VERSION_LABEL: &str = "io.buildpacks.base.distro.version";
+/// The run image label with its (deprecated) stack id, for `CNB_STACK_ID` and `[[stacks]]`.
+const STACK_ID_LABEL: &str = "io.buildpacks.stack.id";
 
 /// Docker's config and layer media types, which skopeo keeps for Docker images copied into a
 /// layout with `--format v2s2`.
@@ -261,8 +263,9 @@ impl RunImage {
         self.config.variant().as_deref()
     }
 
-    /// The target a build on this image is for: its os, architecture and variant, and the
-    /// distribution its `io.buildpacks.base.distro.*` labels name.
+    /// The target a build on this image is for: its os, architecture and variant, the
+    /// distribution its `io.buildpacks.base.distro.*` labels name, and its
+    /// `io.buildpacks.stack.id` (empty labels count as absent).
     ///
     /// # Errors
     /// [`RunImageError::Unbuildable`] when this host cannot build for that platform (strata
@@ -284,6 +287,7 @@ impl RunImage {
             variant: self.variant().filter(|v| !v.is_empty()).map(str::to_owned),
             distro_name: label(DISTRO_NAME_LABEL),
             distro_version: label(DISTRO_VERSION_LABEL),
+            stack_id: label(STACK_ID_LABEL),
         };
         target
             .check_buildable()

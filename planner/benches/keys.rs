@@ -110,7 +110,13 @@ fn example_group() -> (DetectResult, BTreeMap<String, TaskKey>) {
             plan: BuildpackPlan::default(),
         });
     }
-    (DetectResult { group }, digests)
+    (
+        DetectResult {
+            group,
+            skipped: Vec::new(),
+        },
+        digests,
+    )
 }
 
 fn benches(c: &mut Criterion) {

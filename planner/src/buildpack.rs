@@ -39,9 +39,14 @@ pub struct BuildpackDescriptor {
     pub info: BuildpackInfo,
     /// `[[order]]`: non-empty for a composite buildpack.
     pub order: Order,
-    /// `[[targets]]` (with `[[stacks]]` mapped onto them; a component buildpack with neither
-    /// gets `os = "linux"`).
+    /// `[[targets]]`, or when there are none what the lifecycle infers: from `[[stacks]]`
+    /// (`io.buildpacks.stacks.bionic` is linux/amd64 ubuntu 18.04, `*` any target), else
+    /// `os = "linux"` for a component buildpack.
     pub targets: Vec<Target>,
+    /// The ids of the deprecated `[[stacks]]`, kept only when no `[[targets]]` are given
+    /// (targets take their place then, as in the lifecycle): matched against the run image's
+    /// stack id when it has one (see [`crate::TargetEnv::supports`]).
+    pub stacks: Vec<String>,
     /// `[metadata]`, free-form.
     pub metadata: toml::Table,
     /// `[metadata.strata]`: declared layers, detection and processes.
@@ -215,22 +220,19 @@ impl BuildpackDescriptor {
         };
 
         let order: Order = validate_order(&raw.order, path, text)?;
-        let targets = if !raw.targets.is_empty() {
-            raw.targets
-                .into_iter()
-                .map(RawTarget::into_target)
-                .collect()
-        } else if !raw.stacks.is_empty() {
-            // Deprecated `[[stacks]]`: strata has no stack ids to match, so any target fits.
-            vec![Target::default()]
-        } else if order.is_empty() || dir.join("bin").join("build").is_file() {
-            vec![Target {
+        let (mut targets, stacks) = if raw.targets.is_empty() {
+            let stacks: Vec<String> = raw.stacks.into_iter().filter_map(|s| s.id).collect();
+            (stack_targets(&stacks, api.get_ref()), stacks)
+        } else {
+            let targets = raw.targets.into_iter().map(RawTarget::into_target);
+            (targets.collect(), Vec::new())
+        };
+        if targets.is_empty() && (order.is_empty() || dir.join("bin").join("build").is_file()) {
+            targets.push(Target {
                 os: Some("linux".to_owned()),
                 ..Target::default()
-            }]
-        } else {
-            Vec::new()
-        };
+            });
+        }
 
         Ok(Self {
             api: api.into_inner(),
@@ -245,6 +247,7 @@ impl BuildpackDescriptor {
             },
             order,
             targets,
+            stacks,
             metadata: raw.metadata,
             strata: StrataMetadata::parse(path, text, dir)?,
         })
@@ -260,6 +263,14 @@ fn api_supported(api: &str) -> bool {
         && minor
             .parse::<u32>()
             .is_ok_and(|minor| (MIN_API..=MAX_API).contains(&minor))
+}
+
+/// Whether `api` (already [`api_supported`]) is `0.minor` or later.
+fn api_at_least(api: &str, minor: u32) -> bool {
+    api.trim()
+        .split_once('.')
+        .and_then(|(_, m)| m.parse::<u32>().ok())
+        .is_some_and(|m| m >= minor)
 }
 
 /// Checks `bin/`: present and executable for a component buildpack, absent for a composite.
@@ -331,7 +342,7 @@ struct RawDescriptor {
     #[serde(default)]
     targets: Vec<RawTarget>,
     #[serde(default)]
-    stacks: Vec<toml::Table>,
+    stacks: Vec<RawStack>,
     #[serde(default)]
     metadata: toml::Table,
 }
@@ -363,6 +374,35 @@ struct RawTarget {
     distros: Vec<RawDistro>,
 }
 
+/// `[[stacks]]` as written; `mixins` is not read (mixins are gone from the spec).
+#[derive(serde::Deserialize)]
+struct RawStack {
+    id: Option<String>,
+}
+
+/// The stack id the lifecycle translates into a target.
+const BIONIC: &str = "io.buildpacks.stacks.bionic";
+
+/// The targets the lifecycle infers from `[[stacks]]` when a buildpack gives no `[[targets]]`:
+/// Ubuntu 18.04 on amd64 for the bionic stack (from Buildpack API 0.10, or when it is the only
+/// stack), any target for `*`; other stack ids give none.
+fn stack_targets(stacks: &[String], api: &str) -> Vec<Target> {
+    let mut targets = Vec::new();
+    for id in stacks {
+        if id == BIONIC && (api_at_least(api, 10) || stacks.len() == 1) {
+            targets.push(Target {
+                os: Some("linux".to_owned()),
+                arch: Some("amd64".to_owned()),
+                variant: None,
+                distros: vec![("ubuntu".to_owned(), Some("18.04".to_owned()))],
+            });
+        } else if id == "*" {
+            targets.push(Target::default());
+        }
+    }
+    targets
+}
+
 /// `[[targets.distros]]` as written.
 #[derive(serde::Deserialize)]
 struct RawDistro {
@@ -387,6 +427,8 @@ impl RawTarget {
 
 #[cfg(test)]
 mod tests {
+    use std::fmt::Write as _;
+
     use super::*;
     use crate::fixtures::{component, composite, write, write_executable};
 
@@ -479,16 +521,53 @@ files = ["package.json"]
         }];
         assert_eq!(Buildpack::load(&plain).unwrap().descriptor.targets, linux);
 
-        let stacks = component(tmp.path(), "stacks", "b", "1");
-        write(
-            tmp.path(),
-            "stacks/buildpack.toml",
-            "api = \"0.7\"\n[buildpack]\nid = \"b\"\nversion = \"1\"\n[[stacks]]\nid = \"io.buildpacks.stacks.jammy\"\n",
+        let stacks_dir = component(tmp.path(), "stacks", "b", "1");
+        let with_stacks = |api: &str, extra: &str, ids: &[&str]| {
+            let stacks = ids.iter().fold(String::new(), |mut s, id| {
+                let _ = writeln!(s, "[[stacks]]\nid = \"{id}\"\nmixins = []");
+                s
+            });
+            write(
+                tmp.path(),
+                "stacks/buildpack.toml",
+                &format!(
+                    "api = \"{api}\"\n[buildpack]\nid = \"b\"\nversion = \"1\"\n{stacks}{extra}"
+                ),
+            );
+            Buildpack::load(&stacks_dir).unwrap().descriptor
+        };
+        // A stack the lifecycle does not translate: the buildpack is for Linux, and the stack
+        // id is kept for the run image's.
+        let d = with_stacks("0.7", "", &["io.buildpacks.stacks.jammy"]);
+        assert_eq!(d.targets, linux);
+        assert_eq!(d.stacks, ["io.buildpacks.stacks.jammy"]);
+        let d = with_stacks("0.9", "", &["*"]);
+        assert_eq!(
+            (d.targets, d.stacks),
+            (vec![Target::default()], vec!["*".to_owned()])
+        );
+        let bionic = Target {
+            os: Some("linux".into()),
+            arch: Some("amd64".into()),
+            variant: None,
+            distros: vec![("ubuntu".into(), Some("18.04".into()))],
+        };
+        let both = ["io.buildpacks.stacks.bionic", "io.buildpacks.stacks.jammy"];
+        assert_eq!(
+            with_stacks("0.10", "", &both).targets,
+            std::slice::from_ref(&bionic)
         );
         assert_eq!(
-            Buildpack::load(&stacks).unwrap().descriptor.targets,
-            [Target::default()]
+            with_stacks("0.9", "", &both).targets,
+            linux,
+            "before API 0.10 bionic is translated only when it is the only stack"
         );
+        assert_eq!(with_stacks("0.9", "", &both[..1]).targets, [bionic]);
+        // Targets win: the stacks are dropped.
+        let d = with_stacks("0.10", "[[targets]]\narch = \"arm64\"\n", &both);
+        assert_eq!(d.targets.len(), 1);
+        assert_eq!(d.targets[0].arch.as_deref(), Some("arm64"));
+        assert!(d.stacks.is_empty());
 
         let variant = component(tmp.path(), "variant", "c", "1");
         write(

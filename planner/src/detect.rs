@@ -27,10 +27,13 @@
 //!    or after the providers (CNB gives a buildpack the entries it is expected to provide; a
 //!    buildpack that only requires gets none for that dependency).
 //!
-//! A buildpack whose `[[targets]]` do not include the build target (see [`TargetEnv`]) is not
-//! run, as in the lifecycle: it counts as failed, so it fails a group that requires it and is
-//! left out of one where it is optional. When no group passes for that reason, [`resolve`]
-//! returns [`DetectError::Unsupported`] naming the buildpack, its targets and the target.
+//! A buildpack whose `[[targets]]` (or `[[stacks]]`) do not include the build target (see
+//! [`TargetEnv::supports`]) is not run, as in the lifecycle: it counts as failed, so it fails a
+//! group that requires it and is left out of one where it is optional (the lifecycle still
+//! runs such an optional buildpack's detect; strata does not run what cannot build for the
+//! target). The passing group lists those left out in [`DetectResult::skipped`]. When no group
+//! passes for that reason, [`resolve`] returns [`DetectError::Unsupported`] naming the
+//! buildpack, its targets and the target.
 //!
 //! A detect error of a required buildpack fails its group like a plain failure, and detection
 //! goes on with the next group, as the spec says; when no group passes, [`resolve`] returns the
@@ -42,10 +45,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rayon::prelude::*;
 
-use crate::target::describe_targets;
 use crate::{
-    BuildPlan, Buildpack, BuildpackPlan, GroupRef, Order, PlanEntry, Provide, Registry, Require,
-    TargetEnv,
+    BuildPlan, Buildpack, BuildpackPlan, GroupRef, Mismatch, Order, PlanEntry, Provide, Registry,
+    Require, TargetEnv,
 };
 
 /// How many plan trials one candidate group may take before detection gives up on it: the
@@ -85,6 +87,29 @@ pub struct GroupMember {
 pub struct DetectResult {
     /// The buildpacks that will build, in order.
     pub group: Vec<GroupMember>,
+    /// The optional buildpacks of that group left out without running their detect, because
+    /// they cannot build for the target, in group order.
+    pub skipped: Vec<Skipped>,
+}
+
+/// A buildpack not run at detect because it cannot build for the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// `id@version`.
+    pub buildpack: String,
+    /// What it supports, and the target.
+    pub mismatch: Mismatch,
+}
+
+/// `x@1: it supports linux/arm64, not the target linux/amd64 debian@12`.
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: it supports {}, not the target {}",
+            self.buildpack, self.mismatch.supports, self.mismatch.target
+        )
+    }
 }
 
 /// Detection found no group, or a detect errored.
@@ -107,7 +132,8 @@ pub enum DetectError {
     },
     /// No group passed because a buildpack it needs cannot build for the target: the first
     /// such buildpack (`id@version`), its `[[targets]]` and the target, both as
-    /// `os/arch[/variant]` with distros.
+    /// `os/arch[/variant]` with distros (or its stacks and the run image's stack id, when
+    /// those decided).
     #[error(
         "buildpack {buildpack} cannot build for the run image's target {target}: it supports \
          {targets}\n{}",
@@ -197,9 +223,8 @@ struct Resolver<'a> {
     groups_tried: usize,
     /// The first error of a required buildpack: (`id@version`, message, output).
     first_error: Option<(String, String, String)>,
-    /// The first buildpack that does not support the target and kept a group from passing:
-    /// (`id@version`, its targets).
-    first_unsupported: Option<(String, String)>,
+    /// The first buildpack that does not support the target and kept a group from passing.
+    first_unsupported: Option<Skipped>,
 }
 
 impl Resolver<'_> {
@@ -264,7 +289,7 @@ impl Resolver<'_> {
         self.groups_tried += 1;
         let number = self.groups_tried;
         let (runnable, unsupported) = self.split_by_target(number, candidates);
-        let known_to_fail = unsupported.iter().any(|c| !c.optional)
+        let known_to_fail = unsupported.iter().any(|(c, _)| !c.optional)
             || runnable.iter().any(|c| {
                 !c.optional
                     && matches!(
@@ -361,26 +386,37 @@ impl Resolver<'_> {
                 plan: resolved.deps.plan_of(position),
             })
             .collect();
-        ControlFlow::Break(DetectResult { group })
+        let skipped = unsupported
+            .into_iter()
+            .map(|(_, skipped)| skipped)
+            .collect();
+        ControlFlow::Break(DetectResult { group, skipped })
     }
 
     /// Splits group `number`'s candidates into those that support the target, whose detects
-    /// may run, and those that do not, which the report lists.
+    /// may run, and those that do not, with why, which the report lists.
     fn split_by_target<'c>(
         &mut self,
         number: usize,
         candidates: &'c [Candidate],
-    ) -> (Vec<&'c Candidate>, Vec<&'c Candidate>) {
-        let (runnable, unsupported): (Vec<&Candidate>, Vec<&Candidate>) = candidates
-            .iter()
-            .partition(|c| self.target.supported_by(&c.buildpack.descriptor.targets));
-        for candidate in &unsupported {
-            self.report.push(format!(
-                "group {number}: {} does not support the target {} (it supports {})",
-                candidate.buildpack.reference(),
-                self.target,
-                describe_targets(&candidate.buildpack.descriptor.targets),
-            ));
+    ) -> (Vec<&'c Candidate>, Vec<(&'c Candidate, Skipped)>) {
+        let mut runnable = Vec::new();
+        let mut unsupported = Vec::new();
+        for candidate in candidates {
+            match self.target.supports(&candidate.buildpack.descriptor) {
+                Ok(()) => runnable.push(candidate),
+                Err(mismatch) => {
+                    let skipped = Skipped {
+                        buildpack: candidate.buildpack.reference(),
+                        mismatch,
+                    };
+                    self.report.push(format!(
+                        "group {number}: {} does not support the target {} (it supports {})",
+                        skipped.buildpack, skipped.mismatch.target, skipped.mismatch.supports,
+                    ));
+                    unsupported.push((candidate, skipped));
+                }
+            }
         }
         (runnable, unsupported)
     }
@@ -388,20 +424,19 @@ impl Resolver<'_> {
     /// Whether the `unsupported` buildpacks are why a group that no required buildpack failed
     /// fails: one of them is required, or (`none_passed`) none of the others passed. The first
     /// such buildpack is kept for the error.
-    fn note_unsupported(&mut self, unsupported: &[&Candidate], none_passed: bool) -> bool {
-        let Some(first) = unsupported
+    fn note_unsupported(
+        &mut self,
+        unsupported: &[(&Candidate, Skipped)],
+        none_passed: bool,
+    ) -> bool {
+        let Some((_, first)) = unsupported
             .iter()
-            .find(|c| !c.optional)
+            .find(|(c, _)| !c.optional)
             .or_else(|| unsupported.first().filter(|_| none_passed))
         else {
             return false;
         };
-        self.first_unsupported.get_or_insert_with(|| {
-            (
-                first.buildpack.reference(),
-                describe_targets(&first.buildpack.descriptor.targets),
-            )
-        });
+        self.first_unsupported.get_or_insert_with(|| first.clone());
         true
     }
 
@@ -458,11 +493,15 @@ impl Resolver<'_> {
             };
         }
         let mut report = self.report;
-        if let Some((buildpack, targets)) = self.first_unsupported {
+        if let Some(Skipped {
+            buildpack,
+            mismatch,
+        }) = self.first_unsupported
+        {
             return DetectError::Unsupported {
                 buildpack,
-                targets,
-                target: self.target.to_string(),
+                targets: mismatch.supports,
+                target: mismatch.target,
                 report,
             };
         }
@@ -791,6 +830,7 @@ mod tests {
                 },
                 order,
                 targets: Vec::new(),
+                stacks: Vec::new(),
                 metadata: toml::Table::new(),
                 strata: None,
             },
@@ -805,6 +845,7 @@ mod tests {
             variant: None,
             distro_name: Some("ubuntu".to_owned()),
             distro_version: Some("22.04".to_owned()),
+            stack_id: None,
         }
     }
 
@@ -1360,13 +1401,31 @@ mod tests {
         registry.insert(for_arch("intel", "amd64")).unwrap();
         let detector = FakeDetector::new(&[("arm", pass()), ("intel", pass()), ("a", pass())]);
 
-        // Optional: left out of the group, never run.
+        // Optional: left out of the group, never run, and listed with why.
         let result = resolve(&order(&[&["arm?", "a"]]), &registry, &amd64(), &detector).unwrap();
         assert_eq!(summary(&result), ["a"]);
+        assert_eq!(
+            result.skipped,
+            [Skipped {
+                buildpack: "arm@1".to_owned(),
+                mismatch: Mismatch {
+                    supports: "linux/arm64".to_owned(),
+                    target: "linux/amd64 ubuntu@22.04".to_owned(),
+                },
+            }]
+        );
+        assert_eq!(
+            result.skipped[0].to_string(),
+            "arm@1: it supports linux/arm64, not the target linux/amd64 ubuntu@22.04"
+        );
         // Required: its group fails and the next one, with a buildpack for amd64, passes.
         let order = order(&[&["arm", "a"], &["intel", "a"]]);
         let result = resolve(&order, &registry, &amd64(), &detector).unwrap();
         assert_eq!(summary(&result), ["intel", "a"]);
+        assert!(
+            result.skipped.is_empty(),
+            "only the passing group's are listed"
+        );
         assert_eq!(
             detector.calls("arm"),
             0,
@@ -1416,6 +1475,29 @@ mod tests {
         assert!(
             matches!(&err, DetectError::Unsupported { targets, .. } if targets == "linux/amd64 (ubuntu@24.04)"),
             "{err:?}"
+        );
+    }
+
+    #[test]
+    fn stacks_decide_against_the_run_images_stack_id() {
+        let mut registry = registry(&[]);
+        let mut jammy = buildpack("jammy", "1", Vec::new());
+        jammy.descriptor.stacks = vec!["io.buildpacks.stacks.jammy".to_owned()];
+        registry.insert(jammy).unwrap();
+        let detector = FakeDetector::new(&[("jammy", pass())]);
+        let mut target = amd64();
+        target.stack_id = Some("io.buildpacks.stacks.jammy".to_owned());
+        let result = resolve(&order(&[&["jammy"]]), &registry, &target, &detector).unwrap();
+        assert_eq!(summary(&result), ["jammy"]);
+
+        target.stack_id = Some("examples.busybox".to_owned());
+        let err = resolve(&order(&[&["jammy"]]), &registry, &target, &detector).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "buildpack jammy@1 cannot build for the run image's target stack \
+                 examples.busybox: it supports stacks io.buildpacks.stacks.jammy\n"
+            ),
+            "{err}"
         );
     }
 }

@@ -669,7 +669,14 @@ mod tests {
                 plan: BuildpackPlan::default(),
             });
         }
-        (tmp, DetectResult { group }, digests)
+        (
+            tmp,
+            DetectResult {
+                group,
+                skipped: Vec::new(),
+            },
+            digests,
+        )
     }
 
     fn app(files: &[(&str, &str)]) -> (tempfile::TempDir, SourceTree) {
@@ -782,6 +789,7 @@ mod tests {
                     buildpack: bp,
                     plan: BuildpackPlan::default(),
                 }],
+                skipped: Vec::new(),
             };
             let app_dir = tmp.path().join("app");
             write(&app_dir, "vendor/real.lock", inside);
@@ -975,6 +983,7 @@ mod tests {
                 buildpack: bp,
                 plan: BuildpackPlan::default(),
             }],
+            skipped: Vec::new(),
         };
         let (_app, tree) = app(&[("main", "m")]);
         let mut plan = Plan::new();

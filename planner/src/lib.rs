@@ -31,7 +31,9 @@ pub use builder::{Builder, BuilderError};
 pub use buildpack::{Buildpack, BuildpackDescriptor, BuildpackError, BuildpackInfo, Target};
 pub use buildplan::{BuildPlan, BuildPlanAlternative, BuildpackPlan, PlanEntry, Provide, Require};
 pub use declarative::{DeclaredDetect, DeclaredLayer, DeclaredProcess, LayerRef, StrataMetadata};
-pub use detect::{DetectError, DetectOutcome, DetectResult, Detector, GroupMember, resolve};
+pub use detect::{
+    DetectError, DetectOutcome, DetectResult, Detector, GroupMember, Skipped, resolve,
+};
 pub use detect_cache::CachingDetector;
 pub use diagnostic::TomlError;
 pub use graph::{Plan, PlanError, Reason, ServiceInput, ServicePlan, Status, Task, TaskKind};
@@ -44,5 +46,5 @@ pub use registry::{Registry, RegistryError, compare_versions};
 pub use safepath::PathError;
 pub use sources::{HashStats, ScanOptions, SourceError, SourceFile, SourceTree, glob_set, scan};
 pub use statcache::{StatCache, StatCacheStatus, stat_cache_path};
-pub use target::{TargetEnv, UnbuildableTarget, oci_arch};
+pub use target::{Mismatch, TargetEnv, UnbuildableTarget, oci_arch};
 pub use workspace::{ServiceSpec, WORKSPACE_FILE, Workspace, WorkspaceError};

@@ -1,20 +1,27 @@
 //! The target a build is for, and which buildpacks can build for it.
 //!
 //! The target is the run image's: its config's `os`, `architecture` and `variant`, and its
-//! labels `io.buildpacks.base.distro.name`/`.version`. strata runs buildpacks on the host, so
-//! it can only build for Linux on the host's architecture ([`TargetEnv::host`]); any other
-//! run image is refused before a buildpack runs, since an image labelled windows/arm64 that
-//! holds linux/amd64 binaries would be exported with exit 0 otherwise.
+//! labels `io.buildpacks.base.distro.name`/`.version`; when the run image names no distro,
+//! the build image's os-release gives it ([`TargetEnv::or_distro`]), as in the lifecycle.
+//! strata runs buildpacks on the host, so it can only build for Linux on the host's
+//! architecture ([`TargetEnv::host`]); any other run image is refused before a buildpack
+//! runs, since an image labelled windows/arm64 that holds linux/amd64 binaries would be
+//! exported with exit 0 otherwise.
 //!
 //! A buildpack's `[[targets]]` are matched as the reference lifecycle does: a buildpack with no
 //! targets matches every target; a field that either side leaves out, or sets to `*`, matches;
-//! the variant is compared only when both give one; the distros only when the buildpack lists
-//! some and the target has one, and then one of them must have the target's name (and its
-//! version, when both give one).
+//! the variant is compared only when both give one; when the buildpack lists distros, the
+//! target must have one, and one of them must have its name (and its version, when both give
+//! one).
+//!
+//! The deprecated `[[stacks]]` of a buildpack without `[[targets]]` are matched against the run
+//! image's `io.buildpacks.stack.id`, as platforms did when stacks were the contract: one of
+//! them must be that id or `*`. A run image without a stack id leaves the buildpack to the
+//! targets the lifecycle infers from its stacks (see [`crate::BuildpackDescriptor::targets`]).
 
 use std::fmt;
 
-use crate::Target;
+use crate::{BuildpackDescriptor, Target};
 
 /// The target an image is built for, passed to buildpacks as `CNB_TARGET_*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +36,20 @@ pub struct TargetEnv {
     pub distro_name: Option<String>,
     /// `CNB_TARGET_DISTRO_VERSION`.
     pub distro_version: Option<String>,
+    /// The run image's `io.buildpacks.stack.id` (deprecated), passed as `CNB_STACK_ID` and
+    /// matched against buildpacks' `[[stacks]]`.
+    pub stack_id: Option<String>,
+}
+
+/// Why a buildpack cannot build for a target, both sides as a report shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// What the buildpack supports: its targets (`linux/arm64, */amd64 (ubuntu@22.04)`), or
+    /// its stacks (`stacks io.buildpacks.stacks.jammy`) when those decided.
+    pub supports: String,
+    /// The target: `os/arch[/variant][ distro[@version]]`, or `stack <id>` when the stacks
+    /// decided.
+    pub target: String,
 }
 
 /// strata cannot build for a target: it is not Linux on the host's architecture.
@@ -50,10 +71,30 @@ impl TargetEnv {
             variant: None,
             distro_name: None,
             distro_version: None,
+            stack_id: None,
         }
     }
 
-    /// The `CNB_TARGET_*` variables.
+    /// Whether the target names a distro (its name, its version, or both).
+    pub fn has_distro(&self) -> bool {
+        self.distro_name.is_some() || self.distro_version.is_some()
+    }
+
+    /// This target with the distro `name` and `version` (from the build image's os-release)
+    /// when it names none itself; a target that names either keeps its own, as in the
+    /// lifecycle.
+    #[must_use]
+    pub fn or_distro(mut self, name: Option<String>, version: Option<String>) -> Self {
+        if !self.has_distro() {
+            self.distro_name = name;
+            self.distro_version = version;
+        }
+        self
+    }
+
+    /// The variables that describe the target to a buildpack: the `CNB_TARGET_*` set, and the
+    /// deprecated `CNB_STACK_ID` when the run image has a stack id (older buildpacks, Paketo's
+    /// among them, read it).
     pub fn vars(&self) -> Vec<(String, String)> {
         let mut vars = vec![
             ("CNB_TARGET_OS".to_owned(), self.os.clone()),
@@ -63,6 +104,7 @@ impl TargetEnv {
             ("CNB_TARGET_ARCH_VARIANT", &self.variant),
             ("CNB_TARGET_DISTRO_NAME", &self.distro_name),
             ("CNB_TARGET_DISTRO_VERSION", &self.distro_version),
+            ("CNB_STACK_ID", &self.stack_id),
         ];
         vars.extend(
             optional
@@ -89,6 +131,7 @@ impl TargetEnv {
             ("variant", self.variant.as_ref()),
             ("distro", self.distro_name.as_ref()),
             ("distro-version", self.distro_version.as_ref()),
+            ("stack", self.stack_id.as_ref()),
         ];
         let parts: Vec<String> = fields
             .iter()
@@ -117,6 +160,31 @@ impl TargetEnv {
         }
     }
 
+    /// Whether the buildpack `descriptor` can build for this target: by its `[[stacks]]` when
+    /// it gives only those and the run image has a stack id, else by its targets.
+    ///
+    /// # Errors
+    /// A [`Mismatch`] saying what the buildpack supports and what the target is.
+    pub fn supports(&self, descriptor: &BuildpackDescriptor) -> Result<(), Mismatch> {
+        if let (false, Some(id)) = (descriptor.stacks.is_empty(), &self.stack_id) {
+            if descriptor.stacks.iter().any(|s| s == "*" || s == id) {
+                return Ok(());
+            }
+            return Err(Mismatch {
+                supports: format!("stacks {}", descriptor.stacks.join(", ")),
+                target: format!("stack {id}"),
+            });
+        }
+        if self.supported_by(&descriptor.targets) {
+            Ok(())
+        } else {
+            Err(Mismatch {
+                supports: describe_targets(&descriptor.targets),
+                target: self.to_string(),
+            })
+        }
+    }
+
     /// Whether a buildpack that declares `targets` can build for this target.
     pub fn supported_by(&self, targets: &[Target]) -> bool {
         targets.is_empty() || targets.iter().any(|t| self.matches(t))
@@ -133,13 +201,17 @@ impl TargetEnv {
         {
             return false;
         }
-        let Some(name) = &self.distro_name else {
+        if target.distros.is_empty() {
             return true;
-        };
-        target.distros.is_empty()
-            || target.distros.iter().any(|(n, v)| {
-                field(Some(n), Some(name)) && field(v.as_deref(), self.distro_version.as_deref())
-            })
+        }
+        // A buildpack for named distros cannot build for a target whose distro is unknown.
+        if !self.has_distro() {
+            return false;
+        }
+        target.distros.iter().any(|(n, v)| {
+            field(Some(n), self.distro_name.as_deref())
+                && field(v.as_deref(), self.distro_version.as_deref())
+        })
     }
 }
 
@@ -158,7 +230,7 @@ impl fmt::Display for TargetEnv {
 }
 
 /// `[[targets]]` as a report shows them: `linux/arm64, */amd64 (ubuntu@22.04)`.
-pub(crate) fn describe_targets(targets: &[Target]) -> String {
+fn describe_targets(targets: &[Target]) -> String {
     if targets.is_empty() {
         return "any".to_owned();
     }
@@ -212,6 +284,7 @@ mod tests {
             variant: None,
             distro_name: None,
             distro_version: None,
+            stack_id: None,
         }
     }
 
@@ -250,15 +323,19 @@ mod tests {
     }
 
     #[test]
-    fn distros_match_when_both_sides_give_one() {
+    fn distros_match_as_the_lifecycle_does() {
         let jammy = Target {
             distros: vec![("ubuntu".to_owned(), Some("22.04".to_owned()))],
             ..declared(Some("linux"), None)
         };
         let mut t = target("linux", "amd64");
         assert!(
-            t.supported_by(std::slice::from_ref(&jammy)),
-            "the run image names none"
+            !t.supported_by(std::slice::from_ref(&jammy)),
+            "a buildpack for named distros needs a target with one"
+        );
+        assert!(
+            t.supported_by(&[declared(Some("linux"), None)]),
+            "no distros on the buildpack"
         );
         t.distro_name = Some("ubuntu".to_owned());
         assert!(
@@ -270,7 +347,103 @@ mod tests {
         t.distro_version = Some("22.04".to_owned());
         assert!(t.supported_by(std::slice::from_ref(&jammy)));
         t.distro_name = Some("debian".to_owned());
-        assert!(!t.supported_by(&[jammy]));
+        assert!(!t.supported_by(std::slice::from_ref(&jammy)));
+        t.distro_name = None;
+        assert!(
+            t.supported_by(&[jammy]),
+            "a version alone, and no name on the image"
+        );
+    }
+
+    /// A descriptor with `stacks` and (inferred or declared) `targets`.
+    fn with_stacks(stacks: &[&str], targets: Vec<Target>) -> BuildpackDescriptor {
+        let text = "api = \"0.10\"\n[buildpack]\nid = \"s\"\nversion = \"1\"\n";
+        let dir = std::path::Path::new("/nonexistent");
+        let mut d = BuildpackDescriptor::parse(&dir.join("buildpack.toml"), text, dir).unwrap();
+        d.stacks = stacks.iter().map(|s| (*s).to_owned()).collect();
+        d.targets = targets;
+        d
+    }
+
+    #[test]
+    fn stacks_match_the_run_images_stack_id() {
+        let linux = vec![declared(Some("linux"), None)];
+        let jammy = with_stacks(&["io.buildpacks.stacks.jammy"], linux.clone());
+        let any = with_stacks(&["other", "*"], linux.clone());
+        let mut t = target("linux", "amd64");
+        t.stack_id = Some("io.buildpacks.stacks.jammy".to_owned());
+        assert_eq!(t.supports(&jammy), Ok(()));
+        assert_eq!(t.supports(&any), Ok(()));
+        t.stack_id = Some("examples.busybox".to_owned());
+        assert_eq!(
+            t.supports(&jammy),
+            Err(Mismatch {
+                supports: "stacks io.buildpacks.stacks.jammy".to_owned(),
+                target: "stack examples.busybox".to_owned(),
+            })
+        );
+        assert_eq!(t.supports(&any), Ok(()), "`*` matches any stack");
+
+        // A run image without a stack id: the targets inferred from the stacks decide.
+        t.stack_id = None;
+        assert_eq!(t.supports(&jammy), Ok(()));
+        let bionic = with_stacks(
+            &["io.buildpacks.stacks.bionic"],
+            vec![Target {
+                distros: vec![("ubuntu".to_owned(), Some("18.04".to_owned()))],
+                ..declared(Some("linux"), Some("amd64"))
+            }],
+        );
+        t.distro_name = Some("ubuntu".to_owned());
+        t.distro_version = Some("22.04".to_owned());
+        assert_eq!(
+            t.supports(&bionic),
+            Err(Mismatch {
+                supports: "linux/amd64 (ubuntu@18.04)".to_owned(),
+                target: "linux/amd64 ubuntu@22.04".to_owned(),
+            })
+        );
+
+        // A buildpack with targets has no stacks left to match: its targets decide.
+        t.stack_id = Some("examples.busybox".to_owned());
+        let targets = with_stacks(&[], linux);
+        assert_eq!(t.supports(&targets), Ok(()));
+    }
+
+    #[test]
+    fn the_stack_id_is_passed_when_known() {
+        let mut t = target("linux", "amd64");
+        let names =
+            |t: &TargetEnv| -> Vec<String> { t.vars().into_iter().map(|(k, _)| k).collect() };
+        assert_eq!(names(&t), ["CNB_TARGET_OS", "CNB_TARGET_ARCH"]);
+        t.stack_id = Some("io.buildpacks.stacks.jammy".to_owned());
+        t.variant = Some("v8".to_owned());
+        assert_eq!(
+            t.vars()[2..],
+            [
+                ("CNB_TARGET_ARCH_VARIANT".to_owned(), "v8".to_owned()),
+                (
+                    "CNB_STACK_ID".to_owned(),
+                    "io.buildpacks.stacks.jammy".to_owned()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_build_images_distro_fills_in_only_a_missing_one() {
+        let debian = || (Some("debian".to_owned()), Some("12".to_owned()));
+        let (name, version) = debian();
+        let t = target("linux", "amd64").or_distro(name, version);
+        assert_eq!(t.to_string(), "linux/amd64 debian@12");
+        let mut labelled = target("linux", "amd64");
+        labelled.distro_name = Some("busybox".to_owned());
+        let (name, version) = debian();
+        assert_eq!(
+            labelled.or_distro(name, version).to_string(),
+            "linux/amd64 busybox",
+            "the run image's labels win, even a name alone"
+        );
     }
 
     #[test]
@@ -301,5 +474,8 @@ mod tests {
         t.distro_version = None;
         assert_eq!(t.to_string(), "linux/arm64/v8 ubuntu@22.04");
         assert_ne!(t.key(), key, "keys never collide");
+        let key = t.key();
+        t.stack_id = Some("io.buildpacks.stacks.jammy".to_owned());
+        assert_ne!(t.key(), key, "the stack id is part of the key");
     }
 }
