@@ -16,11 +16,11 @@ use crate::build::{
     run_logged,
 };
 use crate::detect::{PLATFORM_TARGET, buildpack_target};
-use crate::env::{Env, Phase, layer_env};
+use crate::env::{Phase, layer_env};
 use crate::layers::{
     BuildpackLayers, LaunchToml, Layer, LayerTypes, Process, SbomFile, SbomScope, sbom_media_type,
 };
-use crate::platform::base_env;
+use crate::platform::{base_env, platform_env, process_env};
 use crate::sandbox::{Mount, Purpose, SandboxCommand};
 use crate::untrusted::{SBOM_LIMIT, UntrustedError};
 
@@ -97,15 +97,7 @@ pub fn run_layer(
         (req.sandbox.view(&mount), Vec::new())
     };
 
-    // Only the env the layer declares: clear_env drops the rest of the user env.
-    let mut env: Env = base_env(req.target, req.platform, true, req.sandbox.isolates())
-        .into_iter()
-        .collect();
-    for name in &layer.env {
-        if let Some((_, value)) = req.platform.env.iter().rev().find(|(k, _)| k == name) {
-            env.set(name.clone(), value.clone());
-        }
-    }
+    let mut earlier = Vec::new();
     for need in needs {
         let mount = Mount::ro(
             &need.layer.dir,
@@ -113,8 +105,19 @@ pub fn run_layer(
         );
         let view = req.sandbox.view(&mount);
         mounts.push(mount);
-        env.apply(&layer_env(&need.layer.dir, &view, Phase::Build)?);
+        earlier.extend(layer_env(&need.layer.dir, &view, Phase::Build)?);
     }
+    // Of the user env only what the layer declares (its key covers those), on top of what
+    // the layers it needs give, by the same rules as for a buildpack.
+    let user: Vec<(String, String)> = req
+        .platform
+        .env
+        .iter()
+        .filter(|(k, _)| layer.env.contains(k))
+        .cloned()
+        .collect();
+    let mut env = process_env(base_env(req.sandbox.isolates()), &earlier, &user);
+    env.extend(platform_env(req.target, None));
     env.set("CNB_BUILDPACK_DIR", &bp_dir);
     env.set("CNB_PLATFORM_DIR", &platform);
     env.set("CNB_EXEC_ENV", "production");

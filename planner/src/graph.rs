@@ -178,6 +178,9 @@ pub struct ServiceInput<'a> {
     pub buildpack_digests: &'a BTreeMap<String, TaskKey>,
     /// The user env.
     pub env: &'a [(String, String)],
+    /// The digest of the service bindings opaque buildpacks see ([`crate::bindings_digest`]),
+    /// `None` without bindings.
+    pub bindings: Option<TaskKey>,
     /// The build environment (a build image reference, or `host`).
     pub build_image: &'a str,
     /// The target platform, `os/arch[/variant]`.
@@ -464,6 +467,10 @@ impl Plan {
             .str(&toml::to_string(plan).unwrap_or_default());
         h.field("env");
         env_key(&mut h, &env);
+        // Only with bindings, so that the keys of builds without them stay as they were.
+        if let Some(bindings) = &input.bindings {
+            h.field("bindings").key(bindings);
+        }
         h.field("files").list(&files);
         if declared_inputs.is_some() {
             // The buildpack reads a selected link's target through it; a target in the app
@@ -698,6 +705,7 @@ mod tests {
             app: tree,
             buildpack_digests: digests,
             env: &[],
+            bindings: None,
             build_image: "host",
             target: "linux/amd64",
             export: "builtin",
@@ -912,6 +920,7 @@ mod tests {
                 app: &tree,
                 buildpack_digests: &digests,
                 env: &env,
+                bindings: None,
                 build_image: "host",
                 target: "linux/amd64",
                 export: "builtin",
@@ -932,6 +941,39 @@ mod tests {
                 .map(String::as_str),
             Some("dev")
         );
+    }
+
+    #[test]
+    fn bindings_change_the_keys_of_opaque_buildpacks_only() {
+        let (_bps, group, digests) = fixture("");
+        let (_app, tree) = app(&[(".v", "1"), ("a.lock", "x")]);
+        let plan_with = |bindings: Option<u8>| {
+            let mut plan = Plan::new();
+            plan.add_service(&ServiceInput {
+                name: "svc",
+                group: &group,
+                app: &tree,
+                buildpack_digests: &digests,
+                env: &[],
+                bindings: bindings.map(|n| TaskKey::from_bytes([n; 32])),
+                build_image: "host",
+                target: "linux/amd64",
+                export: "builtin",
+            })
+            .unwrap();
+            plan
+        };
+        let (none, one, two) = (plan_with(None), plan_with(Some(1)), plan_with(Some(2)));
+        let opaque = "t/opaque (bin/build)";
+        assert_ne!(key_of(&none, 0, opaque), key_of(&one, 0, opaque));
+        assert_ne!(key_of(&one, 0, opaque), key_of(&two, 0, opaque));
+        assert_eq!(
+            key_of(&one, 0, opaque),
+            key_of(&plan_with(Some(1)), 0, opaque)
+        );
+        for layer in ["t/decl:runtime", "t/decl:deps"] {
+            assert_eq!(key_of(&none, 0, layer), key_of(&two, 0, layer), "{layer}");
+        }
     }
 
     #[test]
