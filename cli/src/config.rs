@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use strata_engine::sandbox::{Limits, Sandbox};
 use strata_exporter::reference::ImageRef;
 use strata_planner::{
-    Builder, Buildpack, BuildpackId, Group, GroupRef, Order, ProjectDescriptor, Registry,
+    Binding, Builder, Buildpack, BuildpackId, Group, GroupRef, Order, ProjectDescriptor, Registry,
     ServiceSpec, WORKSPACE_FILE, Workspace, valid_env_name,
 };
 
@@ -46,6 +46,8 @@ pub(crate) struct ServiceConfig {
     pub(crate) build_image: String,
     pub(crate) run_image: RunImageSource,
     pub(crate) env: Vec<(String, String)>,
+    /// The service bindings its buildpacks see, by name.
+    pub(crate) bindings: Vec<Binding>,
 }
 
 /// Where the run image comes from.
@@ -135,11 +137,12 @@ impl InputConfig {
                 })
                 .collect(),
         };
+        let bindings = Binding::load_all(&args.bindings)?;
         let mut builders: HashMap<PathBuf, Builder> = HashMap::new();
         let mut services = Vec::new();
         for source in sources {
             let name = source.name.clone();
-            let service = ServiceConfig::new(source, args, &mut builders);
+            let service = ServiceConfig::new(source, args, &mut builders, &bindings);
             services.push(match (&workspace, service) {
                 (_, Ok(service)) => service,
                 (None, Err(e)) => return Err(e),
@@ -251,6 +254,7 @@ impl ServiceConfig {
         source: ServiceSource<'_>,
         args: &InputArgs,
         builders: &mut HashMap<PathBuf, Builder>,
+        bindings: &[Binding],
     ) -> Result<Self, CliError> {
         let app_dir = source.app_dir;
         let builder = match source.builder {
@@ -291,6 +295,7 @@ impl ServiceConfig {
             build_image,
             run_image,
             env,
+            bindings: bindings.to_vec(),
         })
     }
 

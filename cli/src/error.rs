@@ -72,6 +72,8 @@ pub(crate) enum CliError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Workspace(#[from] strata_planner::WorkspaceError),
+    #[error(transparent)]
+    Binding(#[from] strata_planner::BindingError),
     /// Something about one service of a workspace.
     #[error("service {service}")]
     Service {
@@ -132,6 +134,7 @@ impl CliError {
             | CliError::Sandbox(_)
             | CliError::Inspect(_)
             | CliError::Workspace(_)
+            | CliError::Binding(_)
             | CliError::Plan(_) => EXIT_USAGE,
         }
     }
