@@ -416,6 +416,70 @@ mod tests {
         assert!(!workspace.join("x").exists());
     }
 
+    #[test]
+    fn a_layer_script_gets_the_users_declared_values_over_what_its_needs_set() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let bp_dir = root.join("bp");
+        fs::create_dir_all(bp_dir.join("layers")).unwrap();
+        fs::write(
+            bp_dir.join("buildpack.toml"),
+            "api = \"0.10\"\n[buildpack]\nid = \"t/bp\"\nversion = \"1\"\n\
+             [[metadata.strata.layers]]\nname = \"base\"\nrun = \"layers/base.sh\"\nbuild = true\n\
+             [[metadata.strata.layers]]\nname = \"top\"\nneeds = [\"base\"]\nenv = [\"MODE\", \"PATH\"]\nrun = \"layers/top.sh\"\n",
+        )
+        .unwrap();
+        let scripts = [
+            (
+                "base.sh",
+                "mkdir -p \"$1/bin\" \"$1/env.build\" && printf '#!/bin/sh\\necho tool\\n' > \"$1/bin/tool\" \
+                 && chmod +x \"$1/bin/tool\" && printf buildpack > \"$1/env.build/MODE.override\"",
+            ),
+            (
+                "top.sh",
+                "echo \"MODE=$MODE PATH=$PATH $(tool) api=$CNB_PLATFORM_API\" > \"$STRATA_LAYER_DIR/out\"",
+            ),
+        ];
+        for (name, body) in scripts {
+            let path = bp_dir.join("layers").join(name);
+            fs::write(&path, format!("#!/bin/sh\nset -e\n{body}\n")).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let buildpack = Buildpack::load(&bp_dir).unwrap();
+        let strata = buildpack.descriptor.strata.clone().unwrap();
+        let workspace = root.join("ws");
+        fs::create_dir_all(&workspace).unwrap();
+        let env = [
+            ("MODE".to_owned(), "user".to_owned()),
+            ("PATH".to_owned(), "/x".to_owned()),
+        ];
+        let platform = PlatformDir::create(&root.join("platform"), &env).unwrap();
+        let sandbox = Sandbox::bwrap().expect("bwrap is installed (apt-get install bubblewrap)");
+        let req = BuildRequest {
+            sandbox: &sandbox,
+            source: &workspace,
+            workspace: &workspace,
+            platform: &platform,
+            target: &TargetEnv::host(),
+            scratch: &root.join("scratch"),
+            network: false,
+        };
+        let base = run_layer(&req, &buildpack, strata.layer("base").unwrap(), &[], &[]).unwrap();
+        let needs = [NeededLayer {
+            buildpack: &buildpack,
+            layer: &base.layer,
+        }];
+        let top = run_layer(&req, &buildpack, strata.layer("top").unwrap(), &needs, &[]).unwrap();
+        assert_eq!(
+            fs::read_to_string(top.layer.dir.join("out")).unwrap(),
+            format!(
+                "MODE=user PATH=/x:/layers/t_bp/base/bin:{} tool api={}\n",
+                crate::sandbox::DEFAULT_PATH,
+                crate::platform::PLATFORM_API
+            )
+        );
+    }
+
     /// A declared buildpack whose one layer `cat`s `/workspace/<input>` into `$1/out`, and an
     /// app `ws` with `real.lock` in it and `secret` beside it; `link` is made `ws/a.lock`.
     fn run_with_link(link: &str) -> (tempfile::TempDir, Result<BuiltLayer, BuildError>) {
