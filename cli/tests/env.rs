@@ -270,6 +270,10 @@ fn detect_and_build_read_a_binding_that_is_never_stored_and_keys_its_tasks() {
     let tasks = fx.build(&["--binding", &binding]);
     assert_eq!(status(&tasks, "test/bound (bin/build)"), "cached");
     std::fs::write(db.join("password"), format!("{SECRET}-rotated")).unwrap();
+    let plan = fx.run("plan", &["--binding", &binding]);
+    assert_exit(&plan, 0);
+    let plan = String::from_utf8_lossy(&plan.stdout);
+    assert!(plan.contains("bindings changed"), "{plan}");
     let tasks = fx.build(&["--binding", &binding]);
     assert_eq!(
         status(&tasks, "test/bound (bin/build)"),

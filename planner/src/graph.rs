@@ -66,6 +66,8 @@ pub enum Reason {
     BuildpackChanged,
     /// An env variable it reads changed.
     EnvChanged(String),
+    /// The service bindings it sees changed (added, removed, or different content).
+    BindingsChanged,
     /// The user asked for it.
     Forced,
 }
@@ -78,6 +80,7 @@ impl fmt::Display for Reason {
             Reason::NeedsRebuilt(task) => write!(f, "needs rebuilt: {task}"),
             Reason::BuildpackChanged => f.write_str("buildpack changed"),
             Reason::EnvChanged(name) => write!(f, "env changed: {name}"),
+            Reason::BindingsChanged => f.write_str("bindings changed"),
             Reason::Forced => f.write_str("forced"),
         }
     }
@@ -117,6 +120,8 @@ pub struct Task {
     pub inputs: Vec<String>,
     /// The env variables it reads, with their values.
     pub env: BTreeMap<String, String>,
+    /// The digest of the service bindings it sees, if any (never their content).
+    pub bindings: Option<TaskKey>,
     /// Whether it will run.
     pub status: Status,
 }
@@ -436,6 +441,7 @@ impl Plan {
             services: Vec::new(),
             inputs: files.iter().map(|f| f.path.clone()).collect(),
             env,
+            bindings: None,
             status: Status::WillRun(Reason::New),
         };
         Ok(self.insert(input.name, task, needs, Sharing::Shared))
@@ -493,6 +499,7 @@ impl Plan {
             services: Vec::new(),
             inputs: files.iter().map(|f| f.path.clone()).collect(),
             env,
+            bindings: input.bindings,
             status: Status::WillRun(Reason::New),
         };
         Ok(self.insert(input.name, task, before, Sharing::PerService))
@@ -509,6 +516,7 @@ impl Plan {
             services: Vec::new(),
             inputs: input.app.files.iter().map(|f| f.path.clone()).collect(),
             env: BTreeMap::new(),
+            bindings: None,
             status: Status::WillRun(Reason::New),
         };
         self.insert(input.name, task, opaque, Sharing::PerService)
@@ -535,6 +543,7 @@ impl Plan {
             services: Vec::new(),
             inputs: Vec::new(),
             env: BTreeMap::new(),
+            bindings: None,
             status: Status::WillRun(Reason::New),
         };
         self.insert(input.name, task, tasks, Sharing::PerService)
