@@ -4,7 +4,8 @@
 //!
 //! In a workspace, a flag wins over the file: `--builder`, `--buildpack` and `--run-image`
 //! replace the service's and the workspace's settings, and `--env` comes after the
-//! workspace's env, the service's and `project.toml`'s.
+//! workspace's env, the service's and `project.toml`'s; `--binding` replaces a workspace
+//! binding of the same name.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -68,6 +69,7 @@ struct ServiceSource<'a> {
     builder: Option<&'a Path>,
     run_image: Option<RunImageArg<'a>>,
     env: Vec<(String, String)>,
+    bindings: Vec<(String, PathBuf)>,
 }
 
 /// A run image reference and the directory a relative layout path is relative to.
@@ -115,6 +117,7 @@ impl InputConfig {
                     builder: args.builder.as_deref(),
                     run_image: flag_run_image,
                     env: Vec::new(),
+                    bindings: Vec::new(),
                 }]
             }
             Some(ws) => select_services(ws, wanted)?
@@ -134,15 +137,15 @@ impl InputConfig {
                         })
                     }),
                     env: spec.env.clone(),
+                    bindings: spec.bindings.clone(),
                 })
                 .collect(),
         };
-        let bindings = Binding::load_all(&args.bindings)?;
         let mut builders: HashMap<PathBuf, Builder> = HashMap::new();
         let mut services = Vec::new();
         for source in sources {
             let name = source.name.clone();
-            let service = ServiceConfig::new(source, args, &mut builders, &bindings);
+            let service = ServiceConfig::new(source, args, &mut builders);
             services.push(match (&workspace, service) {
                 (_, Ok(service)) => service,
                 (None, Err(e)) => return Err(e),
@@ -254,7 +257,6 @@ impl ServiceConfig {
         source: ServiceSource<'_>,
         args: &InputArgs,
         builders: &mut HashMap<PathBuf, Builder>,
-        bindings: &[Binding],
     ) -> Result<Self, CliError> {
         let app_dir = source.app_dir;
         let builder = match source.builder {
@@ -295,7 +297,7 @@ impl ServiceConfig {
             build_image,
             run_image,
             env,
-            bindings: bindings.to_vec(),
+            bindings: service_bindings(source.bindings, &args.bindings)?,
         })
     }
 
@@ -400,6 +402,20 @@ fn user_env(
         out.push((name, value));
     }
     Ok(out)
+}
+
+/// The service bindings: `bindings` (the workspace's and the service's), then `--binding`,
+/// which replaces one of the same name; each checked and hashed.
+fn service_bindings(
+    bindings: Vec<(String, PathBuf)>,
+    flags: &[(String, PathBuf)],
+) -> Result<Vec<Binding>, CliError> {
+    let mut merged: Vec<(String, PathBuf)> = bindings
+        .into_iter()
+        .filter(|(name, _)| !flags.iter().any(|(flag, _)| flag == name))
+        .collect();
+    merged.extend(flags.iter().cloned());
+    Ok(Binding::load_all(&merged)?)
 }
 
 /// A `project.toml` buildpack uri, checked: the app repository may name a buildpack it ships

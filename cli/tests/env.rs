@@ -324,3 +324,42 @@ fn bad_bindings_are_refused_before_anything_runs() {
     assert!(stderr(&out).contains("given twice"), "{}", stderr(&out));
     assert!(!fx.path("out").exists());
 }
+
+#[test]
+fn a_workspace_names_bindings_inside_it_and_a_flag_replaces_one() {
+    let fx = binding_fixture();
+    std::fs::write(
+        fx.path("strata.toml"),
+        "[workspace]\nbindings = { db = \"bindings/db\" }\n[[service]]\npath = \"app\"\n",
+    )
+    .unwrap();
+    let bp = fx.buildpacks[0].to_str().unwrap().to_owned();
+    let cache = fx.path("cache");
+    let plan = |extra: &[&str]| {
+        let mut args = vec!["plan", ".", "--buildpack", &bp, "--cache-dir"];
+        args.push(cache.to_str().unwrap());
+        args.extend_from_slice(extra);
+        strata(fx.tmp.path(), &args)
+    };
+    assert_exit(&plan(&[]), 0);
+    // A flag of the same name wins: this one has another type, so detect fails.
+    let other = fx.path("other/db");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("type"), "mysql").unwrap();
+    let out = plan(&["--binding", &format!("db={}", other.display())]);
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out).contains("no buildpack group passed"),
+        "{}",
+        stderr(&out)
+    );
+
+    std::fs::write(
+        fx.path("strata.toml"),
+        "[workspace]\nbindings = { db = \"/etc\" }\n[[service]]\npath = \"app\"\n",
+    )
+    .unwrap();
+    let out = plan(&[]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("binding `db`"), "{}", stderr(&out));
+}
