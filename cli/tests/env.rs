@@ -236,8 +236,7 @@ fn status<'a>(tasks: &'a [(String, String)], id: &str) -> &'a str {
     tasks
         .iter()
         .find(|(t, _)| t == id)
-        .map(|(_, s)| s.as_str())
-        .unwrap_or_else(|| panic!("no task {id} in {tasks:?}"))
+        .map_or_else(|| panic!("no task {id} in {tasks:?}"), |(_, s)| s.as_str())
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //!
 //! Every buildpack gets its own `/layers/<escaped id>` (writable) and sees the layers of the
 //! buildpacks before it read-only, with the build env their `build = true` layers contribute
-//! (their `bin` on `PATH`, `env.build/`, …). The app at `/workspace` is a private copy that a
+//! (their `bin` on `PATH`, `env.build/`, …), with the user env on top (see
+//! [`crate::platform::process_env`]). The app at `/workspace` is a private copy that a
 //! buildpack may change; the change is part of the build's output. What each buildpack leaves
 //! behind is parsed and validated before the next one starts, so a bad layer name fails the
 //! build at the buildpack that wrote it.

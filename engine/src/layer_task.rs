@@ -4,7 +4,8 @@
 //! argument and in `STRATA_LAYER_DIR`, and only the layers it `needs` mounted, read-only, at
 //! their image paths, with their build env (`bin` on `PATH`, `env.build/`, …). Of the user
 //! env it sees only the variables it names in `env`: those are part of its key, so nothing
-//! else may change what it builds.
+//! else may change what it builds. They go on top of its needs' env by the rules a buildpack
+//! has (a user value wins; a path variable's is prepended). It sees no service binding.
 
 use std::fs;
 use std::sync::Arc;
@@ -107,16 +108,11 @@ pub fn run_layer(
         mounts.push(mount);
         earlier.extend(layer_env(&need.layer.dir, &view, Phase::Build)?);
     }
-    // Of the user env only what the layer declares (its key covers those), on top of what
-    // the layers it needs give, by the same rules as for a buildpack.
-    let user: Vec<(String, String)> = req
-        .platform
-        .env
-        .iter()
-        .filter(|(k, _)| layer.env.contains(k))
-        .cloned()
-        .collect();
-    let mut env = process_env(base_env(req.sandbox.isolates()), &earlier, &user);
+    let mut env = process_env(
+        base_env(req.sandbox.isolates()),
+        &earlier,
+        &declared_env(req, layer),
+    );
     env.extend(platform_env(req.target, None));
     env.set("CNB_BUILDPACK_DIR", &bp_dir);
     env.set("CNB_PLATFORM_DIR", &platform);
@@ -165,6 +161,16 @@ pub fn run_layer(
             blob: None,
         },
     })
+}
+
+/// Of the user env, only what the layer declares: its key covers those.
+fn declared_env(req: &BuildRequest<'_>, layer: &DeclaredLayer) -> Vec<(String, String)> {
+    req.platform
+        .env
+        .iter()
+        .filter(|(k, _)| layer.env.contains(k))
+        .cloned()
+        .collect()
 }
 
 /// The read-only mounts of a layer's input files at `/workspace/<input>`.

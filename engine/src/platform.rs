@@ -319,13 +319,24 @@ mod tests {
         (env, dir)
     }
 
+    /// What a row says, what earlier layers set, the user env, `clear-env`, and the variable
+    /// with the value the buildpack must see.
+    type Row<'a> = (
+        &'a str,
+        Vec<EnvModification>,
+        Vec<(&'a str, &'a str)>,
+        bool,
+        &'a str,
+        Option<&'a str>,
+    );
+
     #[test]
     fn env_precedence_table() {
         use EnvAction::{Append, Default, Override, Prepend};
         let bin = |dir: &str| EnvModification::prepend_path("PATH", format!("/layers/{dir}/bin"));
         let lib = |var: &str| EnvModification::prepend_path(var, "/layers/a/lib");
         #[rustfmt::skip]
-        let table: Vec<(&str, Vec<EnvModification>, Vec<(&str, &str)>, bool, &str, Option<&str>)> = vec![
+        let table: Vec<Row<'_>> = vec![
             ("user value, nothing else", vec![], vec![("MODE", "dev")], false, "MODE", Some("dev")),
             ("user beats a buildpack override", vec![m("MODE", Override, "bp")], vec![("MODE", "dev")], false, "MODE", Some("dev")),
             ("user beats a buildpack default", vec![m("MODE", Default, "bp")], vec![("MODE", "dev")], false, "MODE", Some("dev")),

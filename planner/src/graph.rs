@@ -5,7 +5,8 @@
 //!   app files its `inputs` globs match, the env variables it names, and the layers it `needs`.
 //! - `Buildpack`: an opaque CNB `bin/build`. strata cannot see what it reads, so it depends on
 //!   every task of the buildpacks before it in the group and reads the whole app (or the
-//!   `[metadata.strata] inputs` it declares) and the whole user env.
+//!   `[metadata.strata] inputs` it declares), the whole user env and the service bindings
+//!   (their digest: it can read them).
 //! - `App`: the app layer, `/workspace` after the build: the app's files and every opaque
 //!   buildpack before it (they may change the app).
 //! - `Image`: one per service, depending on all of that service's tasks.
@@ -13,7 +14,10 @@
 //! Edges point from a task to the tasks that need it. A task's [`TaskKey`] covers its kind,
 //! its buildpack's id, version and content digest, its definition, its input files (path,
 //! mode, digest, in path order), its env, the keys of the tasks it needs (sorted), the build
-//! image and the target. Declared layers with equal keys are one node, so a layer that many
+//! image and the target. Of the env a process gets beyond that, the build image's and what
+//! strata sets are covered by the build image and the key schema; `HOSTNAME` and the proxy
+//! variables are left out on purpose (they say how to reach the network, not what to build,
+//! and would make every machine's cache its own). Declared layers with equal keys are one node, so a layer that many
 //! services would build the same way is built once. Opaque buildpacks and the app layer are
 //! per service even when their keys are equal: they change and read that service's own copy
 //! of the app. Their equal keys still share one entry in the store.

@@ -205,7 +205,11 @@ impl Workspace {
             }
         }
         for service in &raw.service {
-            let (spec, span) = service_spec(root, service, (&env, &bindings), &error)?;
+            let defaults = Defaults {
+                env: &env,
+                bindings: &bindings,
+            };
+            let (spec, span) = service_spec(root, service, &defaults, &error)?;
             add(spec, span)?;
         }
         Ok(Self {
@@ -222,11 +226,17 @@ impl Workspace {
     }
 }
 
+/// What every service of the workspace gets unless its table says otherwise.
+struct Defaults<'a> {
+    env: &'a [(String, String)],
+    bindings: &'a [(String, PathBuf)],
+}
+
 /// One `[[service]]`: its directory must exist; its name defaults to the directory's.
 fn service_spec(
     root: &Path,
     service: &RawService,
-    (env, bindings): (&[(String, String)], &[(String, PathBuf)]),
+    defaults: &Defaults<'_>,
     error: &dyn Fn(Range<usize>, String) -> Box<TomlError>,
 ) -> Result<(ServiceSpec, Range<usize>), Box<TomlError>> {
     let value = service.path.get_ref();
@@ -272,9 +282,10 @@ fn service_spec(
             format!("`{name}` is not a valid service name: use letters, digits, `.`, `_` and `-`"),
         ));
     }
-    let mut merged: BTreeMap<String, String> = env.iter().cloned().collect();
+    let mut merged: BTreeMap<String, String> = defaults.env.iter().cloned().collect();
     merged.extend(checked_env(&service.env, error)?);
-    let mut merged_bindings: BTreeMap<String, PathBuf> = bindings.iter().cloned().collect();
+    let mut merged_bindings: BTreeMap<String, PathBuf> =
+        defaults.bindings.iter().cloned().collect();
     merged_bindings.extend(checked_bindings(root, &service.bindings, error)?);
     let spec = ServiceSpec {
         name,
