@@ -36,7 +36,8 @@ const BUILD_EXAMPLES: &str = "Examples:
   strata build examples/monorepo
   strata build examples/monorepo --service api --service web --json
   strata build examples/apps/hello --builder examples/builder.toml --output oci:out:hello
-  strata build . --buildpack ./my-buildpack --run-image oci:base:latest --output oci:out:app --json";
+  strata build . --buildpack ./my-buildpack --run-image oci:base:latest --output oci:out:app --json
+  strata build . --builder builder.toml --env BP_LOG_LEVEL=debug --binding db=./bindings/db";
 
 const PLAN_EXAMPLES: &str = "Examples:
   strata plan examples/monorepo
@@ -75,6 +76,12 @@ pub(crate) struct InputArgs {
     /// Build env for the buildpacks (`K=V`, or `K` to take it from this environment). Repeatable.
     #[arg(long = "env", short = 'e', value_name = "K=V")]
     pub(crate) env: Vec<String>,
+    /// A service binding for the buildpacks: `DIR` (with a `type` file, an optional
+    /// `provider` file and one file per key) is mounted read-only at
+    /// `/platform/bindings/NAME`, and `SERVICE_BINDING_ROOT` names `/platform/bindings`.
+    /// Never copied into a layer, the image or the cache. Repeatable.
+    #[arg(long = "binding", value_name = "NAME=DIR", value_parser = parse_binding)]
+    pub(crate) bindings: Vec<(String, PathBuf)>,
     /// Where strata keeps its caches (default: `$XDG_CACHE_HOME/strata` or `~/.cache/strata`).
     #[arg(long, value_name = "DIR")]
     pub(crate) cache_dir: Option<PathBuf>,
@@ -93,6 +100,14 @@ pub(crate) struct InputArgs {
     /// long (`90s`, `30m`, `2h`, seconds); `bin/detect` gets at most 2 minutes.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub(crate) task_timeout: Option<std::time::Duration>,
+}
+
+/// `NAME=DIR`; the name and the directory are checked when the config is made.
+fn parse_binding(text: &str) -> Result<(String, PathBuf), String> {
+    match text.split_once('=') {
+        Some((name, dir)) if !dir.is_empty() => Ok((name.to_owned(), PathBuf::from(dir))),
+        _ => Err(format!("`{text}`: give NAME=DIR")),
+    }
 }
 
 /// `90`, `90s`, `30m`, `2h`.

@@ -4,7 +4,8 @@
 //!
 //! In a workspace, a flag wins over the file: `--builder`, `--buildpack` and `--run-image`
 //! replace the service's and the workspace's settings, and `--env` comes after the
-//! workspace's env, the service's and `project.toml`'s.
+//! workspace's env, the service's and `project.toml`'s; `--binding` replaces a workspace
+//! binding of the same name.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 use strata_engine::sandbox::{Limits, Sandbox};
 use strata_exporter::reference::ImageRef;
 use strata_planner::{
-    Builder, Buildpack, BuildpackId, Group, GroupRef, Order, ProjectDescriptor, Registry,
+    Binding, Builder, Buildpack, BuildpackId, Group, GroupRef, Order, ProjectDescriptor, Registry,
     ServiceSpec, WORKSPACE_FILE, Workspace, valid_env_name,
 };
 
@@ -46,6 +47,8 @@ pub(crate) struct ServiceConfig {
     pub(crate) build_image: String,
     pub(crate) run_image: RunImageSource,
     pub(crate) env: Vec<(String, String)>,
+    /// The service bindings its buildpacks see, by name.
+    pub(crate) bindings: Vec<Binding>,
 }
 
 /// Where the run image comes from.
@@ -66,6 +69,7 @@ struct ServiceSource<'a> {
     builder: Option<&'a Path>,
     run_image: Option<RunImageArg<'a>>,
     env: Vec<(String, String)>,
+    bindings: Vec<(String, PathBuf)>,
 }
 
 /// A run image reference and the directory a relative layout path is relative to.
@@ -113,6 +117,7 @@ impl InputConfig {
                     builder: args.builder.as_deref(),
                     run_image: flag_run_image,
                     env: Vec::new(),
+                    bindings: Vec::new(),
                 }]
             }
             Some(ws) => select_services(ws, wanted)?
@@ -132,6 +137,7 @@ impl InputConfig {
                         })
                     }),
                     env: spec.env.clone(),
+                    bindings: spec.bindings.clone(),
                 })
                 .collect(),
         };
@@ -291,6 +297,7 @@ impl ServiceConfig {
             build_image,
             run_image,
             env,
+            bindings: service_bindings(source.bindings, &args.bindings)?,
         })
     }
 
@@ -395,6 +402,20 @@ fn user_env(
         out.push((name, value));
     }
     Ok(out)
+}
+
+/// The service bindings: `bindings` (the workspace's and the service's), then `--binding`,
+/// which replaces one of the same name; each checked and hashed.
+fn service_bindings(
+    bindings: Vec<(String, PathBuf)>,
+    flags: &[(String, PathBuf)],
+) -> Result<Vec<Binding>, CliError> {
+    let mut merged: Vec<(String, PathBuf)> = bindings
+        .into_iter()
+        .filter(|(name, _)| !flags.iter().any(|(flag, _)| flag == name))
+        .collect();
+    merged.extend(flags.iter().cloned());
+    Ok(Binding::load_all(&merged)?)
 }
 
 /// A `project.toml` buildpack uri, checked: the app repository may name a buildpack it ships

@@ -74,6 +74,8 @@ pub(crate) enum CliError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Workspace(#[from] strata_planner::WorkspaceError),
+    #[error(transparent)]
+    Binding(#[from] strata_planner::BindingError),
     /// Something about one service of a workspace.
     #[error("service {service}")]
     Service {
@@ -135,6 +137,7 @@ impl CliError {
             | CliError::OsRelease(_)
             | CliError::Inspect(_)
             | CliError::Workspace(_)
+            | CliError::Binding(_)
             | CliError::Plan(_) => EXIT_USAGE,
         }
     }

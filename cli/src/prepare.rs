@@ -25,9 +25,9 @@ use strata_engine::scratch::{self, ScratchDir};
 use strata_engine::store::{Store, store_dir};
 use strata_exporter::reference::ImageRef;
 use strata_exporter::runimage::RunImage;
-use strata_planner::TaskKey;
 use strata_planner::{CachingDetector, DetectResult, Plan, Records, ServiceInput, resolve};
 use strata_planner::{HashStats, ScanOptions, SourceTree, StatCache, scan, stat_cache_path};
+use strata_planner::{TaskKey, bindings_digest};
 
 use crate::config::{InputConfig, RunImageSource, ServiceConfig};
 use crate::error::CliError;
@@ -161,6 +161,7 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
             app: &prepared.app,
             buildpack_digests: &prepared.digests,
             env: &service.env,
+            bindings: bindings_digest(&service.bindings),
             build_image: &service.build_image,
             target: &prepared.target.key(),
             export: &detected.export,
@@ -260,7 +261,8 @@ fn detect_service(
     digests: Arc<BTreeMap<String, TaskKey>>,
     scratch: PathBuf,
 ) -> Result<Detected, CliError> {
-    let platform = PlatformDir::new(&scratch.join("platform"), &service.env);
+    let platform = PlatformDir::new(&scratch.join("platform"), &service.env)
+        .with_bindings(service.bindings.clone(), &config.sandbox);
     let (run_image, run_image_name) = match run_image {
         Some((image, name)) => (Some(image), name),
         None => (
@@ -295,7 +297,8 @@ fn detect_service(
         &service.env,
         &target.key(),
         &digests,
-    );
+    )
+    .with_bindings(bindings_digest(&service.bindings));
     let group = resolve(&service.order, &service.registry, &target, &detector)?;
     let detect_cached = detector.hits.load(Ordering::Relaxed);
     let detect_ran = process.spawned.load(Ordering::Relaxed) as u64;

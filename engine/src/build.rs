@@ -2,7 +2,8 @@
 //!
 //! Every buildpack gets its own `/layers/<escaped id>` (writable) and sees the layers of the
 //! buildpacks before it read-only, with the build env their `build = true` layers contribute
-//! (their `bin` on `PATH`, `env.build/`, …). The app at `/workspace` is a private copy that a
+//! (their `bin` on `PATH`, `env.build/`, …), with the user env on top (see
+//! [`crate::platform::process_env`]). The app at `/workspace` is a private copy that a
 //! buildpack may change; the change is part of the build's output. What each buildpack leaves
 //! behind is parsed and validated before the next one starts, so a bad layer name fails the
 //! build at the buildpack that wrote it.
@@ -15,10 +16,10 @@ use std::sync::Arc;
 
 use strata_planner::{Buildpack, BuildpackPlan};
 
-use crate::detect::{PLATFORM_TARGET, buildpack_target};
+use crate::detect::buildpack_target;
 use crate::env::{Env, EnvError, Phase, layer_env};
 use crate::layers::{BuildpackLayers, LayerError, read_layers_dir};
-use crate::platform::{PlatformDir, TargetEnv, base_env};
+use crate::platform::{PlatformDir, TargetEnv, base_env, platform_env, process_env};
 use crate::sandbox::{Finished, Mount, Purpose, Sandbox, SandboxCommand, SandboxError};
 
 /// Where buildpack layer directories are mounted.
@@ -171,27 +172,23 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BuildError + '_ {
     }
 }
 
-/// The env `buildpack` starts from: the platform's base env, then the build env of the
-/// `build = true` layers of the buildpacks before it (whose layers it sees read-only).
+/// The env `buildpack` runs with: the platform's base env, then the build env of the
+/// `build = true` layers of the buildpacks before it (whose layers it sees read-only), then
+/// the user env on top unless it asks for `clear-env` (see [`process_env`]), then what the
+/// platform sets.
 fn build_env(
     req: &BuildRequest<'_>,
     buildpack: &Buildpack,
     before: &[BuildpackOutput],
     mounts: &mut Vec<Mount>,
+    bindings_root: Option<&str>,
 ) -> Result<Env, BuildError> {
-    let mut env: Env = base_env(
-        req.target,
-        req.platform,
-        buildpack.descriptor.info.clear_env,
-        req.sandbox.isolates(),
-    )
-    .into_iter()
-    .collect();
+    let mut earlier = Vec::new();
     // Each layer on its own: a layer shared by several services was built in the scratch of
     // one of them, so one buildpack's layers need not share a directory.
-    for earlier in before {
-        let base = format!("{LAYERS_TARGET}/{}", earlier.buildpack.id().escaped());
-        for layer in &earlier.layers.layers {
+    for bp in before {
+        let base = format!("{LAYERS_TARGET}/{}", bp.buildpack.id().escaped());
+        for layer in &bp.layers.layers {
             if !layer.dir.is_dir() {
                 continue;
             }
@@ -199,10 +196,13 @@ fn build_env(
             let view = req.sandbox.view(&mount);
             mounts.push(mount);
             if layer.types.build {
-                env.apply(&layer_env(&layer.dir, &view, Phase::Build)?);
+                earlier.extend(layer_env(&layer.dir, &view, Phase::Build)?);
             }
         }
     }
+    let user = req.platform.user_env(buildpack.descriptor.info.clear_env);
+    let mut env = process_env(base_env(req.sandbox.isolates()), &earlier, user);
+    env.extend(platform_env(req.target, bindings_root));
     Ok(env)
 }
 
@@ -229,21 +229,28 @@ pub fn run_buildpack(
     // The buildpack may refine its plan (Buildpack API < 0.10 writes it back).
     req.sandbox.hand_over(&io_dir)?;
 
+    let platform = req
+        .platform
+        .mounts(req.sandbox, true)
+        .map_err(io_err(&plan_host))?;
     let mut mounts = vec![
         Mount::rw(req.workspace, WORKSPACE_TARGET),
-        Mount::private(
-            req.platform.path().map_err(io_err(&plan_host))?,
-            PLATFORM_TARGET,
-        ),
         Mount::ro(&buildpack.dir, buildpack_target(buildpack)),
         Mount::rw(&io_dir, "/tmp/build"),
         Mount::rw(&layers_dir, format!("{LAYERS_TARGET}/{escaped}")),
     ];
-    let [workspace, platform, bp_dir, io, layers] =
-        [0, 1, 2, 3, 4].map(|i| req.sandbox.view(&mounts[i]));
+    let [workspace, bp_dir, io, layers] = [0, 1, 2, 3].map(|i| req.sandbox.view(&mounts[i]));
+    mounts.extend(platform.mounts);
     let plan_path = format!("{io}/plan.toml");
 
-    let mut env = build_env(req, buildpack, before, &mut mounts)?;
+    let mut env = build_env(
+        req,
+        buildpack,
+        before,
+        &mut mounts,
+        platform.bindings_root.as_deref(),
+    )?;
+    let platform = platform.dir;
     env.set("CNB_LAYERS_DIR", &layers);
     env.set("CNB_BP_PLAN_PATH", &plan_path);
     env.set("CNB_BUILDPACK_DIR", &bp_dir);

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde::Deserialize as _;
 use strata_planner::{BuildPlan, Buildpack, DetectOutcome, Detector};
 
-use crate::platform::{PlatformDir, TargetEnv, base_env};
+use crate::platform::{PlatformDir, TargetEnv, base_env, platform_env, process_env};
 use crate::sandbox::{Mount, Purpose, Sandbox, SandboxCommand};
 
 /// Where the platform dir is mounted.
@@ -73,29 +73,29 @@ impl ProcessDetector<'_> {
         let plan_host = dir.join("plan.toml");
         fs::write(&plan_host, "")?;
         self.sandbox.hand_over(dir)?;
-        let mounts = vec![
+        let platform = self.platform.mounts(self.sandbox, true)?;
+        let mut mounts = vec![
             Mount::ro(self.app_dir, "/workspace"),
-            Mount::private(self.platform.path()?, PLATFORM_TARGET),
             Mount::ro(&buildpack.dir, buildpack_target(buildpack)),
             Mount::rw(dir, "/tmp/detect"),
         ];
-        let [workspace, platform, bp_dir, io] = [0, 1, 2, 3].map(|i| self.sandbox.view(&mounts[i]));
+        let [workspace, bp_dir, io] = [0, 1, 2].map(|i| self.sandbox.view(&mounts[i]));
+        mounts.extend(platform.mounts);
         let plan_path = format!("{io}/plan.toml");
-        let mut env = base_env(
-            self.target,
-            self.platform,
-            buildpack.descriptor.info.clear_env,
-            self.sandbox.isolates(),
-        );
+        // As at build, with no earlier layers: a detect sees what the platform gives.
+        let user = self.platform.user_env(buildpack.descriptor.info.clear_env);
+        let mut env = process_env(base_env(self.sandbox.isolates()), &[], user);
+        env.extend(platform_env(self.target, platform.bindings_root.as_deref()));
         env.extend([
-            ("CNB_BUILDPACK_DIR".to_owned(), bp_dir.clone()),
-            ("CNB_PLATFORM_DIR".to_owned(), platform.clone()),
-            ("CNB_BUILD_PLAN_PATH".to_owned(), plan_path.clone()),
-            ("CNB_EXEC_ENV".to_owned(), "production".to_owned()),
+            ("CNB_BUILDPACK_DIR", bp_dir.as_str()),
+            ("CNB_PLATFORM_DIR", platform.dir.as_str()),
+            ("CNB_BUILD_PLAN_PATH", plan_path.as_str()),
+            ("CNB_EXEC_ENV", "production"),
         ]);
+        let platform = platform.dir;
         let cmd = SandboxCommand {
             argv: vec![format!("{bp_dir}/bin/detect"), platform, plan_path],
-            env,
+            env: env.into_vec(),
             mounts,
             sealed: Vec::new(),
             cwd: workspace,

@@ -4,7 +4,8 @@
 //! argument and in `STRATA_LAYER_DIR`, and only the layers it `needs` mounted, read-only, at
 //! their image paths, with their build env (`bin` on `PATH`, `env.build/`, …). Of the user
 //! env it sees only the variables it names in `env`: those are part of its key, so nothing
-//! else may change what it builds.
+//! else may change what it builds. They go on top of its needs' env by the rules a buildpack
+//! has (a user value wins; a path variable's is prepended). It sees no service binding.
 
 use std::fs;
 use std::sync::Arc;
@@ -16,11 +17,11 @@ use crate::build::{
     run_logged,
 };
 use crate::detect::{PLATFORM_TARGET, buildpack_target};
-use crate::env::{Env, Phase, layer_env};
+use crate::env::{Phase, layer_env};
 use crate::layers::{
     BuildpackLayers, LaunchToml, Layer, LayerTypes, Process, SbomFile, SbomScope, sbom_media_type,
 };
-use crate::platform::base_env;
+use crate::platform::{base_env, platform_env, process_env};
 use crate::sandbox::{Mount, Purpose, SandboxCommand};
 use crate::untrusted::{SBOM_LIMIT, UntrustedError};
 
@@ -97,15 +98,7 @@ pub fn run_layer(
         (req.sandbox.view(&mount), Vec::new())
     };
 
-    // Only the env the layer declares: clear_env drops the rest of the user env.
-    let mut env: Env = base_env(req.target, req.platform, true, req.sandbox.isolates())
-        .into_iter()
-        .collect();
-    for name in &layer.env {
-        if let Some((_, value)) = req.platform.env.iter().rev().find(|(k, _)| k == name) {
-            env.set(name.clone(), value.clone());
-        }
-    }
+    let mut earlier = Vec::new();
     for need in needs {
         let mount = Mount::ro(
             &need.layer.dir,
@@ -113,8 +106,14 @@ pub fn run_layer(
         );
         let view = req.sandbox.view(&mount);
         mounts.push(mount);
-        env.apply(&layer_env(&need.layer.dir, &view, Phase::Build)?);
+        earlier.extend(layer_env(&need.layer.dir, &view, Phase::Build)?);
     }
+    let mut env = process_env(
+        base_env(req.sandbox.isolates()),
+        &earlier,
+        &declared_env(req, layer),
+    );
+    env.extend(platform_env(req.target, None));
     env.set("CNB_BUILDPACK_DIR", &bp_dir);
     env.set("CNB_PLATFORM_DIR", &platform);
     env.set("CNB_EXEC_ENV", "production");
@@ -162,6 +161,16 @@ pub fn run_layer(
             blob: None,
         },
     })
+}
+
+/// Of the user env, only what the layer declares: its key covers those.
+fn declared_env(req: &BuildRequest<'_>, layer: &DeclaredLayer) -> Vec<(String, String)> {
+    req.platform
+        .env
+        .iter()
+        .filter(|(k, _)| layer.env.contains(k))
+        .cloned()
+        .collect()
 }
 
 /// The read-only mounts of a layer's input files at `/workspace/<input>`.
@@ -411,6 +420,70 @@ mod tests {
             "needs on PATH, no `other`, declared env only, declared inputs only, read-only"
         );
         assert!(!workspace.join("x").exists());
+    }
+
+    #[test]
+    fn a_layer_script_gets_the_users_declared_values_over_what_its_needs_set() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let bp_dir = root.join("bp");
+        fs::create_dir_all(bp_dir.join("layers")).unwrap();
+        fs::write(
+            bp_dir.join("buildpack.toml"),
+            "api = \"0.10\"\n[buildpack]\nid = \"t/bp\"\nversion = \"1\"\n\
+             [[metadata.strata.layers]]\nname = \"base\"\nrun = \"layers/base.sh\"\nbuild = true\n\
+             [[metadata.strata.layers]]\nname = \"top\"\nneeds = [\"base\"]\nenv = [\"MODE\", \"PATH\"]\nrun = \"layers/top.sh\"\n",
+        )
+        .unwrap();
+        let scripts = [
+            (
+                "base.sh",
+                "mkdir -p \"$1/bin\" \"$1/env.build\" && printf '#!/bin/sh\\necho tool\\n' > \"$1/bin/tool\" \
+                 && chmod +x \"$1/bin/tool\" && printf buildpack > \"$1/env.build/MODE.override\"",
+            ),
+            (
+                "top.sh",
+                "echo \"MODE=$MODE PATH=$PATH $(tool) api=$CNB_PLATFORM_API\" > \"$STRATA_LAYER_DIR/out\"",
+            ),
+        ];
+        for (name, body) in scripts {
+            let path = bp_dir.join("layers").join(name);
+            fs::write(&path, format!("#!/bin/sh\nset -e\n{body}\n")).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let buildpack = Buildpack::load(&bp_dir).unwrap();
+        let strata = buildpack.descriptor.strata.clone().unwrap();
+        let workspace = root.join("ws");
+        fs::create_dir_all(&workspace).unwrap();
+        let env = [
+            ("MODE".to_owned(), "user".to_owned()),
+            ("PATH".to_owned(), "/x".to_owned()),
+        ];
+        let platform = PlatformDir::create(&root.join("platform"), &env).unwrap();
+        let sandbox = Sandbox::bwrap().expect("bwrap is installed (apt-get install bubblewrap)");
+        let req = BuildRequest {
+            sandbox: &sandbox,
+            source: &workspace,
+            workspace: &workspace,
+            platform: &platform,
+            target: &TargetEnv::host(),
+            scratch: &root.join("scratch"),
+            network: false,
+        };
+        let base = run_layer(&req, &buildpack, strata.layer("base").unwrap(), &[], &[]).unwrap();
+        let needs = [NeededLayer {
+            buildpack: &buildpack,
+            layer: &base.layer,
+        }];
+        let top = run_layer(&req, &buildpack, strata.layer("top").unwrap(), &needs, &[]).unwrap();
+        assert_eq!(
+            fs::read_to_string(top.layer.dir.join("out")).unwrap(),
+            format!(
+                "MODE=user PATH=/x:/layers/t_bp/base/bin:{} tool api={}\n",
+                crate::sandbox::DEFAULT_PATH,
+                crate::platform::PLATFORM_API
+            )
+        );
     }
 
     /// A declared buildpack whose one layer `cat`s `/workspace/<input>` into `$1/out`, and an

@@ -151,6 +151,7 @@ fn benches(c: &mut Criterion) {
         app: &tree,
         buildpack_digests: &digests,
         env: &env,
+        bindings: None,
         build_image: "host",
         target: "linux/amd64",
         export: "builtin",

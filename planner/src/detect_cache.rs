@@ -81,6 +81,19 @@ impl<'a> CachingDetector<'a> {
         }
     }
 
+    /// The same cache for a detect that also sees service bindings with this digest
+    /// ([`crate::bindings_digest`]): a changed binding is a miss. `None` changes nothing.
+    #[must_use]
+    pub fn with_bindings(mut self, bindings: Option<TaskKey>) -> Self {
+        if let Some(bindings) = bindings {
+            let mut h = KeyHasher::new("detect/context+bindings");
+            h.field("context").key(&self.context);
+            h.field("bindings").key(&bindings);
+            self.context = h.finish();
+        }
+        self
+    }
+
     /// The outcome of a `[metadata.strata.detect]`: a pass when any of its `files` globs
     /// matches an app file, with the provides and requires it declares.
     fn declared(&self, buildpack: &Buildpack) -> Option<DetectOutcome> {
@@ -302,6 +315,32 @@ mod tests {
             setup.detect(&setup.fail),
             (DetectOutcome::Fail, false)
         ));
+    }
+
+    #[test]
+    fn a_changed_binding_is_a_miss() {
+        let setup = Setup::new();
+        let cache = setup.tmp.path().join("cache");
+        let ran = |bindings: Option<u8>| {
+            let fake = Fake::default();
+            let detector = CachingDetector::new(
+                &fake,
+                &cache,
+                &setup.app,
+                &[],
+                "linux/amd64",
+                &setup.digests,
+            )
+            .with_bindings(bindings.map(|n| TaskKey::from_bytes([n; 32])));
+            detector.detect(&setup.pass);
+            !fake.asked.lock().unwrap().is_empty()
+        };
+        assert!(ran(None));
+        assert!(!ran(None));
+        assert!(ran(Some(1)), "bindings are part of the key");
+        assert!(!ran(Some(1)));
+        assert!(ran(Some(2)), "a changed binding is a miss");
+        assert!(!ran(None), "no bindings: the key without them");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!   app files its `inputs` globs match, the env variables it names, and the layers it `needs`.
 //! - `Buildpack`: an opaque CNB `bin/build`. strata cannot see what it reads, so it depends on
 //!   every task of the buildpacks before it in the group and reads the whole app (or the
-//!   `[metadata.strata] inputs` it declares) and the whole user env.
+//!   `[metadata.strata] inputs` it declares), the whole user env and the service bindings
+//!   (their digest: it can read them).
 //! - `App`: the app layer, `/workspace` after the build: the app's files and every opaque
 //!   buildpack before it (they may change the app).
 //! - `Image`: one per service, depending on all of that service's tasks.
@@ -13,7 +14,10 @@
 //! Edges point from a task to the tasks that need it. A task's [`TaskKey`] covers its kind,
 //! its buildpack's id, version and content digest, its definition, its input files (path,
 //! mode, digest, in path order), its env, the keys of the tasks it needs (sorted), the build
-//! image and the target. Declared layers with equal keys are one node, so a layer that many
+//! image and the target. Of the env a process gets beyond that, the build image's and what
+//! strata sets are covered by the build image and the key schema; `HOSTNAME` and the proxy
+//! variables are left out on purpose (they say how to reach the network, not what to build,
+//! and would make every machine's cache its own). Declared layers with equal keys are one node, so a layer that many
 //! services would build the same way is built once. Opaque buildpacks and the app layer are
 //! per service even when their keys are equal: they change and read that service's own copy
 //! of the app. Their equal keys still share one entry in the store.
@@ -66,6 +70,8 @@ pub enum Reason {
     BuildpackChanged,
     /// An env variable it reads changed.
     EnvChanged(String),
+    /// The service bindings it sees changed (added, removed, or different content).
+    BindingsChanged,
     /// The user asked for it.
     Forced,
 }
@@ -78,6 +84,7 @@ impl fmt::Display for Reason {
             Reason::NeedsRebuilt(task) => write!(f, "needs rebuilt: {task}"),
             Reason::BuildpackChanged => f.write_str("buildpack changed"),
             Reason::EnvChanged(name) => write!(f, "env changed: {name}"),
+            Reason::BindingsChanged => f.write_str("bindings changed"),
             Reason::Forced => f.write_str("forced"),
         }
     }
@@ -117,6 +124,8 @@ pub struct Task {
     pub inputs: Vec<String>,
     /// The env variables it reads, with their values.
     pub env: BTreeMap<String, String>,
+    /// The digest of the service bindings it sees, if any (never their content).
+    pub bindings: Option<TaskKey>,
     /// Whether it will run.
     pub status: Status,
 }
@@ -178,6 +187,9 @@ pub struct ServiceInput<'a> {
     pub buildpack_digests: &'a BTreeMap<String, TaskKey>,
     /// The user env.
     pub env: &'a [(String, String)],
+    /// The digest of the service bindings opaque buildpacks see ([`crate::bindings_digest`]),
+    /// `None` without bindings.
+    pub bindings: Option<TaskKey>,
     /// The build environment (a build image reference, or `host`).
     pub build_image: &'a str,
     /// The target platform, `os/arch[/variant]`.
@@ -433,6 +445,7 @@ impl Plan {
             services: Vec::new(),
             inputs: files.iter().map(|f| f.path.clone()).collect(),
             env,
+            bindings: None,
             status: Status::WillRun(Reason::New),
         };
         Ok(self.insert(input.name, task, needs, Sharing::Shared))
@@ -464,6 +477,10 @@ impl Plan {
             .str(&toml::to_string(plan).unwrap_or_default());
         h.field("env");
         env_key(&mut h, &env);
+        // Only with bindings, so that the keys of builds without them stay as they were.
+        if let Some(bindings) = &input.bindings {
+            h.field("bindings").key(bindings);
+        }
         h.field("files").list(&files);
         if declared_inputs.is_some() {
             // The buildpack reads a selected link's target through it; a target in the app
@@ -486,6 +503,7 @@ impl Plan {
             services: Vec::new(),
             inputs: files.iter().map(|f| f.path.clone()).collect(),
             env,
+            bindings: input.bindings,
             status: Status::WillRun(Reason::New),
         };
         Ok(self.insert(input.name, task, before, Sharing::PerService))
@@ -502,6 +520,7 @@ impl Plan {
             services: Vec::new(),
             inputs: input.app.files.iter().map(|f| f.path.clone()).collect(),
             env: BTreeMap::new(),
+            bindings: None,
             status: Status::WillRun(Reason::New),
         };
         self.insert(input.name, task, opaque, Sharing::PerService)
@@ -528,6 +547,7 @@ impl Plan {
             services: Vec::new(),
             inputs: Vec::new(),
             env: BTreeMap::new(),
+            bindings: None,
             status: Status::WillRun(Reason::New),
         };
         self.insert(input.name, task, tasks, Sharing::PerService)
@@ -705,6 +725,7 @@ mod tests {
             app: tree,
             buildpack_digests: digests,
             env: &[],
+            bindings: None,
             build_image: "host",
             target: "linux/amd64",
             export: "builtin",
@@ -920,6 +941,7 @@ mod tests {
                 app: &tree,
                 buildpack_digests: &digests,
                 env: &env,
+                bindings: None,
                 build_image: "host",
                 target: "linux/amd64",
                 export: "builtin",
@@ -940,6 +962,39 @@ mod tests {
                 .map(String::as_str),
             Some("dev")
         );
+    }
+
+    #[test]
+    fn bindings_change_the_keys_of_opaque_buildpacks_only() {
+        let (_bps, group, digests) = fixture("");
+        let (_app, tree) = app(&[(".v", "1"), ("a.lock", "x")]);
+        let plan_with = |bindings: Option<u8>| {
+            let mut plan = Plan::new();
+            plan.add_service(&ServiceInput {
+                name: "svc",
+                group: &group,
+                app: &tree,
+                buildpack_digests: &digests,
+                env: &[],
+                bindings: bindings.map(|n| TaskKey::from_bytes([n; 32])),
+                build_image: "host",
+                target: "linux/amd64",
+                export: "builtin",
+            })
+            .unwrap();
+            plan
+        };
+        let (none, one, two) = (plan_with(None), plan_with(Some(1)), plan_with(Some(2)));
+        let opaque = "t/opaque (bin/build)";
+        assert_ne!(key_of(&none, 0, opaque), key_of(&one, 0, opaque));
+        assert_ne!(key_of(&one, 0, opaque), key_of(&two, 0, opaque));
+        assert_eq!(
+            key_of(&one, 0, opaque),
+            key_of(&plan_with(Some(1)), 0, opaque)
+        );
+        for layer in ["t/decl:runtime", "t/decl:deps"] {
+            assert_eq!(key_of(&none, 0, layer), key_of(&two, 0, layer), "{layer}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! The planner spawns no process: running `bin/detect` sits behind the [`Detector`] trait, which
 //! the engine implements with its sandbox and tests implement with a fake.
 
+mod binding;
 mod builder;
 mod buildpack;
 mod buildplan;
@@ -27,6 +28,7 @@ pub mod statcache;
 mod target;
 mod workspace;
 
+pub use binding::{Binding, BindingError, bindings_digest};
 pub use builder::{Builder, BuilderError};
 pub use buildpack::{Buildpack, BuildpackDescriptor, BuildpackError, BuildpackInfo, Target};
 pub use buildplan::{BuildPlan, BuildPlanAlternative, BuildpackPlan, PlanEntry, Provide, Require};

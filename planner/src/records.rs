@@ -4,7 +4,8 @@
 //! A record holds the task's last key, its buildpack's digest, the digest of every input file,
 //! the env it read and the keys of the tasks it needed. A task whose key has no output in the
 //! store gets the first difference found, in that order: `buildpack changed`, `input changed:
-//! PATH`, `env changed: NAME`, `needs rebuilt: TASK`; with no record (or no difference) it is
+//! PATH`, `env changed: NAME`, `bindings changed` (only their digest is recorded, never their
+//! content), `needs rebuilt: TASK`; with no record (or no difference) it is
 //! `new`. A service's records are one JSON file, written atomically after a build of it
 //! succeeded; a missing or unreadable one only makes the reasons `new`.
 
@@ -24,6 +25,9 @@ struct TaskRecord {
     buildpack: Option<TaskKey>,
     inputs: BTreeMap<String, String>,
     env: BTreeMap<String, String>,
+    /// The digest of the bindings it saw (records written before bindings have none).
+    #[serde(default)]
+    bindings: Option<TaskKey>,
     needs: BTreeMap<String, TaskKey>,
 }
 
@@ -75,6 +79,7 @@ impl Records {
                 .filter_map(|p| app.get(p).map(|f| (p.clone(), hex::encode(f.digest))))
                 .collect(),
             env: task.env.clone(),
+            bindings: task.bindings,
             needs: plan
                 .needs(node)
                 .map(|n| (plan.graph[n].id.clone(), plan.graph[n].key))
@@ -157,6 +162,9 @@ fn reason(before: &TaskRecord, now: &TaskRecord) -> Reason {
     {
         return Reason::EnvChanged(name.clone());
     }
+    if before.bindings != now.bindings {
+        return Reason::BindingsChanged;
+    }
     match now
         .needs
         .iter()
@@ -183,6 +191,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
+            bindings: None,
             needs: needs
                 .iter()
                 .map(|(id, k)| ((*id).to_owned(), TaskKey::from_bytes([*k; 32])))
@@ -225,6 +234,9 @@ mod tests {
             reason(&base, &need),
             Reason::NeedsRebuilt("bp:runtime".into())
         );
+        let mut bound = base.clone();
+        bound.bindings = Some(TaskKey::from_bytes([3; 32]));
+        assert_eq!(reason(&base, &bound), Reason::BindingsChanged);
         let mut bp = base.clone();
         bp.buildpack = Some(TaskKey::from_bytes([2; 32]));
         assert_eq!(reason(&base, &bp), Reason::BuildpackChanged);

@@ -7,12 +7,14 @@
 //! output = "oci:out"                    # one layout; each image is tagged with its service
 //! services = ["services/*"]             # directories, by glob
 //! env = { LOG_LEVEL = "info" }          # default build env
+//! bindings = { db = "bindings/db" }     # service bindings (directories inside the repository)
 //!
 //! [[service]]                           # and/or one table per service
 //! name = "api"
 //! path = "legacy/api"
 //! builder = "builders/legacy.toml"
 //! env = { LOG_LEVEL = "debug" }
+//! bindings = { cache = "bindings/redis" }
 //! ```
 //!
 //! Every path is relative to the file. The keys are strata's own, so an unknown key is an
@@ -45,6 +47,8 @@ pub struct Workspace {
     pub output: Option<String>,
     /// The default build env, sorted by name.
     pub env: Vec<(String, String)>,
+    /// The default service bindings (name, directory), sorted by name.
+    pub bindings: Vec<(String, PathBuf)>,
     /// The services, sorted by name.
     pub services: Vec<ServiceSpec>,
     /// Things worth telling the user (a glob that matched nothing).
@@ -62,6 +66,8 @@ pub struct ServiceSpec {
     pub builder: Option<PathBuf>,
     /// Its build env: the workspace's, then its own (its own wins), sorted by name.
     pub env: Vec<(String, String)>,
+    /// Its service bindings: the workspace's, then its own (its own wins), sorted by name.
+    pub bindings: Vec<(String, PathBuf)>,
 }
 
 /// Why a `strata.toml` could not be read.
@@ -100,6 +106,8 @@ struct RawWorkspace {
     services: Vec<Spanned<String>>,
     #[serde(default)]
     env: BTreeMap<Spanned<String>, String>,
+    #[serde(default)]
+    bindings: BTreeMap<String, Spanned<String>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -110,6 +118,8 @@ struct RawService {
     builder: Option<String>,
     #[serde(default)]
     env: BTreeMap<Spanned<String>, String>,
+    #[serde(default)]
+    bindings: BTreeMap<String, Spanned<String>>,
 }
 
 impl Workspace {
@@ -146,8 +156,10 @@ impl Workspace {
             output: None,
             services: Vec::new(),
             env: BTreeMap::new(),
+            bindings: BTreeMap::new(),
         });
         let env = checked_env(&ws.env, &error)?;
+        let bindings = checked_bindings(root, &ws.bindings, &error)?;
         let mut services: BTreeMap<String, (ServiceSpec, Range<usize>)> = BTreeMap::new();
         let mut warnings = Vec::new();
         let mut add = |spec: ServiceSpec, span: Range<usize>| -> Result<(), Box<TomlError>> {
@@ -186,13 +198,18 @@ impl Workspace {
                         path: dir,
                         builder: None,
                         env: env.clone(),
+                        bindings: bindings.clone(),
                     },
                     pattern.span(),
                 )?;
             }
         }
         for service in &raw.service {
-            let (spec, span) = service_spec(root, service, &env, &error)?;
+            let defaults = Defaults {
+                env: &env,
+                bindings: &bindings,
+            };
+            let (spec, span) = service_spec(root, service, &defaults, &error)?;
             add(spec, span)?;
         }
         Ok(Self {
@@ -202,17 +219,24 @@ impl Workspace {
             run_image: ws.run_image,
             output: ws.output,
             env,
+            bindings,
             services: services.into_values().map(|(spec, _)| spec).collect(),
             warnings,
         })
     }
 }
 
+/// What every service of the workspace gets unless its table says otherwise.
+struct Defaults<'a> {
+    env: &'a [(String, String)],
+    bindings: &'a [(String, PathBuf)],
+}
+
 /// One `[[service]]`: its directory must exist; its name defaults to the directory's.
 fn service_spec(
     root: &Path,
     service: &RawService,
-    env: &[(String, String)],
+    defaults: &Defaults<'_>,
     error: &dyn Fn(Range<usize>, String) -> Box<TomlError>,
 ) -> Result<(ServiceSpec, Range<usize>), Box<TomlError>> {
     let value = service.path.get_ref();
@@ -258,13 +282,17 @@ fn service_spec(
             format!("`{name}` is not a valid service name: use letters, digits, `.`, `_` and `-`"),
         ));
     }
-    let mut merged: BTreeMap<String, String> = env.iter().cloned().collect();
+    let mut merged: BTreeMap<String, String> = defaults.env.iter().cloned().collect();
     merged.extend(checked_env(&service.env, error)?);
+    let mut merged_bindings: BTreeMap<String, PathBuf> =
+        defaults.bindings.iter().cloned().collect();
+    merged_bindings.extend(checked_bindings(root, &service.bindings, error)?);
     let spec = ServiceSpec {
         name,
         path: dir,
         builder: service.builder.as_ref().map(|b| root.join(b)),
         env: merged.into_iter().collect(),
+        bindings: merged_bindings.into_iter().collect(),
     };
     Ok((spec, span))
 }
@@ -285,6 +313,31 @@ fn checked_env(
         out.push((n.clone(), value.clone()));
     }
     out.sort();
+    Ok(out)
+}
+
+/// Binding directories, resolved inside `root`: a repository must not hand its buildpacks a
+/// directory of the host (`~/.ssh`); one elsewhere is given with `--binding`. The binding
+/// itself (its name, its `type` file) is checked when it is loaded.
+fn checked_bindings(
+    root: &Path,
+    bindings: &BTreeMap<String, Spanned<String>>,
+    error: &dyn Fn(Range<usize>, String) -> Box<TomlError>,
+) -> Result<Vec<(String, PathBuf)>, Box<TomlError>> {
+    let mut out = Vec::new();
+    for (name, dir) in bindings {
+        let value = dir.get_ref();
+        let resolved = crate::safepath::resolve_inside(root, value).map_err(|e| {
+            error(
+                dir.span(),
+                format!(
+                    "binding `{name}`: {e}; a binding in strata.toml must be a directory inside \
+                     the directory of strata.toml (use --binding for one elsewhere)"
+                ),
+            )
+        })?;
+        out.push((name.clone(), resolved));
+    }
     Ok(out)
 }
 
@@ -492,6 +545,48 @@ mod tests {
             &e.message[..200.min(e.message.len())]
         );
         assert_eq!(e.line(), Some(2));
+    }
+
+    #[test]
+    fn bindings_merge_by_name_and_stay_inside_the_repository() {
+        let (tmp, ws) = parse(
+            "[workspace]\nservices = [\"services/*\"]\nbindings = { db = \"b/db\", cache = \"b/cache\" }\n\
+             [[service]]\nname = \"legacy\"\npath = \"legacy/api\"\nbindings = { db = \"b/legacy-db\" }\n",
+            &[
+                "services/web",
+                "legacy/api",
+                "b/db",
+                "b/cache",
+                "b/legacy-db",
+            ],
+        );
+        let ws = ws.unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        let named = |items: &[(String, PathBuf)]| -> Vec<(String, PathBuf)> { items.to_vec() };
+        assert_eq!(
+            named(&ws.services[1].bindings),
+            [
+                ("cache".to_owned(), root.join("b/cache")),
+                ("db".to_owned(), root.join("b/db"))
+            ]
+        );
+        assert_eq!(
+            named(&ws.services[0].bindings),
+            [
+                ("cache".to_owned(), root.join("b/cache")),
+                ("db".to_owned(), root.join("b/legacy-db"))
+            ]
+        );
+        for bad in ["/etc", "../outside", "b/../../x"] {
+            let (_t, e) = parse(
+                &format!("[workspace]\nbindings = {{ db = \"{bad}\" }}\n"),
+                &[],
+            );
+            let e = e.unwrap_err();
+            assert!(e.message.contains("binding `db`"), "{bad}: {}", e.message);
+            let labels = miette::Diagnostic::labels(&*e).map(Iterator::count);
+            assert_eq!(labels, Some(1), "{bad}: the error points at the value");
+        }
     }
 
     #[test]
