@@ -504,7 +504,7 @@ fn without_distro_labels_the_build_roots_os_release_names_the_distro() {
 }
 
 #[test]
-fn the_distro_from_os_release_is_part_of_the_detect_cache_key() {
+fn the_distro_from_os_release_is_part_of_the_detect_cache_and_task_keys() {
     let tmp = tempfile::tempdir().unwrap();
     let app = app(tmp.path());
     let bp = env_buildpack(tmp.path(), "");
@@ -530,7 +530,8 @@ fn the_distro_from_os_release_is_part_of_the_detect_cache_key() {
         ],
     );
     let cache = tmp.path().join("cache");
-    let detect_ran = |run_image: &str| {
+    // Detects run, and the key of the buildpack's build task.
+    let plan_of = |run_image: &str| {
         let result = strata(
             tmp.path(),
             &[
@@ -548,11 +549,21 @@ fn the_distro_from_os_release_is_part_of_the_detect_cache_key() {
         );
         assert_exit(&result, 0);
         let json: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
-        json["stats"]["detect_ran"].as_u64().unwrap()
+        let build_key = json["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["kind"] == "buildpack")
+            .map(|t| t["key"].as_str().unwrap().to_owned())
+            .unwrap();
+        (json["stats"]["detect_ran"].as_u64().unwrap(), build_key)
     };
-    assert_eq!(detect_ran(&unlabelled), 1);
-    assert_eq!(detect_ran(&same), 0, "the same distro: a hit");
-    assert_eq!(detect_ran(&other), 1, "another distro: a miss");
+    let (ran, key) = plan_of(&unlabelled);
+    assert_eq!(ran, 1);
+    assert_eq!(plan_of(&same), (0, key.clone()), "the same distro: hits");
+    let (ran, other_key) = plan_of(&other);
+    assert_eq!(ran, 1, "another distro: a detect miss");
+    assert_ne!(other_key, key, "and another task key");
 }
 
 #[test]
