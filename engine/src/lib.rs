@@ -14,6 +14,7 @@ pub mod hashing;
 pub mod layer_task;
 pub mod layers;
 pub mod platform;
+pub mod restore;
 pub mod sandbox;
 pub mod scratch;
 pub mod store;

@@ -8,7 +8,7 @@
 //! settings is a miss (the task runs again and its entry is replaced).
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -18,6 +18,7 @@ use strata_engine::build::{BuildError, BuildRequest, BuildpackOutput, layer_targ
 use strata_engine::execute::{TaskCache, TaskOutput};
 use strata_engine::layer_task::BuiltLayer;
 use strata_engine::layers::{LaunchToml, Layer, SbomFile, SbomScope, StoredBlob};
+use strata_engine::restore::{self, Restores};
 use strata_engine::store::{ActionEntry, BlobRef, Store};
 use strata_engine::untrusted;
 use strata_engine::workspace::Change;
@@ -196,7 +197,9 @@ impl<'a> StoreCache<'a> {
         let mut out = Vec::new();
         for layer in layers {
             let mut layer = layer.clone();
-            if layer.types.launch || layer.types.build || layer.types.cache {
+            // A layer reused from the previous run has its blob and no directory to tar.
+            let reused = layer.blob.is_some() && fs::symlink_metadata(&layer.dir).is_err();
+            if layer.types.any() && !reused {
                 let target = layer_target(buildpack, &layer.name);
                 layer.blob = Some(self.store_tree(
                     &layer.dir,
@@ -208,6 +211,24 @@ impl<'a> StoreCache<'a> {
             out.push(layer);
         }
         Ok(out)
+    }
+
+    /// Extracts each layer the buildpack reused from its previous run (a blob, no directory),
+    /// so that later buildpacks and the launch env see it like a layer it made.
+    fn extract_reused(
+        &self,
+        req: &BuildRequest<'_>,
+        buildpack: &Buildpack,
+        layers: &[Layer],
+    ) -> Result<(), BuildError> {
+        for layer in layers {
+            if let (Some(blob), Err(_)) = (&layer.blob, fs::symlink_metadata(&layer.dir)) {
+                let target = layer_target(buildpack, &layer.name);
+                extract(blob, req.scratch, Path::new(target.trim_start_matches('/')))?;
+                req.sandbox.hand_over(&layer.dir)?;
+            }
+        }
+        Ok(())
     }
 
     fn store_sbom(&self, files: &[SbomFile]) -> Result<Vec<StoredSbom>, BuildError> {
@@ -260,6 +281,58 @@ impl<'a> StoreCache<'a> {
             })
             .collect::<Option<Vec<_>>>()?;
         Some((layers, sbom))
+    }
+
+    /// The stored output that holds the restore state of `state` for `task`'s buildpack: its
+    /// layers (relocated to this build) and `store.toml`, if a ref names an intact entry made
+    /// with this build's settings whose names are all plain names.
+    fn restore_state(
+        &self,
+        req: &BuildRequest<'_>,
+        buildpack: &Buildpack,
+        state: &TaskKey,
+    ) -> Option<(Vec<Layer>, Option<toml::Table>)> {
+        let key = self.store.get_restore(state)?;
+        let entry = self.store.get_action(&key)?;
+        let payload: Payload = serde_json::from_value(entry.payload).ok()?;
+        if payload.settings != self.settings || payload.check().is_err() {
+            return None;
+        }
+        let (layers, _) = self.relocate(req, buildpack, payload.layers, &[])?;
+        Some((layers, payload.store))
+    }
+
+    /// Writes the restore state into the buildpack's (empty) layers directory: the contents
+    /// of cache layers, the metadata of those and of launch-only layers, `store.toml`.
+    fn write_restore(
+        &self,
+        req: &BuildRequest<'_>,
+        buildpack: &Buildpack,
+        layers_dir: &Path,
+        layers: &[Layer],
+        store: Option<&toml::Table>,
+    ) -> Result<(), BuildError> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| BuildError::Io { path, source }
+        };
+        for layer in layers {
+            let (what, Some(blob)) = (restore::restores(layer.types), &layer.blob) else {
+                continue;
+            };
+            if what == Restores::Contents {
+                let target = layer_target(buildpack, &layer.name);
+                extract(blob, req.scratch, Path::new(target.trim_start_matches('/')))?;
+            }
+            if what != Restores::Nothing {
+                restore::write_layer_toml(layers_dir, &layer.name, &layer.metadata)
+                    .map_err(io(&layer.dir))?;
+            }
+        }
+        if let Some(store) = store {
+            restore::write_store_toml(layers_dir, store).map_err(io(layers_dir))?;
+        }
+        Ok(())
     }
 
     /// Extracts a stored output's layers, and replays an opaque buildpack's app change.
@@ -418,6 +491,45 @@ impl TaskCache for StoreCache<'_> {
         .map_err(cache_err)
     }
 
+    fn restore(
+        &self,
+        req: &BuildRequest<'_>,
+        task: &Task,
+        state: &TaskKey,
+    ) -> Result<Vec<Layer>, BuildError> {
+        let Some(buildpack) = task.buildpack().filter(|_| self.lookups) else {
+            return Ok(Vec::new());
+        };
+        let Some((layers, store)) = self.restore_state(req, buildpack, state) else {
+            return Ok(Vec::new());
+        };
+        let layers_dir = req.scratch.join("layers").join(buildpack.id().escaped());
+        let io = |source| BuildError::Io {
+            path: layers_dir.clone(),
+            source,
+        };
+        fs::create_dir_all(&layers_dir).map_err(io)?;
+        if self
+            .write_restore(req, buildpack, &layers_dir, &layers, store.as_ref())
+            .is_err()
+        {
+            // A stored tar that leaves its layer, a name that is no name: the state is bad,
+            // and what of it was written goes. The buildpack runs cold.
+            fs::remove_dir_all(&layers_dir).map_err(io)?;
+            fs::create_dir_all(&layers_dir).map_err(io)?;
+            return Ok(Vec::new());
+        }
+        req.sandbox.hand_over(&layers_dir)?;
+        Ok(layers
+            .into_iter()
+            .filter(|l| l.types.launch && l.blob.is_some())
+            .collect())
+    }
+
+    fn keep(&self, task: &Task, state: &TaskKey) -> Result<(), BuildError> {
+        self.store.put_restore(state, &task.key).map_err(cache_err)
+    }
+
     fn save(
         &self,
         req: &BuildRequest<'_>,
@@ -447,6 +559,7 @@ impl TaskCache for StoreCache<'_> {
             }
             TaskOutput::Buildpack(bp) => {
                 let layers = self.store_layers(buildpack, &bp.layers.layers)?;
+                self.extract_reused(req, buildpack, &layers)?;
                 let sbom = self.store_sbom(&bp.layers.sbom)?;
                 let change = match change {
                     Some(change) if !change.is_empty() => {
