@@ -187,7 +187,10 @@ fn layer_diff_id(layout: &Path, tag: &str, layer: &str) -> String {
         .unwrap_or_else(|| panic!("no layer {layer} in {metadata:#}"))
         .to_owned();
     let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
-    assert!(diff_ids.iter().any(|d| d == &sha), "{sha} not in {diff_ids:?}");
+    assert!(
+        diff_ids.iter().any(|d| d == &sha),
+        "{sha} not in {diff_ids:?}"
+    );
     sha
 }
 
@@ -197,7 +200,10 @@ fn a_buildpack_that_runs_again_finds_its_cache_metadata_and_store_and_reuses_its
     let first = fx.build(&[]);
     assert_eq!(status(&first), "ran");
     let seen = fx.seen();
-    assert!(seen.starts_with("count=0\n"), "a first build is cold:\n{seen}");
+    assert!(
+        seen.starts_with("count=0\n"),
+        "a first build is cold:\n{seen}"
+    );
     assert!(!seen.contains("---"), "nothing restored:\n{seen}");
     let runtime = layer_diff_id(&fx.path("out"), "app", "runtime");
 
@@ -211,7 +217,10 @@ fn a_buildpack_that_runs_again_finds_its_cache_metadata_and_store_and_reuses_its
     let second = fx.build(&[]);
     assert_eq!(status(&second), "ran");
     let seen = fx.seen();
-    assert!(seen.starts_with("count=1\n"), "the cache layer is back:\n{seen}");
+    assert!(
+        seen.starts_with("count=1\n"),
+        "the cache layer is back:\n{seen}"
+    );
     assert!(
         seen.contains("--- cache.toml\n[metadata]\nbuilds = 1\n"),
         "its metadata is back, without [types]:\n{seen}"
@@ -309,20 +318,36 @@ fn services_and_repositories_keep_their_own_state() {
     // Only api changes: api runs from its own state, web is a hit.
     app(&a.join("services/api"), "api v2");
     build(&a);
-    assert!(seen(&a, "api").starts_with("count=1\n"), "{}", seen(&a, "api"));
+    assert!(
+        seen(&a, "api").starts_with("count=1\n"),
+        "{}",
+        seen(&a, "api")
+    );
     // Both change: each finds its own count.
     app(&a.join("services/api"), "api v3");
     app(&a.join("services/web"), "web v2");
     build(&a);
-    assert!(seen(&a, "api").starts_with("count=2\n"), "{}", seen(&a, "api"));
-    assert!(seen(&a, "web").starts_with("count=1\n"), "{}", seen(&a, "web"));
+    assert!(
+        seen(&a, "api").starts_with("count=2\n"),
+        "{}",
+        seen(&a, "api")
+    );
+    assert!(
+        seen(&a, "web").starts_with("count=1\n"),
+        "{}",
+        seen(&a, "web")
+    );
 
     // Another repository with services of the same names, on the same store, starts cold.
     let b = tmp.path().join("b");
     repository(&b, &bp);
     app(&b.join("services/api"), "api of b");
     build(&b);
-    assert!(seen(&b, "api").starts_with("count=0\n"), "{}", seen(&b, "api"));
+    assert!(
+        seen(&b, "api").starts_with("count=0\n"),
+        "{}",
+        seen(&b, "api")
+    );
 }
 
 /// The action entry of `key` (hex) in the store under `cache`.
@@ -356,7 +381,10 @@ fn a_tampered_restore_entry_is_a_cold_run_that_writes_nothing_outside() {
     let report = fx.build(&[]);
     assert_eq!(status(&report), "ran");
     let seen = fx.seen();
-    assert!(seen.starts_with("count=0\n") && !seen.contains("---"), "{seen}");
+    assert!(
+        seen.starts_with("count=0\n") && !seen.contains("---"),
+        "{seen}"
+    );
     assert!(std::fs::symlink_metadata(&victim).is_err());
     assert!(std::fs::symlink_metadata(format!("{}.toml", victim.display())).is_err());
 
@@ -375,21 +403,37 @@ fn a_tampered_restore_entry_is_a_cold_run_that_writes_nothing_outside() {
     fx.change_app("v2");
     fx.build(&[]);
     let seen = fx.seen();
-    assert!(seen.starts_with("count=0\n") && !seen.contains("---"), "{seen}");
+    assert!(
+        seen.starts_with("count=0\n") && !seen.contains("---"),
+        "{seen}"
+    );
 
     // A ref that is a link to a host file.
     let fx = Fixture::new();
     fx.build(&[]);
     let refs = fx.path("cache/store/restore");
-    let shard = std::fs::read_dir(&refs).unwrap().next().unwrap().unwrap().path();
-    let file = std::fs::read_dir(&shard).unwrap().next().unwrap().unwrap().path();
+    let shard = std::fs::read_dir(&refs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let file = std::fs::read_dir(&shard)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let elsewhere = fx.path("elsewhere.json");
     std::fs::rename(&file, &elsewhere).unwrap();
     std::os::unix::fs::symlink(&elsewhere, &file).unwrap();
     fx.change_app("v2");
     fx.build(&[]);
     let seen = fx.seen();
-    assert!(seen.starts_with("count=0\n") && !seen.contains("---"), "{seen}");
+    assert!(
+        seen.starts_with("count=0\n") && !seen.contains("---"),
+        "{seen}"
+    );
 }
 
 #[test]
@@ -411,9 +455,10 @@ fn gc_keeps_the_state_it_can_use_and_an_evicted_one_is_a_cold_run() {
 
     let report = gc(&["--max-size", "0"]);
     assert!(
-        report.lines().any(|l| l.split_whitespace().take(4).eq([
-            "stale", "restore", "refs", "1"
-        ])),
+        report.lines().any(|l| l
+            .split_whitespace()
+            .take(4)
+            .eq(["stale", "restore", "refs", "1"])),
         "the ref of the evicted entry goes with it:\n{report}"
     );
     assert!(

@@ -137,7 +137,10 @@ mod tests {
     #[test]
     fn restore_ids_differ_by_repository_service_and_buildpack() {
         let a = restore_id(Path::new("/repo-a/services/web"), "web", "t/bp");
-        assert_eq!(a, restore_id(Path::new("/repo-a/services/web"), "web", "t/bp"));
+        assert_eq!(
+            a,
+            restore_id(Path::new("/repo-a/services/web"), "web", "t/bp")
+        );
         for other in [
             restore_id(Path::new("/repo-b/services/web"), "web", "t/bp"),
             restore_id(Path::new("/repo-a/services/web"), "api", "t/bp"),
@@ -158,7 +161,10 @@ mod tests {
         assert_eq!(back["metadata"].as_table(), Some(&metadata));
         assert!(!back.contains_key("types"), "{text}");
         for bad in ["../x", "a/b", ".", ""] {
-            assert!(write_layer_toml(dir.path(), bad, &metadata).is_err(), "{bad}");
+            assert!(
+                write_layer_toml(dir.path(), bad, &metadata).is_err(),
+                "{bad}"
+            );
         }
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("store.toml")).unwrap();
         assert!(write_store_toml(dir.path(), &metadata).is_err());

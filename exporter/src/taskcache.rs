@@ -213,24 +213,6 @@ impl<'a> StoreCache<'a> {
         Ok(out)
     }
 
-    /// Extracts each layer the buildpack reused from its previous run (a blob, no directory),
-    /// so that later buildpacks and the launch env see it like a layer it made.
-    fn extract_reused(
-        &self,
-        req: &BuildRequest<'_>,
-        buildpack: &Buildpack,
-        layers: &[Layer],
-    ) -> Result<(), BuildError> {
-        for layer in layers {
-            if let (Some(blob), Err(_)) = (&layer.blob, fs::symlink_metadata(&layer.dir)) {
-                let target = layer_target(buildpack, &layer.name);
-                extract(blob, req.scratch, Path::new(target.trim_start_matches('/')))?;
-                req.sandbox.hand_over(&layer.dir)?;
-            }
-        }
-        Ok(())
-    }
-
     fn store_sbom(&self, files: &[SbomFile]) -> Result<Vec<StoredSbom>, BuildError> {
         files
             .iter()
@@ -302,39 +284,6 @@ impl<'a> StoreCache<'a> {
         Some((layers, payload.store))
     }
 
-    /// Writes the restore state into the buildpack's (empty) layers directory: the contents
-    /// of cache layers, the metadata of those and of launch-only layers, `store.toml`.
-    fn write_restore(
-        &self,
-        req: &BuildRequest<'_>,
-        buildpack: &Buildpack,
-        layers_dir: &Path,
-        layers: &[Layer],
-        store: Option<&toml::Table>,
-    ) -> Result<(), BuildError> {
-        let io = |path: &Path| {
-            let path = path.to_owned();
-            move |source| BuildError::Io { path, source }
-        };
-        for layer in layers {
-            let (what, Some(blob)) = (restore::restores(layer.types), &layer.blob) else {
-                continue;
-            };
-            if what == Restores::Contents {
-                let target = layer_target(buildpack, &layer.name);
-                extract(blob, req.scratch, Path::new(target.trim_start_matches('/')))?;
-            }
-            if what != Restores::Nothing {
-                restore::write_layer_toml(layers_dir, &layer.name, &layer.metadata)
-                    .map_err(io(&layer.dir))?;
-            }
-        }
-        if let Some(store) = store {
-            restore::write_store_toml(layers_dir, store).map_err(io(layers_dir))?;
-        }
-        Ok(())
-    }
-
     /// Extracts a stored output's layers, and replays an opaque buildpack's app change.
     fn make_real(
         &self,
@@ -388,6 +337,55 @@ impl<'a> StoreCache<'a> {
         }
         Ok(())
     }
+}
+
+/// Extracts each layer the buildpack reused from its previous run (a blob, no directory),
+/// so that later buildpacks and the launch env see it like a layer it made.
+fn extract_reused(
+    req: &BuildRequest<'_>,
+    buildpack: &Buildpack,
+    layers: &[Layer],
+) -> Result<(), BuildError> {
+    for layer in layers {
+        if let (Some(blob), Err(_)) = (&layer.blob, fs::symlink_metadata(&layer.dir)) {
+            let target = layer_target(buildpack, &layer.name);
+            extract(blob, req.scratch, Path::new(target.trim_start_matches('/')))?;
+            req.sandbox.hand_over(&layer.dir)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the restore state into the buildpack's (empty) layers directory: the contents
+/// of cache layers, the metadata of those and of launch-only layers, `store.toml`.
+fn write_restore(
+    req: &BuildRequest<'_>,
+    buildpack: &Buildpack,
+    layers_dir: &Path,
+    layers: &[Layer],
+    store: Option<&toml::Table>,
+) -> Result<(), BuildError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| BuildError::Io { path, source }
+    };
+    for layer in layers {
+        let (what, Some(blob)) = (restore::restores(layer.types), &layer.blob) else {
+            continue;
+        };
+        if what == Restores::Contents {
+            let target = layer_target(buildpack, &layer.name);
+            extract(blob, req.scratch, Path::new(target.trim_start_matches('/')))?;
+        }
+        if what != Restores::Nothing {
+            restore::write_layer_toml(layers_dir, &layer.name, &layer.metadata)
+                .map_err(io(&layer.dir))?;
+        }
+    }
+    if let Some(store) = store {
+        restore::write_store_toml(layers_dir, store).map_err(io(layers_dir))?;
+    }
+    Ok(())
 }
 
 /// Extracts a stored tar into `dir` (its entries' paths are relative to `dir`). Every entry
@@ -509,10 +507,7 @@ impl TaskCache for StoreCache<'_> {
             source,
         };
         fs::create_dir_all(&layers_dir).map_err(io)?;
-        if self
-            .write_restore(req, buildpack, &layers_dir, &layers, store.as_ref())
-            .is_err()
-        {
+        if write_restore(req, buildpack, &layers_dir, &layers, store.as_ref()).is_err() {
             // A stored tar that leaves its layer, a name that is no name: the state is bad,
             // and what of it was written goes. The buildpack runs cold.
             fs::remove_dir_all(&layers_dir).map_err(io)?;
@@ -559,7 +554,7 @@ impl TaskCache for StoreCache<'_> {
             }
             TaskOutput::Buildpack(bp) => {
                 let layers = self.store_layers(buildpack, &bp.layers.layers)?;
-                self.extract_reused(req, buildpack, &layers)?;
+                extract_reused(req, buildpack, &layers)?;
                 let sbom = self.store_sbom(&bp.layers.sbom)?;
                 let change = match change {
                     Some(change) if !change.is_empty() => {
