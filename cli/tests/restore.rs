@@ -1,6 +1,6 @@
 //! `strata build` restores an opaque buildpack's layers between builds, in the real sandbox:
 //! when its task runs again (the app changed), its cache layer's contents and metadata and its
-//! `store.toml` are there, a launch layer it leaves without a directory is the previous
+//! `store.toml` are there (and the layer's SBOM), a launch layer it leaves without a directory is the previous
 //! build's layer (same diffID), and everything restored belongs to the build user. An
 //! unchanged task is a hit; `--no-cache` restores nothing; services and repositories keep
 //! their own state; a tampered store entry is a cold run that writes nothing outside; `gc`
@@ -27,7 +27,7 @@ seen=/workspace/seen.txt
 n=0
 if [ -f "$layers/cache/count" ]; then n=$(cat "$layers/cache/count"); fi
 echo "count=$n" >> "$seen"
-for f in cache.toml store.toml runtime.toml; do
+for f in cache.toml cache.sbom.cdx.json store.toml runtime.toml; do
   if [ -f "$layers/$f" ]; then echo "--- $f"; cat "$layers/$f"; fi >> "$seen"
 done
 if [ -e "$layers/runtime" ]; then echo "runtime-dir" >> "$seen"; fi
@@ -35,6 +35,7 @@ n=$((n + 1))
 mkdir -p "$layers/cache"
 echo "$n" > "$layers/cache/count"
 printf '[types]\ncache = true\n[metadata]\nbuilds = %d\n' "$n" > "$layers/cache.toml"
+printf '{"bomFormat":"CycloneDX","builds":%d}\n' "$n" > "$layers/cache.sbom.cdx.json"
 if grep -q 'version = "1"' "$layers/runtime.toml" 2>/dev/null; then
   echo "reused" >> "$seen"
 else
@@ -50,7 +51,8 @@ fn buildpack(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir.join("bin")).unwrap();
     std::fs::write(
         dir.join("buildpack.toml"),
-        "api = \"0.10\"\n[buildpack]\nid = \"t/restore\"\nversion = \"1\"\n",
+        "api = \"0.10\"\n[buildpack]\nid = \"t/restore\"\nversion = \"1\"\n\
+         sbom-formats = [\"application/vnd.cyclonedx+json\"]\n",
     )
     .unwrap();
     for (name, body) in [("detect", "#!/bin/sh\nexit 0\n"), ("build", BUILD)] {
@@ -224,6 +226,10 @@ fn a_buildpack_that_runs_again_finds_its_cache_metadata_and_store_and_reuses_its
     assert!(
         seen.contains("--- cache.toml\n[metadata]\nbuilds = 1\n"),
         "its metadata is back, without [types]:\n{seen}"
+    );
+    assert!(
+        seen.contains("--- cache.sbom.cdx.json\n{\"bomFormat\":\"CycloneDX\",\"builds\":1}\n"),
+        "its SBOM is back:\n{seen}"
     );
     assert!(
         seen.contains("--- store.toml\n[metadata]\nlast = 1\n"),

@@ -8,6 +8,7 @@
 //! - a `launch = true` layer without `cache` (and without `build`, which the buildpack
 //!   recreates anyway) gets only its `<layer>.toml`; if the buildpack then sets `launch =
 //!   true` again and leaves the directory absent, the previous layer is reused in the image;
+//! - a restored layer's SBOM files come back with it;
 //! - `store.toml` comes back;
 //! - every other layer (`build` only, or no type) comes back not at all.
 //!
@@ -88,16 +89,29 @@ pub fn write_store_toml(layers_dir: &Path, metadata: &toml::Table) -> io::Result
     write_metadata(&layers_dir.join("store.toml"), metadata)
 }
 
+/// Writes the new file `<layers_dir>/<name>` with `bytes` (a restored SBOM file).
+///
+/// # Errors
+/// `name` is no plain file name (`InvalidInput`), the file exists, or it cannot be written.
+pub fn write_new(layers_dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let name = safepath::name(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    create_new(&layers_dir.join(name), bytes)
+}
+
 fn write_metadata(path: &Path, metadata: &toml::Table) -> io::Result<()> {
     let mut table = toml::Table::new();
     table.insert("metadata".into(), toml::Value::Table(metadata.clone()));
     let text = toml::to_string(&table).map_err(io::Error::other)?;
-    // `create_new`: the layers directory is fresh, and nothing in it may be a link to follow.
+    create_new(path, text.as_bytes())
+}
+
+/// `create_new`: the layers directory is fresh, and nothing in it may be a link to follow.
+fn create_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(path)?;
-    io::Write::write_all(&mut file, text.as_bytes())
+    io::Write::write_all(&mut file, bytes)
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use strata_engine::build::{BuildError, BuildRequest, BuildpackOutput, layer_target};
 use strata_engine::execute::{TaskCache, TaskOutput};
 use strata_engine::layer_task::BuiltLayer;
-use strata_engine::layers::{LaunchToml, Layer, SbomFile, SbomScope, StoredBlob};
+use strata_engine::layers::{LaunchToml, Layer, SbomFile, SbomScope, StoredBlob, sbom_media_type};
 use strata_engine::restore::{self, Restores};
 use strata_engine::store::{ActionEntry, BlobRef, Store};
 use strata_engine::untrusted;
@@ -265,23 +265,27 @@ impl<'a> StoreCache<'a> {
         Some((layers, sbom))
     }
 
-    /// The stored output that holds the restore state of `state` for `task`'s buildpack: its
-    /// layers (relocated to this build) and `store.toml`, if a ref names an intact entry made
-    /// with this build's settings whose names are all plain names.
+    /// The stored output that holds the restore state of `state` for `task`'s buildpack, if a
+    /// ref names an intact entry made with this build's settings whose names are all plain
+    /// names: relocated to this build.
     fn restore_state(
         &self,
         req: &BuildRequest<'_>,
         buildpack: &Buildpack,
         state: &TaskKey,
-    ) -> Option<(Vec<Layer>, Option<toml::Table>)> {
+    ) -> Option<RestoreState> {
         let key = self.store.get_restore(state)?;
         let entry = self.store.get_action(&key)?;
         let payload: Payload = serde_json::from_value(entry.payload).ok()?;
         if payload.settings != self.settings || payload.check().is_err() {
             return None;
         }
-        let (layers, _) = self.relocate(req, buildpack, payload.layers, &[])?;
-        Some((layers, payload.store))
+        let (layers, sbom) = self.relocate(req, buildpack, payload.layers, &payload.sbom)?;
+        Some(RestoreState {
+            layers,
+            sbom,
+            store: payload.store,
+        })
     }
 
     /// Extracts a stored output's layers, and replays an opaque buildpack's app change.
@@ -362,14 +366,14 @@ fn write_restore(
     req: &BuildRequest<'_>,
     buildpack: &Buildpack,
     layers_dir: &Path,
-    layers: &[Layer],
-    store: Option<&toml::Table>,
+    state: &RestoreState,
 ) -> Result<(), BuildError> {
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| BuildError::Io { path, source }
     };
-    for layer in layers {
+    let mut restored = HashSet::new();
+    for layer in &state.layers {
         let (what, Some(blob)) = (restore::restores(layer.types), &layer.blob) else {
             continue;
         };
@@ -380,12 +384,43 @@ fn write_restore(
         if what != Restores::Nothing {
             restore::write_layer_toml(layers_dir, &layer.name, &layer.metadata)
                 .map_err(io(&layer.dir))?;
+            restored.insert(layer.name.as_str());
         }
     }
-    if let Some(store) = store {
+    // A restored layer's SBOM files come back with it, in the formats the buildpack (maybe
+    // a newer version) still declares.
+    let declared = |ext: &str| {
+        let formats = &buildpack.descriptor.info.sbom_formats;
+        let essence = |f: &String| f.split(';').next().unwrap_or_default().trim().to_owned();
+        sbom_media_type(ext).is_some_and(|m| formats.iter().any(|f| essence(f) == m))
+    };
+    for file in &state.sbom {
+        if let SbomScope::Layer(name) = &file.scope
+            && restored.contains(name.as_str())
+            && declared(&file.ext)
+        {
+            let bytes = untrusted::read(&file.path, untrusted::SBOM_LIMIT)
+                .map_err(|e| cache_err(format!("stored SBOM: {e}")))?;
+            restore::write_new(
+                layers_dir,
+                &format!("{name}.sbom.{}.json", file.ext),
+                &bytes,
+            )
+            .map_err(io(layers_dir))?;
+        }
+    }
+    if let Some(store) = &state.store {
         restore::write_store_toml(layers_dir, store).map_err(io(layers_dir))?;
     }
     Ok(())
+}
+
+/// What an opaque buildpack's last run left for its next: its layers, their SBOM files and
+/// its `store.toml`, relocated to this build.
+struct RestoreState {
+    layers: Vec<Layer>,
+    sbom: Vec<SbomFile>,
+    store: Option<toml::Table>,
 }
 
 /// Extracts a stored tar into `dir` (its entries' paths are relative to `dir`). Every entry
@@ -498,7 +533,7 @@ impl TaskCache for StoreCache<'_> {
         let Some(buildpack) = task.buildpack().filter(|_| self.lookups) else {
             return Ok(Vec::new());
         };
-        let Some((layers, store)) = self.restore_state(req, buildpack, state) else {
+        let Some(state) = self.restore_state(req, buildpack, state) else {
             return Ok(Vec::new());
         };
         let layers_dir = req.scratch.join("layers").join(buildpack.id().escaped());
@@ -507,7 +542,7 @@ impl TaskCache for StoreCache<'_> {
             source,
         };
         fs::create_dir_all(&layers_dir).map_err(io)?;
-        if write_restore(req, buildpack, &layers_dir, &layers, store.as_ref()).is_err() {
+        if write_restore(req, buildpack, &layers_dir, &state).is_err() {
             // A stored tar that leaves its layer, a name that is no name: the state is bad,
             // and what of it was written goes. The buildpack runs cold.
             fs::remove_dir_all(&layers_dir).map_err(io)?;
@@ -515,7 +550,8 @@ impl TaskCache for StoreCache<'_> {
             return Ok(Vec::new());
         }
         req.sandbox.hand_over(&layers_dir)?;
-        Ok(layers
+        Ok(state
+            .layers
             .into_iter()
             .filter(|l| l.types.launch && l.blob.is_some())
             .collect())
