@@ -364,6 +364,51 @@ fn action(cache: &Path, key: &str) -> PathBuf {
         .join(format!("{key}.json"))
 }
 
+/// After a tampered state: the next build (the app changed) is a cold run, and the one after
+/// it restores what that cold run left.
+fn cold_then_restored(fx: &Fixture) {
+    fx.change_app("after tampering");
+    assert_eq!(status(&fx.build(&[])), "ran");
+    let seen = fx.seen();
+    assert!(
+        seen.starts_with("count=0\n") && !seen.contains("---"),
+        "a tampered state is a cold run:\n{seen}"
+    );
+    fx.change_app("after the cold run");
+    fx.build(&[]);
+    let seen = fx.seen();
+    assert!(seen.starts_with("count=1\n"), "{seen}");
+}
+
+/// Rewrites every `{"digest": from, "size": _}` in `value` to name `to` of `size` bytes.
+fn renamed_blob(value: &mut Value, from: &str, to: &str, size: usize) {
+    match value {
+        Value::Object(map) => {
+            if map.get("digest").and_then(Value::as_str) == Some(from) {
+                map.insert("digest".into(), to.into());
+                map.insert("size".into(), size.into());
+            }
+            map.values_mut()
+                .for_each(|v| renamed_blob(v, from, to, size));
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|v| renamed_blob(v, from, to, size)),
+        _ => {}
+    }
+}
+
+/// Puts `bytes` into the store under `cache` as a blob named by its digest; returns it.
+fn put_blob(cache: &Path, bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    let hex: String = sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    std::fs::write(cache.join("store/blobs/sha256").join(&hex), bytes).unwrap();
+    format!("sha256:{hex}")
+}
+
 #[test]
 fn a_tampered_restore_entry_is_a_cold_run_that_writes_nothing_outside() {
     // The layer's name leaves the layers directory.
@@ -383,16 +428,75 @@ fn a_tampered_restore_entry_is_a_cold_run_that_writes_nothing_outside() {
         text.replace("\"name\":\"cache\"", &format!("\"name\":{escape:?}")),
     )
     .unwrap();
-    fx.change_app("v2");
-    let report = fx.build(&[]);
-    assert_eq!(status(&report), "ran");
-    let seen = fx.seen();
-    assert!(
-        seen.starts_with("count=0\n") && !seen.contains("---"),
-        "{seen}"
-    );
+    cold_then_restored(&fx);
     assert!(std::fs::symlink_metadata(&victim).is_err());
     assert!(std::fs::symlink_metadata(format!("{}.toml", victim.display())).is_err());
+
+    // The cache layer's tar, intact under its digest, has a link out of the layer and a file
+    // written through it, and then a file beside the layer.
+    let fx = Fixture::new();
+    let first = fx.build(&[]);
+    let cache = fx.path("cache");
+    let entry = action(&cache, &key(&first));
+    let mut json: Value = serde_json::from_slice(&std::fs::read(&entry).unwrap()).unwrap();
+    let layer = json["payload"]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "cache")
+        .unwrap()
+        .clone();
+    let outside = fx.path("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let (one, two) = (fx.path("tar1"), fx.path("tar2"));
+    let layer_dir = "layers/t_restore/cache";
+    std::fs::create_dir_all(one.join(layer_dir)).unwrap();
+    std::fs::write(one.join(layer_dir).join("count"), "41\n").unwrap();
+    std::os::unix::fs::symlink(&outside, one.join(layer_dir).join("link")).unwrap();
+    std::fs::create_dir_all(two.join(layer_dir).join("link")).unwrap();
+    std::fs::write(two.join(layer_dir).join("link/pwned"), "x").unwrap();
+    std::fs::write(
+        two.join("layers/t_restore/store.toml"),
+        "[metadata]\nlast = 41\n",
+    )
+    .unwrap();
+    let tar = fx.path("evil.tar");
+    let tar_arg = tar.to_str().unwrap();
+    tool(
+        "tar",
+        &["-cf", tar_arg, "-C", one.to_str().unwrap(), layer_dir],
+    );
+    let two_arg = two.to_str().unwrap();
+    tool(
+        "tar",
+        &[
+            "-rf",
+            tar_arg,
+            "-C",
+            two_arg,
+            &format!("{layer_dir}/link/pwned"),
+        ],
+    );
+    tool(
+        "tar",
+        &["-rf", tar_arg, "-C", two_arg, "layers/t_restore/store.toml"],
+    );
+    let mut bytes = std::fs::read(&tar).unwrap();
+    if layer["blob"]["gzip"] == true {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, &bytes).unwrap();
+        bytes = gz.finish().unwrap();
+    }
+    let digest = put_blob(&cache, &bytes);
+    let old = layer["blob"]["digest"].as_str().unwrap().to_owned();
+    renamed_blob(&mut json, &old, &digest, bytes.len());
+    std::fs::write(&entry, serde_json::to_vec(&json).unwrap()).unwrap();
+    cold_then_restored(&fx);
+    assert!(
+        !outside.join("pwned").exists(),
+        "a stored tar wrote through a link"
+    );
+    assert!(!fx.seen().contains("41"), "{}", fx.seen());
 
     // A layer blob whose bytes are not its name's.
     let fx = Fixture::new();
@@ -406,40 +510,22 @@ fn a_tampered_restore_entry_is_a_cold_run_that_writes_nothing_outside() {
         let len = std::fs::metadata(&path).unwrap().len();
         std::fs::write(&path, vec![b'x'; usize::try_from(len).unwrap()]).unwrap();
     }
-    fx.change_app("v2");
-    fx.build(&[]);
-    let seen = fx.seen();
-    assert!(
-        seen.starts_with("count=0\n") && !seen.contains("---"),
-        "{seen}"
-    );
+    cold_then_restored(&fx);
 
     // A ref that is a link to a host file.
     let fx = Fixture::new();
     fx.build(&[]);
-    let refs = fx.path("cache/store/restore");
-    let shard = std::fs::read_dir(&refs)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let file = std::fs::read_dir(&shard)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let only = |dir: &Path| {
+        let mut entries = std::fs::read_dir(dir).unwrap();
+        let first = entries.next().unwrap().unwrap().path();
+        assert!(entries.next().is_none());
+        first
+    };
+    let file = only(&only(&fx.path("cache/store/restore")));
     let elsewhere = fx.path("elsewhere.json");
     std::fs::rename(&file, &elsewhere).unwrap();
     std::os::unix::fs::symlink(&elsewhere, &file).unwrap();
-    fx.change_app("v2");
-    fx.build(&[]);
-    let seen = fx.seen();
-    assert!(
-        seen.starts_with("count=0\n") && !seen.contains("---"),
-        "{seen}"
-    );
+    cold_then_restored(&fx);
 }
 
 #[test]
