@@ -6,6 +6,11 @@
 //! A layer's tar depends on the CNB user and the file time, and its blob on the compression:
 //! the payload records all three, and the blob format's version, and a lookup with other
 //! settings is a miss (the task runs again and its entry is replaced).
+//!
+//! An opaque buildpack's entry is also its restore state: when its task runs again, the
+//! entry its last run left for that service (named by a restore ref) is verified like a hit
+//! and written back into its layers directory (see `strata_engine::restore`); a state that
+//! fails any check is a cold run.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
@@ -361,7 +366,8 @@ fn extract_reused(
 }
 
 /// Writes the restore state into the buildpack's (empty) layers directory: the contents
-/// of cache layers, the metadata of those and of launch-only layers, `store.toml`.
+/// of cache layers, the metadata (and SBOM files) of those and of launch-only layers,
+/// `store.toml`. Every tar goes through the store's unpack, every name through safepath.
 fn write_restore(
     req: &BuildRequest<'_>,
     buildpack: &Buildpack,
