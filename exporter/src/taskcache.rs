@@ -22,14 +22,14 @@ use serde::{Deserialize, Serialize};
 use strata_engine::build::{BuildError, BuildRequest, BuildpackOutput, layer_target};
 use strata_engine::execute::{TaskCache, TaskOutput};
 use strata_engine::layer_task::BuiltLayer;
-use strata_engine::layers::{LaunchToml, Layer, SbomFile, SbomScope, StoredBlob, sbom_media_type};
-use strata_engine::restore::{self, Restores};
+use strata_engine::layers::{LaunchToml, Layer, SbomFile, SbomScope, StoredBlob};
 use strata_engine::store::{ActionEntry, BlobRef, Store};
 use strata_engine::untrusted;
 use strata_engine::workspace::Change;
 use strata_planner::{Buildpack, Task, TaskKey, TaskKind, safepath};
 
 use crate::archive::{Compression, LayerBuilder, Owner};
+use crate::restorestate::{RestoreState, extract_reused, write_restore};
 
 /// A [`TaskCache`] on a [`Store`].
 pub struct StoreCache<'a> {
@@ -105,7 +105,7 @@ type Ensured = Arc<OnceLock<Result<(), String>>>;
 
 /// A store error as a build error. The error itself is kept as the source (not its message):
 /// what lies under it, a full disk and the file being written, reaches the user.
-fn cache_err(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> BuildError {
+pub(crate) fn cache_err(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> BuildError {
     BuildError::Io {
         path: PathBuf::from("<store>"),
         source: std::io::Error::other(error),
@@ -348,92 +348,11 @@ impl<'a> StoreCache<'a> {
     }
 }
 
-/// Extracts each layer the buildpack reused from its previous run (a blob, no directory),
-/// so that later buildpacks and the launch env see it like a layer it made.
-fn extract_reused(
-    req: &BuildRequest<'_>,
-    buildpack: &Buildpack,
-    layers: &[Layer],
-) -> Result<(), BuildError> {
-    for layer in layers {
-        if let (Some(blob), Err(_)) = (&layer.blob, fs::symlink_metadata(&layer.dir)) {
-            let target = layer_target(buildpack, &layer.name);
-            extract(blob, req.scratch, Path::new(target.trim_start_matches('/')))?;
-            req.sandbox.hand_over(&layer.dir)?;
-        }
-    }
-    Ok(())
-}
-
-/// Writes the restore state into the buildpack's (empty) layers directory: the contents
-/// of cache layers, the metadata (and SBOM files) of those and of launch-only layers,
-/// `store.toml`. Every tar goes through the store's unpack, every name through safepath.
-fn write_restore(
-    req: &BuildRequest<'_>,
-    buildpack: &Buildpack,
-    layers_dir: &Path,
-    state: &RestoreState,
-) -> Result<(), BuildError> {
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| BuildError::Io { path, source }
-    };
-    let mut restored = HashSet::new();
-    for layer in &state.layers {
-        let (what, Some(blob)) = (restore::restores(layer.types), &layer.blob) else {
-            continue;
-        };
-        if what == Restores::Contents {
-            let target = layer_target(buildpack, &layer.name);
-            extract(blob, req.scratch, Path::new(target.trim_start_matches('/')))?;
-        }
-        if what != Restores::Nothing {
-            restore::write_layer_toml(layers_dir, &layer.name, &layer.metadata)
-                .map_err(io(&layer.dir))?;
-            restored.insert(layer.name.as_str());
-        }
-    }
-    // A restored layer's SBOM files come back with it, in the formats the buildpack (maybe
-    // a newer version) still declares.
-    let declared = |ext: &str| {
-        let formats = &buildpack.descriptor.info.sbom_formats;
-        let essence = |f: &String| f.split(';').next().unwrap_or_default().trim().to_owned();
-        sbom_media_type(ext).is_some_and(|m| formats.iter().any(|f| essence(f) == m))
-    };
-    for file in &state.sbom {
-        if let SbomScope::Layer(name) = &file.scope
-            && restored.contains(name.as_str())
-            && declared(&file.ext)
-        {
-            let bytes = untrusted::read(&file.path, untrusted::SBOM_LIMIT)
-                .map_err(|e| cache_err(format!("stored SBOM: {e}")))?;
-            restore::write_new(
-                layers_dir,
-                &format!("{name}.sbom.{}.json", file.ext),
-                &bytes,
-            )
-            .map_err(io(layers_dir))?;
-        }
-    }
-    if let Some(store) = &state.store {
-        restore::write_store_toml(layers_dir, store).map_err(io(layers_dir))?;
-    }
-    Ok(())
-}
-
-/// What an opaque buildpack's last run left for its next: its layers, their SBOM files and
-/// its `store.toml`, relocated to this build.
-struct RestoreState {
-    layers: Vec<Layer>,
-    sbom: Vec<SbomFile>,
-    store: Option<toml::Table>,
-}
-
 /// Extracts a stored tar into `dir` (its entries' paths are relative to `dir`). Every entry
 /// must lie under `inside` (a directory entry may be one of its parents): the tar comes from
 /// the store, and one entry outside would write another layer's or the app's files. The
 /// `tar` crate itself refuses `..` and writing through links.
-fn extract(blob: &StoredBlob, dir: &Path, inside: &Path) -> Result<(), BuildError> {
+pub(crate) fn extract(blob: &StoredBlob, dir: &Path, inside: &Path) -> Result<(), BuildError> {
     let io = |source| BuildError::Io {
         path: blob.path.clone(),
         source,
