@@ -1,10 +1,10 @@
 //! `strata build` restores an opaque buildpack's layers between builds, in the real sandbox:
-//! when its task runs again (the app changed), its cache layer's contents and metadata and its
-//! `store.toml` are there (and the layer's SBOM), a launch layer it leaves without a directory is the previous
-//! build's layer (same diffID), and everything restored belongs to the build user. An
-//! unchanged task is a hit; `--no-cache` restores nothing; services and repositories keep
-//! their own state; a tampered store entry is a cold run that writes nothing outside; `gc`
-//! evicts the state without breaking the next build.
+//! when its task runs again (the app changed), its cache layer's contents and metadata, its
+//! SBOM and `store.toml` are there, a launch layer it leaves without a directory is the
+//! previous build's layer (same diffID), and everything restored belongs to the build user.
+//! An unchanged task is a hit, and what the next run starts from; `--no-cache` restores
+//! nothing; services and repositories keep their own state; a tampered store entry is a cold
+//! run that writes nothing outside; `gc` evicts the state without breaking the next build.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failing test
 
@@ -258,6 +258,25 @@ fn a_buildpack_that_runs_again_finds_its_cache_metadata_and_store_and_reuses_its
     assert!(seen.starts_with("count=2\n"), "{seen}");
     assert!(seen.contains("reused"), "{seen}");
     assert_eq!(layer_diff_id(&fx.path("out"), "app", "runtime"), runtime);
+}
+
+#[test]
+fn a_hit_is_what_the_next_run_starts_from() {
+    let fx = Fixture::new();
+    fx.build(&[]);
+    fx.change_app("v2");
+    fx.build(&[]);
+    assert!(fx.seen().starts_with("count=1\n"), "{}", fx.seen());
+    // Back to the first app: a hit, whose image has the first build's layers.
+    fx.change_app("v1");
+    assert_eq!(status(&fx.build(&[])), "cached");
+    fx.change_app("v3");
+    fx.build(&[]);
+    let seen = fx.seen();
+    assert!(
+        seen.starts_with("count=1\n"),
+        "the run after a hit starts from the hit's layers, not the older run's:\n{seen}"
+    );
 }
 
 #[test]

@@ -481,6 +481,14 @@ fn export_service(
         for (node, output) in &outputs {
             cache.ensure(&ctx.run_of(*node).req, &plan.graph[*node], output)?;
         }
+        // What this image has of each opaque buildpack, a hit's output too, is what its next
+        // run starts from, as the lifecycle's cache is the last build's.
+        for (node, output) in &outputs {
+            if let TaskOutput::Buildpack(bp) = output {
+                let id = restore_id(run.req.source, &service.name, bp.buildpack.id().as_str());
+                cache.keep(&plan.graph[*node], &id)?;
+            }
+        }
     }
     let (workspace, selection) = if from_copy {
         (run.req.workspace.to_owned(), None)
