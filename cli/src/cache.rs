@@ -266,12 +266,13 @@ fn problems(count: usize) -> String {
 
 fn render_gc(report: &GcReport, max: u64) -> String {
     let mut out = String::new();
-    let rows: [(&str, Removed); 5] = [
+    let rows: [(&str, Removed); 6] = [
         ("leftover files", report.leftovers),
         ("broken actions", report.broken_actions),
         ("unreferenced blobs", report.unreferenced_blobs),
         ("evicted actions", report.evicted_actions),
         ("evicted logs", report.evicted_logs),
+        ("stale restore refs", report.stale_restore_refs),
     ];
     let _ = writeln!(out, "removed");
     for (what, removed) in rows {

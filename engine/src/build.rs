@@ -18,7 +18,7 @@ use strata_planner::{Buildpack, BuildpackPlan};
 
 use crate::detect::buildpack_target;
 use crate::env::{Env, EnvError, Phase, layer_env};
-use crate::layers::{BuildpackLayers, LayerError, read_layers_dir};
+use crate::layers::{BuildpackLayers, Layer, LayerError, read_layers_dir_reusing};
 use crate::platform::{PlatformDir, TargetEnv, base_env, platform_env, process_env};
 use crate::sandbox::{Finished, Mount, Purpose, Sandbox, SandboxCommand, SandboxError};
 
@@ -207,12 +207,14 @@ fn build_env(
 }
 
 /// Runs one opaque buildpack's `bin/build` after the buildpacks (or declared layers) in
-/// `before`, and reads what it left.
+/// `before`, and reads what it left. `previous` are the layers its last run left that it may
+/// reuse without their directory (see [`crate::restore`]); empty for a cold run.
 pub fn run_buildpack(
     req: &BuildRequest<'_>,
     buildpack: &Arc<Buildpack>,
     plan: &BuildpackPlan,
     before: &[BuildpackOutput],
+    previous: &[Layer],
 ) -> Result<BuildpackOutput, BuildError> {
     let escaped = buildpack.id().escaped();
     let layers_dir = req.scratch.join("layers").join(&escaped);
@@ -276,11 +278,12 @@ pub fn run_buildpack(
         });
     }
     let info = &buildpack.descriptor.info;
-    let layers = read_layers_dir(
+    let layers = read_layers_dir_reusing(
         &layers_dir,
         info.id.as_str(),
         &buildpack.descriptor.api,
         &info.sbom_formats,
+        previous,
     )?;
     if let Some(name) = layers
         .unmet

@@ -17,13 +17,15 @@ use std::sync::{Arc, Mutex};
 
 use petgraph::graph::NodeIndex;
 use strata_planner::{
-    Buildpack, BuildpackPlan, GroupMember, Plan, ServicePlan, Status, Task, TaskKind,
+    Buildpack, BuildpackPlan, GroupMember, Plan, ServicePlan, Status, Task, TaskKey, TaskKind,
 };
 
 use crate::appdir::{app_entries, copy_app};
 use crate::build::{BuildError, BuildOutput, BuildRequest, BuildpackOutput, run_buildpack};
 use crate::executor::{Done, ExecEvent, ExecOptions, ExecOutcome, run_graph};
 use crate::layer_task::{BuiltLayer, NeededLayer, declared_output, run_layer};
+use crate::layers::Layer;
+use crate::restore::restore_id;
 use crate::workspace::{Change, Snapshot};
 
 /// What a finished task left.
@@ -51,6 +53,19 @@ pub trait TaskCache: Sync {
         task: &Task,
         output: &TaskOutput,
     ) -> Result<(), BuildError>;
+    /// Puts into the layers directory of `task` (an opaque buildpack about to run because its
+    /// key changed) what its last run for the restore id `state` left, as the lifecycle's
+    /// restorer does (see [`crate::restore`]); returns that run's layers, which it may reuse
+    /// without their directory. No state, or a bad one, is a cold run: nothing restored.
+    fn restore(
+        &self,
+        req: &BuildRequest<'_>,
+        task: &Task,
+        state: &TaskKey,
+    ) -> Result<Vec<Layer>, BuildError>;
+    /// Records the stored output of `task` (an opaque buildpack that ran) as the restore state
+    /// of `state`, for its next run.
+    fn keep(&self, task: &Task, state: &TaskKey) -> Result<(), BuildError>;
     /// Stores what `task` built (and, for an opaque buildpack, what it changed in the app);
     /// returns the output with its layers' blobs recorded.
     fn save(
@@ -389,7 +404,7 @@ fn run_opaque(
         done,
     );
     let Some(cache) = ctx.cache else {
-        let output = run_buildpack(req, buildpack, bp_plan, &before)?;
+        let output = run_buildpack(req, buildpack, bp_plan, &before, &[])?;
         (ctx.progress)(Event::Finished(label, Some(&output.log)));
         // Without a snapshot, assume it changed the app: export from the copy.
         let output = BuildpackOutput {
@@ -410,20 +425,30 @@ fn run_opaque(
         path: req.workspace.to_owned(),
         source,
     };
+    let id = buildpack.id().as_str();
+    let previous = cache.restore(req, task, &restore_id(req.source, &service.name, id))?;
     let snapshot = Snapshot::take(req.workspace).map_err(io)?;
-    let output = run_buildpack(req, buildpack, bp_plan, &before)?;
+    let output = run_buildpack(req, buildpack, bp_plan, &before, &previous)?;
     (ctx.progress)(Event::Finished(label, Some(&output.log)));
     let change = snapshot.change_to(&Snapshot::take(req.workspace).map_err(io)?);
     let output = BuildpackOutput {
         app_changed: !change.is_empty(),
         ..output
     };
-    cache.save(
+    let saved = cache.save(
         req,
         task,
         TaskOutput::Buildpack(Arc::new(output)),
         Some(&change),
-    )
+    )?;
+    // The next run of this buildpack in each service this task is part of starts from it.
+    for run in ctx.runs {
+        let service = ctx.service_of(run);
+        if service.tasks.contains(&node) {
+            cache.keep(task, &restore_id(run.req.source, &service.name, id))?;
+        }
+    }
+    Ok(saved)
 }
 
 /// Exports run `index`'s service: every output made real, then the exporter. The app is
@@ -455,6 +480,14 @@ fn export_service(
         // is made real, opaque buildpacks' app changes in group order.
         for (node, output) in &outputs {
             cache.ensure(&ctx.run_of(*node).req, &plan.graph[*node], output)?;
+        }
+        // What this image has of each opaque buildpack, a hit's output too, is what its next
+        // run starts from, as the lifecycle's cache is the last build's.
+        for (node, output) in &outputs {
+            if let TaskOutput::Buildpack(bp) = output {
+                let id = restore_id(run.req.source, &service.name, bp.buildpack.id().as_str());
+                cache.keep(&plan.graph[*node], &id)?;
+            }
         }
     }
     let (workspace, selection) = if from_copy {

@@ -16,9 +16,11 @@
 //!   those names are rejected (the spec forbids them).
 //! - Since Buildpack API 0.6 the types live in a `[types]` table; top-level `launch`, `build`
 //!   or `cache` keys are rejected then, as the lifecycle does, and read as the types before.
-//! - A `.toml` with a type set but no directory is, in the lifecycle, a request to reuse the
-//!   layer from the previous image. strata builds without a previous image, so that is an
-//!   error here rather than a silently missing layer.
+//! - A `.toml` with `launch = true` but no directory is, in the lifecycle, a request to reuse
+//!   the layer from the previous image: strata reuses the layer of the buildpack's previous
+//!   run (its restore state, see [`crate::restore`]) given to [`read_layers_dir_reusing`].
+//!   Without such a layer, and for any other type without a directory, it is an error rather
+//!   than a silently missing layer.
 //! - Process commands are arrays from API 0.9, where `direct` is no longer allowed; before,
 //!   a command is one string and `direct` defaults to false. `working-dir` is ignored before
 //!   API 0.8.
@@ -268,8 +270,9 @@ pub enum LayerError {
     EmptyLayerName { buildpack: String, path: PathBuf },
     /// A layer's `.toml` sets a type but the buildpack left no directory for it.
     #[error(
-        "buildpack {buildpack}: layer `{layer}` has {types} but no directory {path}; a layer \
-         without a directory would be reused from a previous image, and strata builds without one",
+        "buildpack {buildpack}: layer `{layer}` has {types} but no directory {path}; only a \
+         launch layer of the buildpack's previous build can be reused without one, and there is \
+         none of that name",
         path = path.display()
     )]
     MissingLayerDir {
@@ -394,6 +397,23 @@ pub fn read_layers_dir(
     api: &str,
     sbom_formats: &[String],
 ) -> Result<BuildpackLayers, LayerError> {
+    read_layers_dir_reusing(layers_dir, buildpack_id, api, sbom_formats, &[])
+}
+
+/// [`read_layers_dir`] after a restore: a `launch = true` layer the buildpack left without a
+/// directory is the layer of the same name in `previous` (its last run's, with the stored
+/// blob), reused as it was.
+///
+/// # Errors
+/// As [`read_layers_dir`]; a layer without a directory that `previous` has no blob for is
+/// [`LayerError::MissingLayerDir`].
+pub fn read_layers_dir_reusing(
+    layers_dir: &Path,
+    buildpack_id: &str,
+    api: &str,
+    sbom_formats: &[String],
+    previous: &[Layer],
+) -> Result<BuildpackLayers, LayerError> {
     let api = Api::parse(api).ok_or_else(|| LayerError::InvalidApi {
         buildpack: buildpack_id.to_owned(),
         api: api.to_owned(),
@@ -438,20 +458,30 @@ pub fn read_layers_dir(
                 source,
             })?;
         }
+        let mut blob = None;
         if types.any() && !listing.dirs.contains(name) {
-            return Err(LayerError::MissingLayerDir {
-                buildpack: buildpack_id.to_owned(),
-                layer: name.clone(),
-                path: dir,
-                types,
-            });
+            let reused = previous
+                .iter()
+                .find(|p| &p.name == name)
+                .and_then(|p| p.blob.clone())
+                // Only where nothing is: a file of that name is no absent directory.
+                .filter(|_| types.launch && fs::symlink_metadata(&dir).is_err());
+            let Some(reused) = reused else {
+                return Err(LayerError::MissingLayerDir {
+                    buildpack: buildpack_id.to_owned(),
+                    layer: name.clone(),
+                    path: dir,
+                    types,
+                });
+            };
+            blob = Some(reused);
         }
         layers.push(Layer {
             name: name.clone(),
             dir,
             types,
             metadata,
-            blob: None,
+            blob,
         });
     }
 
@@ -1265,6 +1295,62 @@ paths = ["public/*"]
         write(dir.path(), "reused", "");
         assert!(matches!(
             read(dir.path(), "0.10"),
+            Err(LayerError::MissingLayerDir { .. })
+        ));
+    }
+
+    #[test]
+    fn a_launch_layer_without_its_directory_reuses_the_previous_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let blob = StoredBlob {
+            diff_id: format!("sha256:{}", "1".repeat(64)),
+            digest: format!("sha256:{}", "2".repeat(64)),
+            size: 3,
+            gzip: true,
+            path: PathBuf::from("/store/blob"),
+        };
+        let previous = |name: &str| Layer {
+            name: name.to_owned(),
+            dir: PathBuf::from("/old"),
+            types: LayerTypes {
+                launch: true,
+                build: false,
+                cache: false,
+            },
+            metadata: toml::Table::new(),
+            blob: Some(blob.clone()),
+        };
+        let reading = |previous: &[Layer]| {
+            read_layers_dir_reusing(dir.path(), BP, "0.10", &all_formats(), previous)
+        };
+        write(
+            dir.path(),
+            "runtime.toml",
+            "[types]\nlaunch = true\n[metadata]\nv = 2\n",
+        );
+        let layers = reading(&[previous("runtime")]).unwrap().layers;
+        assert_eq!(layers.len(), 1);
+        assert_eq!(layers[0].blob.as_ref(), Some(&blob));
+        assert_eq!(layers[0].dir, dir.path().join("runtime"));
+        assert_eq!(layers[0].metadata["v"].as_integer(), Some(2));
+
+        // No previous layer of that name, or not a launch layer now: still an error.
+        for previous in [vec![], vec![previous("other")]] {
+            assert!(matches!(
+                reading(&previous),
+                Err(LayerError::MissingLayerDir { .. })
+            ));
+        }
+        write(dir.path(), "runtime.toml", "[types]\ncache = true\n");
+        assert!(matches!(
+            reading(&[previous("runtime")]),
+            Err(LayerError::MissingLayerDir { .. })
+        ));
+        // A file where the directory would be is no absent directory.
+        write(dir.path(), "runtime.toml", "[types]\nlaunch = true\n");
+        write(dir.path(), "runtime", "");
+        assert!(matches!(
+            reading(&[previous("runtime")]),
             Err(LayerError::MissingLayerDir { .. })
         ));
     }

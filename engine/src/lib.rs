@@ -15,6 +15,7 @@ pub mod layer_task;
 pub mod layers;
 pub mod osrelease;
 pub mod platform;
+pub mod restore;
 pub mod sandbox;
 pub mod scratch;
 pub mod store;

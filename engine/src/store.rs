@@ -13,6 +13,8 @@
 //! blobs/sha256/<hex>            content named by its sha256 (layers, SBOM files, …), read-only
 //! actions/<2 hex>/<key>.json    a TaskKey's outputs: the blobs it needs and the executor's payload
 //! logs/<2 hex>/<key>.log        the last log of each task
+//! restore/<2 hex>/<id>.json     the key of an opaque buildpack's last run per service: what
+//!                               its next run restores (see `restore`)
 //! tmp/                          files being written; whatever stays here is a killed writer's
 //! moved/                        stores of another format version, moved aside for gc to remove
 //! ```
@@ -62,6 +64,7 @@
 mod files;
 mod format;
 mod gc;
+mod restore;
 mod scan;
 mod verify;
 
@@ -98,6 +101,7 @@ const LOCK: &str = "lock";
 const BLOBS: &str = "blobs/sha256";
 const ACTIONS: &str = "actions";
 const LOGS: &str = "logs";
+const RESTORE: &str = "restore";
 const TMP: &str = "tmp";
 const MOVED: &str = "moved";
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;

@@ -14,6 +14,7 @@ pub mod metadata;
 pub mod pgzip;
 pub mod rebase;
 pub mod reference;
+mod restorestate;
 pub mod runimage;
 pub mod runproof;
 pub mod taskcache;

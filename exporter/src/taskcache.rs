@@ -6,9 +6,14 @@
 //! A layer's tar depends on the CNB user and the file time, and its blob on the compression:
 //! the payload records all three, and the blob format's version, and a lookup with other
 //! settings is a miss (the task runs again and its entry is replaced).
+//!
+//! An opaque buildpack's entry is also its restore state: when its task runs again, the
+//! entry its last run left for that service (named by a restore ref) is verified like a hit
+//! and written back into its layers directory (see `strata_engine::restore`); a state that
+//! fails any check is a cold run.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -24,6 +29,7 @@ use strata_engine::workspace::Change;
 use strata_planner::{Buildpack, Task, TaskKey, TaskKind, safepath};
 
 use crate::archive::{Compression, LayerBuilder, Owner};
+use crate::restorestate::{RestoreState, extract_reused, write_restore};
 
 /// A [`TaskCache`] on a [`Store`].
 pub struct StoreCache<'a> {
@@ -99,7 +105,7 @@ type Ensured = Arc<OnceLock<Result<(), String>>>;
 
 /// A store error as a build error. The error itself is kept as the source (not its message):
 /// what lies under it, a full disk and the file being written, reaches the user.
-fn cache_err(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> BuildError {
+pub(crate) fn cache_err(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> BuildError {
     BuildError::Io {
         path: PathBuf::from("<store>"),
         source: std::io::Error::other(error),
@@ -196,7 +202,9 @@ impl<'a> StoreCache<'a> {
         let mut out = Vec::new();
         for layer in layers {
             let mut layer = layer.clone();
-            if layer.types.launch || layer.types.build || layer.types.cache {
+            // A layer reused from the previous run has its blob and no directory to tar.
+            let reused = layer.blob.is_some() && fs::symlink_metadata(&layer.dir).is_err();
+            if layer.types.any() && !reused {
                 let target = layer_target(buildpack, &layer.name);
                 layer.blob = Some(self.store_tree(
                     &layer.dir,
@@ -262,6 +270,29 @@ impl<'a> StoreCache<'a> {
         Some((layers, sbom))
     }
 
+    /// The stored output that holds the restore state of `state` for `task`'s buildpack, if a
+    /// ref names an intact entry made with this build's settings whose names are all plain
+    /// names: relocated to this build.
+    fn restore_state(
+        &self,
+        req: &BuildRequest<'_>,
+        buildpack: &Buildpack,
+        state: &TaskKey,
+    ) -> Option<RestoreState> {
+        let key = self.store.get_restore(state)?;
+        let entry = self.store.get_action(&key)?;
+        let payload: Payload = serde_json::from_value(entry.payload).ok()?;
+        if payload.settings != self.settings || payload.check().is_err() {
+            return None;
+        }
+        let (layers, sbom) = self.relocate(req, buildpack, payload.layers, &payload.sbom)?;
+        Some(RestoreState {
+            layers,
+            sbom,
+            store: payload.store,
+        })
+    }
+
     /// Extracts a stored output's layers, and replays an opaque buildpack's app change.
     fn make_real(
         &self,
@@ -321,7 +352,7 @@ impl<'a> StoreCache<'a> {
 /// must lie under `inside` (a directory entry may be one of its parents): the tar comes from
 /// the store, and one entry outside would write another layer's or the app's files. The
 /// `tar` crate itself refuses `..` and writing through links.
-fn extract(blob: &StoredBlob, dir: &Path, inside: &Path) -> Result<(), BuildError> {
+pub(crate) fn extract(blob: &StoredBlob, dir: &Path, inside: &Path) -> Result<(), BuildError> {
     let io = |source| BuildError::Io {
         path: blob.path.clone(),
         source,
@@ -418,6 +449,43 @@ impl TaskCache for StoreCache<'_> {
         .map_err(cache_err)
     }
 
+    fn restore(
+        &self,
+        req: &BuildRequest<'_>,
+        task: &Task,
+        state: &TaskKey,
+    ) -> Result<Vec<Layer>, BuildError> {
+        let Some(buildpack) = task.buildpack().filter(|_| self.lookups) else {
+            return Ok(Vec::new());
+        };
+        let Some(state) = self.restore_state(req, buildpack, state) else {
+            return Ok(Vec::new());
+        };
+        let layers_dir = req.scratch.join("layers").join(buildpack.id().escaped());
+        let io = |source| BuildError::Io {
+            path: layers_dir.clone(),
+            source,
+        };
+        fs::create_dir_all(&layers_dir).map_err(io)?;
+        if write_restore(req, buildpack, &layers_dir, &state).is_err() {
+            // A stored tar that leaves its layer, a name that is no name: the state is bad,
+            // and what of it was written goes. The buildpack runs cold.
+            fs::remove_dir_all(&layers_dir).map_err(io)?;
+            fs::create_dir_all(&layers_dir).map_err(io)?;
+            return Ok(Vec::new());
+        }
+        req.sandbox.hand_over(&layers_dir)?;
+        Ok(state
+            .layers
+            .into_iter()
+            .filter(|l| l.types.launch && l.blob.is_some())
+            .collect())
+    }
+
+    fn keep(&self, task: &Task, state: &TaskKey) -> Result<(), BuildError> {
+        self.store.put_restore(state, &task.key).map_err(cache_err)
+    }
+
     fn save(
         &self,
         req: &BuildRequest<'_>,
@@ -447,6 +515,7 @@ impl TaskCache for StoreCache<'_> {
             }
             TaskOutput::Buildpack(bp) => {
                 let layers = self.store_layers(buildpack, &bp.layers.layers)?;
+                extract_reused(req, buildpack, &layers)?;
                 let sbom = self.store_sbom(&bp.layers.sbom)?;
                 let change = match change {
                     Some(change) if !change.is_empty() => {

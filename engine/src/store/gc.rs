@@ -27,7 +27,7 @@ pub struct Removed {
 }
 
 impl Removed {
-    fn add(&mut self, bytes: u64) {
+    pub(super) fn add(&mut self, bytes: u64) {
         self.count += 1;
         self.bytes += bytes;
     }
@@ -51,6 +51,8 @@ pub struct GcReport {
     pub evicted_actions: Removed,
     /// Logs removed to get under the size limit: those of evicted actions, then the oldest.
     pub evicted_logs: Removed,
+    /// Restore refs whose action entry is gone (the next run of that buildpack is cold).
+    pub stale_restore_refs: Removed,
 }
 
 impl Store {
@@ -62,7 +64,8 @@ impl Store {
     /// and blobs no action names. Then, while the store is over `max_size`, the action used
     /// least recently (a hit in [`Store::get_action`] counts as a use) goes, with its log
     /// and the blobs no remaining action names; logs of tasks with no action compete by
-    /// their own age. Blobs are not hashed: [`Store::verify`] does that.
+    /// their own age. Last, the restore refs whose entry is gone. Blobs are not hashed:
+    /// [`Store::verify`] does that.
     ///
     /// # Errors
     /// [`StoreError::Busy`] while any [`Store`] is open on `dir`, in this process or another:
@@ -146,6 +149,11 @@ impl Store {
         if report.size_after > max_size {
             evict(dir, live, logs, &sizes, &mut refs, max_size, &mut report)?;
         }
+        // Last: a ref is stale when the entry it names went, now or before.
+        let (stale, strays) = super::restore::sweep(dir)?;
+        report.stale_restore_refs = stale;
+        report.leftovers.count += strays.count;
+        report.leftovers.bytes += strays.bytes;
         Ok(report)
     }
 }
