@@ -311,10 +311,11 @@ fn an_app_without_the_file_fails_libcnb_detection() {
             cache.to_str().unwrap(),
         ],
     );
+    assert_exit(&result, 1);
     let err = stderr(&result);
-    assert_ne!(result.status.code(), Some(0), "{err}");
+    assert!(err.contains("no buildpack group passed detection"), "{err}");
     assert!(
-        err.contains(LIBCNB_COUNTER_ID),
-        "names the buildpack: {err}"
+        err.contains(&format!("{LIBCNB_COUNTER_ID}@0.1.0: fail")),
+        "libcnb's exit code 100 is a fail, not an error: {err}"
     );
 }
