@@ -95,11 +95,13 @@ impl Fixture {
     }
 }
 
-/// What the buildpack printed: its lines, without their prefix.
+/// What the buildpack printed at build: its lines, without their prefix (and without what its
+/// `bin/detect` printed, should strata show that too).
 fn said(stderr: &str) -> Vec<String> {
     stderr
         .lines()
         .filter_map(|l| l.trim().strip_prefix("libcnb-counter: "))
+        .filter(|l| !l.starts_with("detect: "))
         .map(str::to_owned)
         .collect()
 }
