@@ -3,6 +3,9 @@
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
+pub mod libcnb;
+pub mod runimage;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -152,6 +155,8 @@ pub fn build_example(cwd: &Path, app: &Path, out: &Path, tag: &str, extra: &[&st
 /// Runs an unpacked bundle with runc (without a terminal), optionally with other process
 /// arguments, and removes the container; returns what it printed.
 pub fn runc(bundle: &Path, args: Option<&[&str]>) -> Output {
+    // Unique among the containers this test binary's threads run at once.
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let config_path = bundle.join("config.json");
     let mut spec: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
@@ -163,7 +168,7 @@ pub fn runc(bundle: &Path, args: Option<&[&str]>) -> Output {
     let id = format!(
         "strata-test-{}-{}",
         std::process::id(),
-        bundle.display().to_string().len()
+        RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
     let run = Command::new("runc")
         .args(["run", "--bundle", bundle.to_str().unwrap(), &id])
