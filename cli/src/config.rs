@@ -326,6 +326,7 @@ fn select_order(
                     id: id.clone(),
                     version: bp.version.clone(),
                     optional: false,
+                    exec_env: Vec::new(),
                 },
                 (None, None) => continue,
             });
@@ -431,6 +432,7 @@ fn buildpack_ref(arg: &str, base: &Path, registry: &mut Registry) -> Result<Grou
             id,
             version: Some(version),
             optional: false,
+            exec_env: Vec::new(),
         });
     }
     let (id, version) = match arg.split_once('@') {
@@ -447,6 +449,7 @@ fn buildpack_ref(arg: &str, base: &Path, registry: &mut Registry) -> Result<Grou
         id,
         version,
         optional: false,
+        exec_env: Vec::new(),
     })
 }
 

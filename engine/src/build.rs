@@ -17,7 +17,7 @@ use strata_planner::{Buildpack, BuildpackPlan};
 
 use crate::detect::{PLATFORM_TARGET, buildpack_target};
 use crate::env::{Env, EnvError, Phase, layer_env};
-use crate::layers::{BuildpackLayers, LayerError, read_layers_dir};
+use crate::layers::{BuildpackLayers, LayerError, read_layers_dir, set_aside_untyped};
 use crate::platform::{PlatformDir, TargetEnv, base_env};
 use crate::sandbox::{Finished, Mount, Purpose, Sandbox, SandboxCommand, SandboxError};
 
@@ -192,7 +192,8 @@ fn build_env(
     for earlier in before {
         let base = format!("{LAYERS_TARGET}/{}", earlier.buildpack.id().escaped());
         for layer in &earlier.layers.layers {
-            if !layer.dir.is_dir() {
+            // A layer without types is the buildpack's own scratch, never a later one's.
+            if !layer.types.any() || !layer.dir.is_dir() {
                 continue;
             }
             let mount = Mount::ro(&layer.dir, format!("{base}/{}", layer.name));
@@ -207,13 +208,15 @@ fn build_env(
 }
 
 /// Runs one opaque buildpack's `bin/build` after the buildpacks (or declared layers) in
-/// `before`, and reads what it left.
+/// `before`, and reads what it left. It receives `plan` without the entries `before` met
+/// (see [`crate::unmet`]).
 pub fn run_buildpack(
     req: &BuildRequest<'_>,
     buildpack: &Arc<Buildpack>,
     plan: &BuildpackPlan,
     before: &[BuildpackOutput],
 ) -> Result<BuildpackOutput, BuildError> {
+    let plan = &crate::unmet::plan_after(plan, before);
     let escaped = buildpack.id().escaped();
     let layers_dir = req.scratch.join("layers").join(&escaped);
     let io_dir = req.scratch.join("io").join(&escaped);
@@ -269,12 +272,13 @@ pub fn run_buildpack(
         });
     }
     let info = &buildpack.descriptor.info;
-    let layers = read_layers_dir(
+    let mut layers = read_layers_dir(
         &layers_dir,
         info.id.as_str(),
         &buildpack.descriptor.api,
         &info.sbom_formats,
     )?;
+    set_aside_untyped(&mut layers, info.id.as_str())?;
     if let Some(name) = layers
         .unmet
         .iter()

@@ -17,5 +17,6 @@ pub mod platform;
 pub mod sandbox;
 pub mod scratch;
 pub mod store;
+pub mod unmet;
 pub mod untrusted;
 pub mod workspace;

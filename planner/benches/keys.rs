@@ -110,7 +110,13 @@ fn example_group() -> (DetectResult, BTreeMap<String, TaskKey>) {
             plan: BuildpackPlan::default(),
         });
     }
-    (DetectResult { group }, digests)
+    (
+        DetectResult {
+            group,
+            ..DetectResult::default()
+        },
+        digests,
+    )
 }
 
 fn benches(c: &mut Criterion) {
@@ -148,6 +154,7 @@ fn benches(c: &mut Criterion) {
         build_image: "host",
         target: "linux/amd64",
         export: "builtin",
+        exec_env: "production",
     };
     let mut group = c.benchmark_group("plan");
     group.throughput(Throughput::Elements(APP_FILES as u64));

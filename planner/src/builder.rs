@@ -81,6 +81,20 @@ impl Builder {
     pub fn parse(path: PathBuf, text: &str) -> Result<Self, BuilderError> {
         let raw: RawBuilder = toml::from_str(text)
             .map_err(|err| Box::new(TomlError::from_toml(&path, text, &err)))?;
+        for (table, name) in [
+            (&raw.extensions, "[[extensions]]"),
+            (&raw.order_extensions, "[[order-extensions]]"),
+        ] {
+            if let Some(value) = table {
+                return Err(crate::extensions::refused(
+                    &path,
+                    text,
+                    Some(value.span()),
+                    &format!("builder.toml names image extensions in {name}"),
+                )
+                .into());
+            }
+        }
         let base = path.parent().unwrap_or(Path::new("/"));
         let mut registry = Registry::new();
         for entry in &raw.buildpacks {
@@ -339,6 +353,11 @@ struct RawBuilder {
     stack: Option<RawStack>,
     build: Option<RawBuild>,
     run: Option<RawRun>,
+    /// Refused (see [`crate::extensions`]).
+    extensions: Option<Spanned<toml::Value>>,
+    /// Refused (see [`crate::extensions`]).
+    #[serde(rename = "order-extensions")]
+    order_extensions: Option<Spanned<toml::Value>>,
 }
 
 /// `[[buildpacks]]` as written.

@@ -65,6 +65,9 @@ pub struct BuildpackInfo {
     pub clear_env: bool,
     /// `sbom-formats`: media types the buildpack may write.
     pub sbom_formats: Vec<String>,
+    /// `exec-env`: the execution environments the buildpack is for; empty means all. Read
+    /// from Buildpack API 0.12, as the lifecycle does (empty before).
+    pub exec_env: Vec<String>,
 }
 
 /// One `[[targets]]` entry.
@@ -116,10 +119,15 @@ impl Buildpack {
             source,
         })?;
         let path = dir.join(DESCRIPTOR);
-        let text = std::fs::read_to_string(&path).map_err(|source| BuildpackError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(source) => {
+                if source.kind() == std::io::ErrorKind::NotFound {
+                    refuse_extension_dir(&dir)?;
+                }
+                return Err(BuildpackError::Io { path, source });
+            }
+        };
         let descriptor = BuildpackDescriptor::parse(&path, &text, &dir)?;
         check_layout(&dir, &descriptor)?;
         Ok(Self { dir, descriptor })
@@ -159,6 +167,14 @@ impl BuildpackDescriptor {
         let error = |span: Option<Range<usize>>, message: String| {
             Box::new(TomlError::new(path, text, span, message))
         };
+        if let Some(extension) = &raw.extension {
+            return Err(crate::extensions::refused(
+                path,
+                text,
+                Some(extension.span()),
+                "this descriptor has an `[extension]` table, so it describes an image extension",
+            ));
+        }
 
         let Some(api) = raw.api else {
             return Err(error(
@@ -232,6 +248,16 @@ impl BuildpackDescriptor {
             Vec::new()
         };
 
+        let exec_env = if api_at_least(api.get_ref(), 12) {
+            info.exec_env
+                .into_iter()
+                .map(|e| match e {
+                    RawExecEnv::Name(name) | RawExecEnv::Table { name } => name,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(Self {
             api: api.into_inner(),
             info: BuildpackInfo {
@@ -242,6 +268,7 @@ impl BuildpackDescriptor {
                 description: info.description,
                 clear_env: info.clear_env,
                 sbom_formats: info.sbom_formats,
+                exec_env,
             },
             order,
             targets,
@@ -249,6 +276,43 @@ impl BuildpackDescriptor {
             strata: StrataMetadata::parse(path, text, dir)?,
         })
     }
+}
+
+/// The error for a directory that holds an image extension (`extension.toml`) and no
+/// `buildpack.toml`; `Ok` when it holds neither.
+fn refuse_extension_dir(dir: &Path) -> Result<(), BuildpackError> {
+    #[derive(serde::Deserialize)]
+    struct ExtensionOnly {
+        extension: Option<Spanned<toml::Value>>,
+    }
+    let path = dir.join("extension.toml");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    let span = toml::from_str::<ExtensionOnly>(&text)
+        .ok()
+        .and_then(|raw| raw.extension)
+        .map(|e| e.span());
+    Err(crate::extensions::refused(
+        &path,
+        &text,
+        span,
+        &format!(
+            "{} holds an image extension, not a buildpack",
+            dir.display()
+        ),
+    )
+    .into())
+}
+
+/// Whether `api` is `0.N` with N at least `minor` (and supported).
+fn api_at_least(api: &str, minor: u32) -> bool {
+    api_supported(api)
+        && api
+            .trim()
+            .split_once('.')
+            .and_then(|(_, m)| m.parse::<u32>().ok())
+            .is_some_and(|m| m >= minor)
 }
 
 /// Whether `api` is `0.N` with N in the supported range.
@@ -334,6 +398,8 @@ struct RawDescriptor {
     stacks: Vec<toml::Table>,
     #[serde(default)]
     metadata: toml::Table,
+    /// An image extension's table: refused.
+    extension: Option<Spanned<toml::Value>>,
 }
 
 /// `[buildpack]` as written.
@@ -349,6 +415,17 @@ struct RawInfo {
     clear_env: bool,
     #[serde(default)]
     sbom_formats: Vec<String>,
+    #[serde(default)]
+    exec_env: Vec<RawExecEnv>,
+}
+
+/// One `exec-env` of `[buildpack]`: a name, as the lifecycle reads it, or a
+/// `[[buildpack.exec-env]] name` table, as the spec writes it.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum RawExecEnv {
+    Name(String),
+    Table { name: String },
 }
 
 /// `[[targets]]` as written.

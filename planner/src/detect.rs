@@ -34,7 +34,14 @@
 //!
 //! A detect error of a required buildpack fails its group like a plain failure, and detection
 //! goes on with the next group, as the spec says; when no group passes, [`resolve`] returns the
-//! first such error as [`DetectError::Errored`] rather than the report.
+//! first such error as [`DetectError::Errored`] rather than the report. When a group passes,
+//! the detect errors met on the way (an optional buildpack the group dropped, a buildpack of an
+//! earlier group) are in [`DetectResult::errored`], so that they are shown rather than lost,
+//! as the lifecycle prints them.
+//!
+//! A build is for one execution environment ([`crate::exec_env`]): an order entry or a
+//! buildpack (Buildpack API 0.12) whose `exec-env` does not include it is skipped while the
+//! group is expanded, as if it were not in the group, as the lifecycle does.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
@@ -81,10 +88,24 @@ pub struct GroupMember {
 }
 
 /// The group that passed detection, composites expanded, in build order.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct DetectResult {
     /// The buildpacks that will build, in order.
     pub group: Vec<GroupMember>,
+    /// The detects that errored before the group passed, in the order they ran: buildpacks
+    /// the group left out (optional ones) or of groups tried before it.
+    pub errored: Vec<ErroredDetect>,
+}
+
+/// A `bin/detect` that errored (an exit other than 0 and 100, or a bad build plan).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErroredDetect {
+    /// The buildpack, `id@version`.
+    pub buildpack: String,
+    /// What went wrong (`exit status 3`, `invalid build plan: …`).
+    pub message: String,
+    /// The last lines it printed.
+    pub output: String,
 }
 
 /// Detection found no group, or a detect errored.
@@ -144,10 +165,33 @@ pub fn resolve(
     target: &TargetEnv,
     detector: &dyn Detector,
 ) -> Result<DetectResult, DetectError> {
+    resolve_for_exec_env(
+        order,
+        registry,
+        target,
+        crate::exec_env::DEFAULT_EXEC_ENV,
+        detector,
+    )
+}
+
+/// [`resolve`] for a build for the execution environment `exec_env`: order entries and
+/// buildpacks that are for other execution environments are skipped.
+///
+/// # Errors
+/// As [`resolve`].
+pub fn resolve_for_exec_env(
+    order: &Order,
+    registry: &Registry,
+    target: &TargetEnv,
+    exec_env: &str,
+    detector: &dyn Detector,
+) -> Result<DetectResult, DetectError> {
     let mut resolver = Resolver {
         registry,
         target,
+        exec_env,
         detector,
+        errored: Vec::new(),
         outcomes: Mutex::new(HashMap::new()),
         report: Vec::new(),
         reported: HashSet::new(),
@@ -188,7 +232,11 @@ struct Candidate {
 struct Resolver<'a> {
     registry: &'a Registry,
     target: &'a TargetEnv,
+    /// The build's execution environment.
+    exec_env: &'a str,
     detector: &'a dyn Detector,
+    /// Every detect error so far, in the order reported.
+    errored: Vec<ErroredDetect>,
     /// Detect outcomes by `id@version`.
     outcomes: Mutex<HashMap<String, DetectOutcome>>,
     report: Vec<String>,
@@ -216,9 +264,22 @@ impl Resolver<'_> {
         if prefix.iter().any(|c| *c.buildpack.id() == first.entry.id) {
             return self.expand(rest, prefix);
         }
+        if !crate::exec_env::applies(&first.entry.exec_env, self.exec_env) {
+            self.note_exec_env(
+                &first.entry.reference(),
+                "its order entry",
+                &first.entry.exec_env,
+            );
+            return self.expand(rest, prefix);
+        }
         let buildpack = self
             .registry
             .get(&first.entry.id, first.entry.version.as_deref())?;
+        let exec_env = &buildpack.descriptor.info.exec_env;
+        if !crate::exec_env::applies(exec_env, self.exec_env) {
+            self.note_exec_env(&buildpack.reference(), "it", exec_env);
+            return self.expand(rest, prefix);
+        }
         if !buildpack.is_composite() {
             prefix.push(Candidate {
                 buildpack,
@@ -361,7 +422,22 @@ impl Resolver<'_> {
                 plan: resolved.deps.plan_of(position),
             })
             .collect();
-        ControlFlow::Break(DetectResult { group })
+        ControlFlow::Break(DetectResult {
+            group,
+            errored: self.errored.clone(),
+        })
+    }
+
+    /// Reports, once, that `reference` is skipped because `whose` `exec-env` (`list`) does
+    /// not include the build's.
+    fn note_exec_env(&mut self, reference: &str, whose: &str, list: &[String]) {
+        if self.reported.insert(format!("exec-env {reference}")) {
+            self.report.push(format!(
+                "{reference}: skipped: {whose} is for exec-env {}, not {}",
+                list.join(", "),
+                self.exec_env
+            ));
+        }
     }
 
     /// Splits group `number`'s candidates into those that support the target, whose detects
@@ -443,7 +519,15 @@ impl Resolver<'_> {
             self.report.push(match outcome {
                 DetectOutcome::Pass(_) => format!("{reference}: pass"),
                 DetectOutcome::Fail => format!("{reference}: fail"),
-                DetectOutcome::Error { message, .. } => format!("{reference}: error: {message}"),
+                DetectOutcome::Error { message, output } => {
+                    let line = format!("{reference}: error: {message}");
+                    self.errored.push(ErroredDetect {
+                        buildpack: reference,
+                        message,
+                        output,
+                    });
+                    line
+                }
             });
         }
     }
@@ -763,6 +847,7 @@ mod tests {
             id: BuildpackId::new(id).unwrap(),
             version,
             optional,
+            exec_env: Vec::new(),
         }
     }
 
@@ -788,6 +873,7 @@ mod tests {
                     description: None,
                     clear_env: false,
                     sbom_formats: Vec::new(),
+                    exec_env: Vec::new(),
                 },
                 order,
                 targets: Vec::new(),

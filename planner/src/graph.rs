@@ -184,6 +184,8 @@ pub struct ServiceInput<'a> {
     pub target: &'a str,
     /// What the image is exported onto and how (run image digest, compression, time).
     pub export: &'a str,
+    /// The execution environment the build is for (see [`crate::exec_env`]).
+    pub exec_env: &'a str,
 }
 
 /// Feeds the app files selected links lead to, as (link, target), into a key: nothing when
@@ -512,6 +514,7 @@ impl Plan {
         h.field("service").str(input.name);
         h.field("export").str(input.export);
         h.field("target").str(input.target);
+        exec_env_key(&mut h, input);
         h.field("group");
         for member in &input.group.group {
             h.str(&member.buildpack.reference());
@@ -594,6 +597,16 @@ fn common_key(h: &mut KeyHasher, input: &ServiceInput<'_>, bp: &Buildpack, diges
         .key(&digest);
     h.field("build-image").str(input.build_image);
     h.field("target").str(input.target);
+    exec_env_key(h, input);
+}
+
+/// Every buildpack and layer task gets `CNB_EXEC_ENV`, and the image keeps only that
+/// environment's processes. Only another environment than the default is hashed, so that
+/// keys of `production` builds (which had it all along) stay as they were.
+fn exec_env_key(h: &mut KeyHasher, input: &ServiceInput<'_>) {
+    if input.exec_env != crate::exec_env::DEFAULT_EXEC_ENV {
+        h.field("exec-env").str(input.exec_env);
+    }
 }
 
 fn env_key(h: &mut KeyHasher, env: &BTreeMap<String, String>) {
@@ -669,7 +682,14 @@ mod tests {
                 plan: BuildpackPlan::default(),
             });
         }
-        (tmp, DetectResult { group }, digests)
+        (
+            tmp,
+            DetectResult {
+                group,
+                ..DetectResult::default()
+            },
+            digests,
+        )
     }
 
     fn app(files: &[(&str, &str)]) -> (tempfile::TempDir, SourceTree) {
@@ -701,6 +721,7 @@ mod tests {
             build_image: "host",
             target: "linux/amd64",
             export: "builtin",
+            exec_env: "production",
         })
     }
 
@@ -782,6 +803,7 @@ mod tests {
                     buildpack: bp,
                     plan: BuildpackPlan::default(),
                 }],
+                ..DetectResult::default()
             };
             let app_dir = tmp.path().join("app");
             write(&app_dir, "vendor/real.lock", inside);
@@ -915,6 +937,7 @@ mod tests {
                 build_image: "host",
                 target: "linux/amd64",
                 export: "builtin",
+                exec_env: "production",
             })
             .unwrap();
             plan
@@ -932,6 +955,37 @@ mod tests {
                 .map(String::as_str),
             Some("dev")
         );
+    }
+
+    #[test]
+    fn the_exec_env_is_part_of_every_task_key() {
+        let (_bps, group, digests) = fixture("");
+        let (_app, tree) = app(&[(".v", "1"), ("a.lock", "x")]);
+        let plan_for = |exec_env: &str| {
+            let mut plan = Plan::new();
+            plan.add_service(&ServiceInput {
+                name: "svc",
+                group: &group,
+                app: &tree,
+                buildpack_digests: &digests,
+                env: &[],
+                build_image: "host",
+                target: "linux/amd64",
+                export: "builtin",
+                exec_env,
+            })
+            .unwrap();
+            plan
+        };
+        let (production, test) = (plan_for("production"), plan_for("test"));
+        for id in [
+            "t/decl:runtime",
+            "t/decl:deps",
+            "t/opaque (bin/build)",
+            "image",
+        ] {
+            assert_ne!(key_of(&production, 0, id), key_of(&test, 0, id), "{id}");
+        }
     }
 
     #[test]
@@ -975,6 +1029,7 @@ mod tests {
                 buildpack: bp,
                 plan: BuildpackPlan::default(),
             }],
+            ..DetectResult::default()
         };
         let (_app, tree) = app(&[("main", "m")]);
         let mut plan = Plan::new();

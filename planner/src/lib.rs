@@ -12,6 +12,8 @@ mod declarative;
 mod detect;
 mod detect_cache;
 mod diagnostic;
+pub mod exec_env;
+mod extensions;
 #[cfg(test)]
 mod fixtures;
 mod graph;
@@ -31,7 +33,10 @@ pub use builder::{Builder, BuilderError};
 pub use buildpack::{Buildpack, BuildpackDescriptor, BuildpackError, BuildpackInfo, Target};
 pub use buildplan::{BuildPlan, BuildPlanAlternative, BuildpackPlan, PlanEntry, Provide, Require};
 pub use declarative::{DeclaredDetect, DeclaredLayer, DeclaredProcess, LayerRef, StrataMetadata};
-pub use detect::{DetectError, DetectOutcome, DetectResult, Detector, GroupMember, resolve};
+pub use detect::{
+    DetectError, DetectOutcome, DetectResult, Detector, ErroredDetect, GroupMember, resolve,
+    resolve_for_exec_env,
+};
 pub use detect_cache::CachingDetector;
 pub use diagnostic::TomlError;
 pub use graph::{Plan, PlanError, Reason, ServiceInput, ServicePlan, Status, Task, TaskKind};

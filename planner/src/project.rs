@@ -130,6 +130,12 @@ struct RawSettings {
     buildpacks: Vec<Spanned<RawBuildpack>>,
     #[serde(default)]
     env: Vec<Spanned<RawEnv>>,
+    /// Image extensions: refused (see [`crate::extensions`]).
+    extensions: Option<Spanned<toml::Value>>,
+    #[serde(rename = "group-extensions")]
+    group_extensions: Option<Spanned<toml::Value>>,
+    #[serde(rename = "order-extensions")]
+    order_extensions: Option<Spanned<toml::Value>>,
 }
 
 impl RawSettings {
@@ -142,6 +148,20 @@ impl RawSettings {
         let error = |span: Range<usize>, message: &str| {
             Box::new(TomlError::new(path, text, Some(span), message))
         };
+        for (table, name) in [
+            (&self.extensions, "extensions"),
+            (&self.group_extensions, "group-extensions"),
+            (&self.order_extensions, "order-extensions"),
+        ] {
+            if let Some(value) = table {
+                return Err(crate::extensions::refused(
+                    path,
+                    text,
+                    Some(value.span()),
+                    &format!("project.toml names image extensions in `{name}`"),
+                ));
+            }
+        }
         if let (Some(_), Some(exclude)) = (&self.include, &self.exclude) {
             return Err(error(
                 exclude.span(),
@@ -157,6 +177,18 @@ impl RawSettings {
         for entry in self.buildpacks {
             let span = entry.span();
             let entry = entry.into_inner();
+            if let Some(extension) = entry
+                .extension
+                .as_ref()
+                .filter(|e| e.get_ref().as_bool() != Some(false))
+            {
+                return Err(crate::extensions::refused(
+                    path,
+                    text,
+                    Some(extension.span()),
+                    "project.toml names an image extension (`extension = true`)",
+                ));
+            }
             if let Some(script) = &entry.script {
                 return Err(error(
                     script.span(),
@@ -192,6 +224,7 @@ impl RawSettings {
                     id: id.clone(),
                     version: version.clone(),
                     optional: false,
+                    exec_env: Vec::new(),
                 });
             }
             if let Some(uri) = &uri {
@@ -223,6 +256,8 @@ struct RawBuildpack {
     version: Option<Spanned<String>>,
     uri: Option<Spanned<String>>,
     script: Option<Spanned<toml::Value>>,
+    /// `extension = true` marks an image extension: refused.
+    extension: Option<Spanned<toml::Value>>,
 }
 
 /// A `[[…env]] name, value` entry as written.
@@ -274,6 +309,12 @@ struct RawIoBuildpacks {
     /// `[[io.buildpacks.env.build]]`, the older spelling pack still reads when the other is
     /// absent.
     env: Option<RawEnvBuild>,
+    /// Image extensions: refused (see [`crate::extensions`]).
+    extensions: Option<Spanned<toml::Value>>,
+    #[serde(rename = "group-extensions")]
+    group_extensions: Option<Spanned<toml::Value>>,
+    #[serde(rename = "order-extensions")]
+    order_extensions: Option<Spanned<toml::Value>>,
 }
 
 impl RawIoBuildpacks {
@@ -288,6 +329,9 @@ impl RawIoBuildpacks {
             exclude: self.exclude,
             buildpacks: self.group,
             env,
+            extensions: self.extensions,
+            group_extensions: self.group_extensions,
+            order_extensions: self.order_extensions,
         }
     }
 }
@@ -328,6 +372,7 @@ mod tests {
             id: BuildpackId::new(id).unwrap(),
             version: version.map(str::to_owned),
             optional: false,
+            exec_env: Vec::new(),
         }
     }
 
