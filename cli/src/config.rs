@@ -33,6 +33,8 @@ pub(crate) struct InputConfig {
     pub(crate) sandbox: Sandbox,
     pub(crate) network: bool,
     pub(crate) epoch: u64,
+    /// The execution environment (`--exec-env`).
+    pub(crate) exec_env: String,
 }
 
 /// One service: an app and how to build it.
@@ -89,6 +91,8 @@ impl InputConfig {
                 dir.display()
             )));
         }
+        strata_planner::exec_env::check_name(&args.exec_env)
+            .map_err(|e| CliError::Usage(format!("--exec-env: {e}")))?;
         let (workspace, implied) = find_workspace(&dir, args)?;
         let wanted = match (&implied, args.services.is_empty()) {
             (Some(names), true) => names.as_slice(),
@@ -171,6 +175,7 @@ impl InputConfig {
             sandbox,
             network: !args.offline && args.network == NetworkArg::Host,
             epoch,
+            exec_env: args.exec_env.clone(),
         })
     }
 }

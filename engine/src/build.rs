@@ -44,6 +44,8 @@ pub struct BuildRequest<'a> {
     pub scratch: &'a Path,
     /// Whether buildpacks may reach the network.
     pub network: bool,
+    /// The execution environment (`CNB_EXEC_ENV`): `production`, `test`, …
+    pub exec_env: &'a str,
 }
 
 /// What a build left: the app and each buildpack's layers, in group order.
@@ -251,7 +253,7 @@ pub fn run_buildpack(
     env.set("CNB_BP_PLAN_PATH", &plan_path);
     env.set("CNB_BUILDPACK_DIR", &bp_dir);
     env.set("CNB_PLATFORM_DIR", &platform);
-    env.set("CNB_EXEC_ENV", "production");
+    env.set("CNB_EXEC_ENV", req.exec_env);
 
     let cmd = SandboxCommand {
         argv: vec![format!("{bp_dir}/bin/build"), layers, platform, plan_path],

@@ -32,6 +32,8 @@ pub struct ProcessDetector<'a> {
     pub scratch: PathBuf,
     /// Whether detect may reach the network.
     pub network: bool,
+    /// The execution environment (`CNB_EXEC_ENV`).
+    pub exec_env: &'a str,
     /// How many processes were spawned (for reports and tests).
     pub spawned: AtomicUsize,
 }
@@ -91,7 +93,7 @@ impl ProcessDetector<'_> {
             ("CNB_BUILDPACK_DIR".to_owned(), bp_dir.clone()),
             ("CNB_PLATFORM_DIR".to_owned(), platform.clone()),
             ("CNB_BUILD_PLAN_PATH".to_owned(), plan_path.clone()),
-            ("CNB_EXEC_ENV".to_owned(), "production".to_owned()),
+            ("CNB_EXEC_ENV".to_owned(), self.exec_env.to_owned()),
         ]);
         let cmd = SandboxCommand {
             argv: vec![format!("{bp_dir}/bin/detect"), platform, plan_path],

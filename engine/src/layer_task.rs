@@ -117,7 +117,7 @@ pub fn run_layer(
     }
     env.set("CNB_BUILDPACK_DIR", &bp_dir);
     env.set("CNB_PLATFORM_DIR", &platform);
-    env.set("CNB_EXEC_ENV", "production");
+    env.set("CNB_EXEC_ENV", req.exec_env);
     env.set("STRATA_LAYER_DIR", &layer_dir);
     env.set("STRATA_SBOM_DIR", &sbom);
 
@@ -388,6 +388,7 @@ mod tests {
             target: &TargetEnv::host(),
             scratch: &root.join("scratch"),
             network: false,
+            exec_env: "production",
         };
         let base = run_layer(&req, &buildpack, strata.layer("base").unwrap(), &[], &[]).unwrap();
         run_layer(&req, &buildpack, strata.layer("other").unwrap(), &[], &[]).unwrap();
@@ -451,6 +452,7 @@ mod tests {
             target: &TargetEnv::host(),
             scratch: &root.join("scratch"),
             network: false,
+            exec_env: "production",
         };
         let inputs = ["a.lock".to_owned()];
         let built = run_layer(
@@ -511,6 +513,7 @@ mod tests {
             target: &TargetEnv::host(),
             scratch: &root.join("scratch"),
             network: false,
+            exec_env: "production",
         };
         run_layer(&req, &buildpack, strata.layer("evil").unwrap(), &[], &[])
     }

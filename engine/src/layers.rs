@@ -1238,7 +1238,11 @@ paths = ["public/*"]
     fn untyped_layers_are_renamed_away_and_leave_the_list() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        write(d, "tmp.toml", "[types]\nlaunch = false\n[metadata]\nx = 1\n");
+        write(
+            d,
+            "tmp.toml",
+            "[types]\nlaunch = false\n[metadata]\nx = 1\n",
+        );
         write(d, "tmp/file", "scratch");
         write(d, "tmp.sbom.cdx.json", "{}");
         write(d, "gone.toml", "");
@@ -1251,7 +1255,10 @@ paths = ["public/*"]
         assert_eq!(names, ["kept"]);
         assert!(got.sbom.is_empty(), "{:?}", got.sbom);
         assert!(!d.join("tmp").exists());
-        assert_eq!(fs::read_to_string(d.join("tmp.ignore/file")).unwrap(), "scratch");
+        assert_eq!(
+            fs::read_to_string(d.join("tmp.ignore/file")).unwrap(),
+            "scratch"
+        );
         assert!(d.join("kept/file").is_file());
     }
 

@@ -27,9 +27,9 @@ use crate::baseconfig::{
 };
 use crate::layout::Staging;
 use crate::metadata::{
-    BUILD_LABEL, BuildMetadata, EXEC_ENV_LABEL, BuildpackLayersMetadata, BuildpackRef, LIFECYCLE_LABEL,
-    LayerMetadata, LayerSha, LifecycleMetadata, PROJECT_LABEL, ProcessMetadata, RunImageMetadata,
-    StoreMetadata, toml_to_json,
+    BUILD_LABEL, BuildMetadata, BuildpackLayersMetadata, BuildpackRef, EXEC_ENV_LABEL,
+    LIFECYCLE_LABEL, LayerMetadata, LayerSha, LifecycleMetadata, PROJECT_LABEL, ProcessMetadata,
+    RunImageMetadata, StoreMetadata, toml_to_json,
 };
 use crate::runimage::RunImage;
 

@@ -119,7 +119,10 @@ mod tests {
 
     #[test]
     fn web_is_not_the_default_unless_marked() {
-        let got = merge(&[output("a", vec![process("web", false, &[])])], "production");
+        let got = merge(
+            &[output("a", vec![process("web", false, &[])])],
+            "production",
+        );
         assert_eq!(summary(&got), (vec!["web:a".to_owned()], None));
         assert_eq!(got.default_process(), None);
     }
@@ -129,7 +132,10 @@ mod tests {
         let got = merge(
             &[
                 output("a", vec![process("zz", true, &[])]),
-                output("b", vec![process("aa", true, &[]), process("web", false, &[])]),
+                output(
+                    "b",
+                    vec![process("aa", true, &[]), process("web", false, &[])],
+                ),
             ],
             "production",
         );
@@ -148,7 +154,10 @@ mod tests {
     fn a_later_non_default_redefinition_unsets_the_default() {
         let got = merge(
             &[
-                output("a", vec![process("web", true, &[]), process("worker", false, &[])]),
+                output(
+                    "a",
+                    vec![process("web", true, &[]), process("worker", false, &[])],
+                ),
                 output("b", vec![process("web", false, &[])]),
             ],
             "production",
