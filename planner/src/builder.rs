@@ -522,6 +522,39 @@ build-image = "ignored/build"
     }
 
     #[test]
+    fn order_entries_keep_their_exec_env() {
+        let tmp = tempfile::tempdir().unwrap();
+        component(tmp.path(), "a", "a", "1");
+        let text = "[[buildpacks]]\nuri = \"a\"\n[[order]]\n[[order.group]]\nid = \"a\"\n\
+                    exec-env = [\"test\"]\n";
+        let builder = Builder::load(&write(tmp.path(), "builder.toml", text)).unwrap();
+        assert_eq!(builder.order[0].group[0].exec_env, ["test"]);
+    }
+
+    #[test]
+    fn image_extensions_are_refused_at_their_table() {
+        for (table, line) in [
+            ("[[extensions]]\nid = \"e\"\nuri = \"e\"\n", 4),
+            (
+                "[[order-extensions]]\n[[order-extensions.group]]\nid = \"e\"\n",
+                4,
+            ),
+        ] {
+            let tmp = tempfile::tempdir().unwrap();
+            component(tmp.path(), "a", "a", "1");
+            let text = format!("[[buildpacks]]\nuri = \"a\"\n\n{table}");
+            let path = write(tmp.path(), "builder.toml", &text);
+            let err = toml_error(Builder::load(&path).unwrap_err());
+            assert_eq!(err.line(), Some(line), "{table}");
+            assert!(
+                err.message.contains("image extensions are not supported"),
+                "{}",
+                err.message
+            );
+        }
+    }
+
+    #[test]
     fn buildpack_entry_errors_point_at_the_key() {
         let cases = [
             (

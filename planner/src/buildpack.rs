@@ -475,6 +475,66 @@ mod tests {
     }
 
     #[test]
+    fn image_extensions_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(
+            tmp.path(),
+            "ext/buildpack.toml",
+            "api = \"0.10\"\n\n[extension]\nid = \"e\"\nversion = \"1\"\n",
+        );
+        let err = toml_error(Buildpack::load(&tmp.path().join("ext")).unwrap_err());
+        assert_eq!(err.line(), Some(3));
+        assert!(err.message.contains("image extension"), "{}", err.message);
+
+        write(
+            tmp.path(),
+            "other/extension.toml",
+            "api = \"0.10\"\n[extension]\nid = \"e\"\nversion = \"1\"\n",
+        );
+        let err = toml_error(Buildpack::load(&tmp.path().join("other")).unwrap_err());
+        assert!(
+            err.path.ends_with("other/extension.toml"),
+            "{}",
+            err.path.display()
+        );
+        assert_eq!(err.line(), Some(2));
+        assert!(err.message.contains("image extension"), "{}", err.message);
+        // A directory with neither file is an I/O error, as before.
+        std::fs::create_dir_all(tmp.path().join("empty")).unwrap();
+        assert!(matches!(
+            Buildpack::load(&tmp.path().join("empty")),
+            Err(BuildpackError::Io { .. })
+        ));
+    }
+
+    #[test]
+    fn exec_envs_are_read_in_both_spellings_from_api_0_12() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let parse = |api: &str, exec_env: &str| {
+            let text =
+                format!("api = \"{api}\"\n[buildpack]\nid = \"a\"\nversion = \"1\"\n{exec_env}");
+            BuildpackDescriptor::parse(&dir.join("buildpack.toml"), &text, dir)
+                .unwrap()
+                .info
+                .exec_env
+        };
+        assert_eq!(
+            parse("0.12", "exec-env = [\"test\", \"*\"]\n"),
+            ["test", "*"]
+        );
+        assert_eq!(
+            parse(
+                "0.12",
+                "[[buildpack.exec-env]]\nname = \"test\"\n[[buildpack.exec-env]]\nname = \"development\"\n"
+            ),
+            ["test", "development"]
+        );
+        assert!(parse("0.11", "exec-env = [\"test\"]\n").is_empty());
+        assert!(parse("0.12", "").is_empty());
+    }
+
+    #[test]
     fn reads_a_component_buildpack() {
         let tmp = tempfile::tempdir().unwrap();
         write(

@@ -1307,6 +1307,71 @@ mod tests {
     }
 
     #[test]
+    fn detect_errors_of_a_passing_resolution_are_kept_in_the_result() {
+        let registry = registry(&[]);
+        let detector = FakeDetector::new(&[
+            ("a", pass()),
+            (
+                "x",
+                DetectOutcome::Error {
+                    message: "exit status 3".into(),
+                    output: "x: boom".into(),
+                },
+            ),
+            ("y", error("exit status 4")),
+            ("b", pass()),
+        ]);
+        let result = resolve(
+            &order(&[&["y", "b"], &["a", "x?"]]),
+            &registry,
+            &amd64(),
+            &detector,
+        )
+        .unwrap();
+        assert_eq!(summary(&result), ["a"]);
+        let errored: Vec<(&str, &str, &str)> = result
+            .errored
+            .iter()
+            .map(|e| (e.buildpack.as_str(), e.message.as_str(), e.output.as_str()))
+            .collect();
+        assert_eq!(
+            errored,
+            [
+                ("y@1", "exit status 4", "last lines"),
+                ("x@1", "exit status 3", "x: boom")
+            ]
+        );
+        let clean = resolve(&order(&[&["a"]]), &registry, &amd64(), &detector).unwrap();
+        assert!(clean.errored.is_empty());
+    }
+
+    #[test]
+    fn buildpacks_and_order_entries_for_other_exec_envs_are_skipped() {
+        let mut registry = registry(&[]);
+        let mut testing = buildpack("t", "1", Vec::new());
+        testing.descriptor.info.exec_env = vec!["test".into()];
+        registry.insert(testing).unwrap();
+        let detector = FakeDetector::new(&[("a", pass()), ("b", pass()), ("t", pass())]);
+        let mut order = order(&[&["a", "t", "b"]]);
+        order[0].group[2].exec_env = vec!["production".into(), "development".into()];
+        let run = |order: &Order, exec_env: &str| {
+            summary(&resolve_for_exec_env(order, &registry, &amd64(), exec_env, &detector).unwrap())
+        };
+        assert_eq!(run(&order, "production"), ["a", "b"]);
+        assert_eq!(run(&order, "test"), ["a", "t"]);
+        assert_eq!(run(&order, "development"), ["a", "b"]);
+        // A required buildpack that is skipped does not fail its group; `*` is for all.
+        order[0].group[2].exec_env = vec!["*".into()];
+        assert_eq!(run(&order, "staging"), ["a", "b"]);
+        // A group left with nothing to detect fails, and the next one is tried.
+        let only_test = super::tests::order(&[&["t"], &["b"]]);
+        let result =
+            resolve_for_exec_env(&only_test, &registry, &amd64(), "production", &detector).unwrap();
+        assert_eq!(summary(&result), ["b"]);
+        assert_eq!(detector.calls("t"), 1, "t ran only for the test build");
+    }
+
+    #[test]
     fn detect_errors_keep_message_and_output() {
         let registry = registry(&[]);
         let detector = FakeDetector::new(&[("x", error("exit status 3"))]);

@@ -377,6 +377,27 @@ mod tests {
     }
 
     #[test]
+    fn image_extensions_are_refused_at_their_line() {
+        for (text, line) in [
+            (
+                "[_]\nschema-version = \"0.2\"\n\n[[io.buildpacks.extensions]]\nid = \"e\"\n",
+                4,
+            ),
+            (
+                "[_]\nschema-version = \"0.2\"\n[[io.buildpacks.group]]\nid = \"e\"\nextension = true\n",
+                5,
+            ),
+            ("[[build.group-extensions]]\nid = \"e\"\n", 1),
+        ] {
+            let err = toml_error(text);
+            assert_eq!(err.line(), Some(line), "{text}");
+            assert!(err.message.contains("image extension"), "{}", err.message);
+        }
+        let plain = "[_]\nschema-version = \"0.2\"\n[[io.buildpacks.group]]\nid = \"e\"\nextension = false\n";
+        assert!(load(plain).unwrap().is_some());
+    }
+
+    #[test]
     fn no_file_is_none() {
         let tmp = tempfile::tempdir().unwrap();
         assert_eq!(ProjectDescriptor::load(tmp.path()).unwrap(), None);
