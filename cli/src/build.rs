@@ -295,7 +295,7 @@ pub(crate) fn run(
     progress.line("===> DETECTING");
     let prepared = prepare(input, config.exec.keep_going)?;
     for warning in detect_warnings(&prepared, input.workspace.is_some()) {
-        progress.line(&warning);
+        progress.warn(&warning);
     }
     for (name, error) in &prepared.failed {
         progress.line(&format!("     {name}: failed: {error}"));

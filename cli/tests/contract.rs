@@ -428,9 +428,11 @@ fn a_detect_error_in_a_passing_build_is_reported_with_its_output() {
             builder,
             "--output",
             &output,
+            "--json",
         ],
     );
     assert_exit(&built, 0);
+    // Even with the report on stdout, the warning is on stderr.
     let err = stderr(&built);
     assert!(err.contains("test/broken@1"), "{err}");
     assert!(err.contains("broken: cannot read the lock file"), "{err}");
