@@ -179,21 +179,20 @@ pub(crate) fn detect_warnings(prepared: &Prepared, workspace: bool) -> Vec<Strin
     let mut out = Vec::new();
     for service in &prepared.plan.services {
         for errored in &service.group.errored {
-            let mut text = String::from("warning: ");
-            if workspace {
-                text.push_str(&format!("{}: ", service.name));
-            }
-            text.push_str(&format!(
-                "detect of buildpack {} errored ({}); the build goes on without it",
+            let service = if workspace {
+                format!("{}: ", service.name)
+            } else {
+                String::new()
+            };
+            let mut text = format!(
+                "warning: {service}detect of buildpack {} errored ({}); the build goes on \
+                 without it",
                 errored.buildpack, errored.message
-            ));
+            );
             let tail = errored.output.trim_end();
             if !tail.is_empty() {
-                text.push_str("\n--- last lines of its output ---");
-                for line in tail.lines() {
-                    text.push_str("\n");
-                    text.push_str(line);
-                }
+                text.push_str("\n--- last lines of its output ---\n");
+                text.push_str(tail);
             }
             out.push(text);
         }

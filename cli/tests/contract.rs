@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -98,12 +99,14 @@ fn process_types(config: &serde_json::Value) -> Vec<String> {
 
 /// Builds a `launch.toml` from `(type, command, extra TOML lines)`.
 fn launch_toml(processes: &[(&str, &str, &str)]) -> String {
-    processes
-        .iter()
-        .map(|(ty, command, extra)| {
-            format!("[[processes]]\ntype = \"{ty}\"\ncommand = [\"{command}\"]\n{extra}\n")
-        })
-        .collect()
+    let mut text = String::new();
+    for (ty, command, extra) in processes {
+        let _ = writeln!(
+            text,
+            "[[processes]]\ntype = \"{ty}\"\ncommand = [\"{command}\"]\n{extra}"
+        );
+    }
+    text
 }
 
 /// A build script that writes `launch.toml`.
@@ -378,10 +381,10 @@ fn the_exec_env_selects_buildpacks_and_processes_and_reaches_detect_and_build() 
 
 /// A `builder.toml` in `root` with the buildpacks `uris` (relative to `root`) and `rest`.
 fn builder(root: &Path, uris: &[&str], rest: &str) -> PathBuf {
-    let mut text: String = uris
-        .iter()
-        .map(|uri| format!("[[buildpacks]]\nuri = \"{uri}\"\n\n"))
-        .collect();
+    let mut text = String::new();
+    for uri in uris {
+        let _ = writeln!(text, "[[buildpacks]]\nuri = \"{uri}\"\n");
+    }
     text.push_str(rest);
     let path = root.join("builder.toml");
     std::fs::write(&path, text).unwrap();

@@ -248,16 +248,7 @@ impl BuildpackDescriptor {
             Vec::new()
         };
 
-        let exec_env = if api_at_least(api.get_ref(), 12) {
-            info.exec_env
-                .into_iter()
-                .map(|e| match e {
-                    RawExecEnv::Name(name) | RawExecEnv::Table { name } => name,
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let exec_env = exec_envs(api.get_ref(), info.exec_env);
         Ok(Self {
             api: api.into_inner(),
             info: BuildpackInfo {
@@ -303,6 +294,18 @@ fn refuse_extension_dir(dir: &Path) -> Result<(), BuildpackError> {
         ),
     )
     .into())
+}
+
+/// The `exec-env` names of `[buildpack]`, which the lifecycle reads from Buildpack API 0.12.
+fn exec_envs(api: &str, raw: Vec<RawExecEnv>) -> Vec<String> {
+    if !api_at_least(api, 12) {
+        return Vec::new();
+    }
+    raw.into_iter()
+        .map(|e| match e {
+            RawExecEnv::Name(name) | RawExecEnv::Table { name } => name,
+        })
+        .collect()
 }
 
 /// Whether `api` is `0.N` with N at least `minor` (and supported).

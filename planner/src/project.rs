@@ -139,15 +139,8 @@ struct RawSettings {
 }
 
 impl RawSettings {
-    fn validate(
-        self,
-        path: &Path,
-        text: &str,
-        source: toml::Table,
-    ) -> Result<ProjectDescriptor, Box<TomlError>> {
-        let error = |span: Range<usize>, message: &str| {
-            Box::new(TomlError::new(path, text, Some(span), message))
-        };
+    /// An error for the first table of image extensions (see [`crate::extensions`]).
+    fn refuse_extensions(&self, path: &Path, text: &str) -> Result<(), Box<TomlError>> {
         for (table, name) in [
             (&self.extensions, "extensions"),
             (&self.group_extensions, "group-extensions"),
@@ -162,6 +155,19 @@ impl RawSettings {
                 ));
             }
         }
+        Ok(())
+    }
+
+    fn validate(
+        self,
+        path: &Path,
+        text: &str,
+        source: toml::Table,
+    ) -> Result<ProjectDescriptor, Box<TomlError>> {
+        let error = |span: Range<usize>, message: &str| {
+            Box::new(TomlError::new(path, text, Some(span), message))
+        };
+        self.refuse_extensions(path, text)?;
         if let (Some(_), Some(exclude)) = (&self.include, &self.exclude) {
             return Err(error(
                 exclude.span(),
