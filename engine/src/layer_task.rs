@@ -307,7 +307,7 @@ pub fn declared_output(
             direct: true,
             default: p.default,
             working_dir: p.working_dir.clone(),
-            exec_env: Vec::new(),
+            exec_env: p.exec_env.clone(),
         })
         .collect();
     BuildpackOutput {
