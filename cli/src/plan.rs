@@ -1,8 +1,8 @@
 //! `strata plan`: what a build would run and why, as a table, JSON or Graphviz DOT.
 //!
 //! The JSON shape is for scripts and stays stable (its fields are listed in the README):
-//! `services` (name, group), `tasks` (id, kind, services, buildpack, layer, key, status,
-//! reason, needs, inputs), and `stats` (files walked, files hashed, bytes hashed, stat cache
+//! `services` (name, group, detect_errors: buildpack, message, output), `tasks` (id, kind,
+//! services, buildpack, layer, key, status, reason, needs, inputs), and `stats` (files walked, files hashed, bytes hashed, stat cache
 //! hits, racy re-hashes, detect outcomes from the cache, detect processes run).
 
 use std::fmt::Write as _;
@@ -23,6 +23,15 @@ struct PlanJson<'a> {
 struct ServiceJson {
     name: String,
     group: Vec<String>,
+    /// Detects that errored though the group passed without them.
+    detect_errors: Vec<DetectErrorJson>,
+}
+
+#[derive(Serialize)]
+struct DetectErrorJson {
+    buildpack: String,
+    message: String,
+    output: String,
 }
 
 #[derive(Serialize)]
@@ -103,6 +112,16 @@ pub(crate) fn json(prepared: &Prepared) -> String {
                     .group
                     .iter()
                     .map(|m| m.buildpack.reference())
+                    .collect(),
+                detect_errors: s
+                    .group
+                    .errored
+                    .iter()
+                    .map(|e| DetectErrorJson {
+                        buildpack: e.buildpack.clone(),
+                        message: e.message.clone(),
+                        output: e.output.clone(),
+                    })
                     .collect(),
             })
             .collect(),

@@ -421,6 +421,26 @@ fn a_detect_error_in_a_passing_build_is_reported_with_its_output() {
         err.contains("broken: cannot read the lock file"),
         "shows its output: {err}"
     );
+    let json = strata(
+        root,
+        &[
+            "plan",
+            app.to_str().unwrap(),
+            "--builder",
+            builder,
+            "--format",
+            "json",
+        ],
+    );
+    assert_exit(&json, 0);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let errors = &json["services"][0]["detect_errors"];
+    assert_eq!(errors[0]["buildpack"], "test/broken@1", "{json}");
+    assert_eq!(errors[0]["message"], "exit status 3", "{json}");
+    assert_eq!(
+        json["services"][0]["group"],
+        serde_json::json!(["test/good@1"])
+    );
     let output = format!("oci:{}:app", root.join("out").display());
     let built = strata(
         root,
