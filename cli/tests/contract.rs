@@ -344,6 +344,10 @@ fn the_exec_env_selects_buildpacks_and_processes_and_reaches_detect_and_build() 
         "web is not for test: {cfg}"
     );
     assert_eq!(cfg["config"]["Labels"]["io.buildpacks.exec-env"], "test");
+    assert_eq!(
+        label(&cfg, "io.buildpacks.lifecycle.metadata")["exec-env"],
+        "test"
+    );
     let rootfs = unpack(root, 1);
     assert_eq!(
         std::fs::read_to_string(rootfs.join("layers/test_main/env/build")).unwrap(),

@@ -335,6 +335,7 @@ pub fn assemble(req: &ExportRequest<'_>, staging: &Staging) -> Result<ExportedIm
             image: req.run_image_name.to_owned(),
             mirrors: Vec::new(),
         },
+        exec_env: Some(req.exec_env.to_owned()),
     };
     let build_meta = BuildMetadata {
         buildpacks: req

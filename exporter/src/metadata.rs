@@ -51,6 +51,9 @@ pub struct LifecycleMetadata {
     /// The run image the app sits on.
     #[serde(default, rename = "runImage")]
     pub run_image: RunImageMetadata,
+    /// The execution environment the app was built for.
+    #[serde(default, rename = "exec-env", skip_serializing_if = "Option::is_none")]
+    pub exec_env: Option<String>,
 }
 
 /// One buildpack's entry in the lifecycle metadata.
