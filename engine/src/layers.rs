@@ -504,6 +504,20 @@ pub fn set_aside_untyped(
     for layer in layers.layers.iter().filter(|l| !l.types.any()) {
         let mut ignored = layer.dir.clone().into_os_string();
         ignored.push(".ignore");
+        // Never onto something the buildpack made (an empty directory would be replaced).
+        if fs::symlink_metadata(&ignored).is_ok() {
+            return Err(LayerError::Io {
+                buildpack: buildpack_id.to_owned(),
+                path: PathBuf::from(ignored),
+                source: io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!(
+                        "layer `{}` has no types, and the name it is set aside under is taken",
+                        layer.name
+                    ),
+                ),
+            });
+        }
         match fs::rename(&layer.dir, &ignored) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -1260,6 +1274,18 @@ paths = ["public/*"]
             "scratch"
         );
         assert!(d.join("kept/file").is_file());
+
+        // The name it would be set aside under is taken: an error, nothing is replaced.
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write(d, "tmp.toml", "");
+        write(d, "tmp/file", "scratch");
+        write(d, "tmp.ignore.toml", "[types]\nlaunch = true\n");
+        fs::create_dir(d.join("tmp.ignore")).unwrap();
+        let mut got = read(d, "0.10").unwrap();
+        let err = set_aside_untyped(&mut got, "test/bp").unwrap_err();
+        assert!(matches!(err, LayerError::Io { .. }), "{err}");
+        assert!(d.join("tmp/file").is_file());
     }
 
     #[test]
