@@ -1,7 +1,7 @@
 //! `strata plan`: what a build would run and why, as a table, JSON or Graphviz DOT.
 //!
 //! The JSON shape is for scripts and stays stable (its fields are listed in the README):
-//! `services` (name, group, detect_errors: buildpack, message, output), `tasks` (id, kind,
+//! `services` (name, group, `detect_errors`: buildpack, message, output), `tasks` (id, kind,
 //! services, buildpack, layer, key, status, reason, needs, inputs), and `stats` (files walked, files hashed, bytes hashed, stat cache
 //! hits, racy re-hashes, detect outcomes from the cache, detect processes run).
 
