@@ -269,20 +269,21 @@ fn web_is_the_default_only_when_marked_and_a_plain_redefinition_unsets_the_defau
     assert_eq!(*web, serde_json::json!(["/bin/other-web"]));
 }
 
-#[test]
-fn the_exec_env_selects_buildpacks_and_processes_and_reaches_detect_and_build() {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path();
-    let app = app(root);
-    // Records the exec env detect and build saw; its processes are for one environment each.
+/// `test/main`, whose detect and build record the exec env they saw and whose processes are
+/// for one environment each, and `test/testing`, for test builds only.
+fn exec_env_buildpacks(root: &Path) -> (PathBuf, PathBuf) {
+    // Records the exec env detect saw (in its plan) and build saw; its processes are for one
+    // environment each.
     let main = buildpack(
         root,
         "main",
         "0.12",
         "",
-        "echo \"$CNB_EXEC_ENV\" > /tmp/detect-env; exit 0",
+        "printf '[[provides]]\\nname = \"seen-%s\"\\n[[requires]]\\nname = \"seen-%s\"\\n' \
+         \"$CNB_EXEC_ENV\" \"$CNB_EXEC_ENV\" > \"$2\"",
         &format!(
             "mkdir -p \"$1/env\" && echo \"$CNB_EXEC_ENV\" > \"$1/env/build\" && \
+             cp \"$3\" \"$1/env/plan.toml\" && \
              printf '[types]\\nlaunch = true\\n' > \"$1/env.toml\"\n{}",
             writes_launch_toml(&launch_toml(&[
                 (
@@ -309,6 +310,15 @@ fn the_exec_env_selects_buildpacks_and_processes_and_reaches_detect_and_build() 
         "mkdir -p \"$1/tools\" && echo tools > \"$1/tools/file\" && \
          printf '[types]\\nlaunch = true\\n' > \"$1/tools.toml\"",
     );
+    (main, testing)
+}
+
+#[test]
+fn the_exec_env_selects_buildpacks_and_processes_and_reaches_detect_and_build() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let app = app(root);
+    let (main, testing) = exec_env_buildpacks(root);
 
     let group = |cfg: &serde_json::Value| -> Vec<String> {
         label(cfg, "io.buildpacks.build.metadata")["buildpacks"]
@@ -333,6 +343,8 @@ fn the_exec_env_selects_buildpacks_and_processes_and_reaches_detect_and_build() 
         std::fs::read_to_string(rootfs.join("layers/test_main/env/build")).unwrap(),
         "production\n"
     );
+    let plan = std::fs::read_to_string(rootfs.join("layers/test_main/env/plan.toml")).unwrap();
+    assert!(plan.contains("seen-production"), "{plan}");
 
     let out = build(root, &app, &[&main, &testing], &["--exec-env", "test"]);
     assert_exit(&out, 0);
@@ -354,9 +366,21 @@ fn the_exec_env_selects_buildpacks_and_processes_and_reaches_detect_and_build() 
         "test\n",
         "the task ran again for test, not taken from the production build's cache"
     );
+    let plan = std::fs::read_to_string(rootfs.join("layers/test_main/env/plan.toml")).unwrap();
+    assert!(plan.contains("seen-test"), "detect saw test: {plan}");
     assert!(rootfs.join("layers/test_testing/tools/file").is_file());
 
-    // Keys: every task of a test build differs from the production build's.
+    let bad = build(root, &app, &[&main], &["--exec-env", "a/b"]);
+    assert_exit(&bad, 2);
+    assert!(stderr(&bad).contains("--exec-env"), "{}", stderr(&bad));
+}
+
+#[test]
+fn the_exec_env_is_part_of_the_task_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let app = app(root);
+    let (main, testing) = exec_env_buildpacks(root);
     let keys = |extra: &[&str]| -> Vec<String> {
         let mut args = vec!["plan", app.to_str().unwrap(), "--format", "json"];
         for bp in [&main, &testing] {
@@ -377,10 +401,6 @@ fn the_exec_env_selects_buildpacks_and_processes_and_reaches_detect_and_build() 
     let (production, test) = (keys(&[]), keys(&["--exec-env", "test"]));
     assert_eq!(production.len(), 1);
     assert_ne!(production, test);
-
-    let bad = build(root, &app, &[&main], &["--exec-env", "a/b"]);
-    assert_exit(&bad, 2);
-    assert!(stderr(&bad).contains("--exec-env"), "{}", stderr(&bad));
 }
 
 /// A `builder.toml` in `root` with the buildpacks `uris` (relative to `root`) and `rest`.
