@@ -290,6 +290,10 @@ mod tests {
         }
 
         fn path(&self, buildpack: &Buildpack) -> PathBuf {
+            self.path_for(buildpack, "production")
+        }
+
+        fn path_for(&self, buildpack: &Buildpack, exec_env: &str) -> PathBuf {
             let fake = Fake::default();
             let cache = self.tmp.path().join("cache");
             let detector = CachingDetector::new(
@@ -298,7 +302,7 @@ mod tests {
                 &self.app,
                 &[],
                 "linux/amd64",
-                "production",
+                exec_env,
                 &self.digests,
             );
             detector.entry_path(buildpack).unwrap().0
@@ -324,6 +328,15 @@ mod tests {
             setup.detect(&setup.fail),
             (DetectOutcome::Fail, false)
         ));
+    }
+
+    #[test]
+    fn the_exec_env_is_part_of_the_key() {
+        let setup = Setup::new();
+        assert_ne!(
+            setup.path_for(&setup.pass, "production"),
+            setup.path_for(&setup.pass, "test")
+        );
     }
 
     #[test]
