@@ -100,6 +100,11 @@ pub(crate) struct InputArgs {
     /// long (`90s`, `30m`, `2h`, seconds); `bin/detect` gets at most 2 minutes.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub(crate) task_timeout: Option<std::time::Duration>,
+    /// The execution environment to build for (`CNB_EXEC_ENV`): `production`, `test`,
+    /// `development`, … Buildpacks, order entries and processes for other environments are
+    /// left out.
+    #[arg(long, value_name = "NAME", default_value = strata_planner::exec_env::DEFAULT_EXEC_ENV)]
+    pub(crate) exec_env: String,
 }
 
 /// `NAME=DIR`; the name and the directory are checked when the config is made.

@@ -33,7 +33,7 @@ use strata_planner::Records;
 use crate::args::{BuildArgs, CompressionArg};
 use crate::config::InputConfig;
 use crate::error::CliError;
-use crate::prepare::{Prepared, PreparedService, prepare};
+use crate::prepare::{Prepared, PreparedService, detect_warnings, prepare};
 use crate::progress::Progress;
 use crate::report::{BuildReport, ImageReport, LayerReport, ServiceReport, SkippedReport};
 use crate::uptodate;
@@ -203,6 +203,7 @@ impl Exporter<'_> {
                 epoch: self.config.input.epoch,
                 compression: self.config.compression,
                 project: config.project.as_ref(),
+                exec_env: &self.config.input.exec_env,
             },
             &staging,
         )?;
@@ -293,6 +294,9 @@ pub(crate) fn run(
     let input = &config.input;
     progress.line("===> DETECTING");
     let prepared = prepare(input, config.exec.keep_going)?;
+    for warning in detect_warnings(&prepared, input.workspace.is_some()) {
+        progress.warn(&warning);
+    }
     for (name, error) in &prepared.failed {
         progress.line(&format!("     {name}: failed: {error}"));
     }
@@ -338,6 +342,7 @@ pub(crate) fn run(
                     target: &service.target,
                     scratch: &dirs[index].1,
                     network: input.network,
+                    exec_env: &input.exec_env,
                 },
                 include,
                 exclude,

@@ -34,6 +34,8 @@ pub(crate) struct InputConfig {
     pub(crate) sandbox: Sandbox,
     pub(crate) network: bool,
     pub(crate) epoch: u64,
+    /// The execution environment (`--exec-env`).
+    pub(crate) exec_env: String,
 }
 
 /// One service: an app and how to build it.
@@ -93,6 +95,8 @@ impl InputConfig {
                 dir.display()
             )));
         }
+        strata_planner::exec_env::check_name(&args.exec_env)
+            .map_err(|e| CliError::Usage(format!("--exec-env: {e}")))?;
         let (workspace, implied) = find_workspace(&dir, args)?;
         let wanted = match (&implied, args.services.is_empty()) {
             (Some(names), true) => names.as_slice(),
@@ -177,6 +181,7 @@ impl InputConfig {
             sandbox,
             network: !args.offline && args.network == NetworkArg::Host,
             epoch,
+            exec_env: args.exec_env.clone(),
         })
     }
 }
@@ -333,6 +338,7 @@ fn select_order(
                     id: id.clone(),
                     version: bp.version.clone(),
                     optional: false,
+                    exec_env: Vec::new(),
                 },
                 (None, None) => continue,
             });
@@ -452,6 +458,7 @@ fn buildpack_ref(arg: &str, base: &Path, registry: &mut Registry) -> Result<Grou
             id,
             version: Some(version),
             optional: false,
+            exec_env: Vec::new(),
         });
     }
     let (id, version) = match arg.split_once('@') {
@@ -468,6 +475,7 @@ fn buildpack_ref(arg: &str, base: &Path, registry: &mut Registry) -> Result<Grou
         id,
         version,
         optional: false,
+        exec_env: Vec::new(),
     })
 }
 

@@ -90,6 +90,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let config = config::InputConfig::from_args(&args.input)?;
             warn(&config);
             let prepared = prepare::prepare(&config, false)?;
+            for warning in prepare::detect_warnings(&prepared, config.workspace.is_some()) {
+                eprintln!("{warning}");
+            }
             match args.format {
                 PlanFormat::Table => print!("{}", plan::table(&prepared.plan)),
                 PlanFormat::Json => println!("{}", plan::json(&prepared)),

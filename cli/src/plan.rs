@@ -2,8 +2,9 @@
 //!
 //! The JSON shape is for scripts and stays stable (its fields are listed in the README):
 //! `services` (name, group, skipped: the buildpacks of the group not run at detect because
-//! they cannot build for the target, each with `buildpack`, `supports` and `target`), `tasks`
-//! (id, kind, services, buildpack, layer, key, status, reason, needs, inputs), and `stats` (files walked, files hashed, bytes hashed, stat cache
+//! they cannot build for the target, each with `buildpack`, `supports` and `target`;
+//! `detect_errors`: buildpack, message, output), `tasks` (id, kind, services, buildpack,
+//! layer, key, status, reason, needs, inputs), and `stats` (files walked, files hashed, bytes hashed, stat cache
 //! hits, racy re-hashes, detect outcomes from the cache, detect processes run).
 
 use std::fmt::Write as _;
@@ -26,6 +27,15 @@ struct ServiceJson {
     name: String,
     group: Vec<String>,
     skipped: Vec<SkippedReport>,
+    /// Detects that errored though the group passed without them.
+    detect_errors: Vec<DetectErrorJson>,
+}
+
+#[derive(Serialize)]
+struct DetectErrorJson {
+    buildpack: String,
+    message: String,
+    output: String,
 }
 
 #[derive(Serialize)]
@@ -108,6 +118,16 @@ pub(crate) fn json(prepared: &Prepared) -> String {
                     .map(|m| m.buildpack.reference())
                     .collect(),
                 skipped: SkippedReport::of(&s.group),
+                detect_errors: s
+                    .group
+                    .errored
+                    .iter()
+                    .map(|e| DetectErrorJson {
+                        buildpack: e.buildpack.clone(),
+                        message: e.message.clone(),
+                        output: e.output.clone(),
+                    })
+                    .collect(),
             })
             .collect(),
         tasks,

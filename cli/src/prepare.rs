@@ -25,7 +25,9 @@ use strata_engine::scratch::{self, ScratchDir};
 use strata_engine::store::{Store, store_dir};
 use strata_exporter::reference::ImageRef;
 use strata_exporter::runimage::RunImage;
-use strata_planner::{CachingDetector, DetectResult, Plan, Records, ServiceInput, resolve};
+use strata_planner::{
+    CachingDetector, DetectResult, Plan, Records, ServiceInput, resolve_for_exec_env,
+};
 use strata_planner::{HashStats, ScanOptions, SourceTree, StatCache, scan, stat_cache_path};
 use strata_planner::{TaskKey, bindings_digest};
 
@@ -165,6 +167,7 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
             build_image: &service.build_image,
             target: &prepared.target.key(),
             export: &detected.export,
+            exec_env: &config.exec_env,
         })
         .map_err(|e| in_service(&service.name, e.into()))?;
         services.push(prepared);
@@ -187,6 +190,35 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
         detect_ran,
         _scratch: scratch,
     })
+}
+
+/// A warning for each buildpack whose detect errored though its service's group passed
+/// without it (an optional one, or one of a group tried before), with the last lines it
+/// printed: the lifecycle prints those too, and a silently missing buildpack is hard to
+/// explain.
+pub(crate) fn detect_warnings(prepared: &Prepared, workspace: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    for service in &prepared.plan.services {
+        for errored in &service.group.errored {
+            let service = if workspace {
+                format!("{}: ", service.name)
+            } else {
+                String::new()
+            };
+            let mut text = format!(
+                "warning: {service}detect of buildpack {} errored ({}); the build goes on \
+                 without it",
+                errored.buildpack, errored.message
+            );
+            let tail = errored.output.trim_end();
+            if !tail.is_empty() {
+                text.push_str("\n--- last lines of its output ---\n");
+                text.push_str(tail);
+            }
+            out.push(text);
+        }
+    }
+    out
 }
 
 /// What the names of builds' scratch directories (in the temp directory) start with.
@@ -287,6 +319,7 @@ fn detect_service(
         target: &target,
         scratch: scratch.join("detect"),
         network: config.network,
+        exec_env: &config.exec_env,
         spawned: AtomicUsize::new(0),
     };
     let cache = config.cache_dir.join("detect");
@@ -296,10 +329,17 @@ fn detect_service(
         &app,
         &service.env,
         &target.key(),
+        &config.exec_env,
         &digests,
     )
     .with_bindings(bindings_digest(&service.bindings));
-    let group = resolve(&service.order, &service.registry, &target, &detector)?;
+    let group = resolve_for_exec_env(
+        &service.order,
+        &service.registry,
+        &target,
+        &config.exec_env,
+        &detector,
+    )?;
     let detect_cached = detector.hits.load(Ordering::Relaxed);
     let detect_ran = process.spawned.load(Ordering::Relaxed) as u64;
     Ok(Detected {

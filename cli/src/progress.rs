@@ -61,6 +61,14 @@ impl Progress {
         }
     }
 
+    /// A warning: shown even when quiet (`--json` keeps stdout for the report, not stderr).
+    pub(crate) fn warn(&self, text: &str) {
+        match &self.mode {
+            Mode::Quiet => eprintln!("{text}"),
+            _ => self.line(text),
+        }
+    }
+
     /// How many tasks will run or be answered from the cache.
     pub(crate) fn set_total(&self, tasks: u64) {
         if let Mode::Bars { overall, .. } = &self.mode {

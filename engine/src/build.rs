@@ -18,7 +18,9 @@ use strata_planner::{Buildpack, BuildpackPlan};
 
 use crate::detect::buildpack_target;
 use crate::env::{Env, EnvError, Phase, layer_env};
-use crate::layers::{BuildpackLayers, Layer, LayerError, read_layers_dir_reusing};
+use crate::layers::{
+    BuildpackLayers, Layer, LayerError, read_layers_dir_reusing, set_aside_untyped,
+};
 use crate::platform::{PlatformDir, TargetEnv, base_env, platform_env, process_env};
 use crate::sandbox::{Finished, Mount, Purpose, Sandbox, SandboxCommand, SandboxError};
 
@@ -45,6 +47,8 @@ pub struct BuildRequest<'a> {
     pub scratch: &'a Path,
     /// Whether buildpacks may reach the network.
     pub network: bool,
+    /// The execution environment (`CNB_EXEC_ENV`): `production`, `test`, …
+    pub exec_env: &'a str,
 }
 
 /// What a build left: the app and each buildpack's layers, in group order.
@@ -189,7 +193,8 @@ fn build_env(
     for bp in before {
         let base = format!("{LAYERS_TARGET}/{}", bp.buildpack.id().escaped());
         for layer in &bp.layers.layers {
-            if !layer.dir.is_dir() {
+            // A layer without types is the buildpack's own scratch, never a later one's.
+            if !layer.types.any() || !layer.dir.is_dir() {
                 continue;
             }
             let mount = Mount::ro(&layer.dir, format!("{base}/{}", layer.name));
@@ -207,8 +212,9 @@ fn build_env(
 }
 
 /// Runs one opaque buildpack's `bin/build` after the buildpacks (or declared layers) in
-/// `before`, and reads what it left. `previous` are the layers its last run left that it may
-/// reuse without their directory (see [`crate::restore`]); empty for a cold run.
+/// `before`, and reads what it left. It receives `plan` without the entries `before` met
+/// (see [`crate::unmet`]). `previous` are the layers its last run left that it may reuse
+/// without their directory (see [`crate::restore`]); empty for a cold run.
 pub fn run_buildpack(
     req: &BuildRequest<'_>,
     buildpack: &Arc<Buildpack>,
@@ -216,6 +222,7 @@ pub fn run_buildpack(
     before: &[BuildpackOutput],
     previous: &[Layer],
 ) -> Result<BuildpackOutput, BuildError> {
+    let plan = &crate::unmet::plan_after(plan, before);
     let escaped = buildpack.id().escaped();
     let layers_dir = req.scratch.join("layers").join(&escaped);
     let io_dir = req.scratch.join("io").join(&escaped);
@@ -257,7 +264,7 @@ pub fn run_buildpack(
     env.set("CNB_BP_PLAN_PATH", &plan_path);
     env.set("CNB_BUILDPACK_DIR", &bp_dir);
     env.set("CNB_PLATFORM_DIR", &platform);
-    env.set("CNB_EXEC_ENV", "production");
+    env.set("CNB_EXEC_ENV", req.exec_env);
 
     let cmd = SandboxCommand {
         argv: vec![format!("{bp_dir}/bin/build"), layers, platform, plan_path],
@@ -278,13 +285,14 @@ pub fn run_buildpack(
         });
     }
     let info = &buildpack.descriptor.info;
-    let layers = read_layers_dir_reusing(
+    let mut layers = read_layers_dir_reusing(
         &layers_dir,
         info.id.as_str(),
         &buildpack.descriptor.api,
         &info.sbom_formats,
         previous,
     )?;
+    set_aside_untyped(&mut layers, info.id.as_str())?;
     if let Some(name) = layers
         .unmet
         .iter()

@@ -32,6 +32,8 @@ pub struct ProcessDetector<'a> {
     pub scratch: PathBuf,
     /// Whether detect may reach the network.
     pub network: bool,
+    /// The execution environment (`CNB_EXEC_ENV`).
+    pub exec_env: &'a str,
     /// How many processes were spawned (for reports and tests).
     pub spawned: AtomicUsize,
 }
@@ -90,7 +92,7 @@ impl ProcessDetector<'_> {
             ("CNB_BUILDPACK_DIR", bp_dir.as_str()),
             ("CNB_PLATFORM_DIR", platform.dir.as_str()),
             ("CNB_BUILD_PLAN_PATH", plan_path.as_str()),
-            ("CNB_EXEC_ENV", "production"),
+            ("CNB_EXEC_ENV", self.exec_env),
         ]);
         let platform = platform.dir;
         let cmd = SandboxCommand {

@@ -426,7 +426,11 @@ fn run_opaque(
         source,
     };
     let id = buildpack.id().as_str();
-    let previous = cache.restore(req, task, &restore_id(req.source, &service.name, id))?;
+    let previous = cache.restore(
+        req,
+        task,
+        &restore_id(req.source, &service.name, req.exec_env, id),
+    )?;
     let snapshot = Snapshot::take(req.workspace).map_err(io)?;
     let output = run_buildpack(req, buildpack, bp_plan, &before, &previous)?;
     (ctx.progress)(Event::Finished(label, Some(&output.log)));
@@ -445,7 +449,10 @@ fn run_opaque(
     for run in ctx.runs {
         let service = ctx.service_of(run);
         if service.tasks.contains(&node) {
-            cache.keep(task, &restore_id(run.req.source, &service.name, id))?;
+            cache.keep(
+                task,
+                &restore_id(run.req.source, &service.name, run.req.exec_env, id),
+            )?;
         }
     }
     Ok(saved)
@@ -485,7 +492,12 @@ fn export_service(
         // run starts from, as the lifecycle's cache is the last build's.
         for (node, output) in &outputs {
             if let TaskOutput::Buildpack(bp) = output {
-                let id = restore_id(run.req.source, &service.name, bp.buildpack.id().as_str());
+                let id = restore_id(
+                    run.req.source,
+                    &service.name,
+                    run.req.exec_env,
+                    bp.buildpack.id().as_str(),
+                );
                 cache.keep(&plan.graph[*node], &id)?;
             }
         }

@@ -116,7 +116,7 @@ pub fn run_layer(
     env.extend(platform_env(req.target, None));
     env.set("CNB_BUILDPACK_DIR", &bp_dir);
     env.set("CNB_PLATFORM_DIR", &platform);
-    env.set("CNB_EXEC_ENV", "production");
+    env.set("CNB_EXEC_ENV", req.exec_env);
     env.set("STRATA_LAYER_DIR", &layer_dir);
     env.set("STRATA_SBOM_DIR", &sbom);
 
@@ -316,7 +316,7 @@ pub fn declared_output(
             direct: true,
             default: p.default,
             working_dir: p.working_dir.clone(),
-            exec_env: Vec::new(),
+            exec_env: p.exec_env.clone(),
         })
         .collect();
     BuildpackOutput {
@@ -397,6 +397,7 @@ mod tests {
             target: &TargetEnv::host(),
             scratch: &root.join("scratch"),
             network: false,
+            exec_env: "production",
         };
         let base = run_layer(&req, &buildpack, strata.layer("base").unwrap(), &[], &[]).unwrap();
         run_layer(&req, &buildpack, strata.layer("other").unwrap(), &[], &[]).unwrap();
@@ -469,6 +470,7 @@ mod tests {
             target: &TargetEnv::host(),
             scratch: &root.join("scratch"),
             network: false,
+            exec_env: "production",
         };
         let base = run_layer(&req, &buildpack, strata.layer("base").unwrap(), &[], &[]).unwrap();
         let needs = [NeededLayer {
@@ -524,6 +526,7 @@ mod tests {
             target: &TargetEnv::host(),
             scratch: &root.join("scratch"),
             network: false,
+            exec_env: "production",
         };
         let inputs = ["a.lock".to_owned()];
         let built = run_layer(
@@ -584,6 +587,7 @@ mod tests {
             target: &TargetEnv::host(),
             scratch: &root.join("scratch"),
             network: false,
+            exec_env: "production",
         };
         run_layer(&req, &buildpack, strata.layer("evil").unwrap(), &[], &[])
     }

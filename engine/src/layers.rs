@@ -10,8 +10,10 @@
 //! Where the spec leaves room, the reference lifecycle's behaviour decides:
 //! - A layer is a `<layer>.toml`. A directory without one is left alone: the lifecycle reads
 //!   its types as all false, so it is never exported, cached or put on the build env.
-//! - A layer whose types are all false is still listed (with its metadata); it belongs to no
-//!   image, cache or env, and consumers select layers by their types.
+//! - A layer whose types are all false is read (its `.toml` must be valid), then set aside by
+//!   [`set_aside_untyped`]: its directory is renamed to `<layer>.ignore`, as the lifecycle
+//!   does, so later buildpacks cannot come to depend on it, and it leaves the list, so it
+//!   belongs to no image, cache, store or env.
 //! - `build`, `launch` and `store` name the buildpack's own metadata files, so directories with
 //!   those names are rejected (the spec forbids them).
 //! - Since Buildpack API 0.6 the types live in a `[types]` table; top-level `launch`, `build`
@@ -514,6 +516,56 @@ pub fn read_layers_dir_reusing(
         store,
         sbom,
     })
+}
+
+/// Sets aside the layers of `layers` whose types are all false, as the lifecycle does after
+/// `bin/build`: each one's directory (if any) is renamed to `<layer>.ignore`, and the layer and
+/// its SBOM files leave `layers`. Nothing after the buildpack sees them: not later buildpacks,
+/// the store, or the image.
+///
+/// # Errors
+/// [`LayerError::Io`] when a directory cannot be renamed (`<layer>.ignore` is a non-empty
+/// directory already, say).
+pub fn set_aside_untyped(
+    layers: &mut BuildpackLayers,
+    buildpack_id: &str,
+) -> Result<(), LayerError> {
+    let mut untyped = BTreeSet::new();
+    for layer in layers.layers.iter().filter(|l| !l.types.any()) {
+        let mut ignored = layer.dir.clone().into_os_string();
+        ignored.push(".ignore");
+        // Never onto something the buildpack made (an empty directory would be replaced).
+        if fs::symlink_metadata(&ignored).is_ok() {
+            return Err(LayerError::Io {
+                buildpack: buildpack_id.to_owned(),
+                path: PathBuf::from(ignored),
+                source: io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!(
+                        "layer `{}` has no types, and the name it is set aside under is taken",
+                        layer.name
+                    ),
+                ),
+            });
+        }
+        match fs::rename(&layer.dir, &ignored) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(LayerError::Io {
+                    buildpack: buildpack_id.to_owned(),
+                    path: layer.dir.clone(),
+                    source,
+                });
+            }
+        }
+        untyped.insert(layer.name.clone());
+    }
+    layers.layers.retain(|l| !untyped.contains(&l.name));
+    layers
+        .sbom
+        .retain(|f| !matches!(&f.scope, SbomScope::Layer(name) if untyped.contains(name)));
+    Ok(())
 }
 
 /// One of the TOML files a buildpack leaves in its layers directory, parsed.
@@ -1224,6 +1276,46 @@ paths = ["public/*"]
         let got = read(dir.path(), "0.10").unwrap();
         assert_eq!(got.layers[0].types, LayerTypes::default());
         assert_eq!(got.layers[0].metadata, toml::Table::new());
+    }
+
+    #[test]
+    fn untyped_layers_are_renamed_away_and_leave_the_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write(
+            d,
+            "tmp.toml",
+            "[types]\nlaunch = false\n[metadata]\nx = 1\n",
+        );
+        write(d, "tmp/file", "scratch");
+        write(d, "tmp.sbom.cdx.json", "{}");
+        write(d, "gone.toml", "");
+        write(d, "kept.toml", "[types]\ncache = true\n");
+        write(d, "kept/file", "cached");
+        let mut got = read(d, "0.10").unwrap();
+        assert_eq!(got.layers.len(), 3);
+        set_aside_untyped(&mut got, "test/bp").unwrap();
+        let names: Vec<&str> = got.layers.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["kept"]);
+        assert!(got.sbom.is_empty(), "{:?}", got.sbom);
+        assert!(!d.join("tmp").exists());
+        assert_eq!(
+            fs::read_to_string(d.join("tmp.ignore/file")).unwrap(),
+            "scratch"
+        );
+        assert!(d.join("kept/file").is_file());
+
+        // The name it would be set aside under is taken: an error, nothing is replaced.
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write(d, "tmp.toml", "");
+        write(d, "tmp/file", "scratch");
+        write(d, "tmp.ignore.toml", "[types]\nlaunch = true\n");
+        fs::create_dir(d.join("tmp.ignore")).unwrap();
+        let mut got = read(d, "0.10").unwrap();
+        let err = set_aside_untyped(&mut got, "test/bp").unwrap_err();
+        assert!(matches!(err, LayerError::Io { .. }), "{err}");
+        assert!(d.join("tmp/file").is_file());
     }
 
     #[test]

@@ -19,5 +19,6 @@ pub mod restore;
 pub mod sandbox;
 pub mod scratch;
 pub mod store;
+pub mod unmet;
 pub mod untrusted;
 pub mod workspace;

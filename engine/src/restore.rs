@@ -55,8 +55,10 @@ pub fn restores(types: LayerTypes) -> Restores {
 }
 
 /// The restore id of `buildpack` (its id) in the service `service` whose app is at
-/// `source`: the canonical path when it resolves, so that two spellings of one app are one.
-pub fn restore_id(source: &Path, service: &str, buildpack: &str) -> TaskKey {
+/// `source`, built for `exec_env`: the canonical path when it resolves, so that two spellings
+/// of one app are one. The exec env is part of it because a build for another one should not
+/// start from this one's layers (the spec's "Execution Environments").
+pub fn restore_id(source: &Path, service: &str, exec_env: &str, buildpack: &str) -> TaskKey {
     let source = fs::canonicalize(source).unwrap_or_else(|_| source.to_owned());
     let mut hasher = Sha256::new();
     // Each part length-prefixed: no two triples encode alike.
@@ -64,6 +66,7 @@ pub fn restore_id(source: &Path, service: &str, buildpack: &str) -> TaskKey {
         ID_VERSION,
         source.as_os_str().as_encoded_bytes(),
         service.as_bytes(),
+        exec_env.as_bytes(),
         buildpack.as_bytes(),
     ] {
         hasher.update((part.len() as u64).to_le_bytes());
@@ -149,17 +152,48 @@ mod tests {
     }
 
     #[test]
-    fn restore_ids_differ_by_repository_service_and_buildpack() {
-        let a = restore_id(Path::new("/repo-a/services/web"), "web", "t/bp");
+    fn restore_ids_differ_by_repository_service_exec_env_and_buildpack() {
+        let a = restore_id(
+            Path::new("/repo-a/services/web"),
+            "web",
+            "production",
+            "t/bp",
+        );
         assert_eq!(
             a,
-            restore_id(Path::new("/repo-a/services/web"), "web", "t/bp")
+            restore_id(
+                Path::new("/repo-a/services/web"),
+                "web",
+                "production",
+                "t/bp"
+            )
         );
         for other in [
-            restore_id(Path::new("/repo-b/services/web"), "web", "t/bp"),
-            restore_id(Path::new("/repo-a/services/web"), "api", "t/bp"),
-            restore_id(Path::new("/repo-a/services/web"), "web", "t/other"),
-            restore_id(Path::new("/repo-a/services/we"), "bweb", "t/bp"),
+            restore_id(
+                Path::new("/repo-b/services/web"),
+                "web",
+                "production",
+                "t/bp",
+            ),
+            restore_id(
+                Path::new("/repo-a/services/web"),
+                "api",
+                "production",
+                "t/bp",
+            ),
+            restore_id(
+                Path::new("/repo-a/services/web"),
+                "web",
+                "production",
+                "t/other",
+            ),
+            restore_id(Path::new("/repo-a/services/web"), "web", "test", "t/bp"),
+            restore_id(
+                Path::new("/repo-a/services/we"),
+                "bweb",
+                "production",
+                "t/bp",
+            ),
         ] {
             assert_ne!(a, other);
         }

@@ -27,9 +27,9 @@ use crate::baseconfig::{
 };
 use crate::layout::Staging;
 use crate::metadata::{
-    BUILD_LABEL, BuildMetadata, BuildpackLayersMetadata, BuildpackRef, LIFECYCLE_LABEL,
-    LayerMetadata, LayerSha, LifecycleMetadata, PROJECT_LABEL, ProcessMetadata, RunImageMetadata,
-    StoreMetadata, toml_to_json,
+    BUILD_LABEL, BuildMetadata, BuildpackLayersMetadata, BuildpackRef, EXEC_ENV_LABEL,
+    LIFECYCLE_LABEL, LayerMetadata, LayerSha, LifecycleMetadata, PROJECT_LABEL, ProcessMetadata,
+    RunImageMetadata, StoreMetadata, toml_to_json,
 };
 use crate::runimage::RunImage;
 
@@ -50,6 +50,10 @@ pub struct ExportRequest<'a> {
     pub compression: Compression,
     /// The app's `project.toml`, for `io.buildpacks.project.metadata`.
     pub project: Option<&'a ProjectDescriptor>,
+    /// The execution environment the app was built for (`production`, `test`, …): only its
+    /// processes are in the image (see [`crate::processes`]), and it is recorded in the
+    /// `io.buildpacks.exec-env` label.
+    pub exec_env: &'a str,
 }
 
 /// One layer of an exported image.
@@ -209,7 +213,9 @@ impl<'a> Stack<'a> {
                     metadata: toml_to_json(m),
                 }),
             };
-            for layer in &bp.layers.layers {
+            // A layer without types is set aside by the engine; one in an older stored
+            // output is left out here too.
+            for layer in bp.layers.layers.iter().filter(|l| l.types.any()) {
                 let mut entry = LayerMetadata {
                     sha: None,
                     data: toml_to_json(&layer.metadata),
@@ -294,14 +300,15 @@ pub fn assemble(req: &ExportRequest<'_>, staging: &Staging) -> Result<ExportedIm
     };
     let app = stack.app_layers()?;
 
-    let processes = processes(&req.build.buildpacks);
-    let default = default_process_of(&processes).map(|(p, _)| p);
-    let default_process = default.map(|p| p.r#type.clone());
+    let merged = crate::processes::merge(&req.build.buildpacks, req.exec_env);
+    let processes = &merged.list;
+    let default = merged.default_process();
+    let default_process = merged.default.clone();
     let mut builder = stack.builder(Owner::ROOT);
     builder
         .add_bytes(
             "layers/config/metadata.toml",
-            config_toml(req, &processes, default_process.as_deref()),
+            config_toml(req, processes, default_process.as_deref()),
             0o644,
         )
         .map_err(|source| ExportError::Layer {
@@ -328,6 +335,7 @@ pub fn assemble(req: &ExportRequest<'_>, staging: &Staging) -> Result<ExportedIm
             image: req.run_image_name.to_owned(),
             mirrors: Vec::new(),
         },
+        exec_env: Some(req.exec_env.to_owned()),
     };
     let build_meta = BuildMetadata {
         buildpacks: req
@@ -349,6 +357,7 @@ pub fn assemble(req: &ExportRequest<'_>, staging: &Staging) -> Result<ExportedIm
                 direct: true,
                 buildpack_id: bp.to_owned(),
                 working_dir: p.working_dir.clone(),
+                exec_env: p.exec_env.clone(),
             })
             .collect(),
         launcher: serde_json::json!({}),
@@ -431,28 +440,6 @@ fn slice_sets(buildpacks: &[BuildpackOutput]) -> Result<Vec<GlobSet>, ExportErro
     Ok(sets)
 }
 
-/// Every process with the buildpack that declared it; a later buildpack's process replaces
-/// an earlier one of the same type.
-fn processes(buildpacks: &[BuildpackOutput]) -> Vec<(Process, String)> {
-    let mut out: Vec<(Process, String)> = Vec::new();
-    for bp in buildpacks {
-        for process in &bp.layers.launch.processes {
-            out.retain(|(p, _)| p.r#type != process.r#type);
-            out.push((process.clone(), bp.buildpack.id().to_string()));
-        }
-    }
-    out.sort_by(|a, b| a.0.r#type.cmp(&b.0.r#type));
-    out
-}
-
-/// The default process: the last one marked `default`, else `web` if there is one.
-fn default_process_of(processes: &[(Process, String)]) -> Option<&(Process, String)> {
-    processes
-        .iter()
-        .rfind(|(p, _)| p.default)
-        .or_else(|| processes.iter().find(|(p, _)| p.r#type == "web"))
-}
-
 /// `/layers/config/metadata.toml`, as the CNB launcher reads it.
 fn config_toml(
     req: &ExportRequest<'_>,
@@ -484,6 +471,9 @@ fn config_toml(
             t.insert("buildpack-id".into(), bp.clone().into());
             if let Some(dir) = &p.working_dir {
                 t.insert("working-dir".into(), dir.clone().into());
+            }
+            if !p.exec_env.is_empty() {
+                t.insert("exec-env".into(), p.exec_env.clone().into());
             }
             toml::Value::Table(t)
         })
@@ -541,6 +531,7 @@ fn image_config(
         PROJECT_LABEL.to_owned(),
         project_metadata(req.project).to_string(),
     );
+    labels.insert(EXEC_ENV_LABEL.to_owned(), req.exec_env.to_owned());
 
     let env = launch_env(req, process)?;
     let mut config = ConfigBuilder::default()

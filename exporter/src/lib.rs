@@ -12,6 +12,7 @@ pub mod layout;
 pub mod layoutcheck;
 pub mod metadata;
 pub mod pgzip;
+pub mod processes;
 pub mod rebase;
 pub mod reference;
 mod restorestate;

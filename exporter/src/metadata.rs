@@ -13,6 +13,8 @@ pub const LIFECYCLE_LABEL: &str = "io.buildpacks.lifecycle.metadata";
 pub const BUILD_LABEL: &str = "io.buildpacks.build.metadata";
 /// Label `io.buildpacks.project.metadata`.
 pub const PROJECT_LABEL: &str = "io.buildpacks.project.metadata";
+/// Label `io.buildpacks.exec-env`: the execution environment the app was built for.
+pub const EXEC_ENV_LABEL: &str = "io.buildpacks.exec-env";
 
 /// A layer referenced by its diffID.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +51,9 @@ pub struct LifecycleMetadata {
     /// The run image the app sits on.
     #[serde(default, rename = "runImage")]
     pub run_image: RunImageMetadata,
+    /// The execution environment the app was built for.
+    #[serde(default, rename = "exec-env", skip_serializing_if = "Option::is_none")]
+    pub exec_env: Option<String>,
 }
 
 /// One buildpack's entry in the lifecycle metadata.
@@ -168,6 +173,9 @@ pub struct ProcessMetadata {
         skip_serializing_if = "Option::is_none"
     )]
     pub working_dir: Option<String>,
+    /// The execution environments it is for; empty for all.
+    #[serde(default, rename = "exec-env", skip_serializing_if = "Vec::is_empty")]
+    pub exec_env: Vec<String>,
 }
 
 /// Converts a TOML table into JSON for a label.

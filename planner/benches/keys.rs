@@ -113,7 +113,7 @@ fn example_group() -> (DetectResult, BTreeMap<String, TaskKey>) {
     (
         DetectResult {
             group,
-            skipped: Vec::new(),
+            ..DetectResult::default()
         },
         digests,
     )
@@ -155,6 +155,7 @@ fn benches(c: &mut Criterion) {
         build_image: "host",
         target: "linux/amd64",
         export: "builtin",
+        exec_env: "production",
     };
     let mut group = c.benchmark_group("plan");
     group.throughput(Throughput::Elements(APP_FILES as u64));

@@ -81,6 +81,20 @@ impl Builder {
     pub fn parse(path: PathBuf, text: &str) -> Result<Self, BuilderError> {
         let raw: RawBuilder = toml::from_str(text)
             .map_err(|err| Box::new(TomlError::from_toml(&path, text, &err)))?;
+        for (table, name) in [
+            (&raw.extensions, "[[extensions]]"),
+            (&raw.order_extensions, "[[order-extensions]]"),
+        ] {
+            if let Some(value) = table {
+                return Err(crate::extensions::refused(
+                    &path,
+                    text,
+                    Some(value.span()),
+                    &format!("builder.toml names image extensions in {name}"),
+                )
+                .into());
+            }
+        }
         let base = path.parent().unwrap_or(Path::new("/"));
         let mut registry = Registry::new();
         for entry in &raw.buildpacks {
@@ -339,6 +353,11 @@ struct RawBuilder {
     stack: Option<RawStack>,
     build: Option<RawBuild>,
     run: Option<RawRun>,
+    /// Refused (see [`crate::extensions`]).
+    extensions: Option<Spanned<toml::Value>>,
+    /// Refused (see [`crate::extensions`]).
+    #[serde(rename = "order-extensions")]
+    order_extensions: Option<Spanned<toml::Value>>,
 }
 
 /// `[[buildpacks]]` as written.
@@ -499,6 +518,39 @@ build-image = "ignored/build"
             assert_eq!(err.line(), Some(line + 4), "{order}");
             assert!(err.message.contains(name), "{}", err.message);
             assert_eq!(help(&err), "known buildpacks: a@1, b@1");
+        }
+    }
+
+    #[test]
+    fn order_entries_keep_their_exec_env() {
+        let tmp = tempfile::tempdir().unwrap();
+        component(tmp.path(), "a", "a", "1");
+        let text = "[[buildpacks]]\nuri = \"a\"\n[[order]]\n[[order.group]]\nid = \"a\"\n\
+                    exec-env = [\"test\"]\n";
+        let builder = Builder::load(&write(tmp.path(), "builder.toml", text)).unwrap();
+        assert_eq!(builder.order[0].group[0].exec_env, ["test"]);
+    }
+
+    #[test]
+    fn image_extensions_are_refused_at_their_table() {
+        for (table, line) in [
+            ("[[extensions]]\nid = \"e\"\nuri = \"e\"\n", 4),
+            (
+                "[[order-extensions]]\n[[order-extensions.group]]\nid = \"e\"\n",
+                4,
+            ),
+        ] {
+            let tmp = tempfile::tempdir().unwrap();
+            component(tmp.path(), "a", "a", "1");
+            let text = format!("[[buildpacks]]\nuri = \"a\"\n\n{table}");
+            let path = write(tmp.path(), "builder.toml", &text);
+            let err = toml_error(Builder::load(&path).unwrap_err());
+            assert_eq!(err.line(), Some(line), "{table}");
+            assert!(
+                err.message.contains("image extensions are not supported"),
+                "{}",
+                err.message
+            );
         }
     }
 

@@ -70,6 +70,9 @@ pub struct BuildpackInfo {
     pub clear_env: bool,
     /// `sbom-formats`: media types the buildpack may write.
     pub sbom_formats: Vec<String>,
+    /// `exec-env`: the execution environments the buildpack is for; empty means all. Read
+    /// from Buildpack API 0.12, as the lifecycle does (empty before).
+    pub exec_env: Vec<String>,
 }
 
 /// One `[[targets]]` entry.
@@ -121,10 +124,15 @@ impl Buildpack {
             source,
         })?;
         let path = dir.join(DESCRIPTOR);
-        let text = std::fs::read_to_string(&path).map_err(|source| BuildpackError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(source) => {
+                if source.kind() == std::io::ErrorKind::NotFound {
+                    refuse_extension_dir(&dir)?;
+                }
+                return Err(BuildpackError::Io { path, source });
+            }
+        };
         let descriptor = BuildpackDescriptor::parse(&path, &text, &dir)?;
         check_layout(&dir, &descriptor)?;
         Ok(Self { dir, descriptor })
@@ -164,6 +172,14 @@ impl BuildpackDescriptor {
         let error = |span: Option<Range<usize>>, message: String| {
             Box::new(TomlError::new(path, text, span, message))
         };
+        if let Some(extension) = &raw.extension {
+            return Err(crate::extensions::refused(
+                path,
+                text,
+                Some(extension.span()),
+                "this descriptor has an `[extension]` table, so it describes an image extension",
+            ));
+        }
 
         let Some(api) = raw.api else {
             return Err(error(
@@ -234,6 +250,7 @@ impl BuildpackDescriptor {
             });
         }
 
+        let exec_env = exec_envs(api.get_ref(), info.exec_env);
         Ok(Self {
             api: api.into_inner(),
             info: BuildpackInfo {
@@ -244,6 +261,7 @@ impl BuildpackDescriptor {
                 description: info.description,
                 clear_env: info.clear_env,
                 sbom_formats: info.sbom_formats,
+                exec_env,
             },
             order,
             targets,
@@ -252,6 +270,55 @@ impl BuildpackDescriptor {
             strata: StrataMetadata::parse(path, text, dir)?,
         })
     }
+}
+
+/// The error for a directory that holds an image extension (`extension.toml`) and no
+/// `buildpack.toml`; `Ok` when it holds neither.
+fn refuse_extension_dir(dir: &Path) -> Result<(), BuildpackError> {
+    #[derive(serde::Deserialize)]
+    struct ExtensionOnly {
+        extension: Option<Spanned<toml::Value>>,
+    }
+    let path = dir.join("extension.toml");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    let span = toml::from_str::<ExtensionOnly>(&text)
+        .ok()
+        .and_then(|raw| raw.extension)
+        .map(|e| e.span());
+    Err(crate::extensions::refused(
+        &path,
+        &text,
+        span,
+        &format!(
+            "{} holds an image extension, not a buildpack",
+            dir.display()
+        ),
+    )
+    .into())
+}
+
+/// The `exec-env` names of `[buildpack]`, which the lifecycle reads from Buildpack API 0.12.
+fn exec_envs(api: &str, raw: Vec<RawExecEnv>) -> Vec<String> {
+    if !api_at_least(api, 12) {
+        return Vec::new();
+    }
+    raw.into_iter()
+        .map(|e| match e {
+            RawExecEnv::Name(name) | RawExecEnv::Table { name } => name,
+        })
+        .collect()
+}
+
+/// Whether `api` is `0.N` with N at least `minor` (and supported).
+fn api_at_least(api: &str, minor: u32) -> bool {
+    api_supported(api)
+        && api
+            .trim()
+            .split_once('.')
+            .and_then(|(_, m)| m.parse::<u32>().ok())
+            .is_some_and(|m| m >= minor)
 }
 
 /// Whether `api` is `0.N` with N in the supported range.
@@ -263,14 +330,6 @@ fn api_supported(api: &str) -> bool {
         && minor
             .parse::<u32>()
             .is_ok_and(|minor| (MIN_API..=MAX_API).contains(&minor))
-}
-
-/// Whether `api` (already [`api_supported`]) is `0.minor` or later.
-fn api_at_least(api: &str, minor: u32) -> bool {
-    api.trim()
-        .split_once('.')
-        .and_then(|(_, m)| m.parse::<u32>().ok())
-        .is_some_and(|m| m >= minor)
 }
 
 /// Checks `bin/`: present and executable for a component buildpack, absent for a composite.
@@ -345,6 +404,8 @@ struct RawDescriptor {
     stacks: Vec<RawStack>,
     #[serde(default)]
     metadata: toml::Table,
+    /// An image extension's table: refused.
+    extension: Option<Spanned<toml::Value>>,
 }
 
 /// `[buildpack]` as written.
@@ -360,6 +421,17 @@ struct RawInfo {
     clear_env: bool,
     #[serde(default)]
     sbom_formats: Vec<String>,
+    #[serde(default)]
+    exec_env: Vec<RawExecEnv>,
+}
+
+/// One `exec-env` of `[buildpack]`: a name, as the lifecycle reads it, or a
+/// `[[buildpack.exec-env]] name` table, as the spec writes it.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum RawExecEnv {
+    Name(String),
+    Table { name: String },
 }
 
 /// `[[targets]]` as written.
@@ -437,6 +509,66 @@ mod tests {
             BuildpackError::Toml(err) => err,
             other => panic!("expected a TOML error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn image_extensions_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(
+            tmp.path(),
+            "ext/buildpack.toml",
+            "api = \"0.10\"\n\n[extension]\nid = \"e\"\nversion = \"1\"\n",
+        );
+        let err = toml_error(Buildpack::load(&tmp.path().join("ext")).unwrap_err());
+        assert_eq!(err.line(), Some(3));
+        assert!(err.message.contains("image extension"), "{}", err.message);
+
+        write(
+            tmp.path(),
+            "other/extension.toml",
+            "api = \"0.10\"\n[extension]\nid = \"e\"\nversion = \"1\"\n",
+        );
+        let err = toml_error(Buildpack::load(&tmp.path().join("other")).unwrap_err());
+        assert!(
+            err.path.ends_with("other/extension.toml"),
+            "{}",
+            err.path.display()
+        );
+        assert_eq!(err.line(), Some(2));
+        assert!(err.message.contains("image extension"), "{}", err.message);
+        // A directory with neither file is an I/O error, as before.
+        std::fs::create_dir_all(tmp.path().join("empty")).unwrap();
+        assert!(matches!(
+            Buildpack::load(&tmp.path().join("empty")),
+            Err(BuildpackError::Io { .. })
+        ));
+    }
+
+    #[test]
+    fn exec_envs_are_read_in_both_spellings_from_api_0_12() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let parse = |api: &str, exec_env: &str| {
+            let text =
+                format!("api = \"{api}\"\n[buildpack]\nid = \"a\"\nversion = \"1\"\n{exec_env}");
+            BuildpackDescriptor::parse(&dir.join("buildpack.toml"), &text, dir)
+                .unwrap()
+                .info
+                .exec_env
+        };
+        assert_eq!(
+            parse("0.12", "exec-env = [\"test\", \"*\"]\n"),
+            ["test", "*"]
+        );
+        assert_eq!(
+            parse(
+                "0.12",
+                "[[buildpack.exec-env]]\nname = \"test\"\n[[buildpack.exec-env]]\nname = \"development\"\n"
+            ),
+            ["test", "development"]
+        );
+        assert!(parse("0.11", "exec-env = [\"test\"]\n").is_empty());
+        assert!(parse("0.12", "").is_empty());
     }
 
     #[test]

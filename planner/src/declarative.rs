@@ -141,6 +141,9 @@ pub struct DeclaredProcess {
     /// Its working directory.
     #[serde(default)]
     pub working_dir: Option<String>,
+    /// `exec-env`: the execution environments it is for; empty means all.
+    #[serde(default)]
+    pub exec_env: Vec<String>,
 }
 
 impl StrataMetadata {
@@ -503,7 +506,8 @@ mod tests {
             "[metadata.strata.detect]\nfiles = [\"a.txt\"]\nprovides = [\"x\"]\n\
              [[metadata.strata.layers]]\nname = \"runtime\"\ninputs = [\".v\"]\nrun = \"layers/a.sh\"\nlaunch = true\nbuild = true\n\
              [[metadata.strata.layers]]\nname = \"deps\"\ninputs = [\"*.lock\"]\nneeds = [\"runtime\", \"o/bp:tools\"]\nrun = \"layers/b.sh\"\nenv = [\"MODE\"]\n\
-             [[metadata.strata.processes]]\ntype = \"web\"\ncommand = [\"srv\"]\ndefault = true\n",
+             [[metadata.strata.processes]]\ntype = \"web\"\ncommand = [\"srv\"]\ndefault = true\n\
+             exec-env = [\"production\"]\n",
         )
         .unwrap()
         .unwrap();
@@ -516,6 +520,7 @@ mod tests {
         assert_eq!(deps.env, ["MODE"]);
         assert!(m.layer("runtime").unwrap().launch);
         assert_eq!(m.processes[0].kind, "web");
+        assert_eq!(m.processes[0].exec_env, ["production"]);
     }
 
     #[test]

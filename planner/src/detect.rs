@@ -37,7 +37,14 @@
 //!
 //! A detect error of a required buildpack fails its group like a plain failure, and detection
 //! goes on with the next group, as the spec says; when no group passes, [`resolve`] returns the
-//! first such error as [`DetectError::Errored`] rather than the report.
+//! first such error as [`DetectError::Errored`] rather than the report. When a group passes,
+//! the detect errors met on the way (an optional buildpack the group dropped, a buildpack of an
+//! earlier group) are in [`DetectResult::errored`], so that they are shown rather than lost,
+//! as the lifecycle prints them.
+//!
+//! A build is for one execution environment ([`crate::exec_env`]): an order entry or a
+//! buildpack (Buildpack API 0.12) whose `exec-env` does not include it is skipped while the
+//! group is expanded, as if it were not in the group, as the lifecycle does.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
@@ -83,13 +90,16 @@ pub struct GroupMember {
 }
 
 /// The group that passed detection, composites expanded, in build order.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct DetectResult {
     /// The buildpacks that will build, in order.
     pub group: Vec<GroupMember>,
     /// The optional buildpacks of that group left out without running their detect, because
     /// they cannot build for the target, in group order.
     pub skipped: Vec<Skipped>,
+    /// The detects that errored before the group passed, in the order they ran: buildpacks
+    /// the group left out (optional ones) or of groups tried before it.
+    pub errored: Vec<ErroredDetect>,
 }
 
 /// A buildpack not run at detect because it cannot build for the target.
@@ -110,6 +120,17 @@ impl std::fmt::Display for Skipped {
             self.buildpack, self.mismatch.supports, self.mismatch.target
         )
     }
+}
+
+/// A `bin/detect` that errored (an exit other than 0 and 100, or a bad build plan).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErroredDetect {
+    /// The buildpack, `id@version`.
+    pub buildpack: String,
+    /// What went wrong (`exit status 3`, `invalid build plan: …`).
+    pub message: String,
+    /// The last lines it printed.
+    pub output: String,
 }
 
 /// Detection found no group, or a detect errored.
@@ -170,10 +191,33 @@ pub fn resolve(
     target: &TargetEnv,
     detector: &dyn Detector,
 ) -> Result<DetectResult, DetectError> {
+    resolve_for_exec_env(
+        order,
+        registry,
+        target,
+        crate::exec_env::DEFAULT_EXEC_ENV,
+        detector,
+    )
+}
+
+/// [`resolve`] for a build for the execution environment `exec_env`: order entries and
+/// buildpacks that are for other execution environments are skipped.
+///
+/// # Errors
+/// As [`resolve`].
+pub fn resolve_for_exec_env(
+    order: &Order,
+    registry: &Registry,
+    target: &TargetEnv,
+    exec_env: &str,
+    detector: &dyn Detector,
+) -> Result<DetectResult, DetectError> {
     let mut resolver = Resolver {
         registry,
         target,
+        exec_env,
         detector,
+        errored: Vec::new(),
         outcomes: Mutex::new(HashMap::new()),
         report: Vec::new(),
         reported: HashSet::new(),
@@ -214,7 +258,11 @@ struct Candidate {
 struct Resolver<'a> {
     registry: &'a Registry,
     target: &'a TargetEnv,
+    /// The build's execution environment.
+    exec_env: &'a str,
     detector: &'a dyn Detector,
+    /// Every detect error so far, in the order reported.
+    errored: Vec<ErroredDetect>,
     /// Detect outcomes by `id@version`.
     outcomes: Mutex<HashMap<String, DetectOutcome>>,
     report: Vec<String>,
@@ -241,9 +289,22 @@ impl Resolver<'_> {
         if prefix.iter().any(|c| *c.buildpack.id() == first.entry.id) {
             return self.expand(rest, prefix);
         }
+        if !crate::exec_env::applies(&first.entry.exec_env, self.exec_env) {
+            self.note_exec_env(
+                &first.entry.reference(),
+                "its order entry",
+                &first.entry.exec_env,
+            );
+            return self.expand(rest, prefix);
+        }
         let buildpack = self
             .registry
             .get(&first.entry.id, first.entry.version.as_deref())?;
+        let exec_env = &buildpack.descriptor.info.exec_env;
+        if !crate::exec_env::applies(exec_env, self.exec_env) {
+            self.note_exec_env(&buildpack.reference(), "it", exec_env);
+            return self.expand(rest, prefix);
+        }
         if !buildpack.is_composite() {
             prefix.push(Candidate {
                 buildpack,
@@ -390,7 +451,23 @@ impl Resolver<'_> {
             .into_iter()
             .map(|(_, skipped)| skipped)
             .collect();
-        ControlFlow::Break(DetectResult { group, skipped })
+        ControlFlow::Break(DetectResult {
+            group,
+            skipped,
+            errored: self.errored.clone(),
+        })
+    }
+
+    /// Reports, once, that `reference` is skipped because `whose` `exec-env` (`list`) does
+    /// not include the build's.
+    fn note_exec_env(&mut self, reference: &str, whose: &str, list: &[String]) {
+        if self.reported.insert(format!("exec-env {reference}")) {
+            self.report.push(format!(
+                "{reference}: skipped: {whose} is for exec-env {}, not {}",
+                list.join(", "),
+                self.exec_env
+            ));
+        }
     }
 
     /// Splits group `number`'s candidates into those that support the target, whose detects
@@ -478,7 +555,15 @@ impl Resolver<'_> {
             self.report.push(match outcome {
                 DetectOutcome::Pass(_) => format!("{reference}: pass"),
                 DetectOutcome::Fail => format!("{reference}: fail"),
-                DetectOutcome::Error { message, .. } => format!("{reference}: error: {message}"),
+                DetectOutcome::Error { message, output } => {
+                    let line = format!("{reference}: error: {message}");
+                    self.errored.push(ErroredDetect {
+                        buildpack: reference,
+                        message,
+                        output,
+                    });
+                    line
+                }
             });
         }
     }
@@ -802,6 +887,7 @@ mod tests {
             id: BuildpackId::new(id).unwrap(),
             version,
             optional,
+            exec_env: Vec::new(),
         }
     }
 
@@ -827,6 +913,7 @@ mod tests {
                     description: None,
                     clear_env: false,
                     sbom_formats: Vec::new(),
+                    exec_env: Vec::new(),
                 },
                 order,
                 targets: Vec::new(),
@@ -1259,6 +1346,71 @@ mod tests {
 
     fn fail_outcome() -> DetectOutcome {
         DetectOutcome::Fail
+    }
+
+    #[test]
+    fn detect_errors_of_a_passing_resolution_are_kept_in_the_result() {
+        let registry = registry(&[]);
+        let detector = FakeDetector::new(&[
+            ("a", pass()),
+            (
+                "x",
+                DetectOutcome::Error {
+                    message: "exit status 3".into(),
+                    output: "x: boom".into(),
+                },
+            ),
+            ("y", error("exit status 4")),
+            ("b", pass()),
+        ]);
+        let result = resolve(
+            &order(&[&["y", "b"], &["a", "x?"]]),
+            &registry,
+            &amd64(),
+            &detector,
+        )
+        .unwrap();
+        assert_eq!(summary(&result), ["a"]);
+        let errored: Vec<(&str, &str, &str)> = result
+            .errored
+            .iter()
+            .map(|e| (e.buildpack.as_str(), e.message.as_str(), e.output.as_str()))
+            .collect();
+        assert_eq!(
+            errored,
+            [
+                ("y@1", "exit status 4", "last lines"),
+                ("x@1", "exit status 3", "x: boom")
+            ]
+        );
+        let clean = resolve(&order(&[&["a"]]), &registry, &amd64(), &detector).unwrap();
+        assert!(clean.errored.is_empty());
+    }
+
+    #[test]
+    fn buildpacks_and_order_entries_for_other_exec_envs_are_skipped() {
+        let mut registry = registry(&[]);
+        let mut testing = buildpack("t", "1", Vec::new());
+        testing.descriptor.info.exec_env = vec!["test".into()];
+        registry.insert(testing).unwrap();
+        let detector = FakeDetector::new(&[("a", pass()), ("b", pass()), ("t", pass())]);
+        let mut order = order(&[&["a", "t", "b"]]);
+        order[0].group[2].exec_env = vec!["production".into(), "development".into()];
+        let run = |order: &Order, exec_env: &str| {
+            summary(&resolve_for_exec_env(order, &registry, &amd64(), exec_env, &detector).unwrap())
+        };
+        assert_eq!(run(&order, "production"), ["a", "b"]);
+        assert_eq!(run(&order, "test"), ["a", "t"]);
+        assert_eq!(run(&order, "development"), ["a", "b"]);
+        // A required buildpack that is skipped does not fail its group; `*` is for all.
+        order[0].group[2].exec_env = vec!["*".into()];
+        assert_eq!(run(&order, "staging"), ["a", "b"]);
+        // A group left with nothing to detect fails, and the next one is tried.
+        let only_test = super::tests::order(&[&["t"], &["b"]]);
+        let result =
+            resolve_for_exec_env(&only_test, &registry, &amd64(), "production", &detector).unwrap();
+        assert_eq!(summary(&result), ["b"]);
+        assert_eq!(detector.calls("t"), 1, "t ran only for the test build");
     }
 
     #[test]

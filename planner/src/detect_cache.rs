@@ -1,8 +1,9 @@
 //! Detect outcomes, cached on disk so that planning an unchanged app spawns no process.
 //!
 //! An outcome is a function of the buildpack's files, the app's files and the platform (user
-//! env and target), so its key covers exactly those: the buildpack's content digest, the
-//! digest of every app file (detect may read any of them), the user env and the target. Passes
+//! env, target and execution environment), so its key covers exactly those: the buildpack's
+//! content digest, the digest of every app file (detect may read any of them), the user env,
+//! the target and the execution environment (unless it is the default). Passes
 //! and fails are cached; errors are not (they may be passing faults). Entries are small TOML
 //! files written to a temp file and renamed, so a crash leaves no half entry.
 //!
@@ -51,14 +52,16 @@ struct Entry {
 }
 
 impl<'a> CachingDetector<'a> {
-    /// Caches `inner`'s outcomes in `dir` for the app `app`, user env `env` and `target`;
-    /// `digests` gives each buildpack's content digest by `id@version`.
+    /// Caches `inner`'s outcomes in `dir` for the app `app`, user env `env`, `target` and
+    /// execution environment `exec_env`; `digests` gives each buildpack's content digest by
+    /// `id@version`.
     pub fn new(
         inner: &'a dyn Detector,
         dir: &Path,
         app: &'a SourceTree,
         env: &[(String, String)],
         target: &str,
+        exec_env: &str,
         digests: &'a BTreeMap<String, TaskKey>,
     ) -> Self {
         let mut h = KeyHasher::new("detect/context");
@@ -70,6 +73,11 @@ impl<'a> CachingDetector<'a> {
             h.str(k).str(v);
         }
         h.field("target").str(target);
+        // Detect sees `CNB_EXEC_ENV`; the default is left out so that entries made before it
+        // was part of the key still answer.
+        if exec_env != crate::exec_env::DEFAULT_EXEC_ENV {
+            h.field("exec-env").str(exec_env);
+        }
         Self {
             inner,
             app,
@@ -280,18 +288,36 @@ mod tests {
         fn detect(&self, buildpack: &Buildpack) -> (DetectOutcome, bool) {
             let fake = Fake::default();
             let cache = self.tmp.path().join("cache");
-            let detector =
-                CachingDetector::new(&fake, &cache, &self.app, &[], "linux/amd64", &self.digests);
+            let detector = CachingDetector::new(
+                &fake,
+                &cache,
+                &self.app,
+                &[],
+                "linux/amd64",
+                "production",
+                &self.digests,
+            );
             let outcome = detector.detect(buildpack);
             let ran = !fake.asked.lock().unwrap().is_empty();
             (outcome, ran)
         }
 
         fn path(&self, buildpack: &Buildpack) -> PathBuf {
+            self.path_for(buildpack, "production")
+        }
+
+        fn path_for(&self, buildpack: &Buildpack, exec_env: &str) -> PathBuf {
             let fake = Fake::default();
             let cache = self.tmp.path().join("cache");
-            let detector =
-                CachingDetector::new(&fake, &cache, &self.app, &[], "linux/amd64", &self.digests);
+            let detector = CachingDetector::new(
+                &fake,
+                &cache,
+                &self.app,
+                &[],
+                "linux/amd64",
+                exec_env,
+                &self.digests,
+            );
             detector.entry_path(buildpack).unwrap().0
         }
     }
@@ -329,6 +355,7 @@ mod tests {
                 &setup.app,
                 &[],
                 "linux/amd64",
+                "production",
                 &setup.digests,
             )
             .with_bindings(bindings.map(|n| TaskKey::from_bytes([n; 32])));
@@ -341,6 +368,15 @@ mod tests {
         assert!(!ran(Some(1)));
         assert!(ran(Some(2)), "a changed binding is a miss");
         assert!(!ran(None), "no bindings: the key without them");
+    }
+
+    #[test]
+    fn the_exec_env_is_part_of_the_key() {
+        let setup = Setup::new();
+        assert_ne!(
+            setup.path_for(&setup.pass, "production"),
+            setup.path_for(&setup.pass, "test")
+        );
     }
 
     #[test]

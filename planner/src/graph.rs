@@ -196,6 +196,8 @@ pub struct ServiceInput<'a> {
     pub target: &'a str,
     /// What the image is exported onto and how (run image digest, compression, time).
     pub export: &'a str,
+    /// The execution environment the build is for (see [`crate::exec_env`]).
+    pub exec_env: &'a str,
 }
 
 /// Feeds the app files selected links lead to, as (link, target), into a key: nothing when
@@ -531,6 +533,7 @@ impl Plan {
         h.field("service").str(input.name);
         h.field("export").str(input.export);
         h.field("target").str(input.target);
+        exec_env_key(&mut h, input);
         h.field("group");
         for member in &input.group.group {
             h.str(&member.buildpack.reference());
@@ -614,6 +617,16 @@ fn common_key(h: &mut KeyHasher, input: &ServiceInput<'_>, bp: &Buildpack, diges
         .key(&digest);
     h.field("build-image").str(input.build_image);
     h.field("target").str(input.target);
+    exec_env_key(h, input);
+}
+
+/// Every buildpack and layer task gets `CNB_EXEC_ENV`, and the image keeps only that
+/// environment's processes. Only another environment than the default is hashed, so that
+/// keys of `production` builds (which had it all along) stay as they were.
+fn exec_env_key(h: &mut KeyHasher, input: &ServiceInput<'_>) {
+    if input.exec_env != crate::exec_env::DEFAULT_EXEC_ENV {
+        h.field("exec-env").str(input.exec_env);
+    }
 }
 
 fn env_key(h: &mut KeyHasher, env: &BTreeMap<String, String>) {
@@ -693,7 +706,7 @@ mod tests {
             tmp,
             DetectResult {
                 group,
-                skipped: Vec::new(),
+                ..DetectResult::default()
             },
             digests,
         )
@@ -729,6 +742,7 @@ mod tests {
             build_image: "host",
             target: "linux/amd64",
             export: "builtin",
+            exec_env: "production",
         })
     }
 
@@ -810,7 +824,7 @@ mod tests {
                     buildpack: bp,
                     plan: BuildpackPlan::default(),
                 }],
-                skipped: Vec::new(),
+                ..DetectResult::default()
             };
             let app_dir = tmp.path().join("app");
             write(&app_dir, "vendor/real.lock", inside);
@@ -945,6 +959,7 @@ mod tests {
                 build_image: "host",
                 target: "linux/amd64",
                 export: "builtin",
+                exec_env: "production",
             })
             .unwrap();
             plan
@@ -980,6 +995,7 @@ mod tests {
                 build_image: "host",
                 target: "linux/amd64",
                 export: "builtin",
+                exec_env: "production",
             })
             .unwrap();
             plan
@@ -994,6 +1010,38 @@ mod tests {
         );
         for layer in ["t/decl:runtime", "t/decl:deps"] {
             assert_eq!(key_of(&none, 0, layer), key_of(&two, 0, layer), "{layer}");
+        }
+    }
+
+    #[test]
+    fn the_exec_env_is_part_of_every_task_key() {
+        let (_bps, group, digests) = fixture("");
+        let (_app, tree) = app(&[(".v", "1"), ("a.lock", "x")]);
+        let plan_for = |exec_env: &str| {
+            let mut plan = Plan::new();
+            plan.add_service(&ServiceInput {
+                name: "svc",
+                group: &group,
+                app: &tree,
+                buildpack_digests: &digests,
+                env: &[],
+                bindings: None,
+                build_image: "host",
+                target: "linux/amd64",
+                export: "builtin",
+                exec_env,
+            })
+            .unwrap();
+            plan
+        };
+        let (production, test) = (plan_for("production"), plan_for("test"));
+        for id in [
+            "t/decl:runtime",
+            "t/decl:deps",
+            "t/opaque (bin/build)",
+            "image",
+        ] {
+            assert_ne!(key_of(&production, 0, id), key_of(&test, 0, id), "{id}");
         }
     }
 
@@ -1038,7 +1086,7 @@ mod tests {
                 buildpack: bp,
                 plan: BuildpackPlan::default(),
             }],
-            skipped: Vec::new(),
+            ..DetectResult::default()
         };
         let (_app, tree) = app(&[("main", "m")]);
         let mut plan = Plan::new();

@@ -13,6 +13,8 @@ mod declarative;
 mod detect;
 mod detect_cache;
 mod diagnostic;
+pub mod exec_env;
+mod extensions;
 #[cfg(test)]
 mod fixtures;
 mod graph;
@@ -34,7 +36,8 @@ pub use buildpack::{Buildpack, BuildpackDescriptor, BuildpackError, BuildpackInf
 pub use buildplan::{BuildPlan, BuildPlanAlternative, BuildpackPlan, PlanEntry, Provide, Require};
 pub use declarative::{DeclaredDetect, DeclaredLayer, DeclaredProcess, LayerRef, StrataMetadata};
 pub use detect::{
-    DetectError, DetectOutcome, DetectResult, Detector, GroupMember, Skipped, resolve,
+    DetectError, DetectOutcome, DetectResult, Detector, ErroredDetect, GroupMember, Skipped,
+    resolve, resolve_for_exec_env,
 };
 pub use detect_cache::CachingDetector;
 pub use diagnostic::TomlError;

@@ -24,6 +24,9 @@ pub struct GroupRef {
     /// Whether the group may pass without this buildpack.
     #[serde(default)]
     pub optional: bool,
+    /// `exec-env`: the execution environments this entry is for; empty means all.
+    #[serde(default)]
+    pub exec_env: Vec<String>,
 }
 
 impl GroupRef {
@@ -62,6 +65,8 @@ pub(crate) struct RawGroupRef {
     pub(crate) version: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) optional: bool,
+    #[serde(default, rename = "exec-env")]
+    pub(crate) exec_env: Vec<String>,
 }
 
 /// `[[order]]` as written.
@@ -114,6 +119,7 @@ fn validate_group_ref(
         id,
         version,
         optional: raw.optional,
+        exec_env: raw.exec_env.clone(),
     })
 }
 

@@ -130,9 +130,34 @@ struct RawSettings {
     buildpacks: Vec<Spanned<RawBuildpack>>,
     #[serde(default)]
     env: Vec<Spanned<RawEnv>>,
+    /// Image extensions: refused (see [`crate::extensions`]).
+    extensions: Option<Spanned<toml::Value>>,
+    #[serde(rename = "group-extensions")]
+    group_extensions: Option<Spanned<toml::Value>>,
+    #[serde(rename = "order-extensions")]
+    order_extensions: Option<Spanned<toml::Value>>,
 }
 
 impl RawSettings {
+    /// An error for the first table of image extensions (see [`crate::extensions`]).
+    fn refuse_extensions(&self, path: &Path, text: &str) -> Result<(), Box<TomlError>> {
+        for (table, name) in [
+            (&self.extensions, "extensions"),
+            (&self.group_extensions, "group-extensions"),
+            (&self.order_extensions, "order-extensions"),
+        ] {
+            if let Some(value) = table {
+                return Err(crate::extensions::refused(
+                    path,
+                    text,
+                    Some(value.span()),
+                    &format!("project.toml names image extensions in `{name}`"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn validate(
         self,
         path: &Path,
@@ -142,6 +167,7 @@ impl RawSettings {
         let error = |span: Range<usize>, message: &str| {
             Box::new(TomlError::new(path, text, Some(span), message))
         };
+        self.refuse_extensions(path, text)?;
         if let (Some(_), Some(exclude)) = (&self.include, &self.exclude) {
             return Err(error(
                 exclude.span(),
@@ -157,6 +183,18 @@ impl RawSettings {
         for entry in self.buildpacks {
             let span = entry.span();
             let entry = entry.into_inner();
+            if let Some(extension) = entry
+                .extension
+                .as_ref()
+                .filter(|e| e.get_ref().as_bool() != Some(false))
+            {
+                return Err(crate::extensions::refused(
+                    path,
+                    text,
+                    Some(extension.span()),
+                    "project.toml names an image extension (`extension = true`)",
+                ));
+            }
             if let Some(script) = &entry.script {
                 return Err(error(
                     script.span(),
@@ -192,6 +230,7 @@ impl RawSettings {
                     id: id.clone(),
                     version: version.clone(),
                     optional: false,
+                    exec_env: Vec::new(),
                 });
             }
             if let Some(uri) = &uri {
@@ -223,6 +262,8 @@ struct RawBuildpack {
     version: Option<Spanned<String>>,
     uri: Option<Spanned<String>>,
     script: Option<Spanned<toml::Value>>,
+    /// `extension = true` marks an image extension: refused.
+    extension: Option<Spanned<toml::Value>>,
 }
 
 /// A `[[…env]] name, value` entry as written.
@@ -274,6 +315,12 @@ struct RawIoBuildpacks {
     /// `[[io.buildpacks.env.build]]`, the older spelling pack still reads when the other is
     /// absent.
     env: Option<RawEnvBuild>,
+    /// Image extensions: refused (see [`crate::extensions`]).
+    extensions: Option<Spanned<toml::Value>>,
+    #[serde(rename = "group-extensions")]
+    group_extensions: Option<Spanned<toml::Value>>,
+    #[serde(rename = "order-extensions")]
+    order_extensions: Option<Spanned<toml::Value>>,
 }
 
 impl RawIoBuildpacks {
@@ -288,6 +335,9 @@ impl RawIoBuildpacks {
             exclude: self.exclude,
             buildpacks: self.group,
             env,
+            extensions: self.extensions,
+            group_extensions: self.group_extensions,
+            order_extensions: self.order_extensions,
         }
     }
 }
@@ -328,7 +378,29 @@ mod tests {
             id: BuildpackId::new(id).unwrap(),
             version: version.map(str::to_owned),
             optional: false,
+            exec_env: Vec::new(),
         }
+    }
+
+    #[test]
+    fn image_extensions_are_refused_at_their_line() {
+        for (text, line) in [
+            (
+                "[_]\nschema-version = \"0.2\"\n\n[[io.buildpacks.extensions]]\nid = \"e\"\n",
+                4,
+            ),
+            (
+                "[_]\nschema-version = \"0.2\"\n[[io.buildpacks.group]]\nid = \"e\"\nextension = true\n",
+                5,
+            ),
+            ("[[build.group-extensions]]\nid = \"e\"\n", 1),
+        ] {
+            let err = toml_error(text);
+            assert_eq!(err.line(), Some(line), "{text}");
+            assert!(err.message.contains("image extension"), "{}", err.message);
+        }
+        let plain = "[_]\nschema-version = \"0.2\"\n[[io.buildpacks.group]]\nid = \"e\"\nextension = false\n";
+        assert!(load(plain).unwrap().is_some());
     }
 
     #[test]
