@@ -412,29 +412,11 @@ impl Resolver<'_> {
         }
         let mut first_failure = None;
         let Some(resolved) = search(&options, &mut Vec::new(), &mut first_failure) else {
-            let name_of = |member: usize| passing[member].0.buildpack.reference();
-            for cause in first_failure.unwrap_or_default() {
-                let line = match cause {
-                    Cause::NoProvider { name, member } => {
-                        format!(
-                            "requires {name:?} (from {}) has no provider",
-                            name_of(member)
-                        )
-                    }
-                    Cause::NoRequirer { name, member } => {
-                        format!(
-                            "provides {name:?} (from {}) has no requirer",
-                            name_of(member)
-                        )
-                    }
-                    Cause::NothingLeft => {
-                        "no buildpack is left once the optional ones that break the plan are \
-                         dropped"
-                            .to_owned()
-                    }
-                };
-                self.report.push(format!("group {number}: {line}"));
-            }
+            let names: Vec<String> = passing
+                .iter()
+                .map(|(candidate, _)| candidate.buildpack.reference())
+                .collect();
+            self.report_plan_failure(number, &names, first_failure.unwrap_or_default());
             return ControlFlow::Continue(());
         };
 
@@ -456,6 +438,27 @@ impl Resolver<'_> {
             skipped,
             errored: self.errored.clone(),
         })
+    }
+
+    /// Reports why no plan trial of group `number` held: `causes` of the first trial, whose
+    /// members are named by `names`.
+    fn report_plan_failure(&mut self, number: usize, names: &[String], causes: Vec<Cause>) {
+        for cause in causes {
+            let line = match cause {
+                Cause::NoProvider { name, member } => {
+                    format!("requires {name:?} (from {}) has no provider", names[member])
+                }
+                Cause::NoRequirer { name, member } => {
+                    format!("provides {name:?} (from {}) has no requirer", names[member])
+                }
+                Cause::NothingLeft => {
+                    "no buildpack is left once the optional ones that break the plan are \
+                     dropped"
+                        .to_owned()
+                }
+            };
+            self.report.push(format!("group {number}: {line}"));
+        }
     }
 
     /// Reports, once, that `reference` is skipped because `whose` `exec-env` (`list`) does
