@@ -157,6 +157,11 @@ pub(crate) struct BuildArgs {
     /// Run every task, even those whose output is in the cache (outputs are still stored).
     #[arg(long)]
     pub(crate) no_cache: bool,
+    /// Images without the CNB launcher: the Entrypoint is the default process's command and
+    /// the buildpacks' launch env is baked into the config (no process types by name, no
+    /// exec.d, no profile.d).
+    #[arg(long)]
+    pub(crate) no_launcher: bool,
     /// Print a JSON report on stdout instead of text.
     #[arg(long)]
     pub(crate) json: bool,

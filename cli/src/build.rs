@@ -48,6 +48,8 @@ pub(crate) struct BuildConfig {
     compression: Compression,
     exec: ExecOptions,
     no_cache: bool,
+    /// Images exec their default process directly, with no launcher.
+    no_launcher: bool,
 }
 
 impl BuildConfig {
@@ -103,7 +105,13 @@ impl BuildConfig {
                 keep_going: args.keep_going,
             },
             no_cache: args.no_cache,
+            no_launcher: args.no_launcher,
         })
+    }
+
+    /// The launcher the images carry: its version, or `None` without one.
+    fn launcher(&self) -> Option<&'static str> {
+        (!self.no_launcher).then_some(strata_exporter::launcher::VERSION)
     }
 
     /// The reference of service `index`'s image.
@@ -204,6 +212,7 @@ impl Exporter<'_> {
                 compression: self.config.compression,
                 project: config.project.as_ref(),
                 exec_env: &self.config.input.exec_env,
+                launcher: !self.config.no_launcher,
             },
             &staging,
         )?;
@@ -219,6 +228,7 @@ impl Exporter<'_> {
                 &self.config.layout,
                 &image,
                 self.config.compression,
+                self.config.launcher(),
             )?;
         }
         // What each task read, so the next plan can say why a task runs again. A record that
@@ -274,6 +284,7 @@ fn up_to_date(config: &BuildConfig, prepared: &Prepared, store: &Store) -> HashM
         let found = match (image, tagged.get(&config.tags[service.config])) {
             (Some(key), Some(descriptor)) if !config.no_cache => {
                 uptodate::up_to_date(store, key, &config.layout, descriptor, config.compression)
+                    .filter(|_| uptodate::same_launcher(store, key, config.launcher()))
             }
             _ => None,
         };

@@ -25,6 +25,9 @@ struct ImageRecord {
     /// The blob format it was written in ([`BLOB_FORMAT`]).
     format: u32,
     blobs: Vec<BlobStat>,
+    /// The version of the launcher it carries; `None` for an image without one.
+    #[serde(default)]
+    launcher: Option<String>,
 }
 
 /// A blob file as it was when the image was written.
@@ -78,6 +81,15 @@ pub(crate) fn up_to_date(
     (same && intact()).then_some(record.manifest)
 }
 
+/// Whether the image `key` last exported carries `launcher` (a version; `None`: no launcher),
+/// so that building with or without one exports again.
+pub(crate) fn same_launcher(store: &Store, key: &TaskKey, launcher: Option<&str>) -> bool {
+    store
+        .get_action(key)
+        .and_then(|entry| serde_json::from_value::<ImageRecord>(entry.payload).ok())
+        .is_some_and(|record| record.launcher.as_deref() == launcher)
+}
+
 /// Records that `key` exported `image` into the layout at `layout`.
 pub(crate) fn record(
     store: &Store,
@@ -85,6 +97,7 @@ pub(crate) fn record(
     layout: &Path,
     image: &ExportedImage,
     compression: Compression,
+    launcher: Option<&str>,
 ) -> Result<(), StoreError> {
     let manifest = image.manifest.digest().to_string();
     let digests = std::iter::once(manifest.as_str())
@@ -101,6 +114,7 @@ pub(crate) fn record(
         gzip: compression == Compression::Gzip,
         format: BLOB_FORMAT,
         blobs,
+        launcher: launcher.map(str::to_owned),
     };
     let entry = ActionEntry {
         blobs: Vec::new(),

@@ -3,9 +3,13 @@
 //! The layer order, history strings and labels follow the CNB exporter (see the module docs of
 //! [`crate::metadata`]), so CNB tools can read strata images:
 //! run image layers; each buildpack's launch layers in group order, sorted by name; the SBOM
-//! layer; app slices, then the app layer; the config layer (`/layers/config/metadata.toml`).
-//! There is no launcher: the image's `Entrypoint` execs the default process directly, with
-//! the launch env of every layer computed into the config's `Env` at export time.
+//! layer; app slices, then the app layer; the launcher layer; the config layer
+//! (`/layers/config/metadata.toml`); the process-types layer (see [`crate::launch`]).
+//!
+//! Without a launcher ([`ExportRequest::launcher`] false), the image's `Entrypoint` execs the
+//! default process directly, with the launch env of every layer (for the default process)
+//! computed into the config's `Env` at export time; there are no launcher and process-types
+//! layers.
 //!
 //! Everything here is a function of its inputs: layers come from the one reproducible tar
 //! writer, JSON is staged canonically (sorted keys), and every time in the
@@ -25,6 +29,7 @@ use crate::archive::{Compression, LayerBlob, LayerBuilder, ModePolicy, Owner, fo
 use crate::baseconfig::{
     base_env, base_labels, config_on_base, env_list, image_manifest, label_map,
 };
+use crate::launch;
 use crate::layout::Staging;
 use crate::metadata::{
     BUILD_LABEL, BuildMetadata, BuildpackLayersMetadata, BuildpackRef, EXEC_ENV_LABEL,
@@ -54,6 +59,9 @@ pub struct ExportRequest<'a> {
     /// processes are in the image (see [`crate::processes`]), and it is recorded in the
     /// `io.buildpacks.exec-env` label.
     pub exec_env: &'a str,
+    /// Whether the image starts through the CNB launcher (the default); without, its
+    /// `Entrypoint` is the default process's command and the launch env is baked in.
+    pub launcher: bool,
 }
 
 /// One layer of an exported image.
@@ -304,25 +312,49 @@ pub fn assemble(req: &ExportRequest<'_>, staging: &Staging) -> Result<ExportedIm
     let processes = &merged.list;
     let default = merged.default_process();
     let default_process = merged.default.clone();
+    let launcher = if req.launcher {
+        let builder = launch::launcher_layer(req.epoch).map_err(|source| ExportError::Layer {
+            what: "launcher".to_owned(),
+            source,
+        })?;
+        Some(LayerSha {
+            sha: stack.push(launch::LAUNCHER_CREATED_BY.to_owned(), builder)?,
+        })
+    } else {
+        None
+    };
     let mut builder = stack.builder(Owner::ROOT);
     builder
         .add_bytes(
-            "layers/config/metadata.toml",
-            config_toml(req, processes, default_process.as_deref()),
+            launch::CONFIG_PATH.trim_start_matches('/'),
+            launch::config_toml(req, processes, default_process.as_deref()),
             0o644,
         )
         .map_err(|source| ExportError::Layer {
             what: "config".to_owned(),
             source,
         })?;
-    let config_sha = stack.push("Buildpacks Launcher Config".to_owned(), builder)?;
+    let config_sha = stack.push(launch::CONFIG_CREATED_BY.to_owned(), builder)?;
+    let types = processes.iter().map(|(p, _)| p.r#type.as_str());
+    let process_types = match launch::process_types_layer(types, req.epoch) {
+        Ok(Some(builder)) if req.launcher => Some(LayerSha {
+            sha: stack.push(launch::PROCESS_TYPES_CREATED_BY.to_owned(), builder)?,
+        }),
+        Ok(_) => None,
+        Err(source) => {
+            return Err(ExportError::Layer {
+                what: "process types".to_owned(),
+                source,
+            });
+        }
+    };
 
     let lifecycle = LifecycleMetadata {
         app,
         sbom,
         config: Some(LayerSha { sha: config_sha }),
-        launcher: None,
-        process_types: None,
+        launcher,
+        process_types,
         buildpacks: bp_meta,
         run_image: RunImageMetadata {
             top_layer: req
@@ -354,13 +386,17 @@ pub fn assemble(req: &ExportRequest<'_>, staging: &Staging) -> Result<ExportedIm
                 kind: p.r#type.clone(),
                 command: p.command.clone(),
                 args: p.args.clone(),
-                direct: true,
+                direct: p.direct,
                 buildpack_id: bp.to_owned(),
                 working_dir: p.working_dir.clone(),
                 exec_env: p.exec_env.clone(),
             })
             .collect(),
-        launcher: serde_json::json!({}),
+        launcher: if req.launcher {
+            launch::launcher_metadata()
+        } else {
+            serde_json::json!({})
+        },
         default_process: default_process.clone(),
     };
 
@@ -376,7 +412,8 @@ pub fn assemble(req: &ExportRequest<'_>, staging: &Staging) -> Result<ExportedIm
     })
 }
 
-/// The SBOM layer's builder, or `None` when no buildpack wrote a launch SBOM.
+/// The SBOM layer's builder (buildpacks' launch SBOMs, the launcher's), or `None` when there
+/// is no SBOM to write.
 fn sbom_layer(req: &ExportRequest<'_>) -> Result<Option<LayerBuilder>, ExportError> {
     let mut builder = LayerBuilder::new(req.owner, req.epoch);
     let mut any = false;
@@ -411,6 +448,15 @@ fn sbom_layer(req: &ExportRequest<'_>) -> Result<Option<LayerBuilder>, ExportErr
             any = true;
         }
     }
+    if req.launcher {
+        builder
+            .add_bytes(launch::SBOM_PATH, launch::launcher_sbom(), 0o644)
+            .map_err(|source| ExportError::Layer {
+                what: "sbom".to_owned(),
+                source,
+            })?;
+        any = true;
+    }
     Ok(any.then_some(builder))
 }
 
@@ -438,51 +484,6 @@ fn slice_sets(buildpacks: &[BuildpackOutput]) -> Result<Vec<GlobSet>, ExportErro
         }
     }
     Ok(sets)
-}
-
-/// `/layers/config/metadata.toml`, as the CNB launcher reads it.
-fn config_toml(
-    req: &ExportRequest<'_>,
-    processes: &[(Process, String)],
-    default: Option<&str>,
-) -> String {
-    let mut table = toml::Table::new();
-    let buildpacks = req
-        .build
-        .buildpacks
-        .iter()
-        .map(|bp| {
-            let mut t = toml::Table::new();
-            t.insert("id".into(), bp.buildpack.id().to_string().into());
-            t.insert("version".into(), bp.buildpack.version().into());
-            t.insert("api".into(), bp.buildpack.descriptor.api.clone().into());
-            toml::Value::Table(t)
-        })
-        .collect();
-    table.insert("buildpacks".into(), toml::Value::Array(buildpacks));
-    let processes = processes
-        .iter()
-        .map(|(p, bp)| {
-            let mut t = toml::Table::new();
-            t.insert("type".into(), p.r#type.clone().into());
-            t.insert("command".into(), p.command.clone().into());
-            t.insert("args".into(), p.args.clone().into());
-            t.insert("direct".into(), true.into());
-            t.insert("buildpack-id".into(), bp.clone().into());
-            if let Some(dir) = &p.working_dir {
-                t.insert("working-dir".into(), dir.clone().into());
-            }
-            if !p.exec_env.is_empty() {
-                t.insert("exec-env".into(), p.exec_env.clone().into());
-            }
-            toml::Value::Table(t)
-        })
-        .collect();
-    table.insert("processes".into(), toml::Value::Array(processes));
-    if let Some(default) = default {
-        table.insert("buildpack-default-process-type".into(), default.into());
-    }
-    toml::to_string(&table).unwrap_or_default()
 }
 
 /// The launch env: the run image's env, the CNB variables, then every launch layer's
@@ -533,20 +534,32 @@ fn image_config(
     );
     labels.insert(EXEC_ENV_LABEL.to_owned(), req.exec_env.to_owned());
 
-    let env = launch_env(req, process)?;
+    let user = run
+        .config()
+        .as_ref()
+        .and_then(|c| c.user().clone())
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| format!("{}:{}", req.owner.uid, req.owner.gid));
     let mut config = ConfigBuilder::default()
-        .user(format!("{}:{}", req.owner.uid, req.owner.gid))
-        .env(env_list(&env))
-        .working_dir(
+        .user(user)
+        .labels(label_map(labels));
+    if req.launcher {
+        config = config
+            .env(env_list(&launch::launcher_env(run)))
+            .working_dir(crate::baseconfig::APP_DIR)
+            .entrypoint(vec![launch::entrypoint(process.map(|p| p.r#type.as_str()))]);
+    } else {
+        let env = launch_env(req, process)?;
+        config = config.env(env_list(&env)).working_dir(
             process
                 .and_then(|p| p.working_dir.clone())
-                .unwrap_or_else(|| "/workspace".to_owned()),
-        )
-        .labels(label_map(labels));
-    if let Some(process) = process {
-        config = config
-            .entrypoint(process.command.clone())
-            .cmd(process.args.clone());
+                .unwrap_or_else(|| crate::baseconfig::APP_DIR.to_owned()),
+        );
+        if let Some(process) = process {
+            config = config
+                .entrypoint(process.command.clone())
+                .cmd(process.args.clone());
+        }
     }
     let config = config.build().map_err(spec)?;
 

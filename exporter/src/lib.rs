@@ -8,6 +8,8 @@ mod blobfile;
 pub mod fleet;
 pub mod image;
 pub mod inspect;
+pub mod launch;
+pub mod launcher;
 pub mod layout;
 pub mod layoutcheck;
 pub mod metadata;
