@@ -44,21 +44,8 @@ pub(crate) fn render(report: &InspectReport) -> String {
     let _ = writeln!(out, "Processes:");
     if report.processes.is_empty() {
         let _ = writeln!(out, "  (none)");
-    }
-    for process in &report.processes {
-        let default = if report.default_process.as_deref() == Some(process.kind.as_str()) {
-            " (default)"
-        } else {
-            ""
-        };
-        let mut command = process.command.clone();
-        command.extend(process.args.iter().cloned());
-        let _ = writeln!(
-            out,
-            "  {}{default}: {}",
-            process.kind,
-            shell_words(&command)
-        );
+    } else {
+        out.push_str(&process_table(report));
     }
     let _ = writeln!(out);
     let run = &report.run_image;
@@ -80,6 +67,43 @@ pub(crate) fn render(report: &InspectReport) -> String {
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "SBOM: {}", report.sbom.as_deref().unwrap_or("(none)"));
+    out
+}
+
+/// The processes as `pack inspect` lists them: type (the default marked), the shell of a
+/// shell process, the command, the default args and the working directory, in aligned
+/// columns.
+fn process_table(report: &InspectReport) -> String {
+    let header = ["TYPE", "SHELL", "COMMAND", "ARGS", "WORK DIR"].map(str::to_owned);
+    let mut rows = vec![header];
+    for process in &report.processes {
+        let default = report.default_process.as_deref() == Some(process.kind.as_str());
+        rows.push([
+            if default {
+                format!("{} (default)", process.kind)
+            } else {
+                process.kind.clone()
+            },
+            if process.direct { "" } else { "bash" }.to_owned(),
+            shell_words(&process.command),
+            shell_words(&process.args),
+            process
+                .working_dir
+                .clone()
+                .unwrap_or_else(|| "/workspace".to_owned()),
+        ]);
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        let mut line = String::from("  ");
+        for (cell, width) in row.iter().zip(&widths) {
+            let _ = write!(line, "{cell:<width$}  ");
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
     out
 }
 

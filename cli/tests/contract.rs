@@ -200,7 +200,7 @@ fn web_is_the_default_only_when_marked_and_a_plain_redefinition_unsets_the_defau
     let root = tmp.path();
     let app = app(root);
 
-    // `web` without `default = true`: no default process, so no entrypoint.
+    // `web` without `default = true`: no default process, so the bare launcher.
     let plain = buildpack(
         root,
         "plain",
@@ -212,7 +212,11 @@ fn web_is_the_default_only_when_marked_and_a_plain_redefinition_unsets_the_defau
     assert_exit(&build(root, &app, &[&plain], &[]), 0);
     let cfg = config(root);
     assert_eq!(process_types(&cfg), ["web"]);
-    assert!(cfg["config"]["Entrypoint"].is_null(), "{cfg}");
+    assert_eq!(
+        cfg["config"]["Entrypoint"],
+        serde_json::json!(["/cnb/lifecycle/launcher"]),
+        "{cfg}"
+    );
     let meta = label(&cfg, "io.buildpacks.build.metadata");
     assert!(
         meta.get("buildpack-default-process-type").is_none(),
@@ -242,7 +246,10 @@ fn web_is_the_default_only_when_marked_and_a_plain_redefinition_unsets_the_defau
     );
     assert_exit(&build(root, &app, &[&marked, &other], &[]), 0);
     let cfg = config(root);
-    assert_eq!(cfg["config"]["Entrypoint"], serde_json::json!(["/bin/web"]));
+    assert_eq!(
+        cfg["config"]["Entrypoint"],
+        serde_json::json!(["/cnb/process/web"])
+    );
     let redefine = buildpack(
         root,
         "redefine",
@@ -254,7 +261,11 @@ fn web_is_the_default_only_when_marked_and_a_plain_redefinition_unsets_the_defau
     assert_exit(&build(root, &app, &[&marked, &redefine], &[]), 0);
     let cfg = config(root);
     assert_eq!(process_types(&cfg), ["web", "worker"]);
-    assert!(cfg["config"]["Entrypoint"].is_null(), "{cfg}");
+    assert_eq!(
+        cfg["config"]["Entrypoint"],
+        serde_json::json!(["/cnb/lifecycle/launcher"]),
+        "{cfg}"
+    );
     let meta = label(&cfg, "io.buildpacks.build.metadata");
     assert!(
         meta.get("buildpack-default-process-type").is_none(),
@@ -333,7 +344,10 @@ fn the_exec_env_selects_buildpacks_and_processes_and_reaches_detect_and_build() 
     let cfg = config(root);
     assert_eq!(group(&cfg), ["test/main"]);
     assert_eq!(process_types(&cfg), ["shell", "web"]);
-    assert_eq!(cfg["config"]["Entrypoint"], serde_json::json!(["/bin/web"]));
+    assert_eq!(
+        cfg["config"]["Entrypoint"],
+        serde_json::json!(["/cnb/process/web"])
+    );
     assert_eq!(
         cfg["config"]["Labels"]["io.buildpacks.exec-env"],
         "production"
@@ -351,8 +365,9 @@ fn the_exec_env_selects_buildpacks_and_processes_and_reaches_detect_and_build() 
     let cfg = config(root);
     assert_eq!(group(&cfg), ["test/main", "test/testing"]);
     assert_eq!(process_types(&cfg), ["shell", "tests"]);
-    assert!(
-        cfg["config"]["Entrypoint"].is_null(),
+    assert_eq!(
+        cfg["config"]["Entrypoint"],
+        serde_json::json!(["/cnb/lifecycle/launcher"]),
         "web is not for test: {cfg}"
     );
     assert_eq!(cfg["config"]["Labels"]["io.buildpacks.exec-env"], "test");
