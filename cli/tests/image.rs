@@ -91,7 +91,25 @@ fn example_image_is_read_by_skopeo_unpacked_by_umoci_and_run_by_runc() {
             .exists()
     );
 
-    // runc: the default process prints what the example app prints.
+    // The launcher and a link to it for each process, root-owned so the app cannot change
+    // them.
+    let launcher = std::fs::symlink_metadata(rootfs.join("cnb/lifecycle/launcher")).unwrap();
+    assert!(launcher.is_file());
+    assert_eq!((launcher.uid(), launcher.gid()), (0, 0));
+    assert_eq!(launcher.mode() & 0o777, 0o755);
+    for ty in ["web", "shell"] {
+        let link = rootfs.join("cnb/process").join(ty);
+        let meta = std::fs::symlink_metadata(&link).unwrap();
+        assert!(meta.file_type().is_symlink(), "{ty}");
+        assert_eq!((meta.uid(), meta.gid()), (0, 0));
+        assert_eq!(
+            std::fs::read_link(&link).unwrap(),
+            Path::new("../lifecycle/launcher")
+        );
+    }
+
+    // runc, as a container runtime starts the image: the launcher (`/cnb/process/web`) runs
+    // the default process with the env its layers declare.
     let run = runc(&bundle, None);
     assert_eq!(
         String::from_utf8_lossy(&run.stdout),
@@ -124,4 +142,53 @@ fn builds_are_reproducible_across_paths_and_times() {
         }
         assert_eq!(digests[0], digests[1], "compression {compression}");
     }
+}
+
+#[test]
+fn without_a_launcher_the_image_execs_the_default_process_with_its_env_baked_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    build_example(
+        tmp.path(),
+        &examples().join("apps/hello"),
+        &out,
+        "hello",
+        &["--no-launcher"],
+    );
+    let config: serde_json::Value = serde_json::from_str(&tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--config",
+            &format!("oci:{}:hello", out.display()),
+        ],
+    ))
+    .unwrap();
+    let entrypoint = &config["config"]["Entrypoint"];
+    assert_eq!(entrypoint[0], "/bin/sh", "{config}");
+    let env = config["config"]["Env"].as_array().unwrap();
+    assert!(
+        env.iter().any(|e| e
+            .as_str()
+            .unwrap()
+            .starts_with("PATH=/layers/examples_runtime/")),
+        "launch env is baked in: {env:?}"
+    );
+    let history: Vec<&str> = config["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["created_by"].as_str())
+        .collect();
+    assert_eq!(history.last(), Some(&"Buildpacks Launcher Config"));
+    assert!(!history.contains(&"Buildpacks Application Launcher"));
+
+    let bundle = tmp.path().join("bundle");
+    unpack(&out, "hello", &bundle);
+    assert!(!bundle.join("rootfs/cnb").exists());
+    let run = runc(&bundle, None);
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "Welcome from greeter 1.2: strata\n"
+    );
 }

@@ -121,7 +121,8 @@ fn target_line() -> String {
     )
 }
 
-/// Each of the image's process types with what running its command prints, default first.
+/// Each of the image's process types with what it prints started through the launcher, the
+/// default (the image's Entrypoint) first.
 fn run_processes(fixture: &Fixture, bundle: &Path) -> Vec<(String, String)> {
     let build = fixture.label("io.buildpacks.build.metadata");
     let default = build["buildpack-default-process-type"].as_str().unwrap();
@@ -134,20 +135,8 @@ fn run_processes(fixture: &Fixture, bundle: &Path) -> Vec<(String, String)> {
         if kind == default {
             continue;
         }
-        let mut args: Vec<&str> = process["command"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a.as_str().unwrap())
-            .collect();
-        args.extend(
-            process["args"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|a| a.as_str().unwrap()),
-        );
-        let run = runc(bundle, Some(&args));
+        // As `docker run --entrypoint /cnb/process/<type> IMAGE` starts it.
+        let run = docker_run(bundle, Some(&format!("/cnb/process/{kind}")), &[]);
         out.push((
             kind.to_owned(),
             String::from_utf8_lossy(&run.stdout).into_owned(),
@@ -186,12 +175,14 @@ fn a_libcnb_buildpack_builds_an_image_with_its_processes_sboms_layer_and_store()
     let counter_layer =
         format!("Layer: 'counter', Created by buildpack: {LIBCNB_COUNTER_ID}@0.1.0");
     assert_eq!(
-        history[history.len() - 4..],
+        history[history.len() - 6..],
         [
             counter_layer.as_str(),
             "Software Bill-of-Materials",
             "Application Layer",
+            "Buildpacks Application Launcher",
             "Buildpacks Launcher Config",
+            "Buildpacks Process Types",
         ],
         "{history:?}"
     );

@@ -326,9 +326,16 @@ fn rebase_equals_rebuild_and_the_rebased_image_runs_with_the_patch() {
         std::fs::read_to_string(bundle.join("rootfs/etc/patch-level")).unwrap(),
         "patched\n"
     );
-    let run = runc(
+    // A user command through the launcher, which gives it the buildpacks' env (`greet`).
+    let run = docker_run(
         &bundle,
-        Some(&["/bin/sh", "-c", "cat /etc/patch-level && greet strata"]),
+        Some("/cnb/lifecycle/launcher"),
+        &[
+            "--",
+            "/bin/sh",
+            "-c",
+            "cat /etc/patch-level && greet strata",
+        ],
     );
     assert_eq!(
         String::from_utf8_lossy(&run.stdout),
@@ -355,8 +362,8 @@ fn no_app_layer_byte_is_read() {
     let app = app_layers(&layout, "hello");
     assert_eq!(
         app.len(),
-        6,
-        "three launch layers, SBOM, app and config layers"
+        8,
+        "three launch layers, SBOM, app, launcher, config and process-types layers"
     );
 
     // A copy whose app layer blobs are gone: its manifest and config are read and the blobs

@@ -134,6 +134,14 @@ fn run(bundle: &Path, args: Option<&[&str]>) -> String {
     String::from_utf8_lossy(&runc(bundle, args).stdout).into_owned()
 }
 
+/// What `docker run IMAGE -- COMMAND…` prints: the launcher (the Entrypoint of an image
+/// without a default process) runs `command` with the buildpacks' env.
+fn user_command(bundle: &Path, command: &[&str]) -> String {
+    let mut args = vec!["--"];
+    args.extend_from_slice(command);
+    String::from_utf8_lossy(&docker_run(bundle, None, &args).stdout).into_owned()
+}
+
 /// A copy of the example run image in `root` with bash: Debian's static bash as `/bin/bash`,
 /// and `/usr/bin/env` (busybox's), which the samples' `#!/usr/bin/env bash` lines need.
 fn run_image_with_bash(root: &Path) -> String {
@@ -169,8 +177,12 @@ fn hello_world_builds_sees_its_plan_and_its_image_runs_a_command() {
         assert!(said.contains(&line), "printed {line:?}:\n{log}");
     }
     assert_eq!(sample.build_metadata()["processes"], serde_json::json!([]));
-    // As its README runs it: `docker run sample-hello-world-app echo hello`.
-    assert_eq!(run(&sample.unpack(), Some(&["echo", "hello"])), "hello\n");
+    // As its README runs it, `docker run sample-hello-world-app echo hello`, with `--` so the
+    // launcher runs `echo` itself rather than through bash, which busybox lacks.
+    assert_eq!(
+        user_command(&sample.unpack(), &["echo", "hello"]),
+        "hello\n"
+    );
 }
 
 #[test]
@@ -205,7 +217,10 @@ fn hello_moon_needs_hello_world_to_provide_what_it_requires() {
         said.contains(&"world = \"Earth-616\""),
         "hello-moon's require reaches hello-world's plan with its metadata:\n{log}"
     );
-    assert_eq!(run(&sample.unpack(), Some(&["echo", "hello"])), "hello\n");
+    assert_eq!(
+        user_command(&sample.unpack(), &["echo", "hello"]),
+        "hello\n"
+    );
 }
 
 #[test]
@@ -230,7 +245,10 @@ fn hello_universe_a_composite_runs_hello_world_and_hello_moon() {
         .map(|b| b["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["samples/hello-world", "samples/hello-moon"]);
-    assert_eq!(run(&sample.unpack(), Some(&["echo", "hello"])), "hello\n");
+    assert_eq!(
+        user_command(&sample.unpack(), &["echo", "hello"]),
+        "hello\n"
+    );
 }
 
 #[test]
@@ -260,14 +278,11 @@ fn hello_processes_each_process_type_runs() {
 
     let bundle = sample.unpack();
     for process in processes {
-        let args: Vec<&str> = process["command"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .chain(process["args"].as_array().unwrap())
-            .map(|a| a.as_str().unwrap())
-            .collect();
-        let out = run(&bundle, Some(&args));
+        // `/cnb/process/<type>`, the launcher picking the process by its name (the README
+        // picks it with `CNB_PROCESS_TYPE`, which selects the same way).
+        let entrypoint = format!("/cnb/process/{}", process["type"].as_str().unwrap());
+        let out = String::from_utf8_lossy(&docker_run(&bundle, Some(&entrypoint), &[]).stdout)
+            .into_owned();
         let said = lines(&out);
         assert_eq!(said.first(), Some(&"env vars:"), "{out}");
         assert!(

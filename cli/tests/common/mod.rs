@@ -152,18 +152,44 @@ pub fn build_example(cwd: &Path, app: &Path, out: &Path, tag: &str, extra: &[&st
     report["digest"].as_str().unwrap().to_owned()
 }
 
+/// Runs an unpacked bundle as `docker run [--entrypoint ENTRYPOINT] IMAGE ARGS…` would: the
+/// process's argv is the image's `Entrypoint` (or `entrypoint`) followed by `args`, or by the
+/// image's `Cmd` when there are none (the image config comes from umoci's `config.json`,
+/// whose args are `Entrypoint` + `Cmd`; strata images with a launcher have no `Cmd`).
+pub fn docker_run(bundle: &Path, entrypoint: Option<&str>, args: &[&str]) -> Output {
+    let image_args = image_args(bundle);
+    let mut argv: Vec<&str> = match entrypoint {
+        Some(entrypoint) => vec![entrypoint],
+        None => image_args.iter().map(String::as_str).collect(),
+    };
+    argv.extend_from_slice(args);
+    runc(bundle, Some(&argv))
+}
+
+/// The process args umoci gave the bundle (the image's `Entrypoint` + `Cmd`), as unpacked.
+fn image_args(bundle: &Path) -> Vec<String> {
+    let saved = bundle.join("config.json.image");
+    if !saved.exists() {
+        std::fs::copy(bundle.join("config.json"), &saved).unwrap();
+    }
+    let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(saved).unwrap()).unwrap();
+    serde_json::from_value(spec["process"]["args"].clone()).unwrap_or_default()
+}
+
 /// Runs an unpacked bundle with runc (without a terminal), optionally with other process
 /// arguments, and removes the container; returns what it printed.
 pub fn runc(bundle: &Path, args: Option<&[&str]>) -> Output {
+    let image_args = image_args(bundle);
     // Unique among the containers this test binary's threads run at once.
     static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let config_path = bundle.join("config.json");
     let mut spec: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
     spec["process"]["terminal"] = false.into();
-    if let Some(args) = args {
-        spec["process"]["args"] = serde_json::json!(args);
-    }
+    spec["process"]["args"] = match args {
+        Some(args) => serde_json::json!(args),
+        None => serde_json::json!(image_args),
+    };
     std::fs::write(&config_path, serde_json::to_vec(&spec).unwrap()).unwrap();
     let id = format!(
         "strata-test-{}-{}",

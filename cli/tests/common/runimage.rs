@@ -38,6 +38,15 @@ impl RunImageCopy {
         self
     }
 
+    /// Sets the config's `User`.
+    pub fn user(self, user: &str) -> Self {
+        tool(
+            "umoci",
+            &["config", "--image", &self.image(), "--config.user", user],
+        );
+        self
+    }
+
     /// Adds one layer made by `change` from the unpacked root filesystem.
     pub fn layer(self, created_by: &str, change: impl FnOnce(&Path)) -> Self {
         let work = tempfile::tempdir().unwrap();
