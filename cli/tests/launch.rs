@@ -354,13 +354,20 @@ fn the_launcher_layer_is_the_same_for_every_image() {
     assert_eq!(sha("one"), sha("two"));
 }
 
-#[test]
-fn a_run_image_user_is_kept() {
+/// An image of `test/direct` on a run image with `User: 1002:1000`; returns its temp dir.
+fn built_as_1002() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let direct = direct_buildpack(root);
     let run = run_image(root, Some("1002:1000"));
     build(root, "out", &[&direct], &run, &[]);
+    tmp
+}
+
+#[test]
+fn a_run_image_user_is_kept() {
+    let tmp = built_as_1002();
+    let root = tmp.path();
     assert_eq!(config(root, "out")["config"]["User"], "1002:1000");
     let bundle = unpack(root, "out");
     let greet =
@@ -369,6 +376,12 @@ fn a_run_image_user_is_kept() {
     let spec: serde_json::Value =
         serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
     assert_eq!(spec["process"]["user"]["uid"], 1002);
+}
+
+#[test]
+fn the_process_runs_as_the_run_image_user() {
+    let tmp = built_as_1002();
+    let bundle = unpack(tmp.path(), "out");
     assert_eq!(
         said(&docker_run(
             &bundle,
@@ -434,8 +447,9 @@ fn an_api_0_8_shell_process_starts_with_profile_d_and_dot_profile_sourced() {
     );
 }
 
-#[test]
-fn rebase_keeps_the_launcher_layers_and_equals_a_rebuild() {
+/// An image of `test/direct` rebased onto a patched run image, and the same built on it
+/// (`out` and `rebuilt`); returns the temp dir and the lifecycle label from before the rebase.
+fn rebased() -> (tempfile::TempDir, serde_json::Value) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let direct = direct_buildpack(root);
@@ -456,6 +470,14 @@ fn rebase_keeps_the_launcher_layers_and_equals_a_rebuild() {
     let image = format!("oci:{}:app", root.join("out").display());
     let rebased = strata(root, &["rebase", "--force", "--run-image", &new, &image]);
     assert_exit(&rebased, 0);
+    build(root, "rebuilt", &[&direct], &new, &[]);
+    (tmp, before)
+}
+
+#[test]
+fn rebase_keeps_the_launcher_layers_and_equals_a_rebuild() {
+    let (tmp, before) = rebased();
+    let root = tmp.path();
     let cfg = config(root, "out");
     let after = label(&cfg, "io.buildpacks.lifecycle.metadata");
     assert_eq!(after["launcher"], before["launcher"]);
@@ -468,13 +490,16 @@ fn rebase_keeps_the_launcher_layers_and_equals_a_rebuild() {
         serde_json::json!(["/cnb/process/web"])
     );
 
-    build(root, "rebuilt", &[&direct], &new, &[]);
     assert_eq!(
         tags(&root.join("out")),
         tags(&root.join("rebuilt")),
         "rebase and rebuild give the same manifest"
     );
+}
 
-    let bundle = unpack(root, "out");
+#[test]
+fn a_rebased_image_runs_its_default_process() {
+    let (tmp, _) = rebased();
+    let bundle = unpack(tmp.path(), "out");
     assert_eq!(said(&docker_run(&bundle, None, &[])), "hello::yes:world\n");
 }
