@@ -48,10 +48,28 @@ fn inspect_shows_layers_processes_run_image_and_buildpacks() {
     assert_eq!(report["run_image"]["image"], "strata/builtin-base");
     let layers = report["layers"].as_array().unwrap();
     assert!(layers[0]["run_image"].as_bool().unwrap());
+    let created_by: Vec<&str> = layers[layers.len() - 3..]
+        .iter()
+        .map(|l| l["created_by"].as_str().unwrap())
+        .collect();
     assert_eq!(
-        layers.last().unwrap()["created_by"],
-        "Buildpacks Launcher Config",
-        "the config layer is last"
+        created_by,
+        [
+            "Buildpacks Application Launcher",
+            "Buildpacks Launcher Config",
+            "Buildpacks Process Types"
+        ],
+        "the launcher layers are last"
+    );
+    let web = report["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["type"] == "web")
+        .unwrap();
+    assert_eq!(
+        web["command"],
+        serde_json::json!(["/bin/sh", "-c", "greet strata"])
     );
 }
 
