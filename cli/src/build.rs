@@ -19,10 +19,12 @@ use strata_engine::execute::{
     Event, Executed, Failure, ServiceRun, TaskReport, execute, task_report,
 };
 use strata_engine::executor::ExecOptions;
+use strata_engine::layers::StoredBlob;
 use strata_engine::store::{Store, store_dir};
 use strata_exporter::archive::{Compression, Owner};
 use strata_exporter::base::builtin_run_image;
-use strata_exporter::image::{ExportRequest, ExportedImage, assemble};
+use strata_exporter::image::{ExportError, ExportRequest, ExportedImage, assemble};
+use strata_exporter::launcherstore::stored_launcher_layer;
 use strata_exporter::layout::{Layout, Staging};
 use strata_exporter::reference::{ImageRef, validate_tag};
 use strata_exporter::runimage::{DEFAULT_CNB_ID, RunImage};
@@ -186,6 +188,8 @@ struct Exporter<'a> {
     config: &'a BuildConfig,
     prepared: &'a Prepared,
     store: &'a Store,
+    /// The launcher layer, as stored; `None` without a launcher.
+    launcher_layer: Option<&'a StoredBlob>,
     owner: Owner,
     started: Instant,
     done: Mutex<HashMap<usize, Exported>>,
@@ -213,6 +217,7 @@ impl Exporter<'_> {
                 project: config.project.as_ref(),
                 exec_env: &self.config.input.exec_env,
                 launcher: !self.config.no_launcher,
+                launcher_layer: self.launcher_layer,
             },
             &staging,
         )?;
@@ -375,7 +380,17 @@ pub(crate) fn run(
         Event::Failed(id) => progress.ended(id, Some("failed"), None),
         Event::Skipped(id) => progress.ended(id, Some("skipped (a task it needs failed)"), None),
     };
+    // Stored once, hardlinked into every image: only when some image is exported.
+    let launcher_layer = if config.no_launcher || current.len() == prepared.services.len() {
+        None
+    } else {
+        Some(
+            stored_launcher_layer(&store, input.epoch, config.compression)
+                .map_err(ExportError::from)?,
+        )
+    };
     let exporter = Exporter {
+        launcher_layer: launcher_layer.as_ref(),
         config,
         prepared: &prepared,
         store: &store,

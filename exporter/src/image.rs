@@ -62,6 +62,9 @@ pub struct ExportRequest<'a> {
     /// Whether the image starts through the CNB launcher (the default); without, its
     /// `Entrypoint` is the default process's command and the launch env is baked in.
     pub launcher: bool,
+    /// The launcher layer as stored (see [`crate::launcherstore`]), used when its compression
+    /// is the request's; else the layer is written here.
+    pub launcher_layer: Option<&'a StoredBlob>,
 }
 
 /// One layer of an exported image.
@@ -118,6 +121,9 @@ pub enum ExportError {
     /// The image config or manifest could not be built.
     #[error("cannot assemble the image: {0}")]
     Spec(String),
+    /// The launcher layer could not be stored.
+    #[error(transparent)]
+    LauncherStore(#[from] crate::launcherstore::LauncherStoreError),
     /// A JSON blob could not be staged.
     #[error(transparent)]
     Layout(#[from] crate::layout::LayoutError),
@@ -312,7 +318,14 @@ pub fn assemble(req: &ExportRequest<'_>, staging: &Staging) -> Result<ExportedIm
     let processes = &merged.list;
     let default = merged.default_process();
     let default_process = merged.default.clone();
-    let launcher = if req.launcher {
+    let stored_launcher = req
+        .launcher_layer
+        .filter(|b| b.gzip == (req.compression == Compression::Gzip));
+    let launcher = if let (true, Some(stored)) = (req.launcher, stored_launcher) {
+        Some(LayerSha {
+            sha: stack.push_stored(launch::LAUNCHER_CREATED_BY.to_owned(), stored)?,
+        })
+    } else if req.launcher {
         let builder = launch::launcher_layer(req.epoch).map_err(|source| ExportError::Layer {
             what: "launcher".to_owned(),
             source,

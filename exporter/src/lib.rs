@@ -10,6 +10,7 @@ pub mod image;
 pub mod inspect;
 pub mod launch;
 pub mod launcher;
+pub mod launcherstore;
 pub mod layout;
 pub mod layoutcheck;
 pub mod metadata;
