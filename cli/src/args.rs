@@ -138,6 +138,7 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 }
 
 #[derive(Debug, Args)]
+#[allow(clippy::struct_excessive_bools)] // command-line flags, one each
 pub(crate) struct BuildArgs {
     #[command(flatten)]
     pub(crate) input: InputArgs,

@@ -300,6 +300,21 @@ fn up_to_date(config: &BuildConfig, prepared: &Prepared, store: &Store) -> HashM
     current
 }
 
+/// The launcher layer every image gets, stored once and hardlinked into each: `None` without
+/// a launcher, or when no image is exported (`exports` false).
+fn launcher_layer(
+    config: &BuildConfig,
+    store: &Store,
+    exports: bool,
+) -> Result<Option<StoredBlob>, CliError> {
+    if config.no_launcher || !exports {
+        return Ok(None);
+    }
+    let stored = stored_launcher_layer(store, config.input.epoch, config.compression)
+        .map_err(ExportError::from)?;
+    Ok(Some(stored))
+}
+
 /// Plans, runs the tasks, and exports. Returns the report and, when a service failed, the
 /// error to exit with (after the report is shown).
 pub(crate) fn run(
@@ -380,15 +395,7 @@ pub(crate) fn run(
         Event::Failed(id) => progress.ended(id, Some("failed"), None),
         Event::Skipped(id) => progress.ended(id, Some("skipped (a task it needs failed)"), None),
     };
-    // Stored once, hardlinked into every image: only when some image is exported.
-    let launcher_layer = if config.no_launcher || current.len() == prepared.services.len() {
-        None
-    } else {
-        Some(
-            stored_launcher_layer(&store, input.epoch, config.compression)
-                .map_err(ExportError::from)?,
-        )
-    };
+    let launcher_layer = launcher_layer(config, &store, current.len() < prepared.services.len())?;
     let exporter = Exporter {
         launcher_layer: launcher_layer.as_ref(),
         config,

@@ -250,13 +250,16 @@ fn the_config_starts_the_launcher_with_the_platform_env_only() {
         lifecycle["process-types"]["sha"],
         diff_ids[diff_ids.len() - 1]
     );
-    let build = label(&cfg, "io.buildpacks.build.metadata");
+    let build_meta = label(&cfg, "io.buildpacks.build.metadata");
     assert_eq!(
-        build["launcher"]["version"],
+        build_meta["launcher"]["version"],
         strata_exporter::launcher::VERSION
     );
-    assert!(build["launcher"]["source"]["git"].is_object(), "{build}");
-    let shell = build["processes"]
+    assert!(
+        build_meta["launcher"]["source"]["git"].is_object(),
+        "{build_meta}"
+    );
+    let shell = build_meta["processes"]
         .as_array()
         .unwrap()
         .iter()

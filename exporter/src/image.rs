@@ -21,20 +21,17 @@ use std::path::Path;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use oci_spec::image::{ConfigBuilder, Descriptor, HistoryBuilder, ImageConfiguration, MediaType};
 use strata_engine::build::{BuildOutput, BuildpackOutput, layer_target};
-use strata_engine::env::{Env, Phase, buildpack_env};
 use strata_engine::layers::{Process, SbomScope, StoredBlob};
 use strata_planner::ProjectDescriptor;
 
 use crate::archive::{Compression, LayerBlob, LayerBuilder, ModePolicy, Owner, format_timestamp};
-use crate::baseconfig::{
-    base_env, base_labels, config_on_base, env_list, image_manifest, label_map,
-};
+use crate::baseconfig::{base_labels, config_on_base, env_list, image_manifest, label_map};
 use crate::launch;
 use crate::layout::Staging;
 use crate::metadata::{
     BUILD_LABEL, BuildMetadata, BuildpackLayersMetadata, BuildpackRef, EXEC_ENV_LABEL,
     LIFECYCLE_LABEL, LayerMetadata, LayerSha, LifecycleMetadata, PROJECT_LABEL, ProcessMetadata,
-    RunImageMetadata, StoreMetadata, toml_to_json,
+    RunImageMetadata, StoreMetadata, json, project_metadata, toml_to_json,
 };
 use crate::runimage::RunImage;
 
@@ -263,6 +260,62 @@ impl<'a> Stack<'a> {
         Ok(all)
     }
 
+    /// The launcher layer (with a launcher), the config layer, and the process-types layer
+    /// (with a launcher and processes), in that order: their diffIDs.
+    fn launch_layers(
+        &mut self,
+        processes: &[(Process, String)],
+        default_process: Option<&str>,
+    ) -> Result<(Option<LayerSha>, String, Option<LayerSha>), ExportError> {
+        let req = self.req;
+        let stored_launcher = req
+            .launcher_layer
+            .filter(|b| b.gzip == (req.compression == Compression::Gzip));
+        let launcher = if let (true, Some(stored)) = (req.launcher, stored_launcher) {
+            Some(LayerSha {
+                sha: self.push_stored(launch::LAUNCHER_CREATED_BY.to_owned(), stored)?,
+            })
+        } else if req.launcher {
+            let builder =
+                launch::launcher_layer(req.epoch).map_err(|source| ExportError::Layer {
+                    what: "launcher".to_owned(),
+                    source,
+                })?;
+            Some(LayerSha {
+                sha: self.push(launch::LAUNCHER_CREATED_BY.to_owned(), builder)?,
+            })
+        } else {
+            None
+        };
+        let mut builder = self.builder(Owner::ROOT);
+        builder
+            .add_bytes(
+                launch::CONFIG_PATH.trim_start_matches('/'),
+                launch::config_toml(req, processes, default_process),
+                0o644,
+            )
+            .map_err(|source| ExportError::Layer {
+                what: "config".to_owned(),
+                source,
+            })?;
+        let config_sha = self.push(launch::CONFIG_CREATED_BY.to_owned(), builder)?;
+        let types = processes.iter().map(|(p, _)| p.r#type.as_str());
+        let process_types = match launch::process_types_layer(types, req.epoch) {
+            Ok(Some(builder)) if req.launcher => Some(LayerSha {
+                sha: self.push(launch::PROCESS_TYPES_CREATED_BY.to_owned(), builder)?,
+            }),
+            Ok(_) => None,
+            Err(source) => {
+                return Err(ExportError::Layer {
+                    what: "process types".to_owned(),
+                    source,
+                });
+            }
+        };
+
+        Ok((launcher, config_sha, process_types))
+    }
+
     /// App slices, then the app layer: `/workspace` as the buildpacks left it. A file goes
     /// into the first slice whose globs match it, else into the app layer.
     fn app_layers(&mut self) -> Result<Vec<LayerSha>, ExportError> {
@@ -318,49 +371,8 @@ pub fn assemble(req: &ExportRequest<'_>, staging: &Staging) -> Result<ExportedIm
     let processes = &merged.list;
     let default = merged.default_process();
     let default_process = merged.default.clone();
-    let stored_launcher = req
-        .launcher_layer
-        .filter(|b| b.gzip == (req.compression == Compression::Gzip));
-    let launcher = if let (true, Some(stored)) = (req.launcher, stored_launcher) {
-        Some(LayerSha {
-            sha: stack.push_stored(launch::LAUNCHER_CREATED_BY.to_owned(), stored)?,
-        })
-    } else if req.launcher {
-        let builder = launch::launcher_layer(req.epoch).map_err(|source| ExportError::Layer {
-            what: "launcher".to_owned(),
-            source,
-        })?;
-        Some(LayerSha {
-            sha: stack.push(launch::LAUNCHER_CREATED_BY.to_owned(), builder)?,
-        })
-    } else {
-        None
-    };
-    let mut builder = stack.builder(Owner::ROOT);
-    builder
-        .add_bytes(
-            launch::CONFIG_PATH.trim_start_matches('/'),
-            launch::config_toml(req, processes, default_process.as_deref()),
-            0o644,
-        )
-        .map_err(|source| ExportError::Layer {
-            what: "config".to_owned(),
-            source,
-        })?;
-    let config_sha = stack.push(launch::CONFIG_CREATED_BY.to_owned(), builder)?;
-    let types = processes.iter().map(|(p, _)| p.r#type.as_str());
-    let process_types = match launch::process_types_layer(types, req.epoch) {
-        Ok(Some(builder)) if req.launcher => Some(LayerSha {
-            sha: stack.push(launch::PROCESS_TYPES_CREATED_BY.to_owned(), builder)?,
-        }),
-        Ok(_) => None,
-        Err(source) => {
-            return Err(ExportError::Layer {
-                what: "process types".to_owned(),
-                source,
-            });
-        }
-    };
+    let (launcher, config_sha, process_types) =
+        stack.launch_layers(processes, default_process.as_deref())?;
 
     let lifecycle = LifecycleMetadata {
         app,
@@ -499,29 +511,6 @@ fn slice_sets(buildpacks: &[BuildpackOutput]) -> Result<Vec<GlobSet>, ExportErro
     Ok(sets)
 }
 
-/// The launch env: the run image's env, the CNB variables, then every launch layer's
-/// contributions in group order and layer name order (for the default process).
-fn launch_env(req: &ExportRequest<'_>, process: Option<&Process>) -> Result<Env, ExportError> {
-    let mut env = base_env(&req.run_image.config);
-    let phase = || Phase::Launch {
-        process: process.map(|p| p.r#type.as_str()),
-    };
-    for bp in &req.build.buildpacks {
-        let launch: Vec<_> = bp.layers.layers.iter().filter(|l| l.types.launch).collect();
-        let targets: Vec<String> = launch
-            .iter()
-            .map(|l| layer_target(&bp.buildpack, &l.name))
-            .collect();
-        let layers: Vec<(&Path, &str)> = launch
-            .iter()
-            .zip(&targets)
-            .map(|(l, t)| (l.dir.as_path(), t.as_str()))
-            .collect();
-        env.apply(&buildpack_env(&layers, phase())?);
-    }
-    Ok(env)
-}
-
 fn image_config(
     req: &ExportRequest<'_>,
     layers: &[ExportedLayer],
@@ -562,7 +551,7 @@ fn image_config(
             .working_dir(crate::baseconfig::APP_DIR)
             .entrypoint(vec![launch::entrypoint(process.map(|p| p.r#type.as_str()))]);
     } else {
-        let env = launch_env(req, process)?;
+        let env = launch::baked_env(req, process)?;
         config = config.env(env_list(&env)).working_dir(
             process
                 .and_then(|p| p.working_dir.clone())
@@ -589,27 +578,4 @@ fn image_config(
         .map_err(spec)?;
     let diff_ids: Vec<String> = app_layers.iter().map(|l| l.diff_id.clone()).collect();
     config_on_base(run, created, config, &diff_ids, Some(history)).map_err(spec)
-}
-
-/// A label value: compact JSON with sorted keys.
-fn json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .map(|v| v.to_string())
-        .unwrap_or_default()
-}
-
-/// `io.buildpacks.project.metadata` from `project.toml`, as pack writes it.
-fn project_metadata(project: Option<&ProjectDescriptor>) -> serde_json::Value {
-    let Some(source) = project.map(|p| &p.source).filter(|s| !s.is_empty()) else {
-        return serde_json::json!({});
-    };
-    let mut metadata = toml_to_json(source);
-    let version = metadata.as_object_mut().and_then(|m| m.remove("version"));
-    serde_json::json!({
-        "source": {
-            "type": "project",
-            "version": { "version": version.unwrap_or(serde_json::Value::Null) },
-            "metadata": metadata,
-        }
-    })
 }

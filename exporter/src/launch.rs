@@ -15,6 +15,8 @@
 //! /cnb/process/worker IMAGE` starts another. Buildpack launch env is applied by the launcher
 //! at run time, so the config's `Env` holds only the run image's and the platform's.
 
+use std::path::Path;
+
 use sha2::{Digest, Sha256};
 use strata_engine::env::Env;
 use strata_engine::layers::Process;
@@ -121,7 +123,7 @@ pub fn launcher_metadata() -> serde_json::Value {
     })
 }
 
-/// The launcher's SBOM: CycloneDX JSON naming the launcher, its version and the SHA-256 of
+/// The launcher's SBOM: `CycloneDX` JSON naming the launcher, its version and the SHA-256 of
 /// its binary. Reproducible: no timestamp, no random serial number.
 pub fn launcher_sbom() -> Vec<u8> {
     let sha = hex::encode(Sha256::digest(launcher::BINARY));
@@ -191,6 +193,33 @@ pub fn config_toml(
         table.insert("buildpack-default-process-type".into(), default.into());
     }
     toml::to_string(&table).unwrap_or_default()
+}
+
+/// For an image without a launcher, the env it would apply, baked in at export: the run
+/// image's env, the CNB variables, then every launch layer's
+/// contributions in group order and layer name order (for the default process).
+pub fn baked_env(
+    req: &ExportRequest<'_>,
+    process: Option<&Process>,
+) -> Result<Env, strata_engine::env::EnvError> {
+    let mut env = base_env(&req.run_image.config);
+    let phase = || strata_engine::env::Phase::Launch {
+        process: process.map(|p| p.r#type.as_str()),
+    };
+    for bp in &req.build.buildpacks {
+        let launch: Vec<_> = bp.layers.layers.iter().filter(|l| l.types.launch).collect();
+        let targets: Vec<String> = launch
+            .iter()
+            .map(|l| strata_engine::build::layer_target(&bp.buildpack, &l.name))
+            .collect();
+        let layers: Vec<(&Path, &str)> = launch
+            .iter()
+            .zip(&targets)
+            .map(|(l, t)| (l.dir.as_path(), t.as_str()))
+            .collect();
+        env.apply(&strata_engine::env::buildpack_env(&layers, phase())?);
+    }
+    Ok(env)
 }
 
 #[cfg(test)]

@@ -178,6 +178,29 @@ pub struct ProcessMetadata {
     pub exec_env: Vec<String>,
 }
 
+/// A label value: compact JSON with sorted keys.
+pub fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .map(|v| v.to_string())
+        .unwrap_or_default()
+}
+
+/// `io.buildpacks.project.metadata` from `project.toml`, as pack writes it.
+pub fn project_metadata(project: Option<&strata_planner::ProjectDescriptor>) -> serde_json::Value {
+    let Some(source) = project.map(|p| &p.source).filter(|s| !s.is_empty()) else {
+        return serde_json::json!({});
+    };
+    let mut metadata = toml_to_json(source);
+    let version = metadata.as_object_mut().and_then(|m| m.remove("version"));
+    serde_json::json!({
+        "source": {
+            "type": "project",
+            "version": { "version": version.unwrap_or(serde_json::Value::Null) },
+            "metadata": metadata,
+        }
+    })
+}
+
 /// Converts a TOML table into JSON for a label.
 pub fn toml_to_json(table: &toml::Table) -> serde_json::Value {
     serde_json::to_value(table).unwrap_or(serde_json::Value::Null)

@@ -158,12 +158,12 @@ pub fn build_example(cwd: &Path, app: &Path, out: &Path, tag: &str, extra: &[&st
 /// whose args are `Entrypoint` + `Cmd`; strata images with a launcher have no `Cmd`).
 pub fn docker_run(bundle: &Path, entrypoint: Option<&str>, args: &[&str]) -> Output {
     let image_args = image_args(bundle);
-    let mut argv: Vec<&str> = match entrypoint {
+    let mut process_args: Vec<&str> = match entrypoint {
         Some(entrypoint) => vec![entrypoint],
         None => image_args.iter().map(String::as_str).collect(),
     };
-    argv.extend_from_slice(args);
-    runc(bundle, Some(&argv))
+    process_args.extend_from_slice(args);
+    runc(bundle, Some(&process_args))
 }
 
 /// The process args umoci gave the bundle (the image's `Entrypoint` + `Cmd`), as unpacked.
@@ -179,9 +179,9 @@ fn image_args(bundle: &Path) -> Vec<String> {
 /// Runs an unpacked bundle with runc (without a terminal), optionally with other process
 /// arguments, and removes the container; returns what it printed.
 pub fn runc(bundle: &Path, args: Option<&[&str]>) -> Output {
-    let image_args = image_args(bundle);
     // Unique among the containers this test binary's threads run at once.
     static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let image_args = image_args(bundle);
     let config_path = bundle.join("config.json");
     let mut spec: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
