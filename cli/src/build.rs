@@ -57,6 +57,8 @@ pub(crate) struct BuildConfig {
 impl BuildConfig {
     pub(crate) fn from_args(args: &BuildArgs) -> Result<Self, CliError> {
         let input = InputConfig::from_args(&args.input)?;
+        let no_launcher =
+            args.no_launcher || input.workspace.as_ref().is_some_and(|ws| !ws.launcher);
         let (layout, tags) = match &input.workspace {
             None => {
                 let Some(output) = &args.output else {
@@ -107,7 +109,7 @@ impl BuildConfig {
                 keep_going: args.keep_going,
             },
             no_cache: args.no_cache,
-            no_launcher: args.no_launcher,
+            no_launcher,
         })
     }
 

@@ -506,3 +506,57 @@ fn a_rebased_image_runs_its_default_process() {
     let bundle = unpack(tmp.path(), "out");
     assert_eq!(said(&docker_run(&bundle, None, &[])), "hello::yes:world\n");
 }
+
+#[test]
+fn building_without_the_launcher_after_with_it_exports_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let direct = direct_buildpack(root);
+    let run = run_image(root, None);
+    build(root, "out", &[&direct], &run, &[]);
+    build(root, "out", &[&direct], &run, &["--no-launcher"]);
+    let cfg = config(root, "out");
+    assert_eq!(cfg["config"]["Entrypoint"], serde_json::json!(["greet"]));
+    assert_eq!(cfg["config"]["Cmd"], serde_json::json!(["world"]));
+    let lifecycle = label(&cfg, "io.buildpacks.lifecycle.metadata");
+    assert!(lifecycle.get("launcher").is_none(), "{lifecycle}");
+    build(root, "out", &[&direct], &run, &[]);
+    let cfg = config(root, "out");
+    assert_eq!(
+        cfg["config"]["Entrypoint"],
+        serde_json::json!(["/cnb/process/web"])
+    );
+}
+
+#[test]
+fn a_workspace_can_build_without_the_launcher() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let direct = direct_buildpack(root);
+    let run = run_image(root, None);
+    app(root);
+    std::fs::write(
+        root.join("builder.toml"),
+        format!(
+            "[[buildpacks]]\nuri = {:?}\n\n[[order]]\n[[order.group]]\nid = \"test/direct\"\n",
+            direct.display().to_string()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("strata.toml"),
+        format!(
+            "[workspace]\nbuilder = \"builder.toml\"\nrun-image = {run:?}\noutput = \"oci:out\"\n\
+             launcher = false\n\n[[service]]\nname = \"app\"\npath = \"app\"\n"
+        ),
+    )
+    .unwrap();
+    assert_exit(&strata(root, &["build", root.to_str().unwrap()]), 0);
+    let cfg = config(root, "out");
+    assert_eq!(cfg["config"]["Entrypoint"], serde_json::json!(["greet"]));
+    let env = cfg["config"]["Env"].as_array().unwrap();
+    assert!(
+        env.iter().any(|e| e == "GREETING=hello"),
+        "the launch env is baked in: {env:?}"
+    );
+}

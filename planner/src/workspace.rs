@@ -45,6 +45,9 @@ pub struct Workspace {
     pub run_image: Option<String>,
     /// The output reference (a layout: images are tagged with their service's name).
     pub output: Option<String>,
+    /// `launcher`: whether images start through the CNB launcher (default true; `false` is
+    /// `strata build --no-launcher`).
+    pub launcher: bool,
     /// The default build env, sorted by name.
     pub env: Vec<(String, String)>,
     /// The default service bindings (name, directory), sorted by name.
@@ -102,6 +105,7 @@ struct RawWorkspace {
     builder: Option<String>,
     run_image: Option<String>,
     output: Option<String>,
+    launcher: Option<bool>,
     #[serde(default)]
     services: Vec<Spanned<String>>,
     #[serde(default)]
@@ -154,6 +158,7 @@ impl Workspace {
             builder: None,
             run_image: None,
             output: None,
+            launcher: None,
             services: Vec::new(),
             env: BTreeMap::new(),
             bindings: BTreeMap::new(),
@@ -218,6 +223,7 @@ impl Workspace {
             builder: ws.builder.map(|b| root.join(b)),
             run_image: ws.run_image,
             output: ws.output,
+            launcher: ws.launcher.unwrap_or(true),
             env,
             bindings,
             services: services.into_values().map(|(spec, _)| spec).collect(),
