@@ -141,6 +141,23 @@ fn builds_are_reproducible_across_paths_and_times() {
             ));
         }
         assert_eq!(digests[0], digests[1], "compression {compression}");
+        let config: serde_json::Value = serde_json::from_str(&tool(
+            "skopeo",
+            &[
+                "inspect",
+                "--config",
+                &format!("oci:{}:hello", tmp.path().join("out-0").display()),
+            ],
+        ))
+        .unwrap();
+        assert!(
+            config["history"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|h| h["created_by"] == "Buildpacks Application Launcher"),
+            "the images have a launcher: {config}"
+        );
     }
 }
 
