@@ -35,7 +35,7 @@ pub struct LifecycleMetadata {
     /// The config layer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<LayerSha>,
-    /// The launcher layer (strata images exec processes directly and have none).
+    /// The launcher layer (none in an image built without the launcher).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launcher: Option<LayerSha>,
     /// The process-types layer.
@@ -125,7 +125,7 @@ pub struct BuildMetadata {
     /// The processes.
     #[serde(default)]
     pub processes: Vec<ProcessMetadata>,
-    /// The launcher (none: strata images exec processes directly).
+    /// The launcher: `{version, source: {git: {repository, commit}}}`; `{}` without one.
     #[serde(default)]
     pub launcher: serde_json::Value,
     /// The default process type.
@@ -160,7 +160,7 @@ pub struct ProcessMetadata {
     /// Its arguments.
     #[serde(default)]
     pub args: Vec<String>,
-    /// Whether it is exec'd directly (always, without a launcher).
+    /// Whether the launcher execs it directly (else through a shell: Buildpack API < 0.9).
     #[serde(default)]
     pub direct: bool,
     /// The buildpack that declared it.

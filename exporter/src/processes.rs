@@ -8,9 +8,9 @@
 //! definition, leaving the app image with no default"). No type is the default for being
 //! called `web`: that was Buildpack API < 0.6, which strata does not run.
 //!
-//! `exec-env`: strata images have no launcher to pick a process at run time, so the processes
-//! that are not for the build's execution environment (see [`eligible`]) are left out of the
-//! image here, after merging, as the lifecycle's launcher would refuse them at launch: a
+//! `exec-env`: the processes that are not for the build's execution environment (see
+//! [`eligible`]) are left out of the image here, after merging, as the lifecycle's launcher
+//! would refuse them at launch (and an image without a launcher could not): a
 //! process for `test` that redefines `web` still replaces the `production` one, and a default
 //! that is left out leaves no default.
 
