@@ -437,7 +437,7 @@ fn a_user_command_after_double_dash_gets_the_buildpack_env() {
             "echo $GREETING:$FROM_EXECD:$CNB_LAYERS_DIR && greet x",
         ],
     );
-    assert_eq!(said(&out), "hello:yes::\nhello::yes:x\n");
+    assert_eq!(said(&out), "hello:yes:\nhello::yes:x\n");
 }
 
 #[test]
