@@ -54,14 +54,13 @@ pub(crate) fn run(program: &Path, env: &mut Env, app_dir: &Path) -> Result<(), L
     };
     let io_fail = |what: &str, e: std::io::Error| fail(format!("{what}: {e}"));
 
-    let (reader, writer) = std::io::pipe().map_err(|e| io_fail("cannot create a pipe", e))?;
+    let (low_reader, low_writer) =
+        std::io::pipe().map_err(|e| io_fail("cannot create a pipe", e))?;
     // Move both ends out of the low numbers, so that fd 3 is free for the child's copy.
-    let mut reader = std::fs::File::from(
-        fcntl_dupfd_cloexec(&reader, HIGH_FD)
-            .map_err(|e| io_fail("cannot set up fd 3", e.into()))?,
-    );
-    let writer: OwnedFd = fcntl_dupfd_cloexec(&writer, HIGH_FD)
-        .map_err(|e| io_fail("cannot set up fd 3", e.into()))?;
+    let setup = |e: rustix::io::Errno| io_fail("cannot set up fd 3", e.into());
+    let mut reader = std::fs::File::from(fcntl_dupfd_cloexec(&low_reader, HIGH_FD).map_err(setup)?);
+    let writer: OwnedFd = fcntl_dupfd_cloexec(&low_writer, HIGH_FD).map_err(setup)?;
+    drop((low_reader, low_writer));
     let child_end = fcntl_dupfd_cloexec(&writer, OUTPUT_FD)
         .map_err(|e| io_fail("cannot set up fd 3", e.into()))?;
     drop(writer);
