@@ -9,6 +9,7 @@ pub mod fleet;
 pub mod image;
 pub mod inspect;
 pub mod layout;
+pub mod launcher;
 pub mod layoutcheck;
 pub mod metadata;
 pub mod pgzip;
