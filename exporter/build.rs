@@ -47,7 +47,12 @@ fn build() -> Result<(), String> {
         .parent()
         .ok_or("the exporter is not inside the workspace")?
         .to_owned();
-    for path in ["launcher/src", "launcher/Cargo.toml", "Cargo.toml", "Cargo.lock"] {
+    for path in [
+        "launcher/src",
+        "launcher/Cargo.toml",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", workspace.join(path).display());
     }
 
@@ -58,7 +63,10 @@ fn build() -> Result<(), String> {
         .or_else(|| env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")));
 
     let mut flags = vec!["-Ctarget-feature=+crt-static".to_owned()];
-    flags.push(format!("--remap-path-prefix={}=/strata", workspace.display()));
+    flags.push(format!(
+        "--remap-path-prefix={}=/strata",
+        workspace.display()
+    ));
     if let Some(home) = &cargo_home {
         flags.push(format!("--remap-path-prefix={}=/cargo", home.display()));
     }
@@ -104,9 +112,7 @@ fn build() -> Result<(), String> {
             cmd.env_remove(&*name);
         }
     }
-    let status = cmd
-        .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
     if !status.success() {
         return Err(format!("the nested cargo build failed ({status})"));
     }

@@ -39,7 +39,9 @@ pub(crate) fn exec(program: &Path, argv: &[String], env: &Env, dir: &Path) -> La
     if let Some((argv0, args)) = argv.split_first() {
         command.arg0(argv0).args(args);
     }
-    let source = command.env_clear().envs(env.iter()).exec();
+    // A `PWD` inherited from the container would name the directory the launcher started in.
+    command.env_clear().envs(env.iter()).env("PWD", dir);
+    let source = command.exec();
     LaunchError::Exec {
         path: program.to_owned(),
         source,

@@ -210,6 +210,15 @@ fn dashes_run_a_user_command_directly_with_the_buildpack_env() {
     assert_eq!(lines_with(&out, "arg="), ["$GREETING"]);
     assert_eq!(env_var(&out, "GREETING"), Some("hello"));
     assert_eq!(env_var(&out, "ONLY_WEB"), None);
+
+    // `PWD` is where the process runs, not where the container started the launcher.
+    let out = t.run(Path::new(LAUNCHER), &["--", "env"], &[("PWD", "/")]);
+    let out = stdout(&out);
+    assert!(
+        out.lines()
+            .any(|l| l == format!("PWD={}", t.app().display())),
+        "{out}"
+    );
 }
 
 #[test]
