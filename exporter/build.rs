@@ -35,6 +35,7 @@ fn build() -> Result<(), String> {
     let out_dir = PathBuf::from(var("OUT_DIR")?);
     let embedded = out_dir.join("launcher");
     println!("cargo:rerun-if-env-changed=STRATA_LAUNCHER_BIN");
+    println!("cargo:rerun-if-env-changed=RUSTC_BOOTSTRAP");
     if let Some(prebuilt) = env::var_os("STRATA_LAUNCHER_BIN") {
         println!("cargo:rerun-if-changed={}", Path::new(&prebuilt).display());
         fs::copy(&prebuilt, &embedded)
@@ -102,6 +103,8 @@ fn build() -> Result<(), String> {
         "CARGO_BUILD_TARGET",
         "CLIPPY_ARGS",
         "CARGO_PRIMARY_PACKAGE",
+        // Dependencies' build scripts probe for nightly features, and would find them.
+        "RUSTC_BOOTSTRAP",
     ] {
         cmd.env_remove(name);
     }
