@@ -38,8 +38,8 @@ mod tests {
 
     #[test]
     fn the_launcher_is_a_static_executable() {
-        assert_eq!(&BINARY[..5], b"\x7fELF\x02", "a 64-bit ELF file");
         const PT_INTERP: u32 = 3;
+        assert_eq!(&BINARY[..5], b"\x7fELF\x02", "a 64-bit ELF file");
         assert!(
             !program_header_types(BINARY).contains(&PT_INTERP),
             "the launcher asks for a dynamic loader"
