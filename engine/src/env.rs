@@ -1,197 +1,25 @@
-//! CNB env files and the env each layer contributes.
+//! CNB env files read on the host, and the env each layer contributes.
 //!
-//! A buildpack changes the environment of later buildpacks (and of the app at launch) in two
-//! ways: directories with well-known names in a layer (`bin`, `lib`, …) are prepended to path
-//! variables, and files in the layer's `env/`, `env.build/` and `env.launch/` directories
-//! override, default, append to or prepend to a variable named by the file.
-//!
-//! Reading and applying are separate steps. Reading a layer yields a list of
-//! [`EnvModification`]s, plain data that can be stored with a cached layer and replayed without
-//! touching the filesystem; [`Env::apply`] replays them. The CNB ordering rules across
-//! buildpacks and layers then need no special code: applying each buildpack's layers in group
-//! order, each buildpack's layers in name order, gives exactly what the spec asks for (append:
-//! earlier first; prepend and layer paths: later first; override: later wins; default: earlier
-//! wins).
-//!
-//! Where the spec is silent, the reference lifecycle decides:
-//! - File contents are used verbatim: a trailing newline is part of the value, as the spec
-//!   forbids modifying contents and the lifecycle does not trim them.
-//! - Files are read in byte order of their names; directories (for example the per-process
-//!   directories inside `env.launch/`) are skipped.
-//!
-//! Unlike the lifecycle, strata refuses symlinks (an env directory or file that is one) and
-//! anything but regular files and directories, and bounds each file's size: it reads these on
-//! the host, and a link would put a host file into the image (see [`crate::untrusted`]).
-//! - A suffix the spec does not define is ignored, not an error, because the lifecycle ignores
-//!   it; `.delim` is such a file too, read only as the delimiter of its variable's
-//!   append/prepend files in the same directory.
-//! - A file whose name ends in a bare `.` (`PATH.`) prepends with `:` unless a `.delim` file
-//!   says otherwise: the lifecycle's "prepend path" action.
-//! - "Unset" and "empty" are the same for `.default`, `.append` and `.prepend`, as they are in
-//!   the lifecycle.
-//!
-//! At launch the lifecycle's launcher adds the path directories of all of a buildpack's layers
-//! before any of their env files, whereas during build it handles one layer completely before
-//! the next; [`buildpack_env`] reproduces both orders.
+//! The rules (suffixes, delimiters, ordering across layers and buildpacks, which path
+//! directories count in which phase) live in [`strata_launcher::env`], the one implementation
+//! shared with the launcher that applies them again inside the image when a process starts.
+//! This module supplies the host-side reader: buildpack-written files are read through
+//! [`crate::untrusted`], so unlike the lifecycle strata refuses symlinks (an env directory or
+//! file that is one) and anything but regular files and directories, and bounds each file's
+//! size, as a link would put a host file into the image.
 
-use std::collections::{BTreeMap, btree_map};
+use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::layers::is_valid_process_type;
+use strata_launcher::env::{self as rules, EnvFs};
+pub use strata_launcher::env::{
+    Env, EnvAction, EnvFileError, EnvFileName, EnvIter, EnvModification, InvalidEnvName, Phase,
+    parse_env_file_name,
+};
+
 use crate::untrusted::{self, METADATA_LIMIT, UntrustedError};
-
-/// How an env file changes its variable, chosen by the file name's suffix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EnvAction {
-    /// No suffix or `.override`: the value replaces the variable.
-    Override,
-    /// `.default`: the value is used only if the variable is unset or empty.
-    Default,
-    /// `.append`: the value goes after the current value, joined by the delimiter.
-    Append,
-    /// `.prepend`: the value goes before the current value, joined by the delimiter.
-    Prepend,
-}
-
-/// One change to one environment variable.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct EnvModification {
-    /// The variable.
-    pub name: String,
-    /// What to do with it.
-    pub action: EnvAction,
-    /// The value (an env file's contents, verbatim).
-    pub value: String,
-    /// What joins `value` to the current value for [`EnvAction::Append`] and
-    /// [`EnvAction::Prepend`]; `None` joins with nothing. Ignored by the other actions.
-    pub delim: Option<String>,
-}
-
-impl EnvModification {
-    /// Prepends `value` to the path list in `name`, separated by `:`.
-    pub fn prepend_path(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            action: EnvAction::Prepend,
-            value: value.into(),
-            delim: Some(":".to_owned()),
-        }
-    }
-}
-
-/// A set of environment variables, kept sorted by name so that iterating, hashing and
-/// passing them to a process are deterministic.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Env {
-    vars: BTreeMap<String, String>,
-}
-
-/// Iterator over an [`Env`]'s variables in name order.
-pub type EnvIter<'a> = std::iter::Map<
-    btree_map::Iter<'a, String, String>,
-    fn((&'a String, &'a String)) -> (&'a str, &'a str),
->;
-
-impl Env {
-    /// An empty environment.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The value of `name`, if set.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.vars.get(name).map(String::as_str)
-    }
-
-    /// Sets `name` to `value`.
-    pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        self.vars.insert(name.into(), value.into());
-    }
-
-    /// Unsets `name`, returning its value.
-    pub fn remove(&mut self, name: &str) -> Option<String> {
-        self.vars.remove(name)
-    }
-
-    /// Whether no variable is set.
-    pub fn is_empty(&self) -> bool {
-        self.vars.is_empty()
-    }
-
-    /// How many variables are set.
-    pub fn len(&self) -> usize {
-        self.vars.len()
-    }
-
-    /// The variables in byte order of their names.
-    pub fn iter(&self) -> EnvIter<'_> {
-        self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))
-    }
-
-    /// Applies `mods` in order.
-    pub fn apply(&mut self, mods: &[EnvModification]) {
-        for m in mods {
-            self.apply_one(m);
-        }
-    }
-
-    /// Applies one modification.
-    pub fn apply_one(&mut self, m: &EnvModification) {
-        let current = self.get(&m.name).unwrap_or_default();
-        let delim = m.delim.as_deref().unwrap_or_default();
-        // An unset variable and an empty one are the same to every action.
-        let value = match m.action {
-            EnvAction::Default if !current.is_empty() => return,
-            EnvAction::Append if !current.is_empty() => format!("{current}{delim}{}", m.value),
-            EnvAction::Prepend if !current.is_empty() => format!("{}{delim}{current}", m.value),
-            EnvAction::Override | EnvAction::Default | EnvAction::Append | EnvAction::Prepend => {
-                m.value.clone()
-            }
-        };
-        self.set(m.name.clone(), value);
-    }
-
-    /// The variables as `(name, value)` pairs in byte order of their names.
-    pub fn into_vec(self) -> Vec<(String, String)> {
-        self.vars.into_iter().collect()
-    }
-}
-
-impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Env {
-    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        let mut env = Self::new();
-        env.extend(iter);
-        env
-    }
-}
-
-impl<K: Into<String>, V: Into<String>> Extend<(K, V)> for Env {
-    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
-        for (k, v) in iter {
-            self.set(k, v);
-        }
-    }
-}
-
-impl<'a> IntoIterator for &'a Env {
-    type Item = (&'a str, &'a str);
-    type IntoIter = EnvIter<'a>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.iter()
-    }
-}
-
-impl IntoIterator for Env {
-    type Item = (String, String);
-    type IntoIter = btree_map::IntoIter<String, String>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.vars.into_iter()
-    }
-}
 
 /// Why env files could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -223,10 +51,83 @@ pub enum EnvError {
     Untrusted(#[from] UntrustedError),
 }
 
+impl From<EnvFileError> for EnvError {
+    fn from(e: EnvFileError) -> Self {
+        match e {
+            EnvFileError::NonUtf8Name { path } => Self::NonUtf8Name { path },
+            EnvFileError::NonUtf8Value { path } => Self::NonUtf8Value { path },
+            EnvFileError::InvalidName { path, name } => Self::InvalidName { path, name },
+            EnvFileError::Nul { path } => Self::Nul { path },
+            EnvFileError::InvalidProcess { process } => Self::InvalidProcess { process },
+        }
+    }
+}
+
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> EnvError + '_ {
     move |source| EnvError::Io {
         path: path.to_owned(),
         source,
+    }
+}
+
+/// The host's reader of buildpack-written env files: no links, nothing but regular files and
+/// directories, each file bounded by [`METADATA_LIMIT`].
+struct HostFs;
+
+impl EnvFs for HostFs {
+    type Error = EnvError;
+
+    fn files(&self, dir: &Path) -> Result<Vec<OsString>, EnvError> {
+        if !untrusted::is_dir(dir)? {
+            return Ok(Vec::new());
+        }
+        let mut files = Vec::new();
+        for entry in fs::read_dir(dir).map_err(io_error(dir))? {
+            let entry = entry.map_err(io_error(dir))?;
+            let path = entry.path();
+            let file_type = entry.file_type().map_err(io_error(&path))?;
+            if file_type.is_dir() {
+                continue;
+            }
+            if file_type.is_symlink() {
+                return Err(UntrustedError::Symlink { path }.into());
+            }
+            if !file_type.is_file() {
+                return Err(UntrustedError::NotAFile { path }.into());
+            }
+            files.push(entry.file_name());
+        }
+        Ok(files)
+    }
+
+    fn read(&self, path: &Path) -> Result<Option<Vec<u8>>, EnvError> {
+        match fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_dir() => Ok(None),
+            Ok(_) => Ok(Some(untrusted::read(path, METADATA_LIMIT)?)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(EnvError::Io {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    fn is_dir(&self, path: &Path) -> Result<bool, EnvError> {
+        match fs::metadata(path) {
+            Ok(meta) => Ok(meta.is_dir()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(source) => Err(EnvError::Io {
+                path: path.to_owned(),
+                source,
+            }),
+        }
     }
 }
 
@@ -235,167 +136,15 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> EnvError + '_ {
 ///
 /// # Errors
 ///
-/// The directory or a file cannot be read, a file name or its contents are not UTF-8, a file
-/// name gives an invalid variable name, or contents hold a NUL byte.
+/// The directory or a file cannot be read or is refused, a file name or its contents are not
+/// UTF-8, a file name gives an invalid variable name, or contents hold a NUL byte.
 pub fn read_env_dir(dir: &Path) -> Result<Vec<EnvModification>, EnvError> {
-    if !untrusted::is_dir(dir)? {
-        return Ok(Vec::new());
-    }
-    let entries = fs::read_dir(dir).map_err(io_error(dir))?;
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(io_error(dir))?;
-        let path = entry.path();
-        let file_type = entry.file_type().map_err(io_error(&path))?;
-        if file_type.is_dir() {
-            continue;
-        }
-        if file_type.is_symlink() {
-            return Err(UntrustedError::Symlink { path }.into());
-        }
-        if !file_type.is_file() {
-            return Err(UntrustedError::NotAFile { path }.into());
-        }
-        let name = entry
-            .file_name()
-            .into_string()
-            .map_err(|_| EnvError::NonUtf8Name { path })?;
-        files.push(name);
-    }
-    // Byte order, as the lifecycle reads them: `String`'s order is that of its UTF-8 bytes.
-    files.sort_unstable();
-
-    let mut mods = Vec::new();
-    for file in &files {
-        let path = dir.join(file);
-        let EnvFileName {
-            name,
-            action,
-            default_delim,
-        } = match parse_env_file_name(file) {
-            Ok(Some(parsed)) => parsed,
-            Ok(None) => continue,
-            Err(InvalidEnvName(name)) => return Err(EnvError::InvalidName { path, name }),
-        };
-        let value = read_value(&path)?;
-        let delim = match action {
-            EnvAction::Append | EnvAction::Prepend => {
-                read_delim(dir, name)?.or_else(|| default_delim.map(str::to_owned))
-            }
-            EnvAction::Override | EnvAction::Default => None,
-        };
-        mods.push(EnvModification {
-            name: name.to_owned(),
-            action,
-            value,
-            delim,
-        });
-    }
-    Ok(mods)
+    rules::read_env_dir(&HostFs, dir)
 }
 
-/// What an env file's name says: the variable it sets and how.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EnvFileName<'a> {
-    /// The variable: the name up to the first `.`.
-    pub name: &'a str,
-    /// What the suffix asks for.
-    pub action: EnvAction,
-    /// The delimiter when the file gives none (`NAME.` prepends with `:`, as the lifecycle
-    /// does for path lists).
-    pub default_delim: Option<&'static str>,
-}
-
-/// An env file name gives an empty variable name or one containing `=`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a valid environment variable name")]
-pub struct InvalidEnvName(pub String);
-
-/// Reads an env file's name by the CNB rules: `NAME`, `NAME.override`, `NAME.default`,
-/// `NAME.append`, `NAME.prepend`; `Ok(None)` for a file that sets nothing (`NAME.delim` and
-/// suffixes CNB does not define).
-///
-/// # Errors
-/// [`InvalidEnvName`] when the variable name is empty or holds `=`.
-pub fn parse_env_file_name(file: &str) -> Result<Option<EnvFileName<'_>>, InvalidEnvName> {
-    let (name, suffix) = match file.split_once('.') {
-        Some((name, suffix)) => (name, Some(suffix)),
-        None => (file, None),
-    };
-    let (action, default_delim) = match suffix {
-        None | Some("override") => (EnvAction::Override, None),
-        Some("default") => (EnvAction::Default, None),
-        Some("append") => (EnvAction::Append, None),
-        Some("prepend") => (EnvAction::Prepend, None),
-        Some("") => (EnvAction::Prepend, Some(":")),
-        // `.delim` and anything the spec does not define.
-        Some(_) => return Ok(None),
-    };
-    if name.is_empty() || name.contains('=') {
-        return Err(InvalidEnvName(name.to_owned()));
-    }
-    Ok(Some(EnvFileName {
-        name,
-        action,
-        default_delim,
-    }))
-}
-
-fn read_value(path: &Path) -> Result<String, EnvError> {
-    let bytes = untrusted::read(path, METADATA_LIMIT)?;
-    if bytes.contains(&0) {
-        return Err(EnvError::Nul {
-            path: path.to_owned(),
-        });
-    }
-    String::from_utf8(bytes).map_err(|_| EnvError::NonUtf8Value {
-        path: path.to_owned(),
-    })
-}
-
-/// The contents of `<dir>/<name>.delim`, if it is a file.
-fn read_delim(dir: &Path, name: &str) -> Result<Option<String>, EnvError> {
-    let path = dir.join(format!("{name}.delim"));
-    match fs::symlink_metadata(&path) {
-        Ok(meta) if meta.is_dir() => Ok(None),
-        Ok(_) => read_value(&path).map(Some),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(EnvError::Io { path, source }),
-    }
-}
-
-/// Which environment a layer's contribution is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Phase<'a> {
-    /// The `bin/build` of later buildpacks: `env/` and `env.build/`, and all the POSIX path
-    /// directories.
-    Build,
-    /// The app's processes: `env/`, `env.launch/`, `env.launch/<process>/` when a process is
-    /// given, and `bin` and `lib`.
-    Launch {
-        /// The process type being launched, if any.
-        process: Option<&'a str>,
-    },
-}
-
-/// The layer directories that go on path variables during build, in the lifecycle's terms.
-const BUILD_PATH_DIRS: &[(&str, &[&str])] = &[
-    ("bin", &["PATH"]),
-    ("lib", &["LD_LIBRARY_PATH", "LIBRARY_PATH"]),
-    ("include", &["CPATH"]),
-    ("pkgconfig", &["PKG_CONFIG_PATH"]),
-];
-
-/// The layer directories that go on path variables at launch.
-const LAUNCH_PATH_DIRS: &[(&str, &[&str])] = &[("bin", &["PATH"]), ("lib", &["LD_LIBRARY_PATH"])];
-
-/// Everything one layer contributes to the environment of `phase`: first its path directories
-/// (prepended with `:`), then its env files. `layer_dir` is where the layer is on this host;
-/// `image_dir` is where the process sees it (e.g. `/layers/examples_node/runtime`), and is
-/// what goes into path values.
-///
-/// This is the order the lifecycle uses during build. At launch it adds the path directories
-/// of all of a buildpack's layers before their env files: use [`buildpack_env`] for that.
+/// Everything one layer contributes to the environment of `phase`, in the build order: see
+/// [`strata_launcher::env::layer_env`]. `layer_dir` is where the layer is on this host;
+/// `image_dir` is where the process sees it.
 ///
 /// # Errors
 ///
@@ -405,9 +154,7 @@ pub fn layer_env(
     image_dir: &str,
     phase: Phase<'_>,
 ) -> Result<Vec<EnvModification>, EnvError> {
-    let mut mods = layer_path_env(layer_dir, image_dir, phase)?;
-    mods.extend(layer_env_files(layer_dir, phase)?);
-    Ok(mods)
+    rules::layer_env(&HostFs, layer_dir, image_dir, phase)
 }
 
 /// The path directories of one layer that exist in `layer_dir`, as prepends of
@@ -421,23 +168,7 @@ pub fn layer_path_env(
     image_dir: &str,
     phase: Phase<'_>,
 ) -> Result<Vec<EnvModification>, EnvError> {
-    let dirs = match phase {
-        Phase::Build => BUILD_PATH_DIRS,
-        Phase::Launch { .. } => LAUNCH_PATH_DIRS,
-    };
-    let image_dir = image_dir.trim_end_matches('/');
-    let mut mods = Vec::new();
-    for (dir, vars) in dirs {
-        if is_dir(&layer_dir.join(dir))? {
-            for var in *vars {
-                mods.push(EnvModification::prepend_path(
-                    *var,
-                    format!("{image_dir}/{dir}"),
-                ));
-            }
-        }
-    }
-    Ok(mods)
+    rules::layer_path_env(&HostFs, layer_dir, image_dir, phase)
 }
 
 /// The env files of one layer for `phase`, in the order they apply: `env/`, then `env.build/`
@@ -450,23 +181,21 @@ pub fn layer_env_files(
     layer_dir: &Path,
     phase: Phase<'_>,
 ) -> Result<Vec<EnvModification>, EnvError> {
-    let mut mods = read_env_dir(&layer_dir.join("env"))?;
-    match phase {
-        Phase::Build => mods.extend(read_env_dir(&layer_dir.join("env.build"))?),
-        Phase::Launch { process } => {
-            let launch = layer_dir.join("env.launch");
-            mods.extend(read_env_dir(&launch)?);
-            if let Some(process) = process {
-                if !is_valid_process_type(process) {
-                    return Err(EnvError::InvalidProcess {
-                        process: process.to_owned(),
-                    });
-                }
-                mods.extend(read_env_dir(&launch.join(process))?);
-            }
-        }
-    }
-    Ok(mods)
+    rules::layer_env_files(&HostFs, layer_dir, phase)
+}
+
+/// Everything one buildpack's layers contribute to the environment of `phase`, each layer
+/// given as (host directory, directory the process sees), in layer name order; see
+/// [`strata_launcher::env::buildpack_env`] for the build and launch orders.
+///
+/// # Errors
+///
+/// As [`layer_env`].
+pub fn buildpack_env(
+    layers: &[(&Path, &str)],
+    phase: Phase<'_>,
+) -> Result<Vec<EnvModification>, EnvError> {
+    rules::buildpack_env(&HostFs, layers, phase)
 }
 
 /// Reads every env file of one layer, for every phase and process, and drops the result:
@@ -490,57 +219,6 @@ pub fn check_env_files(layer_dir: &Path) -> Result<(), EnvError> {
         }
     }
     Ok(())
-}
-
-/// Everything one buildpack's layers contribute to the environment of `phase`, each layer
-/// given as (host directory, directory the process sees), in layer name order.
-///
-/// During build each layer is handled completely before the next, as the lifecycle's builder
-/// does; at launch the path directories of all layers come before any env file, as its
-/// launcher does. The two differ only when an env file changes a path variable.
-///
-/// # Errors
-///
-/// As [`layer_env`].
-pub fn buildpack_env(
-    layers: &[(&Path, &str)],
-    phase: Phase<'_>,
-) -> Result<Vec<EnvModification>, EnvError> {
-    let mut mods = Vec::new();
-    match phase {
-        Phase::Build => {
-            for (layer_dir, image_dir) in layers {
-                mods.extend(layer_env(layer_dir, image_dir, phase)?);
-            }
-        }
-        Phase::Launch { .. } => {
-            for (layer_dir, image_dir) in layers {
-                mods.extend(layer_path_env(layer_dir, image_dir, phase)?);
-            }
-            for (layer_dir, _) in layers {
-                mods.extend(layer_env_files(layer_dir, phase)?);
-            }
-        }
-    }
-    Ok(mods)
-}
-
-fn is_dir(path: &Path) -> Result<bool, EnvError> {
-    match fs::metadata(path) {
-        Ok(meta) => Ok(meta.is_dir()),
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-            ) =>
-        {
-            Ok(false)
-        }
-        Err(source) => Err(EnvError::Io {
-            path: path.to_owned(),
-            source,
-        }),
-    }
 }
 
 #[cfg(test)]

@@ -219,17 +219,7 @@ pub fn sbom_media_type(ext: &str) -> Option<&'static str> {
     }
 }
 
-/// Whether `name` is a valid process type: non-empty, only ASCII letters, digits, `.`, `-` and
-/// `_` (the spec's rule), and not `.` or `..`, which would name a directory itself or its
-/// parent where a process type names a file (`/cnb/process/<type>`, `env.launch/<type>/`).
-pub fn is_valid_process_type(name: &str) -> bool {
-    !name.is_empty()
-        && name != "."
-        && name != ".."
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-}
+pub use strata_launcher::process_type::is_valid_process_type;
 
 /// What is wrong with a buildpack's layers directory.
 #[derive(Debug, thiserror::Error)]

@@ -108,16 +108,15 @@ pub fn launcher_env(run: &oci_spec::image::ImageConfiguration) -> Env {
     env
 }
 
-/// `launcher` in `io.buildpacks.build.metadata`: its version and where its source is. The
-/// repository and commit are the ones the binary was built from when the build names them
-/// (`CARGO_PKG_REPOSITORY`, `STRATA_GIT_COMMIT` at compile time), else empty.
+/// `launcher` in `io.buildpacks.build.metadata`: its version and where its source is (see
+/// [`crate::launcher`]).
 pub fn launcher_metadata() -> serde_json::Value {
     serde_json::json!({
         "version": launcher::VERSION,
         "source": {
             "git": {
-                "repository": env!("CARGO_PKG_REPOSITORY"),
-                "commit": option_env!("STRATA_GIT_COMMIT").unwrap_or_default(),
+                "repository": crate::launcher::SOURCE_REPOSITORY,
+                "commit": crate::launcher::SOURCE_COMMIT,
             }
         }
     })
