@@ -2,7 +2,8 @@
 //! by the tests with cargo) builds unmodified: libcnb finds the target env it insists on, its
 //! image has the buildpack's processes, SBOMs, cached layer and store; and a second build after
 //! an app change gives the buildpack what the first one left: its `cache = true` layer with its
-//! metadata and contents, and its `store.toml`.
+//! metadata and contents, and its `store.toml`. The exec.d program it ships with libcnb's
+//! exec.d helper sets env its processes see when the launcher starts them.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failing test
 
@@ -239,7 +240,8 @@ fn a_libcnb_buildpack_builds_an_image_with_its_processes_sboms_layer_and_store()
         [
             (
                 "web".to_owned(),
-                "libcnb-counter: hello v1 (layer build 1)\n".to_owned()
+                "libcnb-counter: hello v1 (layer build 1)\nlibcnb-counter: COUNTER_EXECD=1\n"
+                    .to_owned()
             ),
             ("report".to_owned(), "build 1: hello v1\n".to_owned()),
         ]
@@ -282,7 +284,35 @@ fn a_second_build_after_an_app_change_sees_the_cached_layer_and_the_store() {
     assert_eq!(lifecycle["buildpacks"][0]["store"]["metadata"]["builds"], 2);
     assert_eq!(
         run_processes(&fixture, &bundle)[0].1,
-        "libcnb-counter: hello v2 (layer build 2)\n"
+        "libcnb-counter: hello v2 (layer build 2)\nlibcnb-counter: COUNTER_EXECD=2\n",
+        "the exec.d program reads the layer the image has"
+    );
+}
+
+#[test]
+fn the_launcher_runs_the_exec_d_program_written_with_libcnb() {
+    let fixture = Fixture::new();
+    fixture.build();
+    let bundle = fixture.unpack("bundle");
+    let exec_d = bundle.join("rootfs/layers/examples_libcnb-counter/counter/exec.d");
+    let programs: Vec<String> = std::fs::read_dir(&exec_d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        programs,
+        ["counter-execd"],
+        "libcnb copied its additional binary"
+    );
+
+    // The default process, as `docker run IMAGE` starts it: the launcher runs the exec.d
+    // program first and gives the process the env it wrote to fd 3.
+    let run = docker_run(&bundle, None, &[]);
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        out.lines().any(|l| l == "libcnb-counter: COUNTER_EXECD=1"),
+        "the web process saw what the exec.d program set:\n{out}\n{}",
+        stderr(&run)
     );
 }
 

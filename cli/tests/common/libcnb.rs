@@ -1,7 +1,9 @@
 //! The example buildpack written with libcnb (`examples/buildpacks/libcnb-counter`): built
 //! with cargo once per test binary, statically so that it runs on any Linux build image, and
 //! laid out as `cargo libcnb package` lays one out (`buildpack.toml`, `bin/build` the binary,
-//! `bin/detect` a symlink to it: libcnb picks the phase from the name it was run by).
+//! `bin/detect` a symlink to it: libcnb picks the phase from the name it was run by; the
+//! crate's other binaries under `.libcnb-cargo/additional-bin/`, where libcnb's
+//! `additional_buildpack_binary_path!` finds them at build time).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,14 +20,23 @@ pub fn libcnb_counter(dest: &Path) -> PathBuf {
     let bin = dest.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     std::fs::copy(source.join("buildpack.toml"), dest.join("buildpack.toml")).unwrap();
-    std::fs::copy(libcnb_counter_binary(), bin.join("build")).unwrap();
+    let release = libcnb_counter_binaries();
+    std::fs::copy(release.join("libcnb-counter"), bin.join("build")).unwrap();
     std::os::unix::fs::symlink("build", bin.join("detect")).unwrap();
+    let additional = dest.join(".libcnb-cargo/additional-bin");
+    std::fs::create_dir_all(&additional).unwrap();
+    std::fs::copy(
+        release.join("counter-execd"),
+        additional.join("counter-execd"),
+    )
+    .unwrap();
     dest.to_owned()
 }
 
-/// The buildpack's binary, built once per test binary with its own lockfile into a target dir
-/// of its own under `target/` (cargo's lock on that dir orders concurrent test binaries).
-fn libcnb_counter_binary() -> &'static Path {
+/// The dir with the buildpack's binaries (`libcnb-counter`, `counter-execd`), built once per
+/// test binary with its own lockfile into a target dir of its own under `target/` (cargo's
+/// lock on that dir orders concurrent test binaries).
+fn libcnb_counter_binaries() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let manifest = examples().join("buildpacks/libcnb-counter/Cargo.toml");
@@ -49,6 +60,6 @@ fn libcnb_counter_binary() -> &'static Path {
             manifest.display(),
             stderr(&out)
         );
-        target_dir.join(triple).join("release/libcnb-counter")
+        target_dir.join(triple).join("release")
     })
 }

@@ -4,7 +4,9 @@
 //! launch layer (`counter`) whose typed metadata counts the builds that filled it, and whose
 //! contents (`builds.log`, one line per build) grow when the platform restored them; a
 //! `store.toml` that counts builds too; two launch processes (`web`, the default, prints the
-//! app's message, `report` prints the log); a `CycloneDX` SBOM for the layer and for launch.
+//! app's message, `report` prints the log); a `CycloneDX` SBOM for the layer and for launch;
+//! an exec.d program in the layer (`src/bin/counter-execd.rs`, shipped as libcnb-cargo ships a
+//! buildpack's other binaries) that sets `COUNTER_EXECD` for every process, which `web` prints.
 //!
 //! Every step prints what it saw, prefixed `libcnb-counter:`, so a test can read from the build
 //! output whether the cached layer and the store came back, and which `CNB_TARGET_*` it got.
@@ -25,7 +27,7 @@ use libcnb::layer::{
     CachedLayerDefinition, EmptyLayerCause, InvalidMetadataAction, LayerState, RestoredLayerAction,
 };
 use libcnb::sbom::Sbom;
-use libcnb::{Buildpack, Target, buildpack_main};
+use libcnb::{Buildpack, Target, additional_buildpack_binary_path, buildpack_main};
 use serde::{Deserialize, Serialize};
 
 /// The app file this buildpack is for.
@@ -152,12 +154,19 @@ impl Buildpack for CounterBuildpack {
         append(&log, &format!("build {build}: {message}\n"))?;
         write_script(
             &dir.join("bin/counter-hello"),
-            &format!("echo \"libcnb-counter: $(cat {MESSAGE_FILE}) (layer build {build})\""),
+            &format!(
+                "echo \"libcnb-counter: $(cat {MESSAGE_FILE}) (layer build {build})\"\n\
+                 echo \"libcnb-counter: COUNTER_EXECD=${{COUNTER_EXECD-unset}}\""
+            ),
         )?;
         write_script(
             &dir.join("bin/counter-report"),
             &format!("cat \"${{0%/bin/*}}/{BUILDS_LOG}\""),
         )?;
+        layer.write_exec_d_programs([(
+            "counter-execd",
+            additional_buildpack_binary_path!("counter-execd"),
+        )])?;
         layer.write_metadata(CounterMetadata { builds: build })?;
         layer.write_sboms(&[cyclonedx("counter-hello", &build.to_string())])?;
         say(&format!("layer counter: now builds = {build}"));
