@@ -77,8 +77,8 @@ pub trait TaskCache: Sync {
     ) -> Result<TaskOutput, BuildError>;
 }
 
-/// Progress of a build, for the caller to show. Tasks are named by their label (see
-/// [`Executed::labels`]).
+/// Progress of a build, for the caller to show. Tasks are named by their label: the task's
+/// id, with its service's name when several services run.
 #[derive(Debug, Clone, Copy)]
 pub enum Event<'a> {
     /// A task is starting.

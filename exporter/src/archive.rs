@@ -30,7 +30,7 @@
 //!
 //! [`LayerBuilder::finish`] streams: each file is copied from disk through the tar builder into
 //! a writer that hashes the tar bytes (the diffID) and, for gzip, through a
-//! [`ParallelGz`](crate::pgzip::ParallelGz) at a fixed level (deflated a megabyte chunk per
+//! [`crate::pgzip::ParallelGz`] at a fixed level (deflated a megabyte chunk per
 //! core at a time, header with no mtime or name) into a second hasher (the blob digest), then
 //! into a temp file that is renamed to `<blob_dir>/<hex digest>`. No layer is ever held in
 //! memory (a few chunks are). The compressed bytes depend on the flate2 backend, the level and

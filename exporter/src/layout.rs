@@ -33,7 +33,7 @@
 //! Reading verifies what it can afford to: JSON blobs (manifests, configs, indexes) are checked
 //! against their descriptor's size and sha256 before they are parsed; layer blobs are only
 //! located for reading, since a run image layer may be hundreds of megabytes and rebase reads
-//! none. Every file is opened as [`crate::blobfile`] does: no symlink is followed, no FIFO
+//! none. Every file is opened as `blobfile` does: no symlink is followed, no FIFO
 //! blocks, and `index.json` is read with a size bound. Every blob a commit points a tag at is
 //! verified.
 
