@@ -64,6 +64,10 @@ find "$r/var/log" -type f -exec truncate -s 0 {} +
 rm -rf "$r"/tmp/* "$r"/var/tmp/*
 '
 
+# The packages both images share are downloaded once: the first image's .debs seed the second's
+# apt cache (the cleanup below empties the cache inside each image).
+mkdir -p "$work/debs"
+
 # make KIND PACKAGES LABEL... : one image at $out/KIND/layout:$tag.
 make_image() {
   local kind=$1 packages=$2
@@ -72,6 +76,10 @@ make_image() {
   local rootfs=$work/$kind.tar
   mmdebstrap --quiet --mode=root --variant=minbase --architectures="$arch" \
     --include="$packages" \
+    --skip=essential/unlink \
+    --setup-hook='mkdir -p "$1/var/cache/apt/archives"' \
+    --setup-hook="sync-in '$work/debs' /var/cache/apt/archives" \
+    --customize-hook="sync-out /var/cache/apt/archives '$work/debs'" \
     --customize-hook="sh -c '$customize' customize \"\$1\"" \
     bookworm "$rootfs" "$mirror" >&2
   rm -rf "$layout"
