@@ -76,7 +76,10 @@ fn debian_stack_is_cnb_labelled_runnable_and_reproducible() {
     let (first, second) = (tmp.path().join("first"), tmp.path().join("second"));
     let digests = make_stack(&first);
     for kind in ["build", "run"] {
-        assert!(first.join(kind).join("layout/oci-layout").is_file(), "{kind}");
+        assert!(
+            first.join(kind).join("layout/oci-layout").is_file(),
+            "{kind}"
+        );
     }
 
     for kind in ["build", "run"] {
@@ -90,7 +93,10 @@ fn debian_stack_is_cnb_labelled_runnable_and_reproducible() {
             labels["io.buildpacks.stack.id"], "io.strata.stacks.bookworm",
             "{kind}"
         );
-        assert!(labels["io.buildpacks.base.maintainer"].is_string(), "{kind}");
+        assert!(
+            labels["io.buildpacks.base.maintainer"].is_string(),
+            "{kind}"
+        );
         let env: Vec<&str> = c["Env"]
             .as_array()
             .unwrap()
@@ -122,7 +128,10 @@ fn debian_stack_is_cnb_labelled_runnable_and_reproducible() {
         );
         let group = std::fs::read_to_string(rootfs.join("etc/group")).unwrap();
         assert!(group.lines().any(|l| l == "cnb:x:1000:"), "{kind}: {group}");
-        assert!(rootfs.join("etc/ssl/certs/ca-certificates.crt").is_file(), "{kind}");
+        assert!(
+            rootfs.join("etc/ssl/certs/ca-certificates.crt").is_file(),
+            "{kind}"
+        );
         assert_eq!(
             rootfs.join("usr/bin/tree").exists(),
             kind == "build",
