@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-pub use args::HOST_ID;
+pub use args::{HOST_ID, Root};
 use args::{Isolation, Launch};
 
 /// The `PATH` processes start with: fixed, so a build does not depend on the caller's shell.
@@ -233,6 +233,7 @@ impl Sandbox {
                 bwrap,
                 launch,
                 user: DEFAULT_BUILD_USER,
+                root: Root::Host,
             },
             limits: Limits::default(),
         }))
@@ -257,6 +258,15 @@ impl Sandbox {
     pub fn with_user(mut self, uid: u32, gid: u32) -> Self {
         if let Sandbox::Bwrap(bwrap) = &mut self {
             bwrap.isolation.user = (uid, gid);
+        }
+        self
+    }
+
+    /// The same sandbox with `/` made of `root`.
+    #[must_use]
+    pub fn with_root(mut self, root: Root) -> Self {
+        if let Sandbox::Bwrap(bwrap) = &mut self {
+            bwrap.isolation.root = root;
         }
         self
     }

@@ -122,6 +122,12 @@ pub fn unpack_rootfs(image: &RunImage, store_root: &Path) -> Result<PathBuf, Roo
     for layer in &image.layers {
         unpack_layer(&image.reference, layer, temp.path())?;
     }
+    // The temp dir is private (0700); the sandbox's unprivileged user must traverse it.
+    std::fs::set_permissions(
+        temp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .map_err(store_err(temp.path()))?;
     let temp = temp.keep();
     match std::fs::rename(&temp, &dir) {
         Ok(()) => Ok(dir),
