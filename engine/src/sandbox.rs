@@ -56,6 +56,8 @@ pub enum Sandbox {
 pub struct Bwrap {
     isolation: Isolation,
     limits: Limits,
+    /// The env a build image's config gives, empty on the host's root.
+    image_env: Vec<(String, String)>,
 }
 
 /// How long processes may run.
@@ -236,6 +238,7 @@ impl Sandbox {
                 root: Root::Host,
             },
             limits: Limits::default(),
+            image_env: Vec::new(),
         }))
     }
 
@@ -269,6 +272,23 @@ impl Sandbox {
             bwrap.isolation.root = root;
         }
         self
+    }
+
+    /// The same sandbox with `env`, a build image's config env, under every process's env.
+    #[must_use]
+    pub fn with_image_env(mut self, env: Vec<(String, String)>) -> Self {
+        if let Sandbox::Bwrap(bwrap) = &mut self {
+            bwrap.image_env = env;
+        }
+        self
+    }
+
+    /// The env of the build image `/` is made of (empty on the host's root or unsandboxed).
+    pub fn image_env(&self) -> &[(String, String)] {
+        match self {
+            Sandbox::Bwrap(bwrap) => &bwrap.image_env,
+            Sandbox::None => &[],
+        }
     }
 
     /// The path a process sees for `mount`.
