@@ -243,3 +243,130 @@ fn the_build_images_content_keys_every_buildpack_task() {
     });
     assert_eq!(rootfs.ok(), Some(2));
 }
+
+/// The paths of the image's layer blobs, bottom first.
+fn layer_blobs(reference: &str) -> Vec<PathBuf> {
+    let dir = Path::new(
+        reference
+            .strip_prefix("oci:")
+            .unwrap()
+            .strip_suffix(":busybox")
+            .unwrap(),
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let blob = |digest: &str| {
+        dir.join("blobs/sha256")
+            .join(digest.strip_prefix("sha256:").unwrap())
+    };
+    let manifest = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "busybox")
+        .unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(manifest["digest"].as_str().unwrap())).unwrap())
+            .unwrap();
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| blob(l["digest"].as_str().unwrap()))
+        .collect()
+}
+
+#[test]
+fn a_corrupt_build_image_layer_is_refused_and_leaves_no_rootfs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let image = build_image(tmp.path(), "build-image", "one");
+    // One byte of the top layer flipped, its size kept.
+    let blob = layer_blobs(&image).pop().unwrap();
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::set_permissions(&blob, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(&blob, bytes).unwrap();
+    let bp = probe_buildpack(tmp.path());
+    let app = app(tmp.path());
+    let cache = tmp.path().join("cache");
+    let result = strata(
+        tmp.path(),
+        &[
+            "plan",
+            app.to_str().unwrap(),
+            "--buildpack",
+            bp.to_str().unwrap(),
+            "--build-image",
+            &image,
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ],
+    );
+    assert_exit(&result, 2);
+    assert!(
+        stderr(&result).contains("build image"),
+        "{}",
+        stderr(&result)
+    );
+    let left: Vec<_> = std::fs::read_dir(cache.join("store/rootfs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn the_builders_oci_build_image_is_the_default() {
+    let tmp = tempfile::tempdir().unwrap();
+    let image = build_image(tmp.path(), "build-image", "one");
+    probe_buildpack(tmp.path());
+    let app = app(tmp.path());
+    let builder = tmp.path().join("builder.toml");
+    std::fs::write(
+        &builder,
+        format!(
+            "[[buildpacks]]\nuri = \"probe\"\n\n[[order]]\n[[order.group]]\nid = \"test/probe\"\n\n\
+             [build]\nimage = \"{image}\"\n"
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let output = format!("oci:{}:app", out.display());
+    let args = [
+        "build",
+        app.to_str().unwrap(),
+        "--builder",
+        builder.to_str().unwrap(),
+        "--output",
+        &output,
+    ];
+    let result = strata(tmp.path(), &args);
+    assert_exit(&result, 0);
+    assert!(
+        !stderr(&result).contains("not hermetic"),
+        "{}",
+        stderr(&result)
+    );
+    let bundle = tmp.path().join("bundle");
+    tool(
+        "umoci",
+        &[
+            "unpack",
+            "--image",
+            &format!("{}:app", out.display()),
+            bundle.to_str().unwrap(),
+        ],
+    );
+    let seen = std::fs::read_to_string(bundle.join("rootfs/layers/test_probe/l/os-release"));
+    assert_eq!(seen.unwrap(), "ID=strata-test\nVERSION_ID=1\n");
+    // `--build-image host` asks for the host's directories.
+    let mut host = args.to_vec();
+    host.extend(["--build-image", "host"]);
+    let result = strata(tmp.path(), &host);
+    assert!(
+        stderr(&result).contains("not hermetic"),
+        "{}",
+        stderr(&result)
+    );
+}
