@@ -150,7 +150,11 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
                 run_image,
                 target,
                 Arc::new(digests),
-                (dir, build_roots[&service.build_image].sandbox.clone()),
+                (
+                    dir,
+                    build_roots[&service.build_image].sandbox.clone(),
+                    &build_roots[&service.build_image].key,
+                ),
             )
         })
         .collect();
@@ -383,7 +387,7 @@ fn detect_service(
     run_image: Option<(Arc<RunImage>, String)>,
     target: TargetEnv,
     digests: Arc<BTreeMap<String, TaskKey>>,
-    (scratch, sandbox): (PathBuf, Sandbox),
+    (scratch, sandbox, build_key): (PathBuf, Sandbox, &str),
 ) -> Result<Detected, CliError> {
     let platform = PlatformDir::new(&scratch.join("platform"), &service.env)
         .with_bindings(service.bindings.clone(), &config.sandbox);
@@ -424,7 +428,8 @@ fn detect_service(
         &config.exec_env,
         &digests,
     )
-    .with_bindings(bindings_digest(&service.bindings));
+    .with_bindings(bindings_digest(&service.bindings))
+    .with_build_image(build_key);
     let group = resolve_for_exec_env(
         &service.order,
         &service.registry,

@@ -182,6 +182,7 @@ fn the_build_images_content_keys_every_buildpack_task() {
         );
         assert_exit(&result, 0);
         let json: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+        let detect_ran = json["stats"]["detect_ran"].as_u64().unwrap();
         let keys: Vec<(String, String)> = json["tasks"]
             .as_array()
             .unwrap()
@@ -195,7 +196,7 @@ fn the_build_images_content_keys_every_buildpack_task() {
             })
             .collect();
         assert!(!keys.is_empty());
-        keys
+        (keys, detect_ran)
     };
     let out = tmp.path().join("out");
     let output = format!("oci:{}:app", out.display());
@@ -215,12 +216,14 @@ fn the_build_images_content_keys_every_buildpack_task() {
         ],
     );
     assert_exit(&built, 0);
-    let first = keys(&one);
+    let (first, detect_ran) = keys(&one);
     assert!(
         first.iter().all(|(_, s)| s == "cached"),
         "unchanged: hits {first:?}"
     );
-    let other = keys(&changed);
+    assert_eq!(detect_ran, 0, "unchanged: detect is a hit too");
+    let (other, detect_ran) = keys(&changed);
+    assert_eq!(detect_ran, 1, "another build image: detect runs on it");
     for (key, status) in &other {
         assert!(
             !first.iter().any(|(k, _)| k == key),
@@ -228,7 +231,7 @@ fn the_build_images_content_keys_every_buildpack_task() {
         );
         assert_ne!(status, "cached", "and every buildpack task reruns");
     }
-    let host = keys("host");
+    let (host, _) = keys("host");
     assert!(host.iter().all(|(k, _)| !first.iter().any(|(f, _)| f == k)));
     // Unpacked once per image, however often planned.
     let rootfs = std::fs::read_dir(cache.join("store/rootfs")).map(|d| {
