@@ -297,6 +297,12 @@ fn build_roots(config: &InputConfig) -> Result<HashMap<BuildImageSource, BuildRo
                 }
             }
             BuildImageSource::Image(reference) => {
+                // Unsandboxed, buildpacks would run on the host while keys name the image.
+                if !config.sandbox.isolates() {
+                    return Err(CliError::Usage(format!(
+                        "the build image `{reference}` needs the sandbox: it cannot be used with --sandbox none"
+                    )));
+                }
                 let image = RunImage::load(reference)?;
                 let dir = unpack_rootfs(&image, &store_dir(&config.cache_dir))?;
                 let (uid, gid) = build_user(&image)?;

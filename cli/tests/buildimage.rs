@@ -373,3 +373,30 @@ fn the_builders_oci_build_image_is_the_default() {
         stderr(&result)
     );
 }
+
+#[test]
+fn a_build_image_needs_the_sandbox() {
+    let tmp = tempfile::tempdir().unwrap();
+    let image = build_image(tmp.path(), "build-image", "one");
+    let bp = probe_buildpack(tmp.path());
+    let app = app(tmp.path());
+    let result = strata(
+        tmp.path(),
+        &[
+            "plan",
+            app.to_str().unwrap(),
+            "--buildpack",
+            bp.to_str().unwrap(),
+            "--build-image",
+            &image,
+            "--sandbox",
+            "none",
+        ],
+    );
+    assert_exit(&result, 2);
+    assert!(
+        stderr(&result).contains("--sandbox none"),
+        "{}",
+        stderr(&result)
+    );
+}
