@@ -27,6 +27,7 @@ use strata_engine::store::{Store, store_dir};
 use strata_exporter::reference::ImageRef;
 use strata_exporter::rootfs::unpack_rootfs;
 use strata_exporter::runimage::RunImage;
+use strata_exporter::unpack::OwnerMap;
 use strata_planner::{
     CachingDetector, DetectResult, Plan, Records, ServiceInput, resolve_for_exec_env,
 };
@@ -304,8 +305,12 @@ fn build_roots(config: &InputConfig) -> Result<HashMap<BuildImageSource, BuildRo
                     )));
                 }
                 let image = RunImage::load(reference)?;
-                let dir = unpack_rootfs(&image, &store_dir(&config.cache_dir))?;
                 let (uid, gid) = build_user(&image)?;
+                let owners = config.sandbox.host_owner().map(|host| OwnerMap {
+                    image: (uid, gid),
+                    host,
+                });
+                let dir = unpack_rootfs(&image, &store_dir(&config.cache_dir), owners)?;
                 let env = image
                     .config
                     .config()

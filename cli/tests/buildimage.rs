@@ -13,7 +13,7 @@ use common::runimage::RunImageCopy;
 use common::*;
 
 /// A build image: the example busybox image with an os-release of its own, a tool the host
-/// has not, and the CNB user 1234:1235; `marker` goes into one more file, so that two images
+/// has not, and the CNB user 1234:1235 (with a file only it may read); `marker` goes into one more file, so that two images
 /// differ in one file.
 fn build_image(root: &Path, name: &str, marker: &str) -> String {
     let image = RunImageCopy::new(root, name).layer("build image", |rootfs| {
@@ -26,6 +26,11 @@ fn build_image(root: &Path, name: &str, marker: &str) -> String {
         std::fs::write(&tool, "#!/bin/sh\necho tool-ran\n").unwrap();
         std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::write(rootfs.join("etc/marker"), marker).unwrap();
+        // Readable by the image's CNB user only.
+        let private = rootfs.join("etc/cnb-private");
+        std::fs::write(&private, "mine\n").unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::chown(&private, Some(1234), Some(1235)).unwrap();
     });
     let reference = image.reference();
     let dir = reference
@@ -67,6 +72,7 @@ only-in-build-image > "$l/tool"
 id -u > "$l/uid"; id -g > "$l/gid"
 echo "$CNB_TARGET_DISTRO_NAME $CNB_TARGET_DISTRO_VERSION" > "$l/distro"
 echo "$BUILD_IMAGE_VAR" > "$l/var"
+cat /etc/cnb-private > "$l/private"
 printf '[types]\nlaunch = true\n' > "$1/l.toml"
 "#;
     for (script, body) in [("detect", "exit 0\n"), ("build", build)] {
@@ -131,6 +137,7 @@ fn buildpacks_run_on_the_build_image_not_the_host() {
     // The built-in base names no distro: the build image's os-release does.
     assert_eq!(read("distro"), "strata-test 1\n");
     assert_eq!(read("var"), "from-the-image\n");
+    assert_eq!(read("private"), "mine\n", "what the image's CNB user owns, it owns");
 }
 
 #[test]

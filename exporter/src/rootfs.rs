@@ -16,7 +16,7 @@ use oci_spec::image::MediaType;
 use sha2::{Digest as _, Sha256};
 
 use crate::runimage::{RunImage, RunImageLayer};
-use crate::unpack::apply_layer;
+use crate::unpack::{OwnerMap, apply_layer_owned};
 
 /// Versions the rootfs directory names: a change in how trees are made changes every name.
 const ROOTFS_DOMAIN: &[u8] = b"strata build-image rootfs v1\0";
@@ -87,11 +87,18 @@ pub enum RootfsError {
     },
 }
 
-/// The name of the tree `image` unpacks to: the hex sha256 of its diffIDs, bottom first.
+/// The name of the tree `image` unpacks to: the hex sha256 of its diffIDs, bottom first (and
+/// of the owner map, which makes another tree).
 #[must_use]
-pub fn rootfs_name(image: &RunImage) -> String {
+pub fn rootfs_name(image: &RunImage, owners: Option<OwnerMap>) -> String {
     let mut hasher = Sha256::new();
     hasher.update(ROOTFS_DOMAIN);
+    if let Some(map) = owners {
+        hasher.update(format!(
+            "owners {}:{}->{}\0",
+            map.image.0, map.image.1, map.host
+        ));
+    }
     for layer in &image.layers {
         hasher.update(layer.diff_id.as_bytes());
         hasher.update([0]);
@@ -100,13 +107,17 @@ pub fn rootfs_name(image: &RunImage) -> String {
 }
 
 /// The root filesystem of `image` under `store_root`: unpacked now unless an earlier build
-/// did.
+/// did; with `owners`, what the image's build user owns goes to the sandbox's host id.
 ///
 /// # Errors
 /// See [`RootfsError`]; nothing is left in the store when one occurs.
-pub fn unpack_rootfs(image: &RunImage, store_root: &Path) -> Result<PathBuf, RootfsError> {
+pub fn unpack_rootfs(
+    image: &RunImage,
+    store_root: &Path,
+    owners: Option<OwnerMap>,
+) -> Result<PathBuf, RootfsError> {
     let parent = store_root.join("rootfs");
-    let dir = parent.join(rootfs_name(image));
+    let dir = parent.join(rootfs_name(image, owners));
     if dir.is_dir() {
         return Ok(dir);
     }
@@ -120,7 +131,7 @@ pub fn unpack_rootfs(image: &RunImage, store_root: &Path) -> Result<PathBuf, Roo
         .tempdir_in(&parent)
         .map_err(store_err(&parent))?;
     for layer in &image.layers {
-        unpack_layer(&image.reference, layer, temp.path())?;
+        unpack_layer(&image.reference, layer, temp.path(), owners)?;
     }
     // The temp dir is private (0700); the sandbox's unprivileged user must traverse it.
     std::fs::set_permissions(
@@ -143,7 +154,12 @@ pub fn unpack_rootfs(image: &RunImage, store_root: &Path) -> Result<PathBuf, Roo
     }
 }
 
-fn unpack_layer(reference: &str, layer: &RunImageLayer, root: &Path) -> Result<(), RootfsError> {
+fn unpack_layer(
+    reference: &str,
+    layer: &RunImageLayer,
+    root: &Path,
+    owners: Option<OwnerMap>,
+) -> Result<(), RootfsError> {
     let digest = layer.descriptor.digest().to_string();
     let path = layer.blob.as_ref().ok_or_else(|| RootfsError::NotOnDisk {
         reference: reference.to_owned(),
@@ -171,11 +187,11 @@ fn unpack_layer(reference: &str, layer: &RunImageLayer, root: &Path) -> Result<(
     let mut compressed = Hashing::new(BufReader::new(file));
     let result = if gzip {
         let mut uncompressed = Hashing::new(MultiGzDecoder::new(&mut compressed));
-        let applied = apply_layer(&mut uncompressed, root)
+        let applied = apply_layer_owned(&mut uncompressed, root, owners)
             .and_then(|()| io::copy(&mut uncompressed, &mut io::sink()).map(drop));
         applied.map(|()| Some(uncompressed.finish()))
     } else {
-        apply_layer(&mut compressed, root).map(|()| None)
+        apply_layer_owned(&mut compressed, root, owners).map(|()| None)
     };
     // The rest of the blob (tar padding after the end marker) is part of its digest.
     let drained = io::copy(&mut compressed, &mut io::sink());

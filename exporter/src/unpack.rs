@@ -88,6 +88,29 @@ const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
 /// # Errors
 /// `InvalidData` for a refused entry or a malformed tar, or the I/O error of a write.
 pub fn apply_layer(reader: impl Read, root: &Path) -> io::Result<()> {
+    apply_layer_owned(reader, root, None)
+}
+
+/// Whose files of an image become whose on the host: what the image's build user (`image`,
+/// uid and gid) owns is given to `host` (uid and gid), the sandbox's own host id, so that the
+/// build user owns it in the sandbox too; everything else belongs to whoever unpacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnerMap {
+    /// The build user's uid and gid in the image.
+    pub image: (u32, u32),
+    /// The host id they become.
+    pub host: u32,
+}
+
+/// [`apply_layer`], giving what the image's build user owns to `owners.host`.
+///
+/// # Errors
+/// As [`apply_layer`], or a chown that fails.
+pub fn apply_layer_owned(
+    reader: impl Read,
+    root: &Path,
+    owners: Option<OwnerMap>,
+) -> io::Result<()> {
     let mut archive = tar::Archive::new(reader);
     archive.set_preserve_permissions(true);
     archive.set_overwrite(true);
@@ -162,11 +185,23 @@ pub fn apply_layer(reader: impl Read, root: &Path) -> io::Result<()> {
             }
         }
         written.insert(path.clone());
+        let owner = owners.map(|map| {
+            let header = entry.header();
+            let uid = header.uid().ok() == Some(u64::from(map.image.0));
+            let gid = header.gid().ok() == Some(u64::from(map.image.1));
+            (uid.then_some(map.host), gid.then_some(map.host))
+        });
         if kind == tar::EntryType::Directory {
             std::fs::create_dir_all(&host_path)?;
             directories.push(entry);
         } else if !entry.unpack_in(root)? {
             return Err(outside(&path));
+        }
+        if let Some((uid, gid)) = owner
+            && (uid.is_some() || gid.is_some())
+        {
+            // The path was just made by this entry and is no symlink of a lower layer's.
+            std::os::unix::fs::lchown(&host_path, uid, gid)?;
         }
     }
     // Directory modes last, deepest first, so that a read-only directory does not keep its
