@@ -73,6 +73,11 @@ pub(crate) struct InputArgs {
     /// The run image, `oci:DIR:TAG` (default: the builder's, else a minimal built-in base).
     #[arg(long, value_name = "REF")]
     pub(crate) run_image: Option<String>,
+    /// The build image buildpacks run on, as the sandbox's `/`: `oci:DIR:TAG`, or `host` for
+    /// the host's system directories (default: the builder's `[build] image` when it is an
+    /// `oci:` reference, else `host`).
+    #[arg(long, value_name = "REF|host")]
+    pub(crate) build_image: Option<String>,
     /// Build env for the buildpacks (`K=V`, or `K` to take it from this environment). Repeatable.
     #[arg(long = "env", short = 'e', value_name = "K=V")]
     pub(crate) env: Vec<String>,

@@ -369,7 +369,7 @@ pub(crate) fn run(
                 service: index,
                 req: BuildRequest {
                     source: &service_config.app_dir,
-                    sandbox: &input.sandbox,
+                    sandbox: &service.sandbox,
                     workspace: &dirs[index].0,
                     platform: &service.platform,
                     target: &service.target,

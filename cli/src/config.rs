@@ -46,7 +46,7 @@ pub(crate) struct ServiceConfig {
     pub(crate) project: Option<ProjectDescriptor>,
     pub(crate) registry: Registry,
     pub(crate) order: Order,
-    pub(crate) build_image: String,
+    pub(crate) build_image: BuildImageSource,
     pub(crate) run_image: RunImageSource,
     pub(crate) env: Vec<(String, String)>,
     /// The service bindings its buildpacks see, by name.
@@ -62,6 +62,15 @@ pub(crate) enum RunImageSource {
         name: String,
     },
     Builtin,
+}
+
+/// What buildpacks run on.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) enum BuildImageSource {
+    /// The host's system directories (not hermetic).
+    Host,
+    /// A build image, unpacked into the store.
+    Image(ImageRef),
 }
 
 /// What a service is made from before validation.
@@ -289,10 +298,7 @@ impl ServiceConfig {
         let mut env = source.env;
         env.extend(project.as_ref().map(|p| p.env.clone()).unwrap_or_default());
         let env = user_env(env, &args.env)?;
-        let build_image = builder
-            .as_ref()
-            .and_then(|b| b.build_image.clone())
-            .unwrap_or_else(|| "host".to_owned());
+        let build_image = build_image_source(args.build_image.as_deref(), builder.as_ref())?;
         Ok(Self {
             name: source.name,
             app_dir,
@@ -380,6 +386,32 @@ fn run_image_source(
             })
         }
         None => Ok(RunImageSource::Builtin),
+    }
+}
+
+/// The build image: `--build-image` (relative to the working directory), else the builder's
+/// `[build] image` when it is an `oci:` reference (relative to the builder), else the host.
+fn build_image_source(
+    arg: Option<&str>,
+    builder: Option<&Builder>,
+) -> Result<BuildImageSource, CliError> {
+    match arg {
+        Some("host") => return Ok(BuildImageSource::Host),
+        Some(name) => {
+            return Ok(BuildImageSource::Image(
+                ImageRef::parse(name)?.relative_to(Path::new(".")),
+            ));
+        }
+        None => {}
+    }
+    match builder.and_then(|b| b.build_image.as_ref().map(|r| (b, r))) {
+        Some((builder, name)) if name.starts_with("oci:") => {
+            let base = builder.path.parent().unwrap_or(Path::new("/"));
+            Ok(BuildImageSource::Image(
+                ImageRef::parse(name)?.relative_to(base),
+            ))
+        }
+        _ => Ok(BuildImageSource::Host),
     }
 }
 

@@ -43,6 +43,8 @@ pub(crate) enum CliError {
     #[error(transparent)]
     RunImageLayer(#[from] strata_exporter::runproof::LayerProofError),
     #[error(transparent)]
+    Rootfs(#[from] strata_exporter::rootfs::RootfsError),
+    #[error(transparent)]
     AppDir(#[from] AppDirError),
     #[error(transparent)]
     Base(#[from] strata_exporter::base::BaseError),
@@ -132,6 +134,7 @@ impl CliError {
             | CliError::Reference(_)
             | CliError::RunImage(_)
             | CliError::RunImageLayer(_)
+            | CliError::Rootfs(_)
             | CliError::AppDir(_)
             | CliError::Sandbox(_)
             | CliError::OsRelease(_)

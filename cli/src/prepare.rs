@@ -21,17 +21,20 @@ use rayon::prelude::*;
 use strata_engine::detect::ProcessDetector;
 use strata_engine::osrelease::{self, Distro};
 use strata_engine::platform::{PlatformDir, TargetEnv};
+use strata_engine::sandbox::{Root, Sandbox};
 use strata_engine::scratch::{self, ScratchDir};
 use strata_engine::store::{Store, store_dir};
 use strata_exporter::reference::ImageRef;
+use strata_exporter::rootfs::unpack_rootfs;
 use strata_exporter::runimage::RunImage;
+use strata_exporter::unpack::OwnerMap;
 use strata_planner::{
     CachingDetector, DetectResult, Plan, Records, ServiceInput, resolve_for_exec_env,
 };
 use strata_planner::{HashStats, ScanOptions, SourceTree, StatCache, scan, stat_cache_path};
 use strata_planner::{TaskKey, bindings_digest};
 
-use crate::config::{InputConfig, RunImageSource, ServiceConfig};
+use crate::config::{BuildImageSource, InputConfig, RunImageSource, ServiceConfig};
 use crate::error::CliError;
 
 /// A planned build of one or more services.
@@ -71,11 +74,23 @@ pub(crate) struct PreparedService {
     pub(crate) digests: Arc<BTreeMap<String, TaskKey>>,
     /// This service's own scratch directory.
     pub(crate) scratch: PathBuf,
+    /// The sandbox its buildpacks run in: on its build image, as its build user.
+    pub(crate) sandbox: Sandbox,
 }
 
-/// The root buildpack processes see: the sandbox binds the host's system directories (the
-/// `host` build image, the only one strata runs on).
+/// The root buildpack processes see without a build image: the sandbox binds the host's
+/// system directories (the `host` build image).
 const BUILD_ROOT: &str = "/";
+
+/// What a build image gives the services built on it.
+struct BuildRoot {
+    /// What task keys record: the image's manifest digest, or `host`.
+    key: String,
+    /// Where its root filesystem is on the host (`/` for the host's).
+    dir: PathBuf,
+    /// The sandbox on it.
+    sandbox: Sandbox,
+}
 
 /// A service hashed and detected, before it joins the plan.
 struct Detected {
@@ -97,7 +112,8 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
     };
 
     let run_images = load_run_images(config, &in_service)?;
-    let targets = targets(config, &run_images, Path::new(BUILD_ROOT))?;
+    let build_roots = build_roots(config)?;
+    let targets = targets(config, &run_images, &build_roots)?;
     let mut hashing = HashStats::default();
     let mut dir_digests: HashMap<PathBuf, TaskKey> = HashMap::new();
     for service in &config.services {
@@ -135,7 +151,11 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
                 run_image,
                 target,
                 Arc::new(digests),
-                dir,
+                (
+                    dir,
+                    build_roots[&service.build_image].sandbox.clone(),
+                    &build_roots[&service.build_image].key,
+                ),
             )
         })
         .collect();
@@ -164,7 +184,7 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
             buildpack_digests: &prepared.digests,
             env: &service.env,
             bindings: bindings_digest(&service.bindings),
-            build_image: &service.build_image,
+            build_image: &build_roots[&config.services[prepared.config].build_image].key,
             target: &prepared.target.key(),
             export: &detected.export,
             exec_env: &config.exec_env,
@@ -255,14 +275,98 @@ fn load_run_images(
     Ok(run_images)
 }
 
+/// Each build image the services name, loaded and unpacked into the store (once: a second
+/// build finds the tree), with the sandbox on it; `host` for those that name none, said once
+/// on stderr, since what the host has installed then decides the build.
+fn build_roots(config: &InputConfig) -> Result<HashMap<BuildImageSource, BuildRoot>, CliError> {
+    let mut roots = HashMap::new();
+    for service in &config.services {
+        if roots.contains_key(&service.build_image) {
+            continue;
+        }
+        let root = match &service.build_image {
+            BuildImageSource::Host => {
+                if config.sandbox.isolates() {
+                    eprintln!(
+                        "note: no build image: buildpacks run on this host's system directories, so the build is not hermetic (--build-image oci:DIR:TAG)"
+                    );
+                }
+                BuildRoot {
+                    key: "host".to_owned(),
+                    dir: PathBuf::from(BUILD_ROOT),
+                    sandbox: config.sandbox.clone(),
+                }
+            }
+            BuildImageSource::Image(reference) => {
+                // Unsandboxed, buildpacks would run on the host while keys name the image.
+                if !config.sandbox.isolates() {
+                    return Err(CliError::Usage(format!(
+                        "the build image `{reference}` needs the sandbox: it cannot be used with --sandbox none"
+                    )));
+                }
+                let image = RunImage::load(reference)?;
+                let (uid, gid) = build_user(&image)?;
+                let owners = config.sandbox.host_owner().map(|host| OwnerMap {
+                    image: (uid, gid),
+                    host,
+                });
+                let dir = unpack_rootfs(&image, &store_dir(&config.cache_dir), owners)?;
+                let env = image
+                    .config
+                    .config()
+                    .as_ref()
+                    .and_then(|c| c.env().clone())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect();
+                let sandbox = config
+                    .sandbox
+                    .clone()
+                    .with_root(Root::Image(dir.clone()))
+                    .with_user(uid, gid)
+                    .with_image_env(env);
+                BuildRoot {
+                    key: image.manifest_digest.clone(),
+                    dir,
+                    sandbox,
+                }
+            }
+        };
+        roots.insert(service.build_image.clone(), root);
+    }
+    Ok(roots)
+}
+
+/// The build user of a build image: `CNB_USER_ID`/`CNB_GROUP_ID` from its env, else a numeric
+/// `User` (`uid[:gid]`) of its config, else the CNB default.
+fn build_user(image: &RunImage) -> Result<(u32, u32), CliError> {
+    if image.env_var("CNB_USER_ID").is_some() || image.env_var("CNB_GROUP_ID").is_some() {
+        let owner = image.cnb_user()?;
+        return Ok((owner.uid, owner.gid));
+    }
+    let user = image
+        .config
+        .config()
+        .as_ref()
+        .and_then(|c| c.user().clone())
+        .unwrap_or_default();
+    let (uid, gid) = user.split_once(':').unwrap_or((&user, &user));
+    match (uid.parse(), gid.parse()) {
+        (Ok(uid), Ok(gid)) => Ok((uid, gid)),
+        _ => Ok(strata_engine::sandbox::DEFAULT_BUILD_USER),
+    }
+}
+
 /// Each service's target: its run image's, or the host's for the built-in base; the
 /// distribution of the build root `build_root` (read at most once) for one that names none.
 fn targets(
     config: &InputConfig,
     run_images: &HashMap<ImageRef, Arc<RunImage>>,
-    build_root: &Path,
+    build_roots: &HashMap<BuildImageSource, BuildRoot>,
 ) -> Result<Vec<TargetEnv>, CliError> {
-    let mut build_distro: Option<Distro> = None;
+    let mut build_distros: HashMap<&BuildImageSource, Distro> = HashMap::new();
     let mut targets = Vec::new();
     for service in &config.services {
         let target = match &service.run_image {
@@ -272,9 +376,12 @@ fn targets(
         let target = if target.has_distro() {
             target
         } else {
-            let distro = match &build_distro {
-                Some(distro) => distro.clone(),
-                None => build_distro.insert(osrelease::distro(build_root)?).clone(),
+            let distro = if let Some(distro) = build_distros.get(&service.build_image) {
+                distro.clone()
+            } else {
+                let distro = osrelease::distro(&build_roots[&service.build_image].dir)?;
+                build_distros.insert(&service.build_image, distro.clone());
+                distro
             };
             target.or_distro(distro.name, distro.version)
         };
@@ -291,7 +398,7 @@ fn detect_service(
     run_image: Option<(Arc<RunImage>, String)>,
     target: TargetEnv,
     digests: Arc<BTreeMap<String, TaskKey>>,
-    scratch: PathBuf,
+    (scratch, sandbox, build_key): (PathBuf, Sandbox, &str),
 ) -> Result<Detected, CliError> {
     let platform = PlatformDir::new(&scratch.join("platform"), &service.env)
         .with_bindings(service.bindings.clone(), &config.sandbox);
@@ -313,7 +420,7 @@ fn detect_service(
     let (app, hashing) = hash_tree(&config.cache_dir, &service.app_dir, include, exclude)?;
 
     let process = ProcessDetector {
-        sandbox: &config.sandbox,
+        sandbox: &sandbox,
         app_dir: &service.app_dir,
         platform: &platform,
         target: &target,
@@ -332,7 +439,8 @@ fn detect_service(
         &config.exec_env,
         &digests,
     )
-    .with_bindings(bindings_digest(&service.bindings));
+    .with_bindings(bindings_digest(&service.bindings))
+    .with_build_image(build_key);
     let group = resolve_for_exec_env(
         &service.order,
         &service.registry,
@@ -352,6 +460,7 @@ fn detect_service(
             app,
             digests,
             scratch,
+            sandbox,
         },
         group,
         export,

@@ -21,7 +21,7 @@ use crate::env::{Env, EnvError, Phase, layer_env};
 use crate::layers::{
     BuildpackLayers, Layer, LayerError, read_layers_dir_reusing, set_aside_untyped,
 };
-use crate::platform::{PlatformDir, TargetEnv, base_env, platform_env, process_env};
+use crate::platform::{PlatformDir, TargetEnv, platform_env, process_env, sandbox_base_env};
 use crate::sandbox::{Finished, Mount, Purpose, Sandbox, SandboxCommand, SandboxError};
 
 /// Where buildpack layer directories are mounted.
@@ -206,7 +206,7 @@ fn build_env(
         }
     }
     let user = req.platform.user_env(buildpack.descriptor.info.clear_env);
-    let mut env = process_env(base_env(req.sandbox.isolates()), &earlier, user);
+    let mut env = process_env(sandbox_base_env(req.sandbox), &earlier, user);
     env.extend(platform_env(req.target, bindings_root));
     Ok(env)
 }

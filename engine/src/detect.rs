@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde::Deserialize as _;
 use strata_planner::{BuildPlan, Buildpack, DetectOutcome, Detector};
 
-use crate::platform::{PlatformDir, TargetEnv, base_env, platform_env, process_env};
+use crate::platform::{PlatformDir, TargetEnv, platform_env, process_env, sandbox_base_env};
 use crate::sandbox::{Mount, Purpose, Sandbox, SandboxCommand};
 
 /// Where the platform dir is mounted.
@@ -86,7 +86,7 @@ impl ProcessDetector<'_> {
         let plan_path = format!("{io}/plan.toml");
         // As at build, with no earlier layers: a detect sees what the platform gives.
         let user = self.platform.user_env(buildpack.descriptor.info.clear_env);
-        let mut env = process_env(base_env(self.sandbox.isolates()), &[], user);
+        let mut env = process_env(sandbox_base_env(self.sandbox), &[], user);
         env.extend(platform_env(self.target, platform.bindings_root.as_deref()));
         env.extend([
             ("CNB_BUILDPACK_DIR", bp_dir.as_str()),

@@ -21,7 +21,7 @@ use crate::env::{Phase, layer_env};
 use crate::layers::{
     BuildpackLayers, LaunchToml, Layer, LayerTypes, Process, SbomFile, SbomScope, sbom_media_type,
 };
-use crate::platform::{base_env, platform_env, process_env};
+use crate::platform::{platform_env, process_env, sandbox_base_env};
 use crate::sandbox::{Mount, Purpose, SandboxCommand};
 use crate::untrusted::{SBOM_LIMIT, UntrustedError};
 
@@ -109,7 +109,7 @@ pub fn run_layer(
         earlier.extend(layer_env(&need.layer.dir, &view, Phase::Build)?);
     }
     let mut env = process_env(
-        base_env(req.sandbox.isolates()),
+        sandbox_base_env(req.sandbox),
         &earlier,
         &declared_env(req, layer),
     );

@@ -242,6 +242,19 @@ pub fn base_env(isolated: bool) -> Env {
     env
 }
 
+/// [`base_env`] for processes in `sandbox`, with the env of the build image it runs on (its
+/// `PATH` and the rest) in place of the host root's fixed `PATH`; `HOME` stays the build
+/// user's home the sandbox makes.
+pub fn sandbox_base_env(sandbox: &Sandbox) -> Env {
+    let mut env = base_env(sandbox.isolates());
+    for (name, value) in sandbox.image_env() {
+        if name != "HOME" {
+            env.set(name, value);
+        }
+    }
+    env
+}
+
 /// The env of a buildpack process, by the platform's precedence rules: `base`, then `earlier`
 /// (the build env of the layers before it, in order), then `user` (the user env, empty for a
 /// `clear-env` buildpack) on top. A user value of a [path variable](PATH_VARIABLES) is

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-pub use args::HOST_ID;
+pub use args::{HOST_ID, Root};
 use args::{Isolation, Launch};
 
 /// The `PATH` processes start with: fixed, so a build does not depend on the caller's shell.
@@ -56,6 +56,8 @@ pub enum Sandbox {
 pub struct Bwrap {
     isolation: Isolation,
     limits: Limits,
+    /// The env a build image's config gives, empty on the host's root.
+    image_env: Vec<(String, String)>,
 }
 
 /// How long processes may run.
@@ -233,8 +235,10 @@ impl Sandbox {
                 bwrap,
                 launch,
                 user: DEFAULT_BUILD_USER,
+                root: Root::Host,
             },
             limits: Limits::default(),
+            image_env: Vec::new(),
         }))
     }
 
@@ -259,6 +263,32 @@ impl Sandbox {
             bwrap.isolation.user = (uid, gid);
         }
         self
+    }
+
+    /// The same sandbox with `/` made of `root`.
+    #[must_use]
+    pub fn with_root(mut self, root: Root) -> Self {
+        if let Sandbox::Bwrap(bwrap) = &mut self {
+            bwrap.isolation.root = root;
+        }
+        self
+    }
+
+    /// The same sandbox with `env`, a build image's config env, under every process's env.
+    #[must_use]
+    pub fn with_image_env(mut self, env: Vec<(String, String)>) -> Self {
+        if let Sandbox::Bwrap(bwrap) = &mut self {
+            bwrap.image_env = env;
+        }
+        self
+    }
+
+    /// The env of the build image `/` is made of (empty on the host's root or unsandboxed).
+    pub fn image_env(&self) -> &[(String, String)] {
+        match self {
+            Sandbox::Bwrap(bwrap) => &bwrap.image_env,
+            Sandbox::None => &[],
+        }
     }
 
     /// The path a process sees for `mount`.

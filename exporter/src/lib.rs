@@ -19,6 +19,7 @@ pub mod processes;
 pub mod rebase;
 pub mod reference;
 mod restorestate;
+pub mod rootfs;
 pub mod runimage;
 pub mod runproof;
 pub mod taskcache;

@@ -5,7 +5,7 @@
 //! inside the part of it the tar is for (a layer's own directory, the app's).
 
 use std::io::{self, Read};
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 /// Unpacks the tar `reader` gives (gunzipped first when `gzip`) into `dir`, keeping
 /// permissions and overwriting what is there. Every entry must lie under `inside` (relative
@@ -66,4 +66,364 @@ fn outside(path: &Path) -> io::Error {
             path.display()
         ),
     )
+}
+
+/// The name prefix that marks a whiteout in an OCI layer: `.wh.<name>` deletes `<name>` of
+/// the layers below.
+const WHITEOUT_PREFIX: &str = ".wh.";
+/// The whiteout that makes its directory opaque: nothing of the layers below shows in it.
+const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
+
+/// Applies one image layer (an uncompressed tar) on top of the root filesystem at `root`, as
+/// a container runtime does: whiteouts delete what the layers below put there, an entry
+/// replaces what is at its path (but a directory merges into a directory).
+///
+/// The layer is untrusted, and `root` is on the host: an entry with a `..` component, one
+/// whose parent path passes through a symlink (a lower layer's `evil -> /etc`, then
+/// `evil/passwd`) and a hardlink to a file outside the root are refused; an absolute path is
+/// taken relative to the root; an entry at a symlink's path replaces the symlink and is never
+/// written through it. Device nodes and FIFOs are skipped (the sandbox brings its own `/dev`).
+/// Owners are not kept (the files belong to whoever unpacks), modes are.
+///
+/// # Errors
+/// `InvalidData` for a refused entry or a malformed tar, or the I/O error of a write.
+pub fn apply_layer(reader: impl Read, root: &Path) -> io::Result<()> {
+    apply_layer_owned(reader, root, None)
+}
+
+/// Whose files of an image become whose on the host: what the image's build user (`image`,
+/// uid and gid) owns is given to `host` (uid and gid), the sandbox's own host id, so that the
+/// build user owns it in the sandbox too; everything else belongs to whoever unpacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnerMap {
+    /// The build user's uid and gid in the image.
+    pub image: (u32, u32),
+    /// The host id they become.
+    pub host: u32,
+}
+
+/// [`apply_layer`], giving what the image's build user owns to `owners.host`.
+///
+/// # Errors
+/// As [`apply_layer`], or a chown that fails.
+pub fn apply_layer_owned(
+    reader: impl Read,
+    root: &Path,
+    owners: Option<OwnerMap>,
+) -> io::Result<()> {
+    let mut archive = tar::Archive::new(reader);
+    archive.set_preserve_permissions(true);
+    archive.set_overwrite(true);
+    std::fs::create_dir_all(root)?;
+    let root = &root.canonicalize()?;
+    // What this layer itself put in place, so that its own opaque whiteout (which may come
+    // after its entries in the same directory) spares them.
+    let mut written: std::collections::HashSet<PathBuf> = std::collections::HashSet::new();
+    let mut directories = Vec::new();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let path = relative(&entry.path()?)?;
+        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+            // The root itself (`./`): nothing to create.
+            continue;
+        };
+        let parent = path.parent().unwrap_or(Path::new(""));
+        let host_parent = no_symlink_in(root, parent)?;
+        if name == OPAQUE_WHITEOUT {
+            if host_parent.is_dir() {
+                for child in std::fs::read_dir(&host_parent)? {
+                    let child = child?;
+                    let rel = parent.join(child.file_name());
+                    if !written.iter().any(|w| w.starts_with(&rel)) {
+                        remove_any(&child.path())?;
+                    }
+                }
+            }
+            continue;
+        }
+        if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
+            if hidden.is_empty() || hidden == "." || hidden == ".." {
+                return Err(invalid(format!(
+                    "the whiteout {} names no file",
+                    path.display()
+                )));
+            }
+            remove_any(&host_parent.join(hidden))?;
+            continue;
+        }
+        let kind = entry.header().entry_type();
+        if matches!(
+            kind,
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo
+        ) {
+            continue;
+        }
+        if kind.is_hard_link() {
+            let target = entry
+                .link_name()?
+                .ok_or_else(|| invalid(format!("the hardlink {} has no target", path.display())))?;
+            let target = relative(&target)?;
+            let target_parent = target.parent().unwrap_or(Path::new(""));
+            let host_target = no_symlink_in(root, target_parent)?;
+            let meta = target
+                .file_name()
+                .map(|n| std::fs::symlink_metadata(host_target.join(n)));
+            if !matches!(meta, Some(Ok(ref m)) if m.is_file()) {
+                return Err(invalid(format!(
+                    "the hardlink {} links to {}, which is no file of the image",
+                    path.display(),
+                    target.display()
+                )));
+            }
+        }
+        let host_path = host_parent.join(&name);
+        if let Ok(existing) = std::fs::symlink_metadata(&host_path) {
+            // A directory merges into a directory; anything else is replaced, so that no
+            // write follows a symlink a lower layer left at this path.
+            if !(existing.is_dir() && kind == tar::EntryType::Directory) {
+                remove_any(&host_path)?;
+            }
+        }
+        written.insert(path.clone());
+        let owner = owners.map(|map| {
+            let header = entry.header();
+            let uid = header.uid().ok() == Some(u64::from(map.image.0));
+            let gid = header.gid().ok() == Some(u64::from(map.image.1));
+            (uid.then_some(map.host), gid.then_some(map.host))
+        });
+        if kind == tar::EntryType::Directory {
+            std::fs::create_dir_all(&host_path)?;
+            directories.push(entry);
+        } else if !entry.unpack_in(root)? {
+            return Err(outside(&path));
+        }
+        if let Some((uid, gid)) = owner
+            && (uid.is_some() || gid.is_some())
+        {
+            // The path was just made by this entry and is no symlink of a lower layer's.
+            std::os::unix::fs::lchown(&host_path, uid, gid)?;
+        }
+    }
+    // Directory modes last, deepest first, so that a read-only directory does not keep its
+    // own files from being written.
+    directories.sort_by(|a, b| b.path_bytes().cmp(&a.path_bytes()));
+    for mut entry in directories {
+        let path = entry.path()?.into_owned();
+        if !entry.unpack_in(root)? {
+            return Err(outside(&path));
+        }
+    }
+    Ok(())
+}
+
+/// `path` as a path relative to the root: leading `/` and `.` dropped, a `..` refused.
+fn relative(path: &Path) -> io::Result<PathBuf> {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::Normal(part) => out.push(part),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            Component::ParentDir => return Err(outside(path)),
+        }
+    }
+    Ok(out)
+}
+
+/// `root.join(parent)`, after checking that no component of it is a symlink (which could
+/// point anywhere on the host); missing components are fine (they are made as directories).
+fn no_symlink_in(root: &Path, parent: &Path) -> io::Result<PathBuf> {
+    let mut at = root.to_path_buf();
+    for part in parent.components() {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(invalid(format!(
+                    "the entry under {} passes through a symlink",
+                    parent.display()
+                )));
+            }
+            Ok(meta) if !meta.is_dir() => {
+                // A file where a directory is wanted: the entry replaces it.
+                std::fs::remove_file(&at)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(at)
+}
+
+/// Removes whatever is at `path` (never following a symlink); nothing there is fine.
+fn remove_any(path: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+#[cfg(test)]
+mod layer_tests {
+    use super::*;
+
+    enum Item<'a> {
+        File(&'a str, &'a str),
+        Dir(&'a str),
+        Symlink(&'a str, &'a str),
+        Hardlink(&'a str, &'a str),
+    }
+
+    /// A tar of `items`, names written raw (the builder's own checks would refuse `..`).
+    fn layer(items: &[Item]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for item in items {
+            let mut header = tar::Header::new_gnu();
+            let (name, kind, link, data) = match item {
+                Item::File(name, data) => (name, tar::EntryType::Regular, None, data.as_bytes()),
+                Item::Dir(name) => (name, tar::EntryType::Directory, None, &b""[..]),
+                Item::Symlink(name, to) => (name, tar::EntryType::Symlink, Some(to), &b""[..]),
+                Item::Hardlink(name, to) => (name, tar::EntryType::Link, Some(to), &b""[..]),
+            };
+            let raw = &mut header.as_old_mut().name;
+            raw[..name.len()].copy_from_slice(name.as_bytes());
+            if let Some(to) = link {
+                let raw = &mut header.as_old_mut().linkname;
+                raw[..to.len()].copy_from_slice(to.as_bytes());
+            }
+            header.set_entry_type(kind);
+            header.set_mode(if kind == tar::EntryType::Directory {
+                0o755
+            } else {
+                0o644
+            });
+            header.set_size(data.len() as u64);
+            header.set_cksum();
+            builder.append(&header, data).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    /// A scratch dir with the root inside it, so that escapes land beside the root.
+    fn scratch() -> (tempfile::TempDir, PathBuf) {
+        let base = tempfile::tempdir().unwrap();
+        let root = base.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        (base, root)
+    }
+
+    #[test]
+    fn dotdot_entry_is_refused() {
+        let (base, root) = scratch();
+        let err = apply_layer(&layer(&[Item::File("../escaped", "x")])[..], &root).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(!base.path().join("escaped").exists());
+    }
+
+    #[test]
+    fn absolute_entry_lands_inside_the_root() {
+        let (base, root) = scratch();
+        let outside = base.path().join("absolute");
+        let name = outside.to_str().unwrap().to_owned();
+        apply_layer(&layer(&[Item::File(&name, "x")])[..], &root).unwrap();
+        assert!(!outside.exists());
+        let inside = root.join(outside.strip_prefix("/").unwrap());
+        assert_eq!(std::fs::read_to_string(inside).unwrap(), "x");
+    }
+
+    #[test]
+    fn write_through_a_symlink_is_refused() {
+        let (base, root) = scratch();
+        let target = base.path().to_str().unwrap().to_owned();
+        // In one layer, and with the symlink from a lower layer.
+        let one = layer(&[
+            Item::Symlink("evil", &target),
+            Item::File("evil/pwned", "x"),
+        ]);
+        assert!(apply_layer(&one[..], &root).is_err());
+        assert!(!base.path().join("pwned").exists());
+        let (base, root) = scratch();
+        let target = base.path().to_str().unwrap().to_owned();
+        apply_layer(&layer(&[Item::Symlink("evil", &target)])[..], &root).unwrap();
+        assert!(apply_layer(&layer(&[Item::File("evil/pwned", "x")])[..], &root).is_err());
+        assert!(!base.path().join("pwned").exists());
+    }
+
+    #[test]
+    fn a_file_at_a_symlinks_path_replaces_the_symlink() {
+        let (base, root) = scratch();
+        let target = base.path().join("target");
+        let to = target.to_str().unwrap().to_owned();
+        apply_layer(&layer(&[Item::Symlink("link", &to)])[..], &root).unwrap();
+        apply_layer(&layer(&[Item::File("link", "mine")])[..], &root).unwrap();
+        assert!(!target.exists());
+        assert_eq!(std::fs::read_to_string(root.join("link")).unwrap(), "mine");
+    }
+
+    #[test]
+    fn hardlink_outside_is_refused() {
+        let (base, root) = scratch();
+        std::fs::write(base.path().join("secret"), "s").unwrap();
+        let absolute = base.path().join("secret").to_str().unwrap().to_owned();
+        for to in ["../secret", absolute.as_str()] {
+            let err = apply_layer(&layer(&[Item::Hardlink("hl", to)])[..], &root).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{to}");
+            assert!(!root.join("hl").exists());
+        }
+        // Nor through a symlink a lower layer left.
+        let dir = base.path().to_str().unwrap().to_owned();
+        apply_layer(&layer(&[Item::Symlink("evil", &dir)])[..], &root).unwrap();
+        assert!(apply_layer(&layer(&[Item::Hardlink("hl", "evil/secret")])[..], &root).is_err());
+        assert!(!root.join("hl").exists());
+        // A hardlink inside works.
+        apply_layer(
+            &layer(&[Item::File("a", "x"), Item::Hardlink("b", "a")])[..],
+            &root,
+        )
+        .unwrap();
+        assert_eq!(std::fs::read_to_string(root.join("b")).unwrap(), "x");
+    }
+
+    #[test]
+    fn whiteouts_delete_what_lower_layers_put() {
+        let (_base, root) = scratch();
+        let lower = layer(&[
+            Item::Dir("a"),
+            Item::File("a/x", "x"),
+            Item::File("a/y", "y"),
+            Item::File("b", "b"),
+            Item::File("c", "c"),
+        ]);
+        apply_layer(&lower[..], &root).unwrap();
+        let upper = layer(&[
+            Item::Dir("a"),
+            Item::File("a/z", "z"),
+            Item::File("a/.wh..wh..opq", ""),
+            Item::File(".wh.b", ""),
+        ]);
+        apply_layer(&upper[..], &root).unwrap();
+        let mut names: Vec<_> = std::fs::read_dir(root.join("a"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["z"]);
+        assert!(!root.join("b").exists());
+        assert!(root.join("c").exists());
+        assert!(!root.join(".wh.b").exists());
+    }
+
+    #[test]
+    fn whiteout_through_a_symlink_is_refused() {
+        let (base, root) = scratch();
+        std::fs::write(base.path().join("keep"), "k").unwrap();
+        let dir = base.path().to_str().unwrap().to_owned();
+        apply_layer(&layer(&[Item::Symlink("evil", &dir)])[..], &root).unwrap();
+        assert!(apply_layer(&layer(&[Item::File("evil/.wh.keep", "")])[..], &root).is_err());
+        assert!(apply_layer(&layer(&[Item::File("evil/.wh..wh..opq", "")])[..], &root).is_err());
+        assert!(base.path().join("keep").exists());
+    }
 }

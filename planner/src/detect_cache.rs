@@ -102,6 +102,20 @@ impl<'a> CachingDetector<'a> {
         self
     }
 
+    /// The same cache for a detect that runs on the build image with manifest digest
+    /// `build_image`: another image (its tools, its env) is a miss. `host` changes nothing, so
+    /// that entries made on the host before build images still answer.
+    #[must_use]
+    pub fn with_build_image(mut self, build_image: &str) -> Self {
+        if build_image != "host" {
+            let mut h = KeyHasher::new("detect/context+build-image");
+            h.field("context").key(&self.context);
+            h.field("build-image").str(build_image);
+            self.context = h.finish();
+        }
+        self
+    }
+
     /// The outcome of a `[metadata.strata.detect]`: a pass when any of its `files` globs
     /// matches an app file, with the provides and requires it declares.
     fn declared(&self, buildpack: &Buildpack) -> Option<DetectOutcome> {

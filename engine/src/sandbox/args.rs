@@ -40,6 +40,31 @@ const SYSTEM_DIRS: &[&str] = &[
 /// Where the outer bwrap stages the task's mounts for the inner one.
 const STAGE: &str = "/stage";
 
+/// Where the outer bwrap stages a build image's root filesystem for the inner one.
+const STAGE_ROOT: &str = "/stage/root";
+
+/// Top-level entries of a build image's root filesystem the sandbox brings its own of, or
+/// mounts the task's directories at: they are not bound from the image.
+const OWN_DIRS: &[&str] = &[
+    "proc",
+    "dev",
+    "tmp",
+    "home",
+    "workspace",
+    "layers",
+    "platform",
+    "cnb",
+];
+
+/// What the sandbox's `/` is made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Root {
+    /// The host's system directories ([`SYSTEM_DIRS`]), read-only: not hermetic.
+    Host,
+    /// A build image's root filesystem, unpacked at this host path, read-only.
+    Image(PathBuf),
+}
+
 /// How bubblewrap is started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Launch {
@@ -59,6 +84,8 @@ pub struct Isolation {
     pub launch: Launch,
     /// The build user's uid and gid inside the sandbox.
     pub user: (u32, u32),
+    /// What `/` is made of.
+    pub root: Root,
 }
 
 /// The program and arguments that run `cmd` under `isolation`.
@@ -66,9 +93,13 @@ pub fn argv(isolation: &Isolation, cmd: &SandboxCommand) -> (PathBuf, Vec<OsStri
     match &isolation.launch {
         Launch::Unprivileged => {
             let sources: Vec<&Path> = cmd.mounts.iter().map(|m| m.host.as_path()).collect();
+            let root = match &isolation.root {
+                Root::Host => None,
+                Root::Image(dir) => Some(dir.as_path()),
+            };
             (
                 isolation.bwrap.clone(),
-                inner(isolation.user, cmd, &sources),
+                inner(isolation.user, root, cmd, &sources),
             )
         }
         Launch::FromRoot { setpriv } => {
@@ -82,6 +113,17 @@ pub fn argv(isolation: &Isolation, cmd: &SandboxCommand) -> (PathBuf, Vec<OsStri
             // The inner bwrap may mount a new proc only where a full one is visible.
             args.push(["--bind", "/proc", "/proc", "--dev", "/dev", "--dir", "/tmp"]);
             args.push(["--perms", "0711", "--dir", STAGE]);
+            let root = match &isolation.root {
+                Root::Host => None,
+                Root::Image(dir) => {
+                    args.push([
+                        OsStr::new("--ro-bind"),
+                        dir.as_os_str(),
+                        STAGE_ROOT.as_ref(),
+                    ]);
+                    Some(dir.as_path())
+                }
+            };
             for (mount, stage) in cmd.mounts.iter().zip(&staged) {
                 let flag = if mount.writable {
                     "--bind"
@@ -95,15 +137,34 @@ pub fn argv(isolation: &Isolation, cmd: &SandboxCommand) -> (PathBuf, Vec<OsStri
             args.push(["--reuid", &id, "--regid", &id, "--clear-groups"]);
             args.push(["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]);
             args.push([OsStr::new("--"), isolation.bwrap.as_os_str()]);
-            args.0.extend(inner(isolation.user, cmd, &sources));
+            let staged_root = root.map(|dir| (dir, Path::new(STAGE_ROOT)));
+            args.0
+                .extend(inner_with(isolation.user, staged_root, cmd, &sources));
             (isolation.bwrap.clone(), args.0)
         }
     }
 }
 
 /// The arguments of the bwrap that makes the user namespace, with each mount's source at
-/// the path of the same index in `sources`.
-fn inner(user: (u32, u32), cmd: &SandboxCommand, sources: &[&Path]) -> Vec<OsString> {
+/// the path of the same index in `sources`, and `/` made of the image rootfs at `root` (seen
+/// at the same path) or the host's system directories.
+fn inner(
+    user: (u32, u32),
+    root: Option<&Path>,
+    cmd: &SandboxCommand,
+    sources: &[&Path],
+) -> Vec<OsString> {
+    inner_with(user, root.map(|dir| (dir, dir)), cmd, sources)
+}
+
+/// As [`inner`], with the image rootfs read on the host at the first path of `root` and
+/// seen by this bwrap at the second.
+fn inner_with(
+    user: (u32, u32),
+    root: Option<(&Path, &Path)>,
+    cmd: &SandboxCommand,
+    sources: &[&Path],
+) -> Vec<OsString> {
     let (uid, gid) = (user.0.to_string(), user.1.to_string());
     let mut args = Args::default();
     args.push([
@@ -121,7 +182,10 @@ fn inner(user: (u32, u32), cmd: &SandboxCommand, sources: &[&Path]) -> Vec<OsStr
         args.push(["--unshare-net"]);
     }
     args.push(["--tmpfs", "/"]);
-    system_dirs(&mut args);
+    match root {
+        None => system_dirs(&mut args),
+        Some((host, seen)) => image_dirs(&mut args, host, seen),
+    }
     args.push(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
     args.push([
         "--dir",
@@ -160,6 +224,38 @@ fn system_dirs(args: &mut Args) {
             Ok(target) => args.push([OsStr::new("--symlink"), target.as_os_str(), dir.as_ref()]),
             Err(_) if path.is_dir() => args.push(["--ro-bind", dir, dir]),
             Err(_) => {}
+        }
+    }
+}
+
+/// Binds each top-level entry of the image rootfs at `host` (seen by bwrap at `seen`)
+/// read-only at `/`, but those the sandbox makes itself ([`OWN_DIRS`]); links stay links.
+/// `/` itself stays the sandbox's tmpfs, so that the task's mount points can be made in it.
+fn image_dirs(args: &mut Args, host: &Path, seen: &Path) {
+    let Ok(entries) = std::fs::read_dir(host) else {
+        return;
+    };
+    let mut names: Vec<_> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .collect();
+    names.sort();
+    for name in names {
+        if OWN_DIRS.iter().any(|own| name == OsStr::new(own)) {
+            continue;
+        }
+        let target = Path::new("/").join(&name);
+        match std::fs::read_link(host.join(&name)) {
+            Ok(link) => args.push([
+                OsStr::new("--symlink"),
+                link.as_os_str(),
+                target.as_os_str(),
+            ]),
+            Err(_) => args.push([
+                OsStr::new("--ro-bind"),
+                seen.join(&name).as_os_str(),
+                target.as_os_str(),
+            ]),
         }
     }
 }
@@ -222,6 +318,7 @@ mod tests {
             bwrap: "/usr/bin/bwrap".into(),
             launch: Launch::Unprivileged,
             user: (1000, 1001),
+            root: Root::Host,
         };
         let (program, args) = argv(&isolation, &cmd(false));
         let args = strings(&args);
@@ -248,6 +345,7 @@ mod tests {
                 setpriv: "/usr/bin/setpriv".into(),
             },
             user: (1000, 1000),
+            root: Root::Host,
         };
         let (_, args) = argv(&isolation, &cmd(true));
         let args = strings(&args);
@@ -276,5 +374,57 @@ mod tests {
             "inner sees staged paths only"
         );
         assert!(!window(rest, &["--unshare-net"]), "network was asked for");
+    }
+
+    #[test]
+    fn image_root_binds_the_rootfs_entries_instead_of_the_host_system_dirs() {
+        let rootfs = tempfile::tempdir().unwrap();
+        std::fs::create_dir(rootfs.path().join("usr")).unwrap();
+        std::fs::create_dir(rootfs.path().join("etc")).unwrap();
+        std::fs::create_dir(rootfs.path().join("proc")).unwrap();
+        std::os::unix::fs::symlink("usr/bin", rootfs.path().join("bin")).unwrap();
+        let root = rootfs.path().to_str().unwrap().to_owned();
+        for launch in [
+            Launch::Unprivileged,
+            Launch::FromRoot {
+                setpriv: "/usr/bin/setpriv".into(),
+            },
+        ] {
+            let from_root = matches!(launch, Launch::FromRoot { .. });
+            let isolation = Isolation {
+                bwrap: "/usr/bin/bwrap".into(),
+                launch,
+                user: (1000, 1000),
+                root: Root::Image(rootfs.path().to_owned()),
+            };
+            let (_, args) = argv(&isolation, &cmd(false));
+            let args = strings(&args);
+            let start = args.iter().position(|a| a == "--unshare-user").unwrap();
+            let inner = &args[start..];
+            let seen = if from_root {
+                STAGE_ROOT.to_owned()
+            } else {
+                root.clone()
+            };
+            assert!(window(
+                inner,
+                &["--ro-bind", &format!("{seen}/usr"), "/usr"]
+            ));
+            assert!(window(
+                inner,
+                &["--ro-bind", &format!("{seen}/etc"), "/etc"]
+            ));
+            assert!(window(inner, &["--symlink", "usr/bin", "/bin"]));
+            assert!(!window(inner, &["--ro-bind", "/usr", "/usr"]), "{inner:?}");
+            assert!(!inner.iter().any(|a| a.ends_with("/proc") && a != "/proc"));
+            assert!(window(inner, &["--cap-drop", "ALL"]));
+            assert!(window(
+                inner,
+                &["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+            ));
+            if from_root {
+                assert!(window(&args[..start], &["--ro-bind", &root, STAGE_ROOT]));
+            }
+        }
     }
 }
