@@ -137,7 +137,11 @@ fn buildpacks_run_on_the_build_image_not_the_host() {
     // The built-in base names no distro: the build image's os-release does.
     assert_eq!(read("distro"), "strata-test 1\n");
     assert_eq!(read("var"), "from-the-image\n");
-    assert_eq!(read("private"), "mine\n", "what the image's CNB user owns, it owns");
+    assert_eq!(
+        read("private"),
+        "mine\n",
+        "what the image's CNB user owns, it owns"
+    );
 }
 
 #[test]
