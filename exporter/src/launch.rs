@@ -17,7 +17,6 @@
 
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
 use strata_engine::env::Env;
 use strata_engine::layers::Process;
 use strata_engine::platform::PLATFORM_API;
@@ -125,7 +124,7 @@ pub fn launcher_metadata() -> serde_json::Value {
 /// The launcher's SBOM: `CycloneDX` JSON naming the launcher, its version and the SHA-256 of
 /// its binary. Reproducible: no timestamp, no random serial number.
 pub fn launcher_sbom() -> Vec<u8> {
-    let sha = hex::encode(Sha256::digest(launcher::BINARY));
+    let sha = hex::encode(launcher::sha256());
     let component = serde_json::json!({
         "type": "application",
         "bom-ref": "strata-launcher",

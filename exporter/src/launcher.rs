@@ -16,6 +16,14 @@ pub const SOURCE_REPOSITORY: &str = env!("CARGO_PKG_REPOSITORY");
 /// none, so that the build metadata does not change with an unreleased checkout's commit.
 pub const SOURCE_COMMIT: &str = "";
 
+/// The SHA-256 of [`BINARY`], hashed once per process: the launcher layer's store key and
+/// every image's launcher SBOM name it.
+pub fn sha256() -> &'static [u8; 32] {
+    use sha2::{Digest, Sha256};
+    static SHA: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    SHA.get_or_init(|| Sha256::digest(BINARY).into())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -40,7 +40,7 @@ fn key(epoch: u64, compression: Compression) -> TaskKey {
     let mut hasher = Sha256::new();
     hasher.update(b"strata launcher layer\0");
     hasher.update(BLOB_FORMAT.to_le_bytes());
-    hasher.update(Sha256::digest(launcher::BINARY));
+    hasher.update(launcher::sha256());
     hasher.update(epoch.to_le_bytes());
     hasher.update([u8::from(compression == Compression::Gzip)]);
     TaskKey::from_bytes(hasher.finalize().into())
