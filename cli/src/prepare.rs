@@ -52,6 +52,9 @@ pub(crate) struct Prepared {
     pub(crate) detect_cached: u64,
     /// Detect processes spawned.
     pub(crate) detect_ran: u64,
+    /// Notes for the user about the whole build (no build image, so not hermetic), shown
+    /// before the detect warnings.
+    pub(crate) notes: Vec<String>,
     /// A scratch directory, removed on drop (or by a signal, see `strata_engine::scratch`).
     pub(crate) _scratch: ScratchDir,
 }
@@ -112,7 +115,8 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
     };
 
     let run_images = load_run_images(config, &in_service)?;
-    let build_roots = build_roots(config)?;
+    let mut notes = Vec::new();
+    let build_roots = build_roots(config, &mut notes)?;
     let targets = targets(config, &run_images, &build_roots)?;
     let mut hashing = HashStats::default();
     let mut dir_digests: HashMap<PathBuf, TaskKey> = HashMap::new();
@@ -208,6 +212,7 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
         hashing,
         detect_cached,
         detect_ran,
+        notes,
         _scratch: scratch,
     })
 }
@@ -217,7 +222,7 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
 /// printed: the lifecycle prints those too, and a silently missing buildpack is hard to
 /// explain.
 pub(crate) fn detect_warnings(prepared: &Prepared, workspace: bool) -> Vec<String> {
-    let mut out = Vec::new();
+    let mut out = prepared.notes.clone();
     for service in &prepared.plan.services {
         for errored in &service.group.errored {
             let service = if workspace {
@@ -277,8 +282,11 @@ fn load_run_images(
 
 /// Each build image the services name, loaded and unpacked into the store (once: a second
 /// build finds the tree), with the sandbox on it; `host` for those that name none, said once
-/// on stderr, since what the host has installed then decides the build.
-fn build_roots(config: &InputConfig) -> Result<HashMap<BuildImageSource, BuildRoot>, CliError> {
+/// in `notes`, since what the host has installed then decides the build.
+fn build_roots(
+    config: &InputConfig,
+    notes: &mut Vec<String>,
+) -> Result<HashMap<BuildImageSource, BuildRoot>, CliError> {
     let mut roots = HashMap::new();
     for service in &config.services {
         if roots.contains_key(&service.build_image) {
@@ -287,8 +295,10 @@ fn build_roots(config: &InputConfig) -> Result<HashMap<BuildImageSource, BuildRo
         let root = match &service.build_image {
             BuildImageSource::Host => {
                 if config.sandbox.isolates() {
-                    eprintln!(
-                        "note: no build image: buildpacks run on this host's system directories, so the build is not hermetic (--build-image oci:DIR:TAG)"
+                    notes.push(
+                        "note: no build image: buildpacks run on this host's system directories, \
+                         so the build is not hermetic (--build-image oci:DIR:TAG)"
+                            .to_owned(),
                     );
                 }
                 BuildRoot {
