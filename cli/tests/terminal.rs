@@ -63,7 +63,7 @@ impl Tmux {
                 return self.run(&["capture-pane", "-p", "-t", "t"]);
             }
             assert!(
-                started.elapsed() < Duration::from_secs(300),
+                started.elapsed() < Duration::from_mins(5),
                 "the build did not finish in the terminal:\n{screen}"
             );
         }
