@@ -119,16 +119,7 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
     let build_roots = build_roots(config, &mut notes)?;
     let targets = targets(config, &run_images, &build_roots)?;
     let mut hashing = HashStats::default();
-    let mut dir_digests: HashMap<PathBuf, TaskKey> = HashMap::new();
-    for service in &config.services {
-        for buildpack in service.registry.iter() {
-            if !dir_digests.contains_key(&buildpack.dir) {
-                let (tree, stats) = hash_tree(&config.cache_dir, &buildpack.dir, &[], &[])?;
-                hashing += &stats;
-                dir_digests.insert(buildpack.dir.clone(), tree.digest_of(tree.files.iter()));
-            }
-        }
-    }
+    let dir_digests = buildpack_digests(config, &mut hashing)?;
 
     let detected: Vec<Result<Detected, CliError>> = config
         .services
@@ -215,6 +206,24 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
         notes,
         _scratch: scratch,
     })
+}
+
+/// The digest of each buildpack directory the services use, each hashed once.
+fn buildpack_digests(
+    config: &InputConfig,
+    hashing: &mut HashStats,
+) -> Result<HashMap<PathBuf, TaskKey>, CliError> {
+    let mut digests: HashMap<PathBuf, TaskKey> = HashMap::new();
+    for service in &config.services {
+        for buildpack in service.registry.iter() {
+            if !digests.contains_key(&buildpack.dir) {
+                let (tree, stats) = hash_tree(&config.cache_dir, &buildpack.dir, &[], &[])?;
+                *hashing += &stats;
+                digests.insert(buildpack.dir.clone(), tree.digest_of(tree.files.iter()));
+            }
+        }
+    }
+    Ok(digests)
 }
 
 /// A warning for each buildpack whose detect errored though its service's group passed
