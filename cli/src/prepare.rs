@@ -26,7 +26,8 @@ use strata_engine::scratch::{self, ScratchDir};
 use strata_engine::store::{Store, store_dir};
 use strata_exporter::reference::ImageRef;
 use strata_exporter::rootfs::unpack_rootfs;
-use strata_exporter::runimage::RunImage;
+use strata_exporter::layout::LayoutError;
+use strata_exporter::runimage::{RunImage, RunImageError};
 use strata_exporter::unpack::OwnerMap;
 use strata_planner::{
     CachingDetector, DetectResult, Plan, Records, ServiceInput, resolve_for_exec_env,
@@ -282,11 +283,36 @@ fn load_run_images(
         {
             let image = RunImage::load(reference)
                 .and_then(|image| image.target().map(|_| image))
-                .map_err(|e| in_service(&service.name, e.into()))?;
+                .map_err(|e| in_service(&service.name, not_made_hint(e)))?;
             run_images.insert(reference.clone(), Arc::new(image));
         }
     }
     Ok(run_images)
+}
+
+/// A run image layout that does not exist, in a directory with a `make.sh` (as the examples'
+/// run image and stack are made): the error says to run it.
+fn not_made_hint(err: RunImageError) -> CliError {
+    if let RunImageError::Layout {
+        reference,
+        source: LayoutError::Missing { dir },
+    } = err
+    {
+        let script = dir.parent().map(|parent| parent.join("make.sh"));
+        return match script.filter(|script| script.is_file()) {
+            Some(script) => CliError::RunImageNotMade {
+                reference,
+                hint: format!("it is made by `{}`: run that first", script.display()),
+                source: LayoutError::Missing { dir },
+            },
+            None => RunImageError::Layout {
+                reference,
+                source: LayoutError::Missing { dir },
+            }
+            .into(),
+        };
+    }
+    err.into()
 }
 
 /// Each build image the services name, loaded and unpacked into the store (once: a second

@@ -281,3 +281,33 @@ fn an_output_that_cannot_be_a_layout_is_bad_input_before_anything_runs() {
         assert!(before == snapshot_tree(case.root()), "nothing changed");
     }
 }
+
+#[test]
+fn a_run_image_not_made_yet_names_the_script_that_makes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let examples_copy = tmp.path().join("examples");
+    copy_tree(&examples(), &examples_copy);
+    let _ = std::fs::remove_dir_all(examples_copy.join("run-image/layout"));
+    let result = strata(
+        tmp.path(),
+        &[
+            "build",
+            "examples/monorepo",
+            "--cache-dir",
+            tmp.path().join("cache").to_str().unwrap(),
+        ],
+    );
+    assert_exit(&result, 2);
+    // miette wraps long lines: read the words, not the lines.
+    let words = stderr(&result)
+        .replace(['│', '╰', '├', '─', '▶'], " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        words.contains("run-image/ make.sh`: run that first")
+            || words.contains("run-image/make.sh`: run that first"),
+        "{words}"
+    );
+    assert!(!examples_copy.join("monorepo/out").exists());
+}
