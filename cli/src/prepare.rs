@@ -24,9 +24,9 @@ use strata_engine::platform::{PlatformDir, TargetEnv};
 use strata_engine::sandbox::{Root, Sandbox};
 use strata_engine::scratch::{self, ScratchDir};
 use strata_engine::store::{Store, store_dir};
+use strata_exporter::layout::LayoutError;
 use strata_exporter::reference::ImageRef;
 use strata_exporter::rootfs::unpack_rootfs;
-use strata_exporter::layout::LayoutError;
 use strata_exporter::runimage::{RunImage, RunImageError};
 use strata_exporter::unpack::OwnerMap;
 use strata_planner::{

@@ -248,6 +248,7 @@ fn slow_build(
     out: &Path,
 ) -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_strata"));
+    cmd.env("TMPDIR", scratch_tmpdir());
     cmd.args([
         "build",
         app.to_str().unwrap(),
