@@ -46,7 +46,7 @@ pub(crate) enum CliError {
     RunImageNotMade {
         reference: String,
         #[source]
-        source: LayoutError,
+        source: Box<LayoutError>,
         hint: String,
     },
     #[error(transparent)]

@@ -303,7 +303,7 @@ fn not_made_hint(err: RunImageError) -> CliError {
             Some(script) => CliError::RunImageNotMade {
                 reference,
                 hint: format!("it is made by `{}`: run that first", script.display()),
-                source: LayoutError::Missing { dir },
+                source: Box::new(LayoutError::Missing { dir }),
             },
             None => RunImageError::Layout {
                 reference,
