@@ -195,6 +195,9 @@ pub(crate) struct Row {
     pub(crate) old_top_layer: Option<String>,
     pub(crate) new_digest: Option<String>,
     pub(crate) error: Option<String>,
+    /// For `not_on_base`: the run image it was built on, as recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) on: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) forced: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -278,6 +281,7 @@ fn layout_rows(batch: &LayoutBatch, config: &RebaseConfig, dry_run: bool) -> Vec
                 old_top_layer: None,
                 new_digest: None,
                 error: Some(chain(&e)),
+                on: None,
                 forced: Vec::new(),
                 kept_env: Vec::new(),
             })
@@ -293,6 +297,7 @@ fn row(image: ImageResult, dry_run: bool) -> Row {
         old_top_layer: image.old_top_layer,
         new_digest: None,
         error: None,
+        on: None,
         forced: Vec::new(),
         kept_env: Vec::new(),
     };
@@ -311,7 +316,10 @@ fn row(image: ImageResult, dry_run: bool) -> Row {
             row.status = "up_to_date";
             row.new_digest.clone_from(&row.old_digest);
         }
-        Ok(Status::NotOnBase) => row.status = "not_on_base",
+        Ok(Status::NotOnBase { on }) => {
+            row.status = "not_on_base";
+            row.on = on;
+        }
         Err(e) => {
             match e.kind {
                 RebaseErrorKind::Refused(_) => row.status = "refused",
@@ -322,6 +330,28 @@ fn row(image: ImageResult, dry_run: bool) -> Row {
         }
     }
     row
+}
+
+/// How many of the images left alone are on which recorded run image, most first: the name to
+/// pass as `--run-image` when the one given was meant for them.
+fn what_they_are_on(rows: &[Row]) -> String {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for row in rows.iter().filter(|r| r.status == "not_on_base") {
+        let on = row.on.as_deref().unwrap_or("no CNB metadata");
+        match counts.iter_mut().find(|(name, _)| *name == on) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((on, 1)),
+        }
+    }
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    counts
+        .iter()
+        .map(|(name, n)| match *name {
+            "no CNB metadata" => format!("{n} with no CNB metadata"),
+            _ => format!("{n} on {name}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn summarize(rows: &[Row]) -> Summary {
@@ -426,10 +456,11 @@ pub(crate) fn render(report: &RebaseReport) -> String {
     if s.not_on_base > 0 {
         let _ = write!(
             out,
-            "; {} other image{} in the layout not on {}",
+            "; {} other image{} in the layout not on {} ({})",
             s.not_on_base,
             if s.not_on_base == 1 { "" } else { "s" },
-            report.run_image.name
+            report.run_image.name,
+            what_they_are_on(&report.images)
         );
     }
     if report.dry_run {

@@ -719,3 +719,33 @@ fn bad_input_is_exit_2_and_writes_nothing() {
     assert_exit(&help, 0);
     assert!(String::from_utf8_lossy(&help.stdout).contains("strata rebase --run-image"));
 }
+
+#[test]
+fn images_on_another_run_image_name_are_left_alone_and_the_report_says_what_they_are_on() {
+    let (a, patched) = run_images();
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    point_base(cwd, a);
+    let before = build_hello(cwd, "oci:out:hello");
+    std::os::unix::fs::symlink(patched, cwd.join("elsewhere")).unwrap();
+
+    let other = "oci:elsewhere:busybox";
+    let out = strata(cwd, &["rebase", "--run-image", other, "--all", "oci:out"]);
+    assert_exit(&out, 0);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "1 other image in the layout not on {other} (1 on {RUN_IMAGE})"
+        )),
+        "{text}"
+    );
+    let out = strata(
+        cwd,
+        &["rebase", "--run-image", other, "--all", "oci:out", "--json"],
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hello = row(&report, "oci:out:hello");
+    assert_eq!(hello["status"], "not_on_base", "{report:#}");
+    assert_eq!(hello["on"], RUN_IMAGE);
+    assert_eq!(digest_of(&cwd.join("out"), "hello"), before, "left alone");
+}

@@ -65,7 +65,10 @@ pub enum Status {
     /// Already on the new run image; left alone.
     UpToDate,
     /// Not on the new run image's predecessor (only for images found with `all`); left alone.
-    NotOnBase,
+    NotOnBase {
+        /// The run image name it was recorded with (`runImage.image`), if it has CNB metadata.
+        on: Option<String>,
+    },
 }
 
 /// One image's result.
@@ -218,7 +221,7 @@ fn examine(
         tag: tag.to_owned(),
         old_digest: None,
         old_top_layer: None,
-        outcome: Ok(Status::NotOnBase),
+        outcome: Ok(Status::NotOnBase { on: None }),
     };
     let fail = |result: &mut ImageResult, kind| {
         result.outcome = Err(RebaseError {
@@ -265,6 +268,8 @@ fn examine(
     };
     result.old_top_layer = Some(app.top_layer().to_owned());
     if !named && !app.run_image_names().contains(&base.name.as_str()) {
+        let on = app.run_image_names().first().map(|name| (*name).to_owned());
+        result.outcome = Ok(Status::NotOnBase { on });
         return (result, None);
     }
     if app.is_on(base) {
@@ -541,8 +546,15 @@ mod tests {
         assert!(first.committed);
         let found = statuses(&first);
         assert!(matches!(found[0], ("one", Ok(Status::Rebased { .. }))));
-        assert!(matches!(found[1], ("other", Ok(Status::NotOnBase))));
-        assert!(matches!(found[2], ("run", Ok(Status::NotOnBase))));
+        assert!(
+            matches!(&found[1], ("other", Ok(Status::NotOnBase { on: Some(on) })) if on == "oci:other:run"),
+            "{:?}",
+            found[1]
+        );
+        assert!(matches!(
+            found[2],
+            ("run", Ok(Status::NotOnBase { on: None }))
+        ));
         assert!(matches!(found[3], ("two", Ok(Status::Rebased { .. }))));
 
         let index = std::fs::read(dir.join("index.json")).unwrap();
