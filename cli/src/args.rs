@@ -171,6 +171,11 @@ pub(crate) struct BuildArgs {
     /// Print a JSON report on stdout instead of text.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Write a Chrome trace-event JSON of the build to FILE (open it in Perfetto,
+    /// <https://ui.perfetto.dev>): a track per worker, a span per task with its key, status
+    /// and reason.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) profile: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -36,6 +36,7 @@ use crate::args::{BuildArgs, CompressionArg};
 use crate::config::InputConfig;
 use crate::error::CliError;
 use crate::prepare::{Prepared, PreparedService, detect_warnings, prepare};
+use crate::profile::Profile;
 use crate::progress::Progress;
 use crate::report::{BuildReport, ImageReport, LayerReport, ServiceReport, SkippedReport};
 use crate::uptodate;
@@ -52,6 +53,8 @@ pub(crate) struct BuildConfig {
     no_cache: bool,
     /// Images exec their default process directly, with no launcher.
     no_launcher: bool,
+    /// Where to write the build's trace (`--profile`).
+    profile: Option<PathBuf>,
 }
 
 impl BuildConfig {
@@ -111,6 +114,7 @@ impl BuildConfig {
             },
             no_cache: args.no_cache,
             no_launcher,
+            profile: args.profile.clone(),
         })
     }
 
@@ -341,24 +345,16 @@ fn launcher_layer(
     Ok(Some(stored))
 }
 
-/// Plans, runs the tasks, and exports. Returns the report and, when a service failed, the
-/// error to exit with (after the report is shown).
-pub(crate) fn run(
-    config: &BuildConfig,
-    progress: &Progress,
-) -> Result<(BuildReport, Option<CliError>), CliError> {
-    let started = Instant::now();
-    let input = &config.input;
-    progress.line("===> DETECTING");
-    let prepared = prepare(input, config.exec.keep_going)?;
-    for warning in detect_warnings(&prepared, input.workspace.is_some()) {
+/// What detection found that the user should see: warnings, services that failed, and
+/// buildpacks skipped for their targets.
+fn show_detected(progress: &Progress, prepared: &Prepared, workspace: bool) {
+    for warning in detect_warnings(prepared, workspace) {
         progress.warn(&warning);
     }
     for (name, error) in &prepared.failed {
         progress.line(&format!("     {name}: failed: {error}"));
     }
-    let plan = &prepared.plan;
-    for service in &plan.services {
+    for service in &prepared.plan.services {
         for skipped in &service.group.skipped {
             progress.line(&format!(
                 "     {}: skipped at detect: {skipped}",
@@ -366,6 +362,44 @@ pub(crate) fn run(
             ));
         }
     }
+}
+
+/// Shows a task event on the progress display and records it in the profile.
+fn show(progress: &Progress, profile: Option<&Profile>, event: Event<'_>) {
+    if let Some(profile) = profile {
+        match event {
+            Event::Started(id) => profile.started(id),
+            Event::Finished(id, _) => profile.ended(id, "ran"),
+            Event::Failed(id) => profile.ended(id, "failed"),
+            Event::Cached(id) => profile.cached(id),
+            Event::Skipped(_) => {}
+        }
+    }
+    match event {
+        Event::Started(id) => progress.started(id),
+        Event::Finished(id, log) => progress.ended(id, None, log),
+        Event::Failed(id) => progress.ended(id, Some("failed"), None),
+        Event::Skipped(id) => progress.ended(id, Some("skipped (a task it needs failed)"), None),
+        Event::Cached(_) => {}
+    }
+}
+
+/// Plans, runs the tasks, and exports. Returns the report and, when a service failed, the
+/// error to exit with (after the report is shown).
+pub(crate) fn run(
+    config: &BuildConfig,
+    progress: &Progress,
+) -> Result<(BuildReport, Option<CliError>), CliError> {
+    let started = Instant::now();
+    let profile = config.profile.as_deref().map(Profile::new);
+    let input = &config.input;
+    progress.line("===> DETECTING");
+    let prepared = prepare(input, config.exec.keep_going)?;
+    if let Some(profile) = &profile {
+        profile.phase("detect", started);
+    }
+    show_detected(progress, &prepared, input.workspace.is_some());
+    let plan = &prepared.plan;
     let owner = common_owner(&prepared)?;
     let store =
         Store::open(&store_dir(&input.cache_dir)).map_err(crate::cache::CacheError::from)?;
@@ -415,12 +449,7 @@ pub(crate) fn run(
         .flat_map(|r| plan.services[r.service].tasks.iter().copied())
         .collect();
     progress.set_total(total.len() as u64);
-    let show = |event: Event<'_>| match event {
-        Event::Started(id) => progress.started(id),
-        Event::Finished(id, log) => progress.ended(id, None, log),
-        Event::Failed(id) => progress.ended(id, Some("failed"), None),
-        Event::Skipped(id) => progress.ended(id, Some("skipped (a task it needs failed)"), None),
-    };
+    let show = |event: Event<'_>| show(progress, profile.as_ref(), event);
     let launcher_layer = launcher_layer(config, &store, current.len() < prepared.services.len())?;
     let exporter = Exporter {
         launcher_layer: launcher_layer.as_ref(),
@@ -443,9 +472,18 @@ pub(crate) fn run(
     let executed = execute(plan, &runs, config.exec, Some(&cache), &show, &export);
     progress.finish();
     let images = exporter.done.into_inner().unwrap_or_default();
-    Ok(report(
+    let (report, error) = report(
         config, &prepared, &runs, executed, &current, images, started,
-    ))
+    );
+    if let Some(profile) = &profile {
+        profile
+            .write(&report.tasks)
+            .map_err(|source| CliError::Io {
+                what: format!("cannot write the profile {}", profile.path().display()),
+                source,
+            })?;
+    }
+    Ok((report, error))
 }
 
 /// The report of a build, and the error to exit with if a service failed.

@@ -10,6 +10,7 @@ mod error;
 mod inspect;
 mod plan;
 mod prepare;
+mod profile;
 mod progress;
 mod rebase;
 mod report;

@@ -89,6 +89,8 @@ pub enum Event<'a> {
     Failed(&'a str),
     /// A task did not run because a task it needs failed.
     Skipped(&'a str),
+    /// A task was answered from the cache (its key had a stored output): nothing ran.
+    Cached(&'a str),
 }
 
 /// How one task went, for reports.
@@ -106,6 +108,9 @@ pub struct TaskReport {
     pub reason: Option<String>,
     /// How long it took.
     pub seconds: f64,
+    /// Its label in [`Event`]s (not in the JSON report: `id` and `services` say the same).
+    #[serde(skip)]
+    pub label: String,
 }
 
 /// One service to build: which of the plan's services, and where its tasks run.
@@ -269,11 +274,13 @@ pub fn execute<'a>(
             ExecEvent::Failed(n, _) => progress(Event::Failed(&ctx.labels[&n])),
             ExecEvent::Skipped(n) => progress(Event::Skipped(&ctx.labels[&n])),
             ExecEvent::Finished(n, took) => {
-                tasks.push(task_report(plan, n, "ran", took));
+                tasks.push(task_report(plan, n, "ran", took).labelled(&ctx.labels[&n]));
                 finished.push(n);
             }
             ExecEvent::Cached(n) => {
-                tasks.push(task_report(plan, n, "cached", std::time::Duration::ZERO));
+                progress(Event::Cached(&ctx.labels[&n]));
+                let report = task_report(plan, n, "cached", std::time::Duration::ZERO);
+                tasks.push(report.labelled(&ctx.labels[&n]));
                 finished.push(n);
             }
         },
@@ -541,6 +548,18 @@ pub fn task_report(
             Status::Cached => None,
         },
         seconds: took.as_secs_f64(),
+        label: task.id.clone(),
+    }
+}
+
+impl TaskReport {
+    /// The report with the label the build's events named it by.
+    #[must_use]
+    pub fn labelled(self, label: &str) -> Self {
+        Self {
+            label: label.to_owned(),
+            ..self
+        }
     }
 }
 
