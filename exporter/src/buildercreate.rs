@@ -1,0 +1,736 @@
+//! `strata builder create`: a builder image from a `builder.toml`, in the shape pack writes.
+//!
+//! The image is the build image with layers added on top, in the order of pack's
+//! `Builder.Save`:
+//!
+//! 1. the default directories: `/workspace` and `/layers` owned by the build image's CNB user,
+//!    `/cnb`, `/cnb/buildpacks`, `/cnb/extensions`, `/platform`, `/platform/env`,
+//!    `/cnb/build-config` and `/cnb/build-config/env` owned by root;
+//! 2. the lifecycle (`/cnb/lifecycle/` and the `/lifecycle` link), when one is given;
+//! 3. one layer per buildpack, component and composite, sorted by `id@version`:
+//!    `/cnb/buildpacks/<escaped id>/<version>/` with the buildpack directory's files, owned
+//!    by root, modes by pack's rule ([`ModePolicy::Executable`]);
+//! 4. `/cnb/order.toml` (the order with every version filled in), `/cnb/stack.toml` (the first
+//!    run image), `/cnb/run.toml` (every run image with its mirrors);
+//! 5. `/cnb/build-config/env/`, when `builder.toml` has `[[build.env]]`.
+//!
+//! The build image's layers are reused as they are (hardlinked or copied, never recompressed)
+//! and its config is kept (Env, User, labels, history), with the builder labels
+//! (`io.buildpacks.builder.metadata`, `io.buildpacks.buildpack.layers`,
+//! `io.buildpacks.buildpack.order`, and the empty extension labels pack writes) added and
+//! `WorkingDir` set to `/layers`. Every new layer comes from the one reproducible tar writer
+//! and every JSON blob is canonical, so the same inputs give the same manifest digest wherever
+//! the files are checked out and whenever the command runs.
+//!
+//! A run image named by a relative `oci:` path (relative to `builder.toml`) is recorded
+//! relative to the output layout's directory, so a builder layout and its run image move
+//! together; registry names are recorded as written.
+//!
+//! Writing goes through [`create`], which picks the destination from the [`ImageRef`]: an OCI
+//! layout today (staged, then committed next to the layout's other images), a registry when
+//! `ImageRef` gains one; [`assemble`] itself only writes blobs into a staging directory.
+
+use std::path::{Component, Path, PathBuf};
+
+use oci_spec::image::{Descriptor, HistoryBuilder, MediaType};
+use strata_planner::{Builder, Buildpack, Order as PlannerOrder};
+
+use crate::archive::{
+    ArchiveError, Compression, LayerBuilder, ModePolicy, Owner, format_timestamp,
+};
+use crate::baseconfig::{base_labels, config_on_base, image_manifest, label_map};
+use crate::builderconfig::BuilderConfig;
+use crate::builderlabels::{
+    BUILD_CONFIG_ENV_DIR, BuilderMetadata, CreatorMetadata, Distro, EXTENSION_LAYERS_LABEL,
+    LAYERS_LABEL, License, LifecycleMetadata, METADATA_LABEL, MIXINS_LABEL, ModuleInfo,
+    ModuleLayerInfo, ModuleLayers, ModuleRef, ORDER_EXTENSIONS_LABEL, ORDER_LABEL, ORDER_PATH,
+    Order, OrderEntry, OrderFile, RUN_PATH, RunFile, RunImageMetadata, STACK_ID_LABEL, STACK_PATH,
+    Stack, StackFile, StackMetadata, Target, buildpack_dir,
+};
+use crate::layout::{LayoutError, Staging};
+use crate::lifecycletar::Lifecycle;
+use crate::reference::{ImageRef, RefError};
+use crate::runimage::{RunImage, RunImageError};
+
+/// The name a builder records as its maker.
+pub const CREATOR: &str = "strata";
+
+/// The `WorkingDir` of a builder image, as pack sets it.
+pub const WORKING_DIR: &str = "/layers";
+
+/// Everything a builder image is made of.
+#[derive(Debug)]
+pub struct BuilderRequest<'a> {
+    /// The builder's buildpacks and order, loaded and checked by the planner.
+    pub builder: &'a Builder,
+    /// The rest of `builder.toml`.
+    pub config: &'a BuilderConfig,
+    /// The build image, the base of the builder.
+    pub build_image: &'a RunImage,
+    /// The lifecycle to include, if any.
+    pub lifecycle: Option<&'a Lifecycle>,
+    /// The mtime of every new file and the config's `created` (seconds since the epoch).
+    pub epoch: u64,
+    /// How new layers are compressed.
+    pub compression: Compression,
+    /// The version recorded in `createdBy`.
+    pub creator_version: &'a str,
+}
+
+/// One layer of a builder image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuilderLayer {
+    /// What the layer holds (the history line); empty for the build image's layers.
+    pub created_by: String,
+    /// Its diffID.
+    pub diff_id: String,
+}
+
+/// A builder image written to a staging area (and, through [`create`], committed).
+#[derive(Debug, Clone)]
+pub struct CreatedBuilder {
+    /// The manifest descriptor.
+    pub manifest: Descriptor,
+    /// The layers, bottom first, the build image's included.
+    pub layers: Vec<BuilderLayer>,
+    /// `io.buildpacks.builder.metadata` as written.
+    pub metadata: BuilderMetadata,
+}
+
+/// Why a builder image cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum BuilderCreateError {
+    /// Neither `--build-image` nor `builder.toml` names a build image.
+    #[error(
+        "{} names no build image{}: a builder is made on one; set `[build] image = \"oci:DIR:TAG\"` or pass --build-image",
+        path.display(),
+        if *.host { " (`host` is the host's own system, not an image)" } else { "" }
+    )]
+    NoBuildImage {
+        /// The `builder.toml`.
+        path: PathBuf,
+        /// Whether it says `host`.
+        host: bool,
+    },
+    /// The build image reference does not parse.
+    #[error("build image `{name}` of {}", path.display())]
+    BuildImageRef {
+        /// The reference as written.
+        name: String,
+        /// Where it was written (`builder.toml`, or the command line).
+        path: PathBuf,
+        /// Why it does not parse.
+        #[source]
+        source: RefError,
+    },
+    /// `[stack] id` is not the build image's stack.
+    #[error(
+        "{}: `[stack] id` is `{config}` but build image {reference} has stack `{image}`",
+        path.display()
+    )]
+    StackMismatch {
+        /// The `builder.toml`.
+        path: PathBuf,
+        /// `[stack] id`.
+        config: String,
+        /// The build image's `io.buildpacks.stack.id` (empty when it has none).
+        image: String,
+        /// The build image.
+        reference: String,
+    },
+    /// The build image's CNB user cannot be read.
+    #[error(transparent)]
+    BuildImage(#[from] RunImageError),
+    /// A build image layer is not on disk.
+    #[error("build image {reference}: layer {digest} is not on disk")]
+    LayerNotLocal {
+        /// The build image.
+        reference: String,
+        /// The layer.
+        digest: String,
+    },
+    /// A buildpack's `buildpack.toml` cannot be read again for its labels.
+    #[error("cannot read {}", path.display())]
+    Descriptor {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An order entry names a version-less buildpack the builder does not have.
+    #[error("the order names buildpack {reference}, which the builder does not have")]
+    UnknownBuildpack {
+        /// `id[@version]`.
+        reference: String,
+    },
+    /// A layer could not be written.
+    #[error("cannot write the builder's {what} layer")]
+    Layer {
+        /// Which layer.
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: ArchiveError,
+    },
+    /// The output layout could not be written.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    /// The config or manifest could not be built.
+    #[error("cannot assemble the builder image: {0}")]
+    Spec(String),
+}
+
+impl BuilderCreateError {
+    /// Whether the error is about the input (`builder.toml`, the build image), not about
+    /// writing the output.
+    pub fn is_bad_input(&self) -> bool {
+        !matches!(
+            self,
+            BuilderCreateError::Layer { .. }
+                | BuilderCreateError::Layout(_)
+                | BuilderCreateError::Spec(_)
+        )
+    }
+}
+
+/// The build image a builder is made on: `flag` (`--build-image`, relative to the working
+/// directory) if given, else `[build] image` of `config` (relative to the `builder.toml` at
+/// `path`).
+///
+/// # Errors
+/// [`BuilderCreateError::NoBuildImage`] when neither names an image (or it says `host`),
+/// [`BuilderCreateError::BuildImageRef`] when the reference does not parse.
+pub fn build_image_ref(
+    flag: Option<&str>,
+    config: &BuilderConfig,
+    path: &Path,
+) -> Result<ImageRef, BuilderCreateError> {
+    let (name, base, source) = match (flag, config.build_image.as_deref()) {
+        (Some("host"), _) | (None, Some("host")) => {
+            return Err(BuilderCreateError::NoBuildImage {
+                path: path.to_owned(),
+                host: true,
+            });
+        }
+        (Some(name), _) => (name, Path::new("."), Path::new("--build-image")),
+        (None, Some(name)) => (name, path.parent().unwrap_or(Path::new("/")), path),
+        (None, None) => {
+            return Err(BuilderCreateError::NoBuildImage {
+                path: path.to_owned(),
+                host: false,
+            });
+        }
+    };
+    ImageRef::parse(name)
+        .map(|r| r.relative_to(base))
+        .map_err(|err| BuilderCreateError::BuildImageRef {
+            name: name.to_owned(),
+            path: source.to_owned(),
+            source: err,
+        })
+}
+
+/// Writes the builder image to `output` and tags it there; other images of a layout are kept.
+///
+/// # Errors
+/// As [`assemble`], or a [`LayoutError`] committing to the layout.
+pub fn create(
+    req: &BuilderRequest<'_>,
+    output: &ImageRef,
+) -> Result<CreatedBuilder, BuilderCreateError> {
+    match output {
+        ImageRef::OciLayout { dir, tag } => {
+            let run_images = recorded_run_images(req, Some(dir));
+            let staging = Staging::new(dir)?;
+            let created = assemble(req, &run_images, &staging)?;
+            staging.commit(&[(tag.clone(), created.manifest.clone())])?;
+            Ok(created)
+        }
+    }
+}
+
+/// The run images as the builder records them: relative `oci:` layouts rewritten from the
+/// `builder.toml`'s directory to `output_dir`'s (kept as written without one).
+pub fn recorded_run_images(
+    req: &BuilderRequest<'_>,
+    output_dir: Option<&Path>,
+) -> Vec<RunImageMetadata> {
+    let builder_dir = req.builder.path.parent().unwrap_or(Path::new("/"));
+    let rewrite = |name: &String| match output_dir {
+        Some(out) => relative_oci_name(name, builder_dir, out),
+        None => name.clone(),
+    };
+    req.config
+        .run_images
+        .iter()
+        .map(|image| RunImageMetadata {
+            image: rewrite(&image.image),
+            mirrors: image.mirrors.iter().map(rewrite).collect(),
+        })
+        .collect()
+}
+
+/// `name` with a relative `oci:` directory (relative to `from`) made relative to `to`; any
+/// other name as it is.
+pub fn relative_oci_name(name: &str, from: &Path, to: &Path) -> String {
+    let Ok(ImageRef::OciLayout { dir, tag }) = ImageRef::parse(name) else {
+        return name.to_owned();
+    };
+    if dir.is_absolute() {
+        return name.to_owned();
+    }
+    let target = resolved(&from.join(&dir));
+    let rel = relative_path(&resolved(to), &target);
+    format!("oci:{}:{tag}", rel.display())
+}
+
+/// `path` made absolute, with symlinks and `..` resolved as far as the path exists.
+fn resolved(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(mut found) = existing.canonicalize() {
+            found.extend(rest.iter().rev());
+            return found;
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                existing = parent;
+            }
+            _ => return absolute,
+        }
+    }
+}
+
+/// The relative path from directory `from` to `to` (both absolute and resolved).
+fn relative_path(from: &Path, to: &Path) -> PathBuf {
+    let from: Vec<Component<'_>> = from.components().collect();
+    let to: Vec<Component<'_>> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut rel = PathBuf::new();
+    for _ in common..from.len() {
+        rel.push("..");
+    }
+    rel.extend(&to[common..]);
+    if rel.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        rel
+    }
+}
+
+/// The build user of `image`: `CNB_USER_ID`/`CNB_GROUP_ID` from its Env, else a numeric
+/// `User` (`uid[:gid]`), else the CNB default, as a build on that image runs.
+///
+/// # Errors
+/// [`RunImageError::InvalidId`] for a `CNB_*_ID` that is not a number.
+pub fn build_user(image: &RunImage) -> Result<Owner, RunImageError> {
+    if image.env_var("CNB_USER_ID").is_some() || image.env_var("CNB_GROUP_ID").is_some() {
+        return image.cnb_user();
+    }
+    let user = image
+        .config
+        .config()
+        .as_ref()
+        .and_then(|c| c.user().clone())
+        .unwrap_or_default();
+    let (uid, gid) = user.split_once(':').unwrap_or((&user, &user));
+    Ok(match (uid.parse(), gid.parse()) {
+        (Ok(uid), Ok(gid)) => Owner::new(uid, gid),
+        _ => {
+            let (uid, gid) = strata_engine::sandbox::DEFAULT_BUILD_USER;
+            Owner::new(uid, gid)
+        }
+    })
+}
+
+/// The layers being added and their history.
+struct Layers<'a> {
+    req: &'a BuilderRequest<'a>,
+    staging: &'a Staging,
+    descriptors: Vec<Descriptor>,
+    layers: Vec<BuilderLayer>,
+}
+
+impl Layers<'_> {
+    fn builder(&self) -> LayerBuilder {
+        LayerBuilder::new(Owner::ROOT, self.req.epoch)
+    }
+
+    fn push(
+        &mut self,
+        created_by: String,
+        layer: LayerBuilder,
+    ) -> Result<String, BuilderCreateError> {
+        let err = |source| BuilderCreateError::Layer {
+            what: created_by.clone(),
+            source,
+        };
+        let blob = layer
+            .finish(self.req.compression, self.staging.blob_dir())
+            .map_err(err)?;
+        self.descriptors.push(blob.descriptor().map_err(err)?);
+        self.layers.push(BuilderLayer {
+            created_by,
+            diff_id: blob.diff_id.clone(),
+        });
+        Ok(blob.diff_id)
+    }
+
+    /// A layer of one file, `/<path>`, root-owned 0644.
+    fn file(
+        &mut self,
+        created_by: &str,
+        path: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), BuilderCreateError> {
+        let mut layer = self.builder();
+        layer
+            .add_bytes(path.trim_start_matches('/'), bytes, 0o644)
+            .map_err(|source| BuilderCreateError::Layer {
+                what: created_by.to_owned(),
+                source,
+            })?;
+        self.push(created_by.to_owned(), layer).map(|_| ())
+    }
+}
+
+/// Writes every layer blob, the config and the manifest of the builder image into `staging`,
+/// recording `run_images` (see [`recorded_run_images`]).
+///
+/// # Errors
+/// A stack id that is not the build image's, a build image layer not on disk, an unreadable
+/// buildpack, or an error writing a layer or blob.
+pub fn assemble(
+    req: &BuilderRequest<'_>,
+    run_images: &[RunImageMetadata],
+    staging: &Staging,
+) -> Result<CreatedBuilder, BuilderCreateError> {
+    let base = req.build_image;
+    let mut labels = base_labels(&base.config);
+    if let Some(stack) = &req.config.stack_id {
+        let image_stack = labels.get(STACK_ID_LABEL).cloned().unwrap_or_default();
+        if *stack != image_stack {
+            return Err(BuilderCreateError::StackMismatch {
+                path: req.builder.path.clone(),
+                config: stack.clone(),
+                image: image_stack,
+                reference: base.reference.clone(),
+            });
+        }
+    }
+    let user = build_user(base)?;
+
+    let mut layers = Layers {
+        req,
+        staging,
+        descriptors: Vec::new(),
+        layers: Vec::new(),
+    };
+    for layer in &base.layers {
+        let Some(blob) = &layer.blob else {
+            return Err(BuilderCreateError::LayerNotLocal {
+                reference: base.reference.clone(),
+                digest: layer.descriptor.digest().to_string(),
+            });
+        };
+        staging.put_blob_file(blob, &layer.descriptor)?;
+        layers.descriptors.push(layer.descriptor.clone());
+        layers.layers.push(BuilderLayer {
+            created_by: String::new(),
+            diff_id: layer.diff_id.clone(),
+        });
+    }
+
+    let dirs =
+        default_dirs(layers.builder(), user).map_err(|source| BuilderCreateError::Layer {
+            what: "default directories".to_owned(),
+            source,
+        })?;
+    layers.push("Default directories".to_owned(), dirs)?;
+
+    let lifecycle = match req.lifecycle {
+        Some(lifecycle) => {
+            let mut layer = layers.builder();
+            lifecycle
+                .add_to(&mut layer)
+                .map_err(|source| BuilderCreateError::Layer {
+                    what: "lifecycle".to_owned(),
+                    source,
+                })?;
+            layers.push(format!("Lifecycle {}", lifecycle.metadata.version), layer)?;
+            lifecycle.metadata.clone()
+        }
+        None => LifecycleMetadata::default(),
+    };
+
+    let mut buildpacks: Vec<&Buildpack> = req.builder.registry.iter().map(AsRef::as_ref).collect();
+    buildpacks.sort_by_key(|bp| format!("{}@{}", bp.id(), bp.version()));
+    let mut module_layers = ModuleLayers::new();
+    for bp in buildpacks {
+        let created_by = format!("Buildpack {}", bp.reference());
+        let dir = buildpack_dir(bp.id().as_str(), bp.version());
+        let dir = dir.trim_start_matches('/');
+        let mut layer = layers.builder().with_mode_policy(ModePolicy::Executable);
+        let id_dir = dir.rsplit_once('/').map_or(dir, |(parent, _)| parent);
+        let added = layer
+            .add_dir(id_dir, 0o755)
+            .and_then(|()| layer.add_dir_tree(&bp.dir, dir));
+        added.map_err(|source| BuilderCreateError::Layer {
+            what: created_by.clone(),
+            source,
+        })?;
+        let diff_id = layers.push(created_by, layer)?;
+        module_layers
+            .entry(bp.id().to_string())
+            .or_default()
+            .insert(bp.version().to_owned(), layer_info(bp, diff_id)?);
+    }
+
+    let order = label_order(&req.builder.order);
+    let resolved = resolved_order(req.builder)?;
+    layers.file(
+        "Order",
+        ORDER_PATH,
+        toml_bytes(&OrderFile { order: resolved })?,
+    )?;
+    let stack = StackMetadata {
+        run_image: run_images.first().cloned().unwrap_or_default(),
+    };
+    let stack_toml = if run_images.is_empty() {
+        Vec::new()
+    } else {
+        toml_bytes(&StackFile {
+            run_image: stack.run_image.clone(),
+        })?
+    };
+    layers.file("Stack", STACK_PATH, stack_toml)?;
+    layers.file(
+        "Run images",
+        RUN_PATH,
+        toml_bytes(&RunFile {
+            images: run_images.to_vec(),
+        })?,
+    )?;
+    if !req.config.build_env.is_empty() {
+        let mut layer = layers.builder();
+        for (file, value) in &req.config.build_env {
+            let path = format!("{}/{file}", BUILD_CONFIG_ENV_DIR.trim_start_matches('/'));
+            layer
+                .add_bytes(&path, value.clone().into_bytes(), 0o644)
+                .map_err(|source| BuilderCreateError::Layer {
+                    what: "build config env".to_owned(),
+                    source,
+                })?;
+        }
+        layers.push("Build config env".to_owned(), layer)?;
+    }
+
+    let metadata = BuilderMetadata {
+        description: req.config.description.clone(),
+        buildpacks: module_infos(req.builder)?,
+        extensions: Vec::new(),
+        stack,
+        lifecycle,
+        created_by: CreatorMetadata {
+            name: CREATOR.to_owned(),
+            version: req.creator_version.to_owned(),
+        },
+        images: run_images.to_vec(),
+    };
+    labels.insert(METADATA_LABEL.to_owned(), json(&metadata)?);
+    labels.insert(LAYERS_LABEL.to_owned(), json(&module_layers)?);
+    labels.insert(ORDER_LABEL.to_owned(), json(&order)?);
+    labels.insert(EXTENSION_LAYERS_LABEL.to_owned(), "{}".to_owned());
+    labels.insert(ORDER_EXTENSIONS_LABEL.to_owned(), "null".to_owned());
+    labels
+        .entry(MIXINS_LABEL.to_owned())
+        .or_insert_with(|| "null".to_owned());
+
+    let spec = |e: oci_spec::OciSpecError| BuilderCreateError::Spec(e.to_string());
+    let created = format_timestamp(req.epoch);
+    let mut config = base.config.config().clone().unwrap_or_default();
+    config.set_labels(Some(label_map(labels)));
+    config.set_working_dir(Some(WORKING_DIR.to_owned()));
+    let added = &layers.layers[base.layers.len()..];
+    let history = added
+        .iter()
+        .map(|layer| {
+            HistoryBuilder::default()
+                .created(created.clone())
+                .created_by(layer.created_by.clone())
+                .build()
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(spec)?;
+    let diff_ids: Vec<String> = added.iter().map(|l| l.diff_id.clone()).collect();
+    let image_config =
+        config_on_base(&base.config, created, config, &diff_ids, Some(history)).map_err(spec)?;
+    let config_desc = staging.put_json(&image_config, MediaType::ImageConfig)?;
+    let manifest = image_manifest(config_desc, layers.descriptors).map_err(spec)?;
+    let manifest = staging.put_json(&manifest, MediaType::ImageManifest)?;
+    Ok(CreatedBuilder {
+        manifest,
+        layers: layers.layers,
+        metadata,
+    })
+}
+
+/// `/workspace` and `/layers` for `user`, the CNB directories for root, as pack writes them.
+fn default_dirs(mut layer: LayerBuilder, user: Owner) -> Result<LayerBuilder, ArchiveError> {
+    for dir in ["workspace", "layers"] {
+        layer.add_dir_owned(dir, 0o755, user)?;
+    }
+    for dir in [
+        "cnb",
+        "cnb/buildpacks",
+        "cnb/extensions",
+        "platform",
+        "platform/env",
+        "cnb/build-config",
+        "cnb/build-config/env",
+    ] {
+        layer.add_dir(dir, 0o755)?;
+    }
+    Ok(layer)
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<String, BuilderCreateError> {
+    serde_json::to_string(value).map_err(|e| BuilderCreateError::Spec(e.to_string()))
+}
+
+fn toml_bytes<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, BuilderCreateError> {
+    toml::to_string(value)
+        .map(String::into_bytes)
+        .map_err(|e| BuilderCreateError::Spec(e.to_string()))
+}
+
+/// An order as the builder.toml wrote it (versions left out where it left them out).
+fn label_order(order: &PlannerOrder) -> Order {
+    order
+        .iter()
+        .map(|group| OrderEntry {
+            group: group
+                .group
+                .iter()
+                .map(|entry| ModuleRef {
+                    id: entry.id.to_string(),
+                    version: entry.version.clone().unwrap_or_default(),
+                    optional: entry.optional,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// The builder's order with every version filled in from its buildpacks, for `order.toml`.
+fn resolved_order(builder: &Builder) -> Result<Order, BuilderCreateError> {
+    let mut order = label_order(&builder.order);
+    for (group, entries) in order.iter_mut().zip(&builder.order) {
+        for (entry, planned) in group.group.iter_mut().zip(&entries.group) {
+            let bp = builder
+                .registry
+                .get(&planned.id, planned.version.as_deref())
+                .map_err(|_| BuilderCreateError::UnknownBuildpack {
+                    reference: planned.reference(),
+                })?;
+            entry.version = bp.version().to_owned();
+        }
+    }
+    Ok(order)
+}
+
+/// Every buildpack for the metadata label, by id and version (the registry keeps no file
+/// order, and a fixed one keeps the label reproducible).
+fn module_infos(builder: &Builder) -> Result<Vec<ModuleInfo>, BuilderCreateError> {
+    let mut infos = Vec::new();
+    for bp in builder.registry.iter() {
+        infos.push(module_info(bp, &read_raw(bp)?));
+    }
+    infos.sort_by(|a, b| (&a.id, &a.version).cmp(&(&b.id, &b.version)));
+    Ok(infos)
+}
+
+fn module_info(bp: &Buildpack, raw: &RawDescriptor) -> ModuleInfo {
+    let info = &bp.descriptor.info;
+    ModuleInfo {
+        id: info.id.to_string(),
+        name: info.name.clone().unwrap_or_default(),
+        version: info.version.clone(),
+        description: info.description.clone().unwrap_or_default(),
+        homepage: info.homepage.clone().unwrap_or_default(),
+        keywords: raw.buildpack.keywords.clone(),
+        exec_env: info.exec_env.clone(),
+        licenses: raw.buildpack.licenses.clone(),
+        clear_env: info.clear_env,
+    }
+}
+
+/// One buildpack's entry of `io.buildpacks.buildpack.layers`: what its `buildpack.toml` says,
+/// as written (targets and stacks are not inferred, as in pack).
+fn layer_info(bp: &Buildpack, diff_id: String) -> Result<ModuleLayerInfo, BuilderCreateError> {
+    let raw = read_raw(bp)?;
+    Ok(ModuleLayerInfo {
+        api: bp.descriptor.api.clone(),
+        stacks: raw.stacks,
+        targets: raw
+            .targets
+            .into_iter()
+            .map(|t| Target {
+                os: t.os,
+                arch: t.arch,
+                variant: t.variant,
+                distros: t.distros,
+            })
+            .collect(),
+        order: label_order(&bp.descriptor.order),
+        layer_diff_id: diff_id,
+        homepage: bp.descriptor.info.homepage.clone().unwrap_or_default(),
+        name: bp.descriptor.info.name.clone().unwrap_or_default(),
+    })
+}
+
+/// The parts of `buildpack.toml` the planner does not keep as written.
+#[derive(serde::Deserialize, Default)]
+struct RawDescriptor {
+    #[serde(default)]
+    buildpack: RawInfo,
+    #[serde(default)]
+    stacks: Vec<Stack>,
+    #[serde(default)]
+    targets: Vec<RawTarget>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct RawInfo {
+    #[serde(default)]
+    keywords: Vec<String>,
+    #[serde(default)]
+    licenses: Vec<License>,
+}
+
+#[derive(serde::Deserialize)]
+struct RawTarget {
+    #[serde(default)]
+    os: String,
+    #[serde(default)]
+    arch: String,
+    #[serde(default, alias = "arch-variant")]
+    variant: String,
+    #[serde(default)]
+    distros: Vec<Distro>,
+}
+
+fn read_raw(bp: &Buildpack) -> Result<RawDescriptor, BuilderCreateError> {
+    let path = bp.dir.join("buildpack.toml");
+    let text = std::fs::read_to_string(&path).map_err(|source| BuilderCreateError::Descriptor {
+        path: path.clone(),
+        source,
+    })?;
+    // The planner parsed this file already; a shape it accepted and this one does not is
+    // read as empty rather than refused twice.
+    Ok(toml::from_str(&text).unwrap_or_default())
+}
