@@ -9,7 +9,6 @@ use strata_exporter::builderconfig::BuilderConfig;
 use strata_exporter::buildercreate::{self, BuilderRequest};
 use strata_exporter::lifecycletar::Lifecycle;
 use strata_exporter::reference::ImageRef;
-use strata_exporter::runimage::RunImage;
 use strata_planner::Builder;
 
 use crate::args::CompressionArg;
@@ -68,7 +67,7 @@ fn create(args: &CreateArgs) -> Result<(), CliError> {
     }
     let build_ref =
         buildercreate::build_image_ref(args.build_image.as_deref(), &config, &builder.path)?;
-    let build_image = RunImage::load(&build_ref)?;
+    let build_image = buildercreate::load_build_image(&build_ref)?;
     let lifecycle = config
         .lifecycle
         .as_deref()

@@ -138,9 +138,15 @@ pub enum BuilderCreateError {
         /// The build image.
         reference: String,
     },
-    /// The build image's CNB user cannot be read.
-    #[error(transparent)]
-    BuildImage(#[from] RunImageError),
+    /// The build image cannot be loaded, or its CNB user read.
+    #[error("cannot use build image {reference}")]
+    BuildImage {
+        /// The build image.
+        reference: String,
+        /// What is wrong with it.
+        #[source]
+        source: RunImageError,
+    },
     /// A build image layer is not on disk.
     #[error("build image {reference}: layer {digest} is not on disk")]
     LayerNotLocal {
@@ -229,6 +235,17 @@ pub fn build_image_ref(
             path: source.to_owned(),
             source: err,
         })
+}
+
+/// Loads the build image `reference` points at.
+///
+/// # Errors
+/// [`BuilderCreateError::BuildImage`] naming it, with why it cannot be loaded.
+pub fn load_build_image(reference: &ImageRef) -> Result<RunImage, BuilderCreateError> {
+    RunImage::load(reference).map_err(|source| BuilderCreateError::BuildImage {
+        reference: reference.to_string(),
+        source,
+    })
 }
 
 /// Writes the builder image to `output` and tags it there; other images of a layout are kept.
@@ -422,7 +439,10 @@ pub fn assemble(
             });
         }
     }
-    let user = build_user(base)?;
+    let user = build_user(base).map_err(|source| BuilderCreateError::BuildImage {
+        reference: base.reference.clone(),
+        source,
+    })?;
 
     let mut layers = Layers {
         req,
@@ -733,4 +753,81 @@ fn read_raw(bp: &Buildpack) -> Result<RawDescriptor, BuilderCreateError> {
     // The planner parsed this file already; a shape it accepted and this one does not is
     // read as empty rather than refused twice.
     Ok(toml::from_str(&text).unwrap_or_default())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_layouts_are_recorded_from_the_output_layout() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("repo/stack/run")).unwrap();
+        let builder_dir = root.join("repo/builders");
+        std::fs::create_dir_all(&builder_dir).unwrap();
+        let name = "oci:../stack/run:v1";
+        assert_eq!(
+            relative_oci_name(name, &builder_dir, &root.join("out")),
+            "oci:../repo/stack/run:v1"
+        );
+        // The output layout need not exist, nor its parent.
+        assert_eq!(
+            relative_oci_name(name, &builder_dir, &root.join("a/b/out")),
+            "oci:../../../repo/stack/run:v1"
+        );
+        // The run image in the output layout itself.
+        assert_eq!(
+            relative_oci_name(name, &builder_dir, &root.join("repo/stack/run")),
+            "oci:.:v1"
+        );
+        // Absolute layouts and registry names are kept as written.
+        assert_eq!(
+            relative_oci_name("oci:/abs/run:v1", &builder_dir, &root),
+            "oci:/abs/run:v1"
+        );
+        for name in ["cnbs/sample-stack-run:jammy", "docker.io/library/busybox"] {
+            assert_eq!(relative_oci_name(name, &builder_dir, &root), name);
+        }
+    }
+
+    #[test]
+    fn the_build_image_is_the_flag_else_the_config_and_never_the_host() {
+        let path = Path::new("/repo/builder.toml");
+        let config = |image: Option<&str>| BuilderConfig {
+            build_image: image.map(str::to_owned),
+            ..BuilderConfig::default()
+        };
+        let from_config = build_image_ref(None, &config(Some("oci:stack:build")), path).unwrap();
+        assert_eq!(from_config.dir(), Path::new("/repo/stack"));
+        let from_flag =
+            build_image_ref(Some("oci:other:b"), &config(Some("oci:stack:build")), path).unwrap();
+        assert_eq!(from_flag.dir(), Path::new("./other"));
+        for (flag, image, host) in [
+            (None, None, false),
+            (None, Some("host"), true),
+            (Some("host"), Some("oci:stack:build"), true),
+        ] {
+            match build_image_ref(flag, &config(image), path) {
+                Err(BuilderCreateError::NoBuildImage { host: h, .. }) => assert_eq!(h, host),
+                other => panic!("{flag:?} {image:?}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            build_image_ref(None, &config(Some("cnbs/build:jammy")), path),
+            Err(BuilderCreateError::BuildImageRef { .. })
+        ));
+    }
+
+    #[test]
+    fn buildpack_files_get_packs_modes() {
+        let policy = ModePolicy::Executable;
+        assert_eq!(policy.apply(0o100_600), 0o644);
+        assert_eq!(policy.apply(0o100_664), 0o644);
+        assert_eq!(policy.apply(0o100_700), 0o755);
+        assert_eq!(policy.apply(0o104_744), 0o755);
+        assert_eq!(policy.apply(0o040_700), 0o755);
+        assert_eq!(policy.apply(0o040_600), 0o755);
+    }
 }

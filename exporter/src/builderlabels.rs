@@ -468,6 +468,37 @@ mod tests {
         assert_eq!(serde_json::from_str::<ModuleLayers>(&json).unwrap(), layers);
     }
 
+    /// Pack parses lifecycle versions as semver and refuses `""`: a builder without one says
+    /// `null`, as pack's encoder does for a version it does not have.
+    #[test]
+    fn an_absent_lifecycle_is_null_and_reads_back_empty() {
+        let json = serde_json::to_value(LifecycleMetadata::default()).unwrap();
+        assert!(json["version"].is_null(), "{json}");
+        assert!(json["api"]["buildpack"].is_null(), "{json}");
+        assert!(json["apis"]["platform"]["supported"].is_array(), "{json}");
+        let back: LifecycleMetadata = serde_json::from_value(json).unwrap();
+        assert_eq!(back, LifecycleMetadata::default());
+        let set = LifecycleMetadata {
+            version: "0.20.0".into(),
+            ..LifecycleMetadata::default()
+        };
+        assert_eq!(serde_json::to_value(&set).unwrap()["version"], "0.20.0");
+        let info: ModuleInfo = serde_json::from_str(
+            r#"{"id":"a","keywords":null,"licenses":[{"type":"MIT","uri":"u"}],"clear-env":true}"#,
+        )
+        .unwrap();
+        assert!(info.clear_env && info.licenses[0].kind == "MIT");
+        assert_eq!(
+            serde_json::to_string(&ModuleInfo {
+                id: "a".into(),
+                version: "1".into(),
+                ..ModuleInfo::default()
+            })
+            .unwrap(),
+            r#"{"id":"a","version":"1"}"#
+        );
+    }
+
     #[test]
     fn files_round_trip_as_toml() {
         let run: RunFile = toml::from_str(
