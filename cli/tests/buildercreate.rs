@@ -8,6 +8,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::io::Read;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use common::*;
@@ -195,81 +196,8 @@ fn writes_a_builder_that_skopeo_and_umoci_read_with_packs_labels() {
         "the composite's order is in its entry"
     );
 
-    // Each layerDiffID is a layer of the image, holding exactly that buildpack's files.
-    let diff_ids: BTreeSet<&str> = config["rootfs"]["diff_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_str().unwrap())
-        .collect();
-    let examples = tmp.path().join("examples/buildpacks");
-    for bp in BUILDPACKS {
-        let id = format!("examples/{bp}");
-        let info = &layers[&id]["0.1.0"];
-        assert!(diff_ids.contains(info.layer_diff_id.as_str()), "{id}");
-        let prefix = format!("cnb/buildpacks/examples_{bp}/0.1.0");
-        let entries = layer_entries(&layout, &info.layer_diff_id);
-        let mut files = BTreeSet::new();
-        for (path, uid, gid, mtime) in &entries {
-            assert_eq!((*uid, *gid, *mtime), (0, 0, 315_532_801), "{path}");
-            if let Some(rest) = path.strip_prefix(&format!("{prefix}/")) {
-                files.insert(rest.to_owned());
-            } else {
-                assert!(
-                    [
-                        "cnb",
-                        "cnb/buildpacks",
-                        &format!("cnb/buildpacks/examples_{bp}"),
-                        &prefix
-                    ]
-                    .contains(&path.as_str()),
-                    "{path} does not belong in the layer of {id}"
-                );
-            }
-        }
-        assert_eq!(files, tree(&examples.join(bp)), "{id}");
-    }
-
-    // umoci unpacks it: the files the lifecycle and pack read are there.
-    let bundle = tmp.path().join("bundle");
-    tool(
-        "umoci",
-        &[
-            "unpack",
-            "--image",
-            &format!("{}:builder", layout.display()),
-            bundle.to_str().unwrap(),
-        ],
-    );
-    let rootfs = bundle.join("rootfs");
-    let node_toml =
-        std::fs::read_to_string(rootfs.join("cnb/buildpacks/examples_node/0.1.0/buildpack.toml"))
-            .unwrap();
-    assert!(node_toml.contains("examples/node"));
-    let order_toml: toml::Table =
-        toml::from_str(&std::fs::read_to_string(rootfs.join("cnb/order.toml")).unwrap()).unwrap();
-    assert_eq!(
-        order_toml["order"][1]["group"][0]["version"].as_str(),
-        Some("0.1.0")
-    );
-    let run_toml = std::fs::read_to_string(rootfs.join("cnb/run.toml")).unwrap();
-    assert!(
-        run_toml.contains("registry.example.com/run:1"),
-        "{run_toml}"
-    );
-    let stack_toml = std::fs::read_to_string(rootfs.join("cnb/stack.toml")).unwrap();
-    assert!(stack_toml.contains("[run-image]"), "{stack_toml}");
-    assert_eq!(
-        std::fs::read_to_string(rootfs.join("cnb/build-config/env/BP_GREETING.default")).unwrap(),
-        "hi"
-    );
-    use std::os::unix::fs::MetadataExt;
-    let layers_dir = std::fs::metadata(rootfs.join("layers")).unwrap();
-    assert_eq!((layers_dir.uid(), layers_dir.gid()), (1000, 1000));
-    let platform = std::fs::metadata(rootfs.join("platform/env")).unwrap();
-    assert_eq!(platform.uid(), 0);
-    // The build image's own files are under it.
-    assert!(rootfs.join("bin/busybox").is_file());
+    assert_buildpack_layers(tmp.path(), &config, &layers);
+    assert_unpacked(tmp.path(), &layout);
 }
 
 #[test]
@@ -368,7 +296,6 @@ fn includes_a_local_lifecycle_tarball() {
         ],
     );
     let launcher = bundle.join("rootfs/cnb/lifecycle/launcher");
-    use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&launcher).unwrap().permissions().mode() & 0o777,
         0o755
@@ -451,4 +378,85 @@ fn bad_builder_configs_exit_2_saying_what_is_wrong() {
     assert_exit(&out, 2);
     assert!(message(&out).contains("nowhere"), "{}", stderr(&out));
     assert_eq!(tags(&tmp.path().join("out")), before);
+}
+
+/// Each layerDiffID is a layer of the image, holding exactly that buildpack's files, owned by
+/// root, at the normalized time.
+fn assert_buildpack_layers(root: &Path, config: &serde_json::Value, layers: &ModuleLayers) {
+    let layout = root.join("out");
+    let diff_ids: BTreeSet<&str> = config["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    let examples = root.join("examples/buildpacks");
+    for bp in BUILDPACKS {
+        let id = format!("examples/{bp}");
+        let info = &layers[&id]["0.1.0"];
+        assert!(diff_ids.contains(info.layer_diff_id.as_str()), "{id}");
+        let prefix = format!("cnb/buildpacks/examples_{bp}/0.1.0");
+        let entries = layer_entries(&layout, &info.layer_diff_id);
+        let mut files = BTreeSet::new();
+        for (path, uid, gid, mtime) in &entries {
+            assert_eq!((*uid, *gid, *mtime), (0, 0, 315_532_801), "{path}");
+            if let Some(rest) = path.strip_prefix(&format!("{prefix}/")) {
+                files.insert(rest.to_owned());
+            } else {
+                assert!(
+                    [
+                        "cnb",
+                        "cnb/buildpacks",
+                        &format!("cnb/buildpacks/examples_{bp}"),
+                        &prefix
+                    ]
+                    .contains(&path.as_str()),
+                    "{path} does not belong in the layer of {id}"
+                );
+            }
+        }
+        assert_eq!(files, tree(&examples.join(bp)), "{id}");
+    }
+}
+
+/// umoci unpacks it: the files the lifecycle and pack read are there.
+fn assert_unpacked(root: &Path, layout: &Path) {
+    let bundle = root.join("bundle");
+    tool(
+        "umoci",
+        &[
+            "unpack",
+            "--image",
+            &format!("{}:builder", layout.display()),
+            bundle.to_str().unwrap(),
+        ],
+    );
+    let rootfs = bundle.join("rootfs");
+    let node_toml =
+        std::fs::read_to_string(rootfs.join("cnb/buildpacks/examples_node/0.1.0/buildpack.toml"))
+            .unwrap();
+    assert!(node_toml.contains("examples/node"));
+    let order_toml: toml::Table =
+        toml::from_str(&std::fs::read_to_string(rootfs.join("cnb/order.toml")).unwrap()).unwrap();
+    assert_eq!(
+        order_toml["order"][1]["group"][0]["version"].as_str(),
+        Some("0.1.0")
+    );
+    let run_toml = std::fs::read_to_string(rootfs.join("cnb/run.toml")).unwrap();
+    assert!(
+        run_toml.contains("registry.example.com/run:1"),
+        "{run_toml}"
+    );
+    let stack_toml = std::fs::read_to_string(rootfs.join("cnb/stack.toml")).unwrap();
+    assert!(stack_toml.contains("[run-image]"), "{stack_toml}");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("cnb/build-config/env/BP_GREETING.default")).unwrap(),
+        "hi"
+    );
+    let layers_dir = std::fs::metadata(rootfs.join("layers")).unwrap();
+    assert_eq!((layers_dir.uid(), layers_dir.gid()), (1000, 1000));
+    let platform = std::fs::metadata(rootfs.join("platform/env")).unwrap();
+    assert_eq!(platform.uid(), 0);
+    // The build image's own files are under it.
+    assert!(rootfs.join("bin/busybox").is_file());
 }

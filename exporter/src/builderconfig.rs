@@ -139,7 +139,7 @@ impl BuilderConfig {
         for entry in &build.env {
             add_env(&mut config, entry, &error)?;
         }
-        for (file, _) in &config.build_env {
+        for file in config.build_env.keys() {
             let Some((name, suffix)) = file.split_once('.') else {
                 continue;
             };
@@ -349,7 +349,7 @@ mod tests {
     fn message(err: BuilderConfigError) -> (String, Option<usize>) {
         match err {
             BuilderConfigError::Toml(e) => (e.message.clone(), e.line()),
-            other => panic!("{other:?}"),
+            other @ BuilderConfigError::Io { .. } => panic!("{other:?}"),
         }
     }
 

@@ -30,6 +30,7 @@
 //! layout today (staged, then committed next to the layout's other images), a registry when
 //! `ImageRef` gains one; [`assemble`] itself only writes blobs into a staging directory.
 
+use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use oci_spec::image::{Descriptor, HistoryBuilder, MediaType};
@@ -145,7 +146,7 @@ pub enum BuilderCreateError {
         reference: String,
         /// What is wrong with it.
         #[source]
-        source: RunImageError,
+        source: Box<RunImageError>,
     },
     /// A build image layer is not on disk.
     #[error("build image {reference}: layer {digest} is not on disk")]
@@ -244,7 +245,7 @@ pub fn build_image_ref(
 pub fn load_build_image(reference: &ImageRef) -> Result<RunImage, BuilderCreateError> {
     RunImage::load(reference).map_err(|source| BuilderCreateError::BuildImage {
         reference: reference.to_string(),
-        source,
+        source: Box::new(source),
     })
 }
 
@@ -355,24 +356,24 @@ pub fn build_user(image: &RunImage) -> Result<Owner, RunImageError> {
         .and_then(|c| c.user().clone())
         .unwrap_or_default();
     let (uid, gid) = user.split_once(':').unwrap_or((&user, &user));
-    Ok(match (uid.parse(), gid.parse()) {
-        (Ok(uid), Ok(gid)) => Owner::new(uid, gid),
-        _ => {
-            let (uid, gid) = strata_engine::sandbox::DEFAULT_BUILD_USER;
-            Owner::new(uid, gid)
-        }
-    })
+    let (uid, gid) = if let (Ok(uid), Ok(gid)) = (uid.parse(), gid.parse()) {
+        (uid, gid)
+    } else {
+        strata_engine::sandbox::DEFAULT_BUILD_USER
+    };
+    Ok(Owner::new(uid, gid))
 }
 
-/// The layers being added and their history.
-struct Layers<'a> {
+/// The image being assembled: its layers so far (the build image's, then each new one as it
+/// is written into the staging area).
+struct Assembly<'a> {
     req: &'a BuilderRequest<'a>,
     staging: &'a Staging,
     descriptors: Vec<Descriptor>,
-    layers: Vec<BuilderLayer>,
+    written: Vec<BuilderLayer>,
 }
 
-impl Layers<'_> {
+impl Assembly<'_> {
     fn builder(&self) -> LayerBuilder {
         LayerBuilder::new(Owner::ROOT, self.req.epoch)
     }
@@ -390,7 +391,7 @@ impl Layers<'_> {
             .finish(self.req.compression, self.staging.blob_dir())
             .map_err(err)?;
         self.descriptors.push(blob.descriptor().map_err(err)?);
-        self.layers.push(BuilderLayer {
+        self.written.push(BuilderLayer {
             created_by,
             diff_id: blob.diff_id.clone(),
         });
@@ -412,6 +413,156 @@ impl Layers<'_> {
                 source,
             })?;
         self.push(created_by.to_owned(), layer).map(|_| ())
+    }
+
+    /// The build image's layers, reused as they are.
+    fn base_layers(&mut self) -> Result<(), BuilderCreateError> {
+        let base = self.req.build_image;
+        for layer in &base.layers {
+            let Some(blob) = &layer.blob else {
+                return Err(BuilderCreateError::LayerNotLocal {
+                    reference: base.reference.clone(),
+                    digest: layer.descriptor.digest().to_string(),
+                });
+            };
+            self.staging.put_blob_file(blob, &layer.descriptor)?;
+            self.descriptors.push(layer.descriptor.clone());
+            self.written.push(BuilderLayer {
+                created_by: String::new(),
+                diff_id: layer.diff_id.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The lifecycle layer, when there is a lifecycle; its metadata (empty without).
+    fn lifecycle_layer(&mut self) -> Result<LifecycleMetadata, BuilderCreateError> {
+        let Some(lifecycle) = self.req.lifecycle else {
+            return Ok(LifecycleMetadata::default());
+        };
+        let mut layer = self.builder();
+        lifecycle
+            .add_to(&mut layer)
+            .map_err(|source| BuilderCreateError::Layer {
+                what: "lifecycle".to_owned(),
+                source,
+            })?;
+        self.push(format!("Lifecycle {}", lifecycle.metadata.version), layer)?;
+        Ok(lifecycle.metadata.clone())
+    }
+
+    /// One layer per buildpack, by `id@version` as pack sorts them; their label entries.
+    fn buildpack_layers(&mut self) -> Result<ModuleLayers, BuilderCreateError> {
+        let mut buildpacks: Vec<&Buildpack> = self
+            .req
+            .builder
+            .registry
+            .iter()
+            .map(AsRef::as_ref)
+            .collect();
+        buildpacks.sort_by_key(|bp| format!("{}@{}", bp.id(), bp.version()));
+        let mut module_layers = ModuleLayers::new();
+        for bp in buildpacks {
+            let created_by = format!("Buildpack {}", bp.reference());
+            let dir = buildpack_dir(bp.id().as_str(), bp.version());
+            let dir = dir.trim_start_matches('/');
+            let mut layer = self.builder().with_mode_policy(ModePolicy::Executable);
+            let id_dir = dir.rsplit_once('/').map_or(dir, |(parent, _)| parent);
+            let added = layer
+                .add_dir(id_dir, 0o755)
+                .and_then(|()| layer.add_dir_tree(&bp.dir, dir));
+            added.map_err(|source| BuilderCreateError::Layer {
+                what: created_by.clone(),
+                source,
+            })?;
+            let diff_id = self.push(created_by, layer)?;
+            module_layers
+                .entry(bp.id().to_string())
+                .or_default()
+                .insert(bp.version().to_owned(), layer_info(bp, diff_id)?);
+        }
+        Ok(module_layers)
+    }
+
+    /// `order.toml`, `stack.toml`, `run.toml` and the build config env; the stack metadata.
+    fn file_layers(
+        &mut self,
+        run_images: &[RunImageMetadata],
+    ) -> Result<StackMetadata, BuilderCreateError> {
+        let resolved = resolved_order(self.req.builder)?;
+        self.file(
+            "Order",
+            ORDER_PATH,
+            toml_bytes(&OrderFile { order: resolved })?,
+        )?;
+        let stack = StackMetadata {
+            run_image: run_images.first().cloned().unwrap_or_default(),
+        };
+        let stack_toml = if run_images.is_empty() {
+            Vec::new()
+        } else {
+            toml_bytes(&StackFile {
+                run_image: stack.run_image.clone(),
+            })?
+        };
+        self.file("Stack", STACK_PATH, stack_toml)?;
+        let run = RunFile {
+            images: run_images.to_vec(),
+        };
+        self.file("Run images", RUN_PATH, toml_bytes(&run)?)?;
+        let env = &self.req.config.build_env;
+        if !env.is_empty() {
+            let mut layer = self.builder();
+            for (file, value) in env {
+                let path = format!("{}/{file}", BUILD_CONFIG_ENV_DIR.trim_start_matches('/'));
+                layer
+                    .add_bytes(&path, value.clone().into_bytes(), 0o644)
+                    .map_err(|source| BuilderCreateError::Layer {
+                        what: "build config env".to_owned(),
+                        source,
+                    })?;
+            }
+            self.push("Build config env".to_owned(), layer)?;
+        }
+        Ok(stack)
+    }
+
+    /// The config (the build image's, with `labels` and `WorkingDir /layers`) and manifest.
+    fn finish(
+        self,
+        labels: BTreeMap<String, String>,
+        metadata: BuilderMetadata,
+    ) -> Result<CreatedBuilder, BuilderCreateError> {
+        let base = self.req.build_image;
+        let spec = |e: oci_spec::OciSpecError| BuilderCreateError::Spec(e.to_string());
+        let created = format_timestamp(self.req.epoch);
+        let mut config = base.config.config().clone().unwrap_or_default();
+        config.set_labels(Some(label_map(labels)));
+        config.set_working_dir(Some(WORKING_DIR.to_owned()));
+        let added = &self.written[base.layers.len()..];
+        let history = added
+            .iter()
+            .map(|layer| {
+                HistoryBuilder::default()
+                    .created(created.clone())
+                    .created_by(layer.created_by.clone())
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(spec)?;
+        let diff_ids: Vec<String> = added.iter().map(|l| l.diff_id.clone()).collect();
+        let image_config = config_on_base(&base.config, created, config, &diff_ids, Some(history))
+            .map_err(spec)?;
+        let config_desc = self
+            .staging
+            .put_json(&image_config, MediaType::ImageConfig)?;
+        let manifest = image_manifest(config_desc, self.descriptors).map_err(spec)?;
+        let manifest = self.staging.put_json(&manifest, MediaType::ImageManifest)?;
+        Ok(CreatedBuilder {
+            manifest,
+            layers: self.written,
+            metadata,
+        })
     }
 }
 
@@ -441,113 +592,24 @@ pub fn assemble(
     }
     let user = build_user(base).map_err(|source| BuilderCreateError::BuildImage {
         reference: base.reference.clone(),
-        source,
+        source: Box::new(source),
     })?;
 
-    let mut layers = Layers {
+    let mut image = Assembly {
         req,
         staging,
         descriptors: Vec::new(),
-        layers: Vec::new(),
+        written: Vec::new(),
     };
-    for layer in &base.layers {
-        let Some(blob) = &layer.blob else {
-            return Err(BuilderCreateError::LayerNotLocal {
-                reference: base.reference.clone(),
-                digest: layer.descriptor.digest().to_string(),
-            });
-        };
-        staging.put_blob_file(blob, &layer.descriptor)?;
-        layers.descriptors.push(layer.descriptor.clone());
-        layers.layers.push(BuilderLayer {
-            created_by: String::new(),
-            diff_id: layer.diff_id.clone(),
-        });
-    }
-
-    let dirs =
-        default_dirs(layers.builder(), user).map_err(|source| BuilderCreateError::Layer {
-            what: "default directories".to_owned(),
-            source,
-        })?;
-    layers.push("Default directories".to_owned(), dirs)?;
-
-    let lifecycle = match req.lifecycle {
-        Some(lifecycle) => {
-            let mut layer = layers.builder();
-            lifecycle
-                .add_to(&mut layer)
-                .map_err(|source| BuilderCreateError::Layer {
-                    what: "lifecycle".to_owned(),
-                    source,
-                })?;
-            layers.push(format!("Lifecycle {}", lifecycle.metadata.version), layer)?;
-            lifecycle.metadata.clone()
-        }
-        None => LifecycleMetadata::default(),
-    };
-
-    let mut buildpacks: Vec<&Buildpack> = req.builder.registry.iter().map(AsRef::as_ref).collect();
-    buildpacks.sort_by_key(|bp| format!("{}@{}", bp.id(), bp.version()));
-    let mut module_layers = ModuleLayers::new();
-    for bp in buildpacks {
-        let created_by = format!("Buildpack {}", bp.reference());
-        let dir = buildpack_dir(bp.id().as_str(), bp.version());
-        let dir = dir.trim_start_matches('/');
-        let mut layer = layers.builder().with_mode_policy(ModePolicy::Executable);
-        let id_dir = dir.rsplit_once('/').map_or(dir, |(parent, _)| parent);
-        let added = layer
-            .add_dir(id_dir, 0o755)
-            .and_then(|()| layer.add_dir_tree(&bp.dir, dir));
-        added.map_err(|source| BuilderCreateError::Layer {
-            what: created_by.clone(),
-            source,
-        })?;
-        let diff_id = layers.push(created_by, layer)?;
-        module_layers
-            .entry(bp.id().to_string())
-            .or_default()
-            .insert(bp.version().to_owned(), layer_info(bp, diff_id)?);
-    }
-
-    let order = label_order(&req.builder.order);
-    let resolved = resolved_order(req.builder)?;
-    layers.file(
-        "Order",
-        ORDER_PATH,
-        toml_bytes(&OrderFile { order: resolved })?,
-    )?;
-    let stack = StackMetadata {
-        run_image: run_images.first().cloned().unwrap_or_default(),
-    };
-    let stack_toml = if run_images.is_empty() {
-        Vec::new()
-    } else {
-        toml_bytes(&StackFile {
-            run_image: stack.run_image.clone(),
-        })?
-    };
-    layers.file("Stack", STACK_PATH, stack_toml)?;
-    layers.file(
-        "Run images",
-        RUN_PATH,
-        toml_bytes(&RunFile {
-            images: run_images.to_vec(),
-        })?,
-    )?;
-    if !req.config.build_env.is_empty() {
-        let mut layer = layers.builder();
-        for (file, value) in &req.config.build_env {
-            let path = format!("{}/{file}", BUILD_CONFIG_ENV_DIR.trim_start_matches('/'));
-            layer
-                .add_bytes(&path, value.clone().into_bytes(), 0o644)
-                .map_err(|source| BuilderCreateError::Layer {
-                    what: "build config env".to_owned(),
-                    source,
-                })?;
-        }
-        layers.push("Build config env".to_owned(), layer)?;
-    }
+    image.base_layers()?;
+    let dirs = default_dirs(image.builder(), user).map_err(|source| BuilderCreateError::Layer {
+        what: "default directories".to_owned(),
+        source,
+    })?;
+    image.push("Default directories".to_owned(), dirs)?;
+    let lifecycle = image.lifecycle_layer()?;
+    let module_layers = image.buildpack_layers()?;
+    let stack = image.file_layers(run_images)?;
 
     let metadata = BuilderMetadata {
         description: req.config.description.clone(),
@@ -563,40 +625,16 @@ pub fn assemble(
     };
     labels.insert(METADATA_LABEL.to_owned(), json(&metadata)?);
     labels.insert(LAYERS_LABEL.to_owned(), json(&module_layers)?);
-    labels.insert(ORDER_LABEL.to_owned(), json(&order)?);
+    labels.insert(
+        ORDER_LABEL.to_owned(),
+        json(&label_order(&req.builder.order))?,
+    );
     labels.insert(EXTENSION_LAYERS_LABEL.to_owned(), "{}".to_owned());
     labels.insert(ORDER_EXTENSIONS_LABEL.to_owned(), "null".to_owned());
     labels
         .entry(MIXINS_LABEL.to_owned())
         .or_insert_with(|| "null".to_owned());
-
-    let spec = |e: oci_spec::OciSpecError| BuilderCreateError::Spec(e.to_string());
-    let created = format_timestamp(req.epoch);
-    let mut config = base.config.config().clone().unwrap_or_default();
-    config.set_labels(Some(label_map(labels)));
-    config.set_working_dir(Some(WORKING_DIR.to_owned()));
-    let added = &layers.layers[base.layers.len()..];
-    let history = added
-        .iter()
-        .map(|layer| {
-            HistoryBuilder::default()
-                .created(created.clone())
-                .created_by(layer.created_by.clone())
-                .build()
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(spec)?;
-    let diff_ids: Vec<String> = added.iter().map(|l| l.diff_id.clone()).collect();
-    let image_config =
-        config_on_base(&base.config, created, config, &diff_ids, Some(history)).map_err(spec)?;
-    let config_desc = staging.put_json(&image_config, MediaType::ImageConfig)?;
-    let manifest = image_manifest(config_desc, layers.descriptors).map_err(spec)?;
-    let manifest = staging.put_json(&manifest, MediaType::ImageManifest)?;
-    Ok(CreatedBuilder {
-        manifest,
-        layers: layers.layers,
-        metadata,
-    })
+    image.finish(labels, metadata)
 }
 
 /// `/workspace` and `/layers` for `user`, the CNB directories for root, as pack writes them.
@@ -657,7 +695,7 @@ fn resolved_order(builder: &Builder) -> Result<Order, BuilderCreateError> {
                 .map_err(|_| BuilderCreateError::UnknownBuildpack {
                     reference: planned.reference(),
                 })?;
-            entry.version = bp.version().to_owned();
+            bp.version().clone_into(&mut entry.version);
         }
     }
     Ok(order)
