@@ -207,6 +207,15 @@ fn two_checkouts_at_different_times_give_the_same_builder() {
     let config_one = example_builder(one.path(), "");
     let config_two = example_builder(two.path(), "");
     date_in_the_past(&two.path().join("examples"));
+    // Checked out with another umask: group-writable files and directories.
+    let node = two.path().join("examples/buildpacks/node");
+    for (path, mode) in [
+        (node.join("buildpack.toml"), 0o664),
+        (node.join("bin/build"), 0o775),
+        (node.join("bin"), 0o775),
+    ] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
     let first = create(one.path(), &config_one);
     let second = create(two.path(), &config_two);
     assert_eq!(first, second);
@@ -371,6 +380,17 @@ fn bad_builder_configs_exit_2_saying_what_is_wrong() {
     // --build-image gives it one.
     let out = run(&none, &["--build-image", &run_image()]);
     assert_exit(&out, 0);
+
+    // A stack id that is not the build image's.
+    let stack = tmp.path().join("examples/stack.toml");
+    std::fs::write(&stack, format!("{text}\n[stack]\nid = \"other.stack\"\n")).unwrap();
+    let out = run(&stack, &[]);
+    assert_exit(&out, 2);
+    assert!(
+        message(&out).contains("`[stack] id` is `other.stack` but build image"),
+        "{}",
+        stderr(&out)
+    );
 
     // A build image that is not there; the layout is left as it was.
     let before = tags(&tmp.path().join("out"));
