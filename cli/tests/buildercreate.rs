@@ -480,3 +480,64 @@ fn assert_unpacked(root: &Path, layout: &Path) {
     // The build image's own files are under it.
     assert!(rootfs.join("bin/busybox").is_file());
 }
+
+/// A build image that names its user only in `User`: the builder gets `CNB_USER_ID` and
+/// `CNB_GROUP_ID` (which pack and the lifecycle require) and `/layers` belongs to that user.
+#[test]
+fn a_build_image_without_cnb_ids_gets_them_from_its_user() {
+    let tmp = tempfile::tempdir().unwrap();
+    let image = common::runimage::RunImageCopy::new(tmp.path(), "build").user("1234:1235");
+    let reference = image.reference();
+    let dir = reference
+        .strip_prefix("oci:")
+        .unwrap()
+        .strip_suffix(":busybox")
+        .unwrap();
+    tool(
+        "umoci",
+        &[
+            "config",
+            "--image",
+            &format!("{dir}:busybox"),
+            "--clear=config.env",
+            "--config.env",
+            "PATH=/bin",
+        ],
+    );
+    let config = example_builder(tmp.path(), "");
+    let out = strata(
+        tmp.path(),
+        &[
+            "builder",
+            "create",
+            "--config",
+            config.to_str().unwrap(),
+            "--build-image",
+            &reference,
+            "--output",
+            "oci:out:builder",
+        ],
+    );
+    assert_exit(&out, 0);
+    let layout = tmp.path().join("out");
+    let config = config_json(&format!("oci:{}:builder", layout.display()));
+    let env: Vec<&str> = config["config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert_eq!(env, ["PATH=/bin", "CNB_USER_ID=1234", "CNB_GROUP_ID=1235"]);
+    let bundle = tmp.path().join("bundle");
+    tool(
+        "umoci",
+        &[
+            "unpack",
+            "--image",
+            &format!("{}:builder", layout.display()),
+            bundle.to_str().unwrap(),
+        ],
+    );
+    let layers = std::fs::metadata(bundle.join("rootfs/layers")).unwrap();
+    assert_eq!((layers.uid(), layers.gid()), (1234, 1235));
+}

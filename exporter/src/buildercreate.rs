@@ -527,9 +527,11 @@ impl Assembly<'_> {
         Ok(stack)
     }
 
-    /// The config (the build image's, with `labels` and `WorkingDir /layers`) and manifest.
+    /// The config (the build image's, with `labels`, `WorkingDir /layers` and the build
+    /// `user`'s `CNB_USER_ID`/`CNB_GROUP_ID` where it has none) and the manifest.
     fn finish(
         self,
+        user: Owner,
         labels: BTreeMap<String, String>,
         metadata: BuilderMetadata,
     ) -> Result<CreatedBuilder, BuilderCreateError> {
@@ -537,6 +539,15 @@ impl Assembly<'_> {
         let spec = |e: oci_spec::OciSpecError| BuilderCreateError::Spec(e.to_string());
         let created = format_timestamp(self.req.epoch);
         let mut config = base.config.config().clone().unwrap_or_default();
+        // Pack and the lifecycle read the build user from these and refuse a builder
+        // without them; a build image that names its user only in `User` gets them.
+        let mut env = config.env().clone().unwrap_or_default();
+        for (name, id) in [("CNB_USER_ID", user.uid), ("CNB_GROUP_ID", user.gid)] {
+            if base.env_var(name).is_none() {
+                env.push(format!("{name}={id}"));
+            }
+        }
+        config.set_env(Some(env));
         config.set_labels(Some(label_map(labels)));
         config.set_working_dir(Some(WORKING_DIR.to_owned()));
         let added = &self.written[base.layers.len()..];
@@ -634,7 +645,7 @@ pub fn assemble(
     labels
         .entry(MIXINS_LABEL.to_owned())
         .or_insert_with(|| "null".to_owned());
-    image.finish(labels, metadata)
+    image.finish(user, labels, metadata)
 }
 
 /// `/workspace` and `/layers` for `user`, the CNB directories for root, as pack writes them.
