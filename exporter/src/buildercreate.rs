@@ -31,10 +31,10 @@
 //! `ImageRef` gains one; [`assemble`] itself only writes blobs into a staging directory.
 
 use std::collections::BTreeMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, HistoryBuilder, MediaType};
-use strata_planner::{Builder, Buildpack, Order as PlannerOrder};
+use strata_planner::{Builder, Buildpack};
 
 use crate::archive::{
     ArchiveError, Compression, LayerBuilder, ModePolicy, Owner, format_timestamp,
@@ -42,15 +42,16 @@ use crate::archive::{
 use crate::baseconfig::{base_labels, config_on_base, image_manifest, label_map};
 use crate::builderconfig::BuilderConfig;
 use crate::builderlabels::{
-    BUILD_CONFIG_ENV_DIR, BuilderMetadata, CreatorMetadata, Distro, EXTENSION_LAYERS_LABEL,
-    LAYERS_LABEL, License, LifecycleMetadata, METADATA_LABEL, MIXINS_LABEL, ModuleInfo,
-    ModuleLayerInfo, ModuleLayers, ModuleRef, ORDER_EXTENSIONS_LABEL, ORDER_LABEL, ORDER_PATH,
-    Order, OrderEntry, OrderFile, RUN_PATH, RunFile, RunImageMetadata, STACK_ID_LABEL, STACK_PATH,
-    Stack, StackFile, StackMetadata, Target, buildpack_dir,
+    BUILD_CONFIG_ENV_DIR, BuilderMetadata, CreatorMetadata, EXTENSION_LAYERS_LABEL, LAYERS_LABEL,
+    LifecycleMetadata, METADATA_LABEL, MIXINS_LABEL, ModuleLayers, ORDER_EXTENSIONS_LABEL,
+    ORDER_LABEL, ORDER_PATH, OrderFile, RUN_PATH, RunFile, RunImageMetadata, STACK_ID_LABEL,
+    STACK_PATH, StackFile, StackMetadata, buildpack_dir,
 };
+use crate::buildermodules::{label_order, layer_info, module_infos, resolved_order};
 use crate::layout::{LayoutError, Staging};
 use crate::lifecycletar::Lifecycle;
 use crate::reference::{ImageRef, RefError};
+use crate::relocate::relative_oci_name;
 use crate::runimage::{RunImage, RunImageError};
 
 /// The name a builder records as its maker.
@@ -287,57 +288,6 @@ pub fn recorded_run_images(
             mirrors: image.mirrors.iter().map(rewrite).collect(),
         })
         .collect()
-}
-
-/// `name` with a relative `oci:` directory (relative to `from`) made relative to `to`; any
-/// other name as it is.
-pub fn relative_oci_name(name: &str, from: &Path, to: &Path) -> String {
-    let Ok(ImageRef::OciLayout { dir, tag }) = ImageRef::parse(name) else {
-        return name.to_owned();
-    };
-    if dir.is_absolute() {
-        return name.to_owned();
-    }
-    let target = resolved(&from.join(&dir));
-    let rel = relative_path(&resolved(to), &target);
-    format!("oci:{}:{tag}", rel.display())
-}
-
-/// `path` made absolute, with symlinks and `..` resolved as far as the path exists.
-fn resolved(path: &Path) -> PathBuf {
-    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
-    let mut existing = absolute.as_path();
-    let mut rest = Vec::new();
-    loop {
-        if let Ok(mut found) = existing.canonicalize() {
-            found.extend(rest.iter().rev());
-            return found;
-        }
-        match (existing.parent(), existing.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_owned());
-                existing = parent;
-            }
-            _ => return absolute,
-        }
-    }
-}
-
-/// The relative path from directory `from` to `to` (both absolute and resolved).
-fn relative_path(from: &Path, to: &Path) -> PathBuf {
-    let from: Vec<Component<'_>> = from.components().collect();
-    let to: Vec<Component<'_>> = to.components().collect();
-    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
-    let mut rel = PathBuf::new();
-    for _ in common..from.len() {
-        rel.push("..");
-    }
-    rel.extend(&to[common..]);
-    if rel.as_os_str().is_empty() {
-        PathBuf::from(".")
-    } else {
-        rel
-    }
 }
 
 /// The build user of `image`: `CNB_USER_ID`/`CNB_GROUP_ID` from its Env, else a numeric
@@ -677,169 +627,10 @@ fn toml_bytes<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, BuilderCreateEr
         .map_err(|e| BuilderCreateError::Spec(e.to_string()))
 }
 
-/// An order as the builder.toml wrote it (versions left out where it left them out).
-fn label_order(order: &PlannerOrder) -> Order {
-    order
-        .iter()
-        .map(|group| OrderEntry {
-            group: group
-                .group
-                .iter()
-                .map(|entry| ModuleRef {
-                    id: entry.id.to_string(),
-                    version: entry.version.clone().unwrap_or_default(),
-                    optional: entry.optional,
-                })
-                .collect(),
-        })
-        .collect()
-}
-
-/// The builder's order with every version filled in from its buildpacks, for `order.toml`.
-fn resolved_order(builder: &Builder) -> Result<Order, BuilderCreateError> {
-    let mut order = label_order(&builder.order);
-    for (group, entries) in order.iter_mut().zip(&builder.order) {
-        for (entry, planned) in group.group.iter_mut().zip(&entries.group) {
-            let bp = builder
-                .registry
-                .get(&planned.id, planned.version.as_deref())
-                .map_err(|_| BuilderCreateError::UnknownBuildpack {
-                    reference: planned.reference(),
-                })?;
-            bp.version().clone_into(&mut entry.version);
-        }
-    }
-    Ok(order)
-}
-
-/// Every buildpack for the metadata label, by id and version (the registry keeps no file
-/// order, and a fixed one keeps the label reproducible).
-fn module_infos(builder: &Builder) -> Result<Vec<ModuleInfo>, BuilderCreateError> {
-    let mut infos = Vec::new();
-    for bp in builder.registry.iter() {
-        infos.push(module_info(bp, &read_raw(bp)?));
-    }
-    infos.sort_by(|a, b| (&a.id, &a.version).cmp(&(&b.id, &b.version)));
-    Ok(infos)
-}
-
-fn module_info(bp: &Buildpack, raw: &RawDescriptor) -> ModuleInfo {
-    let info = &bp.descriptor.info;
-    ModuleInfo {
-        id: info.id.to_string(),
-        name: info.name.clone().unwrap_or_default(),
-        version: info.version.clone(),
-        description: info.description.clone().unwrap_or_default(),
-        homepage: info.homepage.clone().unwrap_or_default(),
-        keywords: raw.buildpack.keywords.clone(),
-        exec_env: info.exec_env.clone(),
-        licenses: raw.buildpack.licenses.clone(),
-        clear_env: info.clear_env,
-    }
-}
-
-/// One buildpack's entry of `io.buildpacks.buildpack.layers`: what its `buildpack.toml` says,
-/// as written (targets and stacks are not inferred, as in pack).
-fn layer_info(bp: &Buildpack, diff_id: String) -> Result<ModuleLayerInfo, BuilderCreateError> {
-    let raw = read_raw(bp)?;
-    Ok(ModuleLayerInfo {
-        api: bp.descriptor.api.clone(),
-        stacks: raw.stacks,
-        targets: raw
-            .targets
-            .into_iter()
-            .map(|t| Target {
-                os: t.os,
-                arch: t.arch,
-                variant: t.variant,
-                distros: t.distros,
-            })
-            .collect(),
-        order: label_order(&bp.descriptor.order),
-        layer_diff_id: diff_id,
-        homepage: bp.descriptor.info.homepage.clone().unwrap_or_default(),
-        name: bp.descriptor.info.name.clone().unwrap_or_default(),
-    })
-}
-
-/// The parts of `buildpack.toml` the planner does not keep as written.
-#[derive(serde::Deserialize, Default)]
-struct RawDescriptor {
-    #[serde(default)]
-    buildpack: RawInfo,
-    #[serde(default)]
-    stacks: Vec<Stack>,
-    #[serde(default)]
-    targets: Vec<RawTarget>,
-}
-
-#[derive(serde::Deserialize, Default)]
-struct RawInfo {
-    #[serde(default)]
-    keywords: Vec<String>,
-    #[serde(default)]
-    licenses: Vec<License>,
-}
-
-#[derive(serde::Deserialize)]
-struct RawTarget {
-    #[serde(default)]
-    os: String,
-    #[serde(default)]
-    arch: String,
-    #[serde(default, alias = "arch-variant")]
-    variant: String,
-    #[serde(default)]
-    distros: Vec<Distro>,
-}
-
-fn read_raw(bp: &Buildpack) -> Result<RawDescriptor, BuilderCreateError> {
-    let path = bp.dir.join("buildpack.toml");
-    let text = std::fs::read_to_string(&path).map_err(|source| BuilderCreateError::Descriptor {
-        path: path.clone(),
-        source,
-    })?;
-    // The planner parsed this file already; a shape it accepted and this one does not is
-    // read as empty rather than refused twice.
-    Ok(toml::from_str(&text).unwrap_or_default())
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn relative_layouts_are_recorded_from_the_output_layout() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().canonicalize().unwrap();
-        std::fs::create_dir_all(root.join("repo/stack/run")).unwrap();
-        let builder_dir = root.join("repo/builders");
-        std::fs::create_dir_all(&builder_dir).unwrap();
-        let name = "oci:../stack/run:v1";
-        assert_eq!(
-            relative_oci_name(name, &builder_dir, &root.join("out")),
-            "oci:../repo/stack/run:v1"
-        );
-        // The output layout need not exist, nor its parent.
-        assert_eq!(
-            relative_oci_name(name, &builder_dir, &root.join("a/b/out")),
-            "oci:../../../repo/stack/run:v1"
-        );
-        // The run image in the output layout itself.
-        assert_eq!(
-            relative_oci_name(name, &builder_dir, &root.join("repo/stack/run")),
-            "oci:.:v1"
-        );
-        // Absolute layouts and registry names are kept as written.
-        assert_eq!(
-            relative_oci_name("oci:/abs/run:v1", &builder_dir, &root),
-            "oci:/abs/run:v1"
-        );
-        for name in ["cnbs/sample-stack-run:jammy", "docker.io/library/busybox"] {
-            assert_eq!(relative_oci_name(name, &builder_dir, &root), name);
-        }
-    }
 
     #[test]
     fn the_build_image_is_the_flag_else_the_config_and_never_the_host() {
