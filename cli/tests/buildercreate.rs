@@ -1,5 +1,5 @@
 //! `strata builder create`: a builder image from the example builder.toml on the example run
-//! image as build image, read back by skopeo and umoci, with pack's labels, one layer per
+//! image as build image, read back by skopeo, umoci and oci-image-tool, with pack's labels, one layer per
 //! buildpack, and the same digest from two checkouts.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failing test
@@ -196,6 +196,18 @@ fn writes_a_builder_that_skopeo_and_umoci_read_with_packs_labels() {
         "the composite's order is in its entry"
     );
 
+    let valid = tool(
+        "oci-image-tool",
+        &[
+            "validate",
+            "--type",
+            "image",
+            "--ref",
+            "name=builder",
+            layout.to_str().unwrap(),
+        ],
+    );
+    assert!(valid.contains("Validation succeeded"), "{valid}");
     assert_buildpack_layers(tmp.path(), &config, &layers);
     assert_unpacked(tmp.path(), &layout);
 }
