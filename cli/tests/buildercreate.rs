@@ -1,6 +1,6 @@
 //! `strata builder create`: a builder image from the example builder.toml on the example run
-//! image as build image, read back by skopeo, umoci and oci-image-tool, with pack's labels, one layer per
-//! buildpack, and the same digest from two checkouts.
+//! image as build image, read back by skopeo, umoci and oci-image-tool, with pack's labels,
+//! one layer per buildpack, and the same digest from two checkouts.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failing test
 
@@ -403,6 +403,21 @@ fn bad_builder_configs_exit_2_saying_what_is_wrong() {
         "{}",
         stderr(&out)
     );
+
+    // A buildpack for another architecture than the build image's, as pack refuses it.
+    let motd = tmp.path().join("examples/buildpacks/motd/buildpack.toml");
+    let motd_text = std::fs::read_to_string(&motd).unwrap();
+    std::fs::write(&motd, format!("{motd_text}arch = \"s390x\"\n")).unwrap();
+    let out = run(&config, &[]);
+    assert_exit(&out, 2);
+    assert!(
+        message(&out).contains(
+            "buildpack examples/motd@0.1.0 is for linux/s390x, not for the build image's linux/"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(&motd, motd_text).unwrap();
 
     // A build image that is not there; the layout is left as it was.
     let before = tags(&tmp.path().join("out"));

@@ -47,7 +47,7 @@ use crate::builderlabels::{
     ORDER_LABEL, ORDER_PATH, OrderFile, RUN_PATH, RunFile, RunImageMetadata, STACK_ID_LABEL,
     STACK_PATH, StackFile, StackMetadata, buildpack_dir,
 };
-use crate::buildermodules::{label_order, layer_info, module_infos, resolved_order};
+use crate::buildermodules::{check_targets, label_order, layer_info, module_infos, resolved_order};
 use crate::layout::{LayoutError, Staging};
 use crate::lifecycletar::Lifecycle;
 use crate::reference::{ImageRef, RefError};
@@ -56,6 +56,10 @@ use crate::runimage::{RunImage, RunImageError};
 
 /// The name a builder records as its maker.
 pub const CREATOR: &str = "strata";
+
+/// The build image labels that name its distribution.
+const DISTRO_NAME_LABEL: &str = "io.buildpacks.base.distro.name";
+const DISTRO_VERSION_LABEL: &str = "io.buildpacks.base.distro.version";
 
 /// The `WorkingDir` of a builder image, as pack sets it.
 pub const WORKING_DIR: &str = "/layers";
@@ -165,6 +169,16 @@ pub enum BuilderCreateError {
         /// What went wrong.
         #[source]
         source: std::io::Error,
+    },
+    /// A buildpack is for none of what the build image is.
+    #[error("buildpack {buildpack} is for {targets}, not for the build image's {image}")]
+    UnsupportedTarget {
+        /// `id@version`.
+        buildpack: String,
+        /// Its targets.
+        targets: String,
+        /// The build image's os/arch and distribution.
+        image: String,
     },
     /// An order entry names a version-less buildpack the builder does not have.
     #[error("the order names buildpack {reference}, which the builder does not have")]
@@ -551,6 +565,13 @@ pub fn assemble(
             });
         }
     }
+    let label = |name: &str| labels.get(name).map_or("", String::as_str);
+    check_targets(
+        req.builder,
+        &base.os().to_string(),
+        &base.arch().to_string(),
+        (label(DISTRO_NAME_LABEL), label(DISTRO_VERSION_LABEL)),
+    )?;
     let user = build_user(base).map_err(|source| BuilderCreateError::BuildImage {
         reference: base.reference.clone(),
         source: Box::new(source),

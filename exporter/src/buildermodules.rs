@@ -139,3 +139,64 @@ fn read_raw(bp: &Buildpack) -> Result<RawDescriptor, BuilderCreateError> {
     // read as empty rather than refused twice.
     Ok(toml::from_str(&text).unwrap_or_default())
 }
+
+/// Checks, as pack does when it creates a builder, that every component buildpack that names
+/// `[[targets]]` names one the build image satisfies: its os, its architecture (unless either
+/// leaves it out) and, when both say, its distribution.
+pub(crate) fn check_targets(
+    builder: &Builder,
+    os: &str,
+    arch: &str,
+    distro: (&str, &str),
+) -> Result<(), BuilderCreateError> {
+    for bp in builder.registry.iter().filter(|bp| !bp.is_composite()) {
+        let targets = read_raw(bp)?.targets;
+        if targets.is_empty() {
+            continue;
+        }
+        let fits = targets.iter().any(|t| {
+            t.os == os
+                && (t.arch.is_empty() || arch.is_empty() || t.arch == arch)
+                && (t.distros.is_empty()
+                    || distro.0.is_empty()
+                    || distro.1.is_empty()
+                    || t.distros
+                        .iter()
+                        .any(|d| d.name == distro.0 && d.version == distro.1))
+        });
+        if !fits {
+            let describe = |os: &str, arch: &str, distros: Vec<String>| {
+                let arch = if arch.is_empty() { "*" } else { arch };
+                std::iter::once(format!("{os}/{arch}"))
+                    .chain(distros)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            let listed: Vec<String> = targets
+                .iter()
+                .map(|t| {
+                    let distros = t.distros.iter();
+                    describe(
+                        &t.os,
+                        &t.arch,
+                        distros
+                            .map(|d| format!("{} {}", d.name, d.version))
+                            .collect(),
+                    )
+                })
+                .collect();
+            let distro = if distro.0.is_empty() {
+                Vec::new()
+            } else {
+                vec![format!("{} {}", distro.0, distro.1)]
+            };
+            let image = describe(os, arch, distro);
+            return Err(BuilderCreateError::UnsupportedTarget {
+                buildpack: bp.reference(),
+                targets: listed.join(", "),
+                image,
+            });
+        }
+    }
+    Ok(())
+}
