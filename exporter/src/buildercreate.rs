@@ -18,7 +18,10 @@
 //! and its config is kept (Env, User, labels, history), with the builder labels
 //! (`io.buildpacks.builder.metadata`, `io.buildpacks.buildpack.layers`,
 //! `io.buildpacks.buildpack.order`, and the empty extension labels pack writes) added and
-//! `WorkingDir` set to `/layers`. Every new layer comes from the one reproducible tar writer
+//! `WorkingDir` set to `/layers`; `CNB_USER_ID`/`CNB_GROUP_ID` are added to the Env when the
+//! build image names its user only in `User` (pack and the lifecycle need them). As pack
+//! does, a builder whose buildpacks' `[[targets]]` the build image does not satisfy is
+//! refused, and `[stack] id` must be the build image's. Every new layer comes from the one reproducible tar writer
 //! and every JSON blob is canonical, so the same inputs give the same manifest digest wherever
 //! the files are checked out and whenever the command runs.
 //!
