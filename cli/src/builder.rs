@@ -15,8 +15,8 @@ use crate::args::CompressionArg;
 use crate::error::CliError;
 
 const CREATE_EXAMPLES: &str = "Examples:
-  strata builder create --config examples/builder.toml --output oci:out:builder
-  strata builder create --config builder.toml --build-image oci:stack:build --output oci:out";
+  strata builder create --config builder.toml --output oci:out:builder
+  strata builder create --config examples/builder.toml --build-image oci:stack:build --output oci:out:builder";
 
 /// `strata builder`.
 #[derive(Debug, Args)]
