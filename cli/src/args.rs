@@ -30,6 +30,8 @@ pub(crate) enum Command {
     /// Show, check or trim the store of built layers and task outputs.
     #[command(after_help = CACHE_EXAMPLES)]
     Cache(CacheArgs),
+    /// Make builder images.
+    Builder(crate::builder::BuilderArgs),
 }
 
 const BUILD_EXAMPLES: &str = "Examples:

@@ -77,6 +77,13 @@ pub(crate) enum CliError {
     Layout(#[from] LayoutError),
     #[error(transparent)]
     Inspect(#[from] InspectError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    BuilderConfig(#[from] strata_exporter::builderconfig::BuilderConfigError),
+    #[error(transparent)]
+    BuilderCreate(#[from] strata_exporter::buildercreate::BuilderCreateError),
+    #[error(transparent)]
+    Lifecycle(#[from] strata_exporter::lifecycletar::LifecycleError),
     #[error("{failed} of {total} images could not be rebased")]
     RebaseFailed { failed: usize, total: usize },
     #[error(transparent)]
@@ -125,6 +132,7 @@ impl CliError {
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
             CliError::Service { code, .. } => *code,
+            CliError::BuilderCreate(e) if !e.is_bad_input() => EXIT_FAILED,
             CliError::RebaseFailed { .. }
             | CliError::ServicesFailed { .. }
             | CliError::Detect(_)
@@ -149,6 +157,9 @@ impl CliError {
             | CliError::Sandbox(_)
             | CliError::OsRelease(_)
             | CliError::Inspect(_)
+            | CliError::BuilderConfig(_)
+            | CliError::BuilderCreate(_)
+            | CliError::Lifecycle(_)
             | CliError::Workspace(_)
             | CliError::Binding(_)
             | CliError::Plan(_) => EXIT_USAGE,

@@ -4,6 +4,7 @@
 
 mod args;
 mod build;
+mod builder;
 mod cache;
 mod config;
 mod error;
@@ -125,5 +126,6 @@ fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Rebase(args) => rebase::run(&args),
         Command::Cache(args) => cache::run(&args),
+        Command::Builder(args) => builder::run(&args),
     }
 }

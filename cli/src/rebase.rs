@@ -157,7 +157,7 @@ fn layout_arg(arg: &str) -> Result<PathBuf, CliError> {
 
 /// `SOURCE_DATE_EPOCH`, or 1980-01-01T00:00:01Z: the `created` of a rebased image, as of a
 /// built one.
-fn source_date_epoch() -> Result<u64, CliError> {
+pub(crate) fn source_date_epoch() -> Result<u64, CliError> {
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(value) if !value.is_empty() => value.parse().map_err(|_| {
             CliError::Usage(format!(

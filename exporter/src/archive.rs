@@ -166,13 +166,20 @@ pub enum ModePolicy {
     /// Use it for trees whose modes come from a checkout, such as the app directory, to make
     /// the layer independent of the umask of whoever checked the files out.
     Normalize,
+    /// Pack's rule for buildpack layers: 0755 for directories and for files with any
+    /// execute bit, 0644 for every other file (special bits dropped).
+    Executable,
 }
 
 impl ModePolicy {
-    /// The mode stored for a file whose `st_mode` is `mode`.
+    /// The mode stored for a file whose `st_mode` is `mode` (with its file type bits, which
+    /// [`ModePolicy::Executable`] reads).
     pub fn apply(self, mode: u32) -> u32 {
+        let is_dir = mode & 0o170_000 == 0o040_000;
         let mode = mode & 0o7777;
         match self {
+            ModePolicy::Executable if is_dir || mode & 0o111 != 0 => 0o755,
+            ModePolicy::Executable => 0o644,
             ModePolicy::Preserve => mode,
             ModePolicy::Normalize => {
                 let special = mode & 0o7000;

@@ -20,6 +20,12 @@ pub const LAYERS_LABEL: &str = "io.buildpacks.buildpack.layers";
 pub const ORDER_LABEL: &str = "io.buildpacks.buildpack.order";
 /// The label a builder names its stack with (legacy, still written by pack).
 pub const STACK_ID_LABEL: &str = "io.buildpacks.stack.id";
+/// The label with the build image's mixins (legacy; pack writes `null` when there are none).
+pub const MIXINS_LABEL: &str = "io.buildpacks.stack.mixins";
+/// The twin of [`LAYERS_LABEL`] for image extensions (pack writes `{}` when there are none).
+pub const EXTENSION_LAYERS_LABEL: &str = "io.buildpacks.extension.layers";
+/// The twin of [`ORDER_LABEL`] for image extensions (pack writes `null` when there are none).
+pub const ORDER_EXTENSIONS_LABEL: &str = "io.buildpacks.buildpack.order-extensions";
 
 /// Where the buildpacks live in a builder image.
 pub const BUILDPACKS_DIR: &str = "/cnb/buildpacks";
@@ -31,6 +37,8 @@ pub const RUN_PATH: &str = "/cnb/run.toml";
 pub const STACK_PATH: &str = "/cnb/stack.toml";
 /// The operator's build env: one file per variable, with the env-file suffix rules.
 pub const BUILD_CONFIG_ENV_DIR: &str = "/cnb/build-config/env";
+/// Where the lifecycle's binaries live in a builder image.
+pub const LIFECYCLE_DIR: &str = "/cnb/lifecycle";
 
 /// The directory name a buildpack id takes under [`BUILDPACKS_DIR`]: `/` becomes `_`.
 pub fn escaped_id(id: &str) -> String {
@@ -70,21 +78,59 @@ pub struct BuilderMetadata {
 }
 
 /// A buildpack's id and version, with the descriptive fields pack copies from its
-/// `buildpack.toml`.
+/// `buildpack.toml` (in the order and with the names of pack's `dist.ModuleInfo`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct ModuleInfo {
     /// The buildpack id.
     pub id: String,
-    /// The buildpack version.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub version: String,
     /// `[buildpack] name`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
+    /// The buildpack version.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
+    /// `[buildpack] description`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
     /// `[buildpack] homepage`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub homepage: String,
+    /// `[buildpack] keywords`.
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub keywords: Vec<String>,
+    /// `[buildpack] exec-env`.
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub exec_env: Vec<String>,
+    /// `[[buildpack.licenses]]`.
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub licenses: Vec<License>,
+    /// `[buildpack] clear-env`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub clear_env: bool,
+}
+
+/// A `[[buildpack.licenses]]` entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct License {
+    /// An SPDX identifier or free text.
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    /// Where the license text is.
+    #[serde(default)]
+    pub uri: String,
 }
 
 /// The `stack` member: the run image builders had before `images`.
@@ -107,15 +153,43 @@ pub struct RunImageMetadata {
     pub mirrors: Vec<String>,
 }
 
-/// The lifecycle a builder was made with.
+/// The lifecycle a builder was made with. Pack reads versions with a semver parser that
+/// refuses an empty string, so an absent version is written as `null` (what pack writes for
+/// one it does not know), and `null` reads as empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LifecycleMetadata {
-    /// The lifecycle's version.
-    #[serde(default)]
+    /// The lifecycle's version; empty when the builder has no lifecycle.
+    #[serde(
+        default,
+        serialize_with = "empty_as_null",
+        deserialize_with = "null_as_empty_string"
+    )]
     pub version: String,
+    /// The lowest Buildpack and Platform API it supports (deprecated, still written by pack).
+    #[serde(default)]
+    pub api: LifecycleApi,
     /// The API versions it supports.
     #[serde(default)]
     pub apis: LifecycleApis,
+}
+
+/// The deprecated single Buildpack and Platform API of a lifecycle.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LifecycleApi {
+    /// Buildpack API.
+    #[serde(
+        default,
+        serialize_with = "empty_as_null",
+        deserialize_with = "null_as_empty_string"
+    )]
+    pub buildpack: String,
+    /// Platform API.
+    #[serde(
+        default,
+        serialize_with = "empty_as_null",
+        deserialize_with = "null_as_empty_string"
+    )]
+    pub platform: String,
 }
 
 /// Buildpack and Platform API versions, each deprecated or supported.
@@ -293,6 +367,21 @@ fn is_false(value: &bool) -> bool {
     !value
 }
 
+/// Writes an empty string as `null`, as Go writes a nil version.
+#[allow(clippy::ptr_arg)] // serde's serialize_with passes the field's type
+fn empty_as_null<S: serde::Serializer>(value: &String, serializer: S) -> Result<S::Ok, S::Error> {
+    if value.is_empty() {
+        serializer.serialize_none()
+    } else {
+        serializer.serialize_str(value)
+    }
+}
+
+/// Reads a string that Go may have written as `null`.
+fn null_as_empty_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(deserializer)?.unwrap_or_default())
+}
+
 /// Reads a JSON list that Go may have written as `null`.
 fn null_as_empty<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
 where
@@ -377,6 +466,37 @@ mod tests {
             r#"{"a":{"2":{"api":"0.11","order":[{"group":[{"id":"z","version":"1"}]}],"layerDiffID":"sha256:11"}},"z":{"1":{"api":"0.10","layerDiffID":"sha256:00"}}}"#
         );
         assert_eq!(serde_json::from_str::<ModuleLayers>(&json).unwrap(), layers);
+    }
+
+    /// Pack parses lifecycle versions as semver and refuses `""`: a builder without one says
+    /// `null`, as pack's encoder does for a version it does not have.
+    #[test]
+    fn an_absent_lifecycle_is_null_and_reads_back_empty() {
+        let json = serde_json::to_value(LifecycleMetadata::default()).unwrap();
+        assert!(json["version"].is_null(), "{json}");
+        assert!(json["api"]["buildpack"].is_null(), "{json}");
+        assert!(json["apis"]["platform"]["supported"].is_array(), "{json}");
+        let back: LifecycleMetadata = serde_json::from_value(json).unwrap();
+        assert_eq!(back, LifecycleMetadata::default());
+        let set = LifecycleMetadata {
+            version: "0.20.0".into(),
+            ..LifecycleMetadata::default()
+        };
+        assert_eq!(serde_json::to_value(&set).unwrap()["version"], "0.20.0");
+        let info: ModuleInfo = serde_json::from_str(
+            r#"{"id":"a","keywords":null,"licenses":[{"type":"MIT","uri":"u"}],"clear-env":true}"#,
+        )
+        .unwrap();
+        assert!(info.clear_env && info.licenses[0].kind == "MIT");
+        assert_eq!(
+            serde_json::to_string(&ModuleInfo {
+                id: "a".into(),
+                version: "1".into(),
+                ..ModuleInfo::default()
+            })
+            .unwrap(),
+            r#"{"id":"a","version":"1"}"#
+        );
     }
 
     #[test]
