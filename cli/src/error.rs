@@ -45,6 +45,9 @@ pub(crate) enum CliError {
     #[error(transparent)]
     Rootfs(#[from] strata_exporter::rootfs::RootfsError),
     #[error(transparent)]
+    #[diagnostic(transparent)]
+    BuilderImage(#[from] strata_exporter::builderimage::BuilderImageError),
+    #[error(transparent)]
     AppDir(#[from] AppDirError),
     #[error(transparent)]
     Base(#[from] strata_exporter::base::BaseError),
@@ -135,6 +138,7 @@ impl CliError {
             | CliError::RunImage(_)
             | CliError::RunImageLayer(_)
             | CliError::Rootfs(_)
+            | CliError::BuilderImage(_)
             | CliError::AppDir(_)
             | CliError::Sandbox(_)
             | CliError::OsRelease(_)

@@ -5,6 +5,7 @@ pub mod archive;
 pub mod base;
 pub mod baseconfig;
 mod blobfile;
+pub mod builderimage;
 pub mod builderlabels;
 pub mod fleet;
 pub mod image;

@@ -122,6 +122,48 @@ impl Builder {
     }
 }
 
+impl Builder {
+    /// A builder whose buildpacks were loaded elsewhere (from a builder image's layers, say):
+    /// `registry` holds them, `order_text` is its order as `order.toml` text (`[[order]]`,
+    /// whose errors name `order_path`), and the run and build image references are kept as
+    /// given. Relative references are relative to the directory holding `path`. The same
+    /// checks as [`Self::parse`] apply: every order entry and every composite's member names
+    /// a buildpack of `registry`, and no composites contain each other.
+    ///
+    /// # Errors
+    /// The order text is malformed or names an unknown buildpack, or composites are wrong.
+    pub fn from_parts(
+        path: PathBuf,
+        registry: Registry,
+        order_path: &Path,
+        order_text: &str,
+        run_image: Option<String>,
+        build_image: Option<String>,
+    ) -> Result<Self, BuilderError> {
+        let raw: RawOrderFile = toml::from_str(order_text)
+            .map_err(|err| Box::new(TomlError::from_toml(order_path, order_text, &err)))?;
+        if let Some(value) = raw.order_extensions.as_ref().filter(|v| !v.get_ref().is_empty()) {
+            return Err(crate::extensions::refused(
+                order_path,
+                order_text,
+                Some(value.span()),
+                "the builder names image extensions in [[order-extensions]]",
+            )
+            .into());
+        }
+        let order = validate_order(&raw.order, order_path, order_text)?;
+        check_order(&order, &raw.order, &registry, order_path, order_text)?;
+        check_composites(&registry)?;
+        Ok(Self {
+            path,
+            registry,
+            order,
+            run_image,
+            build_image,
+        })
+    }
+}
+
 /// Loads the buildpack a `[[buildpacks]]` entry of the builder at `path` names, checking the
 /// `id` and `version` the entry gives, if any.
 fn load_buildpack(
@@ -358,6 +400,16 @@ struct RawBuilder {
     /// Refused (see [`crate::extensions`]).
     #[serde(rename = "order-extensions")]
     order_extensions: Option<Spanned<toml::Value>>,
+}
+
+/// `order.toml` as written.
+#[derive(serde::Deserialize)]
+struct RawOrderFile {
+    #[serde(default)]
+    order: RawOrder,
+    /// Refused (see [`crate::extensions`]); an empty list is what pack writes without any.
+    #[serde(rename = "order-extensions")]
+    order_extensions: Option<Spanned<Vec<toml::Value>>>,
 }
 
 /// `[[buildpacks]]` as written.

@@ -220,7 +220,7 @@ impl Workspace {
         Ok(Self {
             path: path.to_owned(),
             root: root.to_owned(),
-            builder: ws.builder.map(|b| root.join(b)),
+            builder: ws.builder.map(|b| builder_at(root, b)),
             run_image: ws.run_image,
             output: ws.output,
             launcher: ws.launcher.unwrap_or(true),
@@ -296,7 +296,7 @@ fn service_spec(
     let spec = ServiceSpec {
         name,
         path: dir,
-        builder: service.builder.as_ref().map(|b| root.join(b)),
+        builder: service.builder.clone().map(|b| builder_at(root, b)),
         env: merged.into_iter().collect(),
         bindings: merged_bindings.into_iter().collect(),
     };
@@ -415,6 +415,27 @@ fn matching_dirs(root: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
     }
     out.sort();
     Ok(out)
+}
+
+/// Whether a `builder` value is an image reference (`oci:DIR[:TAG]`, later `docker://…`): it
+/// starts with a transport name and `:`, which a builder.toml path does not.
+pub fn is_image_reference(value: &str) -> bool {
+    value.split_once(':').is_some_and(|(transport, _)| {
+        !transport.is_empty()
+            && transport
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    })
+}
+
+/// A `builder` value of `strata.toml`: a builder.toml path, joined onto the workspace root, or
+/// an image reference, kept as written (the CLI takes its layout relative to the root).
+fn builder_at(root: &Path, value: String) -> PathBuf {
+    if is_image_reference(&value) {
+        PathBuf::from(value)
+    } else {
+        root.join(value)
+    }
 }
 
 #[cfg(test)]
