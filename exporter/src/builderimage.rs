@@ -51,9 +51,7 @@ pub struct BuilderImage {
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum BuilderImageError {
     /// The image has no `io.buildpacks.builder.metadata` label: it is no builder.
-    #[error(
-        "builder image `{reference}` has no label {METADATA_LABEL}: it is not a CNB builder"
-    )]
+    #[error("builder image `{reference}` has no label {METADATA_LABEL}: it is not a CNB builder")]
     NotABuilder {
         /// The image.
         reference: String,
@@ -148,7 +146,9 @@ pub enum BuilderImageError {
         message: String,
     },
     /// Neither `/cnb/order.toml` nor the order label is there.
-    #[error("builder image `{reference}` has no order: neither {ORDER_PATH} nor label {ORDER_LABEL}")]
+    #[error(
+        "builder image `{reference}` has no order: neither {ORDER_PATH} nor label {ORDER_LABEL}"
+    )]
     NoOrder {
         /// The image.
         reference: String,
@@ -443,8 +443,8 @@ impl Tree<'_> {
     /// The text of the file at absolute `path` in the tree, `None` when absent. No link may be
     /// on the way, nor at the file.
     fn read_file(&self, path: &str) -> Result<Option<String>, BuilderImageError> {
-        let rel = safepath::relative(path.trim_start_matches('/'))
-            .map_err(|e| self.outside(path, e))?;
+        let rel =
+            safepath::relative(path.trim_start_matches('/')).map_err(|e| self.outside(path, e))?;
         safepath::no_link_on_the_way(self.root, &rel).map_err(|e| self.outside(path, e))?;
         let host = self.root.join(&rel);
         if std::fs::symlink_metadata(&host).is_err() {
@@ -513,7 +513,8 @@ impl Tree<'_> {
                 path: dir_path,
             });
         }
-        let dir = safepath::resolve_inside(self.root, rel).map_err(|e| self.outside(&dir_path, e))?;
+        let dir =
+            safepath::resolve_inside(self.root, rel).map_err(|e| self.outside(&dir_path, e))?;
         let descriptor = format!("{dir_path}/buildpack.toml");
         if std::fs::symlink_metadata(dir.join("buildpack.toml")).is_ok() {
             safepath::resolve_inside(self.root, descriptor.trim_start_matches('/'))

@@ -142,7 +142,11 @@ impl Builder {
     ) -> Result<Self, BuilderError> {
         let raw: RawOrderFile = toml::from_str(order_text)
             .map_err(|err| Box::new(TomlError::from_toml(order_path, order_text, &err)))?;
-        if let Some(value) = raw.order_extensions.as_ref().filter(|v| !v.get_ref().is_empty()) {
+        if let Some(value) = raw
+            .order_extensions
+            .as_ref()
+            .filter(|v| !v.get_ref().is_empty())
+        {
             return Err(crate::extensions::refused(
                 order_path,
                 order_text,
