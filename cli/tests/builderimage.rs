@@ -703,3 +703,29 @@ fn copy_tree_into(src: &Path, dst: &Path) {
     std::fs::create_dir_all(dst).unwrap();
     copy_tree(src, dst);
 }
+
+#[test]
+fn a_workspace_names_a_builder_image_relative_to_itself() {
+    let setup = Setup::new();
+    setup.example_builder().write();
+    std::fs::write(
+        setup.path("strata.toml"),
+        "[workspace]\nbuilder = \"oci:builder:base\"\nservices = [\"app\"]\n",
+    )
+    .unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let result = strata(
+        elsewhere.path(),
+        &[
+            "plan",
+            setup.tmp.path().to_str().unwrap(),
+            "--cache-dir",
+            &setup.cache(),
+            "--format",
+            "json",
+        ],
+    );
+    assert_exit(&result, 0);
+    let json: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+    assert_eq!(json["services"][0]["group"][0], "examples/runtime@0.1.0");
+}

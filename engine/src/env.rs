@@ -286,6 +286,34 @@ mod tests {
     }
 
     #[test]
+    fn operator_env_files_without_a_suffix_are_defaults() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("env");
+        write(&dir, "A", "a");
+        write(&dir, "A.override", "forced");
+        write(&dir, "B.append", "b");
+        write(&dir, "B.delim", ",");
+        write(&dir, "C", "c");
+        fs::create_dir_all(dir.join("D")).unwrap();
+        assert_eq!(
+            read_operator_env_dir(&dir).unwrap(),
+            [
+                modification("A", EnvAction::Default, "a", None),
+                modification("A", EnvAction::Override, "forced", None),
+                modification("B", EnvAction::Append, "b", Some(",")),
+                modification("C", EnvAction::Default, "c", None),
+            ]
+        );
+        assert!(
+            read_operator_env_dir(&tmp.path().join("none"))
+                .unwrap()
+                .is_empty()
+        );
+        std::os::unix::fs::symlink("/etc", dir.join("E")).unwrap();
+        assert!(read_operator_env_dir(&dir).is_err());
+    }
+
+    #[test]
     fn env_is_sorted_and_round_trips() {
         let mut env = env_of(&[("B", "2"), ("A", "1")]);
         env.set("C", "3");

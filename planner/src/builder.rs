@@ -735,6 +735,66 @@ build-image = "ignored/build"
     }
 
     #[test]
+    fn a_builder_from_parts_checks_its_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut registry = Registry::new();
+        registry
+            .insert(Buildpack::load(&component(tmp.path(), "a", "a", "1")).unwrap())
+            .unwrap();
+        let order_path = Path::new("oci:builder:tag /cnb/order.toml");
+        // As pack writes it: indented, and an empty `order-extensions` when there are none.
+        let text = "[[order]]\n\n  [[order.group]]\n    id = \"a\"\n    version = \"1\"\n\norder-extensions = []\n";
+        let builder = Builder::from_parts(
+            tmp.path().join("layout"),
+            registry.clone(),
+            order_path,
+            text,
+            Some("oci:run:latest".to_owned()),
+            None,
+        )
+        .unwrap();
+        assert_eq!(builder.order[0].group[0].reference(), "a@1");
+        assert_eq!(builder.run_image.as_deref(), Some("oci:run:latest"));
+        assert_eq!(builder.path, tmp.path().join("layout"));
+
+        let err = toml_error(
+            Builder::from_parts(
+                tmp.path().join("layout"),
+                registry.clone(),
+                order_path,
+                "[[order]]\n[[order.group]]\nid = \"ghost\"\n",
+                None,
+                None,
+            )
+            .unwrap_err(),
+        );
+        assert_eq!(err.path, order_path);
+        assert_eq!(err.line(), Some(3));
+        assert!(
+            err.message.contains("no buildpack ghost"),
+            "{}",
+            err.message
+        );
+
+        let err = toml_error(
+            Builder::from_parts(
+                tmp.path().join("layout"),
+                registry,
+                order_path,
+                "[[order-extensions]]\n[[order-extensions.group]]\nid = \"e\"\n",
+                None,
+                None,
+            )
+            .unwrap_err(),
+        );
+        assert!(
+            err.message.contains("image extensions are not supported"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
     fn composite_cycles_are_errors() {
         let tmp = tempfile::tempdir().unwrap();
         composite(tmp.path(), "x", "x", "1", &[&[("y", None, false)]]);

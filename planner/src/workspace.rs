@@ -2,7 +2,8 @@
 //!
 //! ```toml
 //! [workspace]
-//! builder = "builders/builder.toml"     # default builder of every service
+//! builder = "builders/builder.toml"     # default builder of every service (or an image,
+//!                                       # oci:DIR:TAG)
 //! run-image = "oci:run-image:latest"
 //! output = "oci:out"                    # one layout; each image is tagged with its service
 //! services = ["services/*"]             # directories, by glob
@@ -452,6 +453,26 @@ mod tests {
         let root = tmp.path().canonicalize().unwrap();
         let result = Workspace::parse(&root.join("strata.toml"), &root, text);
         (tmp, result)
+    }
+
+    #[test]
+    fn a_builder_image_reference_is_kept_as_written() {
+        let (_tmp, ws) = parse(
+            "[workspace]\nbuilder = \"oci:builders/layout:base\"\nservices = [\"a\"]\n             [[service]]\nname = \"b\"\npath = \"b\"\nbuilder = \"b/builder.toml\"\n",
+            &["a", "b"],
+        );
+        let ws = ws.unwrap();
+        assert_eq!(
+            ws.builder.as_deref(),
+            Some(Path::new("oci:builders/layout:base"))
+        );
+        let b = ws.services.iter().find(|s| s.name == "b").unwrap();
+        assert!(b.builder.as_ref().unwrap().is_absolute());
+        assert!(is_image_reference("oci:dir:tag"));
+        assert!(is_image_reference("docker://example.com/builder"));
+        assert!(!is_image_reference("builders/builder.toml"));
+        assert!(!is_image_reference("/abs/builder.toml"));
+        assert!(!is_image_reference("./a:b/builder.toml"));
     }
 
     #[test]
