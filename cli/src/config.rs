@@ -166,6 +166,10 @@ impl InputConfig {
             name: Path::new(name),
             base: cwd,
         });
+        let flag_builder = args
+            .builder
+            .as_deref()
+            .map(|name| RunImageArg { name, base: cwd });
         let sources: Vec<ServiceSource<'_>> = match &workspace {
             None => {
                 if !args.services.is_empty() {
@@ -177,10 +181,7 @@ impl InputConfig {
                 vec![ServiceSource {
                     name: service_name(&dir),
                     app_dir: dir.clone(),
-                    builder: args.builder.as_deref().map(|path| RunImageArg {
-                        name: path,
-                        base: cwd,
-                    }),
+                    builder: flag_builder,
                     run_image: flag_run_image,
                     env: Vec::new(),
                     bindings: Vec::new(),
@@ -191,19 +192,15 @@ impl InputConfig {
                 .map(|spec| ServiceSource {
                     name: spec.name.clone(),
                     app_dir: spec.path.clone(),
-                    builder: args
-                        .builder
-                        .as_deref()
-                        .map(|name| RunImageArg { name, base: cwd })
-                        .or_else(|| {
-                            spec.builder
-                                .as_deref()
-                                .or(ws.builder.as_deref())
-                                .map(|name| RunImageArg {
-                                    name,
-                                    base: &ws.root,
-                                })
-                        }),
+                    builder: flag_builder.or_else(|| {
+                        spec.builder
+                            .as_deref()
+                            .or(ws.builder.as_deref())
+                            .map(|name| RunImageArg {
+                                name,
+                                base: &ws.root,
+                            })
+                    }),
                     run_image: flag_run_image.or_else(|| {
                         ws.run_image.as_deref().map(|name| RunImageArg {
                             name: Path::new(name),
@@ -215,16 +212,7 @@ impl InputConfig {
                 })
                 .collect(),
         };
-        let sandbox = match args.sandbox {
-            SandboxArg::Bwrap => {
-                Sandbox::bwrap()?.with_limits(Limits::with_task(args.task_timeout))
-            }
-            SandboxArg::None => Sandbox::none(),
-        };
-        let cache_dir = match &args.cache_dir {
-            Some(dir) => dir.clone(),
-            None => default_cache_dir()?,
-        };
+        let (sandbox, cache_dir) = sandbox_and_cache(args)?;
         let context = BuilderContext {
             cache_dir: &cache_dir,
             sandbox: &sandbox,
@@ -240,24 +228,41 @@ impl InputConfig {
                 (Some(_), Err(e)) => return Err(CliError::in_service(&name, e)),
             });
         }
-        let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-            Ok(value) if !value.is_empty() => value.parse().map_err(|_| {
-                CliError::Usage(format!(
-                    "SOURCE_DATE_EPOCH={value} is not a number of seconds"
-                ))
-            })?,
-            _ => DEFAULT_EPOCH,
-        };
         Ok(Self {
             services,
             workspace,
             cache_dir,
             sandbox,
             network: !args.offline && args.network == NetworkArg::Host,
-            epoch,
+            epoch: source_date_epoch()?,
             exec_env: args.exec_env.clone(),
         })
     }
+}
+
+/// `SOURCE_DATE_EPOCH`, else the CNB default time.
+fn source_date_epoch() -> Result<u64, CliError> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(value) if !value.is_empty() => value.parse().map_err(|_| {
+            CliError::Usage(format!(
+                "SOURCE_DATE_EPOCH={value} is not a number of seconds"
+            ))
+        }),
+        _ => Ok(DEFAULT_EPOCH),
+    }
+}
+
+/// The sandbox `--sandbox` asks for, and the cache directory.
+fn sandbox_and_cache(args: &InputArgs) -> Result<(Sandbox, PathBuf), CliError> {
+    let sandbox = match args.sandbox {
+        SandboxArg::Bwrap => Sandbox::bwrap()?.with_limits(Limits::with_task(args.task_timeout)),
+        SandboxArg::None => Sandbox::none(),
+    };
+    let cache_dir = match &args.cache_dir {
+        Some(dir) => dir.clone(),
+        None => default_cache_dir()?,
+    };
+    Ok((sandbox, cache_dir))
 }
 
 /// The workspace `dir` is the root of; or, for one service's directory with nothing on the
@@ -428,8 +433,9 @@ fn load_builder(
         host,
     });
     let digest = image.manifest_digest.clone();
-    let loaded = BuilderImage::load(reference, image, &store_dir(context.cache_dir), owners)?;
-    let config = (!loaded.build_config_env.is_empty()).then(|| BuildConfig {
+    let loaded = BuilderImage::load(reference, image, &store_dir(context.cache_dir), owners)
+        .map_err(Box::new)?;
+    let config = (!loaded.build_config_env.is_empty()).then_some(BuildConfig {
         digest,
         env: loaded.build_config_env,
     });

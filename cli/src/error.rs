@@ -46,7 +46,7 @@ pub(crate) enum CliError {
     Rootfs(#[from] strata_exporter::rootfs::RootfsError),
     #[error(transparent)]
     #[diagnostic(transparent)]
-    BuilderImage(#[from] strata_exporter::builderimage::BuilderImageError),
+    BuilderImage(#[from] Box<strata_exporter::builderimage::BuilderImageError>),
     #[error(transparent)]
     AppDir(#[from] AppDirError),
     #[error(transparent)]

@@ -144,7 +144,6 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
                 .map(|bp| (bp.reference(), dir_digests[&bp.dir]))
                 .collect();
             let dir = scratch.path().join(format!("service-{index}"));
-            let build_key = service_build_key(&build_roots[&service.build_image].key, service);
             detect_service(
                 config,
                 index,
@@ -155,7 +154,7 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
                 (
                     dir,
                     build_roots[&service.build_image].sandbox.clone(),
-                    &build_key,
+                    &service_build_key(&build_roots[&service.build_image].key, service),
                 ),
             )
         })
@@ -178,10 +177,6 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
         detect_cached += detected.detect_cached;
         detect_ran += detected.detect_ran;
         let prepared = detected.service;
-        let build_key = service_build_key(
-            &build_roots[&config.services[prepared.config].build_image].key,
-            service,
-        );
         plan.add_service(&ServiceInput {
             name: &service.name,
             group: &detected.group,
@@ -189,7 +184,7 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
             buildpack_digests: &prepared.digests,
             env: &service.env,
             bindings: bindings_digest(&service.bindings),
-            build_image: &build_key,
+            build_image: &service_build_key(&build_roots[&service.build_image].key, service),
             target: &prepared.target.key(),
             export: &detected.export,
             exec_env: &config.exec_env,

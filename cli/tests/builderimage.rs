@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::fmt::Write as _;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -65,15 +66,11 @@ impl Setup {
 #[test]
 fn a_builder_image_gives_the_same_image_as_its_builder_toml() {
     let setup = Setup::new();
-    let uris: String = EXAMPLE_BUILDPACKS
-        .iter()
-        .map(|bp| {
-            format!(
-                "[[buildpacks]]\nuri = \"{}\"\n",
-                examples().join("buildpacks").join(bp).display()
-            )
-        })
-        .collect();
+    let mut uris = String::new();
+    for bp in EXAMPLE_BUILDPACKS {
+        let dir = examples().join("buildpacks").join(bp);
+        writeln!(uris, "[[buildpacks]]\nuri = \"{}\"", dir.display()).unwrap();
+    }
     let toml = setup.path("builder.toml");
     std::fs::write(
         &toml,
@@ -180,7 +177,7 @@ fn env_probe(root: &Path, vars: &[&str]) -> PathBuf {
     .unwrap();
     let mut build = String::from("#!/bin/sh\nset -e\nl=\"$1/l\"; mkdir -p \"$l\"\n");
     for var in vars {
-        build.push_str(&format!("printf '%s' \"${var}\" > \"$l/{var}\"\n"));
+        writeln!(build, "printf '%s' \"${var}\" > \"$l/{var}\"").unwrap();
     }
     build.push_str("printf '[types]\\nlaunch = true\\n' > \"$1/l.toml\"\n");
     for (script, body) in [("detect", "#!/bin/sh\nexit 0\n"), ("build", build.as_str())] {

@@ -6,6 +6,7 @@
 //! `umoci raw add-layer`, so a test can also add a layer with entries no tar library would
 //! write (`../`, absolute links, hardlinks out).
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -107,8 +108,9 @@ pub fn sha256(bytes: &[u8]) -> String {
 /// on `/bin`, `/usr/bin/env` and a static bash, so the example buildpacks run on it.
 pub fn bash_build_image(root: &Path, name: &str) -> PathBuf {
     let image = RunImageCopy::new(root, name).layer("bash", |rootfs| {
-        std::fs::copy("/bin/bash-static", rootfs.join("bin/bash"))
-            .expect("/bin/bash-static: apt-get install bash-static");
+        if let Err(e) = std::fs::copy("/bin/bash-static", rootfs.join("bin/bash")) {
+            panic!("/bin/bash-static ({e}): apt-get install bash-static");
+        }
         let list = tool("busybox", &["--list"]);
         for applet in list.lines() {
             let link = rootfs.join("bin").join(applet);
@@ -264,7 +266,7 @@ impl BuilderImageWriter {
     }
 
     pub fn run_image(mut self, name: &str) -> Self {
-        self.run_image = name.to_owned();
+        name.clone_into(&mut self.run_image);
         self
     }
 
@@ -313,9 +315,9 @@ impl BuilderImageWriter {
         for group in &self.order {
             text.push_str("[[order]]\n\n");
             for (id, version, optional) in group {
-                text.push_str(&format!("  [[order.group]]\n    id = \"{id}\"\n"));
+                writeln!(text, "  [[order.group]]\n    id = \"{id}\"").unwrap();
                 if !version.is_empty() {
-                    text.push_str(&format!("    version = \"{version}\"\n"));
+                    writeln!(text, "    version = \"{version}\"").unwrap();
                 }
                 if *optional {
                     text.push_str("    optional = true\n");
@@ -349,6 +351,7 @@ impl BuilderImageWriter {
     }
 
     /// Writes the layers and labels; returns `oci:DIR:TAG`.
+    #[allow(clippy::too_many_lines)] // one builder, layer by layer in the order pack writes
     pub fn write(self) -> String {
         // pack's default directories: /workspace and /layers for the CNB user, the rest root's.
         let mut dirs = Tar::default();
