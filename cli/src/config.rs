@@ -14,7 +14,7 @@ use strata_engine::env::EnvModification;
 use strata_engine::sandbox::{Limits, Sandbox};
 use strata_engine::store::store_dir;
 use strata_exporter::builderimage::BuilderImage;
-use strata_exporter::reference::ImageRef;
+use strata_exporter::reference::{ImageRef, RefError};
 use strata_exporter::runimage::RunImage;
 use strata_exporter::unpack::OwnerMap;
 use strata_planner::{
@@ -506,8 +506,18 @@ fn run_image_source(
     match builder.and_then(|b| b.run_image.as_ref().map(|r| (b, r))) {
         Some((builder, name)) => {
             let base = builder.path.parent().unwrap_or(Path::new("/"));
+            let reference = match ImageRef::parse(name) {
+                Ok(reference) => reference,
+                // Builders made for other platforms name their run image in a registry.
+                Err(RefError::MissingTransport { .. }) => {
+                    return Err(CliError::Usage(format!(
+                        "the builder's run image `{name}` is a registry image, which strata cannot read yet: pass --run-image oci:DIR:TAG"
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            };
             Ok(RunImageSource::Image {
-                reference: ImageRef::parse(name)?.relative_to(base),
+                reference: reference.relative_to(base),
                 name: name.clone(),
             })
         }

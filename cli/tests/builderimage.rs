@@ -726,3 +726,63 @@ fn a_workspace_names_a_builder_image_relative_to_itself() {
     let json: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
     assert_eq!(json["services"][0]["group"][0], "examples/runtime@0.1.0");
 }
+
+#[test]
+fn a_builder_image_on_the_host_root_still_reads_its_buildpacks_from_the_image() {
+    let setup = Setup::new();
+    let image = setup.example_builder().write();
+    let result = setup.run(&[
+        "plan",
+        "app",
+        "--builder",
+        &image,
+        "--build-image",
+        "host",
+        "--cache-dir",
+        &setup.cache(),
+        "--format",
+        "json",
+    ]);
+    assert_exit(&result, 0);
+    assert!(
+        stderr(&result).contains("not hermetic"),
+        "{}",
+        stderr(&result)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+    assert_eq!(json["services"][0]["group"][0], "examples/runtime@0.1.0");
+}
+
+#[test]
+fn a_registry_run_image_of_a_builder_asks_for_run_image() {
+    let setup = Setup::new();
+    let image = setup
+        .example_builder()
+        .run_image("example.com/cnb/run:latest")
+        .write();
+    let result = setup.run(&[
+        "plan",
+        "app",
+        "--builder",
+        &image,
+        "--cache-dir",
+        &setup.cache(),
+    ]);
+    assert_exit(&result, 2);
+    let err = squash(&stderr(&result));
+    assert!(err.contains("example.com/cnb/run:latest"), "{err}");
+    assert!(err.contains("--run-imageoci:DIR:TAG"), "{err}");
+
+    let run = format!("oci:{}:busybox", setup.path("run").display());
+    let result = setup.run(&[
+        "plan",
+        "app",
+        "--builder",
+        &image,
+        "--run-image",
+        &run,
+        "--cache-dir",
+        &setup.cache(),
+    ]);
+    assert_exit(&result, 0);
+}
