@@ -1,7 +1,9 @@
 //! `builder.toml`: the buildpacks a builder carries and the order it detects with.
 //!
-//! strata needs no builder image: every `[[buildpacks]] uri` must name a buildpack directory,
-//! and loading the builder loads them all into a [`Registry`]. It then checks, once, what
+//! Every `[[buildpacks]] uri` must name a buildpack directory, and loading the builder loads
+//! them all into a [`Registry`]. (A builder image gives the same [`Builder`] through
+//! [`Builder::from_parts`]: the platform reads the image and hands over its buildpacks and
+//! order text, so nothing here knows of images.) It then checks, once, what
 //! detection would otherwise discover halfway: that every order entry (the builder's and, through
 //! every composite buildpack, theirs) names a buildpack the builder has, and that no composite
 //! buildpacks contain each other. Both errors point at the `id` line that is wrong, in
@@ -18,10 +20,12 @@ use crate::buildpack::reread_order;
 use crate::order::{RawOrder, id_span, validate_order};
 use crate::{Buildpack, BuildpackError, Order, Registry, RegistryError, TomlError};
 
-/// A builder read from its `builder.toml`, with its buildpacks loaded from their directories.
+/// A builder read from its `builder.toml` (or a builder image), with its buildpacks loaded
+/// from their directories.
 #[derive(Debug, Clone)]
 pub struct Builder {
-    /// The `builder.toml` (absolute).
+    /// The `builder.toml` (absolute), or a builder image's layout directory: relative image
+    /// references are relative to the directory holding it.
     pub path: PathBuf,
     /// The buildpacks that `[[buildpacks]] uri` names, as a registry.
     pub registry: crate::Registry,
