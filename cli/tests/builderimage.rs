@@ -188,6 +188,27 @@ fn env_probe(root: &Path, vars: &[&str]) -> PathBuf {
     dir
 }
 
+/// A buildpack with one declared layer `d` that writes `$OPERATOR` into it.
+fn declared_probe(root: &Path) -> PathBuf {
+    let dir = root.join("declared-probe");
+    std::fs::create_dir_all(dir.join("layers")).unwrap();
+    std::fs::write(
+        dir.join("buildpack.toml"),
+        "api = \"0.10\"\n\n[buildpack]\nid = \"test/declared-probe\"\nversion = \"1.0.0\"\n\n\
+         [[targets]]\nos = \"linux\"\n\n[metadata.strata.detect]\nfiles = [\"index.txt\"]\n\n\
+         [[metadata.strata.layers]]\nname = \"d\"\nrun = \"layers/d.sh\"\nlaunch = true\n",
+    )
+    .unwrap();
+    let script = dir.join("layers/d.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nprintf '%s' \"$OPERATOR\" > \"$1/OPERATOR\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
 #[test]
 fn build_config_env_reaches_the_buildpacks() {
     let setup = Setup::new();
@@ -195,9 +216,14 @@ fn build_config_env_reaches_the_buildpacks() {
         setup.tmp.path(),
         &["OPERATOR", "USER_KEPT", "FORCED", "JOINED"],
     );
+    let declared = declared_probe(setup.tmp.path());
     let image = BuilderImageWriter::new(&setup.build, &setup.path("builder"), "base")
         .buildpack(&probe)
-        .group(&[("test/env-probe", "1.0.0", false)])
+        .buildpack(&declared)
+        .group(&[
+            ("test/env-probe", "1.0.0", false),
+            ("test/declared-probe", "1.0.0", false),
+        ])
         // No suffix is `default` for operator env; `.override` wins over the user.
         .build_config_env("OPERATOR", "from-operator")
         .build_config_env("USER_KEPT", "operator-default")
@@ -239,6 +265,8 @@ fn build_config_env_reaches_the_buildpacks() {
     assert_eq!(read("USER_KEPT"), "user");
     assert_eq!(read("FORCED"), "operator");
     assert_eq!(read("JOINED"), "user,operator");
+    let declared = bundle.join("rootfs/layers/test_declared-probe/d/OPERATOR");
+    assert_eq!(std::fs::read_to_string(declared).unwrap(), "from-operator");
 }
 
 /// `text` without whitespace and the frame miette draws, so that a message matches however
