@@ -814,3 +814,54 @@ fn a_registry_run_image_of_a_builder_asks_for_run_image() {
     ]);
     assert_exit(&result, 0);
 }
+
+#[test]
+fn the_builder_images_content_keys_every_task() {
+    let setup = Setup::new();
+    let one = setup.example_builder().write();
+    let mut marker = Tar::default();
+    marker.file("/etc/marker", b"two");
+    let changed = BuilderImageWriter::new(&setup.build, &setup.path("changed"), "base");
+    let mut changed = changed;
+    for bp in EXAMPLE_BUILDPACKS {
+        changed = changed.buildpack(&examples().join("buildpacks").join(bp));
+    }
+    let changed = changed
+        .group(&[("examples/node", "0.1.0", false)])
+        .group(&[("examples/hello-stack", "0.1.0", false)])
+        .run_image("oci:run:busybox")
+        .extra_layer(marker.finish())
+        .write();
+    let keys = |image: &str| -> (Vec<String>, u64) {
+        let result = setup.run(&[
+            "plan",
+            "app",
+            "--builder",
+            image,
+            "--cache-dir",
+            &setup.cache(),
+            "--format",
+            "json",
+        ]);
+        assert_exit(&result, 0);
+        let json: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+        let keys: Vec<String> = json["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["kind"] != "image")
+            .map(|t| t["key"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(!keys.is_empty());
+        (keys, json["stats"]["detect_ran"].as_u64().unwrap())
+    };
+    let (first, ran) = keys(&one);
+    assert!(ran > 0);
+    let (again, ran) = keys(&one);
+    assert_eq!(again, first);
+    assert_eq!(ran, 0, "an unchanged builder: detect is a hit");
+    let (other, _) = keys(&changed);
+    for key in &other {
+        assert!(!first.contains(key), "one file changed: every key changes");
+    }
+}
