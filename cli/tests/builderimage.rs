@@ -821,8 +821,7 @@ fn the_builder_images_content_keys_every_task() {
     let one = setup.example_builder().write();
     let mut marker = Tar::default();
     marker.file("/etc/marker", b"two");
-    let changed = BuilderImageWriter::new(&setup.build, &setup.path("changed"), "base");
-    let mut changed = changed;
+    let mut changed = BuilderImageWriter::new(&setup.build, &setup.path("changed"), "base");
     for bp in EXAMPLE_BUILDPACKS {
         changed = changed.buildpack(&examples().join("buildpacks").join(bp));
     }
