@@ -864,3 +864,66 @@ fn the_builder_images_content_keys_every_task() {
         assert!(!first.contains(key), "one file changed: every key changes");
     }
 }
+
+/// The example app's plan with `image`: its group, or the error.
+fn plan_group(setup: &Setup, image: &str) -> Result<Vec<String>, String> {
+    let result = setup.run(&[
+        "plan",
+        "app",
+        "--builder",
+        image,
+        "--cache-dir",
+        &setup.cache(),
+        "--format",
+        "json",
+    ]);
+    if result.status.code() != Some(0) {
+        return Err(stderr(&result));
+    }
+    let json: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+    Ok(json["services"][0]["group"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|bp| bp.as_str().unwrap().to_owned())
+        .collect())
+}
+
+#[test]
+fn without_the_files_the_labels_give_the_order_and_the_run_image() {
+    let setup = Setup::new();
+    let mut writer = setup.example_builder();
+    writer.no_order_file = true;
+    writer.no_run_file = true;
+    writer.no_stack_file = true;
+    let image = writer.write();
+    let group = plan_group(&setup, &image).unwrap();
+    assert_eq!(group[0], "examples/runtime@0.1.0");
+}
+
+#[test]
+fn the_files_win_over_the_labels_and_stack_toml_is_the_fallback() {
+    let setup = Setup::new();
+    // The labels name a run image that is not there: only the files make this plan work.
+    let mut writer = setup.example_builder();
+    writer.label_run_image = Some("oci:nowhere:x".to_owned());
+    writer.no_run_file = true;
+    let image = writer.write();
+    plan_group(&setup, &image).unwrap();
+
+    let setup = Setup::new();
+    let mut writer = setup.example_builder();
+    writer.label_run_image = Some("oci:nowhere:x".to_owned());
+    writer.no_stack_file = true;
+    let image = writer.write();
+    plan_group(&setup, &image).unwrap();
+
+    let setup = Setup::new();
+    let mut writer = setup.example_builder();
+    writer.no_run_file = true;
+    writer.no_stack_file = true;
+    writer.label_run_image = Some("oci:nowhere:x".to_owned());
+    let image = writer.write();
+    let err = plan_group(&setup, &image).unwrap_err();
+    assert!(squash(&err).contains("nowhere:x"), "{err}");
+}

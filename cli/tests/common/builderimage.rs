@@ -224,6 +224,13 @@ pub struct BuilderImageWriter {
     extra_layers: Vec<Vec<u8>>,
     /// Leave these buildpacks' layers out (but keep them in the labels).
     pub omit_layers: Vec<String>,
+    /// Leave out `/cnb/order.toml`, `/cnb/run.toml`, `/cnb/stack.toml` (older builders, or
+    /// other tools, have only some of them).
+    pub no_order_file: bool,
+    pub no_run_file: bool,
+    pub no_stack_file: bool,
+    /// The run image the metadata label names, if not the one the files name.
+    pub label_run_image: Option<String>,
 }
 
 impl BuilderImageWriter {
@@ -246,6 +253,10 @@ impl BuilderImageWriter {
             labels: Vec::new(),
             extra_layers: Vec::new(),
             omit_layers: Vec::new(),
+            no_order_file: false,
+            no_run_file: false,
+            no_stack_file: false,
+            label_run_image: None,
         }
     }
 
@@ -402,25 +413,31 @@ impl BuilderImageWriter {
                 .insert(bp.version.clone(), info);
         }
 
-        let mut order = Tar::default();
-        order.file("/cnb/order.toml", self.order_toml().as_bytes());
-        self.add_layer("order", &order.finish());
+        if !self.no_order_file {
+            let mut order = Tar::default();
+            order.file("/cnb/order.toml", self.order_toml().as_bytes());
+            self.add_layer("order", &order.finish());
+        }
         let mut stack = Tar::default();
         let stack_toml = if self.run_image.is_empty() {
             String::new()
         } else {
             format!("[run-image]\n  image = \"{}\"\n", self.run_image)
         };
-        stack.file("/cnb/stack.toml", stack_toml.as_bytes());
-        self.add_layer("stack", &stack.finish());
+        if !self.no_stack_file {
+            stack.file("/cnb/stack.toml", stack_toml.as_bytes());
+            self.add_layer("stack", &stack.finish());
+        }
         let mut run = Tar::default();
         let run_toml = if self.run_image.is_empty() {
             String::new()
         } else {
             format!("[[images]]\n  image = \"{}\"\n", self.run_image)
         };
-        run.file("/cnb/run.toml", run_toml.as_bytes());
-        self.add_layer("run", &run.finish());
+        if !self.no_run_file {
+            run.file("/cnb/run.toml", run_toml.as_bytes());
+            self.add_layer("run", &run.finish());
+        }
         if !self.build_config_env.is_empty() {
             let mut env = Tar::default();
             for (file, value) in &self.build_config_env {
@@ -445,16 +462,17 @@ impl BuilderImageWriter {
                 info
             })
             .collect();
-        let images = if self.run_image.is_empty() {
+        let label_run_image = self.label_run_image.as_ref().unwrap_or(&self.run_image);
+        let images = if label_run_image.is_empty() {
             serde_json::Value::Null
         } else {
-            serde_json::json!([{ "image": self.run_image }])
+            serde_json::json!([{ "image": label_run_image }])
         };
         let metadata = serde_json::json!({
             "description": "a builder made as pack makes one",
             "buildpacks": buildpacks,
             "extensions": null,
-            "stack": { "runImage": { "image": self.run_image, "mirrors": null } },
+            "stack": { "runImage": { "image": label_run_image, "mirrors": null } },
             "images": images,
             "lifecycle": {
                 "version": "0.20.0",
