@@ -38,6 +38,7 @@ const BUILD_EXAMPLES: &str = "Examples:
   strata build examples/monorepo
   strata build examples/monorepo --service api --service docs --json
   strata build examples/apps/hello --builder examples/builder.toml --output oci:out:hello
+  strata build . --builder oci:builders:base --run-image oci:base:latest --output oci:out:app
   strata build . --buildpack ./my-buildpack --run-image oci:base:latest --output oci:out:app --json
   strata build . --builder builder.toml --env BP_LOG_LEVEL=debug --binding db=./bindings/db";
 
@@ -65,8 +66,10 @@ pub(crate) struct InputArgs {
     /// In a workspace, only this service (by name). Repeatable.
     #[arg(long = "service", value_name = "NAME")]
     pub(crate) services: Vec<String>,
-    /// A CNB builder.toml: its buildpacks, its order and its run image.
-    #[arg(long, value_name = "FILE")]
+    /// A CNB builder: a builder.toml, or a builder image `oci:DIR[:TAG]` (as `pack builder
+    /// create` writes one): its buildpacks, its order, its run image and (an image) its build
+    /// image.
+    #[arg(long, value_name = "FILE|REF")]
     pub(crate) builder: Option<PathBuf>,
     /// Build with exactly these buildpacks, in this order: a directory, or `id[@version]` from
     /// the builder. Repeatable.
@@ -76,8 +79,8 @@ pub(crate) struct InputArgs {
     #[arg(long, value_name = "REF")]
     pub(crate) run_image: Option<String>,
     /// The build image buildpacks run on, as the sandbox's `/`: `oci:DIR:TAG`, or `host` for
-    /// the host's system directories (default: the builder's `[build] image` when it is an
-    /// `oci:` reference, else `host`).
+    /// the host's system directories (default: a builder image itself, or a builder.toml's
+    /// `[build] image` when it is an `oci:` reference, else `host`).
     #[arg(long, value_name = "REF|host")]
     pub(crate) build_image: Option<String>,
     /// Build env for the buildpacks (`K=V`, or `K` to take it from this environment). Repeatable.

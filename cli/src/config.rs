@@ -10,8 +10,13 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use strata_engine::env::EnvModification;
 use strata_engine::sandbox::{Limits, Sandbox};
-use strata_exporter::reference::ImageRef;
+use strata_engine::store::store_dir;
+use strata_exporter::builderimage::BuilderImage;
+use strata_exporter::reference::{ImageRef, RefError};
+use strata_exporter::runimage::RunImage;
+use strata_exporter::unpack::OwnerMap;
 use strata_planner::{
     Binding, Builder, Buildpack, BuildpackId, Group, GroupRef, Order, ProjectDescriptor, Registry,
     ServiceSpec, WORKSPACE_FILE, Workspace, valid_env_name,
@@ -51,8 +56,52 @@ pub(crate) struct ServiceConfig {
     pub(crate) env: Vec<(String, String)>,
     /// The service bindings its buildpacks see, by name.
     pub(crate) bindings: Vec<Binding>,
+    /// The operator env of a builder image, when it has any.
+    pub(crate) build_config: Option<BuildConfig>,
 }
 
+/// A builder image's operator env (`/cnb/build-config/env/`).
+#[derive(Clone)]
+pub(crate) struct BuildConfig {
+    /// The builder image's manifest digest, which task keys record for it.
+    pub(crate) digest: String,
+    /// The env files, as modifications.
+    pub(crate) env: Vec<EnvModification>,
+}
+
+/// Where a builder comes from: a `builder.toml`, or a builder image.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum BuilderSource {
+    File(PathBuf),
+    Image(ImageRef),
+}
+
+/// A builder, loaded; an image's build image reference and operator env with it.
+#[derive(Clone)]
+struct LoadedBuilder {
+    builder: Builder,
+    image: Option<(ImageRef, Option<BuildConfig>)>,
+}
+
+impl BuilderSource {
+    /// `--builder` or a `builder` setting: an image reference when it starts with a
+    /// transport (`oci:`, as the other image flags), else a `builder.toml` path; a relative
+    /// layout directory is relative to `base`, as a relative path already is.
+    fn parse(value: &Path, base: &Path) -> Result<Self, CliError> {
+        match value.to_str() {
+            Some(text) if strata_planner::is_image_reference(text) => {
+                Ok(Self::Image(ImageRef::parse(text)?.relative_to(base)))
+            }
+            _ => Ok(Self::File(value.to_owned())),
+        }
+    }
+}
+
+/// What loading a builder image needs: where the store is, and whose files become whose.
+struct BuilderContext<'a> {
+    cache_dir: &'a Path,
+    sandbox: &'a Sandbox,
+}
 /// Where the run image comes from.
 #[derive(Clone)]
 pub(crate) enum RunImageSource {
@@ -77,16 +126,17 @@ pub(crate) enum BuildImageSource {
 struct ServiceSource<'a> {
     name: String,
     app_dir: PathBuf,
-    builder: Option<&'a Path>,
+    builder: Option<RunImageArg<'a>>,
     run_image: Option<RunImageArg<'a>>,
     env: Vec<(String, String)>,
     bindings: Vec<(String, PathBuf)>,
 }
 
-/// A run image reference and the directory a relative layout path is relative to.
+/// A run image or builder reference (or builder.toml path) and the directory a relative
+/// layout path is relative to.
 #[derive(Clone, Copy)]
 struct RunImageArg<'a> {
-    name: &'a str,
+    name: &'a Path,
     base: &'a Path,
 }
 
@@ -112,8 +162,12 @@ impl InputConfig {
             _ => args.services.as_slice(),
         };
         let cwd = Path::new(".");
-        let flag_run_image = args
-            .run_image
+        let flag_run_image = args.run_image.as_deref().map(|name| RunImageArg {
+            name: Path::new(name),
+            base: cwd,
+        });
+        let flag_builder = args
+            .builder
             .as_deref()
             .map(|name| RunImageArg { name, base: cwd });
         let sources: Vec<ServiceSource<'_>> = match &workspace {
@@ -127,7 +181,7 @@ impl InputConfig {
                 vec![ServiceSource {
                     name: service_name(&dir),
                     app_dir: dir.clone(),
-                    builder: args.builder.as_deref(),
+                    builder: flag_builder,
                     run_image: flag_run_image,
                     env: Vec::new(),
                     bindings: Vec::new(),
@@ -138,14 +192,18 @@ impl InputConfig {
                 .map(|spec| ServiceSource {
                     name: spec.name.clone(),
                     app_dir: spec.path.clone(),
-                    builder: args
-                        .builder
-                        .as_deref()
-                        .or(spec.builder.as_deref())
-                        .or(ws.builder.as_deref()),
+                    builder: flag_builder.or_else(|| {
+                        spec.builder
+                            .as_deref()
+                            .or(ws.builder.as_deref())
+                            .map(|name| RunImageArg {
+                                name,
+                                base: &ws.root,
+                            })
+                    }),
                     run_image: flag_run_image.or_else(|| {
                         ws.run_image.as_deref().map(|name| RunImageArg {
-                            name,
+                            name: Path::new(name),
                             base: &ws.root,
                         })
                     }),
@@ -154,45 +212,57 @@ impl InputConfig {
                 })
                 .collect(),
         };
-        let mut builders: HashMap<PathBuf, Builder> = HashMap::new();
+        let (sandbox, cache_dir) = sandbox_and_cache(args)?;
+        let context = BuilderContext {
+            cache_dir: &cache_dir,
+            sandbox: &sandbox,
+        };
+        let mut builders: HashMap<BuilderSource, LoadedBuilder> = HashMap::new();
         let mut services = Vec::new();
         for source in sources {
             let name = source.name.clone();
-            let service = ServiceConfig::new(source, args, &mut builders);
+            let service = ServiceConfig::new(source, args, &mut builders, &context);
             services.push(match (&workspace, service) {
                 (_, Ok(service)) => service,
                 (None, Err(e)) => return Err(e),
                 (Some(_), Err(e)) => return Err(CliError::in_service(&name, e)),
             });
         }
-        let sandbox = match args.sandbox {
-            SandboxArg::Bwrap => {
-                Sandbox::bwrap()?.with_limits(Limits::with_task(args.task_timeout))
-            }
-            SandboxArg::None => Sandbox::none(),
-        };
-        let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-            Ok(value) if !value.is_empty() => value.parse().map_err(|_| {
-                CliError::Usage(format!(
-                    "SOURCE_DATE_EPOCH={value} is not a number of seconds"
-                ))
-            })?,
-            _ => DEFAULT_EPOCH,
-        };
-        let cache_dir = match &args.cache_dir {
-            Some(dir) => dir.clone(),
-            None => default_cache_dir()?,
-        };
         Ok(Self {
             services,
             workspace,
             cache_dir,
             sandbox,
             network: !args.offline && args.network == NetworkArg::Host,
-            epoch,
+            epoch: source_date_epoch()?,
             exec_env: args.exec_env.clone(),
         })
     }
+}
+
+/// `SOURCE_DATE_EPOCH`, else the CNB default time.
+fn source_date_epoch() -> Result<u64, CliError> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(value) if !value.is_empty() => value.parse().map_err(|_| {
+            CliError::Usage(format!(
+                "SOURCE_DATE_EPOCH={value} is not a number of seconds"
+            ))
+        }),
+        _ => Ok(DEFAULT_EPOCH),
+    }
+}
+
+/// The sandbox `--sandbox` asks for, and the cache directory.
+fn sandbox_and_cache(args: &InputArgs) -> Result<(Sandbox, PathBuf), CliError> {
+    let sandbox = match args.sandbox {
+        SandboxArg::Bwrap => Sandbox::bwrap()?.with_limits(Limits::with_task(args.task_timeout)),
+        SandboxArg::None => Sandbox::none(),
+    };
+    let cache_dir = match &args.cache_dir {
+        Some(dir) => dir.clone(),
+        None => default_cache_dir()?,
+    };
+    Ok((sandbox, cache_dir))
 }
 
 /// The workspace `dir` is the root of; or, for one service's directory with nothing on the
@@ -270,17 +340,33 @@ impl ServiceConfig {
     fn new(
         source: ServiceSource<'_>,
         args: &InputArgs,
-        builders: &mut HashMap<PathBuf, Builder>,
+        builders: &mut HashMap<BuilderSource, LoadedBuilder>,
+        context: &BuilderContext<'_>,
     ) -> Result<Self, CliError> {
         let app_dir = source.app_dir;
-        let builder = match source.builder {
-            Some(path) if builders.contains_key(path) => builders.get(path).cloned(),
-            Some(path) => {
-                let builder = Builder::load(path)?;
-                builders.insert(path.to_owned(), builder.clone());
-                Some(builder)
+        let loaded = match source.builder {
+            Some(arg) => {
+                let source = BuilderSource::parse(arg.name, arg.base)?;
+                if let Some(loaded) = builders.get(&source) {
+                    Some(loaded.clone())
+                } else {
+                    let loaded = load_builder(&source, context)?;
+                    builders.insert(source, loaded.clone());
+                    Some(loaded)
+                }
             }
             None => None,
+        };
+        let (builder, builder_image, build_config) = match loaded {
+            Some(LoadedBuilder {
+                builder,
+                image: Some((reference, config)),
+            }) => (Some(builder), Some(reference), config),
+            Some(LoadedBuilder {
+                builder,
+                image: None,
+            }) => (Some(builder), None, None),
+            None => (None, None, None),
         };
         let project = ProjectDescriptor::load(&app_dir)?;
         let mut registry = builder
@@ -298,7 +384,11 @@ impl ServiceConfig {
         let mut env = source.env;
         env.extend(project.as_ref().map(|p| p.env.clone()).unwrap_or_default());
         let env = user_env(env, &args.env)?;
-        let build_image = build_image_source(args.build_image.as_deref(), builder.as_ref())?;
+        let build_image = build_image_source(
+            args.build_image.as_deref(),
+            builder.as_ref(),
+            builder_image.as_ref(),
+        )?;
         Ok(Self {
             name: source.name,
             app_dir,
@@ -309,6 +399,7 @@ impl ServiceConfig {
             run_image,
             env,
             bindings: service_bindings(source.bindings, &args.bindings)?,
+            build_config,
         })
     }
 
@@ -318,6 +409,40 @@ impl ServiceConfig {
             .as_ref()
             .map_or((&[][..], &[][..]), |p| (&p.include[..], &p.exclude[..]))
     }
+}
+
+/// Loads a builder: a `builder.toml` with its buildpack directories, or a builder image,
+/// unpacked into the store as the build image would be (the same tree, made once).
+fn load_builder(
+    source: &BuilderSource,
+    context: &BuilderContext<'_>,
+) -> Result<LoadedBuilder, CliError> {
+    let reference = match source {
+        BuilderSource::File(path) => {
+            return Ok(LoadedBuilder {
+                builder: Builder::load(path)?,
+                image: None,
+            });
+        }
+        BuilderSource::Image(reference) => reference,
+    };
+    let image = RunImage::load(reference)?;
+    let (uid, gid) = crate::prepare::build_user(&image)?;
+    let owners = context.sandbox.host_owner().map(|host| OwnerMap {
+        image: (uid, gid),
+        host,
+    });
+    let digest = image.manifest_digest.clone();
+    let loaded = BuilderImage::load(reference, image, &store_dir(context.cache_dir), owners)
+        .map_err(Box::new)?;
+    let config = (!loaded.build_config_env.is_empty()).then_some(BuildConfig {
+        digest,
+        env: loaded.build_config_env,
+    });
+    Ok(LoadedBuilder {
+        builder: loaded.builder,
+        image: Some((reference.clone(), config)),
+    })
 }
 
 /// The order to detect with: `--buildpack`s, else the group `project.toml` names, else the
@@ -372,16 +497,27 @@ fn run_image_source(
     builder: Option<&Builder>,
 ) -> Result<RunImageSource, CliError> {
     if let Some(RunImageArg { name, base }) = arg {
+        let name = name.to_string_lossy();
         return Ok(RunImageSource::Image {
-            reference: ImageRef::parse(name)?.relative_to(base),
-            name: name.to_owned(),
+            reference: ImageRef::parse(&name)?.relative_to(base),
+            name: name.into_owned(),
         });
     }
     match builder.and_then(|b| b.run_image.as_ref().map(|r| (b, r))) {
         Some((builder, name)) => {
             let base = builder.path.parent().unwrap_or(Path::new("/"));
+            let reference = match ImageRef::parse(name) {
+                Ok(reference) => reference,
+                // Builders made for other platforms name their run image in a registry.
+                Err(RefError::MissingTransport { .. }) => {
+                    return Err(CliError::Usage(format!(
+                        "the builder's run image `{name}` is a registry image, which strata cannot read yet: pass --run-image oci:DIR:TAG"
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            };
             Ok(RunImageSource::Image {
-                reference: ImageRef::parse(name)?.relative_to(base),
+                reference: reference.relative_to(base),
                 name: name.clone(),
             })
         }
@@ -389,11 +525,13 @@ fn run_image_source(
     }
 }
 
-/// The build image: `--build-image` (relative to the working directory), else the builder's
-/// `[build] image` when it is an `oci:` reference (relative to the builder), else the host.
+/// The build image: `--build-image` (relative to the working directory), else a builder
+/// image itself (`builder_image`), else the builder's `[build] image` when it is an `oci:`
+/// reference (relative to the builder), else the host.
 fn build_image_source(
     arg: Option<&str>,
     builder: Option<&Builder>,
+    builder_image: Option<&ImageRef>,
 ) -> Result<BuildImageSource, CliError> {
     match arg {
         Some("host") => return Ok(BuildImageSource::Host),
@@ -403,6 +541,9 @@ fn build_image_source(
             ));
         }
         None => {}
+    }
+    if let Some(reference) = builder_image {
+        return Ok(BuildImageSource::Image(reference.clone()));
     }
     match builder.and_then(|b| b.build_image.as_ref().map(|r| (b, r))) {
         Some((builder, name)) if name.starts_with("oci:") => {

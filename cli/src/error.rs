@@ -54,6 +54,9 @@ pub(crate) enum CliError {
     #[error(transparent)]
     Rootfs(#[from] strata_exporter::rootfs::RootfsError),
     #[error(transparent)]
+    #[diagnostic(transparent)]
+    BuilderImage(#[from] Box<strata_exporter::builderimage::BuilderImageError>),
+    #[error(transparent)]
     AppDir(#[from] AppDirError),
     #[error(transparent)]
     Base(#[from] strata_exporter::base::BaseError),
@@ -153,6 +156,7 @@ impl CliError {
             | CliError::RunImageNotMade { .. }
             | CliError::RunImageLayer(_)
             | CliError::Rootfs(_)
+            | CliError::BuilderImage(_)
             | CliError::AppDir(_)
             | CliError::Sandbox(_)
             | CliError::OsRelease(_)

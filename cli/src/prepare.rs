@@ -150,7 +150,7 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
                 (
                     dir,
                     build_roots[&service.build_image].sandbox.clone(),
-                    &build_roots[&service.build_image].key,
+                    &service_build_key(&build_roots[&service.build_image].key, service),
                 ),
             )
         })
@@ -180,7 +180,7 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
             buildpack_digests: &prepared.digests,
             env: &service.env,
             bindings: bindings_digest(&service.bindings),
-            build_image: &build_roots[&config.services[prepared.config].build_image].key,
+            build_image: &service_build_key(&build_roots[&service.build_image].key, service),
             target: &prepared.target.key(),
             export: &detected.export,
             exec_env: &config.exec_env,
@@ -384,9 +384,18 @@ fn build_roots(
     Ok(roots)
 }
 
+/// What task keys record of what a service's buildpacks run on: the build root's key, and the
+/// builder image that gives operator env, when one does (it need not be the build image).
+fn service_build_key(root_key: &str, service: &ServiceConfig) -> String {
+    match &service.build_config {
+        Some(config) => format!("{root_key} build-config={}", config.digest),
+        None => root_key.to_owned(),
+    }
+}
+
 /// The build user of a build image: `CNB_USER_ID`/`CNB_GROUP_ID` from its env, else a numeric
 /// `User` (`uid[:gid]`) of its config, else the CNB default.
-fn build_user(image: &RunImage) -> Result<(u32, u32), CliError> {
+pub(crate) fn build_user(image: &RunImage) -> Result<(u32, u32), CliError> {
     if image.env_var("CNB_USER_ID").is_some() || image.env_var("CNB_GROUP_ID").is_some() {
         let owner = image.cnb_user()?;
         return Ok((owner.uid, owner.gid));
@@ -446,7 +455,14 @@ fn detect_service(
     (scratch, sandbox, build_key): (PathBuf, Sandbox, &str),
 ) -> Result<Detected, CliError> {
     let platform = PlatformDir::new(&scratch.join("platform"), &service.env)
-        .with_bindings(service.bindings.clone(), &config.sandbox);
+        .with_bindings(service.bindings.clone(), &config.sandbox)
+        .with_operator_env(
+            service
+                .build_config
+                .as_ref()
+                .map(|c| c.env.clone())
+                .unwrap_or_default(),
+        );
     let (run_image, run_image_name) = match run_image {
         Some((image, name)) => (Some(image), name),
         None => (

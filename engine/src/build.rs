@@ -207,6 +207,7 @@ fn build_env(
     }
     let user = req.platform.user_env(buildpack.descriptor.info.clear_env);
     let mut env = process_env(sandbox_base_env(req.sandbox), &earlier, user);
+    env.apply(req.platform.operator_env());
     env.extend(platform_env(req.target, bindings_root));
     Ok(env)
 }

@@ -87,6 +87,7 @@ impl ProcessDetector<'_> {
         // As at build, with no earlier layers: a detect sees what the platform gives.
         let user = self.platform.user_env(buildpack.descriptor.info.clear_env);
         let mut env = process_env(sandbox_base_env(self.sandbox), &[], user);
+        env.apply(self.platform.operator_env());
         env.extend(platform_env(self.target, platform.bindings_root.as_deref()));
         env.extend([
             ("CNB_BUILDPACK_DIR", bp_dir.as_str()),

@@ -142,6 +142,40 @@ pub fn read_env_dir(dir: &Path) -> Result<Vec<EnvModification>, EnvError> {
     rules::read_env_dir(&HostFs, dir)
 }
 
+/// Reads an operator env directory (a builder's `/cnb/build-config/env/`): the env files of
+/// [`read_env_dir`], except that a file with no suffix is `.default`, not `.override`, as the
+/// platform spec says of operator env. Read with the same care as a buildpack's files, since
+/// a builder image is untrusted too.
+///
+/// # Errors
+///
+/// As [`read_env_dir`].
+pub fn read_operator_env_dir(dir: &Path) -> Result<Vec<EnvModification>, EnvError> {
+    let mut modifications = read_env_dir(dir)?;
+    // `read_env_dir` gives one modification per file that sets something, in byte order of
+    // the file names: the same files, filtered and sorted the same way, say which had no
+    // suffix.
+    let mut names: Vec<String> = match fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .filter(|entry| entry.file_type().is_ok_and(|t| !t.is_dir()))
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(source) => return Err(io_error(dir)(source)),
+    };
+    names.sort_unstable();
+    let names = names
+        .iter()
+        .filter(|name| matches!(parse_env_file_name(name), Ok(Some(_))));
+    for (modification, name) in modifications.iter_mut().zip(names) {
+        if !name.contains('.') {
+            modification.action = EnvAction::Default;
+        }
+    }
+    Ok(modifications)
+}
+
 /// Everything one layer contributes to the environment of `phase`, in the build order: see
 /// [`strata_launcher::env::layer_env`]. `layer_dir` is where the layer is on this host;
 /// `image_dir` is where the process sees it.
@@ -249,6 +283,34 @@ mod tests {
 
     fn env_of(pairs: &[(&str, &str)]) -> Env {
         pairs.iter().copied().collect()
+    }
+
+    #[test]
+    fn operator_env_files_without_a_suffix_are_defaults() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("env");
+        write(&dir, "A", "a");
+        write(&dir, "A.override", "forced");
+        write(&dir, "B.append", "b");
+        write(&dir, "B.delim", ",");
+        write(&dir, "C", "c");
+        fs::create_dir_all(dir.join("D")).unwrap();
+        assert_eq!(
+            read_operator_env_dir(&dir).unwrap(),
+            [
+                modification("A", EnvAction::Default, "a", None),
+                modification("A", EnvAction::Override, "forced", None),
+                modification("B", EnvAction::Append, "b", Some(",")),
+                modification("C", EnvAction::Default, "c", None),
+            ]
+        );
+        assert!(
+            read_operator_env_dir(&tmp.path().join("none"))
+                .unwrap()
+                .is_empty()
+        );
+        std::os::unix::fs::symlink("/etc", dir.join("E")).unwrap();
+        assert!(read_operator_env_dir(&dir).is_err());
     }
 
     #[test]

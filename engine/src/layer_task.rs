@@ -113,6 +113,9 @@ pub fn run_layer(
         &earlier,
         &declared_env(req, layer),
     );
+    // The operator env is the builder's, like the build image's env: the build image key in
+    // every task key covers it.
+    env.apply(req.platform.operator_env());
     env.extend(platform_env(req.target, None));
     env.set("CNB_BUILDPACK_DIR", &bp_dir);
     env.set("CNB_PLATFORM_DIR", &platform);

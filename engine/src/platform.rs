@@ -36,6 +36,8 @@ pub struct PlatformDir {
     bindings: Vec<Binding>,
     /// Whether `bindings/<name>` are links (no sandbox) rather than mount points.
     link_bindings: bool,
+    /// The operator env (a builder's `/cnb/build-config/env/`), applied after the user env.
+    operator_env: Vec<EnvModification>,
     written: OnceLock<Result<(), String>>,
 }
 
@@ -58,6 +60,7 @@ impl PlatformDir {
             env: env.to_vec(),
             bindings: Vec::new(),
             link_bindings: false,
+            operator_env: Vec::new(),
             written: OnceLock::new(),
         }
     }
@@ -74,6 +77,20 @@ impl PlatformDir {
     /// for `clear-env` (its files in `env/` are still there for it to read).
     pub fn user_env(&self, clear_env: bool) -> &[(String, String)] {
         if clear_env { &[] } else { &self.env }
+    }
+
+    /// The same directory with the operator env a builder gives (its
+    /// `/cnb/build-config/env/`).
+    #[must_use]
+    pub fn with_operator_env(mut self, env: Vec<EnvModification>) -> Self {
+        self.operator_env = env;
+        self
+    }
+
+    /// The operator env: applied to every buildpack process after the buildpacks' and the
+    /// user's env, `clear-env` or not, as the lifecycle applies `<build-config>/env/`.
+    pub fn operator_env(&self) -> &[EnvModification] {
+        &self.operator_env
     }
 
     /// The service bindings.

@@ -7,6 +7,7 @@ pub mod baseconfig;
 mod blobfile;
 pub mod builderconfig;
 pub mod buildercreate;
+pub mod builderimage;
 pub mod builderlabels;
 mod buildermodules;
 pub mod fleet;

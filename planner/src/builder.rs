@@ -1,7 +1,9 @@
 //! `builder.toml`: the buildpacks a builder carries and the order it detects with.
 //!
-//! strata needs no builder image: every `[[buildpacks]] uri` must name a buildpack directory,
-//! and loading the builder loads them all into a [`Registry`]. It then checks, once, what
+//! Every `[[buildpacks]] uri` must name a buildpack directory, and loading the builder loads
+//! them all into a [`Registry`]. (A builder image gives the same [`Builder`] through
+//! [`Builder::from_parts`]: the platform reads the image and hands over its buildpacks and
+//! order text, so nothing here knows of images.) It then checks, once, what
 //! detection would otherwise discover halfway: that every order entry (the builder's and, through
 //! every composite buildpack, theirs) names a buildpack the builder has, and that no composite
 //! buildpacks contain each other. Both errors point at the `id` line that is wrong, in
@@ -18,10 +20,12 @@ use crate::buildpack::reread_order;
 use crate::order::{RawOrder, id_span, validate_order};
 use crate::{Buildpack, BuildpackError, Order, Registry, RegistryError, TomlError};
 
-/// A builder read from its `builder.toml`, with its buildpacks loaded from their directories.
+/// A builder read from its `builder.toml` (or a builder image), with its buildpacks loaded
+/// from their directories.
 #[derive(Debug, Clone)]
 pub struct Builder {
-    /// The `builder.toml` (absolute).
+    /// The `builder.toml` (absolute), or a builder image's layout directory: relative image
+    /// references are relative to the directory holding it.
     pub path: PathBuf,
     /// The buildpacks that `[[buildpacks]] uri` names, as a registry.
     pub registry: crate::Registry,
@@ -112,6 +116,52 @@ impl Builder {
             .build
             .and_then(|build| build.image)
             .or_else(|| raw.stack.and_then(|stack| stack.build_image));
+        Ok(Self {
+            path,
+            registry,
+            order,
+            run_image,
+            build_image,
+        })
+    }
+}
+
+impl Builder {
+    /// A builder whose buildpacks were loaded elsewhere (from a builder image's layers, say):
+    /// `registry` holds them, `order_text` is its order as `order.toml` text (`[[order]]`,
+    /// whose errors name `order_path`), and the run and build image references are kept as
+    /// given. Relative references are relative to the directory holding `path`. The same
+    /// checks as [`Self::parse`] apply: every order entry and every composite's member names
+    /// a buildpack of `registry`, and no composites contain each other.
+    ///
+    /// # Errors
+    /// The order text is malformed or names an unknown buildpack, or composites are wrong.
+    pub fn from_parts(
+        path: PathBuf,
+        registry: Registry,
+        order_path: &Path,
+        order_text: &str,
+        run_image: Option<String>,
+        build_image: Option<String>,
+    ) -> Result<Self, BuilderError> {
+        let raw: RawOrderFile = toml::from_str(order_text)
+            .map_err(|err| Box::new(TomlError::from_toml(order_path, order_text, &err)))?;
+        if let Some(value) = raw
+            .order_extensions
+            .as_ref()
+            .filter(|v| !v.get_ref().is_empty())
+        {
+            return Err(crate::extensions::refused(
+                order_path,
+                order_text,
+                Some(value.span()),
+                "the builder names image extensions in [[order-extensions]]",
+            )
+            .into());
+        }
+        let order = validate_order(&raw.order, order_path, order_text)?;
+        check_order(&order, &raw.order, &registry, order_path, order_text)?;
+        check_composites(&registry)?;
         Ok(Self {
             path,
             registry,
@@ -358,6 +408,16 @@ struct RawBuilder {
     /// Refused (see [`crate::extensions`]).
     #[serde(rename = "order-extensions")]
     order_extensions: Option<Spanned<toml::Value>>,
+}
+
+/// `order.toml` as written.
+#[derive(serde::Deserialize)]
+struct RawOrderFile {
+    #[serde(default)]
+    order: RawOrder,
+    /// Refused (see [`crate::extensions`]); an empty list is what pack writes without any.
+    #[serde(rename = "order-extensions")]
+    order_extensions: Option<Spanned<Vec<toml::Value>>>,
 }
 
 /// `[[buildpacks]]` as written.
@@ -676,6 +736,66 @@ build-image = "ignored/build"
         );
         let builder = Builder::load(&path).unwrap();
         assert_eq!(builder.registry.len(), 3);
+    }
+
+    #[test]
+    fn a_builder_from_parts_checks_its_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut registry = Registry::new();
+        registry
+            .insert(Buildpack::load(&component(tmp.path(), "a", "a", "1")).unwrap())
+            .unwrap();
+        let order_path = Path::new("oci:builder:tag /cnb/order.toml");
+        // As pack writes it: indented, and an empty `order-extensions` when there are none.
+        let text = "[[order]]\n\n  [[order.group]]\n    id = \"a\"\n    version = \"1\"\n\norder-extensions = []\n";
+        let builder = Builder::from_parts(
+            tmp.path().join("layout"),
+            registry.clone(),
+            order_path,
+            text,
+            Some("oci:run:latest".to_owned()),
+            None,
+        )
+        .unwrap();
+        assert_eq!(builder.order[0].group[0].reference(), "a@1");
+        assert_eq!(builder.run_image.as_deref(), Some("oci:run:latest"));
+        assert_eq!(builder.path, tmp.path().join("layout"));
+
+        let err = toml_error(
+            Builder::from_parts(
+                tmp.path().join("layout"),
+                registry.clone(),
+                order_path,
+                "[[order]]\n[[order.group]]\nid = \"ghost\"\n",
+                None,
+                None,
+            )
+            .unwrap_err(),
+        );
+        assert_eq!(err.path, order_path);
+        assert_eq!(err.line(), Some(3));
+        assert!(
+            err.message.contains("no buildpack ghost"),
+            "{}",
+            err.message
+        );
+
+        let err = toml_error(
+            Builder::from_parts(
+                tmp.path().join("layout"),
+                registry,
+                order_path,
+                "[[order-extensions]]\n[[order-extensions.group]]\nid = \"e\"\n",
+                None,
+                None,
+            )
+            .unwrap_err(),
+        );
+        assert!(
+            err.message.contains("image extensions are not supported"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -52,4 +52,4 @@ pub use safepath::PathError;
 pub use sources::{HashStats, ScanOptions, SourceError, SourceFile, SourceTree, glob_set, scan};
 pub use statcache::{StatCache, StatCacheStatus, stat_cache_path};
 pub use target::{Mismatch, TargetEnv, UnbuildableTarget, oci_arch};
-pub use workspace::{ServiceSpec, WORKSPACE_FILE, Workspace, WorkspaceError};
+pub use workspace::{ServiceSpec, WORKSPACE_FILE, Workspace, WorkspaceError, is_image_reference};

@@ -2,7 +2,8 @@
 //!
 //! ```toml
 //! [workspace]
-//! builder = "builders/builder.toml"     # default builder of every service
+//! builder = "builders/builder.toml"     # default builder of every service (or an image,
+//!                                       # oci:DIR:TAG)
 //! run-image = "oci:run-image:latest"
 //! output = "oci:out"                    # one layout; each image is tagged with its service
 //! services = ["services/*"]             # directories, by glob
@@ -220,7 +221,7 @@ impl Workspace {
         Ok(Self {
             path: path.to_owned(),
             root: root.to_owned(),
-            builder: ws.builder.map(|b| root.join(b)),
+            builder: ws.builder.map(|b| builder_at(root, b)),
             run_image: ws.run_image,
             output: ws.output,
             launcher: ws.launcher.unwrap_or(true),
@@ -296,7 +297,7 @@ fn service_spec(
     let spec = ServiceSpec {
         name,
         path: dir,
-        builder: service.builder.as_ref().map(|b| root.join(b)),
+        builder: service.builder.clone().map(|b| builder_at(root, b)),
         env: merged.into_iter().collect(),
         bindings: merged_bindings.into_iter().collect(),
     };
@@ -417,6 +418,27 @@ fn matching_dirs(root: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
     Ok(out)
 }
 
+/// Whether a `builder` value is an image reference (`oci:DIR[:TAG]`, later `docker://…`): it
+/// starts with a transport name and `:`, which a builder.toml path does not.
+pub fn is_image_reference(value: &str) -> bool {
+    value.split_once(':').is_some_and(|(transport, _)| {
+        !transport.is_empty()
+            && transport
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    })
+}
+
+/// A `builder` value of `strata.toml`: a builder.toml path, joined onto the workspace root, or
+/// an image reference, kept as written (the CLI takes its layout relative to the root).
+fn builder_at(root: &Path, value: String) -> PathBuf {
+    if is_image_reference(&value) {
+        PathBuf::from(value)
+    } else {
+        root.join(value)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,6 +453,26 @@ mod tests {
         let root = tmp.path().canonicalize().unwrap();
         let result = Workspace::parse(&root.join("strata.toml"), &root, text);
         (tmp, result)
+    }
+
+    #[test]
+    fn a_builder_image_reference_is_kept_as_written() {
+        let (_tmp, ws) = parse(
+            "[workspace]\nbuilder = \"oci:builders/layout:base\"\nservices = [\"a\"]\n             [[service]]\nname = \"b\"\npath = \"b\"\nbuilder = \"b/builder.toml\"\n",
+            &["a", "b"],
+        );
+        let ws = ws.unwrap();
+        assert_eq!(
+            ws.builder.as_deref(),
+            Some(Path::new("oci:builders/layout:base"))
+        );
+        let b = ws.services.iter().find(|s| s.name == "b").unwrap();
+        assert!(b.builder.as_ref().unwrap().is_absolute());
+        assert!(is_image_reference("oci:dir:tag"));
+        assert!(is_image_reference("docker://example.com/builder"));
+        assert!(!is_image_reference("builders/builder.toml"));
+        assert!(!is_image_reference("/abs/builder.toml"));
+        assert!(!is_image_reference("./a:b/builder.toml"));
     }
 
     #[test]

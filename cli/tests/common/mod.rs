@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
+pub mod builderimage;
 pub mod libcnb;
 pub mod runimage;
 

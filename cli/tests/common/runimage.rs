@@ -17,6 +17,11 @@ impl RunImageCopy {
         Self { dir }
     }
 
+    /// The layout directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// `oci:DIR:busybox`, how strata takes it.
     pub fn reference(&self) -> String {
         format!("oci:{}:busybox", self.dir.display())
