@@ -18,17 +18,15 @@ pub const METADATA_LABEL: &str = "io.buildpacks.builder.metadata";
 pub const LAYERS_LABEL: &str = "io.buildpacks.buildpack.layers";
 /// The label holding the detection order (the JSON twin of `/cnb/order.toml`).
 pub const ORDER_LABEL: &str = "io.buildpacks.buildpack.order";
-/// The label with the image extensions' order (strata refuses builders that have one).
-pub const ORDER_EXTENSIONS_LABEL: &str = "io.buildpacks.buildpack.order-extensions";
-/// The label mapping each image extension to its layer (strata refuses builders that have any).
-pub const EXTENSION_LAYERS_LABEL: &str = "io.buildpacks.extension.layers";
 /// The label a builder names its stack with (legacy, still written by pack).
 pub const STACK_ID_LABEL: &str = "io.buildpacks.stack.id";
 /// The label with the build image's mixins (legacy; pack writes `null` when there are none).
 pub const MIXINS_LABEL: &str = "io.buildpacks.stack.mixins";
-/// The twin of [`LAYERS_LABEL`] for image extensions (pack writes `{}` when there are none).
+/// The twin of [`LAYERS_LABEL`] for image extensions (pack writes `{}` when there are none;
+/// strata refuses builders that have any).
 pub const EXTENSION_LAYERS_LABEL: &str = "io.buildpacks.extension.layers";
-/// The twin of [`ORDER_LABEL`] for image extensions (pack writes `null` when there are none).
+/// The twin of [`ORDER_LABEL`] for image extensions (pack writes `null` when there are none;
+/// strata refuses builders that have one).
 pub const ORDER_EXTENSIONS_LABEL: &str = "io.buildpacks.buildpack.order-extensions";
 
 /// Where the buildpacks live in a builder image.
