@@ -45,6 +45,8 @@ pub(crate) enum CliError {
     #[error(transparent)]
     Rootfs(#[from] strata_exporter::rootfs::RootfsError),
     #[error(transparent)]
+    BuildUser(#[from] strata_exporter::builduser::BuildUserError),
+    #[error(transparent)]
     AppDir(#[from] AppDirError),
     #[error(transparent)]
     Base(#[from] strata_exporter::base::BaseError),
@@ -135,6 +137,7 @@ impl CliError {
             | CliError::RunImage(_)
             | CliError::RunImageLayer(_)
             | CliError::Rootfs(_)
+            | CliError::BuildUser(_)
             | CliError::AppDir(_)
             | CliError::Sandbox(_)
             | CliError::OsRelease(_)

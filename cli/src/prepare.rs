@@ -24,9 +24,10 @@ use strata_engine::platform::{PlatformDir, TargetEnv};
 use strata_engine::sandbox::{Root, Sandbox};
 use strata_engine::scratch::{self, ScratchDir};
 use strata_engine::store::{Store, store_dir};
+use strata_exporter::builduser::build_user;
 use strata_exporter::reference::ImageRef;
 use strata_exporter::rootfs::unpack_rootfs;
-use strata_exporter::runimage::RunImage;
+use strata_exporter::runimage::{ImageRole, RunImage};
 use strata_exporter::unpack::OwnerMap;
 use strata_planner::{
     CachingDetector, DetectResult, Plan, Records, ServiceInput, resolve_for_exec_env,
@@ -304,7 +305,7 @@ fn build_roots(config: &InputConfig) -> Result<HashMap<BuildImageSource, BuildRo
                         "the build image `{reference}` needs the sandbox: it cannot be used with --sandbox none"
                     )));
                 }
-                let image = RunImage::load(reference)?;
+                let image = RunImage::load_as(reference, ImageRole::Build)?;
                 let (uid, gid) = build_user(&image)?;
                 let owners = config.sandbox.host_owner().map(|host| OwnerMap {
                     image: (uid, gid),
@@ -337,26 +338,6 @@ fn build_roots(config: &InputConfig) -> Result<HashMap<BuildImageSource, BuildRo
         roots.insert(service.build_image.clone(), root);
     }
     Ok(roots)
-}
-
-/// The build user of a build image: `CNB_USER_ID`/`CNB_GROUP_ID` from its env, else a numeric
-/// `User` (`uid[:gid]`) of its config, else the CNB default.
-fn build_user(image: &RunImage) -> Result<(u32, u32), CliError> {
-    if image.env_var("CNB_USER_ID").is_some() || image.env_var("CNB_GROUP_ID").is_some() {
-        let owner = image.cnb_user()?;
-        return Ok((owner.uid, owner.gid));
-    }
-    let user = image
-        .config
-        .config()
-        .as_ref()
-        .and_then(|c| c.user().clone())
-        .unwrap_or_default();
-    let (uid, gid) = user.split_once(':').unwrap_or((&user, &user));
-    match (uid.parse(), gid.parse()) {
-        (Ok(uid), Ok(gid)) => Ok((uid, gid)),
-        _ => Ok(strata_engine::sandbox::DEFAULT_BUILD_USER),
-    }
 }
 
 /// Each service's target: its run image's, or the host's for the built-in base; the

@@ -238,9 +238,12 @@ fn monorepo_builds_on_the_stack_and_runs_with_runc(tmp: &Path) {
         "{stdout}"
     );
     assert!(stdout.contains("/guides/deploy.html"), "{stdout}");
+    buildpacks_run_on_the_build_image(tmp);
+}
 
-    // The same builder runs a buildpack on the build image: it finds the image's own tool
-    // (tree), its os-release, and runs as its CNB user; none of the host's files is there.
+/// A buildpack built with the stack's builder finds the build image's own tool (tree) and its
+/// os-release, and runs as its CNB user; none of the host's files is there.
+fn buildpacks_run_on_the_build_image(tmp: &Path) {
     let probe = tmp.join("probe");
     std::fs::create_dir_all(probe.join("bin")).unwrap();
     std::fs::write(
@@ -265,9 +268,8 @@ fn monorepo_builds_on_the_stack_and_runs_with_runc(tmp: &Path) {
         &format!(
             "#!/bin/bash\nset -e\nmkdir -p \"$1/probe\"\n{{ tree --version; id -u; id -g; \
              . /etc/os-release; echo \"$PRETTY_NAME\"; \
-             test -e {} && echo host-file-seen || echo no-host-file; }} > \"$1/probe/found\"\n\
-             printf '[types]\\nlaunch = true\\n' > \"$1/probe.toml\"\n",
-            host_only
+             test -e {host_only} && echo host-file-seen || echo no-host-file; }} > \"$1/probe/found\"\n\
+             printf '[types]\\nlaunch = true\\n' > \"$1/probe.toml\"\n"
         ),
     );
     let app = tmp.join("probe-app");
