@@ -35,6 +35,7 @@ use strata_planner::{
 use strata_planner::{HashStats, ScanOptions, SourceTree, StatCache, scan, stat_cache_path};
 use strata_planner::{TaskKey, bindings_digest};
 
+use crate::cache::CacheError;
 use crate::config::{BuildImageSource, InputConfig, RunImageSource, ServiceConfig};
 use crate::error::CliError;
 
@@ -55,6 +56,9 @@ pub(crate) struct Prepared {
     pub(crate) detect_ran: u64,
     /// A scratch directory, removed on drop (or by a signal, see `strata_engine::scratch`).
     pub(crate) _scratch: ScratchDir,
+    /// The store, open from before the build images are unpacked until the build is done:
+    /// `strata cache gc` does not remove a tree the build runs on.
+    pub(crate) _store: Store,
 }
 
 /// One planned service.
@@ -113,6 +117,7 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
     };
 
     let run_images = load_run_images(config, &in_service)?;
+    let store = Store::open(&store_dir(&config.cache_dir)).map_err(CacheError::from)?;
     let build_roots = build_roots(config)?;
     let targets = targets(config, &run_images, &build_roots)?;
     let mut hashing = HashStats::default();
@@ -195,8 +200,6 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
     }
 
     // Statuses: cached when the store has the task's output, else why it will run.
-    let store =
-        Store::open(&store_dir(&config.cache_dir)).map_err(crate::cache::CacheError::from)?;
     let cached = |key: &TaskKey| store.has_action(key);
     let records = Records::new(&config.cache_dir);
     for (index, service) in services.iter().enumerate() {
@@ -210,6 +213,7 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
         detect_cached,
         detect_ran,
         _scratch: scratch,
+        _store: store,
     })
 }
 
