@@ -34,7 +34,7 @@ pub(crate) enum Command {
 
 const BUILD_EXAMPLES: &str = "Examples:
   strata build examples/monorepo
-  strata build examples/monorepo --service api --service web --json
+  strata build examples/monorepo --service api --service docs --json
   strata build examples/apps/hello --builder examples/builder.toml --output oci:out:hello
   strata build . --buildpack ./my-buildpack --run-image oci:base:latest --output oci:out:app --json
   strata build . --builder builder.toml --env BP_LOG_LEVEL=debug --binding db=./bindings/db";

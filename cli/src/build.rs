@@ -93,6 +93,7 @@ impl BuildConfig {
         for tag in &tags {
             validate_tag(tag)?;
         }
+        check_output(&layout)?;
         Ok(Self {
             input,
             layout,
@@ -130,6 +131,29 @@ fn owner_of(service: &PreparedService) -> Result<Owner, CliError> {
         Some(image) => image.cnb_user()?,
         None => Owner::new(DEFAULT_CNB_ID, DEFAULT_CNB_ID),
     })
+}
+
+/// Refuses, before anything is built, an output that can never take an image: a path that is
+/// not a directory, or a directory that is neither empty nor an OCI layout (strata never
+/// writes into a directory of other files). A missing directory is made at export.
+fn check_output(layout: &Path) -> Result<(), CliError> {
+    let Ok(meta) = std::fs::metadata(layout) else {
+        return Ok(());
+    };
+    let shown = layout.display();
+    if !meta.is_dir() {
+        return Err(CliError::Usage(format!(
+            "output oci:{shown}: `{shown}` is a file, not a directory for an OCI layout"
+        )));
+    }
+    let empty = std::fs::read_dir(layout).is_ok_and(|mut entries| entries.next().is_none());
+    if !empty && !layout.join("oci-layout").exists() {
+        return Err(CliError::Usage(format!(
+            "output oci:{shown}: `{shown}` is a directory of other files (no `oci-layout`), \
+             not an OCI layout; name an empty or missing directory, or a layout"
+        )));
+    }
+    Ok(())
 }
 
 /// Stages the run image's layers into the output (or makes the built-in base there).

@@ -40,6 +40,15 @@ pub(crate) enum CliError {
     Reference(#[from] RefError),
     #[error(transparent)]
     RunImage(#[from] RunImageError),
+    /// A run image whose layout does not exist yet, next to the script that makes it.
+    #[error("cannot load run image `{reference}`")]
+    #[diagnostic(help("{hint}"))]
+    RunImageNotMade {
+        reference: String,
+        #[source]
+        source: Box<LayoutError>,
+        hint: String,
+    },
     #[error(transparent)]
     RunImageLayer(#[from] strata_exporter::runproof::LayerProofError),
     #[error(transparent)]
@@ -135,6 +144,7 @@ impl CliError {
             | CliError::Registry(_)
             | CliError::Reference(_)
             | CliError::RunImage(_)
+            | CliError::RunImageNotMade { .. }
             | CliError::RunImageLayer(_)
             | CliError::Rootfs(_)
             | CliError::BuildUser(_)

@@ -80,6 +80,15 @@ fn run(cli: Cli) -> Result<(), CliError> {
                         );
                     }
                 }
+                if let Some(service) = report.services.first()
+                    && service.status == "up-to-date"
+                {
+                    let _ = writeln!(
+                        err,
+                        "up to date: nothing it reads changed ({} tasks cached, none ran)",
+                        service.cached
+                    );
+                }
                 println!("{} {}", image.image, image.digest);
             } else {
                 print!("{}", report::table(&report));

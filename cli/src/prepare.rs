@@ -25,9 +25,10 @@ use strata_engine::sandbox::{Root, Sandbox};
 use strata_engine::scratch::{self, ScratchDir};
 use strata_engine::store::{Store, store_dir};
 use strata_exporter::builduser::build_user;
+use strata_exporter::layout::LayoutError;
 use strata_exporter::reference::ImageRef;
 use strata_exporter::rootfs::unpack_rootfs;
-use strata_exporter::runimage::{ImageRole, RunImage};
+use strata_exporter::runimage::{ImageRole, RunImage, RunImageError};
 use strata_exporter::unpack::OwnerMap;
 use strata_planner::{
     CachingDetector, DetectResult, Plan, Records, ServiceInput, resolve_for_exec_env,
@@ -54,6 +55,9 @@ pub(crate) struct Prepared {
     pub(crate) detect_cached: u64,
     /// Detect processes spawned.
     pub(crate) detect_ran: u64,
+    /// Notes for the user about the whole build (no build image, so not hermetic), shown
+    /// before the detect warnings.
+    pub(crate) notes: Vec<String>,
     /// A scratch directory, removed on drop (or by a signal, see `strata_engine::scratch`).
     pub(crate) _scratch: ScratchDir,
     /// The store, open from before the build images are unpacked until the build is done:
@@ -118,19 +122,11 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
 
     let run_images = load_run_images(config, &in_service)?;
     let store = Store::open(&store_dir(&config.cache_dir)).map_err(CacheError::from)?;
-    let build_roots = build_roots(config)?;
+    let mut notes = Vec::new();
+    let build_roots = build_roots(config, &mut notes)?;
     let targets = targets(config, &run_images, &build_roots)?;
     let mut hashing = HashStats::default();
-    let mut dir_digests: HashMap<PathBuf, TaskKey> = HashMap::new();
-    for service in &config.services {
-        for buildpack in service.registry.iter() {
-            if !dir_digests.contains_key(&buildpack.dir) {
-                let (tree, stats) = hash_tree(&config.cache_dir, &buildpack.dir, &[], &[])?;
-                hashing += &stats;
-                dir_digests.insert(buildpack.dir.clone(), tree.digest_of(tree.files.iter()));
-            }
-        }
-    }
+    let dir_digests = buildpack_digests(config, &mut hashing)?;
 
     let detected: Vec<Result<Detected, CliError>> = config
         .services
@@ -212,9 +208,28 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
         hashing,
         detect_cached,
         detect_ran,
+        notes,
         _scratch: scratch,
         _store: store,
     })
+}
+
+/// The digest of each buildpack directory the services use, each hashed once.
+fn buildpack_digests(
+    config: &InputConfig,
+    hashing: &mut HashStats,
+) -> Result<HashMap<PathBuf, TaskKey>, CliError> {
+    let mut digests: HashMap<PathBuf, TaskKey> = HashMap::new();
+    for service in &config.services {
+        for buildpack in service.registry.iter() {
+            if !digests.contains_key(&buildpack.dir) {
+                let (tree, stats) = hash_tree(&config.cache_dir, &buildpack.dir, &[], &[])?;
+                *hashing += &stats;
+                digests.insert(buildpack.dir.clone(), tree.digest_of(tree.files.iter()));
+            }
+        }
+    }
+    Ok(digests)
 }
 
 /// A warning for each buildpack whose detect errored though its service's group passed
@@ -222,7 +237,7 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
 /// printed: the lifecycle prints those too, and a silently missing buildpack is hard to
 /// explain.
 pub(crate) fn detect_warnings(prepared: &Prepared, workspace: bool) -> Vec<String> {
-    let mut out = Vec::new();
+    let mut out = prepared.notes.clone();
     for service in &prepared.plan.services {
         for errored in &service.group.errored {
             let service = if workspace {
@@ -273,17 +288,41 @@ fn load_run_images(
         {
             let image = RunImage::load(reference)
                 .and_then(|image| image.target().map(|_| image))
-                .map_err(|e| in_service(&service.name, e.into()))?;
+                .map_err(|e| in_service(&service.name, not_made_hint(e)))?;
             run_images.insert(reference.clone(), Arc::new(image));
         }
     }
     Ok(run_images)
 }
 
+/// A run image layout that does not exist, in a directory with a `make.sh` (as the examples'
+/// run image and stack are made): the error says to run it.
+fn not_made_hint(err: RunImageError) -> CliError {
+    if let RunImageError::Layout {
+        reference, source, ..
+    } = &err
+        && let LayoutError::Missing { dir } = source.as_ref()
+        && let Some(script) = dir
+            .parent()
+            .map(|parent| parent.join("make.sh"))
+            .filter(|script| script.is_file())
+    {
+        return CliError::RunImageNotMade {
+            reference: reference.clone(),
+            hint: format!("it is made by `{}`: run that first", script.display()),
+            source: Box::new(LayoutError::Missing { dir: dir.clone() }),
+        };
+    }
+    err.into()
+}
+
 /// Each build image the services name, loaded and unpacked into the store (once: a second
 /// build finds the tree), with the sandbox on it; `host` for those that name none, said once
-/// on stderr, since what the host has installed then decides the build.
-fn build_roots(config: &InputConfig) -> Result<HashMap<BuildImageSource, BuildRoot>, CliError> {
+/// in `notes`, since what the host has installed then decides the build.
+fn build_roots(
+    config: &InputConfig,
+    notes: &mut Vec<String>,
+) -> Result<HashMap<BuildImageSource, BuildRoot>, CliError> {
     let mut roots = HashMap::new();
     for service in &config.services {
         if roots.contains_key(&service.build_image) {
@@ -292,8 +331,10 @@ fn build_roots(config: &InputConfig) -> Result<HashMap<BuildImageSource, BuildRo
         let root = match &service.build_image {
             BuildImageSource::Host => {
                 if config.sandbox.isolates() {
-                    eprintln!(
-                        "note: no build image: buildpacks run on this host's system directories, so the build is not hermetic (--build-image oci:DIR:TAG)"
+                    notes.push(
+                        "note: no build image: buildpacks run on this host's system directories, \
+                         so the build is not hermetic (--build-image oci:DIR:TAG)"
+                            .to_owned(),
                     );
                 }
                 BuildRoot {

@@ -119,10 +119,23 @@ impl Progress {
         }
     }
 
-    /// Clears the bars.
+    /// Clears the bars, and any spinner still running (a task whose end was never reported
+    /// would otherwise keep ticking and redraw over the summary printed after the build).
     pub(crate) fn finish(&self) {
-        if let Mode::Bars { overall, .. } = &self.mode {
+        if let Mode::Bars {
+            multi,
+            overall,
+            running,
+        } = &self.mode
+        {
+            if let Ok(mut running) = running.lock() {
+                for (_, bar) in running.drain() {
+                    bar.finish_and_clear();
+                    multi.remove(&bar);
+                }
+            }
             overall.finish_and_clear();
+            let _ = multi.clear();
         }
     }
 }

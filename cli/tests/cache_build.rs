@@ -248,6 +248,7 @@ fn slow_build(
     out: &Path,
 ) -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_strata"));
+    cmd.env("TMPDIR", scratch_tmpdir());
     cmd.args([
         "build",
         app.to_str().unwrap(),
@@ -556,5 +557,39 @@ fn a_full_disk_under_the_store_is_reported_with_its_cause() {
     assert!(
         message.contains("No space left on device"),
         "the cause is reported: {message}"
+    );
+}
+
+#[test]
+fn a_single_app_build_with_nothing_to_do_says_up_to_date() {
+    let fx = Fixture::new();
+    let (digest, _) = fx.build(&[]);
+    let out = format!("oci:{}:hello", fx.path("out").display());
+    let run_image = run_image();
+    let again = strata(
+        fx.tmp.path(),
+        &[
+            "build",
+            fx.path("examples/apps/hello").to_str().unwrap(),
+            "--builder",
+            fx.path("examples/builder.toml").to_str().unwrap(),
+            "--run-image",
+            &run_image,
+            "--cache-dir",
+            fx.path("cache").to_str().unwrap(),
+            "--output",
+            &out,
+        ],
+    );
+    assert_exit(&again, 0);
+    assert!(
+        stderr(&again).contains("up to date: nothing it reads changed (7 tasks cached, none ran)"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout),
+        format!("{out} {digest}\n"),
+        "stdout stays one line, the image and its digest"
     );
 }

@@ -57,6 +57,7 @@ fn build(root: &Path, app: &str, bp: &Path, cache: &Path, out: &Path) -> Command
         .arg(format!("oci:{}:{app}", out.display()))
         .arg("--json")
         .env_remove("SOURCE_DATE_EPOCH")
+        .env("TMPDIR", scratch_tmpdir())
         .current_dir(root)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

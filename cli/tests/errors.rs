@@ -243,3 +243,71 @@ fn usage_errors_exit_2() {
     let err = case.fails(2, &["--buildpack", "not/a-dir-or-known-id"]);
     assert!(err.contains("not/a-dir-or-known-id"), "{err}");
 }
+
+#[test]
+fn an_output_that_cannot_be_a_layout_is_bad_input_before_anything_runs() {
+    let case = Case::new();
+    let bp = buildpack(case.root(), "ok4", "test/ok4", "exit 0", "exit 0");
+    let file = case.root().join("a-file");
+    std::fs::write(&file, "not a layout").unwrap();
+    let other = case.root().join("other-files");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "mine").unwrap();
+    for (dir, says) in [(&file, "is a file"), (&other, "no `oci-layout`")] {
+        let before = snapshot_tree(case.root());
+        let result = strata(
+            case.root(),
+            &[
+                "build",
+                case.app.to_str().unwrap(),
+                "--buildpack",
+                bp.to_str().unwrap(),
+                "--output",
+                &format!("oci:{}:x", dir.display()),
+            ],
+        );
+        assert_exit(&result, 2);
+        let err = stderr(&result);
+        assert!(
+            err.contains(says) && err.contains(&*dir.to_string_lossy()),
+            "{err}"
+        );
+        assert_eq!(
+            err.matches(says).count(),
+            1,
+            "the error is said once: {err}"
+        );
+        assert!(!err.contains("BUILDING"), "nothing was built: {err}");
+        assert!(before == snapshot_tree(case.root()), "nothing changed");
+    }
+}
+
+#[test]
+fn a_run_image_not_made_yet_names_the_script_that_makes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let examples_copy = tmp.path().join("examples");
+    copy_tree(&examples(), &examples_copy);
+    let _ = std::fs::remove_dir_all(examples_copy.join("run-image/layout"));
+    let result = strata(
+        tmp.path(),
+        &[
+            "build",
+            "examples/monorepo",
+            "--cache-dir",
+            tmp.path().join("cache").to_str().unwrap(),
+        ],
+    );
+    assert_exit(&result, 2);
+    // miette wraps long lines: read the words, not the lines.
+    let words = stderr(&result)
+        .replace(['│', '╰', '├', '─', '▶'], " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        words.contains("run-image/ make.sh`: run that first")
+            || words.contains("run-image/make.sh`: run that first"),
+        "{words}"
+    );
+    assert!(!examples_copy.join("monorepo/out").exists());
+}

@@ -32,10 +32,7 @@ fn run_images() -> &'static (PathBuf, PathBuf) {
             .rsplit_once(':')
             .unwrap();
         let a = PathBuf::from(dir);
-        let patched = std::env::temp_dir().join(format!(
-            "strata-test-patched-run-image-{}",
-            std::process::id()
-        ));
+        let patched = process_dir("patched-run-image");
         let _ = std::fs::remove_dir_all(&patched);
         std::fs::create_dir_all(&patched).unwrap();
         copy_tree(&a, &patched);

@@ -62,10 +62,7 @@ fn strata_with_secret(cwd: &Path, args: &[&str]) -> Output {
         .args(args)
         .current_dir(cwd)
         .env("STRATA_TEST_CLOUD_SECRET", "hunter2")
-        .env(
-            "XDG_CACHE_HOME",
-            std::env::temp_dir().join(format!("strata-test-cache-{}", std::process::id())),
-        )
+        .env("XDG_CACHE_HOME", process_dir("cache"))
         .output()
         .unwrap()
 }

@@ -366,7 +366,11 @@ fn run_task(
             buildpack,
             plan: bp_plan,
         } => run_opaque(ctx, node, buildpack, bp_plan, done),
-        TaskKind::App => Ok(TaskOutput::Nothing),
+        TaskKind::App => {
+            // Nothing to do here (the image task reads the app), but the task started and ends.
+            (ctx.progress)(Event::Finished(label, None));
+            Ok(TaskOutput::Nothing)
+        }
         TaskKind::Image => {
             export_service(ctx, index, done)?;
             (ctx.progress)(Event::Finished(label, None));

@@ -5,6 +5,7 @@ pub mod archive;
 pub mod base;
 pub mod baseconfig;
 mod blobfile;
+pub mod builderlabels;
 pub mod builduser;
 pub mod fleet;
 pub mod image;

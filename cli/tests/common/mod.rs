@@ -29,10 +29,8 @@ pub fn strata(cwd: &Path, args: &[&str]) -> Output {
         .args(args)
         .current_dir(cwd)
         .env_remove("SOURCE_DATE_EPOCH")
-        .env(
-            "XDG_CACHE_HOME",
-            std::env::temp_dir().join(format!("strata-test-cache-{}", std::process::id())),
-        )
+        .env("XDG_CACHE_HOME", process_dir("cache"))
+        .env("TMPDIR", scratch_tmpdir())
         .output()
         .unwrap()
 }
@@ -53,6 +51,44 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// `$TMPDIR/strata-test-NAME-PID`: a directory this test process shares between its tests
+/// (the run image made once, the default cache). Nothing removes it when the process ends, so
+/// the first call removes those of test processes that have ended: `cargo test` leaves at
+/// most one run's worth behind.
+pub fn process_dir(name: &str) -> PathBuf {
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(|| {
+        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let file_name = entry.file_name();
+            let Some(rest) = file_name
+                .to_str()
+                .and_then(|n| n.strip_prefix("strata-test-"))
+            else {
+                continue;
+            };
+            let ended = rest
+                .rsplit_once('-')
+                .and_then(|(_, pid)| pid.parse::<u32>().ok())
+                .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+            if ended && entry.file_type().is_ok_and(|t| t.is_dir()) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    });
+    std::env::temp_dir().join(format!("strata-test-{name}-{}", std::process::id()))
+}
+
+/// The `TMPDIR` for the `strata` processes a test starts: their scratch directories go there,
+/// so those of a build a test kills are swept with the rest (see [`process_dir`]).
+pub fn scratch_tmpdir() -> PathBuf {
+    let dir = process_dir("tmp");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// The example busybox run image, made once per test binary: `oci:<dir>:busybox`.
 pub fn run_image() -> String {
     format!("oci:{}:busybox", run_image_dir().display())
@@ -62,8 +98,7 @@ pub fn run_image() -> String {
 pub fn run_image_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir =
-            std::env::temp_dir().join(format!("strata-test-run-image-{}", std::process::id()));
+        let dir = process_dir("run-image");
         let _ = std::fs::remove_dir_all(&dir);
         let out = Command::new(examples().join("run-image/make.sh"))
             .arg(&dir)
