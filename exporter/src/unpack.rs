@@ -131,8 +131,8 @@ pub fn apply_layer_owned(
             continue;
         };
         let parent = path.parent().unwrap_or(Path::new(""));
-        let host_parent = resolve_in(root, parent)?;
         if name == OPAQUE_WHITEOUT {
+            let host_parent = resolve_in(root, parent, false)?;
             if host_parent.is_dir() {
                 for child in std::fs::read_dir(&host_parent)? {
                     let child = child?.path();
@@ -153,7 +153,7 @@ pub fn apply_layer_owned(
                     path.display()
                 )));
             }
-            remove_any(&host_parent.join(hidden))?;
+            remove_any(&resolve_in(root, parent, false)?.join(hidden))?;
             continue;
         }
         let kind = entry.header().entry_type();
@@ -168,6 +168,7 @@ pub fn apply_layer_owned(
         } else {
             None
         };
+        let host_parent = resolve_in(root, parent, true)?;
         let host_path = host_parent.join(&name);
         if let Ok(existing) = std::fs::symlink_metadata(&host_path) {
             // A directory merges into a directory; anything else is replaced, so that no
@@ -210,7 +211,8 @@ pub fn apply_layer_owned(
         let Some(name) = path.file_name() else {
             continue;
         };
-        let host_path = resolve_in(root, path.parent().unwrap_or(Path::new("")))?.join(name);
+        let parent = path.parent().unwrap_or(Path::new(""));
+        let host_path = resolve_in(root, parent, false)?.join(name);
         if std::fs::symlink_metadata(&host_path).is_ok_and(|m| m.is_dir()) {
             entry.unpack(&host_path)?;
         }
@@ -236,7 +238,7 @@ fn hardlink_source<R: Read>(
         ))
     };
     let name = target.file_name().ok_or_else(no_file)?;
-    let source = resolve_in(root, target.parent().unwrap_or(Path::new("")))?.join(name);
+    let source = resolve_in(root, target.parent().unwrap_or(Path::new("")), false)?.join(name);
     match std::fs::symlink_metadata(&source) {
         Ok(meta) if meta.is_file() => Ok(source),
         _ => Err(no_file()),
@@ -263,13 +265,14 @@ const MAX_SYMLINKS: usize = 40;
 /// The host path of the directory `parent` (relative, no `..`) names in the root filesystem
 /// at `root`, resolved as the kernel would with `root` as `/`: a symlink on the way is
 /// followed by reading it, an absolute target starts again at `root`, and `..` never climbs
-/// above it, so the result is always inside `root` and free of symlinks. A file where a
-/// directory is wanted is removed (the entry replaces it); missing components are fine (they
-/// are made as directories).
+/// above it, so the result is always inside `root` and free of symlinks. With `make_way`
+/// (for an entry about to be written there), a file where a directory is wanted is removed:
+/// the entry replaces it; without (a whiteout, a hardlink's target, a second look) it stays,
+/// and the path leads nowhere. Missing components are fine (they are made as directories).
 ///
 /// # Errors
 /// `InvalidData` after [`MAX_SYMLINKS`] symlinks (a loop), or the I/O error of a read.
-pub(crate) fn resolve_in(root: &Path, parent: &Path) -> io::Result<PathBuf> {
+pub(crate) fn resolve_in(root: &Path, parent: &Path, make_way: bool) -> io::Result<PathBuf> {
     // Components still to walk, the next one last.
     let mut pending: Vec<std::ffi::OsString> = parent
         .components()
@@ -313,7 +316,7 @@ pub(crate) fn resolve_in(root: &Path, parent: &Path) -> io::Result<PathBuf> {
                         .map(|c| c.as_os_str().to_owned()),
                 );
             }
-            Ok(meta) if !meta.is_dir() => {
+            Ok(meta) if make_way && !meta.is_dir() => {
                 // A file where a directory is wanted: the entry replaces it.
                 std::fs::remove_file(&at)?;
             }
@@ -328,7 +331,15 @@ fn remove_any(path: &Path) -> io::Result<()> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
         Ok(_) => std::fs::remove_file(path),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+        // Nothing there, or a file where a directory on the way would be: nothing to remove.
+        Err(err)
+            if matches!(
+                err.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(())
+        }
         Err(err) => Err(err),
     }
 }
@@ -484,6 +495,24 @@ mod layer_tests {
         for link in ["bin", "lib"] {
             assert!(root.join(link).is_symlink(), "{link} stays a symlink");
         }
+    }
+
+    #[test]
+    fn only_a_written_entry_replaces_a_file_on_its_path() {
+        let (_base, root) = scratch();
+        apply_layer(&layer(&[Item::File("f", "keep")])[..], &root).unwrap();
+        // A whiteout, a hardlink to, and a directory entry's second look under a file leave
+        // it be.
+        apply_layer(&layer(&[Item::File("f/.wh.x", "")])[..], &root).unwrap();
+        apply_layer(&layer(&[Item::File("f/.wh..wh..opq", "")])[..], &root).unwrap();
+        assert!(apply_layer(&layer(&[Item::Hardlink("h", "f/x")])[..], &root).is_err());
+        let later = layer(&[Item::Dir("d"), Item::Dir("d/sub"), Item::File("d", "file")]);
+        apply_layer(&later[..], &root).unwrap();
+        assert_eq!(std::fs::read_to_string(root.join("f")).unwrap(), "keep");
+        assert_eq!(std::fs::read_to_string(root.join("d")).unwrap(), "file");
+        // A file written under it does replace it.
+        apply_layer(&layer(&[Item::File("f/x", "x")])[..], &root).unwrap();
+        assert_eq!(std::fs::read_to_string(root.join("f/x")).unwrap(), "x");
     }
 
     #[test]
