@@ -189,6 +189,7 @@ fn render_stats(stats: &StoreStats) -> String {
         ("actions", stats.actions, stats.action_bytes),
         ("logs", stats.logs, stats.log_bytes),
         ("leftovers", stats.leftovers, stats.leftover_bytes),
+        ("rootfs", stats.rootfs, stats.rootfs_bytes),
     ] {
         let _ = writeln!(out, "{what:<10} {count:>8}  {}", human_size(bytes));
     }
@@ -266,13 +267,14 @@ fn problems(count: usize) -> String {
 
 fn render_gc(report: &GcReport, max: u64) -> String {
     let mut out = String::new();
-    let rows: [(&str, Removed); 6] = [
+    let rows: [(&str, Removed); 7] = [
         ("leftover files", report.leftovers),
         ("broken actions", report.broken_actions),
         ("unreferenced blobs", report.unreferenced_blobs),
         ("evicted actions", report.evicted_actions),
         ("evicted logs", report.evicted_logs),
         ("stale restore refs", report.stale_restore_refs),
+        ("evicted rootfs", report.evicted_rootfs),
     ];
     let _ = writeln!(out, "removed");
     for (what, removed) in rows {

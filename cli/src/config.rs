@@ -427,7 +427,7 @@ fn load_builder(
         BuilderSource::Image(reference) => reference,
     };
     let image = RunImage::load(reference)?;
-    let (uid, gid) = crate::prepare::build_user(&image)?;
+    let (uid, gid) = strata_exporter::builduser::build_user(&image)?;
     let owners = context.sandbox.host_owner().map(|host| OwnerMap {
         image: (uid, gid),
         host,

@@ -57,6 +57,8 @@ pub(crate) enum CliError {
     #[diagnostic(transparent)]
     BuilderImage(#[from] Box<strata_exporter::builderimage::BuilderImageError>),
     #[error(transparent)]
+    BuildUser(#[from] strata_exporter::builduser::BuildUserError),
+    #[error(transparent)]
     AppDir(#[from] AppDirError),
     #[error(transparent)]
     Base(#[from] strata_exporter::base::BaseError),
@@ -157,6 +159,7 @@ impl CliError {
             | CliError::RunImageLayer(_)
             | CliError::Rootfs(_)
             | CliError::BuilderImage(_)
+            | CliError::BuildUser(_)
             | CliError::AppDir(_)
             | CliError::Sandbox(_)
             | CliError::OsRelease(_)

@@ -24,10 +24,11 @@ use strata_engine::platform::{PlatformDir, TargetEnv};
 use strata_engine::sandbox::{Root, Sandbox};
 use strata_engine::scratch::{self, ScratchDir};
 use strata_engine::store::{Store, store_dir};
+use strata_exporter::builduser::build_user;
 use strata_exporter::layout::LayoutError;
 use strata_exporter::reference::ImageRef;
 use strata_exporter::rootfs::unpack_rootfs;
-use strata_exporter::runimage::{RunImage, RunImageError};
+use strata_exporter::runimage::{ImageRole, RunImage, RunImageError};
 use strata_exporter::unpack::OwnerMap;
 use strata_planner::{
     CachingDetector, DetectResult, Plan, Records, ServiceInput, resolve_for_exec_env,
@@ -35,6 +36,7 @@ use strata_planner::{
 use strata_planner::{HashStats, ScanOptions, SourceTree, StatCache, scan, stat_cache_path};
 use strata_planner::{TaskKey, bindings_digest};
 
+use crate::cache::CacheError;
 use crate::config::{BuildImageSource, InputConfig, RunImageSource, ServiceConfig};
 use crate::error::CliError;
 
@@ -58,6 +60,9 @@ pub(crate) struct Prepared {
     pub(crate) notes: Vec<String>,
     /// A scratch directory, removed on drop (or by a signal, see `strata_engine::scratch`).
     pub(crate) _scratch: ScratchDir,
+    /// The store, open from before the build images are unpacked until the build is done:
+    /// `strata cache gc` does not remove a tree the build runs on.
+    pub(crate) _store: Store,
 }
 
 /// One planned service.
@@ -116,6 +121,7 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
     };
 
     let run_images = load_run_images(config, &in_service)?;
+    let store = Store::open(&store_dir(&config.cache_dir)).map_err(CacheError::from)?;
     let mut notes = Vec::new();
     let build_roots = build_roots(config, &mut notes)?;
     let targets = targets(config, &run_images, &build_roots)?;
@@ -190,8 +196,6 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
     }
 
     // Statuses: cached when the store has the task's output, else why it will run.
-    let store =
-        Store::open(&store_dir(&config.cache_dir)).map_err(crate::cache::CacheError::from)?;
     let cached = |key: &TaskKey| store.has_action(key);
     let records = Records::new(&config.cache_dir);
     for (index, service) in services.iter().enumerate() {
@@ -206,6 +210,7 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
         detect_ran,
         notes,
         _scratch: scratch,
+        _store: store,
     })
 }
 
@@ -294,22 +299,18 @@ fn load_run_images(
 /// run image and stack are made): the error says to run it.
 fn not_made_hint(err: RunImageError) -> CliError {
     if let RunImageError::Layout {
-        reference,
-        source: LayoutError::Missing { dir },
-    } = err
+        reference, source, ..
+    } = &err
+        && let LayoutError::Missing { dir } = source.as_ref()
+        && let Some(script) = dir
+            .parent()
+            .map(|parent| parent.join("make.sh"))
+            .filter(|script| script.is_file())
     {
-        let script = dir.parent().map(|parent| parent.join("make.sh"));
-        return match script.filter(|script| script.is_file()) {
-            Some(script) => CliError::RunImageNotMade {
-                reference,
-                hint: format!("it is made by `{}`: run that first", script.display()),
-                source: Box::new(LayoutError::Missing { dir }),
-            },
-            None => RunImageError::Layout {
-                reference,
-                source: LayoutError::Missing { dir },
-            }
-            .into(),
+        return CliError::RunImageNotMade {
+            reference: reference.clone(),
+            hint: format!("it is made by `{}`: run that first", script.display()),
+            source: Box::new(LayoutError::Missing { dir: dir.clone() }),
         };
     }
     err.into()
@@ -349,7 +350,7 @@ fn build_roots(
                         "the build image `{reference}` needs the sandbox: it cannot be used with --sandbox none"
                     )));
                 }
-                let image = RunImage::load(reference)?;
+                let image = RunImage::load_as(reference, ImageRole::Build)?;
                 let (uid, gid) = build_user(&image)?;
                 let owners = config.sandbox.host_owner().map(|host| OwnerMap {
                     image: (uid, gid),
@@ -390,26 +391,6 @@ fn service_build_key(root_key: &str, service: &ServiceConfig) -> String {
     match &service.build_config {
         Some(config) => format!("{root_key} build-config={}", config.digest),
         None => root_key.to_owned(),
-    }
-}
-
-/// The build user of a build image: `CNB_USER_ID`/`CNB_GROUP_ID` from its env, else a numeric
-/// `User` (`uid[:gid]`) of its config, else the CNB default.
-pub(crate) fn build_user(image: &RunImage) -> Result<(u32, u32), CliError> {
-    if image.env_var("CNB_USER_ID").is_some() || image.env_var("CNB_GROUP_ID").is_some() {
-        let owner = image.cnb_user()?;
-        return Ok((owner.uid, owner.gid));
-    }
-    let user = image
-        .config
-        .config()
-        .as_ref()
-        .and_then(|c| c.user().clone())
-        .unwrap_or_default();
-    let (uid, gid) = user.split_once(':').unwrap_or((&user, &user));
-    match (uid.parse(), gid.parse()) {
-        (Ok(uid), Ok(gid)) => Ok((uid, gid)),
-        _ => Ok(strata_engine::sandbox::DEFAULT_BUILD_USER),
     }
 }
 

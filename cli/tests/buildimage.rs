@@ -411,3 +411,152 @@ fn a_build_image_needs_the_sandbox() {
         stderr(&result)
     );
 }
+
+/// A build image whose config names its build user `user` (and sets `env`), with the users
+/// `builder` (1234:1235) and group `builders` (1236) in its own /etc/passwd and /etc/group.
+fn named_user_image(root: &Path, name: &str, user: &str, env: &[&str]) -> String {
+    let image = RunImageCopy::new(root, name)
+        .layer("build user", |rootfs| {
+            let append = |file: &str, line: &str| {
+                let path = rootfs.join(file);
+                let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+                text.push_str(line);
+                std::fs::write(&path, text).unwrap();
+            };
+            append("etc/passwd", "builder:x:1234:1235::/home/builder:/bin/sh\n");
+            append("etc/group", "builders:x:1236:builder\n");
+            std::fs::write(rootfs.join("etc/os-release"), "ID=strata-test\n").unwrap();
+            let tool = rootfs.join("usr/bin/only-in-build-image");
+            std::fs::write(&tool, "#!/bin/sh\necho tool-ran\n").unwrap();
+            std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let private = rootfs.join("etc/cnb-private");
+            std::fs::write(&private, "mine\n").unwrap();
+            std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::os::unix::fs::chown(&private, Some(1234), Some(1235)).unwrap();
+        })
+        .user(user);
+    let reference = image.reference();
+    let dir = reference.strip_prefix("oci:").unwrap();
+    // Without the example image's CNB_USER_ID/CNB_GROUP_ID: only `env`.
+    let mut args = vec!["config", "--image", dir, "--clear=config.env"];
+    args.extend(["--config.env", "PATH=/usr/bin:/bin"]);
+    for var in env {
+        args.extend(["--config.env", var]);
+    }
+    tool("umoci", &args);
+    reference
+}
+
+/// Builds the probe on `image`; the uid and gid it ran as, or the failed run.
+fn build_as(root: &Path, image: &str) -> Result<String, std::process::Output> {
+    let bp = probe_buildpack(root);
+    let app = app(root);
+    let out = root.join("out");
+    let output = format!("oci:{}:app", out.display());
+    let result = strata(
+        root,
+        &[
+            "build",
+            app.to_str().unwrap(),
+            "--buildpack",
+            bp.to_str().unwrap(),
+            "--build-image",
+            image,
+            "--output",
+            &output,
+        ],
+    );
+    if !result.status.success() {
+        return Err(result);
+    }
+    let bundle = root.join("bundle");
+    let _ = std::fs::remove_dir_all(&bundle);
+    tool(
+        "umoci",
+        &[
+            "unpack",
+            "--image",
+            &format!("{}:app", out.display()),
+            bundle.to_str().unwrap(),
+        ],
+    );
+    let layer = bundle.join("rootfs/layers/test_probe/l");
+    let read = |name: &str| std::fs::read_to_string(layer.join(name)).unwrap();
+    assert_eq!(read("private"), "mine\n", "the build user owns its files");
+    Ok(format!("{}:{}", read("uid").trim(), read("gid").trim()))
+}
+
+#[test]
+fn a_build_user_by_name_is_looked_up_in_the_images_passwd_and_group() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (user, expected) in [("builder", "1234:1235"), ("builder:builders", "1234:1236")] {
+        let name = format!("image-{}", user.replace(':', "-"));
+        let image = named_user_image(tmp.path(), &name, user, &[]);
+        assert_eq!(build_as(tmp.path(), &image).unwrap(), expected, "{user}");
+    }
+    // A name the image does not know: the image's CNB_USER_ID/CNB_GROUP_ID, else an error.
+    let image = named_user_image(
+        tmp.path(),
+        "image-env",
+        "nobody-here",
+        &["CNB_USER_ID=1234", "CNB_GROUP_ID=1235"],
+    );
+    assert_eq!(build_as(tmp.path(), &image).unwrap(), "1234:1235");
+    let image = named_user_image(tmp.path(), "image-unknown", "nobody-here", &[]);
+    let failed = build_as(tmp.path(), &image).unwrap_err();
+    assert_exit(&failed, 2);
+    // One line, as miette wraps it.
+    let err = stderr(&failed).replace('│', " ");
+    let err = err.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        err.contains(&format!("build image `{image}` runs as User `nobody-here`"))
+            && err.contains("no user `nobody-here`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn errors_about_a_build_image_name_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let image = build_image(tmp.path(), "build-image", "one");
+    let bp = probe_buildpack(tmp.path());
+    let app = app(tmp.path());
+    let plan = |image: &str| {
+        strata(
+            tmp.path(),
+            &[
+                "plan",
+                app.to_str().unwrap(),
+                "--buildpack",
+                bp.to_str().unwrap(),
+                "--build-image",
+                image,
+            ],
+        )
+    };
+    let untagged = image.replace(":busybox", ":nosuchtag");
+    // One line, as miette wraps it.
+    let said = |result: &std::process::Output| {
+        let err = stderr(result).replace('│', " ");
+        err.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    let result = plan(&untagged);
+    assert_exit(&result, 2);
+    let err = said(&result);
+    assert!(
+        err.contains(&format!("cannot load build image `{untagged}`")),
+        "{err}"
+    );
+    assert!(!err.contains("run image"), "{err}");
+    // A layer blob gone.
+    let blob = layer_blobs(&image).pop().unwrap();
+    std::fs::remove_file(&blob).unwrap();
+    let result = plan(&image);
+    assert_exit(&result, 2);
+    let err = said(&result);
+    assert!(
+        err.contains(&format!("build image `{image}` is incomplete")),
+        "{err}"
+    );
+    assert!(!err.contains("run image"), "{err}");
+}

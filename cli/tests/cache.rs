@@ -162,3 +162,57 @@ fn a_bad_max_size_is_a_usage_error() {
     assert_exit(&run(dir.path(), &["gc", "--max-size", "10GiB"]), 0);
     assert_exit(&run(dir.path(), &["gc", "--max-size"]), 2);
 }
+
+#[test]
+fn stats_and_gc_count_and_evict_unpacked_build_images() {
+    let dir = tempfile::tempdir().unwrap();
+    stock(dir.path());
+    let rootfs = store_dir(dir.path()).join("rootfs");
+    // Two trees, the first used before either action; a killed unpack's temp dir.
+    let old = rootfs.join("a".repeat(64));
+    let recent = rootfs.join("b".repeat(64));
+    let unpacking = rootfs.join(".unpacking-x1");
+    for (tree, bytes) in [(&old, 1000), (&recent, 2000), (&unpacking, 500)] {
+        std::fs::create_dir_all(tree.join("etc")).unwrap();
+        std::fs::write(tree.join("etc/file"), vec![0; bytes]).unwrap();
+        // As an image's /proc: read-only.
+        std::fs::create_dir(tree.join("proc")).unwrap();
+        std::fs::set_permissions(tree.join("proc"), std::fs::Permissions::from_mode(0o555))
+            .unwrap();
+    }
+    std::fs::File::open(&old)
+        .unwrap()
+        .set_modified(SystemTime::now() - Duration::from_hours(2))
+        .unwrap();
+
+    let out = run(dir.path(), &["stats", "--json"]);
+    assert_exit(&out, 0);
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["rootfs"], 2, "{stats}");
+    assert_eq!(stats["rootfs_bytes"], 3000, "{stats}");
+    assert_eq!(stats["leftover_bytes"], 500, "{stats}");
+    let text = stdout(&run(dir.path(), &["stats"]));
+    assert!(text.contains("rootfs            2  3.0 kB"), "{text}");
+
+    // Garbage only: the temp dir goes, the trees stay.
+    let out = run(dir.path(), &["gc", "--json"]);
+    assert_exit(&out, 0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["leftovers"]["bytes"], 500, "{report}");
+    assert!(!unpacking.exists());
+    assert!(old.is_dir() && recent.is_dir());
+
+    // Over the limit by less than the old tree: it goes first, being used longest ago.
+    let size = report["size_after"].as_u64().unwrap();
+    let max = (size - 500).to_string();
+    let out = run(dir.path(), &["gc", "--max-size", &max, "--json"]);
+    assert_exit(&out, 0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["evicted_rootfs"]["count"], 1, "{report}");
+    assert_eq!(report["evicted_rootfs"]["bytes"], 1000, "{report}");
+    assert_eq!(report["evicted_actions"]["count"], 0, "{report}");
+    assert!(!old.exists());
+    assert!(recent.is_dir());
+    let store = Store::open(&store_dir(dir.path())).unwrap();
+    assert!(store.get_action(&key(1)).is_some());
+}

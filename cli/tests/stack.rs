@@ -1,7 +1,8 @@
 //! The Debian 12 stack in examples/stack: make.sh gives a build and a run image that skopeo
 //! reads with the CNB user, env and labels, that runc runs, and whose digests two runs agree
-//! on. It downloads Debian packages and takes minutes, so it runs only with
-//! `STRATA_TEST_STACK=1` (CI sets it).
+//! on; the example monorepo builds on it with examples/stack/builder.toml (its buildpacks on
+//! the build image) and its images run with runc. It downloads Debian packages and takes
+//! minutes, so it runs only with `STRATA_TEST_STACK=1` (CI sets it).
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failing test
 
@@ -73,7 +74,12 @@ fn debian_stack_is_cnb_labelled_runnable_and_reproducible() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let (first, second) = (tmp.path().join("first"), tmp.path().join("second"));
+    // The first stack is made where examples/stack/builder.toml names it, in a copy of the
+    // examples, for the monorepo build below.
+    let examples_copy = tmp.path().join("examples");
+    copy_tree(&examples(), &examples_copy);
+    date_in_the_past(&examples_copy);
+    let (first, second) = (examples_copy.join("stack"), tmp.path().join("second"));
     let digests = make_stack(&first);
     for kind in ["build", "run"] {
         assert!(
@@ -153,9 +159,159 @@ fn debian_stack_is_cnb_labelled_runnable_and_reproducible() {
         }
     }
 
+    monorepo_builds_on_the_stack_and_runs_with_runc(tmp.path());
+
     assert_eq!(
         make_stack(&second),
         digests,
         "a second run gives the same image digests"
+    );
+}
+
+/// The README's command for the monorepo on the stack, in the copy of the examples under
+/// `tmp`: every service builds with its buildpacks on the Debian build image, and its images
+/// run on the Debian run image.
+fn monorepo_builds_on_the_stack_and_runs_with_runc(tmp: &Path) {
+    let build = strata(
+        tmp,
+        &[
+            "build",
+            "examples/monorepo",
+            "--builder",
+            "examples/stack/builder.toml",
+            "--json",
+        ],
+    );
+    assert_exit(&build, 0);
+    let report: serde_json::Value = serde_json::from_slice(&build.stdout).unwrap();
+    let services = service_digests(&report);
+    assert_eq!(services.len(), 10, "{report}");
+    // On the build image, so the build says nothing about running on the host.
+    assert!(
+        !stderr(&build).contains("not hermetic"),
+        "{}",
+        stderr(&build)
+    );
+
+    let layout = tmp.join("examples/monorepo/out");
+    let unpack = |service: &str| {
+        let bundle = tmp.join(format!("bundle-{service}"));
+        tool(
+            "umoci",
+            &[
+                "unpack",
+                "--image",
+                &format!("{}:{service}", layout.display()),
+                bundle.to_str().unwrap(),
+            ],
+        );
+        bundle
+    };
+    // The greeter runtime and the Procfile's web process, run by the launcher.
+    let api = unpack("api");
+    let out = docker_run(&api, None, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("Hi from greeter 1.2: orders API on :8080\n  GET    /v1/orders\n"),
+        "{stdout}"
+    );
+    // On the Debian run image, as its CNB user.
+    let out = docker_run(
+        &api,
+        Some("/cnb/lifecycle/launcher"),
+        &[
+            "--",
+            "sh",
+            "-c",
+            "id -u; . /etc/os-release; echo $ID $VERSION_ID",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1000\ndebian 12\n");
+    // A static site: the site layer built with the build image's find, sort and gzip.
+    let docs = unpack("docs");
+    let out = docker_run(&docs, None, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with(
+            "Developer documentation (production): 4 file(s), served from /layers/examples_static/site/public\n"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("/guides/deploy.html"), "{stdout}");
+    buildpacks_run_on_the_build_image(tmp);
+}
+
+/// A buildpack built with the stack's builder finds the build image's own tool (tree) and its
+/// os-release, and runs as its CNB user; none of the host's files is there.
+fn buildpacks_run_on_the_build_image(tmp: &Path) {
+    let probe = tmp.join("probe");
+    std::fs::create_dir_all(probe.join("bin")).unwrap();
+    std::fs::write(
+        probe.join("buildpack.toml"),
+        "api = \"0.10\"\n[buildpack]\nid = \"test/probe\"\nversion = \"0.1.0\"\n",
+    )
+    .unwrap();
+    let script = |path: &str, body: &str| {
+        let path = probe.join(path);
+        std::fs::write(&path, body).unwrap();
+        let mut perms = std::fs::metadata(&path).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&path, perms).unwrap();
+    };
+    script("bin/detect", "#!/bin/sh\nexit 0\n");
+    // A tool of this host (the tests need it) that the Debian build image does not have.
+    let host_only = tool("sh", &["-c", "command -v umoci"]);
+    let host_only = host_only.trim();
+    assert!(Path::new(host_only).is_absolute(), "{host_only}");
+    script(
+        "bin/build",
+        &format!(
+            "#!/bin/bash\nset -e\nmkdir -p \"$1/probe\"\n{{ tree --version; id -u; id -g; \
+             . /etc/os-release; echo \"$PRETTY_NAME\"; \
+             test -e {host_only} && echo host-file-seen || echo no-host-file; }} > \"$1/probe/found\"\n\
+             printf '[types]\\nlaunch = true\\n' > \"$1/probe.toml\"\n"
+        ),
+    );
+    let app = tmp.join("probe-app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(app.join("README"), "probe").unwrap();
+    let output = format!("oci:{}:probe", tmp.join("probe-out").display());
+    let build = strata(
+        tmp,
+        &[
+            "build",
+            app.to_str().unwrap(),
+            "--builder",
+            "examples/stack/builder.toml",
+            "--buildpack",
+            probe.to_str().unwrap(),
+            "--output",
+            &output,
+        ],
+    );
+    assert_exit(&build, 0);
+    let bundle = tmp.join("bundle-probe");
+    tool(
+        "umoci",
+        &[
+            "unpack",
+            "--image",
+            &format!("{}:probe", tmp.join("probe-out").display()),
+            bundle.to_str().unwrap(),
+        ],
+    );
+    let found =
+        std::fs::read_to_string(bundle.join("rootfs/layers/test_probe/probe/found")).unwrap();
+    let lines: Vec<&str> = found.lines().collect();
+    assert!(lines[0].starts_with("tree v"), "{found}");
+    assert_eq!(
+        lines[1..],
+        [
+            "1000",
+            "1000",
+            "Debian GNU/Linux 12 (bookworm)",
+            "no-host-file"
+        ],
+        "{found}"
     );
 }

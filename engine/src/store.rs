@@ -15,6 +15,7 @@
 //! logs/<2 hex>/<key>.log        the last log of each task
 //! restore/<2 hex>/<id>.json     the key of an opaque buildpack's last run per service: what
 //!                               its next run restores (see `restore`)
+//! rootfs/<hex>/                 build images' root filesystems, unpacked (see `rootfs`)
 //! tmp/                          files being written; whatever stays here is a killed writer's
 //! moved/                        stores of another format version, moved aside for gc to remove
 //! ```
@@ -65,6 +66,7 @@ mod files;
 mod format;
 mod gc;
 mod restore;
+mod rootfs;
 mod scan;
 mod verify;
 
@@ -90,6 +92,7 @@ use crate::hashing::HashingWriter;
 use crate::scratch::{self, ScratchDir, TempHome};
 
 pub use gc::{GcReport, Removed};
+pub use rootfs::{mark_rootfs_used, rootfs_dir};
 pub use scan::StoreStats;
 pub use verify::{ActionProblem, BrokenAction, CorruptBlob, UnparsableAction, VerifyReport};
 
@@ -102,6 +105,7 @@ const BLOBS: &str = "blobs/sha256";
 const ACTIONS: &str = "actions";
 const LOGS: &str = "logs";
 const RESTORE: &str = "restore";
+const ROOTFS: &str = "rootfs";
 const TMP: &str = "tmp";
 const MOVED: &str = "moved";
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;

@@ -156,6 +156,9 @@ pub enum BuilderCreateError {
         #[source]
         source: Box<RunImageError>,
     },
+    /// The build image's build user cannot be told.
+    #[error(transparent)]
+    BuildUser(#[from] crate::builduser::BuildUserError),
     /// A build image layer is not on disk.
     #[error("build image {reference}: layer {digest} is not on disk")]
     LayerNotLocal {
@@ -307,27 +310,13 @@ pub fn recorded_run_images(
         .collect()
 }
 
-/// The build user of `image`: `CNB_USER_ID`/`CNB_GROUP_ID` from its Env, else a numeric
-/// `User` (`uid[:gid]`), else the CNB default, as a build on that image runs.
+/// The build user of `image`, as a build on that image runs (see [`crate::builduser`]).
 ///
 /// # Errors
-/// [`RunImageError::InvalidId`] for a `CNB_*_ID` that is not a number.
-pub fn build_user(image: &RunImage) -> Result<Owner, RunImageError> {
-    if image.env_var("CNB_USER_ID").is_some() || image.env_var("CNB_GROUP_ID").is_some() {
-        return image.cnb_user();
-    }
-    let user = image
-        .config
-        .config()
-        .as_ref()
-        .and_then(|c| c.user().clone())
-        .unwrap_or_default();
-    let (uid, gid) = user.split_once(':').unwrap_or((&user, &user));
-    let (uid, gid) = if let (Ok(uid), Ok(gid)) = (uid.parse(), gid.parse()) {
-        (uid, gid)
-    } else {
-        strata_engine::sandbox::DEFAULT_BUILD_USER
-    };
+/// [`crate::builduser::BuildUserError`] for ids that are not numbers or a `User` the image
+/// does not know.
+pub fn build_user(image: &RunImage) -> Result<Owner, crate::builduser::BuildUserError> {
+    let (uid, gid) = crate::builduser::build_user(image)?;
     Ok(Owner::new(uid, gid))
 }
 
@@ -575,10 +564,7 @@ pub fn assemble(
         &base.arch().to_string(),
         (label(DISTRO_NAME_LABEL), label(DISTRO_VERSION_LABEL)),
     )?;
-    let user = build_user(base).map_err(|source| BuilderCreateError::BuildImage {
-        reference: base.reference.clone(),
-        source: Box::new(source),
-    })?;
+    let user = build_user(base)?;
 
     let mut image = Assembly {
         req,

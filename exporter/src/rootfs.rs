@@ -7,6 +7,10 @@
 //! half-unpacked tree is never found. Each layer blob is hashed while it is unpacked and must
 //! match both its manifest digest and its diffID, or the tree is thrown away. Layers are
 //! applied with [`crate::unpack::apply_layer`], which keeps every entry inside the tree.
+//!
+//! Each use marks the tree used ([`mark_rootfs_used`]), so that `strata cache gc` evicts the
+//! trees no recent build used first. The caller holds the store open meanwhile, so that `gc`
+//! never removes a tree being made or used.
 
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -14,6 +18,8 @@ use std::path::{Path, PathBuf};
 use flate2::read::MultiGzDecoder;
 use oci_spec::image::MediaType;
 use sha2::{Digest as _, Sha256};
+
+use strata_engine::store::{mark_rootfs_used, rootfs_dir};
 
 use crate::runimage::{RunImage, RunImageLayer};
 use crate::unpack::{OwnerMap, apply_layer_owned};
@@ -116,9 +122,10 @@ pub fn unpack_rootfs(
     store_root: &Path,
     owners: Option<OwnerMap>,
 ) -> Result<PathBuf, RootfsError> {
-    let parent = store_root.join("rootfs");
+    let parent = rootfs_dir(store_root);
     let dir = parent.join(rootfs_name(image, owners));
     if dir.is_dir() {
+        mark_rootfs_used(&dir);
         return Ok(dir);
     }
     let store_err = |path: &Path| {
@@ -141,7 +148,10 @@ pub fn unpack_rootfs(
     .map_err(store_err(temp.path()))?;
     let temp = temp.keep();
     match std::fs::rename(&temp, &dir) {
-        Ok(()) => Ok(dir),
+        Ok(()) => {
+            mark_rootfs_used(&dir);
+            Ok(dir)
+        }
         // Another build unpacked the same layers meanwhile: theirs is as good.
         Err(_) if dir.is_dir() => {
             let _ = std::fs::remove_dir_all(&temp);

@@ -32,6 +32,25 @@ use crate::reference::ImageRef;
 /// uid and gid of the CNB user when the run image does not set `CNB_USER_ID`/`CNB_GROUP_ID`.
 pub const DEFAULT_CNB_ID: u32 = 1000;
 
+/// What an image is loaded for, as its errors name it: the same loader reads run images and
+/// build images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ImageRole {
+    /// The base an app image is assembled on.
+    Run,
+    /// The root filesystem buildpacks run on.
+    Build,
+}
+
+impl std::fmt::Display for ImageRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ImageRole::Run => "run image",
+            ImageRole::Build => "build image",
+        })
+    }
+}
+
 /// The run image labels that name its distribution, for `CNB_TARGET_DISTRO_*`.
 const DISTRO_NAME_LABEL: &str = "io.buildpacks.base.distro.name";
 const DISTRO_VERSION_LABEL: &str = "io.buildpacks.base.distro.version";
@@ -75,30 +94,34 @@ pub struct RunImageLayer {
 #[derive(Debug, thiserror::Error)]
 pub enum RunImageError {
     /// The layout could not be read, has no such tag, or a JSON blob is missing or corrupt.
-    #[error("cannot load run image `{reference}`")]
+    #[error("cannot load {role} `{reference}`")]
     Layout {
-        /// The run image reference.
+        /// What the image was loaded as.
+        role: ImageRole,
+        /// The image reference.
         reference: String,
-        /// What went wrong in the layout.
+        /// What went wrong in the layout (boxed: it is the largest of these errors).
         #[source]
-        source: LayoutError,
+        source: Box<LayoutError>,
     },
     /// The manifest's config is not an image config.
-    #[error(
-        "run image `{reference}` has a config of media type `{media_type}`, not an image config"
-    )]
+    #[error("{role} `{reference}` has a config of media type `{media_type}`, not an image config")]
     NotAnImage {
-        /// The run image reference.
+        /// What the image was loaded as.
+        role: ImageRole,
+        /// The image reference.
         reference: String,
         /// The config descriptor's media type.
         media_type: String,
     },
     /// Manifest layers and `rootfs.diff_ids` differ in number.
     #[error(
-        "run image `{reference}` lists {layers} layers in its manifest but {diff_ids} diff_ids in its config"
+        "{role} `{reference}` lists {layers} layers in its manifest but {diff_ids} diff_ids in its config"
     )]
     LayerCountMismatch {
-        /// The run image reference.
+        /// What the image was loaded as.
+        role: ImageRole,
+        /// The image reference.
         reference: String,
         /// Number of manifest layers.
         layers: usize,
@@ -107,10 +130,12 @@ pub enum RunImageError {
     },
     /// A layer of a media type strata cannot reuse.
     #[error(
-        "run image `{reference}` has layer `{digest}` of media type `{media_type}`, which strata cannot use"
+        "{role} `{reference}` has layer `{digest}` of media type `{media_type}`, which strata cannot use"
     )]
     UnsupportedLayer {
-        /// The run image reference.
+        /// What the image was loaded as.
+        role: ImageRole,
+        /// The image reference.
         reference: String,
         /// The layer digest.
         digest: String,
@@ -118,17 +143,21 @@ pub enum RunImageError {
         media_type: String,
     },
     /// A diffID that is not a sha256 digest.
-    #[error("run image `{reference}` has an invalid diff_id `{diff_id}`")]
+    #[error("{role} `{reference}` has an invalid diff_id `{diff_id}`")]
     InvalidDiffId {
-        /// The run image reference.
+        /// What the image was loaded as.
+        role: ImageRole,
+        /// The image reference.
         reference: String,
         /// The offending value.
         diff_id: String,
     },
     /// A layer blob the manifest names is absent (or has the wrong size).
-    #[error("run image `{reference}` is incomplete: layer blob `{digest}` is missing or has the wrong size at `{}`", path.display())]
+    #[error("{role} `{reference}` is incomplete: layer blob `{digest}` is missing or has the wrong size at `{}`", path.display())]
     MissingLayerBlob {
-        /// The run image reference.
+        /// What the image was loaded as.
+        role: ImageRole,
+        /// The image reference.
         reference: String,
         /// The layer digest.
         digest: String,
@@ -166,12 +195,21 @@ impl RunImage {
     /// [`RunImageError::Layout`] (missing layout, unknown tag — with the tags present —,
     /// missing or corrupt manifest or config), or an inconsistent image.
     pub fn load(image_ref: &ImageRef) -> Result<RunImage, RunImageError> {
+        Self::load_as(image_ref, ImageRole::Run)
+    }
+
+    /// [`RunImage::load`], for an image used as `role`: its errors name it so.
+    ///
+    /// # Errors
+    /// As [`RunImage::load`].
+    pub fn load_as(image_ref: &ImageRef, role: ImageRole) -> Result<RunImage, RunImageError> {
         match image_ref {
             ImageRef::OciLayout { dir, tag } => {
                 let reference = image_ref.to_string();
                 let wrap = |source| RunImageError::Layout {
+                    role,
                     reference: reference.clone(),
-                    source,
+                    source: Box::new(source),
                 };
                 let layout = Layout::open(dir).map_err(wrap)?;
                 let (descriptor, manifest) = layout.resolve(tag).map_err(wrap)?;
@@ -181,6 +219,7 @@ impl RunImage {
                     MediaType::Other(other) if other == DOCKER_CONFIG => {}
                     other => {
                         return Err(RunImageError::NotAnImage {
+                            role,
                             reference,
                             media_type: other.to_string(),
                         });
@@ -189,19 +228,21 @@ impl RunImage {
                 let config: ImageConfiguration = layout
                     .read_json(config_descriptor, "image config")
                     .map_err(wrap)?;
-                let layers = pair_layers(&reference, &manifest, &config, |layer| {
+                let layers = pair_layers((role, &reference), &manifest, &config, |layer| {
                     let path = layout.blob_path(layer.digest());
                     match std::fs::symlink_metadata(&path) {
                         Ok(meta) if meta.is_file() && meta.len() == layer.size() => Ok(path),
                         // A symlink is never followed, nor linked into an output as one.
                         Ok(meta) if !meta.is_file() => Err(RunImageError::Layout {
+                            role,
                             reference: reference.clone(),
-                            source: LayoutError::NotAFile {
+                            source: Box::new(LayoutError::NotAFile {
                                 path,
                                 kind: kind_of(meta.file_type()),
-                            },
+                            }),
                         }),
                         _ => Err(RunImageError::MissingLayerBlob {
+                            role,
                             reference: reference.clone(),
                             digest: layer.digest().to_string(),
                             path,
@@ -310,7 +351,7 @@ impl RunImage {
 /// Pairs manifest layers with the config's diffIDs, checking media types and diffIDs, and
 /// asks `locate` where each blob is.
 fn pair_layers(
-    reference: &str,
+    (role, reference): (ImageRole, &str),
     manifest: &ImageManifest,
     config: &ImageConfiguration,
     mut locate: impl FnMut(&Descriptor) -> Result<PathBuf, RunImageError>,
@@ -318,6 +359,7 @@ fn pair_layers(
     let diff_ids = config.rootfs().diff_ids();
     if diff_ids.len() != manifest.layers().len() {
         return Err(RunImageError::LayerCountMismatch {
+            role,
             reference: reference.to_owned(),
             layers: manifest.layers().len(),
             diff_ids: diff_ids.len(),
@@ -337,6 +379,7 @@ fn pair_layers(
             };
             if !usable {
                 return Err(RunImageError::UnsupportedLayer {
+                    role,
                     reference: reference.to_owned(),
                     digest: descriptor.digest().to_string(),
                     media_type: descriptor.media_type().to_string(),
@@ -347,6 +390,7 @@ fn pair_layers(
                 .is_ok_and(|d| *d.algorithm() == DigestAlgorithm::Sha256);
             if !is_sha256 {
                 return Err(RunImageError::InvalidDiffId {
+                    role,
                     reference: reference.to_owned(),
                     diff_id: diff_id.clone(),
                 });

@@ -78,12 +78,15 @@ const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
 /// a container runtime does: whiteouts delete what the layers below put there, an entry
 /// replaces what is at its path (but a directory merges into a directory).
 ///
-/// The layer is untrusted, and `root` is on the host: an entry with a `..` component, one
-/// whose parent path passes through a symlink (a lower layer's `evil -> /etc`, then
-/// `evil/passwd`) and a hardlink to a file outside the root are refused; an absolute path is
-/// taken relative to the root; an entry at a symlink's path replaces the symlink and is never
-/// written through it. Device nodes and FIFOs are skipped (the sandbox brings its own `/dev`).
-/// Owners are not kept (the files belong to whoever unpacks), modes are.
+/// The layer is untrusted, and `root` is on the host. An entry with a `..` component is
+/// refused; an absolute path is taken relative to the root. A symlink on an entry's parent
+/// path is followed as it would be with `root` as `/` (see [`resolve_in`]): Debian's
+/// `bin -> usr/bin` makes a later `bin/foo` land in `usr/bin/foo`, as docker and umoci
+/// unpack it, while a lower layer's `evil -> /etc` makes `evil/passwd` land in the root's own
+/// `etc/`, never the host's. An entry at a symlink's path replaces the symlink and is never
+/// written through it; a hardlink must name a file of the root. Device nodes and FIFOs are
+/// skipped (the sandbox brings its own `/dev`). Owners are not kept (the files belong to
+/// whoever unpacks), modes are.
 ///
 /// # Errors
 /// `InvalidData` for a refused entry or a malformed tar, or the I/O error of a write.
@@ -116,39 +119,41 @@ pub fn apply_layer_owned(
     archive.set_overwrite(true);
     std::fs::create_dir_all(root)?;
     let root = &root.canonicalize()?;
-    // What this layer itself put in place, so that its own opaque whiteout (which may come
-    // after its entries in the same directory) spares them.
+    // What this layer itself put in place (host paths), so that its own opaque whiteout
+    // (which may come after its entries in the same directory) spares them.
     let mut written: std::collections::HashSet<PathBuf> = std::collections::HashSet::new();
     let mut directories = Vec::new();
     for entry in archive.entries()? {
         let mut entry = entry?;
         let path = relative(&entry.path()?)?;
-        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+        let Some(name) = path.file_name().map(std::ffi::OsStr::to_owned) else {
             // The root itself (`./`): nothing to create.
             continue;
         };
         let parent = path.parent().unwrap_or(Path::new(""));
-        let host_parent = no_symlink_in(root, parent)?;
         if name == OPAQUE_WHITEOUT {
+            let host_parent = resolve_in(root, parent, false)?;
             if host_parent.is_dir() {
                 for child in std::fs::read_dir(&host_parent)? {
-                    let child = child?;
-                    let rel = parent.join(child.file_name());
-                    if !written.iter().any(|w| w.starts_with(&rel)) {
-                        remove_any(&child.path())?;
+                    let child = child?.path();
+                    if !written.iter().any(|w| w.starts_with(&child)) {
+                        remove_any(&child)?;
                     }
                 }
             }
             continue;
         }
-        if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
+        if let Some(hidden) = name
+            .to_str()
+            .and_then(|name| name.strip_prefix(WHITEOUT_PREFIX))
+        {
             if hidden.is_empty() || hidden == "." || hidden == ".." {
                 return Err(invalid(format!(
                     "the whiteout {} names no file",
                     path.display()
                 )));
             }
-            remove_any(&host_parent.join(hidden))?;
+            remove_any(&resolve_in(root, parent, false)?.join(hidden))?;
             continue;
         }
         let kind = entry.header().entry_type();
@@ -158,24 +163,12 @@ pub fn apply_layer_owned(
         ) {
             continue;
         }
-        if kind.is_hard_link() {
-            let target = entry
-                .link_name()?
-                .ok_or_else(|| invalid(format!("the hardlink {} has no target", path.display())))?;
-            let target = relative(&target)?;
-            let target_parent = target.parent().unwrap_or(Path::new(""));
-            let host_target = no_symlink_in(root, target_parent)?;
-            let meta = target
-                .file_name()
-                .map(|n| std::fs::symlink_metadata(host_target.join(n)));
-            if !matches!(meta, Some(Ok(ref m)) if m.is_file()) {
-                return Err(invalid(format!(
-                    "the hardlink {} links to {}, which is no file of the image",
-                    path.display(),
-                    target.display()
-                )));
-            }
-        }
+        let link_source = if kind.is_hard_link() {
+            Some(hardlink_source(&entry, &path, root)?)
+        } else {
+            None
+        };
+        let host_parent = resolve_in(root, parent, true)?;
         let host_path = host_parent.join(&name);
         if let Ok(existing) = std::fs::symlink_metadata(&host_path) {
             // A directory merges into a directory; anything else is replaced, so that no
@@ -184,18 +177,23 @@ pub fn apply_layer_owned(
                 remove_any(&host_path)?;
             }
         }
-        written.insert(path.clone());
+        written.insert(host_path.clone());
         let owner = owners.map(|map| {
             let header = entry.header();
             let uid = header.uid().ok() == Some(u64::from(map.image.0));
             let gid = header.gid().ok() == Some(u64::from(map.image.1));
             (uid.then_some(map.host), gid.then_some(map.host))
         });
+        // Every component of `host_parent` is a directory or missing: nothing followed
+        // below leads out of the root.
+        std::fs::create_dir_all(&host_parent)?;
         if kind == tar::EntryType::Directory {
             std::fs::create_dir_all(&host_path)?;
-            directories.push(entry);
-        } else if !entry.unpack_in(root)? {
-            return Err(outside(&path));
+            directories.push((path.clone(), entry));
+        } else if let Some(source) = link_source {
+            std::fs::hard_link(&source, &host_path)?;
+        } else {
+            entry.unpack(&host_path)?;
         }
         if let Some((uid, gid)) = owner
             && (uid.is_some() || gid.is_some())
@@ -205,15 +203,46 @@ pub fn apply_layer_owned(
         }
     }
     // Directory modes last, deepest first, so that a read-only directory does not keep its
-    // own files from being written.
-    directories.sort_by(|a, b| b.path_bytes().cmp(&a.path_bytes()));
-    for mut entry in directories {
-        let path = entry.path()?.into_owned();
-        if !entry.unpack_in(root)? {
-            return Err(outside(&path));
+    // own files from being written. Each is found again: a later entry of this layer may
+    // have replaced it (or a parent) with a symlink, which is never followed out of the root
+    // nor chmod-ed through.
+    directories.sort_by(|a, b| b.0.cmp(&a.0));
+    for (path, mut entry) in directories {
+        let Some(name) = path.file_name() else {
+            continue;
+        };
+        let parent = path.parent().unwrap_or(Path::new(""));
+        let host_path = resolve_in(root, parent, false)?.join(name);
+        if std::fs::symlink_metadata(&host_path).is_ok_and(|m| m.is_dir()) {
+            entry.unpack(&host_path)?;
         }
     }
     Ok(())
+}
+
+/// Where the hardlink `entry` (at `path`) points, on the host: a regular file of the root.
+fn hardlink_source<R: Read>(
+    entry: &tar::Entry<'_, R>,
+    path: &Path,
+    root: &Path,
+) -> io::Result<PathBuf> {
+    let target = entry
+        .link_name()?
+        .ok_or_else(|| invalid(format!("the hardlink {} has no target", path.display())))?;
+    let target = relative(&target)?;
+    let no_file = || {
+        invalid(format!(
+            "the hardlink {} links to {}, which is no file of the image",
+            path.display(),
+            target.display()
+        ))
+    };
+    let name = target.file_name().ok_or_else(no_file)?;
+    let source = resolve_in(root, target.parent().unwrap_or(Path::new("")), false)?.join(name);
+    match std::fs::symlink_metadata(&source) {
+        Ok(meta) if meta.is_file() => Ok(source),
+        _ => Err(no_file()),
+    }
 }
 
 /// `path` as a path relative to the root: leading `/` and `.` dropped, a `..` refused.
@@ -229,20 +258,65 @@ fn relative(path: &Path) -> io::Result<PathBuf> {
     Ok(out)
 }
 
-/// `root.join(parent)`, after checking that no component of it is a symlink (which could
-/// point anywhere on the host); missing components are fine (they are made as directories).
-fn no_symlink_in(root: &Path, parent: &Path) -> io::Result<PathBuf> {
+/// How many symlinks one path may pass through before it is taken for a loop (Linux's
+/// limit).
+const MAX_SYMLINKS: usize = 40;
+
+/// The host path of the directory `parent` (relative, no `..`) names in the root filesystem
+/// at `root`, resolved as the kernel would with `root` as `/`: a symlink on the way is
+/// followed by reading it, an absolute target starts again at `root`, and `..` never climbs
+/// above it, so the result is always inside `root` and free of symlinks. With `make_way`
+/// (for an entry about to be written there), a file where a directory is wanted is removed:
+/// the entry replaces it; without (a whiteout, a hardlink's target, a second look) it stays,
+/// and the path leads nowhere. Missing components are fine (they are made as directories).
+///
+/// # Errors
+/// `InvalidData` after [`MAX_SYMLINKS`] symlinks (a loop), or the I/O error of a read.
+pub(crate) fn resolve_in(root: &Path, parent: &Path, make_way: bool) -> io::Result<PathBuf> {
+    // Components still to walk, the next one last.
+    let mut pending: Vec<std::ffi::OsString> = parent
+        .components()
+        .rev()
+        .map(|c| c.as_os_str().to_owned())
+        .collect();
     let mut at = root.to_path_buf();
-    for part in parent.components() {
-        at.push(part);
+    let mut links = 0;
+    while let Some(part) = pending.pop() {
+        match Path::new(&part).components().next() {
+            Some(Component::Normal(_)) => {}
+            Some(Component::ParentDir) => {
+                if at != root {
+                    at.pop();
+                }
+                continue;
+            }
+            // `.`, `/` (only ever from a link target, handled there) or empty.
+            _ => continue,
+        }
+        at.push(&part);
         match std::fs::symlink_metadata(&at) {
             Ok(meta) if meta.file_type().is_symlink() => {
-                return Err(invalid(format!(
-                    "the entry under {} passes through a symlink",
-                    parent.display()
-                )));
+                links += 1;
+                if links > MAX_SYMLINKS {
+                    return Err(invalid(format!(
+                        "the entry under {} passes through more than {MAX_SYMLINKS} symlinks",
+                        parent.display()
+                    )));
+                }
+                let target = std::fs::read_link(&at)?;
+                at.pop();
+                if target.is_absolute() {
+                    at = root.to_path_buf();
+                }
+                pending.extend(
+                    target
+                        .components()
+                        .rev()
+                        .filter(|c| !matches!(c, Component::RootDir | Component::Prefix(_)))
+                        .map(|c| c.as_os_str().to_owned()),
+                );
             }
-            Ok(meta) if !meta.is_dir() => {
+            Ok(meta) if make_way && !meta.is_dir() => {
                 // A file where a directory is wanted: the entry replaces it.
                 std::fs::remove_file(&at)?;
             }
@@ -257,7 +331,15 @@ fn remove_any(path: &Path) -> io::Result<()> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
         Ok(_) => std::fs::remove_file(path),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+        // Nothing there, or a file where a directory on the way would be: nothing to remove.
+        Err(err)
+            if matches!(
+                err.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(())
+        }
         Err(err) => Err(err),
     }
 }
@@ -334,22 +416,120 @@ mod layer_tests {
         assert_eq!(std::fs::read_to_string(inside).unwrap(), "x");
     }
 
+    /// `root`'s own copy of the host path `outside`: where an absolute link to it leads.
+    fn inside(root: &Path, outside: &Path) -> PathBuf {
+        root.join(outside.strip_prefix("/").unwrap())
+    }
+
     #[test]
-    fn write_through_a_symlink_is_refused() {
+    fn write_through_a_symlink_stays_inside_the_root() {
+        // In one layer, and with the symlink from a lower layer.
         let (base, root) = scratch();
         let target = base.path().to_str().unwrap().to_owned();
-        // In one layer, and with the symlink from a lower layer.
         let one = layer(&[
             Item::Symlink("evil", &target),
             Item::File("evil/pwned", "x"),
         ]);
-        assert!(apply_layer(&one[..], &root).is_err());
+        apply_layer(&one[..], &root).unwrap();
         assert!(!base.path().join("pwned").exists());
+        let landed = inside(&root, base.path()).join("pwned");
+        assert_eq!(std::fs::read_to_string(landed).unwrap(), "x");
         let (base, root) = scratch();
         let target = base.path().to_str().unwrap().to_owned();
         apply_layer(&layer(&[Item::Symlink("evil", &target)])[..], &root).unwrap();
-        assert!(apply_layer(&layer(&[Item::File("evil/pwned", "x")])[..], &root).is_err());
+        apply_layer(&layer(&[Item::File("evil/pwned", "x")])[..], &root).unwrap();
         assert!(!base.path().join("pwned").exists());
+        assert!(inside(&root, base.path()).join("pwned").is_file());
+        // A relative link climbing out stops at the root, as `..` does at `/`.
+        let (base, root) = scratch();
+        let up = layer(&[
+            Item::Symlink("up", "../../../.."),
+            Item::File("up/escaped", "x"),
+            Item::Symlink("deep/er", "../../.."),
+            Item::Dir("deep/er/d"),
+        ]);
+        apply_layer(&up[..], &root).unwrap();
+        assert!(!base.path().join("escaped").exists());
+        assert!(!base.path().join("d").exists());
+        assert!(root.join("escaped").is_file());
+        assert!(root.join("d").is_dir());
+        assert!(root.join("up").is_symlink());
+    }
+
+    #[test]
+    fn merged_usr_symlinks_are_written_through() {
+        let (_base, root) = scratch();
+        let lower = layer(&[
+            Item::Dir("usr"),
+            Item::Dir("usr/bin"),
+            Item::Dir("usr/lib"),
+            Item::Symlink("bin", "usr/bin"),
+            Item::Symlink("lib", "/usr/lib"),
+            Item::File("usr/bin/sh", "sh"),
+        ]);
+        apply_layer(&lower[..], &root).unwrap();
+        let upper = layer(&[
+            Item::File("bin/foo", "foo"),
+            Item::Dir("lib/x86_64-linux-gnu"),
+            Item::File("/lib/x86_64-linux-gnu/libfoo.so", "so"),
+            Item::Hardlink("bin/sh2", "/bin/sh"),
+            Item::File("bin/.wh.sh", ""),
+        ]);
+        apply_layer(&upper[..], &root).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join("usr/bin/foo")).unwrap(),
+            "foo"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("usr/lib/x86_64-linux-gnu/libfoo.so")).unwrap(),
+            "so"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("usr/bin/sh2")).unwrap(),
+            "sh"
+        );
+        assert!(
+            !root.join("usr/bin/sh").exists(),
+            "the whiteout went through bin/"
+        );
+        for link in ["bin", "lib"] {
+            assert!(root.join(link).is_symlink(), "{link} stays a symlink");
+        }
+    }
+
+    #[test]
+    fn only_a_written_entry_replaces_a_file_on_its_path() {
+        let (_base, root) = scratch();
+        apply_layer(&layer(&[Item::File("f", "keep")])[..], &root).unwrap();
+        // A whiteout, a hardlink to, and a directory entry's second look under a file leave
+        // it be.
+        apply_layer(&layer(&[Item::File("f/.wh.x", "")])[..], &root).unwrap();
+        apply_layer(&layer(&[Item::File("f/.wh..wh..opq", "")])[..], &root).unwrap();
+        assert!(apply_layer(&layer(&[Item::Hardlink("h", "f/x")])[..], &root).is_err());
+        let later = layer(&[Item::Dir("d"), Item::Dir("d/sub"), Item::File("d", "file")]);
+        apply_layer(&later[..], &root).unwrap();
+        assert_eq!(std::fs::read_to_string(root.join("f")).unwrap(), "keep");
+        assert_eq!(std::fs::read_to_string(root.join("d")).unwrap(), "file");
+        // A file written under it does replace it.
+        apply_layer(&layer(&[Item::File("f/x", "x")])[..], &root).unwrap();
+        assert_eq!(std::fs::read_to_string(root.join("f/x")).unwrap(), "x");
+    }
+
+    #[test]
+    fn symlink_loops_are_refused() {
+        let (base, root) = scratch();
+        let looping = layer(&[
+            Item::Symlink("a", "b"),
+            Item::Symlink("b", "/a"),
+            Item::File("a/x", "x"),
+        ]);
+        let err = apply_layer(&looping[..], &root).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("symlinks"), "{err}");
+        assert!(!base.path().join("x").exists());
+        let (_base, root) = scratch();
+        let selfish = layer(&[Item::Symlink("s", "s/s"), Item::File("s/x", "x")]);
+        assert!(apply_layer(&selfish[..], &root).is_err());
     }
 
     #[test]
@@ -417,13 +597,13 @@ mod layer_tests {
     }
 
     #[test]
-    fn whiteout_through_a_symlink_is_refused() {
+    fn whiteout_through_a_symlink_stays_inside_the_root() {
         let (base, root) = scratch();
         std::fs::write(base.path().join("keep"), "k").unwrap();
         let dir = base.path().to_str().unwrap().to_owned();
         apply_layer(&layer(&[Item::Symlink("evil", &dir)])[..], &root).unwrap();
-        assert!(apply_layer(&layer(&[Item::File("evil/.wh.keep", "")])[..], &root).is_err());
-        assert!(apply_layer(&layer(&[Item::File("evil/.wh..wh..opq", "")])[..], &root).is_err());
+        apply_layer(&layer(&[Item::File("evil/.wh.keep", "")])[..], &root).unwrap();
+        apply_layer(&layer(&[Item::File("evil/.wh..wh..opq", "")])[..], &root).unwrap();
         assert!(base.path().join("keep").exists());
     }
 }

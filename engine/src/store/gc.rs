@@ -12,6 +12,7 @@ use strata_planner::TaskKey;
 
 use super::files::remove_file_if_exists;
 use super::format::{Format, move_aside, open_lock, read_format};
+use super::rootfs::{RootfsTree, remove_rootfs, rootfs_trees};
 use super::scan::{KeyedFile, blob_files, keyed_files, read_action, remove_tree, tree_size};
 use super::{
     ACTIONS, ActionFile, BLOBS, LOCK, LOGS, MOVED, Store, StoreError, TMP, digest_hex, io_err,
@@ -53,6 +54,9 @@ pub struct GcReport {
     pub evicted_logs: Removed,
     /// Restore refs whose action entry is gone (the next run of that buildpack is cold).
     pub stale_restore_refs: Removed,
+    /// Build images' unpacked root filesystems removed to get under the size limit, those
+    /// no build used for longest first (the next build on one unpacks it again).
+    pub evicted_rootfs: Removed,
 }
 
 impl Store {
@@ -63,8 +67,9 @@ impl Store {
     /// not know, actions that do not parse or name a missing blob (or one of another size),
     /// and blobs no action names. Then, while the store is over `max_size`, the action used
     /// least recently (a hit in [`Store::get_action`] counts as a use) goes, with its log
-    /// and the blobs no remaining action names; logs of tasks with no action compete by
-    /// their own age. Last, the restore refs whose entry is gone. Blobs are not hashed:
+    /// and the blobs no remaining action names; logs of tasks with no action, and build
+    /// images' unpacked trees (by when a build last used one), compete by their own age.
+    /// Last, the restore refs whose entry is gone. Blobs are not hashed:
     /// [`Store::verify`] does that.
     ///
     /// # Errors
@@ -107,10 +112,20 @@ impl Store {
             remove_tree(&stray)?;
             report.leftovers.add(bytes);
         }
+        // No unpack is under way (each holds the store open): what is no tree is a killed
+        // one's temp dir.
+        let (trees, rootfs_strays) = rootfs_trees(dir)?;
+        for stray in rootfs_strays {
+            let bytes = tree_size(&stray).1;
+            remove_rootfs(&stray)?;
+            report.leftovers.add(bytes);
+        }
+        let tree_bytes: u64 = trees.iter().map(|t| t.bytes).sum();
         report.size_before = report.leftovers.bytes
             + blobs.iter().map(|b| b.len).sum::<u64>()
             + actions.iter().map(|a| a.meta.len()).sum::<u64>()
-            + logs.iter().map(|l| l.meta.len()).sum::<u64>();
+            + logs.iter().map(|l| l.meta.len()).sum::<u64>()
+            + tree_bytes;
 
         // Actions whose blobs are all here; the rest is garbage.
         let sizes: HashMap<&str, u64> = blobs.iter().map(|b| (b.hex.as_str(), b.len)).collect();
@@ -145,9 +160,11 @@ impl Store {
 
         report.size_after = live.iter().map(|(a, _)| a.meta.len()).sum::<u64>()
             + refs.keys().filter_map(|hex| sizes.get(hex)).sum::<u64>()
-            + logs.iter().map(|l| l.meta.len()).sum::<u64>();
+            + logs.iter().map(|l| l.meta.len()).sum::<u64>()
+            + tree_bytes;
         if report.size_after > max_size {
-            evict(dir, live, logs, &sizes, &mut refs, max_size, &mut report)?;
+            let found = Found { live, logs, trees };
+            evict(dir, found, &sizes, &mut refs, max_size, &mut report)?;
         }
         // Last: a ref is stale when the entry it names went, now or before.
         let (stale, strays) = super::restore::sweep(dir)?;
@@ -158,33 +175,48 @@ impl Store {
     }
 }
 
-/// An action (with its blobs) or a log of a task without one, by when it was last used.
+/// What eviction chooses from: the usable actions with their blobs, the logs, the trees.
+struct Found {
+    live: Vec<(KeyedFile, BTreeSet<String>)>,
+    logs: Vec<KeyedFile>,
+    trees: Vec<RootfsTree>,
+}
+
+/// What one candidate for eviction is.
+enum Kind {
+    /// A log of a task without an action.
+    Log,
+    /// An action, with the blobs it names (and its log, by its key).
+    Action(TaskKey, BTreeSet<String>),
+    /// An unpacked build image tree.
+    Rootfs,
+}
+
+/// An action, a log of a task without one, or a tree, by when it was last used.
 struct Candidate {
     used: SystemTime,
     path: PathBuf,
     len: u64,
-    key: TaskKey,
-    blobs: Option<BTreeSet<String>>,
+    kind: Kind,
 }
 
-/// Removes actions (with their logs and the blobs only they name) and logs of tasks without
-/// an action, least recently used first, until `report.size_after` is at most `max_size`.
+/// Removes actions (with their logs and the blobs only they name), logs of tasks without
+/// an action and unpacked trees, least recently used first, until `report.size_after` is
+/// at most `max_size`.
 fn evict(
     dir: &Path,
-    live: Vec<(KeyedFile, BTreeSet<String>)>,
-    logs: Vec<KeyedFile>,
+    Found { live, logs, trees }: Found,
     sizes: &HashMap<&str, u64>,
     refs: &mut HashMap<&str, u32>,
     max_size: u64,
     report: &mut GcReport,
 ) -> Result<(), StoreError> {
     let mut size = report.size_after;
-    let candidate = |file: KeyedFile, blobs| Candidate {
+    let candidate = |file: KeyedFile, kind| Candidate {
         used: file.meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
         len: file.meta.len(),
         path: file.path,
-        key: file.key,
-        blobs,
+        kind,
     };
     let live_keys: HashSet<TaskKey> = live.iter().map(|(a, _)| a.key).collect();
     let mut logs_by_key: HashMap<TaskKey, KeyedFile> = HashMap::new();
@@ -193,31 +225,47 @@ fn evict(
         if live_keys.contains(&log.key) {
             logs_by_key.insert(log.key, log);
         } else {
-            candidates.push(candidate(log, None));
+            candidates.push(candidate(log, Kind::Log));
         }
     }
     for (action, blobs) in live {
-        candidates.push(candidate(action, Some(blobs)));
+        let key = action.key;
+        candidates.push(candidate(action, Kind::Action(key, blobs)));
+    }
+    for tree in trees {
+        candidates.push(Candidate {
+            used: tree.used,
+            path: tree.path,
+            len: tree.bytes,
+            kind: Kind::Rootfs,
+        });
     }
     // Oldest first; the path breaks ties, so the order never depends on listing order.
     candidates.sort_by(|a, b| (a.used, &a.path).cmp(&(b.used, &b.path)));
     for Candidate {
-        path,
-        len,
-        key,
-        blobs,
-        ..
+        path, len, kind, ..
     } in candidates
     {
         if size <= max_size {
             break;
         }
+        let (key, blobs) = match kind {
+            Kind::Log => {
+                remove_file_if_exists(&path)?;
+                size = size.saturating_sub(len);
+                report.evicted_logs.add(len);
+                continue;
+            }
+            Kind::Rootfs => {
+                remove_rootfs(&path)?;
+                size = size.saturating_sub(len);
+                report.evicted_rootfs.add(len);
+                continue;
+            }
+            Kind::Action(key, blobs) => (key, blobs),
+        };
         remove_file_if_exists(&path)?;
         size = size.saturating_sub(len);
-        let Some(blobs) = blobs else {
-            report.evicted_logs.add(len);
-            continue;
-        };
         let mut freed = len;
         for hex in &blobs {
             let Some(count) = refs.get_mut(hex.as_str()) else {

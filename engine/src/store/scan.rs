@@ -10,6 +10,7 @@ use serde::Serialize;
 use strata_planner::TaskKey;
 
 use super::files::{Identity, identity, read_bounded};
+use super::rootfs::rootfs_trees;
 use super::{
     ACTIONS, ActionFile, BLOBS, LOGS, MAX_ACTION, MOVED, Store, StoreError, TMP, io_err,
     is_sha256_hex,
@@ -35,12 +36,20 @@ pub struct StoreStats {
     pub leftovers: u64,
     /// Their bytes.
     pub leftover_bytes: u64,
+    /// Build images' root filesystems, unpacked.
+    pub rootfs: u64,
+    /// Their bytes.
+    pub rootfs_bytes: u64,
 }
 
 impl StoreStats {
     /// Every byte the store's files take.
     pub fn total_bytes(&self) -> u64 {
-        self.blob_bytes + self.action_bytes + self.log_bytes + self.leftover_bytes
+        self.blob_bytes
+            + self.action_bytes
+            + self.log_bytes
+            + self.leftover_bytes
+            + self.rootfs_bytes
     }
 }
 
@@ -74,6 +83,14 @@ impl Store {
         stats.log_bytes = logs.iter().map(|l| l.meta.len()).sum();
         for dir in [TMP, MOVED] {
             let (count, bytes) = tree_size(&self.root.join(dir));
+            stats.leftovers += count;
+            stats.leftover_bytes += bytes;
+        }
+        let (trees, strays) = rootfs_trees(&self.root)?;
+        stats.rootfs = trees.len() as u64;
+        stats.rootfs_bytes = trees.iter().map(|t| t.bytes).sum();
+        for stray in strays {
+            let (count, bytes) = tree_size(&stray);
             stats.leftovers += count;
             stats.leftover_bytes += bytes;
         }
