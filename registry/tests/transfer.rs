@@ -1,0 +1,334 @@
+//! Pull, push, mount and tags against a real registry, checked from outside by skopeo
+//! and by the registry's access log.
+
+mod support;
+
+use strata_registry::{BlobDir, Error, Options, Platform};
+use support::{Layout, Registry, noise, skopeo};
+
+/// A layer larger than oci-client's 4 MiB upload chunk, so it goes up in several PATCHes.
+const LARGE: usize = 9 << 20;
+
+#[test]
+fn push_then_skopeo_sees_the_same_manifest_and_pull_brings_it_back() {
+    let registry = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = Layout::new(tmp.path().join("src"));
+    let image = layout.image("amd64", &[noise(1, 1000), noise(2, LARGE)]);
+    let client = registry.client();
+    let target = registry.reference("team/app:v1");
+
+    let report = client
+        .push(&layout.blobs(), &image.manifest, &target, None)
+        .unwrap();
+    assert_eq!(
+        (
+            report.uploaded,
+            report.mounted,
+            report.skipped,
+            report.manifests
+        ),
+        (3, 0, 0, 1)
+    );
+
+    let url = format!("docker://{}/team/app:v1", registry.host());
+    let raw = skopeo(&["inspect", "--tls-verify=false", "--raw", &url]);
+    assert_eq!(raw.as_bytes(), image.manifest_bytes);
+    let digest = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--format",
+        "{{.Digest}}",
+        &url,
+    ]);
+    assert_eq!(digest.trim(), image.manifest.digest.as_str());
+    // skopeo can fetch every blob the client pushed.
+    let copy = tmp.path().join("copy");
+    skopeo(&[
+        "copy",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        &url,
+        &format!("oci:{}:v1", copy.display()),
+    ]);
+    for layer in &image.layers {
+        assert!(copy.join("blobs/sha256").join(layer.digest.hex()).is_file());
+    }
+    // The large layer went up in chunks.
+    let patches = registry.count("PATCH", "/v2/team/app/blobs/uploads/");
+    assert!(
+        patches >= 3 + 2,
+        "expected several PATCHes for the 9 MiB layer: {patches}"
+    );
+
+    let pulled_dir = BlobDir::new(tmp.path().join("pulled/blobs/sha256"));
+    let pulled = client.pull(&target, &pulled_dir).unwrap();
+    assert_eq!(pulled.manifest, image.manifest);
+    assert_eq!(pulled.config.digest, image.config.digest);
+    assert_eq!(
+        pulled.layers.iter().map(|l| &l.digest).collect::<Vec<_>>(),
+        image.layers.iter().map(|l| &l.digest).collect::<Vec<_>>()
+    );
+    for blob in [
+        &image.manifest,
+        &image.config,
+        &image.layers[0],
+        &image.layers[1],
+    ] {
+        let ours = std::fs::read(layout.blobs().path(&blob.digest)).unwrap();
+        assert_eq!(std::fs::read(pulled_dir.path(&blob.digest)).unwrap(), ours);
+    }
+    assert_eq!(pulled.stats.downloaded, 4);
+}
+
+#[test]
+fn second_pull_of_the_same_image_transfers_no_blob() {
+    let registry = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = Layout::new(tmp.path().join("src"));
+    let image = layout.image("amd64", &[noise(3, 5000), noise(4, 7000)]);
+    let client = registry.client();
+    let target = registry.reference("app:latest");
+    client
+        .push(&layout.blobs(), &image.manifest, &target, None)
+        .unwrap();
+
+    let dir = BlobDir::new(tmp.path().join("store"));
+    client.pull(&target, &dir).unwrap();
+    let blob_gets = registry.count("GET", "/v2/app/blobs/");
+    let manifest_gets = registry.count("GET", "/v2/app/manifests/");
+    assert_eq!((blob_gets, manifest_gets), (3, 1));
+
+    let again = client.pull(&target, &dir).unwrap();
+    assert_eq!(again.stats.downloaded, 0);
+    assert_eq!(again.stats.present, 4);
+    assert_eq!(registry.count("GET", "/v2/app/blobs/"), blob_gets);
+    assert_eq!(
+        registry.count("GET", "/v2/app/manifests/"),
+        manifest_gets,
+        "only a HEAD the second time"
+    );
+    assert_eq!(registry.count("HEAD", "/v2/app/manifests/latest"), 2);
+}
+
+#[test]
+fn push_skips_blobs_the_registry_has() {
+    let registry = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = Layout::new(tmp.path().join("src"));
+    let base = noise(5, 4000);
+    let v1 = layout.image("amd64", &[base.clone(), noise(6, 3000)]);
+    let v2 = layout.image("amd64", &[base, noise(7, 3000)]);
+    let client = registry.client();
+    client
+        .push(
+            &layout.blobs(),
+            &v1.manifest,
+            &registry.reference("app:v1"),
+            None,
+        )
+        .unwrap();
+    let puts = registry.count("PUT", "/v2/app/blobs/uploads/");
+    assert_eq!(puts, 3);
+
+    // One changed layer: it and the config go up, the shared layer is skipped.
+    let report = client
+        .push(
+            &layout.blobs(),
+            &v2.manifest,
+            &registry.reference("app:v2"),
+            None,
+        )
+        .unwrap();
+    assert_eq!((report.uploaded, report.skipped), (2, 1));
+    assert_eq!(registry.count("PUT", "/v2/app/blobs/uploads/"), puts + 2);
+
+    // The same image again: nothing uploaded, only the manifest written.
+    let report = client
+        .push(
+            &layout.blobs(),
+            &v2.manifest,
+            &registry.reference("app:v2"),
+            None,
+        )
+        .unwrap();
+    assert_eq!((report.uploaded, report.skipped, report.bytes), (0, 3, 0));
+    assert_eq!(registry.count("PUT", "/v2/app/blobs/uploads/"), puts + 2);
+
+    let mut tags = client.list_tags(&registry.reference("app")).unwrap();
+    tags.sort();
+    assert_eq!(tags, ["v1", "v2"]);
+}
+
+#[test]
+fn blobs_are_mounted_from_the_source_repository() {
+    let registry = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = Layout::new(tmp.path().join("src"));
+    let image = layout.image("amd64", &[noise(8, 2000), noise(9, 2000)]);
+    let client = registry.client();
+    let source = registry.reference("stacks/run:1");
+    client
+        .push(&layout.blobs(), &image.manifest, &source, None)
+        .unwrap();
+    let uploads = registry.count("PUT", "/blobs/uploads/");
+
+    let target = registry.reference("apps/web:1");
+    let report = client
+        .push(&layout.blobs(), &image.manifest, &target, Some(&source))
+        .unwrap();
+    assert_eq!((report.mounted, report.uploaded, report.skipped), (3, 0, 0));
+    assert_eq!(
+        registry.count("POST", "from=stacks%2Frun"),
+        3,
+        "{:?}",
+        registry.requests()
+    );
+    assert_eq!(
+        registry.count("PUT", "/blobs/uploads/"),
+        uploads,
+        "no blob uploaded"
+    );
+    let url = format!("docker://{}/apps/web:1", registry.host());
+    let digest = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--format",
+        "{{.Digest}}",
+        &url,
+    ]);
+    assert_eq!(digest.trim(), image.manifest.digest.as_str());
+}
+
+#[test]
+fn a_multi_platform_index_pushed_by_skopeo_resolves_to_the_wanted_platform() {
+    let registry = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = Layout::new(tmp.path().join("src"));
+    let amd = layout.image("amd64", &[noise(10, 3000)]);
+    let arm = layout.image("arm64", &[noise(11, 3000)]);
+    let index = layout.index(&[("amd64", &amd), ("arm64", &arm)]);
+    layout.tag(&index, "multi");
+    let url = format!("docker://{}/base:multi", registry.host());
+    skopeo(&[
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:multi", layout.dir.display()),
+        &url,
+    ]);
+    let reference = registry.reference("base:multi");
+
+    let dir = BlobDir::new(tmp.path().join("amd"));
+    let pulled = registry.client().pull(&reference, &dir).unwrap();
+    assert_eq!(
+        pulled.index.as_ref().map(|i| &i.digest),
+        Some(&index.digest)
+    );
+    assert_eq!(pulled.manifest.digest, amd.manifest.digest);
+    assert!(dir.contains(&amd.layers[0].digest, 3000));
+    assert!(!dir.contains(&arm.layers[0].digest, 3000));
+
+    let arm_client = strata_registry::Client::new(Options {
+        platform: "linux/arm64".parse().unwrap(),
+        ..registry.options()
+    })
+    .unwrap();
+    let dir = BlobDir::new(tmp.path().join("arm"));
+    let pulled = arm_client.pull(&reference, &dir).unwrap();
+    assert_eq!(pulled.manifest.digest, arm.manifest.digest);
+    assert_eq!(pulled.layers[0].digest, arm.layers[0].digest);
+
+    let s390 = strata_registry::Client::new(Options {
+        platform: "linux/s390x".parse().unwrap(),
+        ..registry.options()
+    })
+    .unwrap();
+    let err = s390
+        .pull(&reference, &BlobDir::new(tmp.path().join("s390")))
+        .unwrap_err();
+    assert!(matches!(err, Error::NoPlatform { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains("linux/s390x") && message.contains("linux/amd64, linux/arm64"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_single_image_for_another_platform_is_refused_before_its_layers() {
+    let registry = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = Layout::new(tmp.path().join("src"));
+    let arm = layout.image("arm64", &[noise(12, 3000)]);
+    let client = registry.client();
+    let reference = registry.reference("armonly:1");
+    client
+        .push(&layout.blobs(), &arm.manifest, &reference, None)
+        .unwrap();
+
+    let dir = BlobDir::new(tmp.path().join("store"));
+    let err = client.pull(&reference, &dir).unwrap_err();
+    assert!(matches!(err, Error::WrongPlatform { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!("{reference} is an image for linux/arm64, not linux/amd64")
+    );
+    assert!(!dir.contains(&arm.layers[0].digest, 3000));
+    assert_eq!(
+        registry.count("GET", &format!("/blobs/{}", arm.layers[0].digest)),
+        0
+    );
+    assert_eq!(Platform::default(), Platform::linux_amd64());
+}
+
+#[test]
+fn a_blob_whose_content_does_not_match_its_digest_is_refused_and_not_kept() {
+    let registry = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = Layout::new(tmp.path().join("src"));
+    let image = layout.image("amd64", &[noise(13, 4096)]);
+    let client = registry.client();
+    let reference = registry.reference("app:bad");
+    client
+        .push(&layout.blobs(), &image.manifest, &reference, None)
+        .unwrap();
+    // Same size, other bytes, behind the registry's back.
+    let layer = &image.layers[0];
+    std::fs::write(registry.blob_data(&layer.digest), noise(99, 4096)).unwrap();
+
+    let store = tmp.path().join("store");
+    let dir = BlobDir::new(&store);
+    let err = client.pull(&reference, &dir).unwrap_err();
+    assert!(
+        matches!(&err, Error::DigestMismatch { digest, .. } if *digest == layer.digest),
+        "{err:?}"
+    );
+    assert!(!dir.path(&layer.digest).exists());
+    let leftovers: Vec<String> = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn a_registry_that_is_down_is_a_clear_error() {
+    let mut registry = Registry::start();
+    let reference = registry.reference("app:1");
+    let client = registry.client();
+    registry.stop();
+    let tmp = tempfile::tempdir().unwrap();
+    let err = client
+        .pull(&reference, &BlobDir::new(tmp.path()))
+        .unwrap_err();
+    assert!(matches!(err, Error::Unreachable { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.starts_with(&format!("registry {} is unreachable", registry.host())),
+        "{message}"
+    );
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+}
