@@ -94,11 +94,22 @@ pub enum Error {
     Http {
         /// The registry.
         registry: String,
-        /// The HTTP status code (0 when the registry sent only an error body).
+        /// The HTTP status code.
         status: u16,
         /// The request URL.
         url: String,
         /// The error body.
+        message: String,
+    },
+    /// The registry refused a request (a 4xx other than 401, 403 and 404) with an
+    /// error body.
+    #[error("registry {registry} refused {url}: {message}")]
+    Rejected {
+        /// The registry.
+        registry: String,
+        /// The request URL.
+        url: String,
+        /// The registry's error codes and messages.
         message: String,
     },
     /// Downloaded content does not hash to the digest it was asked for by.
@@ -256,11 +267,15 @@ impl Context<'_> {
                         | OciErrorCode::NameUnknown
                         | OciErrorCode::NotFound,
                     ) => self.not_found(),
-                    _ => Error::Http {
+                    _ => Error::Rejected {
                         registry: self.registry.to_owned(),
-                        status: 0,
                         url,
-                        message: envelope.to_string(),
+                        message: envelope
+                            .errors
+                            .iter()
+                            .map(|e| format!("{:?}: {}", e.code, e.message))
+                            .collect::<Vec<_>>()
+                            .join("; "),
                     },
                 }
             }

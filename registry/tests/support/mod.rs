@@ -223,7 +223,15 @@ pub fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
             "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
         ])
         .arg("/CN=127.0.0.1")
-        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        // An end-entity certificate that is its own trust anchor: webpki refuses a CA
+        // certificate as a server's.
+        .args([
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
+        .args(["-addext", "extendedKeyUsage=serverAuth", "-keyout"])
         .arg(&key)
         .arg("-out")
         .arg(&cert)
