@@ -254,8 +254,8 @@ impl Context<'_> {
             OciDistributionError::ServerError { code, url, message } => {
                 self.status(code, url, message)
             }
-            OciDistributionError::UnauthorizedError { .. } => self.unauthorized(),
-            OciDistributionError::AuthenticationFailure(_) => self.unauthorized(),
+            OciDistributionError::UnauthorizedError { .. }
+            | OciDistributionError::AuthenticationFailure(_) => self.unauthorized(),
             OciDistributionError::RegistryError { envelope, url } => {
                 let code = envelope.errors.first().map(|e| &e.code);
                 match code {
@@ -290,7 +290,7 @@ impl Context<'_> {
                 },
                 Err(_) => self.protocol(format!("digest {expected} does not match {actual}")),
             },
-            OciDistributionError::IoError(e) => self.io(e),
+            OciDistributionError::IoError(e) => self.io(&e),
             other => self.protocol(other.to_string()),
         }
     }
@@ -304,7 +304,7 @@ impl Context<'_> {
 
     /// Classifies an I/O error from a response body stream (oci-client reports a digest
     /// mismatch at the end of a stream this way).
-    pub(crate) fn io(&self, e: std::io::Error) -> Error {
+    pub(crate) fn io(&self, e: &std::io::Error) -> Error {
         if let Some(inner) = e.get_ref() {
             if let Some(oci_client::errors::DigestError::VerificationError { expected, actual }) =
                 inner.downcast_ref::<oci_client::errors::DigestError>()
@@ -323,7 +323,7 @@ impl Context<'_> {
         }
         Error::Unreachable {
             registry: self.registry.to_owned(),
-            message: chain(&e),
+            message: chain(e),
         }
     }
 

@@ -298,7 +298,7 @@ impl Client {
             .map_err(|e| ctx.oci(e))?;
         let mut writer = blobs.writer()?;
         while let Some(chunk) = response.next().await {
-            let chunk = chunk.map_err(|e| ctx.io(e))?;
+            let chunk = chunk.map_err(|e| ctx.io(&e))?;
             if writer.len() + chunk.len() as u64 > d.size {
                 return Err(Error::TooLarge {
                     registry: session.reference.registry().to_owned(),

@@ -2,6 +2,8 @@
 //! config, Bearer tokens from a token server (with a mount's source scope), a registry
 //! behind a self-signed certificate, and a fake server that fails on purpose.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failing test
+
 mod support;
 
 use std::io::{BufRead, BufReader, Write};

@@ -1,12 +1,14 @@
 //! Pull, push, mount and tags against a real registry, checked from outside by skopeo
 //! and by the registry's access log.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failing test
+
 mod support;
 
 use strata_registry::{BlobDir, Error, Options, Platform};
 use support::{Layout, Registry, noise, skopeo};
 
-/// A layer larger than oci-client's 4 MiB upload chunk, so it goes up in several PATCHes.
+/// A layer larger than oci-client's 4 MiB upload chunk, so it goes up in several `PATCH` requests.
 const LARGE: usize = 9 << 20;
 
 #[test]

@@ -8,8 +8,10 @@
 //! Also here: small images built by hand into a blob directory (and an OCI layout, for
 //! skopeo), and skopeo itself.
 
-#![allow(dead_code, unreachable_pub)]
+// Test code: a panic is a failing test; not every test binary uses every helper.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -55,11 +57,13 @@ impl Registry {
         );
         if tls {
             let (cert, key) = self_signed(dir.path(), "tls");
-            config.push_str(&format!(
+            write!(
+                config,
                 "  tls:\n    certificate: {}\n    key: {}\n",
                 cert.display(),
                 key.display()
-            ));
+            )
+            .unwrap();
         }
         let mut tokens = None;
         match auth {
@@ -72,19 +76,23 @@ impl Registry {
                 assert!(out.status.success());
                 let file = dir.path().join("htpasswd");
                 std::fs::write(&file, out.stdout).unwrap();
-                config.push_str(&format!(
+                write!(
+                    config,
                     "auth:\n  htpasswd:\n    realm: strata-test\n    path: {}\n",
                     file.display()
-                ));
+                )
+                .unwrap();
             }
             Auth::Token => {
                 let server = TokenServer::start(dir.path());
-                config.push_str(&format!(
+                write!(
+                    config,
                     "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: strata-test\n    \
                      issuer: strata-test-issuer\n    rootcertbundle: {}\n",
                     server.port,
                     server.cert.display()
-                ));
+                )
+                .unwrap();
                 tokens = Some(server);
             }
         }
@@ -369,7 +377,7 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            (x >> 24) as u8
+            x.to_le_bytes()[3]
         })
         .collect()
 }
@@ -509,12 +517,13 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
         i += 1;
