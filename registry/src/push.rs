@@ -194,11 +194,13 @@ impl Client {
             {
                 Ok(()) => return Ok(Outcome::Mounted),
                 // A registry that cannot mount opens an upload session instead (202, which
-                // oci-client reports as a spec violation); upload then.
+                // oci-client reports as a spec violation); one whose token does not cover
+                // the source answers 401. Either way the blob is uploaded instead, and
+                // credentials that are bad for the target fail that upload.
                 Err(OciDistributionError::SpecViolationError(_)) => {}
                 Err(e) => {
                     let e = ctx.oci(e);
-                    if e.is_transient() || matches!(e, Error::Unauthorized { .. }) {
+                    if e.is_transient() {
                         return Err(e);
                     }
                 }
