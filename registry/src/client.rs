@@ -250,3 +250,29 @@ fn read_ca(path: &std::path::Path) -> Result<Certificate, Error> {
         data,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_is_shared_across_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Client>();
+    }
+
+    #[test]
+    fn a_ca_file_without_a_certificate_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let options = Options {
+            ca_file: Some(missing.clone()),
+            ..Options::default()
+        };
+        let err = Client::new(options).err().unwrap();
+        assert!(
+            matches!(err, Error::CaFile { ref path, .. } if *path == missing),
+            "{err:?}"
+        );
+    }
+}

@@ -181,6 +181,25 @@ mod tests {
     }
 
     #[test]
+    fn credential_helpers_are_consulted() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"credHelpers":{"r.example":"strata-test-absent"}}"#,
+        )
+        .unwrap();
+        let files = AuthFiles::docker_config(dir.path());
+        let err = lookup(&files, "r.example").unwrap_err();
+        assert!(matches!(err, Error::Credentials { .. }), "{err:?}");
+        assert!(err.to_string().contains("helper"), "{err}");
+        // Other registries do not run it.
+        assert!(matches!(
+            lookup(&files, "s.example").unwrap().auth,
+            RegistryAuth::Anonymous
+        ));
+    }
+
+    #[test]
     fn unreadable_file_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("config.json"), "{ not json").unwrap();

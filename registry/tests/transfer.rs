@@ -334,3 +334,103 @@ fn a_registry_that_is_down_is_a_clear_error() {
     );
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn an_index_pushed_by_the_client_is_whole_for_skopeo() {
+    let registry = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = Layout::new(tmp.path().join("src"));
+    let shared = noise(30, 2500);
+    let amd = layout.image("amd64", &[shared.clone(), noise(31, 2500)]);
+    let arm = layout.image("arm64", &[shared, noise(32, 2500)]);
+    let index = layout.index(&[("amd64", &amd), ("arm64", &arm)]);
+    let client = registry.client();
+    let target = registry.reference("multi/app:1");
+
+    let report = client.push(&layout.blobs(), &index, &target, None).unwrap();
+    // Two configs, the shared layer once, two own layers; two manifests and the index.
+    assert_eq!((report.uploaded, report.manifests), (5, 3));
+    let url = format!("docker://{}/multi/app:1", registry.host());
+    let raw = skopeo(&["inspect", "--tls-verify=false", "--raw", &url]);
+    assert_eq!(
+        raw.as_bytes(),
+        std::fs::read(layout.blobs().path(&index.digest)).unwrap()
+    );
+    let copy = tmp.path().join("copy");
+    skopeo(&[
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        &url,
+        &format!("oci:{}:1", copy.display()),
+    ]);
+    for image in [&amd, &arm] {
+        assert!(
+            copy.join("blobs/sha256")
+                .join(image.manifest.digest.hex())
+                .is_file()
+        );
+    }
+
+    // Read in place, as inspect and rebase do: the bytes as pushed, no blob fetched.
+    let blob_gets = registry.count("GET", "/blobs/");
+    let fetched = client.fetch_manifest(&target).unwrap();
+    assert_eq!(fetched.descriptor.digest, index.digest);
+    assert_eq!(
+        fetched.descriptor.media_type,
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let child = client
+        .fetch_manifest(&target.with_digest(arm.manifest.digest.clone()))
+        .unwrap();
+    assert_eq!(child.bytes, arm.manifest_bytes);
+    assert_eq!(registry.count("GET", "/blobs/"), blob_gets);
+
+    // Only the blobs asked for.
+    let dir = BlobDir::new(tmp.path().join("configs"));
+    let stats = client
+        .pull_blobs(&target, &[arm.config.clone()], &dir)
+        .unwrap();
+    assert_eq!((stats.downloaded, stats.bytes), (1, arm.config.size));
+    assert_eq!(registry.count("GET", "/blobs/"), blob_gets + 1);
+}
+
+#[test]
+fn a_docker_schema2_image_pulls_as_it_is() {
+    let registry = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = Layout::new(tmp.path().join("src"));
+    let image = layout.image("amd64", &[noise(33, 3000)]);
+    layout.tag(&image.manifest, "v1");
+    let url = format!("docker://{}/docker/app:v1", registry.host());
+    skopeo(&[
+        "copy",
+        "--format",
+        "v2s2",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", layout.dir.display()),
+        &url,
+    ]);
+    let raw = skopeo(&["inspect", "--tls-verify=false", "--raw", &url]);
+    assert!(
+        raw.contains("application/vnd.docker.distribution.manifest.v2+json"),
+        "{raw}"
+    );
+
+    let dir = BlobDir::new(tmp.path().join("store"));
+    let pulled = registry
+        .client()
+        .pull(&registry.reference("docker/app:v1"), &dir)
+        .unwrap();
+    assert_eq!(
+        pulled.manifest.media_type,
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(
+        std::fs::read(dir.path(&pulled.manifest.digest)).unwrap(),
+        raw.as_bytes()
+    );
+    assert_eq!(pulled.layers.len(), 1);
+    assert!(dir.contains(&pulled.layers[0].digest, pulled.layers[0].size));
+}
