@@ -390,7 +390,7 @@ fn an_index_pushed_by_the_client_is_whole_for_skopeo() {
     // Only the blobs asked for.
     let dir = BlobDir::new(tmp.path().join("configs"));
     let stats = client
-        .pull_blobs(&target, &[arm.config.clone()], &dir)
+        .pull_blobs(&target, std::slice::from_ref(&arm.config), &dir)
         .unwrap();
     assert_eq!((stats.downloaded, stats.bytes), (1, arm.config.size));
     assert_eq!(registry.count("GET", "/blobs/"), blob_gets + 1);
