@@ -347,19 +347,22 @@ impl Context<'_> {
     }
 }
 
-/// Whether a transport error is a failed TLS handshake: rustls reports those as
-/// `InvalidData` I/O errors, and retrying cannot fix them.
+/// Whether a transport error is a failed TLS handshake (an untrusted certificate, or a
+/// server that does not speak TLS at all): retrying cannot fix those. rustls's error
+/// travels inside I/O errors, whose `source()` skips it, so look inside those too.
 fn is_tls(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::InvalidData
-        {
+        if err.is::<rustls::Error>() {
             return true;
         }
-        let text = err.to_string();
-        if text.contains("certificate") || text.contains("InvalidCertificate") {
-            return true;
+        // hyper-rustls nests the rustls error in an I/O error in an I/O error.
+        let mut io = err.downcast_ref::<std::io::Error>();
+        while let Some(inner) = io.and_then(std::io::Error::get_ref) {
+            if inner.is::<rustls::Error>() {
+                return true;
+            }
+            io = inner.downcast_ref::<std::io::Error>();
         }
         cur = err.source();
     }

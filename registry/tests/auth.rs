@@ -296,3 +296,35 @@ fn client_errors_are_never_retried() {
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
     assert_eq!(count.load(Ordering::SeqCst), 1);
 }
+
+#[test]
+fn plain_http_is_spoken_only_to_registries_listed_as_insecure() {
+    let registry = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = registry.reference("app:1");
+    let strict = Client::new(Options {
+        insecure: Vec::new(),
+        ..registry.options()
+    })
+    .unwrap();
+    let err = strict
+        .pull(&reference, &BlobDir::new(tmp.path()))
+        .unwrap_err();
+    assert!(matches!(err, Error::Tls { .. }), "{err:?}");
+    assert!(err.to_string().contains("insecure registry"), "{err}");
+    assert_eq!(
+        registry.count("GET", "/v2/"),
+        0,
+        "no plain request went out"
+    );
+    // Listed, the same request reaches the registry (which does not have the image).
+    let err = registry
+        .client()
+        .pull(&reference, &BlobDir::new(tmp.path()))
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!("1 not found in {}/app", registry.host())
+    );
+}
