@@ -130,7 +130,7 @@ impl Client {
         // as the distribution spec's `n`/`last` pagination has it.
         const PAGE: usize = 1000;
         self.runtime.block_on(async {
-            let session = self.session(repository, "tags").await?;
+            let session = self.session(repository, "tag list").await?;
             let mut tags: Vec<String> = Vec::new();
             loop {
                 let last = tags.last().cloned();

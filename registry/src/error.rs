@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::errors::{OciDistributionError, OciEnvelope, OciErrorCode};
 
 use crate::digest::Digest;
 use crate::manifest::Platform;
@@ -67,7 +67,7 @@ pub enum Error {
         registry: String,
         /// The repository.
         repository: String,
-        /// What was asked for: a tag, a manifest or blob digest.
+        /// What was asked for: `manifest TAG`, `manifest DIGEST`, `blob DIGEST`.
         what: String,
     },
     /// No connection to the registry (refused, reset, timed out), after the retries.
@@ -208,7 +208,7 @@ impl Error {
 pub(crate) struct Context<'a> {
     pub(crate) registry: &'a str,
     pub(crate) repository: &'a str,
-    /// What was asked for (a tag or digest), for "not found".
+    /// What was asked for (`manifest TAG`, `blob DIGEST`), for "not found".
     pub(crate) what: &'a str,
     /// Where credentials came from, for "unauthorized".
     pub(crate) credentials: Option<&'a str>,
@@ -230,12 +230,34 @@ impl Context<'_> {
                 repository: self.repository.to_owned(),
             },
             404 => self.not_found(),
+            400..=499 => match serde_json::from_str::<OciEnvelope>(&message) {
+                Ok(envelope) => self.rejected(&envelope, url),
+                Err(_) => Error::Http {
+                    registry: self.registry.to_owned(),
+                    status,
+                    url,
+                    message,
+                },
+            },
             _ => Error::Http {
                 registry: self.registry.to_owned(),
                 status,
                 url,
                 message,
             },
+        }
+    }
+
+    fn rejected(&self, envelope: &OciEnvelope, url: String) -> Error {
+        Error::Rejected {
+            registry: self.registry.to_owned(),
+            url,
+            message: envelope
+                .errors
+                .iter()
+                .map(|e| format!("{:?}: {}", e.code, e.message))
+                .collect::<Vec<_>>()
+                .join("; "),
         }
     }
 
@@ -267,16 +289,7 @@ impl Context<'_> {
                         | OciErrorCode::NameUnknown
                         | OciErrorCode::NotFound,
                     ) => self.not_found(),
-                    _ => Error::Rejected {
-                        registry: self.registry.to_owned(),
-                        url,
-                        message: envelope
-                            .errors
-                            .iter()
-                            .map(|e| format!("{:?}: {}", e.code, e.message))
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                    },
+                    _ => self.rejected(&envelope, url),
                 }
             }
             OciDistributionError::DigestError(

@@ -74,7 +74,9 @@ impl Client {
     /// the bytes do not match.
     pub fn fetch_manifest(&self, reference: &Reference) -> Result<FetchedManifest, Error> {
         self.runtime.block_on(async {
-            let session = self.session(reference, &reference.target()).await?;
+            let session = self
+                .session(reference, &format!("manifest {}", reference.target()))
+                .await?;
             let (bytes, digest) = self.get_manifest(&session).await?;
             let parsed = parse(&session, &digest, &bytes)?;
             Ok(FetchedManifest {
@@ -96,7 +98,7 @@ impl Client {
         blobs: &BlobDir,
     ) -> Result<PullStats, Error> {
         self.runtime.block_on(async {
-            let session = self.session(repository, "blob").await?;
+            let session = self.session(repository, "blobs").await?;
             let mut stats = PullStats::default();
             self.download_all(&session, descriptors, blobs, &mut stats)
                 .await?;
@@ -105,7 +107,9 @@ impl Client {
     }
 
     async fn pull_async(&self, reference: &Reference, blobs: &BlobDir) -> Result<Pulled, Error> {
-        let session = self.session(reference, &reference.target()).await?;
+        let session = self
+            .session(reference, &format!("manifest {}", reference.target()))
+            .await?;
         let mut stats = PullStats::default();
         let (root, bytes) = self
             .manifest_into(&session, None, blobs, &mut stats)
@@ -174,7 +178,7 @@ impl Client {
                 by_digest = self
                     .session(
                         &session.reference.with_digest(entry.digest.clone()),
-                        entry.digest.as_str(),
+                        &format!("manifest {}", entry.digest),
                     )
                     .await?;
                 &by_digest
@@ -290,7 +294,8 @@ impl Client {
         d: &Descriptor,
         blobs: &BlobDir,
     ) -> Result<u64, Error> {
-        let ctx = session.ctx_for(d.digest.as_str());
+        let what = format!("blob {}", d.digest);
+        let ctx = session.ctx_for(&what);
         let mut response = self
             .oci
             .pull_blob_stream(&session.oci, d.digest.as_str())

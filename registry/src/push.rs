@@ -64,7 +64,9 @@ impl Client {
         mount_from: Option<&Reference>,
     ) -> Result<PushReport, Error> {
         self.runtime.block_on(async {
-            let session = self.session(target, &target.target()).await?;
+            let session = self
+                .session(target, &format!("manifest {}", target.target()))
+                .await?;
             let mount_from = mount_from.filter(|source| {
                 source.registry() == target.registry() && source.repository() != target.repository()
             });
@@ -90,6 +92,14 @@ impl Client {
             }
             let mut seen = HashSet::new();
             layers.retain(|d| seen.insert(d.digest.clone()));
+            // Every blob must be at hand before the first byte goes out: a push that
+            // cannot finish should not start.
+            if let Some(d) = layers.iter().find(|d| !blobs.contains(&d.digest, d.size)) {
+                return Err(Error::MissingBlob {
+                    dir: blobs.dir().to_owned(),
+                    digest: d.digest.clone(),
+                });
+            }
 
             let session_ref = &session;
             let outcomes: Vec<Outcome> = stream::iter(&layers)
@@ -135,7 +145,9 @@ impl Client {
         bytes: Vec<u8>,
     ) -> Result<(), Error> {
         self.runtime.block_on(async {
-            let session = self.session(reference, &reference.target()).await?;
+            let session = self
+                .session(reference, &format!("manifest {}", reference.target()))
+                .await?;
             self.put_manifest(&session, reference, descriptor, bytes)
                 .await
         })
@@ -148,7 +160,8 @@ impl Client {
         descriptor: &Descriptor,
         bytes: Vec<u8>,
     ) -> Result<(), Error> {
-        let ctx = session.ctx_for(descriptor.digest.as_str());
+        let what = format!("manifest {}", descriptor.digest);
+        let ctx = session.ctx_for(&what);
         let content_type = HeaderValue::from_str(&descriptor.media_type).map_err(|_| {
             ctx.protocol(format!(
                 "media type `{}` is not a header value",
@@ -177,7 +190,8 @@ impl Client {
         d: &Descriptor,
         mount_from: Option<&Reference>,
     ) -> Result<Outcome, Error> {
-        let ctx = session.ctx_for(d.digest.as_str());
+        let what = format!("blob {}", d.digest);
+        let ctx = session.ctx_for(&what);
         let exists = self
             .oci
             .blob_exists(&session.oci, d.digest.as_str())

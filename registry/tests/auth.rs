@@ -325,6 +325,6 @@ fn plain_http_is_spoken_only_to_registries_listed_as_insecure() {
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
     assert_eq!(
         err.to_string(),
-        format!("1 not found in {}/app", registry.host())
+        format!("manifest 1 not found in {}/app", registry.host())
     );
 }

@@ -434,3 +434,84 @@ fn a_docker_schema2_image_pulls_as_it_is() {
     assert_eq!(pulled.layers.len(), 1);
     assert!(dir.contains(&pulled.layers[0].digest, pulled.layers[0].size));
 }
+
+#[test]
+fn a_push_with_a_blob_missing_locally_sends_nothing() {
+    let registry = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = Layout::new(tmp.path().join("src"));
+    let image = layout.image("amd64", &[noise(43, 2000), noise(44, 2000)]);
+    let missing = &image.layers[1];
+    std::fs::remove_file(layout.blobs().path(&missing.digest)).unwrap();
+    let err = registry
+        .client()
+        .push(
+            &layout.blobs(),
+            &image.manifest,
+            &registry.reference("app:1"),
+            None,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::MissingBlob { digest, .. } if digest == &missing.digest),
+        "{err:?}"
+    );
+    assert_eq!(
+        registry.count("", "/v2/app/"),
+        0,
+        "{:?}",
+        registry.requests()
+    );
+}
+
+#[test]
+fn a_push_the_registry_refuses_midway_writes_no_manifest_and_the_rerun_pushes_only_what_is_missing()
+{
+    let registry = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = Layout::new(tmp.path().join("src"));
+    let image = layout.image(
+        "amd64",
+        &[noise(40, 2000), noise(41, 2000), noise(42, 2000)],
+    );
+    // One blob at a time, in manifest order (config first), so the failure point is fixed.
+    let client = strata_registry::Client::new(Options {
+        jobs: 1,
+        ..registry.options()
+    })
+    .unwrap();
+    let target = registry.reference("app:1");
+    // The second layer's bytes go bad on disk: the registry refuses them by digest.
+    let bad = &image.layers[1];
+    let path = layout.blobs().path(&bad.digest);
+    let good = std::fs::read(&path).unwrap();
+    std::fs::write(&path, noise(98, 2000)).unwrap();
+
+    let err = client
+        .push(&layout.blobs(), &image.manifest, &target, None)
+        .unwrap_err();
+    assert!(matches!(err, Error::Rejected { .. }), "{err:?}");
+    assert!(err.to_string().contains("DigestInvalid"), "{err}");
+    assert_eq!(
+        registry.count("PUT", "/manifests/"),
+        0,
+        "no manifest without its blobs"
+    );
+    let err = client.fetch_manifest(&target).unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+
+    std::fs::write(&path, good).unwrap();
+    let report = client
+        .push(&layout.blobs(), &image.manifest, &target, None)
+        .unwrap();
+    assert_eq!((report.uploaded, report.skipped), (2, 2));
+    let url = format!("docker://{}/app:1", registry.host());
+    let digest = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--format",
+        "{{.Digest}}",
+        &url,
+    ]);
+    assert_eq!(digest.trim(), image.manifest.digest.as_str());
+}

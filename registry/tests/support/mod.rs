@@ -173,11 +173,13 @@ impl Registry {
             .collect()
     }
 
-    /// Requests whose line starts with `method` and contains `fragment`.
+    /// Requests whose line starts with `method` (any if empty) and contains `fragment`.
     pub fn count(&self, method: &str, fragment: &str) -> usize {
         self.requests()
             .iter()
-            .filter(|r| r.starts_with(&format!("{method} ")) && r.contains(fragment))
+            .filter(|r| {
+                (method.is_empty() || r.starts_with(&format!("{method} "))) && r.contains(fragment)
+            })
             .count()
     }
 
