@@ -72,8 +72,8 @@ hyperfine --style basic --runs "$runs" --export-json "$work/times.json" \
   -n "strata pull" --prepare "rm -rf $work/pull-s" "$regcopy pull $host/seed:bench $work/pull-s" \
   -n "skopeo pull" --prepare "rm -rf $work/pull-k" \
     "skopeo copy -q --preserve-digests --src-tls-verify=false docker://$host/seed:bench oci:$work/pull-k:bench" \
-  -n "strata pull again" "$regcopy pull $host/seed:bench $work/pull-s" \
-  -n "skopeo pull again" \
+  -n "strata pull again" --prepare true "$regcopy pull $host/seed:bench $work/pull-s" \
+  -n "skopeo pull again" --prepare true \
     "skopeo copy -q --preserve-digests --src-tls-verify=false docker://$host/seed:bench oci:$work/pull-k:bench" \
   > /dev/null
 python3 - "$work/times.json" <<'PY'

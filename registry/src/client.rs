@@ -43,6 +43,9 @@ pub struct Options {
     pub auth_files: AuthFiles,
     /// How long a connection attempt may take.
     pub connect_timeout: Duration,
+    /// How long a response may stall between two reads (a hung registry is then a
+    /// transient error, retried, instead of a hang).
+    pub read_timeout: Duration,
 }
 
 impl Default for Options {
@@ -55,6 +58,7 @@ impl Default for Options {
             retry: RetryPolicy::default(),
             auth_files: AuthFiles::from_env(),
             connect_timeout: Duration::from_secs(15),
+            read_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -91,10 +95,13 @@ impl Client {
             max_concurrent_upload: options.jobs.max(1),
             max_concurrent_download: options.jobs.max(1),
             connect_timeout: Some(options.connect_timeout),
+            read_timeout: Some(options.read_timeout),
             ..ClientConfig::default()
         };
         let oci = oci_client::Client::try_from(config).map_err(|e| Error::Setup(e.to_string()))?;
-        let mut http = reqwest::Client::builder().connect_timeout(options.connect_timeout);
+        let mut http = reqwest::Client::builder()
+            .connect_timeout(options.connect_timeout)
+            .read_timeout(options.read_timeout);
         for cert in &extra {
             let cert = reqwest::Certificate::from_pem(&cert.data)
                 .map_err(|e| Error::Setup(e.to_string()))?;

@@ -45,8 +45,10 @@ enum Outcome {
     Skipped,
 }
 
-/// Read size when streaming a blob from disk; oci-client cuts its own chunks.
-const READ_SIZE: usize = 1 << 20;
+/// Read size when streaming a blob from disk: oci-client sends each read as its own
+/// `PATCH` (cut further if over its 4 MiB chunk), so reads of that size make the fewest
+/// round trips.
+const READ_SIZE: usize = 4 << 20;
 
 impl Client {
     /// Pushes the image whose root (manifest or index) is `root` from `blobs` to
@@ -82,6 +84,13 @@ impl Client {
                 for child in parsed.manifests.unwrap_or_default() {
                     let child_bytes = blobs.read_verified(&child.digest)?;
                     let child_parsed = parse(target, &child, &child_bytes)?;
+                    if child_parsed.is_index() {
+                        return Err(Error::Manifest {
+                            reference: target.to_string(),
+                            digest: child.digest,
+                            message: "an index inside an index is not supported".to_owned(),
+                        });
+                    }
                     layers.extend(child_parsed.config);
                     layers.extend(child_parsed.layers);
                     manifests.push((child, child_bytes));
@@ -242,11 +251,19 @@ impl Client {
             });
         }
         let chunks = stream::try_unfold(file, |mut file| async move {
+            // tokio returns at most 2 MiB a read: fill the chunk.
             let mut buf = vec![0; READ_SIZE];
-            let n = file
-                .read(&mut buf)
-                .await
-                .map_err(OciDistributionError::IoError)?;
+            let mut n = 0;
+            while n < READ_SIZE {
+                let read = file
+                    .read(&mut buf[n..])
+                    .await
+                    .map_err(OciDistributionError::IoError)?;
+                if read == 0 {
+                    break;
+                }
+                n += read;
+            }
             if n == 0 {
                 return Ok(None);
             }
