@@ -58,7 +58,7 @@ impl Default for Options {
             retry: RetryPolicy::default(),
             auth_files: AuthFiles::from_env(),
             connect_timeout: Duration::from_secs(15),
-            read_timeout: Duration::from_secs(120),
+            read_timeout: Duration::from_mins(2),
         }
     }
 }
