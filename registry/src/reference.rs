@@ -401,6 +401,32 @@ mod tests {
     }
 
     #[test]
+    fn derived_references() {
+        let base = Reference::parse("r.example:5000/team").unwrap();
+        let service = base
+            .with_repository("team/api")
+            .unwrap()
+            .with_new_tag("v2")
+            .unwrap();
+        assert_eq!(service.to_string(), "r.example:5000/team/api:v2");
+        let pinned = service.with_digest(Digest::of(b"m"));
+        assert_eq!(pinned.tag(), None);
+        assert_eq!(pinned.target(), Digest::of(b"m").to_string());
+        assert_eq!(
+            Reference::with_tag("r.example:5000", "team/api", "v2").unwrap(),
+            service
+        );
+        assert!(matches!(
+            service.with_new_tag("-x"),
+            Err(ReferenceError::Tag { .. })
+        ));
+        assert!(matches!(
+            base.with_repository("Team"),
+            Err(ReferenceError::Repository { .. })
+        ));
+    }
+
+    #[test]
     fn component_separators() {
         assert!(valid_component("a.b_c__d---e"));
         assert!(!valid_component("a..b"));
