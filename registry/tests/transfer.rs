@@ -5,7 +5,7 @@
 
 mod support;
 
-use strata_registry::{BlobDir, Error, Options, Platform};
+use strata_registry::{BlobDir, Digest, Error, Options, Platform};
 use support::{Layout, Registry, noise, skopeo};
 
 /// A layer larger than oci-client's 4 MiB upload chunk, so it goes up in several `PATCH` requests.
@@ -512,4 +512,91 @@ fn a_push_the_registry_refuses_midway_writes_no_manifest_and_the_rerun_pushes_on
         &url,
     ]);
     assert_eq!(digest.trim(), image.manifest.digest.as_str());
+}
+
+/// A fake registry serving `blobs` by digest, each answer held back a little so that
+/// concurrent requests overlap; records the most requests it had in flight at once.
+fn slow_blob_server(blobs: Vec<Vec<u8>>) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let max = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&max);
+    let blobs: Arc<Vec<(String, Vec<u8>)>> = Arc::new(
+        blobs
+            .into_iter()
+            .map(|b| (Digest::of(&b).to_string(), b))
+            .collect(),
+    );
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let (in_flight, max, blobs) =
+                (Arc::clone(&in_flight), Arc::clone(&max), Arc::clone(&blobs));
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
+                        break;
+                    }
+                }
+                let body: Vec<u8> = match blobs.iter().find(|(d, _)| line.contains(d.as_str())) {
+                    Some((_, bytes)) => {
+                        let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                        max.fetch_max(now, Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                        in_flight.fetch_sub(1, Ordering::SeqCst);
+                        bytes.clone()
+                    }
+                    None => b"{}".to_vec(),
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(&body);
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn downloads_run_at_most_jobs_at_once() {
+    let blobs: Vec<Vec<u8>> = (0..6).map(|i| noise(50 + i, 1000)).collect();
+    let descriptors: Vec<strata_registry::Descriptor> = blobs
+        .iter()
+        .map(|b| strata_registry::Descriptor {
+            media_type: "application/octet-stream".to_owned(),
+            digest: Digest::of(b),
+            size: b.len() as u64,
+            platform: None,
+        })
+        .collect();
+    let (port, max) = slow_blob_server(blobs);
+    let host = format!("127.0.0.1:{port}");
+    let client = strata_registry::Client::new(Options {
+        insecure: vec![host.clone()],
+        jobs: 2,
+        auth_files: strata_registry::AuthFiles::default(),
+        ..Options::default()
+    })
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = BlobDir::new(tmp.path());
+    let repo = strata_registry::Reference::parse(&format!("{host}/app")).unwrap();
+    let stats = client.pull_blobs(&repo, &descriptors, &dir).unwrap();
+    assert_eq!(stats.downloaded, 6);
+    let max = max.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&max),
+        "{max} downloads at once with jobs = 2"
+    );
 }
