@@ -600,3 +600,34 @@ fn downloads_run_at_most_jobs_at_once() {
         "{max} downloads at once with jobs = 2"
     );
 }
+
+#[test]
+fn a_blob_longer_than_its_descriptor_is_cut_off_and_not_kept() {
+    let registry = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = Layout::new(tmp.path().join("src"));
+    let image = layout.image("amd64", &[noise(60, 4096)]);
+    let client = registry.client();
+    let reference = registry.reference("app:long");
+    client
+        .push(&layout.blobs(), &image.manifest, &reference, None)
+        .unwrap();
+    let layer = &image.layers[0];
+    std::fs::write(registry.blob_data(&layer.digest), noise(61, 64 << 10)).unwrap();
+
+    let store = tmp.path().join("store");
+    let err = client.pull(&reference, &BlobDir::new(&store)).unwrap_err();
+    assert!(
+        matches!(&err, Error::TooLarge { digest, size: 4096, .. } if *digest == layer.digest),
+        "{err:?}"
+    );
+    let names: Vec<String> = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.contains(&layer.digest.hex().to_owned())
+            && !names.iter().any(|n| n.starts_with('.')),
+        "{names:?}"
+    );
+}
