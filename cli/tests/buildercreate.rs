@@ -163,10 +163,11 @@ fn writes_a_builder_that_skopeo_and_umoci_read_with_packs_labels() {
     assert_eq!(metadata.created_by.version, env!("CARGO_PKG_VERSION"));
     // No lifecycle: pack reads a `null` version as none (it refuses an empty one).
     assert!(raw["lifecycle"]["version"].is_null(), "{raw}");
-    // The run image is recorded relative to the output layout, the registry mirror as written.
+    // The run image is recorded relative to the directory holding the output layout, the
+    // registry mirror as written.
     assert_eq!(
         metadata.images[0].image,
-        "oci:../examples/run-image/layout:busybox"
+        "oci:examples/run-image/layout:busybox"
     );
     assert_eq!(metadata.images[0].mirrors, ["registry.example.com/run:1"]);
     assert_eq!(metadata.stack.run_image, metadata.images[0]);

@@ -26,7 +26,8 @@
 //! the files are checked out and whenever the command runs.
 //!
 //! A run image named by a relative `oci:` path (relative to `builder.toml`) is recorded
-//! relative to the output layout's directory, so a builder layout and its run image move
+//! relative to the directory holding the output layout (where a builder image's relative names are
+//! read from), so a builder layout and its run image move
 //! together; registry names are recorded as written.
 //!
 //! Writing goes through [`create`], which picks the destination from the [`ImageRef`]: an OCI
@@ -290,14 +291,22 @@ pub fn create(
 }
 
 /// The run images as the builder records them: relative `oci:` layouts rewritten from the
-/// `builder.toml`'s directory to `output_dir`'s (kept as written without one).
+/// `builder.toml`'s directory to the directory holding the output layout `output_dir` (as a
+/// builder image's names are read: relative to where its layout is, as a `builder.toml`'s
+/// are to where the file is), kept as written without one.
 pub fn recorded_run_images(
     req: &BuilderRequest<'_>,
     output_dir: Option<&Path>,
 ) -> Vec<RunImageMetadata> {
     let builder_dir = req.builder.path.parent().unwrap_or(Path::new("/"));
     let rewrite = |name: &String| match output_dir {
-        Some(out) => relative_oci_name(name, builder_dir, out),
+        Some(out) => {
+            let holder = match out.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent,
+                _ => Path::new("."),
+            };
+            relative_oci_name(name, builder_dir, holder)
+        }
         None => name.clone(),
     };
     req.config
