@@ -141,12 +141,45 @@ pub(crate) fn table(report: &BuildReport) -> String {
     let services = report.services.len();
     let _ = writeln!(
         out,
-        "{services} service{} ({} failed), {} tasks ran, {} cached, {:.2}s",
+        "{services} service{} ({} failed), {} task{} ran, {} cached, {:.2}s",
         if services == 1 { "" } else { "s" },
         failed,
         report.ran,
+        if report.ran == 1 { "" } else { "s" },
         report.cached,
         report.seconds
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_totals_line_counts_in_words() {
+        let report = |ran, services: usize| BuildReport {
+            single: None,
+            services: (0..services)
+                .map(|i| ServiceReport {
+                    name: format!("s{i}"),
+                    status: "built",
+                    ..ServiceReport::default()
+                })
+                .collect(),
+            tasks: Vec::new(),
+            ran,
+            cached: 0,
+            seconds: 0.5,
+        };
+        let last = |r: &BuildReport| table(r).lines().last().unwrap_or_default().to_owned();
+        assert_eq!(
+            last(&report(1, 1)),
+            "1 service (0 failed), 1 task ran, 0 cached, 0.50s"
+        );
+        assert_eq!(
+            last(&report(3, 2)),
+            "2 services (0 failed), 3 tasks ran, 0 cached, 0.50s"
+        );
+    }
 }

@@ -63,9 +63,9 @@ impl Setup {
     }
 }
 
-#[test]
-fn a_builder_image_gives_the_same_image_as_its_builder_toml() {
-    let setup = Setup::new();
+/// A `builder.toml` in `setup` with the example buildpacks (by absolute path), the orders the
+/// example builder image has, and the setup's run and build images.
+fn example_builder_toml(setup: &Setup) -> PathBuf {
     let mut uris = String::new();
     for bp in EXAMPLE_BUILDPACKS {
         let dir = examples().join("buildpacks").join(bp);
@@ -81,6 +81,13 @@ fn a_builder_image_gives_the_same_image_as_its_builder_toml() {
         ),
     )
     .unwrap();
+    toml
+}
+
+#[test]
+fn a_builder_image_gives_the_same_image_as_its_builder_toml() {
+    let setup = Setup::new();
+    let toml = example_builder_toml(&setup);
     let image = setup.example_builder().write();
 
     let build = |builder: &str, out: &str| {
@@ -931,21 +938,7 @@ fn the_files_win_over_the_labels_and_stack_toml_is_the_fallback() {
 #[test]
 fn a_builder_made_by_builder_create_gives_the_same_image_as_its_builder_toml() {
     let setup = Setup::new();
-    let mut uris = String::new();
-    for bp in EXAMPLE_BUILDPACKS {
-        let dir = examples().join("buildpacks").join(bp);
-        writeln!(uris, "[[buildpacks]]\nuri = \"{}\"", dir.display()).unwrap();
-    }
-    let toml = setup.path("builder.toml");
-    std::fs::write(
-        &toml,
-        format!(
-            "{uris}\n[[order]]\n[[order.group]]\nid = \"examples/node\"\nversion = \"0.1.0\"\n\n\
-             [[order]]\n[[order.group]]\nid = \"examples/hello-stack\"\nversion = \"0.1.0\"\n\n\
-             [run]\n[[run.images]]\nimage = \"oci:run:busybox\"\n\n[build]\nimage = \"oci:build:busybox\"\n"
-        ),
-    )
-    .unwrap();
+    let toml = example_builder_toml(&setup);
     // The builder layout sits beside builder.toml, so the run image name it records (relative
     // to the directory holding the layout) is the one builder.toml gives.
     let builder = format!("oci:{}:example", setup.path("builder-layout").display());

@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use oci_spec::OciSpecError;
 use oci_spec::image::{
-    Config, Descriptor, History, ImageConfiguration, ImageConfigurationBuilder, ImageManifest,
-    ImageManifestBuilder, MediaType, RootFsBuilder,
+    Config, Descriptor, History, HistoryBuilder, ImageConfiguration, ImageConfigurationBuilder,
+    ImageManifest, ImageManifestBuilder, MediaType, RootFsBuilder,
 };
 use strata_engine::env::Env;
 
@@ -58,6 +58,26 @@ pub fn env_list(env: &Env) -> Vec<String> {
 /// `labels` as a config's `Labels`.
 pub fn label_map(labels: BTreeMap<String, String>) -> HashMap<String, String> {
     labels.into_iter().collect()
+}
+
+/// The history entries of layers added on a base, one per layer, each `created` at the same
+/// time (the build's) and `created_by` what made it.
+///
+/// # Errors
+/// An [`OciSpecError`] when an entry cannot be built.
+pub fn layer_history<'a>(
+    created: &str,
+    created_by: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<History>, OciSpecError> {
+    created_by
+        .into_iter()
+        .map(|by| {
+            HistoryBuilder::default()
+                .created(created.to_owned())
+                .created_by(by.to_owned())
+                .build()
+        })
+        .collect()
 }
 
 /// The image config of an app on `run`: the platform of `run`; `config` (the runtime

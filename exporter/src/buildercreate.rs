@@ -37,13 +37,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use oci_spec::image::{Descriptor, HistoryBuilder, MediaType};
+use oci_spec::image::{Descriptor, MediaType};
 use strata_planner::{Builder, Buildpack};
 
 use crate::archive::{
     ArchiveError, Compression, LayerBuilder, ModePolicy, Owner, format_timestamp,
 };
-use crate::baseconfig::{base_labels, config_on_base, image_manifest, label_map};
+use crate::baseconfig::{base_labels, config_on_base, image_manifest, label_map, layer_history};
 use crate::builderconfig::BuilderConfig;
 use crate::builderlabels::{
     BUILD_CONFIG_ENV_DIR, BuilderMetadata, CreatorMetadata, EXTENSION_LAYERS_LABEL, LAYERS_LABEL,
@@ -516,16 +516,8 @@ impl Assembly<'_> {
         config.set_labels(Some(label_map(labels)));
         config.set_working_dir(Some(WORKING_DIR.to_owned()));
         let added = &self.written[base.layers.len()..];
-        let history = added
-            .iter()
-            .map(|layer| {
-                HistoryBuilder::default()
-                    .created(created.clone())
-                    .created_by(layer.created_by.clone())
-                    .build()
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(spec)?;
+        let history =
+            layer_history(&created, added.iter().map(|l| l.created_by.as_str())).map_err(spec)?;
         let diff_ids: Vec<String> = added.iter().map(|l| l.diff_id.clone()).collect();
         let image_config = config_on_base(&base.config, created, config, &diff_ids, Some(history))
             .map_err(spec)?;

@@ -19,13 +19,15 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use oci_spec::image::{ConfigBuilder, Descriptor, HistoryBuilder, ImageConfiguration, MediaType};
+use oci_spec::image::{ConfigBuilder, Descriptor, ImageConfiguration, MediaType};
 use strata_engine::build::{BuildOutput, BuildpackOutput, layer_target};
 use strata_engine::layers::{Process, SbomScope, StoredBlob};
 use strata_planner::ProjectDescriptor;
 
 use crate::archive::{Compression, LayerBlob, LayerBuilder, ModePolicy, Owner, format_timestamp};
-use crate::baseconfig::{base_labels, config_on_base, env_list, image_manifest, label_map};
+use crate::baseconfig::{
+    base_labels, config_on_base, env_list, image_manifest, label_map, layer_history,
+};
 use crate::launch;
 use crate::layout::Staging;
 use crate::metadata::{
@@ -566,16 +568,8 @@ fn image_config(
     let config = config.build().map_err(spec)?;
 
     let app_layers = &layers[req.run_image.layers.len()..];
-    let history = app_layers
-        .iter()
-        .map(|layer| {
-            HistoryBuilder::default()
-                .created(created.clone())
-                .created_by(layer.created_by.clone())
-                .build()
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(spec)?;
+    let history =
+        layer_history(&created, app_layers.iter().map(|l| l.created_by.as_str())).map_err(spec)?;
     let diff_ids: Vec<String> = app_layers.iter().map(|l| l.diff_id.clone()).collect();
     config_on_base(run, created, config, &diff_ids, Some(history)).map_err(spec)
 }
