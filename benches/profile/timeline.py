@@ -69,7 +69,7 @@ def main():
                        f'height="{ROW - 2 * inset}" fill="{colour}" rx="2">'
                        f'<title>{html.escape(e["name"])}</title></rect>')
             label = e["name"] if e["cat"] != "build" else ""
-            if label and w > 7 * len(label) * 0.62:
+            if label and w > 6.8 * len(label) + 6:
                 svg.append(f'<text x="{x + 3:.1f}" y="{y + ROW / 2 + 4}" fill="white">'
                            f'{html.escape(label)}</text>')
         for e in (e for e in events if e.get("tid") == tid and e["ph"] == "i"):

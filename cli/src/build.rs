@@ -369,10 +369,10 @@ fn show(progress: &Progress, profile: Option<&Profile>, event: Event<'_>) {
     if let Some(profile) = profile {
         match event {
             Event::Started(id) => profile.started(id),
-            Event::Finished(id, _) => profile.ended(id, "ran"),
+            Event::Done(id) => profile.ended(id, "ran"),
             Event::Failed(id) => profile.ended(id, "failed"),
             Event::Cached(id) => profile.cached(id),
-            Event::Skipped(_) => {}
+            Event::Finished(..) | Event::Skipped(_) => {}
         }
     }
     match event {
@@ -380,7 +380,7 @@ fn show(progress: &Progress, profile: Option<&Profile>, event: Event<'_>) {
         Event::Finished(id, log) => progress.ended(id, None, log),
         Event::Failed(id) => progress.ended(id, Some("failed"), None),
         Event::Skipped(id) => progress.ended(id, Some("skipped (a task it needs failed)"), None),
-        Event::Cached(_) => {}
+        Event::Cached(_) | Event::Done(_) => {}
     }
 }
 

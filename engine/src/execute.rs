@@ -91,6 +91,9 @@ pub enum Event<'a> {
     Skipped(&'a str),
     /// A task was answered from the cache (its key had a stored output): nothing ran.
     Cached(&'a str),
+    /// A task that ran is done, its output stored: after [`Event::Finished`], which comes as
+    /// soon as its log is complete.
+    Done(&'a str),
 }
 
 /// How one task went, for reports.
@@ -274,6 +277,7 @@ pub fn execute<'a>(
             ExecEvent::Failed(n, _) => progress(Event::Failed(&ctx.labels[&n])),
             ExecEvent::Skipped(n) => progress(Event::Skipped(&ctx.labels[&n])),
             ExecEvent::Finished(n, took) => {
+                progress(Event::Done(&ctx.labels[&n]));
                 tasks.push(task_report(plan, n, "ran", took).labelled(&ctx.labels[&n]));
                 finished.push(n);
             }
