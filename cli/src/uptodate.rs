@@ -90,6 +90,14 @@ pub(crate) fn same_launcher(store: &Store, key: &TaskKey, launcher: Option<&str>
         .is_some_and(|record| record.launcher.as_deref() == launcher)
 }
 
+/// Records that `key` names the image `from` last exported too.
+pub(crate) fn alias(store: &Store, from: &TaskKey, key: &TaskKey) -> Result<(), StoreError> {
+    match store.get_action(from) {
+        Some(entry) => store.put_action(key, &entry),
+        None => Ok(()),
+    }
+}
+
 /// Records that `key` exported `image` into the layout at `layout`.
 pub(crate) fn record(
     store: &Store,

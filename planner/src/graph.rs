@@ -97,6 +97,16 @@ pub enum Status {
     Cached,
     /// It will run, and why.
     WillRun(Reason),
+    /// Nothing of its own changed, but a task it needs will run (the reason names the first):
+    /// it runs only if that task's output comes out different (early cutoff).
+    MayRun(Reason),
+}
+
+impl Status {
+    /// Whether it may be answered by the store once the tasks it needs are done.
+    pub fn cut_off(&self) -> bool {
+        matches!(self, Status::MayRun(_))
+    }
 }
 
 impl fmt::Display for Status {
@@ -104,6 +114,10 @@ impl fmt::Display for Status {
         match self {
             Status::Cached => f.write_str("cached"),
             Status::WillRun(reason) => write!(f, "will run: {reason}"),
+            Status::MayRun(reason @ Reason::NeedsRebuilt(task)) => {
+                write!(f, "may run: {reason} (cut off if {task} is unchanged)")
+            }
+            Status::MayRun(reason) => write!(f, "may run: {reason}"),
         }
     }
 }
@@ -126,6 +140,14 @@ pub struct Task {
     pub env: BTreeMap<String, String>,
     /// The digest of the service bindings it sees, if any (never their content).
     pub bindings: Option<TaskKey>,
+    /// The key of its own definition, without the tasks it needs: with their output digests
+    /// it makes its action key ([`Plan::action_key`]), under which the store keeps its output.
+    pub own: TaskKey,
+    /// The output digest of each task it needed when it was last built, by task id (empty
+    /// when unknown): what a reason is computed against once those tasks are done.
+    pub previous: BTreeMap<String, TaskKey>,
+    /// Its action key when it was last built, if known.
+    pub last_action: Option<TaskKey>,
     /// Whether it will run.
     pub status: Status,
 }
@@ -436,8 +458,12 @@ impl Plan {
             targets.push((file.path.as_str(), target));
         }
         link_targets_key(&mut h, &targets);
+        let own = h.finish();
         self.needs_key(&mut h, needs);
         let task = Task {
+            own,
+            previous: BTreeMap::new(),
+            last_action: None,
             kind: TaskKind::Layer {
                 buildpack: Arc::clone(bp),
                 layer: layer.name.clone(),
@@ -494,8 +520,12 @@ impl Plan {
                 .collect();
             link_targets_key(&mut h, &targets);
         }
+        let own = h.finish();
         self.needs_key(&mut h, before);
         let task = Task {
+            own,
+            previous: BTreeMap::new(),
+            last_action: None,
             kind: TaskKind::Buildpack {
                 buildpack: Arc::clone(bp),
                 plan: plan.clone(),
@@ -514,8 +544,12 @@ impl Plan {
     fn add_app(&mut self, input: &ServiceInput<'_>, opaque: &[NodeIndex]) -> NodeIndex {
         let mut h = KeyHasher::new("task/app");
         h.field("files").list(&input.app.files);
+        let own = h.finish();
         self.needs_key(&mut h, opaque);
         let task = Task {
+            own,
+            previous: BTreeMap::new(),
+            last_action: None,
             kind: TaskKind::App,
             key: h.finish(),
             id: "app".to_owned(),
@@ -538,12 +572,28 @@ impl Plan {
         for member in &input.group.group {
             h.str(&member.buildpack.reference());
         }
+        // A declared buildpack's processes go into the image from its `buildpack.toml`, not
+        // from a task's output.
+        h.field("processes");
+        for member in &input.group.group {
+            let strata = member.buildpack.descriptor.strata.as_ref();
+            let processes = strata.map(|s| s.processes.as_slice()).unwrap_or_default();
+            h.u64(processes.len() as u64);
+            for p in processes {
+                h.str(&p.kind).list(&p.command).list(&p.args).bool(p.default);
+                h.value(&p.working_dir).list(&p.exec_env);
+            }
+        }
+        let own = h.finish();
         // Layer order in the image follows the group, so the keys go in task order here.
         h.field("tasks").u64(tasks.len() as u64);
         for node in tasks {
             h.key(&self.graph[*node].key);
         }
         let task = Task {
+            own,
+            previous: BTreeMap::new(),
+            last_action: None,
             kind: TaskKind::Image,
             key: h.finish(),
             id: "image".to_owned(),
@@ -554,6 +604,29 @@ impl Plan {
             status: Status::WillRun(Reason::New),
         };
         self.insert(input.name, task, tasks, Sharing::PerService)
+    }
+
+    /// The key the store keeps `node`'s output under: its own definition and the output
+    /// digest of each task it needs (by task id), so that a need rebuilt to the same output
+    /// leaves it cached. `None` while the output of a task it needs is not known.
+    pub fn action_key(
+        &self,
+        node: NodeIndex,
+        output: &dyn Fn(NodeIndex) -> Option<TaskKey>,
+    ) -> Option<TaskKey> {
+        let mut needs: Vec<(&str, TaskKey)> = Vec::new();
+        for need in self.needs(node) {
+            needs.push((self.graph[need].id.as_str(), output(need)?));
+        }
+        needs.sort_unstable();
+        needs.dedup();
+        let mut h = KeyHasher::new("task/action");
+        h.field("own").key(&self.graph[node].own);
+        h.field("needs").u64(needs.len() as u64);
+        for (id, digest) in needs {
+            h.str(id).key(&digest);
+        }
+        Some(h.finish())
     }
 
     fn needs_key(&self, h: &mut KeyHasher, needs: &[NodeIndex]) {

@@ -6,7 +6,7 @@
 //! all of which may change with a compiler, a crate version or a field rename. Types feed the
 //! hasher through the [`CacheKey`] trait, in an order their impl fixes.
 //!
-//! # Encoding (key schema 1)
+//! # Encoding (key schema 2)
 //!
 //! The hasher starts with [`KEY_SCHEMA`] as 4 bytes little-endian, then the domain (for example
 //! `task/layer`) as a string token. Every value after that is a token: one tag byte, then its
@@ -48,7 +48,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// The version of the key encoding; part of every key.
-pub const KEY_SCHEMA: u32 = 1;
+pub const KEY_SCHEMA: u32 = 2;
 
 const TAG_U64: u8 = 0x01;
 const TAG_BOOL: u8 = 0x02;
@@ -536,7 +536,7 @@ mod tests {
             KeyHasher::new("task/layer").finish(),
             KeyHasher::new("task/buildpack").finish()
         );
-        // Schema 1, domain "test", nothing else: the bytes the module notes describe.
+        // The schema, domain "test", nothing else: the bytes the module notes describe.
         let mut bytes = KEY_SCHEMA.to_le_bytes().to_vec();
         bytes.extend([TAG_STR]);
         bytes.extend(4_u64.to_le_bytes());
