@@ -243,3 +243,132 @@ fn a_layer_whose_needed_layer_came_out_the_same_is_a_cut_off_hit() {
         "{text}"
     );
 }
+
+/// A workspace of `count` services over a builder of `t/rt` (a `runtime` layer every service
+/// shares: it reads nothing of the app) and `t/svc` (each service's `deps`, reading its
+/// `deps.txt`, needing the runtime).
+fn runtime_workspace(root: &Path, count: usize) -> PathBuf {
+    let ws = root.join("ws");
+    let rt = ws.join("buildpacks/rt");
+    std::fs::create_dir_all(&rt).unwrap();
+    std::fs::write(
+        rt.join("buildpack.toml"),
+        "api = \"0.10\"\n[buildpack]\nid = \"t/rt\"\nversion = \"1\"\n\
+         [metadata.strata.detect]\nfiles = [\"*\"]\n\
+         [[metadata.strata.layers]]\nname = \"runtime\"\nrun = \"layers/runtime.sh\"\n\
+         launch = true\nbuild = true\n",
+    )
+    .unwrap();
+    script(
+        &rt.join("layers/runtime.sh"),
+        "printf 'runtime 1' > \"$1/version\"",
+    );
+    let svc = ws.join("buildpacks/svc");
+    std::fs::create_dir_all(&svc).unwrap();
+    std::fs::write(
+        svc.join("buildpack.toml"),
+        "api = \"0.10\"\n[buildpack]\nid = \"t/svc\"\nversion = \"1\"\n\
+         [metadata.strata.detect]\nfiles = [\"*\"]\n\
+         [[metadata.strata.layers]]\nname = \"deps\"\ninputs = [\"deps.txt\"]\n\
+         needs = [\"t/rt:runtime\"]\nrun = \"layers/deps.sh\"\nlaunch = true\n",
+    )
+    .unwrap();
+    script(&svc.join("layers/deps.sh"), "cat deps.txt > \"$1/deps\"");
+    std::fs::write(
+        ws.join("builder.toml"),
+        "[[buildpacks]]\nuri = \"buildpacks/rt\"\n[[buildpacks]]\nuri = \"buildpacks/svc\"\n\
+         [[order]]\n[[order.group]]\nid = \"t/rt\"\nversion = \"1\"\n\
+         [[order.group]]\nid = \"t/svc\"\nversion = \"1\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        ws.join("strata.toml"),
+        "[workspace]\nbuilder = \"builder.toml\"\noutput = \"oci:out\"\nservices = [\"services/*\"]\n",
+    )
+    .unwrap();
+    for i in 0..count {
+        let dir = ws.join(format!("services/s{i:02}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("deps.txt"), format!("deps of s{i:02}\n")).unwrap();
+    }
+    ws
+}
+
+fn build_workspace(root: &Path, ws: &Path) -> Value {
+    let cache = root.join("cache");
+    let result = strata(
+        root,
+        &[
+            "build",
+            ws.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_exit(&result, 0);
+    serde_json::from_slice(&result.stdout).unwrap()
+}
+
+fn ran(report: &Value) -> Vec<String> {
+    report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["status"] == "ran")
+        .map(|t| format!("{} {}", t["id"], t["services"]))
+        .collect()
+}
+
+#[test]
+fn a_buildpack_change_that_leaves_a_shared_runtime_the_same_reruns_only_the_runtime() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = runtime_workspace(tmp.path(), 20);
+    let first = build_workspace(tmp.path(), &ws);
+    assert_eq!(first["services"].as_array().unwrap().len(), 20);
+    let tagged = tags(&ws.join("out"));
+
+    // A comment in the runtime's script: the buildpack changed, its layer did not.
+    script(
+        &ws.join("buildpacks/rt/layers/runtime.sh"),
+        "# the same runtime, said differently\nprintf 'runtime 1' > \"$1/version\"",
+    );
+    let second = build_workspace(tmp.path(), &ws);
+    let all: Vec<String> = (0..20).map(|i| format!("\"s{i:02}\"")).collect();
+    assert_eq!(
+        ran(&second),
+        [format!("\"t/rt:runtime\" [{}]", all.join(","))],
+        "the runtime reruns once, and nothing else"
+    );
+    for service in second["services"].as_array().unwrap() {
+        assert_eq!(service["status"], "up-to-date", "{service}");
+        assert_eq!(service["ran"], 1, "{service}");
+    }
+    let deps_cut_off = second["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["id"] == "t/svc:deps" && t["cut_off"] == true && t["status"] == "cached")
+        .count();
+    assert_eq!(deps_cut_off, 20);
+    assert_eq!(tags(&ws.join("out")), tagged, "no new manifest");
+
+    // And the next build of the same tree runs nothing.
+    let third = build_workspace(tmp.path(), &ws);
+    assert!(ran(&third).is_empty(), "{:?}", ran(&third));
+    for service in third["services"].as_array().unwrap() {
+        assert_eq!(service["status"], "up-to-date", "{service}");
+    }
+
+    // A change to the runtime's bytes rebuilds every service.
+    script(
+        &ws.join("buildpacks/rt/layers/runtime.sh"),
+        "printf 'runtime 2' > \"$1/version\"",
+    );
+    let fourth = build_workspace(tmp.path(), &ws);
+    for service in fourth["services"].as_array().unwrap() {
+        assert_eq!(service["status"], "built", "{service}");
+    }
+    // The runtime, then each service's deps and image (the app layer is the same).
+    assert_eq!(ran(&fourth).len(), 1 + 20 * 2, "{:?}", ran(&fourth));
+}
