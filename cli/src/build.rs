@@ -238,8 +238,14 @@ impl Exporter<'_> {
         let layout = Layout::open(&self.config.layout).ok()?;
         let (_, tagged) = layout.tags().into_iter().find(|(t, _)| t == tag)?;
         let store = self.store;
-        uptodate::up_to_date(store, action, &self.config.layout, &tagged, self.config.compression)
-            .filter(|_| uptodate::same_launcher(store, action, self.config.launcher()))
+        uptodate::up_to_date(
+            store,
+            action,
+            &self.config.layout,
+            &tagged,
+            self.config.compression,
+        )
+        .filter(|_| uptodate::same_launcher(store, action, self.config.launcher()))
     }
 
     /// Exports service `index` (of `prepared.services`) from `output`, and records it;
@@ -255,7 +261,9 @@ impl Exporter<'_> {
         let config = &self.config.input.services[service.config];
         let plan = &self.prepared.plan;
         let image_node = plan.services[index].tasks.last().copied();
-        let action = image_node.and_then(|n| keys.get(&n)).map(|(action, _)| *action);
+        let action = image_node
+            .and_then(|n| keys.get(&n))
+            .map(|(action, _)| *action);
         // What each task read and made, so the next plan can say why a task runs again and
         // cut its dependents off. A record that cannot be written only makes a later reason
         // `new`.

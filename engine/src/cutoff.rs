@@ -13,7 +13,7 @@ use std::path::Path;
 use strata_planner::{KeyHasher, TaskKey};
 
 use crate::execute::TaskOutput;
-use crate::layers::{Layer, LaunchToml, SbomFile, SbomScope};
+use crate::layers::{LaunchToml, Layer, SbomFile, SbomScope};
 
 impl TaskOutput {
     /// The digest of what a task that needs this output can observe of it.

@@ -218,7 +218,12 @@ impl Context<'_> {
         let mut needs: Vec<(&str, Option<TaskKey>)> = self
             .plan
             .needs(node)
-            .map(|n| (self.plan.graph[n].id.as_str(), done.get(n).map(|f| f.digest)))
+            .map(|n| {
+                (
+                    self.plan.graph[n].id.as_str(),
+                    done.get(n).map(|f| f.digest),
+                )
+            })
             .collect();
         needs.sort_unstable();
         let changed = needs
@@ -636,7 +641,12 @@ fn export_service(
         // The exporter reads launch layers' env files and tars the app: every stored output
         // is made real, opaque buildpacks' app changes in group order.
         for (node, f) in &finished {
-            cache.ensure(&ctx.run_of(*node).req, &plan.graph[*node], &f.action, &f.output)?;
+            cache.ensure(
+                &ctx.run_of(*node).req,
+                &plan.graph[*node],
+                &f.action,
+                &f.output,
+            )?;
         }
         // What this image has of each opaque buildpack, a hit's output too, is what its next
         // run starts from, as the lifecycle's cache is the last build's.
@@ -719,7 +729,10 @@ fn outputs_of(
     let mut by_buildpack: HashMap<String, Vec<TaskOutput>> = HashMap::new();
     for node in &service.tasks {
         if let (Some(bp), Some(f)) = (plan.graph[*node].buildpack(), done.get(*node)) {
-            by_buildpack.entry(bp.reference()).or_default().push(f.output);
+            by_buildpack
+                .entry(bp.reference())
+                .or_default()
+                .push(f.output);
         }
     }
     members

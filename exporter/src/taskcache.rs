@@ -94,7 +94,9 @@ impl StoredChange {
 /// The output digest stored under `key` ([`TaskOutput::digest`]), if the store has it.
 pub fn stored_output(store: &Store, key: &TaskKey) -> Option<TaskKey> {
     let entry = store.get_action(key)?;
-    serde_json::from_value::<Payload>(entry.payload).ok()?.output
+    serde_json::from_value::<Payload>(entry.payload)
+        .ok()?
+        .output
 }
 
 impl Payload {
@@ -589,9 +591,7 @@ impl TaskCache for StoreCache<'_> {
             blobs: blob_refs(&payload.layers, &payload.sbom, payload.change.as_ref()),
             payload: serde_json::to_value(&payload).map_err(cache_err)?,
         };
-        self.store
-            .put_action(key, &entry)
-            .map_err(cache_err)?;
+        self.store.put_action(key, &entry).map_err(cache_err)?;
         if let Ok(mut ensured) = self.ensured.lock() {
             // Its layers are real and its app change is in the workspace already.
             let done = OnceLock::new();

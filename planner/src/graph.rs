@@ -580,7 +580,10 @@ impl Plan {
             let processes = strata.map(|s| s.processes.as_slice()).unwrap_or_default();
             h.u64(processes.len() as u64);
             for p in processes {
-                h.str(&p.kind).list(&p.command).list(&p.args).bool(p.default);
+                h.str(&p.kind)
+                    .list(&p.command)
+                    .list(&p.args)
+                    .bool(p.default);
                 h.value(&p.working_dir).list(&p.exec_env);
             }
         }
@@ -1170,5 +1173,130 @@ mod tests {
             .map(|n| plan.graph[*n].id.as_str())
             .collect();
         assert_eq!(ids, ["app", "image"]);
+    }
+
+    /// A declared buildpack of `needs.len()` layers `l0`, `l1`, …: layer `i` reads `i<i>.txt`
+    /// and needs each earlier layer `j` with `needs[i][j]`.
+    fn dag_buildpack(
+        needs: &[Vec<bool>],
+    ) -> (tempfile::TempDir, DetectResult, BTreeMap<String, TaskKey>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut toml =
+            String::from("api = \"0.10\"\n[buildpack]\nid = \"t/dag\"\nversion = \"1\"\n");
+        for (i, row) in needs.iter().enumerate() {
+            let names: Vec<String> = (0..i)
+                .filter(|j| row[*j])
+                .map(|j| format!("\"l{j}\""))
+                .collect();
+            toml.push_str(&format!(
+                "[[metadata.strata.layers]]\nname = \"l{i}\"\ninputs = [\"i{i}.txt\"]\n\
+                 needs = [{}]\nrun = \"layers/run.sh\"\nlaunch = true\n",
+                names.join(", ")
+            ));
+        }
+        write_executable(tmp.path(), "dag/layers/run.sh");
+        write(tmp.path(), "dag/buildpack.toml", &toml);
+        let bp = Arc::new(Buildpack::load(&tmp.path().join("dag")).unwrap());
+        let digests = BTreeMap::from([(bp.reference(), KeyHasher::new("test/bp").finish())]);
+        let group = DetectResult {
+            group: vec![GroupMember {
+                buildpack: bp,
+                plan: BuildpackPlan::default(),
+            }],
+            ..DetectResult::default()
+        };
+        (tmp, group, digests)
+    }
+
+    /// What a build of `plan` runs against `store` (action key -> output digest), each task
+    /// that runs making `output(layer)`; the output digest of every layer after it.
+    fn simulate(
+        plan: &Plan,
+        store: &mut HashMap<TaskKey, TaskKey>,
+        output: &dyn Fn(&str) -> TaskKey,
+    ) -> (
+        std::collections::BTreeSet<String>,
+        HashMap<NodeIndex, TaskKey>,
+    ) {
+        let mut ran = std::collections::BTreeSet::new();
+        let mut outs: HashMap<NodeIndex, TaskKey> = HashMap::new();
+        for node in plan.services[0].tasks.clone() {
+            let task = &plan.graph[node];
+            if !matches!(task.kind, TaskKind::Layer { .. }) {
+                continue;
+            }
+            let action = plan.action_key(node, &|n| outs.get(&n).copied()).unwrap();
+            let out = if let Some(out) = store.get(&action) {
+                *out
+            } else {
+                ran.insert(task.id.clone());
+                let out = output(&task.id);
+                store.insert(action, out);
+                out
+            };
+            outs.insert(node, out);
+        }
+        (ran, outs)
+    }
+
+    fn digest(id: &str, version: u64) -> TaskKey {
+        let mut h = KeyHasher::new("test/output");
+        h.str(id).u64(version);
+        h.finish()
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn the_tasks_that_run_are_those_whose_inputs_or_needed_outputs_changed(
+            (needs, changed, same) in (1_usize..7).prop_flat_map(|n| (
+                proptest::collection::vec(proptest::collection::vec(proptest::bool::ANY, n), n),
+                proptest::collection::vec(proptest::bool::ANY, n),
+                proptest::collection::vec(proptest::bool::ANY, n),
+            ))
+        ) {
+            let n = needs.len();
+            let (_bp, group, digests) = dag_buildpack(&needs);
+            let files = |changed: &Vec<bool>| -> Vec<(String, String)> {
+                (0..n)
+                    .map(|i| (format!("i{i}.txt"), if changed[i] { "v1" } else { "v0" }.to_owned()))
+                    .collect()
+            };
+            let plan_of = |changed: &Vec<bool>| {
+                let files = files(changed);
+                let refs: Vec<(&str, &str)> =
+                    files.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+                let (_app, tree) = app(&refs);
+                let mut plan = Plan::new();
+                add(&mut plan, "svc", &group, &tree, &digests).unwrap();
+                plan
+            };
+            let mut store = HashMap::new();
+            let first = plan_of(&vec![false; n]);
+            let (ran, before) = simulate(&first, &mut store, &|id| digest(id, 0));
+            prop_assert_eq!(ran.len(), n, "a cold build runs every layer");
+
+            // The second build: the changed inputs; a layer that runs comes out as before
+            // when `same` says so.
+            let second = plan_of(&changed);
+            let layer = |id: &str| id.trim_start_matches("t/dag:l").parse::<usize>().unwrap();
+            let (ran, _) = simulate(&second, &mut store, &|id| {
+                digest(id, u64::from(!same[layer(id)]))
+            });
+
+            // What should run: a layer whose input changed, or a needed layer whose output did.
+            let mut expected = std::collections::BTreeSet::new();
+            let mut out_changed = vec![false; n];
+            for i in 0..n {
+                let runs = changed[i] || (0..i).any(|j| needs[i][j] && out_changed[j]);
+                if runs {
+                    expected.insert(format!("t/dag:l{i}"));
+                    out_changed[i] = !same[i];
+                }
+            }
+            prop_assert_eq!(ran, expected);
+            prop_assert_eq!(before.len(), n);
+        }
     }
 }

@@ -604,7 +604,7 @@ mod tests {
         assert_eq!(k.as_bytes(), blake3::hash(&bytes).as_bytes());
         assert_eq!(
             k.hex(),
-            "90c7539b8761af2df5b14da5aeab76bbfa5c062484b479bd36188f8d18f67d7a"
+            "0850d43fa9da4ce3375fa93dc12917bc98a40cc26aff7261a1e510e4ba0c734f"
         );
     }
 
