@@ -10,6 +10,12 @@
 //! opaque buildpacks (one at a time, in group order) write. A service's image task runs when
 //! all its tasks are done, while other services still build: it makes every output real and
 //! hands the exporter the app as the buildpacks left it and every buildpack's layers.
+//!
+//! A task is looked up in the store, and stored, under its action key, made when the tasks it
+//! needs are done from their output digests ([`crate::cutoff`]): a need that ran again and
+//! came out the same leaves it a hit (early cutoff), and so on down the graph. The app task is
+//! a hit when its action key is the one last exported, and the image task asks the exporter,
+//! which writes no new manifest when the output already has that image.
 
 use std::collections::HashMap;
 use std::os::unix::fs::DirBuilderExt;
@@ -62,6 +68,10 @@ pub type Outputs = HashMap<NodeIndex, (TaskKey, TaskKey)>;
 /// Where task outputs are kept between builds. The engine does not know how layers are
 /// stored (that takes the exporter's tar writer); it asks this.
 pub trait TaskCache: Sync {
+    /// Whether it answers lookups at all (`--no-cache` stores outputs but answers none).
+    fn lookups(&self) -> bool {
+        true
+    }
     /// The output stored under `key`, `task`'s action key, if any. Its layer directories need
     /// not exist yet.
     fn probe(&self, req: &BuildRequest<'_>, task: &Task, key: &TaskKey) -> Option<TaskOutput>;
@@ -335,6 +345,9 @@ pub fn execute<'a>(
         // The app layer is made at export from the app and the opaque buildpacks' changes:
         // nothing to do when those are what it was last made from.
         TaskKind::App => {
+            if !cache?.lookups() {
+                return None;
+            }
             let action = ctx.action(node, done);
             (plan.graph[node].last_action == Some(action)).then_some(Finished {
                 output: TaskOutput::Nothing,

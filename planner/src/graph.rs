@@ -14,7 +14,12 @@
 //! Edges point from a task to the tasks that need it. A task's [`TaskKey`] covers its kind,
 //! its buildpack's id, version and content digest, its definition, its input files (path,
 //! mode, digest, in path order), its env, the keys of the tasks it needs (sorted), the build
-//! image and the target. Of the env a process gets beyond that, the build image's and what
+//! image and the target. That key names the task in a plan (equal keys are one node, and an
+//! image key last exported says the service is up to date). The store keeps its output under
+//! its *action key* ([`Plan::action_key`]): the same definition ([`Task::own`]) with the
+//! output digest of each task it needs instead of that task's key, so that a need rebuilt to
+//! the same output leaves the task cached (early cutoff). It is known once those tasks are
+//! done, which for a need that runs in this build is when the executor gets to the task. Of the env a process gets beyond that, the build image's and what
 //! strata sets are covered by the build image and the key schema; `HOSTNAME` and the proxy
 //! variables are left out on purpose (they say how to reach the network, not what to build,
 //! and would make every machine's cache its own). Declared layers with equal keys are one node, so a layer that many

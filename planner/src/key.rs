@@ -43,6 +43,9 @@
 //! Changing anything in this encoding, or in the token sequence of an existing [`CacheKey`]
 //! impl, changes keys already in users' caches: bump [`KEY_SCHEMA`] in the same change, so old
 //! entries become clean misses instead of wrong hits.
+//!
+//! Schema 2 added action keys (`task/action`: a task's own definition and the output digest of
+//! each task it needs), under which the store keeps outputs since early cutoff.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
