@@ -372,3 +372,74 @@ fn a_buildpack_change_that_leaves_a_shared_runtime_the_same_reruns_only_the_runt
     // The runtime, then each service's deps and image (the app layer is the same).
     assert_eq!(ran(&fourth).len(), 1 + 20 * 2, "{:?}", ran(&fourth));
 }
+
+#[test]
+fn an_opaque_buildpack_after_a_layer_that_came_out_the_same_is_a_cut_off_hit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let ws = runtime_workspace(root, 0);
+    let rt = ws.join("buildpacks/rt");
+    let tool = root.join("tool");
+    std::fs::create_dir_all(&tool).unwrap();
+    std::fs::write(
+        tool.join("buildpack.toml"),
+        "api = \"0.10\"\n[buildpack]\nid = \"t/tool\"\nversion = \"1\"\n",
+    )
+    .unwrap();
+    script(&tool.join("bin/detect"), "exit 0");
+    script(
+        &tool.join("bin/build"),
+        "echo \"tool build ran\"\nmkdir -p \"$1/tool\"\necho tool > \"$1/tool/bin\"\n\
+         printf '[types]\\nlaunch = true\\n' > \"$1/tool.toml\"",
+    );
+    let app = root.join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(app.join("main.txt"), "main").unwrap();
+    let out = format!("oci:{}:app", root.join("out").display());
+    let build = || {
+        let result = strata(
+            root,
+            &[
+                "build",
+                app.to_str().unwrap(),
+                "--buildpack",
+                rt.to_str().unwrap(),
+                "--buildpack",
+                tool.to_str().unwrap(),
+                "--cache-dir",
+                root.join("cache").to_str().unwrap(),
+                "--output",
+                &out,
+                "--json",
+            ],
+        );
+        assert_exit(&result, 0);
+        serde_json::from_slice::<Value>(&result.stdout).unwrap()
+    };
+    let first = build();
+    assert_eq!(task(&first, "t/tool (bin/build)")["status"], "ran");
+    let tagged = tags(&root.join("out"));
+
+    script(
+        &rt.join("layers/runtime.sh"),
+        "# reworded\nprintf 'runtime 1' > \"$1/version\"",
+    );
+    let second = build();
+    assert_eq!(ran(&second), ["\"t/rt:runtime\" [\"app\"]"], "{second}");
+    let tool_task = task(&second, "t/tool (bin/build)");
+    assert_eq!(tool_task["status"], "cached", "{second}");
+    assert_eq!(tool_task["cut_off"], true);
+    assert_eq!(tool_task["reason"], "needs rebuilt: t/rt:runtime");
+    assert_eq!(second["services"][0]["status"], "up-to-date", "{second}");
+    assert_eq!(tags(&root.join("out")), tagged, "no new manifest");
+
+    script(
+        &rt.join("layers/runtime.sh"),
+        "printf 'runtime 2' > \"$1/version\"",
+    );
+    let third = build();
+    let tool_task = task(&third, "t/tool (bin/build)");
+    assert_eq!(tool_task["status"], "ran", "{third}");
+    assert_eq!(tool_task["reason"], "needs rebuilt: t/rt:runtime");
+    assert_eq!(third["services"][0]["status"], "built");
+}
