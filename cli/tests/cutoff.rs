@@ -369,8 +369,8 @@ fn a_buildpack_change_that_leaves_a_shared_runtime_the_same_reruns_only_the_runt
     for service in fourth["services"].as_array().unwrap() {
         assert_eq!(service["status"], "built", "{service}");
     }
-    // The runtime, then each service's deps and image (the app layer is the same).
-    assert_eq!(ran(&fourth).len(), 1 + 20 * 2, "{:?}", ran(&fourth));
+    // The runtime, then each service's deps, app layer and image.
+    assert_eq!(ran(&fourth).len(), 1 + 20 * 3, "{:?}", ran(&fourth));
 }
 
 #[test]

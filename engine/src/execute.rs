@@ -68,10 +68,6 @@ pub type Outputs = HashMap<NodeIndex, (TaskKey, TaskKey)>;
 /// Where task outputs are kept between builds. The engine does not know how layers are
 /// stored (that takes the exporter's tar writer); it asks this.
 pub trait TaskCache: Sync {
-    /// Whether it answers lookups at all (`--no-cache` stores outputs but answers none).
-    fn lookups(&self) -> bool {
-        true
-    }
     /// The output stored under `key`, `task`'s action key, if any. Its layer directories need
     /// not exist yet.
     fn probe(&self, req: &BuildRequest<'_>, task: &Task, key: &TaskKey) -> Option<TaskOutput>;
@@ -136,7 +132,7 @@ pub struct TaskReport {
     pub id: String,
     /// The services it is part of.
     pub services: Vec<String>,
-    /// Its key (hex).
+    /// Its action key (hex): the key the store keeps its output under.
     pub key: String,
     /// `ran` or `cached`.
     pub status: &'static str,
@@ -342,22 +338,7 @@ pub fn execute<'a>(
                 unchanged: false,
             })
         }
-        // The app layer is made at export from the app and the opaque buildpacks' changes:
-        // nothing to do when those are what it was last made from.
-        TaskKind::App => {
-            if !cache?.lookups() {
-                return None;
-            }
-            let action = ctx.action(node, done);
-            (plan.graph[node].last_action == Some(action)).then_some(Finished {
-                output: TaskOutput::Nothing,
-                action,
-                digest: action,
-                reason: None,
-                unchanged: false,
-            })
-        }
-        TaskKind::Image => None,
+        TaskKind::App | TaskKind::Image => None,
     };
     let mut tasks = Vec::new();
     let mut finished = Vec::new();
@@ -388,14 +369,27 @@ pub fn execute<'a>(
         },
     );
     // A task that ran though only a need was to change says which need did.
-    // An image the output already had was cut off too: nothing new was written.
+    // An image the output already had was cut off too: nothing new was written, and its app
+    // layer (made only when the image is) is cached when it is the one last made.
+    let unchanged = |node: &NodeIndex| outcome.results.get(node).is_some_and(|f| f.unchanged);
     for (report, node) in tasks.iter_mut().zip(&finished) {
         let Some(f) = outcome.results.get(node) else {
             continue;
         };
-        if f.unchanged {
+        report.key = f.action.hex();
+        let task = &plan.graph[*node];
+        let app_unchanged = matches!(task.kind, TaskKind::App)
+            && task.last_action == Some(f.action)
+            && plan
+                .graph
+                .neighbors_directed(*node, petgraph::Direction::Outgoing)
+                .any(|n| unchanged(&n));
+        if f.unchanged || app_unchanged {
             report.status = "cached";
-            report.cut_off = true;
+            report.cut_off = task.status != Status::Cached;
+            if !report.cut_off {
+                report.reason = None;
+            }
         } else if let Some(reason) = &f.reason {
             report.reason = Some(reason.clone());
         }
@@ -708,7 +702,12 @@ pub fn task_report(
     TaskReport {
         id: task.id.clone(),
         services: task.services.clone(),
-        key: task.key.hex(),
+        // A cached task's output is under the action key it was last built with.
+        key: task
+            .last_action
+            .filter(|_| task.status == Status::Cached)
+            .unwrap_or(task.key)
+            .hex(),
         status,
         reason: match &task.status {
             Status::WillRun(reason) | Status::MayRun(reason) => Some(reason.to_string()),

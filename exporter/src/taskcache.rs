@@ -413,10 +413,6 @@ fn blob_refs(layers: &[Layer], sbom: &[StoredSbom], change: Option<&StoredChange
 }
 
 impl TaskCache for StoreCache<'_> {
-    fn lookups(&self) -> bool {
-        self.lookups
-    }
-
     fn probe(&self, req: &BuildRequest<'_>, task: &Task, key: &TaskKey) -> Option<TaskOutput> {
         if !self.lookups {
             return None;
