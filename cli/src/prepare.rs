@@ -192,18 +192,10 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
     // Statuses: cached when the store has the task's output, else why it will run.
     let store =
         Store::open(&store_dir(&config.cache_dir)).map_err(crate::cache::CacheError::from)?;
-    let cached = |key: &TaskKey| store.has_action(key);
-    let output = |key: &TaskKey| strata_exporter::taskcache::stored_output(&store, key);
+    let cached = strata_exporter::taskcache::StoredOutputs(&store);
     let records = Records::new(&config.cache_dir);
     for (index, service) in services.iter().enumerate() {
-        records.explain(
-            &mut plan,
-            index,
-            &service.app,
-            &service.digests,
-            &cached,
-            &output,
-        );
+        records.explain(&mut plan, index, &service.app, &service.digests, &cached);
     }
     Ok(Prepared {
         plan,

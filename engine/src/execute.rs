@@ -369,31 +369,7 @@ pub fn execute<'a>(
         },
     );
     // A task that ran though only a need was to change says which need did.
-    // An image the output already had was cut off too: nothing new was written, and its app
-    // layer (made only when the image is) is cached when it is the one last made.
-    let unchanged = |node: &NodeIndex| outcome.results.get(node).is_some_and(|f| f.unchanged);
-    for (report, node) in tasks.iter_mut().zip(&finished) {
-        let Some(f) = outcome.results.get(node) else {
-            continue;
-        };
-        report.key = f.action.hex();
-        let task = &plan.graph[*node];
-        let app_unchanged = matches!(task.kind, TaskKind::App)
-            && task.last_action == Some(f.action)
-            && plan
-                .graph
-                .neighbors_directed(*node, petgraph::Direction::Outgoing)
-                .any(|n| unchanged(&n));
-        if f.unchanged || app_unchanged {
-            report.status = "cached";
-            report.cut_off = task.status != Status::Cached;
-            if !report.cut_off {
-                report.reason = None;
-            }
-        } else if let Some(reason) = &f.reason {
-            report.reason = Some(reason.clone());
-        }
-    }
+    settle(plan, &mut tasks, &finished, &outcome.results);
     let outputs: Outputs = outcome
         .results
         .iter()
@@ -426,6 +402,41 @@ pub fn execute<'a>(
         failures,
         exported,
         outputs,
+    }
+}
+
+/// The reports of finished tasks, once all ran: each with its action key, and what only the
+/// end of the run tells. An image the output already had was cut off too (nothing new was
+/// written), and so was its app layer (made only when the image is) when it is the one last
+/// made; a task that ran though only a need was to change says which need did.
+fn settle(
+    plan: &Plan,
+    tasks: &mut [TaskReport],
+    finished: &[NodeIndex],
+    results: &HashMap<NodeIndex, Finished>,
+) {
+    let unchanged = |node: &NodeIndex| results.get(node).is_some_and(|f| f.unchanged);
+    for (report, node) in tasks.iter_mut().zip(finished) {
+        let Some(f) = results.get(node) else {
+            continue;
+        };
+        report.key = f.action.hex();
+        let task = &plan.graph[*node];
+        let app_unchanged = matches!(task.kind, TaskKind::App)
+            && task.last_action == Some(f.action)
+            && plan
+                .graph
+                .neighbors_directed(*node, petgraph::Direction::Outgoing)
+                .any(|n| unchanged(&n));
+        if f.unchanged || app_unchanged {
+            report.status = "cached";
+            report.cut_off = task.status != Status::Cached;
+            if !report.cut_off {
+                report.reason = None;
+            }
+        } else if let Some(reason) = &f.reason {
+            report.reason = Some(reason.clone());
+        }
     }
 }
 

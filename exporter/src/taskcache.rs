@@ -91,12 +91,21 @@ impl StoredChange {
     }
 }
 
-/// The output digest stored under `key` ([`TaskOutput::digest`]), if the store has it.
-pub fn stored_output(store: &Store, key: &TaskKey) -> Option<TaskKey> {
-    let entry = store.get_action(key)?;
-    serde_json::from_value::<Payload>(entry.payload)
-        .ok()?
-        .output
+/// The task outputs a [`Store`] has, as a plan's statuses ask for them.
+pub struct StoredOutputs<'a>(pub &'a Store);
+
+impl strata_planner::Lookup for StoredOutputs<'_> {
+    fn has(&self, action: &TaskKey) -> bool {
+        self.0.has_action(action)
+    }
+
+    /// The output digest stored under `action` ([`TaskOutput::digest`]).
+    fn output(&self, action: &TaskKey) -> Option<TaskKey> {
+        let entry = self.0.get_action(action)?;
+        serde_json::from_value::<Payload>(entry.payload)
+            .ok()?
+            .output
+    }
 }
 
 impl Payload {

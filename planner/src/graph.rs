@@ -1185,6 +1185,7 @@ mod tests {
     fn dag_buildpack(
         needs: &[Vec<bool>],
     ) -> (tempfile::TempDir, DetectResult, BTreeMap<String, TaskKey>) {
+        use std::fmt::Write as _;
         let tmp = tempfile::tempdir().unwrap();
         let mut toml =
             String::from("api = \"0.10\"\n[buildpack]\nid = \"t/dag\"\nversion = \"1\"\n");
@@ -1193,11 +1194,12 @@ mod tests {
                 .filter(|j| row[*j])
                 .map(|j| format!("\"l{j}\""))
                 .collect();
-            toml.push_str(&format!(
+            let _ = write!(
+                toml,
                 "[[metadata.strata.layers]]\nname = \"l{i}\"\ninputs = [\"i{i}.txt\"]\n\
                  needs = [{}]\nrun = \"layers/run.sh\"\nlaunch = true\n",
                 names.join(", ")
-            ));
+            );
         }
         write_executable(tmp.path(), "dag/layers/run.sh");
         write(tmp.path(), "dag/buildpack.toml", &toml);

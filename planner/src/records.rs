@@ -44,6 +44,14 @@ struct TaskRecord {
     needs: BTreeMap<String, TaskKey>,
 }
 
+/// What the store has, as statuses need it.
+pub trait Lookup {
+    /// Whether the store has an output under the action key `action`.
+    fn has(&self, action: &TaskKey) -> bool;
+    /// The digest of the output stored under `action`, if any.
+    fn output(&self, action: &TaskKey) -> Option<TaskKey>;
+}
+
 /// The records of one cache directory.
 #[derive(Debug)]
 pub struct Records {
@@ -104,19 +112,19 @@ impl Records {
         }
     }
 
-    /// Sets each task of `service`'s status: `Cached` when the store has its output
-    /// (`cached(action key)`), else `WillRun` with the reason its record gives, or `MayRun`
-    /// when only a task it needs will run. `output(action key)` is the digest of a stored
-    /// output.
+    /// Sets each task of `service`'s status: `Cached` when `store` has its output, else
+    /// `WillRun` with the reason its record gives, or `MayRun` when only a task it needs will
+    /// run.
     pub fn explain(
         &self,
         plan: &mut Plan,
         service: usize,
         app: &SourceTree,
         digests: &BTreeMap<String, TaskKey>,
-        cached: &dyn Fn(&TaskKey) -> bool,
-        output: &dyn Fn(&TaskKey) -> Option<TaskKey>,
+        store: &dyn Lookup,
     ) {
+        let cached = |action: &TaskKey| store.has(action);
+        let output = |action: &TaskKey| store.output(action);
         let records = self.load(&plan.services[service].name);
         // The output digest of each task known to be cached: what its dependents' keys use.
         let mut known: HashMap<NodeIndex, (TaskKey, TaskKey)> = HashMap::new();
