@@ -3,7 +3,9 @@
 //!
 //! Inputs are validated first ([`crate::config`]), so bad input fails fast with exit code 2
 //! and nothing written. A service whose image task's key last exported the manifest the
-//! output still tags it with is up to date: none of its tasks runs or is even probed. The
+//! output still tags it with is up to date: none of its tasks runs or is even probed. One
+//! whose tasks ran but came out as before (its image task's action key last exported that
+//! manifest) is up to date too, with no new manifest (early cutoff). The
 //! others run in per-service scratch directories; each image is assembled in its own staging
 //! area and committed to the shared output layout (commits are serialised by a lock), so a
 //! failed service leaves its old tag in place and the others still land.

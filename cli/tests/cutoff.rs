@@ -21,7 +21,8 @@ fn script(path: &Path, body: &str) {
 }
 
 /// `checks/decl`: `runtime` (reads `runtime.version` with `$(cat …)`, so blank lines at its
-/// end change nothing it writes) and `deps` (reads `deps.lock`, needs `runtime`).
+/// end change nothing it writes), `tools` (reads `tools.txt`) and `deps` (reads `deps.lock`,
+/// needs both).
 fn declared_buildpack(root: &Path) -> PathBuf {
     let dir = root.join("decl");
     std::fs::create_dir_all(&dir).unwrap();
@@ -31,14 +32,17 @@ fn declared_buildpack(root: &Path) -> PathBuf {
          [metadata.strata.detect]\nfiles = [\"*\"]\n\
          [[metadata.strata.layers]]\nname = \"runtime\"\ninputs = [\"runtime.version\"]\n\
          run = \"layers/runtime.sh\"\nlaunch = true\nbuild = true\n\
+         [[metadata.strata.layers]]\nname = \"tools\"\ninputs = [\"tools.txt\"]\n\
+         run = \"layers/tools.sh\"\nbuild = true\n\
          [[metadata.strata.layers]]\nname = \"deps\"\ninputs = [\"deps.lock\"]\n\
-         needs = [\"runtime\"]\nrun = \"layers/deps.sh\"\nlaunch = true\n",
+         needs = [\"runtime\", \"tools\"]\nrun = \"layers/deps.sh\"\nlaunch = true\n",
     )
     .unwrap();
     script(
         &dir.join("layers/runtime.sh"),
         "v=$(cat runtime.version)\necho \"runtime script ran\"\nprintf '%s' \"$v\" > \"$1/version\"",
     );
+    script(&dir.join("layers/tools.sh"), "cat tools.txt > \"$1/tools\"");
     script(
         &dir.join("layers/deps.sh"),
         "echo \"deps script ran\"\ncat deps.lock > \"$1/deps\"",
@@ -107,6 +111,7 @@ impl App {
         std::fs::create_dir_all(&app).unwrap();
         std::fs::write(app.join("runtime.version"), "1.0\n").unwrap();
         std::fs::write(app.join("deps.lock"), "left-pad 1\n").unwrap();
+        std::fs::write(app.join("tools.txt"), "make\n").unwrap();
         Self { tmp, bp }
     }
 
@@ -242,6 +247,17 @@ fn a_layer_whose_needed_layer_came_out_the_same_is_a_cut_off_hit() {
         text.contains("checks/decl:deps: cached (cut off): needs rebuilt: checks/decl:runtime"),
         "{text}"
     );
+
+    // Both needs run again and only the second comes out changed: the reason names it, not
+    // the first.
+    app.write("runtime.version", "2.0\n");
+    app.write("tools.txt", "make\ncc\n");
+    let fourth = app.build();
+    assert_eq!(task(&fourth, "checks/decl:runtime")["status"], "ran");
+    assert_eq!(task(&fourth, "checks/decl:tools")["status"], "ran");
+    let deps = task(&fourth, "checks/decl:deps");
+    assert_eq!(deps["status"], "ran", "{fourth}");
+    assert_eq!(deps["reason"], "needs rebuilt: checks/decl:tools");
 }
 
 /// A workspace of `count` services over a builder of `t/rt` (a `runtime` layer every service
