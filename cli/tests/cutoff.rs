@@ -250,7 +250,7 @@ fn a_layer_whose_needed_layer_came_out_the_same_is_a_cut_off_hit() {
 
     // Both needs run again and only the second comes out changed: the reason names it, not
     // the first.
-    app.write("runtime.version", "2.0\n");
+    app.write("runtime.version", "2.0\n\n\n\n");
     app.write("tools.txt", "make\ncc\n");
     let fourth = app.build();
     assert_eq!(task(&fourth, "checks/decl:runtime")["status"], "ran");
