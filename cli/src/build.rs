@@ -3,7 +3,9 @@
 //!
 //! Inputs are validated first ([`crate::config`]), so bad input fails fast with exit code 2
 //! and nothing written. A service whose image task's key last exported the manifest the
-//! output still tags it with is up to date: none of its tasks runs or is even probed. The
+//! output still tags it with is up to date: none of its tasks runs or is even probed. One
+//! whose tasks ran but came out as before (its image task's action key last exported that
+//! manifest) is up to date too, with no new manifest (early cutoff). The
 //! others run in per-service scratch directories; each image is assembled in its own staging
 //! area and committed to the shared output layout (commits are serialised by a lock), so a
 //! failed service leaves its old tag in place and the others still land.
@@ -16,7 +18,7 @@ use std::time::Instant;
 use petgraph::graph::NodeIndex;
 use strata_engine::build::{BuildError, BuildOutput, BuildRequest};
 use strata_engine::execute::{
-    Event, Executed, Failure, ServiceRun, TaskReport, execute, task_report,
+    Event, Executed, Failure, Outputs, ServiceRun, TaskReport, execute, task_report,
 };
 use strata_engine::executor::ExecOptions;
 use strata_engine::layers::StoredBlob;
@@ -30,7 +32,7 @@ use strata_exporter::reference::{ImageRef, validate_tag};
 use strata_exporter::runimage::{DEFAULT_CNB_ID, RunImage};
 use strata_exporter::runproof::verify_layers;
 use strata_exporter::taskcache::StoreCache;
-use strata_planner::Records;
+use strata_planner::{Records, TaskKey};
 
 use crate::args::{BuildArgs, CompressionArg};
 use crate::config::InputConfig;
@@ -223,17 +225,71 @@ struct Exporter<'a> {
     owner: Owner,
     started: Instant,
     done: Mutex<HashMap<usize, Exported>>,
+    /// The services whose image came out as the output has it, with its manifest digest.
+    unchanged: Mutex<HashMap<usize, String>>,
 }
 
 impl Exporter<'_> {
-    /// Exports service `index` (of `prepared.services`) from `output`, and records it.
+    /// The manifest the output already has for service `index`, when its image task's action
+    /// key `action` (every layer as it came out) last exported it.
+    fn unchanged(&self, index: usize, action: &TaskKey) -> Option<String> {
+        if self.config.no_cache {
+            return None;
+        }
+        let tag = &self.config.tags[self.prepared.services[index].config];
+        let layout = Layout::open(&self.config.layout).ok()?;
+        let (_, tagged) = layout.tags().into_iter().find(|(t, _)| t == tag)?;
+        let store = self.store;
+        uptodate::up_to_date(
+            store,
+            action,
+            &self.config.layout,
+            &tagged,
+            self.config.compression,
+        )
+        .filter(|_| uptodate::same_launcher(store, action, self.config.launcher()))
+    }
+
+    /// Exports service `index` (of `prepared.services`) from `output`, and records it;
+    /// `keys` are its tasks' action keys and output digests. Returns whether it wrote an
+    /// image: not when the output has this one already (early cutoff).
     fn export(
         &self,
         index: usize,
         output: &BuildOutput,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        keys: &Outputs,
+    ) -> Result<bool, Box<dyn std::error::Error + Send + Sync>> {
         let service = &self.prepared.services[index];
         let config = &self.config.input.services[service.config];
+        let plan = &self.prepared.plan;
+        let image_node = plan.services[index].tasks.last().copied();
+        let action = image_node
+            .and_then(|n| keys.get(&n))
+            .map(|(action, _)| *action);
+        // What each task read and made, so the next plan can say why a task runs again and
+        // cut its dependents off. A record that cannot be written only makes a later reason
+        // `new`.
+        let save_records = || {
+            let _ = Records::new(&self.config.input.cache_dir).save(
+                plan,
+                index,
+                &service.app,
+                &service.digests,
+                &|n| keys.get(&n).copied(),
+            );
+        };
+        if let (Some(node), Some(action)) = (image_node, action)
+            && let Some(digest) = self.unchanged(index, &action)
+        {
+            // The image key now names that image too, so the next build of this plan is
+            // up to date without running anything.
+            uptodate::alias(self.store, &action, &plan.graph[node].key)?;
+            save_records();
+            if let Ok(mut unchanged) = self.unchanged.lock() {
+                unchanged.insert(index, digest);
+            }
+            return Ok(false);
+        }
         let staging = Staging::new(&self.config.layout)?;
         let run_image = stage_run_image(service, self.config, self.owner, &staging)?;
         let image = assemble(
@@ -255,30 +311,28 @@ impl Exporter<'_> {
             self.config.tags[service.config].clone(),
             image.manifest.clone(),
         )])?;
-        let plan = &self.prepared.plan;
-        if let Some(node) = plan.services[index].tasks.last() {
+        // Under the image key (for the next build of this plan) and the action key (for a
+        // build whose tasks come out the same).
+        let keys_of_image = image_node
+            .map(|n| plan.graph[n].key)
+            .into_iter()
+            .chain(action);
+        for key in keys_of_image {
             uptodate::record(
                 self.store,
-                &plan.graph[*node].key,
+                &key,
                 &self.config.layout,
                 &image,
                 self.config.compression,
                 self.config.launcher(),
             )?;
         }
-        // What each task read, so the next plan can say why a task runs again. A record that
-        // cannot be written only makes a later reason `new`.
-        let _ = Records::new(&self.config.input.cache_dir).save(
-            plan,
-            index,
-            &service.app,
-            &service.digests,
-        );
+        save_records();
         if let Ok(mut done) = self.done.lock() {
             let at = self.started.elapsed().as_secs_f64();
             done.insert(index, Exported { image, at });
         }
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -371,7 +425,7 @@ fn show(progress: &Progress, profile: Option<&Profile>, event: Event<'_>) {
             Event::Started(id) => profile.started(id),
             Event::Done(id) => profile.ended(id, "ran"),
             Event::Failed(id) => profile.ended(id, "failed"),
-            Event::Cached(id) => profile.cached(id),
+            Event::Cached(id) | Event::CutOff(id, _) => profile.cached(id),
             Event::Finished(..) | Event::Skipped(_) => {}
         }
     }
@@ -380,6 +434,9 @@ fn show(progress: &Progress, profile: Option<&Profile>, event: Event<'_>) {
         Event::Finished(id, log) => progress.ended(id, None, log),
         Event::Failed(id) => progress.ended(id, Some("failed"), None),
         Event::Skipped(id) => progress.ended(id, Some("skipped (a task it needs failed)"), None),
+        Event::CutOff(id, reason) => {
+            progress.line(&format!("     {id}: cached (cut off): {reason}, unchanged"));
+        }
         Event::Cached(_) | Event::Done(_) => {}
     }
 }
@@ -459,11 +516,12 @@ pub(crate) fn run(
         owner,
         started,
         done: Mutex::new(HashMap::new()),
+        unchanged: Mutex::new(HashMap::new()),
     };
-    let export = |run: usize, output: &BuildOutput| {
+    let export = |run: usize, output: &BuildOutput, keys: &Outputs| {
         let index = runs[run].service;
         exporter
-            .export(index, output)
+            .export(index, output, keys)
             .map_err(|source| BuildError::Export {
                 service: plan.services[index].name.clone(),
                 source,
@@ -472,6 +530,9 @@ pub(crate) fn run(
     let executed = execute(plan, &runs, config.exec, Some(&cache), &show, &export);
     progress.finish();
     let images = exporter.done.into_inner().unwrap_or_default();
+    // A service whose every layer came out as before is up to date too.
+    let mut current = current;
+    current.extend(exporter.unchanged.into_inner().unwrap_or_default());
     let (report, error) = report(
         config, &prepared, &runs, executed, &current, images, started,
     );

@@ -85,11 +85,19 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 if let Some(service) = report.services.first()
                     && service.status == "up-to-date"
                 {
-                    let _ = writeln!(
-                        err,
-                        "up to date: nothing it reads changed ({} tasks cached, none ran)",
-                        service.cached
-                    );
+                    let _ = if service.ran == 0 {
+                        writeln!(
+                            err,
+                            "up to date: nothing it reads changed ({} tasks cached, none ran)",
+                            service.cached
+                        )
+                    } else {
+                        writeln!(
+                            err,
+                            "up to date: every layer came out unchanged ({} tasks ran, {} cached)",
+                            service.ran, service.cached
+                        )
+                    };
                 }
                 println!("{} {}", image.image, image.digest);
             } else {

@@ -46,8 +46,11 @@ struct TaskJson<'a> {
     buildpack: Option<String>,
     layer: Option<&'a str>,
     key: String,
+    /// `cached`, `will-run`, or `may-run` (runs only if a task it needs comes out changed).
     status: &'static str,
     reason: Option<&'a Reason>,
+    /// Whether it is cached after all when the tasks it needs come out unchanged.
+    cut_off: bool,
     needs: Vec<&'a str>,
     inputs: usize,
 }
@@ -83,6 +86,7 @@ pub(crate) fn json(prepared: &Prepared) -> String {
             let (status, reason) = match &task.status {
                 Status::Cached => ("cached", None),
                 Status::WillRun(reason) => ("will-run", Some(reason)),
+                Status::MayRun(reason) => ("may-run", Some(reason)),
             };
             TaskJson {
                 id: &task.id,
@@ -96,6 +100,7 @@ pub(crate) fn json(prepared: &Prepared) -> String {
                 key: task.key.hex(),
                 status,
                 reason,
+                cut_off: task.status.cut_off(),
                 needs: plan
                     .needs(node)
                     .map(|n| plan.graph[n].id.as_str())
@@ -191,12 +196,18 @@ pub(crate) fn table(plan: &Plan) -> String {
             w2 = widths[2]
         );
     }
-    let will_run = rows.iter().filter(|r| r[3] != "cached").count();
+    let will_run = rows.iter().filter(|r| r[3].starts_with("will run")).count();
+    let may_run = rows.iter().filter(|r| r[3].starts_with("may run")).count();
+    let may = if may_run == 0 {
+        String::new()
+    } else {
+        format!(", {may_run} may run")
+    };
     let _ = writeln!(
         out,
-        "\n{} tasks: {} cached, {will_run} to run",
+        "\n{} tasks: {} cached, {will_run} to run{may}",
         rows.len(),
-        rows.len() - will_run
+        rows.len() - will_run - may_run
     );
     out.push_str(&skipped_lines(plan));
     out

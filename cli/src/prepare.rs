@@ -196,7 +196,7 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
     }
 
     // Statuses: cached when the store has the task's output, else why it will run.
-    let cached = |key: &TaskKey| store.has_action(key);
+    let cached = strata_exporter::taskcache::StoredOutputs(&store);
     let records = Records::new(&config.cache_dir);
     for (index, service) in services.iter().enumerate() {
         records.explain(&mut plan, index, &service.app, &service.digests, &cached);

@@ -5,6 +5,10 @@
 //! this is what makes a no-change build of a large workspace cost about what hashing its files
 //! costs. A blob changed in place (exported layers are hardlinks of the store's) stats
 //! differently, and the service takes the full path, where the store verifies its blobs.
+//!
+//! An image is recorded under its image task's key and under its action key (the output
+//! digests of its tasks): a build whose tasks ran but came out the same finds the image by the
+//! latter, writes nothing, and names it by the new image key for the next build.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -88,6 +92,14 @@ pub(crate) fn same_launcher(store: &Store, key: &TaskKey, launcher: Option<&str>
         .get_action(key)
         .and_then(|entry| serde_json::from_value::<ImageRecord>(entry.payload).ok())
         .is_some_and(|record| record.launcher.as_deref() == launcher)
+}
+
+/// Records that `key` names the image `from` last exported too.
+pub(crate) fn alias(store: &Store, from: &TaskKey, key: &TaskKey) -> Result<(), StoreError> {
+    match store.get_action(from) {
+        Some(entry) => store.put_action(key, &entry),
+        None => Ok(()),
+    }
 }
 
 /// Records that `key` exported `image` into the layout at `layout`.

@@ -79,6 +79,9 @@ pub struct BuildpackOutput {
     pub log: PathBuf,
     /// Whether its `bin/build` changed the app.
     pub app_changed: bool,
+    /// The digest of that change (the diffID of its tar and the paths it deleted), once
+    /// stored: what a later buildpack and the app layer see of it.
+    pub change: Option<strata_planner::TaskKey>,
 }
 
 /// Where a layer is in the image: `/layers/<escaped id>/<name>`.
@@ -311,5 +314,6 @@ pub fn run_buildpack(
         layers,
         log,
         app_changed: false,
+        change: None,
     })
 }

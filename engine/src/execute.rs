@@ -10,6 +10,12 @@
 //! opaque buildpacks (one at a time, in group order) write. A service's image task runs when
 //! all its tasks are done, while other services still build: it makes every output real and
 //! hands the exporter the app as the buildpacks left it and every buildpack's layers.
+//!
+//! A task is looked up in the store, and stored, under its action key, made when the tasks it
+//! needs are done from their output digests ([`crate::cutoff`]): a need that ran again and
+//! came out the same leaves it a hit (early cutoff), and so on down the graph. The app task is
+//! a hit when its action key is the one last exported, and the image task asks the exporter,
+//! which writes no new manifest when the output already has that image.
 
 use std::collections::HashMap;
 use std::os::unix::fs::DirBuilderExt;
@@ -39,11 +45,32 @@ pub enum TaskOutput {
     Nothing,
 }
 
+/// A finished task: its output, the action key it is stored under, and what its dependents'
+/// action keys take of it (for the app and image tasks, which store nothing, their action key).
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// What it left.
+    pub output: TaskOutput,
+    /// Its action key ([`strata_planner::Plan::action_key`]).
+    pub action: TaskKey,
+    /// Its output's digest ([`TaskOutput::digest`]).
+    pub digest: TaskKey,
+    /// Why it ran after all, when it was to run only if a task it needs changed: the first
+    /// of those whose output did.
+    pub reason: Option<String>,
+    /// An image task whose image the output already has: nothing new was written.
+    pub unchanged: bool,
+}
+
+/// The action key and output digest of each finished task, by node.
+pub type Outputs = HashMap<NodeIndex, (TaskKey, TaskKey)>;
+
 /// Where task outputs are kept between builds. The engine does not know how layers are
 /// stored (that takes the exporter's tar writer); it asks this.
 pub trait TaskCache: Sync {
-    /// The stored output of `task`, if any. Its layer directories need not exist yet.
-    fn probe(&self, req: &BuildRequest<'_>, task: &Task) -> Option<TaskOutput>;
+    /// The output stored under `key`, `task`'s action key, if any. Its layer directories need
+    /// not exist yet.
+    fn probe(&self, req: &BuildRequest<'_>, task: &Task, key: &TaskKey) -> Option<TaskOutput>;
     /// Makes a stored output usable by a task about to run: its layer directories exist and,
     /// for an opaque buildpack, its change to the app is applied to the workspace. Calling it
     /// again for the same task does nothing.
@@ -51,6 +78,7 @@ pub trait TaskCache: Sync {
         &self,
         req: &BuildRequest<'_>,
         task: &Task,
+        key: &TaskKey,
         output: &TaskOutput,
     ) -> Result<(), BuildError>;
     /// Puts into the layers directory of `task` (an opaque buildpack about to run because its
@@ -63,15 +91,16 @@ pub trait TaskCache: Sync {
         task: &Task,
         state: &TaskKey,
     ) -> Result<Vec<Layer>, BuildError>;
-    /// Records the stored output of `task` (an opaque buildpack that ran) as the restore state
-    /// of `state`, for its next run.
-    fn keep(&self, task: &Task, state: &TaskKey) -> Result<(), BuildError>;
-    /// Stores what `task` built (and, for an opaque buildpack, what it changed in the app);
-    /// returns the output with its layers' blobs recorded.
+    /// Records the output stored under `key` (of `task`, an opaque buildpack) as the restore
+    /// state of `state`, for its next run.
+    fn keep(&self, task: &Task, key: &TaskKey, state: &TaskKey) -> Result<(), BuildError>;
+    /// Stores what `task` built (and, for an opaque buildpack, what it changed in the app)
+    /// under `key`, its action key; returns the output with its layers' blobs recorded.
     fn save(
         &self,
         req: &BuildRequest<'_>,
         task: &Task,
+        key: &TaskKey,
         output: TaskOutput,
         change: Option<&Change>,
     ) -> Result<TaskOutput, BuildError>;
@@ -94,6 +123,9 @@ pub enum Event<'a> {
     /// A task that ran is done, its output stored: after [`Event::Finished`], which comes as
     /// soon as its log is complete.
     Done(&'a str),
+    /// A task that was to run if a task it needs changed was answered from the cache: that
+    /// task came out unchanged. With the reason it was to run.
+    CutOff(&'a str, &'a str),
 }
 
 /// How one task went, for reports.
@@ -103,12 +135,15 @@ pub struct TaskReport {
     pub id: String,
     /// The services it is part of.
     pub services: Vec<String>,
-    /// Its key (hex).
+    /// Its action key (hex): the key the store keeps its output under.
     pub key: String,
     /// `ran` or `cached`.
     pub status: &'static str,
-    /// Why it ran.
+    /// Why it ran, or why it was to run when it was cut off.
     pub reason: Option<String>,
+    /// Whether it was answered by the store only once the tasks it needs came out unchanged
+    /// (early cutoff).
+    pub cut_off: bool,
     /// How long it took.
     pub seconds: f64,
     /// Its label in [`Event`]s (not in the JSON report: `id` and `services` say the same).
@@ -128,8 +163,11 @@ pub struct ServiceRun<'a> {
     pub exclude: &'a [String],
 }
 
-/// Exports a service (by its index in the runs) from what its buildpacks built.
-pub type ExportFn<'a> = dyn Fn(usize, &BuildOutput) -> Result<(), BuildError> + Sync + 'a;
+/// Exports a service (by its index in the runs) from what its buildpacks built, given every
+/// finished task's action key and output digest (its image task's among them). Returns
+/// whether it wrote an image: `false` when the output already has this one.
+pub type ExportFn<'a> =
+    dyn Fn(usize, &BuildOutput, &Outputs) -> Result<bool, BuildError> + Sync + 'a;
 
 /// A task that failed.
 #[derive(Debug)]
@@ -153,6 +191,8 @@ pub struct Executed {
     pub failures: Vec<Failure>,
     /// Per run: whether its image was exported.
     pub exported: Vec<bool>,
+    /// The action key and output digest of each finished task.
+    pub outputs: Outputs,
 }
 
 /// What every task of a run reads.
@@ -170,6 +210,37 @@ struct Context<'a> {
 }
 
 impl Context<'_> {
+    /// `node`'s action key, from the digests of the tasks it needs (all done by now).
+    fn action(&self, node: NodeIndex, done: &Done<Finished>) -> TaskKey {
+        self.plan
+            .action_key(node, &|n| done.get(n).map(|f| f.digest))
+            .unwrap_or(self.plan.graph[node].key)
+    }
+
+    /// Why a task that was to run only if a need changed runs: the first need (by id) whose
+    /// output is not the one it last built with.
+    fn reason(&self, node: NodeIndex, done: &Done<Finished>) -> Option<String> {
+        let task = &self.plan.graph[node];
+        if !task.status.cut_off() {
+            return None;
+        }
+        let mut needs: Vec<(&str, Option<TaskKey>)> = self
+            .plan
+            .needs(node)
+            .map(|n| {
+                (
+                    self.plan.graph[n].id.as_str(),
+                    done.get(n).map(|f| f.digest),
+                )
+            })
+            .collect();
+        needs.sort_unstable();
+        let changed = needs
+            .into_iter()
+            .find(|(id, digest)| task.previous.get(*id) != digest.as_ref())?;
+        Some(strata_planner::Reason::NeedsRebuilt(changed.0.to_owned()).to_string())
+    }
+
     fn run_of(&self, node: NodeIndex) -> &ServiceRun<'_> {
         &self.runs[self.owner[&node]]
     }
@@ -257,16 +328,24 @@ pub fn execute<'a>(
         progress,
         export,
     };
-    let run = |node: NodeIndex, done: &Done<TaskOutput>| run_task(&ctx, node, done);
-    let probe = |node: NodeIndex, _: &Done<TaskOutput>| match &plan.graph[node].kind {
+    let run = |node: NodeIndex, done: &Done<Finished>| run_task(&ctx, node, done);
+    let probe = |node: NodeIndex, done: &Done<Finished>| match &plan.graph[node].kind {
         TaskKind::Layer { .. } | TaskKind::Buildpack { .. } => {
-            cache?.probe(&ctx.run_of(node).req, &plan.graph[node])
+            let action = ctx.action(node, done);
+            let output = cache?.probe(&ctx.run_of(node).req, &plan.graph[node], &action)?;
+            Some(Finished {
+                digest: output.digest(),
+                output,
+                action,
+                reason: None,
+                unchanged: false,
+            })
         }
         TaskKind::App | TaskKind::Image => None,
     };
     let mut tasks = Vec::new();
     let mut finished = Vec::new();
-    let outcome: ExecOutcome<TaskOutput, BuildError> = run_graph(
+    let outcome: ExecOutcome<Finished, BuildError> = run_graph(
         &plan.graph,
         &nodes,
         options,
@@ -282,13 +361,24 @@ pub fn execute<'a>(
                 finished.push(n);
             }
             ExecEvent::Cached(n) => {
-                progress(Event::Cached(&ctx.labels[&n]));
-                let report = task_report(plan, n, "cached", std::time::Duration::ZERO);
+                let mut report = task_report(plan, n, "cached", std::time::Duration::ZERO);
+                report.cut_off = plan.graph[n].status.cut_off();
+                match (&report.reason, report.cut_off) {
+                    (Some(reason), true) => progress(Event::CutOff(&ctx.labels[&n], reason)),
+                    _ => progress(Event::Cached(&ctx.labels[&n])),
+                }
                 tasks.push(report.labelled(&ctx.labels[&n]));
                 finished.push(n);
             }
         },
     );
+    // A task that ran though only a need was to change says which need did.
+    settle(plan, &mut tasks, &finished, &outcome.results);
+    let outputs: Outputs = outcome
+        .results
+        .iter()
+        .map(|(node, f)| (*node, (f.action, f.digest)))
+        .collect();
     let exported = runs
         .iter()
         .map(|run| {
@@ -315,6 +405,42 @@ pub fn execute<'a>(
         nodes: finished,
         failures,
         exported,
+        outputs,
+    }
+}
+
+/// The reports of finished tasks, once all ran: each with its action key, and what only the
+/// end of the run tells. An image the output already had was cut off too (nothing new was
+/// written), and so was its app layer (made only when the image is) when it is the one last
+/// made; a task that ran though only a need was to change says which need did.
+fn settle(
+    plan: &Plan,
+    tasks: &mut [TaskReport],
+    finished: &[NodeIndex],
+    results: &HashMap<NodeIndex, Finished>,
+) {
+    let unchanged = |node: &NodeIndex| results.get(node).is_some_and(|f| f.unchanged);
+    for (report, node) in tasks.iter_mut().zip(finished) {
+        let Some(f) = results.get(node) else {
+            continue;
+        };
+        report.key = f.action.hex();
+        let task = &plan.graph[*node];
+        let app_unchanged = matches!(task.kind, TaskKind::App)
+            && task.last_action == Some(f.action)
+            && plan
+                .graph
+                .neighbors_directed(*node, petgraph::Direction::Outgoing)
+                .any(|n| unchanged(&n));
+        if f.unchanged || app_unchanged {
+            report.status = "cached";
+            report.cut_off = task.status != Status::Cached;
+            if !report.cut_off {
+                report.reason = None;
+            }
+        } else if let Some(reason) = &f.reason {
+            report.reason = Some(reason.clone());
+        }
     }
 }
 
@@ -323,7 +449,39 @@ pub fn execute<'a>(
 fn run_task(
     ctx: &Context<'_>,
     node: NodeIndex,
-    done: &Done<TaskOutput>,
+    done: &Done<Finished>,
+) -> Result<Finished, BuildError> {
+    let action = ctx.action(node, done);
+    if let TaskKind::Image = ctx.plan.graph[node].kind {
+        let written = export_service(ctx, ctx.owner[&node], node, &action, done)?;
+        (ctx.progress)(Event::Finished(&ctx.labels[&node], None));
+        return Ok(Finished {
+            output: TaskOutput::Nothing,
+            action,
+            digest: action,
+            reason: ctx.reason(node, done),
+            unchanged: !written,
+        });
+    }
+    let output = run_kind(ctx, node, &action, done)?;
+    Ok(Finished {
+        digest: match output {
+            TaskOutput::Nothing => action,
+            ref output => output.digest(),
+        },
+        output,
+        action,
+        reason: ctx.reason(node, done),
+        unchanged: false,
+    })
+}
+
+/// Runs one task of its kind; `action` is its action key.
+fn run_kind(
+    ctx: &Context<'_>,
+    node: NodeIndex,
+    action: &TaskKey,
+    done: &Done<Finished>,
 ) -> Result<TaskOutput, BuildError> {
     let plan = ctx.plan;
     let task = &plan.graph[node];
@@ -339,7 +497,7 @@ fn run_task(
             };
             let needed: Vec<Arc<BuiltLayer>> = plan
                 .needs(node)
-                .filter_map(|n| match done.get(n) {
+                .filter_map(|n| match done.get(n).map(|f| f.output) {
                     Some(TaskOutput::Layer(layer)) => Some(layer),
                     _ => None,
                 })
@@ -360,8 +518,9 @@ fn run_task(
                 .collect();
             if let Some(cache) = ctx.cache {
                 for need in plan.needs(node) {
-                    if let Some(output) = done.get(need) {
-                        cache.ensure(&ctx.run_of(need).req, &plan.graph[need], &output)?;
+                    if let Some(f) = done.get(need) {
+                        let req = &ctx.run_of(need).req;
+                        cache.ensure(req, &plan.graph[need], &f.action, &f.output)?;
                     }
                 }
             }
@@ -369,24 +528,21 @@ fn run_task(
             (ctx.progress)(Event::Finished(label, Some(&output.log)));
             let output = TaskOutput::Layer(Arc::new(output));
             match ctx.cache {
-                Some(cache) => cache.save(req, task, output, None),
+                Some(cache) => cache.save(req, task, action, output, None),
                 None => Ok(output),
             }
         }
         TaskKind::Buildpack {
             buildpack,
             plan: bp_plan,
-        } => run_opaque(ctx, node, buildpack, bp_plan, done),
+        } => run_opaque(ctx, node, action, buildpack, bp_plan, done),
         TaskKind::App => {
             // Nothing to do here (the image task reads the app), but the task started and ends.
             (ctx.progress)(Event::Finished(label, None));
             Ok(TaskOutput::Nothing)
         }
-        TaskKind::Image => {
-            export_service(ctx, index, done)?;
-            (ctx.progress)(Event::Finished(label, None));
-            Ok(TaskOutput::Nothing)
-        }
+        // Exported by `run_task`.
+        TaskKind::Image => Ok(TaskOutput::Nothing),
     }
 }
 
@@ -395,9 +551,10 @@ fn run_task(
 fn run_opaque(
     ctx: &Context<'_>,
     node: NodeIndex,
+    action: &TaskKey,
     buildpack: &Arc<Buildpack>,
     bp_plan: &BuildpackPlan,
-    done: &Done<TaskOutput>,
+    done: &Done<Finished>,
 ) -> Result<TaskOutput, BuildError> {
     let plan = ctx.plan;
     let task = &plan.graph[node];
@@ -432,8 +589,9 @@ fn run_opaque(
     // (so opaque buildpacks' changes to the app replay in group order).
     for earlier in &service.tasks {
         let needed = *earlier != node && plan.needs(node).any(|n| n == *earlier);
-        if let (true, Some(output)) = (needed, done.get(*earlier)) {
-            cache.ensure(&ctx.run_of(*earlier).req, &plan.graph[*earlier], &output)?;
+        if let (true, Some(f)) = (needed, done.get(*earlier)) {
+            let req = &ctx.run_of(*earlier).req;
+            cache.ensure(req, &plan.graph[*earlier], &f.action, &f.output)?;
         }
     }
     let io = |source| BuildError::Io {
@@ -457,6 +615,7 @@ fn run_opaque(
     let saved = cache.save(
         req,
         task,
+        action,
         TaskOutput::Buildpack(Arc::new(output)),
         Some(&change),
     )?;
@@ -466,6 +625,7 @@ fn run_opaque(
         if service.tasks.contains(&node) {
             cache.keep(
                 task,
+                action,
                 &restore_id(run.req.source, &service.name, run.req.exec_env, id),
             )?;
         }
@@ -479,19 +639,21 @@ fn run_opaque(
 fn export_service(
     ctx: &Context<'_>,
     index: usize,
-    done: &Done<TaskOutput>,
-) -> Result<(), BuildError> {
+    image: NodeIndex,
+    action: &TaskKey,
+    done: &Done<Finished>,
+) -> Result<bool, BuildError> {
     let run = &ctx.runs[index];
     let service = ctx.service_of(run);
     let plan = ctx.plan;
-    let outputs: Vec<(NodeIndex, TaskOutput)> = service
+    let finished: Vec<(NodeIndex, Finished)> = service
         .tasks
         .iter()
-        .filter_map(|n| done.get(*n).map(|o| (*n, o)))
+        .filter_map(|n| done.get(*n).map(|f| (*n, f)))
         .collect();
-    let changed = outputs
+    let changed = finished
         .iter()
-        .any(|(_, o)| matches!(o, TaskOutput::Buildpack(bp) if bp.app_changed));
+        .any(|(_, f)| matches!(&f.output, TaskOutput::Buildpack(bp) if bp.app_changed));
     let copied = ctx.copied[index].lock().is_ok_and(|c| *c);
     let from_copy = copied || changed;
     if from_copy {
@@ -500,20 +662,25 @@ fn export_service(
     if let Some(cache) = ctx.cache {
         // The exporter reads launch layers' env files and tars the app: every stored output
         // is made real, opaque buildpacks' app changes in group order.
-        for (node, output) in &outputs {
-            cache.ensure(&ctx.run_of(*node).req, &plan.graph[*node], output)?;
+        for (node, f) in &finished {
+            cache.ensure(
+                &ctx.run_of(*node).req,
+                &plan.graph[*node],
+                &f.action,
+                &f.output,
+            )?;
         }
         // What this image has of each opaque buildpack, a hit's output too, is what its next
         // run starts from, as the lifecycle's cache is the last build's.
-        for (node, output) in &outputs {
-            if let TaskOutput::Buildpack(bp) = output {
+        for (node, f) in &finished {
+            if let TaskOutput::Buildpack(bp) = &f.output {
                 let id = restore_id(
                     run.req.source,
                     &service.name,
                     run.req.exec_env,
                     bp.buildpack.id().as_str(),
                 );
-                cache.keep(&plan.graph[*node], &id)?;
+                cache.keep(&plan.graph[*node], &f.action, &id)?;
             }
         }
     }
@@ -531,7 +698,12 @@ fn export_service(
         selection,
         buildpacks: outputs_of(&run.req, plan, service, &service.group.group, done),
     };
-    (ctx.export)(index, &output)
+    let mut keys: Outputs = finished
+        .iter()
+        .map(|(node, f)| (*node, (f.action, f.digest)))
+        .collect();
+    keys.insert(image, (*action, *action));
+    (ctx.export)(index, &output, &keys)
 }
 
 /// The report of `node`, which ended with `status` after `took`.
@@ -545,12 +717,18 @@ pub fn task_report(
     TaskReport {
         id: task.id.clone(),
         services: task.services.clone(),
-        key: task.key.hex(),
+        // A cached task's output is under the action key it was last built with.
+        key: task
+            .last_action
+            .filter(|_| task.status == Status::Cached)
+            .unwrap_or(task.key)
+            .hex(),
         status,
         reason: match &task.status {
-            Status::WillRun(reason) => Some(reason.to_string()),
+            Status::WillRun(reason) | Status::MayRun(reason) => Some(reason.to_string()),
             Status::Cached => None,
         },
+        cut_off: false,
         seconds: took.as_secs_f64(),
         label: task.id.clone(),
     }
@@ -573,12 +751,15 @@ fn outputs_of(
     plan: &Plan,
     service: &ServicePlan,
     members: &[GroupMember],
-    done: &Done<TaskOutput>,
+    done: &Done<Finished>,
 ) -> Vec<BuildpackOutput> {
     let mut by_buildpack: HashMap<String, Vec<TaskOutput>> = HashMap::new();
     for node in &service.tasks {
-        if let (Some(bp), Some(output)) = (plan.graph[*node].buildpack(), done.get(*node)) {
-            by_buildpack.entry(bp.reference()).or_default().push(output);
+        if let (Some(bp), Some(f)) = (plan.graph[*node].buildpack(), done.get(*node)) {
+            by_buildpack
+                .entry(bp.reference())
+                .or_default()
+                .push(f.output);
         }
     }
     members

@@ -339,6 +339,7 @@ pub fn declared_output(
         },
         log: req.scratch.join("logs"),
         app_changed: false,
+        change: None,
     }
 }
 

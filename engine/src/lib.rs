@@ -6,6 +6,7 @@
 
 pub mod appdir;
 pub mod build;
+pub mod cutoff;
 pub mod detect;
 pub mod env;
 pub mod execute;

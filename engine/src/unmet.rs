@@ -77,6 +77,7 @@ mod tests {
             },
             log: PathBuf::from("/log"),
             app_changed: false,
+            change: None,
         }
     }
 

@@ -62,6 +62,10 @@ struct Payload {
     unmet: Vec<String>,
     store: Option<toml::Table>,
     change: Option<StoredChange>,
+    /// The output's digest ([`TaskOutput::digest`]), which a plan reads to make the action
+    /// keys of the tasks that need it.
+    #[serde(default)]
+    output: Option<TaskKey>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -75,6 +79,33 @@ struct StoredSbom {
 struct StoredChange {
     tar: Option<StoredBlob>,
     deleted: Vec<String>,
+}
+
+impl StoredChange {
+    /// What a later buildpack and the app layer see of the change.
+    fn digest(&self) -> TaskKey {
+        let mut h = strata_planner::KeyHasher::new("output/app-change");
+        h.value(&self.tar.as_ref().map(|t| t.diff_id.clone()));
+        h.list(&self.deleted);
+        h.finish()
+    }
+}
+
+/// The task outputs a [`Store`] has, as a plan's statuses ask for them.
+pub struct StoredOutputs<'a>(pub &'a Store);
+
+impl strata_planner::Lookup for StoredOutputs<'_> {
+    fn has(&self, action: &TaskKey) -> bool {
+        self.0.has_action(action)
+    }
+
+    /// The output digest stored under `action` ([`TaskOutput::digest`]).
+    fn output(&self, action: &TaskKey) -> Option<TaskKey> {
+        let entry = self.0.get_action(action)?;
+        serde_json::from_value::<Payload>(entry.payload)
+            .ok()?
+            .output
+    }
 }
 
 impl Payload {
@@ -298,6 +329,7 @@ impl<'a> StoreCache<'a> {
         &self,
         req: &BuildRequest<'_>,
         task: &Task,
+        key: &TaskKey,
         output: &TaskOutput,
     ) -> Result<(), BuildError> {
         let layers: Vec<&Layer> = match output {
@@ -320,7 +352,7 @@ impl<'a> StoreCache<'a> {
             // Only stored outputs get here: a task that ran is marked ensured by `save`.
             let payload = self
                 .store
-                .get_action(&task.key)
+                .get_action(key)
                 .and_then(|e| serde_json::from_value::<Payload>(e.payload).ok());
             if let Some(change) = payload.and_then(|p| p.change) {
                 for path in &change.deleted {
@@ -366,10 +398,10 @@ pub(crate) fn extract(blob: &StoredBlob, dir: &Path, inside: &Path) -> Result<()
 
 /// What [`StoreCache::ensure`] does once: a task's layers, and an opaque buildpack's app
 /// change per app copy.
-fn ensured_key(req: &BuildRequest<'_>, task: &Task) -> (TaskKey, Option<PathBuf>) {
+fn ensured_key(req: &BuildRequest<'_>, task: &Task, key: &TaskKey) -> (TaskKey, Option<PathBuf>) {
     match task.kind {
-        TaskKind::Buildpack { .. } => (task.key, Some(req.workspace.to_owned())),
-        _ => (task.key, None),
+        TaskKind::Buildpack { .. } => (*key, Some(req.workspace.to_owned())),
+        _ => (*key, None),
     }
 }
 
@@ -390,18 +422,18 @@ fn blob_refs(layers: &[Layer], sbom: &[StoredSbom], change: Option<&StoredChange
 }
 
 impl TaskCache for StoreCache<'_> {
-    fn probe(&self, req: &BuildRequest<'_>, task: &Task) -> Option<TaskOutput> {
+    fn probe(&self, req: &BuildRequest<'_>, task: &Task, key: &TaskKey) -> Option<TaskOutput> {
         if !self.lookups {
             return None;
         }
         let buildpack = task.buildpack()?;
-        let entry = self.store.get_action(&task.key)?;
+        let entry = self.store.get_action(key)?;
         let payload: Payload = serde_json::from_value(entry.payload).ok()?;
         if payload.settings != self.settings || payload.check().is_err() {
             return None;
         }
         let (layers, sbom) = self.relocate(req, buildpack, payload.layers, &payload.sbom)?;
-        let log = self.store.log_path(&task.key);
+        let log = self.store.log_path(key);
         match &task.kind {
             TaskKind::Layer { .. } => Some(TaskOutput::Layer(Arc::new(BuiltLayer {
                 buildpack: buildpack.reference(),
@@ -423,6 +455,7 @@ impl TaskCache for StoreCache<'_> {
                     },
                     log,
                     app_changed: payload.change.is_some(),
+                    change: payload.change.as_ref().map(StoredChange::digest),
                 })))
             }
             TaskKind::App | TaskKind::Image => None,
@@ -433,16 +466,17 @@ impl TaskCache for StoreCache<'_> {
         &self,
         req: &BuildRequest<'_>,
         task: &Task,
+        key: &TaskKey,
         output: &TaskOutput,
     ) -> Result<(), BuildError> {
         let cell = {
             let Ok(mut ensured) = self.ensured.lock() else {
                 return Err(cache_err("cache lock poisoned"));
             };
-            Arc::clone(ensured.entry(ensured_key(req, task)).or_default())
+            Arc::clone(ensured.entry(ensured_key(req, task, key)).or_default())
         };
         cell.get_or_init(|| {
-            self.make_real(req, task, output)
+            self.make_real(req, task, key, output)
                 .map_err(|e| with_causes(&e))
         })
         .clone()
@@ -482,14 +516,15 @@ impl TaskCache for StoreCache<'_> {
             .collect())
     }
 
-    fn keep(&self, task: &Task, state: &TaskKey) -> Result<(), BuildError> {
-        self.store.put_restore(state, &task.key).map_err(cache_err)
+    fn keep(&self, _task: &Task, key: &TaskKey, state: &TaskKey) -> Result<(), BuildError> {
+        self.store.put_restore(state, key).map_err(cache_err)
     }
 
     fn save(
         &self,
         req: &BuildRequest<'_>,
         task: &Task,
+        key: &TaskKey,
         output: TaskOutput,
         change: Option<&Change>,
     ) -> Result<TaskOutput, BuildError> {
@@ -510,6 +545,7 @@ impl TaskCache for StoreCache<'_> {
                     unmet: Vec::new(),
                     store: None,
                     change: None,
+                    output: None,
                 };
                 (TaskOutput::Layer(Arc::new(built)), payload)
             }
@@ -541,6 +577,7 @@ impl TaskCache for StoreCache<'_> {
                 };
                 let mut out = (**bp).clone();
                 out.layers.layers.clone_from(&layers);
+                out.change = change.as_ref().map(StoredChange::digest);
                 let payload = Payload {
                     settings: self.settings,
                     layers,
@@ -549,23 +586,26 @@ impl TaskCache for StoreCache<'_> {
                     unmet: bp.layers.unmet.clone(),
                     store: bp.layers.store.clone(),
                     change,
+                    output: None,
                 };
                 (TaskOutput::Buildpack(Arc::new(out)), payload)
             }
             TaskOutput::Nothing => return Ok(output),
         };
+        let payload = Payload {
+            output: Some(saved.digest()),
+            ..payload
+        };
         let entry = ActionEntry {
             blobs: blob_refs(&payload.layers, &payload.sbom, payload.change.as_ref()),
             payload: serde_json::to_value(&payload).map_err(cache_err)?,
         };
-        self.store
-            .put_action(&task.key, &entry)
-            .map_err(cache_err)?;
+        self.store.put_action(key, &entry).map_err(cache_err)?;
         if let Ok(mut ensured) = self.ensured.lock() {
             // Its layers are real and its app change is in the workspace already.
             let done = OnceLock::new();
             let _ = done.set(Ok(()));
-            ensured.insert(ensured_key(req, task), Arc::new(done));
+            ensured.insert(ensured_key(req, task, key), Arc::new(done));
         }
         Ok(saved)
     }

@@ -14,7 +14,12 @@
 //! Edges point from a task to the tasks that need it. A task's [`TaskKey`] covers its kind,
 //! its buildpack's id, version and content digest, its definition, its input files (path,
 //! mode, digest, in path order), its env, the keys of the tasks it needs (sorted), the build
-//! image and the target. Of the env a process gets beyond that, the build image's and what
+//! image and the target. That key names the task in a plan (equal keys are one node, and an
+//! image key last exported says the service is up to date). The store keeps its output under
+//! its *action key* ([`Plan::action_key`]): the same definition ([`Task::own`]) with the
+//! output digest of each task it needs instead of that task's key, so that a need rebuilt to
+//! the same output leaves the task cached (early cutoff). It is known once those tasks are
+//! done, which for a need that runs in this build is when the executor gets to the task. Of the env a process gets beyond that, the build image's and what
 //! strata sets are covered by the build image and the key schema; `HOSTNAME` and the proxy
 //! variables are left out on purpose (they say how to reach the network, not what to build,
 //! and would make every machine's cache its own). Declared layers with equal keys are one node, so a layer that many
@@ -97,6 +102,16 @@ pub enum Status {
     Cached,
     /// It will run, and why.
     WillRun(Reason),
+    /// Nothing of its own changed, but a task it needs will run (the reason names the first):
+    /// it runs only if that task's output comes out different (early cutoff).
+    MayRun(Reason),
+}
+
+impl Status {
+    /// Whether it may be answered by the store once the tasks it needs are done.
+    pub fn cut_off(&self) -> bool {
+        matches!(self, Status::MayRun(_))
+    }
 }
 
 impl fmt::Display for Status {
@@ -104,6 +119,10 @@ impl fmt::Display for Status {
         match self {
             Status::Cached => f.write_str("cached"),
             Status::WillRun(reason) => write!(f, "will run: {reason}"),
+            Status::MayRun(reason @ Reason::NeedsRebuilt(task)) => {
+                write!(f, "may run: {reason} (cut off if {task} is unchanged)")
+            }
+            Status::MayRun(reason) => write!(f, "may run: {reason}"),
         }
     }
 }
@@ -126,6 +145,14 @@ pub struct Task {
     pub env: BTreeMap<String, String>,
     /// The digest of the service bindings it sees, if any (never their content).
     pub bindings: Option<TaskKey>,
+    /// The key of its own definition, without the tasks it needs: with their output digests
+    /// it makes its action key ([`Plan::action_key`]), under which the store keeps its output.
+    pub own: TaskKey,
+    /// The output digest of each task it needed when it was last built, by task id (empty
+    /// when unknown): what a reason is computed against once those tasks are done.
+    pub previous: BTreeMap<String, TaskKey>,
+    /// Its action key when it was last built, if known.
+    pub last_action: Option<TaskKey>,
     /// Whether it will run.
     pub status: Status,
 }
@@ -436,8 +463,12 @@ impl Plan {
             targets.push((file.path.as_str(), target));
         }
         link_targets_key(&mut h, &targets);
+        let own = h.finish();
         self.needs_key(&mut h, needs);
         let task = Task {
+            own,
+            previous: BTreeMap::new(),
+            last_action: None,
             kind: TaskKind::Layer {
                 buildpack: Arc::clone(bp),
                 layer: layer.name.clone(),
@@ -494,8 +525,12 @@ impl Plan {
                 .collect();
             link_targets_key(&mut h, &targets);
         }
+        let own = h.finish();
         self.needs_key(&mut h, before);
         let task = Task {
+            own,
+            previous: BTreeMap::new(),
+            last_action: None,
             kind: TaskKind::Buildpack {
                 buildpack: Arc::clone(bp),
                 plan: plan.clone(),
@@ -514,8 +549,12 @@ impl Plan {
     fn add_app(&mut self, input: &ServiceInput<'_>, opaque: &[NodeIndex]) -> NodeIndex {
         let mut h = KeyHasher::new("task/app");
         h.field("files").list(&input.app.files);
+        let own = h.finish();
         self.needs_key(&mut h, opaque);
         let task = Task {
+            own,
+            previous: BTreeMap::new(),
+            last_action: None,
             kind: TaskKind::App,
             key: h.finish(),
             id: "app".to_owned(),
@@ -538,12 +577,31 @@ impl Plan {
         for member in &input.group.group {
             h.str(&member.buildpack.reference());
         }
+        // A declared buildpack's processes go into the image from its `buildpack.toml`, not
+        // from a task's output.
+        h.field("processes");
+        for member in &input.group.group {
+            let strata = member.buildpack.descriptor.strata.as_ref();
+            let processes = strata.map(|s| s.processes.as_slice()).unwrap_or_default();
+            h.u64(processes.len() as u64);
+            for p in processes {
+                h.str(&p.kind)
+                    .list(&p.command)
+                    .list(&p.args)
+                    .bool(p.default);
+                h.value(&p.working_dir).list(&p.exec_env);
+            }
+        }
+        let own = h.finish();
         // Layer order in the image follows the group, so the keys go in task order here.
         h.field("tasks").u64(tasks.len() as u64);
         for node in tasks {
             h.key(&self.graph[*node].key);
         }
         let task = Task {
+            own,
+            previous: BTreeMap::new(),
+            last_action: None,
             kind: TaskKind::Image,
             key: h.finish(),
             id: "image".to_owned(),
@@ -554,6 +612,29 @@ impl Plan {
             status: Status::WillRun(Reason::New),
         };
         self.insert(input.name, task, tasks, Sharing::PerService)
+    }
+
+    /// The key the store keeps `node`'s output under: its own definition and the output
+    /// digest of each task it needs (by task id), so that a need rebuilt to the same output
+    /// leaves it cached. `None` while the output of a task it needs is not known.
+    pub fn action_key(
+        &self,
+        node: NodeIndex,
+        output: &dyn Fn(NodeIndex) -> Option<TaskKey>,
+    ) -> Option<TaskKey> {
+        let mut needs: Vec<(&str, TaskKey)> = Vec::new();
+        for need in self.needs(node) {
+            needs.push((self.graph[need].id.as_str(), output(need)?));
+        }
+        needs.sort_unstable();
+        needs.dedup();
+        let mut h = KeyHasher::new("task/action");
+        h.field("own").key(&self.graph[node].own);
+        h.field("needs").u64(needs.len() as u64);
+        for (id, digest) in needs {
+            h.str(id).key(&digest);
+        }
+        Some(h.finish())
     }
 
     fn needs_key(&self, h: &mut KeyHasher, needs: &[NodeIndex]) {
@@ -1097,5 +1178,132 @@ mod tests {
             .map(|n| plan.graph[*n].id.as_str())
             .collect();
         assert_eq!(ids, ["app", "image"]);
+    }
+
+    /// A declared buildpack of `needs.len()` layers `l0`, `l1`, …: layer `i` reads `i<i>.txt`
+    /// and needs each earlier layer `j` with `needs[i][j]`.
+    fn dag_buildpack(
+        needs: &[Vec<bool>],
+    ) -> (tempfile::TempDir, DetectResult, BTreeMap<String, TaskKey>) {
+        use std::fmt::Write as _;
+        let tmp = tempfile::tempdir().unwrap();
+        let mut toml =
+            String::from("api = \"0.10\"\n[buildpack]\nid = \"t/dag\"\nversion = \"1\"\n");
+        for (i, row) in needs.iter().enumerate() {
+            let names: Vec<String> = (0..i)
+                .filter(|j| row[*j])
+                .map(|j| format!("\"l{j}\""))
+                .collect();
+            let _ = write!(
+                toml,
+                "[[metadata.strata.layers]]\nname = \"l{i}\"\ninputs = [\"i{i}.txt\"]\n\
+                 needs = [{}]\nrun = \"layers/run.sh\"\nlaunch = true\n",
+                names.join(", ")
+            );
+        }
+        write_executable(tmp.path(), "dag/layers/run.sh");
+        write(tmp.path(), "dag/buildpack.toml", &toml);
+        let bp = Arc::new(Buildpack::load(&tmp.path().join("dag")).unwrap());
+        let digests = BTreeMap::from([(bp.reference(), KeyHasher::new("test/bp").finish())]);
+        let group = DetectResult {
+            group: vec![GroupMember {
+                buildpack: bp,
+                plan: BuildpackPlan::default(),
+            }],
+            ..DetectResult::default()
+        };
+        (tmp, group, digests)
+    }
+
+    /// What a build of `plan` runs against `store` (action key -> output digest), each task
+    /// that runs making `output(layer)`; the output digest of every layer after it.
+    fn simulate(
+        plan: &Plan,
+        store: &mut HashMap<TaskKey, TaskKey>,
+        output: &dyn Fn(&str) -> TaskKey,
+    ) -> (
+        std::collections::BTreeSet<String>,
+        HashMap<NodeIndex, TaskKey>,
+    ) {
+        let mut ran = std::collections::BTreeSet::new();
+        let mut outs: HashMap<NodeIndex, TaskKey> = HashMap::new();
+        for node in plan.services[0].tasks.clone() {
+            let task = &plan.graph[node];
+            if !matches!(task.kind, TaskKind::Layer { .. }) {
+                continue;
+            }
+            let action = plan.action_key(node, &|n| outs.get(&n).copied()).unwrap();
+            let out = if let Some(out) = store.get(&action) {
+                *out
+            } else {
+                ran.insert(task.id.clone());
+                let out = output(&task.id);
+                store.insert(action, out);
+                out
+            };
+            outs.insert(node, out);
+        }
+        (ran, outs)
+    }
+
+    fn digest(id: &str, version: u64) -> TaskKey {
+        let mut h = KeyHasher::new("test/output");
+        h.str(id).u64(version);
+        h.finish()
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn the_tasks_that_run_are_those_whose_inputs_or_needed_outputs_changed(
+            (needs, changed, same) in (1_usize..7).prop_flat_map(|n| (
+                proptest::collection::vec(proptest::collection::vec(proptest::bool::ANY, n), n),
+                proptest::collection::vec(proptest::bool::ANY, n),
+                proptest::collection::vec(proptest::bool::ANY, n),
+            ))
+        ) {
+            let n = needs.len();
+            let (_bp, group, digests) = dag_buildpack(&needs);
+            let files = |changed: &Vec<bool>| -> Vec<(String, String)> {
+                (0..n)
+                    .map(|i| (format!("i{i}.txt"), if changed[i] { "v1" } else { "v0" }.to_owned()))
+                    .collect()
+            };
+            let plan_of = |changed: &Vec<bool>| {
+                let files = files(changed);
+                let refs: Vec<(&str, &str)> =
+                    files.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+                let (_app, tree) = app(&refs);
+                let mut plan = Plan::new();
+                add(&mut plan, "svc", &group, &tree, &digests).unwrap();
+                plan
+            };
+            let mut store = HashMap::new();
+            let first = plan_of(&vec![false; n]);
+            let (ran, before) = simulate(&first, &mut store, &|id| digest(id, 0));
+            prop_assert_eq!(ran.len(), n, "a cold build runs every layer");
+
+            // The second build: the changed inputs; a layer that runs comes out as before
+            // when `same` says so.
+            let second = plan_of(&changed);
+            let layer = |id: &str| id.trim_start_matches("t/dag:l").parse::<usize>().unwrap();
+            let (ran, _) = simulate(&second, &mut store, &|id| {
+                digest(id, u64::from(!same[layer(id)]))
+            });
+
+            // What should run: a layer whose input changed, or a needed layer whose output did.
+            let mut expected = std::collections::BTreeSet::new();
+            let mut out_changed = vec![false; n];
+            for i in 0..n {
+                let runs = changed[i] || (0..i).any(|j| needs[i][j] && out_changed[j]);
+                if runs {
+                    expected.insert(format!("t/dag:l{i}"));
+                    out_changed[i] = !same[i];
+                }
+            }
+            prop_assert_eq!(ran, expected);
+            prop_assert_eq!(before.len(), n);
+        }
     }
 }

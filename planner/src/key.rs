@@ -6,7 +6,7 @@
 //! all of which may change with a compiler, a crate version or a field rename. Types feed the
 //! hasher through the [`CacheKey`] trait, in an order their impl fixes.
 //!
-//! # Encoding (key schema 1)
+//! # Encoding (key schema 2)
 //!
 //! The hasher starts with [`KEY_SCHEMA`] as 4 bytes little-endian, then the domain (for example
 //! `task/layer`) as a string token. Every value after that is a token: one tag byte, then its
@@ -43,12 +43,15 @@
 //! Changing anything in this encoding, or in the token sequence of an existing [`CacheKey`]
 //! impl, changes keys already in users' caches: bump [`KEY_SCHEMA`] in the same change, so old
 //! entries become clean misses instead of wrong hits.
+//!
+//! Schema 2 added action keys (`task/action`: a task's own definition and the output digest of
+//! each task it needs), under which the store keeps outputs since early cutoff.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// The version of the key encoding; part of every key.
-pub const KEY_SCHEMA: u32 = 1;
+pub const KEY_SCHEMA: u32 = 2;
 
 const TAG_U64: u8 = 0x01;
 const TAG_BOOL: u8 = 0x02;
@@ -536,7 +539,7 @@ mod tests {
             KeyHasher::new("task/layer").finish(),
             KeyHasher::new("task/buildpack").finish()
         );
-        // Schema 1, domain "test", nothing else: the bytes the module notes describe.
+        // The schema, domain "test", nothing else: the bytes the module notes describe.
         let mut bytes = KEY_SCHEMA.to_le_bytes().to_vec();
         bytes.extend([TAG_STR]);
         bytes.extend(4_u64.to_le_bytes());
@@ -604,7 +607,7 @@ mod tests {
         assert_eq!(k.as_bytes(), blake3::hash(&bytes).as_bytes());
         assert_eq!(
             k.hex(),
-            "90c7539b8761af2df5b14da5aeab76bbfa5c062484b479bd36188f8d18f67d7a"
+            "0850d43fa9da4ce3375fa93dc12917bc98a40cc26aff7261a1e510e4ba0c734f"
         );
     }
 

@@ -46,7 +46,7 @@ pub use id::{BuildpackId, IdError, valid_env_name};
 pub use key::{CacheKey, KEY_SCHEMA, KeyHasher, TaskKey};
 pub use order::{Group, GroupRef, Order};
 pub use project::{ProjectBuildpack, ProjectDescriptor, ProjectError};
-pub use records::Records;
+pub use records::{Lookup, Records};
 pub use registry::{Registry, RegistryError, compare_versions};
 pub use safepath::PathError;
 pub use sources::{HashStats, ScanOptions, SourceError, SourceFile, SourceTree, glob_set, scan};

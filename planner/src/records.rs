@@ -1,15 +1,23 @@
 //! Why a task will run: what each task read the last time it was built, kept per task
 //! identity (service and task id), so a plan can name the change that gave a task a new key.
 //!
-//! A record holds the task's last key, its buildpack's digest, the digest of every input file,
-//! the env it read and the keys of the tasks it needed. A task whose key has no output in the
+//! A record holds the task's last key, the action key its output was stored under and that
+//! output's digest, its buildpack's digest, the digest of every input file, the env it read
+//! and the output digests of the tasks it needed. A task whose action key has no output in the
 //! store gets the first difference found, in that order: `buildpack changed`, `input changed:
 //! PATH`, `env changed: NAME`, `bindings changed` (only their digest is recorded, never their
-//! content), `needs rebuilt: TASK`; with no record (or no difference) it is
-//! `new`. A service's records are one JSON file, written atomically after a build of it
+//! content), `needs rebuilt: TASK` (the first needed task whose output changed); with no
+//! record (or no difference) it is `new`.
+//!
+//! Statuses go in dependency order. A task whose key is the one last built, and whose last
+//! action key is still in the store, is cached without reading anything more: a no-change plan
+//! costs a file check per task, as before early cutoff. Otherwise its action key is made from
+//! the output digests of the tasks it needs, when they are all known (cached); when one of them
+//! will run and nothing of its own changed, the task *may run*: it is cut off if that task
+//! comes out unchanged. A service's records are one JSON file, written atomically after a build of it
 //! succeeded; a missing or unreadable one only makes the reasons `new`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use petgraph::graph::NodeIndex;
@@ -22,6 +30,11 @@ use crate::{Plan, Reason, Status, TaskKind};
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct TaskRecord {
     key: TaskKey,
+    /// The key its output was stored under, and that output's digest.
+    #[serde(default)]
+    action: Option<TaskKey>,
+    #[serde(default)]
+    output: Option<TaskKey>,
     buildpack: Option<TaskKey>,
     inputs: BTreeMap<String, String>,
     env: BTreeMap<String, String>,
@@ -29,6 +42,14 @@ struct TaskRecord {
     #[serde(default)]
     bindings: Option<TaskKey>,
     needs: BTreeMap<String, TaskKey>,
+}
+
+/// What the store has, as statuses need it.
+pub trait Lookup {
+    /// Whether the store has an output under the action key `action`.
+    fn has(&self, action: &TaskKey) -> bool;
+    /// The digest of the output stored under `action`, if any.
+    fn output(&self, action: &TaskKey) -> Option<TaskKey>;
 }
 
 /// The records of one cache directory.
@@ -66,10 +87,14 @@ impl Records {
         node: NodeIndex,
         app: &SourceTree,
         digests: &BTreeMap<String, TaskKey>,
+        outputs: &dyn Fn(NodeIndex) -> Option<(TaskKey, TaskKey)>,
     ) -> TaskRecord {
         let task = &plan.graph[node];
+        let done = outputs(node);
         TaskRecord {
             key: task.key,
+            action: done.map(|(action, _)| action),
+            output: done.map(|(_, output)| output),
             buildpack: task
                 .buildpack()
                 .and_then(|bp| digests.get(&bp.reference()).copied()),
@@ -82,52 +107,95 @@ impl Records {
             bindings: task.bindings,
             needs: plan
                 .needs(node)
-                .map(|n| (plan.graph[n].id.clone(), plan.graph[n].key))
+                .filter_map(|n| Some((plan.graph[n].id.clone(), outputs(n)?.1)))
                 .collect(),
         }
     }
 
-    /// Sets each task of `service`'s status: `Cached` when `cached(key)`, else `WillRun` with
-    /// the reason its record gives.
+    /// Sets each task of `service`'s status: `Cached` when `store` has its output, else
+    /// `WillRun` with the reason its record gives, or `MayRun` when only a task it needs will
+    /// run.
     pub fn explain(
         &self,
         plan: &mut Plan,
         service: usize,
         app: &SourceTree,
         digests: &BTreeMap<String, TaskKey>,
-        cached: &dyn Fn(&TaskKey) -> bool,
+        store: &dyn Lookup,
     ) {
+        let cached = |action: &TaskKey| store.has(action);
+        let output = |action: &TaskKey| store.output(action);
         let records = self.load(&plan.services[service].name);
+        // The output digest of each task known to be cached: what its dependents' keys use.
+        let mut known: HashMap<NodeIndex, (TaskKey, TaskKey)> = HashMap::new();
         for node in plan.services[service].tasks.clone() {
             let task = &plan.graph[node];
-            let before = || records.get(&task.id).cloned();
+            let before = records.get(&task.id);
             // The app layer and the image are made at export, from stored parts: they count as
-            // cached when their key is the one last built.
+            // cached when their action key is the one last built.
             let exported = matches!(task.kind, TaskKind::App | TaskKind::Image);
-            let status =
-                if cached(&task.key) || (exported && before().is_some_and(|b| b.key == task.key)) {
-                    Status::Cached
-                } else {
-                    let now = Self::record(plan, node, app, digests);
-                    Status::WillRun(before().map_or(Reason::New, |before| reason(&before, &now)))
-                };
-            plan.graph[node].status = status;
+            let last = before
+                .and_then(|b| Some((b.action?, b.output?)))
+                .filter(|(action, _)| exported || cached(action));
+            let outputs = |n: NodeIndex| known.get(&n).copied();
+            let hit = match last {
+                Some(last) if before.is_some_and(|b| b.key == task.key) => Some(last),
+                _ => plan
+                    .action_key(node, &|n| outputs(n).map(|(_, o)| o))
+                    .and_then(|action| {
+                        if exported {
+                            last.filter(|(a, _)| *a == action)
+                        } else if cached(&action) {
+                            Some((action, output(&action)?))
+                        } else {
+                            None
+                        }
+                    }),
+            };
+            let status = if let Some(hit) = hit {
+                known.insert(node, hit);
+                Status::Cached
+            } else {
+                let now = Self::record(plan, node, app, digests, &outputs);
+                let unknown = plan
+                    .needs(node)
+                    .filter(|n| !known.contains_key(n))
+                    .map(|n| plan.graph[n].id.clone())
+                    .min();
+                match (before.map(|b| reason(b, &now)), unknown) {
+                    (None, _) => Status::WillRun(Reason::New),
+                    // Nothing it reads changed but what a task yet to run will make: that
+                    // task's output decides (a known one that changed is a reason already).
+                    (Some(Reason::New), Some(unknown)) => {
+                        Status::MayRun(Reason::NeedsRebuilt(unknown))
+                    }
+                    (Some(reason), _) => Status::WillRun(reason),
+                }
+            };
+            let previous = before.map(|b| b.needs.clone()).unwrap_or_default();
+            let last_action = before.and_then(|b| b.action);
+            let task = &mut plan.graph[node];
+            task.status = status;
+            task.previous = previous;
+            task.last_action = last_action;
         }
     }
 
     /// Writes the records of `service`'s tasks, after a build of it succeeded.
+    /// `outputs(node)` is the action key and output digest a task's build ended with.
     pub fn save(
         &self,
         plan: &Plan,
         service: usize,
         app: &SourceTree,
         digests: &BTreeMap<String, TaskKey>,
+        outputs: &dyn Fn(NodeIndex) -> Option<(TaskKey, TaskKey)>,
     ) -> std::io::Result<()> {
         let records: BTreeMap<&str, TaskRecord> = plan.services[service]
             .tasks
             .iter()
             .map(|node| {
-                let record = Self::record(plan, *node, app, digests);
+                let record = Self::record(plan, *node, app, digests, outputs);
                 (plan.graph[*node].id.as_str(), record)
             })
             .collect();
@@ -182,6 +250,8 @@ mod tests {
     fn record(inputs: &[(&str, &str)], env: &[(&str, &str)], needs: &[(&str, u8)]) -> TaskRecord {
         TaskRecord {
             key: TaskKey::from_bytes([0; 32]),
+            action: None,
+            output: None,
             buildpack: Some(TaskKey::from_bytes([1; 32])),
             inputs: inputs
                 .iter()
