@@ -7,6 +7,7 @@ mod build;
 mod builder;
 mod cache;
 mod config;
+mod images;
 mod error;
 mod inspect;
 mod plan;
