@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 use sha2::{Digest as _, Sha256};
 use strata_engine::store::store_dir;
 use strata_exporter::reference::ImageRef;
-use strata_registry::{BlobDir, Client, Options, Platform, Reference};
+use strata_registry::{BlobDir, Client, Descriptor, Options, Platform, Reference};
 
 use crate::error::CliError;
 
@@ -69,15 +69,6 @@ impl Location {
         }
         Ok(Location::Layout(ImageRef::parse(text)?.relative_to(base)))
     }
-}
-
-/// An image that a build reads, made readable as a layout.
-#[derive(Clone, Debug)]
-pub(crate) struct Resolved {
-    /// The layout it is read from (the store's copy, for a registry image).
-    pub(crate) layout: ImageRef,
-    /// The registry repository (`HOST/REPO`), for a registry image.
-    pub(crate) repository: Option<String>,
 }
 
 /// How strata speaks to registries: `--insecure-registry`, `insecure-registries` and
@@ -134,12 +125,9 @@ impl Images {
     /// # Errors
     /// A usage error for a bad reference or an archive (which is written only); a registry
     /// error when the pull fails.
-    pub(crate) fn resolve(&self, text: &str, base: &Path) -> Result<Resolved, CliError> {
+    pub(crate) fn resolve(&self, text: &str, base: &Path) -> Result<ImageRef, CliError> {
         match Location::parse(text, base)? {
-            Location::Layout(layout) => Ok(Resolved {
-                layout,
-                repository: None,
-            }),
+            Location::Layout(layout) => Ok(layout),
             Location::Registry(reference) => self.pull(&reference),
             Location::Archive { .. } => Err(CliError::Usage(format!(
                 "image reference `{text}`: a docker-archive is written only; read images from oci:DIR[:TAG] or docker://"
@@ -148,7 +136,7 @@ impl Images {
     }
 
     /// Pulls `reference` into its store layout (only what that lacks).
-    fn pull(&self, reference: &Reference) -> Result<Resolved, CliError> {
+    fn pull(&self, reference: &Reference) -> Result<ImageRef, CliError> {
         let client = self.client()?;
         let key = hex(&Sha256::digest(reference.to_string().as_bytes()));
         let dir = self.store.join("images").join(&key[..32]);
@@ -163,12 +151,70 @@ impl Images {
             what: format!("cannot write the store layout {}", dir.display()),
             source,
         })?;
-        Ok(Resolved {
-            layout: ImageRef::OciLayout {
-                dir,
-                tag: PULLED_TAG.to_owned(),
-            },
-            repository: Some(format!("{}/{}", reference.registry(), reference.repository())),
+        Ok(ImageRef::OciLayout {
+            dir,
+            tag: PULLED_TAG.to_owned(),
+        })
+    }
+}
+
+/// The parts of a manifest or index that choosing and reading an image needs.
+#[derive(serde::Deserialize)]
+struct Shape {
+    #[serde(default)]
+    config: Option<Descriptor>,
+    #[serde(default)]
+    manifests: Option<Vec<Descriptor>>,
+}
+
+impl Images {
+    /// Brings the manifest (for this host's platform) and the config of `reference` into a
+    /// layout at `dir`, and no layer: enough to inspect the image.
+    ///
+    /// # Errors
+    /// A registry error when a request fails or the registry has no image for this platform.
+    pub(crate) fn fetch_config(
+        &self,
+        reference: &Reference,
+        dir: &Path,
+    ) -> Result<ImageRef, CliError> {
+        let client = self.client()?;
+        let shown = format!("docker://{reference}");
+        let registry_err = |source| CliError::RegistryImage {
+            what: format!("cannot read {shown}"),
+            source,
+        };
+        let bad = |message: String| CliError::Usage(format!("{shown}: {message}"));
+        let mut fetched = client.fetch_manifest(reference).map_err(registry_err)?;
+        let mut shape: Shape =
+            serde_json::from_slice(&fetched.bytes).map_err(|e| bad(e.to_string()))?;
+        if let Some(entries) = shape.manifests.take() {
+            let wanted = host_platform();
+            let entry = entries
+                .iter()
+                .find(|e| e.platform.as_ref().is_some_and(|p| wanted.matches(p)))
+                .ok_or_else(|| bad(format!("the index has no image for {wanted}")))?;
+            fetched = client
+                .fetch_manifest(&reference.with_digest(entry.digest.clone()))
+                .map_err(registry_err)?;
+            shape = serde_json::from_slice(&fetched.bytes).map_err(|e| bad(e.to_string()))?;
+        }
+        let config = shape
+            .config
+            .ok_or_else(|| bad("the manifest names no config".to_owned()))?;
+        let blobs = BlobDir::new(dir.join("blobs").join("sha256"));
+        client
+            .pull_blobs(reference, &[config], &blobs)
+            .map_err(registry_err)?;
+        let io_err = |source| CliError::Io {
+            what: format!("cannot write {}", dir.display()),
+            source,
+        };
+        std::fs::write(blobs.path(&fetched.descriptor.digest), &fetched.bytes).map_err(io_err)?;
+        write_layout(dir, &fetched.descriptor).map_err(io_err)?;
+        Ok(ImageRef::OciLayout {
+            dir: dir.to_owned(),
+            tag: PULLED_TAG.to_owned(),
         })
     }
 }
@@ -176,7 +222,7 @@ impl Images {
 /// Makes `dir` a layout whose one image, tagged [`PULLED_TAG`], is `manifest` (its blobs are
 /// there already): `index.json` is replaced through a temp file and a rename, so a reader
 /// sees a whole index.
-fn write_layout(dir: &Path, manifest: &strata_registry::Descriptor) -> std::io::Result<()> {
+fn write_layout(dir: &Path, manifest: &Descriptor) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
     let index = serde_json::json!({
@@ -237,7 +283,10 @@ mod tests {
         else {
             panic!("not a registry reference")
         };
-        assert_eq!((r.registry(), r.repository(), r.tag()), ("127.0.0.1:5000", "a/b", Some("1")));
+        assert_eq!(
+            (r.registry(), r.repository(), r.tag()),
+            ("127.0.0.1:5000", "a/b", Some("1"))
+        );
         assert_eq!(
             Location::parse("docker-archive:x.tar:app:v1", base).unwrap(),
             Location::Archive {
