@@ -506,3 +506,57 @@ fn a_registry_that_is_down_is_a_clear_error() {
     );
     assert!(!tmp.path().join("out").exists(), "nothing written");
 }
+
+#[test]
+fn a_workspace_pushes_each_service_to_its_repository_under_the_namespace() {
+    let registry = Registry::start();
+    let host = registry.host();
+    let examples = ExampleCopy::new();
+    let ws = examples.path("ws");
+    for name in ["api", "web"] {
+        let dir = ws.join("services").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        copy_tree(&examples.path("examples/apps/hello"), &dir);
+        std::fs::write(dir.join(format!("{name}.txt")), name).unwrap();
+    }
+    // The registry is plain HTTP by strata.toml's `insecure-registries`, not by a flag.
+    std::fs::write(
+        ws.join("strata.toml"),
+        format!(
+            "[workspace]\nbuilder = \"../examples/builder.toml\"\noutput = \"docker://{host}/team\"\n\
+             insecure-registries = [\"{host}\"]\nservices = [\"services/*\"]\n"
+        ),
+    )
+    .unwrap();
+    let cache = examples.path("cache");
+    let run = run_image();
+    let out = strata(
+        examples.tmp.path(),
+        &[
+            "build",
+            ws.to_str().unwrap(),
+            "--run-image",
+            &run,
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--tag",
+            "1.0",
+            "--tag",
+            "stable",
+            "--json",
+        ],
+    );
+    let report = json(&out);
+    for service in report["services"].as_array().unwrap() {
+        let name = service["name"].as_str().unwrap();
+        assert_eq!(service["image"], format!("docker://{host}/team/{name}:1.0"));
+        for tag in ["1.0", "stable"] {
+            assert_eq!(
+                remote_digest(&registry, &format!("team/{name}:{tag}")),
+                service["digest"],
+                "{name}:{tag}"
+            );
+        }
+    }
+    assert_eq!(report["services"].as_array().unwrap().len(), 2);
+}
