@@ -73,19 +73,16 @@ impl BuildConfig {
                         "no output: pass --output oci:DIR:TAG".to_owned(),
                     ));
                 };
-                match Publish::parse(output, Path::new("."), &args.tags, false)? {
-                    Some(publish) => {
-                        let layout = Publish::staging_layout(&input.cache_dir, output);
-                        let name = input
-                            .services
-                            .first()
-                            .map_or_else(|| "app".to_owned(), |s| s.name.clone());
-                        (layout, vec![name], Some(publish))
-                    }
-                    None => {
-                        let output = ImageRef::parse(output)?;
-                        (output.dir().to_owned(), vec![output.tag().to_owned()], None)
-                    }
+                if let Some(publish) = Publish::parse(output, Path::new("."), &args.tags, false)? {
+                    let layout = Publish::staging_layout(&input.cache_dir, output);
+                    let name = input
+                        .services
+                        .first()
+                        .map_or_else(|| "app".to_owned(), |s| s.name.clone());
+                    (layout, vec![name], Some(publish))
+                } else {
+                    let output = ImageRef::parse(output)?;
+                    (output.dir().to_owned(), vec![output.tag().to_owned()], None)
                 }
             }
             Some(ws) => {

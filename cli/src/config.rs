@@ -218,17 +218,7 @@ impl InputConfig {
                 .collect(),
         };
         let (sandbox, cache_dir) = sandbox_and_cache(args)?;
-        let mut insecure = args.insecure_registries.clone();
-        if let Some(ws) = &workspace {
-            insecure.extend(ws.insecure_registries.iter().cloned());
-        }
-        let images = Images::new(
-            &cache_dir,
-            RegistrySettings {
-                insecure,
-                ca_file: args.registry_ca.clone(),
-            },
-        );
+        let images = registry_images(args, workspace.as_ref(), &cache_dir);
         let context = BuilderContext {
             cache_dir: &cache_dir,
             sandbox: &sandbox,
@@ -256,6 +246,22 @@ impl InputConfig {
             images,
         })
     }
+}
+
+/// How registries are spoken to: `--insecure-registry` and the workspace's
+/// `insecure-registries`, and `--registry-ca`.
+fn registry_images(args: &InputArgs, workspace: Option<&Workspace>, cache_dir: &Path) -> Images {
+    let mut insecure = args.insecure_registries.clone();
+    if let Some(ws) = workspace {
+        insecure.extend(ws.insecure_registries.iter().cloned());
+    }
+    Images::new(
+        cache_dir,
+        RegistrySettings {
+            insecure,
+            ca_file: args.registry_ca.clone(),
+        },
+    )
 }
 
 /// `SOURCE_DATE_EPOCH`, else the CNB default time.

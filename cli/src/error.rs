@@ -120,7 +120,7 @@ pub(crate) enum CliError {
     RegistryImage {
         what: String,
         #[source]
-        source: strata_registry::Error,
+        source: Box<strata_registry::Error>,
     },
     /// A `docker-archive:` output could not be written.
     #[error(transparent)]

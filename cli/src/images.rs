@@ -114,7 +114,7 @@ impl Images {
         };
         let client = Client::new(options).map_err(|source| CliError::RegistryImage {
             what: "cannot set up the registry client".to_owned(),
-            source,
+            source: Box::new(source),
         })?;
         Ok(self.client.get_or_init(|| client))
     }
@@ -145,7 +145,7 @@ impl Images {
             .pull(reference, &blobs)
             .map_err(|source| CliError::RegistryImage {
                 what: format!("cannot pull docker://{reference}"),
-                source,
+                source: Box::new(source),
             })?;
         write_layout(&dir, &pulled.manifest).map_err(|source| CliError::Io {
             what: format!("cannot write the store layout {}", dir.display()),
@@ -182,7 +182,7 @@ impl Images {
         let shown = format!("docker://{reference}");
         let registry_err = |source| CliError::RegistryImage {
             what: format!("cannot read {shown}"),
-            source,
+            source: Box::new(source),
         };
         let bad = |message: String| CliError::Usage(format!("{shown}: {message}"));
         let mut fetched = client.fetch_manifest(reference).map_err(registry_err)?;

@@ -27,7 +27,7 @@ pub(crate) fn inspect_any(args: &InspectArgs) -> Result<InspectReport, CliError>
             );
             let layout = images.fetch_config(&reference, &tmp.path().join("image"))?;
             let mut report = strata_exporter::inspect::inspect(&layout)?;
-            report.reference = args.image.clone();
+            report.reference.clone_from(&args.image);
             Ok(report)
         }
         Location::Archive { .. } => Err(CliError::Usage(format!(

@@ -110,7 +110,11 @@ impl Publish {
     /// The store layout images for `output` are built in before they are pushed or saved.
     pub(crate) fn staging_layout(cache_dir: &Path, output: &str) -> PathBuf {
         let key = Sha256::digest(output.as_bytes());
-        let hex: String = key[..16].iter().map(|b| format!("{b:02x}")).collect();
+        let hex = key[..16].iter().fold(String::new(), |mut s, b| {
+            use std::fmt::Write as _;
+            let _ = write!(s, "{b:02x}");
+            s
+        });
         store_dir(cache_dir).join("outputs").join(hex)
     }
 
@@ -195,7 +199,7 @@ impl Publish {
                                 .push(&blobs, &root, &target, None)
                                 .map_err(|source| CliError::RegistryImage {
                                     what: format!("cannot push {shown}"),
-                                    source,
+                                    source: Box::new(source),
                                 })?;
                         report.uploaded = pushed.uploaded;
                         report.mounted = pushed.mounted;
@@ -206,14 +210,14 @@ impl Publish {
                         let bytes = blobs.read_verified(&root.digest).map_err(|source| {
                             CliError::RegistryImage {
                                 what: format!("cannot push {shown}"),
-                                source,
+                                source: Box::new(source),
                             }
                         })?;
                         client
                             .push_manifest(&target, &root, bytes)
                             .map_err(|source| CliError::RegistryImage {
                                 what: format!("cannot push {shown}"),
-                                source,
+                                source: Box::new(source),
                             })?;
                     }
                     report.references.push(shown);

@@ -82,8 +82,11 @@ fn multi_platform_layout(root: &Path) -> (PathBuf, String) {
         use sha2::Digest as _;
         sha2::Sha256::digest(&bytes)
             .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
+            .fold(String::new(), |mut s, b| {
+                use std::fmt::Write as _;
+                let _ = write!(s, "{b:02x}");
+                s
+            })
     };
     std::fs::write(dir.join("blobs/sha256").join(&hex), &bytes).unwrap();
     let top = serde_json::json!({

@@ -95,7 +95,12 @@ pub fn write(
     let mut seen = std::collections::HashSet::new();
     let blobs = std::iter::once(descriptor.digest())
         .chain(std::iter::once(manifest.config().digest()))
-        .chain(manifest.layers().iter().map(|l| l.digest()));
+        .chain(
+            manifest
+                .layers()
+                .iter()
+                .map(oci_spec::image::Descriptor::digest),
+        );
     for digest in blobs {
         if !seen.insert(digest.to_string()) {
             continue;
