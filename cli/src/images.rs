@@ -62,12 +62,22 @@ impl Location {
                     CliError::Usage(format!("image reference `{text}`: NAME:TAG {e}"))
                 })?;
             }
+            let path = if base == Path::new(".") {
+                PathBuf::from(path)
+            } else {
+                base.join(path)
+            };
             return Ok(Location::Archive {
-                path: base.join(path),
+                path,
                 name: name.map(str::to_owned),
             });
         }
-        Ok(Location::Layout(ImageRef::parse(text)?.relative_to(base)))
+        let layout = ImageRef::parse(text)?;
+        // The working directory adds nothing: references are shown as they were typed.
+        if base == Path::new(".") {
+            return Ok(Location::Layout(layout));
+        }
+        Ok(Location::Layout(layout.relative_to(base)))
     }
 }
 
