@@ -291,6 +291,10 @@ impl Exporter<'_> {
                 run_image: &run_image,
                 run_image_name: &service.run_image_name,
                 run_image_repository: repository.as_deref(),
+                run_image_mirrors: match &config.run_image {
+                    crate::config::RunImageSource::Image { mirrors, .. } => mirrors,
+                    crate::config::RunImageSource::Builtin => &[],
+                },
                 owner: self.owner,
                 epoch: self.config.input.epoch,
                 compression: self.config.compression,

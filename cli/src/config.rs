@@ -114,6 +114,8 @@ pub(crate) enum RunImageSource {
     Image {
         reference: ImageRef,
         name: String,
+        /// Other names of it (the builder's `mirrors`), recorded with it.
+        mirrors: Vec<String>,
     },
     Builtin,
 }
@@ -529,6 +531,7 @@ fn run_image_source(
         return Ok(RunImageSource::Image {
             reference: images.resolve(&name, base)?,
             name: recorded_name(&name),
+            mirrors: Vec::new(),
         });
     }
     match builder.and_then(|b| b.run_image.as_ref().map(|r| (b, r))) {
@@ -542,6 +545,7 @@ fn run_image_source(
             Ok(RunImageSource::Image {
                 reference: images.resolve(&text, base)?,
                 name: recorded_name(name),
+                mirrors: builder.run_image_mirrors.clone(),
             })
         }
         None => Ok(RunImageSource::Builtin),

@@ -563,3 +563,67 @@ fn a_workspace_pushes_each_service_to_its_repository_under_the_namespace() {
     }
     assert_eq!(report["services"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn a_builder_toml_names_a_registry_run_image_and_its_mirrors() {
+    let registry = Registry::start();
+    let host = registry.host();
+    let tmp = tempfile::tempdir().unwrap();
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &run_image(),
+        &format!("docker://{host}/stacks/run:24"),
+    ]);
+    // Written without a transport, as other platforms write it: a registry name.
+    let text = std::fs::read_to_string(examples().join("builder.toml"))
+        .unwrap()
+        .replace("uri = \"", &format!("uri = \"{}/", examples().display()))
+        .replace(
+            "image = \"oci:run-image/layout:busybox\"",
+            &format!("image = \"{host}/stacks/run:24\"\nmirrors = [\"mirror.example.com/run:24\"]"),
+        );
+    let builder = tmp.path().join("builder.toml");
+    std::fs::write(&builder, text).unwrap();
+    let out = tmp.path().join("out");
+    let result = strata(
+        tmp.path(),
+        &[
+            "build",
+            examples().join("apps/hello").to_str().unwrap(),
+            "--builder",
+            builder.to_str().unwrap(),
+            "--output",
+            &format!("oci:{}:hello", out.display()),
+            "--insecure-registry",
+            &host,
+            "--json",
+        ],
+    );
+    json(&result);
+    let config: serde_json::Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        "--config",
+        &format!("oci:{}:hello", out.display()),
+    ]))
+    .unwrap();
+    let lifecycle: serde_json::Value = serde_json::from_str(
+        config["config"]["Labels"]["io.buildpacks.lifecycle.metadata"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let run = &lifecycle["runImage"];
+    assert_eq!(run["image"], format!("{host}/stacks/run:24"));
+    assert_eq!(
+        run["mirrors"],
+        serde_json::json!(["mirror.example.com/run:24"])
+    );
+    assert_eq!(
+        run["reference"],
+        format!(
+            "{host}/stacks/run@{}",
+            remote_digest(&registry, "stacks/run:24")
+        )
+    );
+}

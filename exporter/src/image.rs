@@ -48,6 +48,9 @@ pub struct ExportRequest<'a> {
     /// `runImage.reference` is then `HOST/REPO@sha256:…`, as the lifecycle records it, and
     /// the bare manifest digest otherwise.
     pub run_image_repository: Option<&'a str>,
+    /// Other names of the run image (`[[run.images]] mirrors`), recorded as
+    /// `runImage.mirrors`.
+    pub run_image_mirrors: &'a [String],
     /// The CNB user that owns layer content.
     pub owner: Owner,
     /// The mtime of every file and the image's `created` (seconds since the epoch).
@@ -397,7 +400,7 @@ pub fn assemble(req: &ExportRequest<'_>, staging: &Staging) -> Result<ExportedIm
                 None => req.run_image.manifest_digest.clone(),
             },
             image: req.run_image_name.to_owned(),
-            mirrors: Vec::new(),
+            mirrors: req.run_image_mirrors.to_vec(),
         },
         exec_env: Some(req.exec_env.to_owned()),
     };
