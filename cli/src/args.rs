@@ -115,6 +115,13 @@ pub(crate) struct InputArgs {
     /// left out.
     #[arg(long, value_name = "NAME", default_value = strata_planner::exec_env::DEFAULT_EXEC_ENV)]
     pub(crate) exec_env: String,
+    /// A registry (`HOST[:PORT]`) spoken to over plain HTTP (repeatable; also
+    /// `insecure-registries` in strata.toml).
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub(crate) insecure_registries: Vec<String>,
+    /// A PEM file of CA certificates that registries are trusted by, besides the system's.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) registry_ca: Option<PathBuf>,
 }
 
 /// `NAME=DIR`; the name and the directory are checked when the config is made.
@@ -156,6 +163,10 @@ pub(crate) struct BuildArgs {
     /// `output`), where each image is tagged with its service's name.
     #[arg(long, value_name = "REF")]
     pub(crate) output: Option<String>,
+    /// A tag to push a registry output under (repeatable; default the reference's tag, else
+    /// `latest`).
+    #[arg(long = "tag", value_name = "T")]
+    pub(crate) tags: Vec<String>,
     /// Layer compression.
     #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
     pub(crate) compression: CompressionArg,
@@ -224,6 +235,12 @@ pub(crate) struct InspectArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
+    /// A registry (`HOST[:PORT]`) spoken to over plain HTTP (repeatable).
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub(crate) insecure_registries: Vec<String>,
+    /// A PEM file of CA certificates that registries are trusted by, besides the system's.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) registry_ca: Option<PathBuf>,
 }
 
 /// `strata cache`: the store in the cache directory.

@@ -40,6 +40,7 @@ use crate::error::CliError;
 use crate::prepare::{Prepared, PreparedService, detect_warnings, prepare};
 use crate::profile::Profile;
 use crate::progress::Progress;
+use crate::publish::Publish;
 use crate::report::{BuildReport, ImageReport, LayerReport, ServiceReport, SkippedReport};
 use crate::uptodate;
 
@@ -57,6 +58,9 @@ pub(crate) struct BuildConfig {
     no_launcher: bool,
     /// Where to write the build's trace (`--profile`).
     profile: Option<PathBuf>,
+    /// Where images go after they are built into `layout`, when the output is a registry or
+    /// an archive.
+    publish: Option<Publish>,
 }
 
 impl BuildConfig {
@@ -64,15 +68,24 @@ impl BuildConfig {
         let input = InputConfig::from_args(&args.input)?;
         let no_launcher =
             args.no_launcher || input.workspace.as_ref().is_some_and(|ws| !ws.launcher);
-        let (layout, tags) = match &input.workspace {
+        let (layout, tags, publish) = match &input.workspace {
             None => {
                 let Some(output) = &args.output else {
                     return Err(CliError::Usage(
                         "no output: pass --output oci:DIR:TAG".to_owned(),
                     ));
                 };
-                let output = ImageRef::parse(output)?;
-                (output.dir().to_owned(), vec![output.tag().to_owned()])
+                if let Some(publish) = Publish::parse(output, Path::new("."), &args.tags, false)? {
+                    let layout = Publish::staging_layout(&input.cache_dir, output);
+                    let name = input
+                        .services
+                        .first()
+                        .map_or_else(|| "app".to_owned(), |s| s.name.clone());
+                    (layout, vec![name], Some(publish))
+                } else {
+                    let output = ImageRef::parse(output)?;
+                    (output.dir().to_owned(), vec![output.tag().to_owned()], None)
+                }
             }
             Some(ws) => {
                 let (text, base) = match (&args.output, &ws.output) {
@@ -85,20 +98,34 @@ impl BuildConfig {
                         )));
                     }
                 };
-                let output = ImageRef::parse(text)?.relative_to(base);
-                if text.trim_start_matches("oci:").contains(':') {
-                    return Err(CliError::Usage(format!(
-                        "output {text}: a workspace writes one layout, oci:DIR, and tags each image with its service's name"
-                    )));
-                }
                 let tags = input.services.iter().map(|s| s.name.clone()).collect();
-                (output.dir().to_owned(), tags)
+                if let Some(publish) = Publish::parse(text, base, &args.tags, true)? {
+                    let key = format!("{}#{text}", ws.root.display());
+                    let layout = Publish::staging_layout(&input.cache_dir, &key);
+                    (layout, tags, Some(publish))
+                } else {
+                    let output = ImageRef::parse(text)?.relative_to(base);
+                    if text.trim_start_matches("oci:").contains(':') {
+                        return Err(CliError::Usage(format!(
+                            "output {text}: a workspace writes one layout, oci:DIR, and tags each image with its service's name"
+                        )));
+                    }
+                    (output.dir().to_owned(), tags, None)
+                }
             }
         };
         for tag in &tags {
             validate_tag(tag)?;
         }
         check_output(&layout)?;
+        if publish.is_some()
+            && let Some(parent) = layout.parent()
+        {
+            std::fs::create_dir_all(parent).map_err(|source| CliError::Io {
+                what: format!("cannot create {}", parent.display()),
+                source,
+            })?;
+        }
         Ok(Self {
             input,
             layout,
@@ -117,6 +144,7 @@ impl BuildConfig {
             no_cache: args.no_cache,
             no_launcher,
             profile: args.profile.clone(),
+            publish,
         })
     }
 
@@ -127,8 +155,25 @@ impl BuildConfig {
 
     /// The reference of service `index`'s image.
     fn image_ref(&self, index: usize) -> String {
-        format!("oci:{}:{}", self.layout.display(), self.tags[index])
+        match &self.publish {
+            Some(publish) => publish.shown(&self.input.services[index].name),
+            None => format!("oci:{}:{}", self.layout.display(), self.tags[index]),
+        }
     }
+}
+
+/// The registry repository (`HOST/REPO`) of a run image recorded by its registry name; `None`
+/// for a layout (`oci:…`).
+fn registry_repository(name: &str) -> Option<String> {
+    if name.starts_with("oci:") {
+        return None;
+    }
+    let reference = strata_registry::Reference::parse(name).ok()?;
+    Some(format!(
+        "{}/{}",
+        reference.registry(),
+        reference.repository()
+    ))
 }
 
 /// The CNB user of a service's run image.
@@ -292,11 +337,20 @@ impl Exporter<'_> {
         }
         let staging = Staging::new(&self.config.layout)?;
         let run_image = stage_run_image(service, self.config, self.owner, &staging)?;
+        let repository = service
+            .run_image
+            .as_ref()
+            .and_then(|_| registry_repository(&service.run_image_name));
         let image = assemble(
             &ExportRequest {
                 build: output,
                 run_image: &run_image,
                 run_image_name: &service.run_image_name,
+                run_image_repository: repository.as_deref(),
+                run_image_mirrors: match &config.run_image {
+                    crate::config::RunImageSource::Image { mirrors, .. } => mirrors,
+                    crate::config::RunImageSource::Builtin => &[],
+                },
                 owner: self.owner,
                 epoch: self.config.input.epoch,
                 compression: self.config.compression,
@@ -533,9 +587,13 @@ pub(crate) fn run(
     // A service whose every layer came out as before is up to date too.
     let mut current = current;
     current.extend(exporter.unchanged.into_inner().unwrap_or_default());
-    let (report, error) = report(
+    let (mut report, error) = report(
         config, &prepared, &runs, executed, &current, images, started,
     );
+    if let Some(publish) = &config.publish {
+        progress.line("===> PUBLISHING");
+        published(config, publish, &mut report)?;
+    }
     if let Some(profile) = &profile {
         profile
             .write(&report.tasks)
@@ -545,6 +603,44 @@ pub(crate) fn run(
             })?;
     }
     Ok((report, error))
+}
+
+/// Pushes or saves every image the build has (built or up to date), and says so in its
+/// report.
+fn published(
+    config: &BuildConfig,
+    publish: &Publish,
+    report: &mut BuildReport,
+) -> Result<(), CliError> {
+    for service in &mut report.services {
+        let Some(image) = &mut service.image else {
+            continue;
+        };
+        let Some(index) = config
+            .input
+            .services
+            .iter()
+            .position(|s| s.name == service.name)
+        else {
+            continue;
+        };
+        let pushed = publish
+            .publish(
+                &config.input.images,
+                &config.layout,
+                &config.tags[index],
+                &service.name,
+            )
+            .map_err(|e| match &config.input.workspace {
+                Some(_) => CliError::in_service(&service.name, e),
+                None => e,
+            })?;
+        image.pushed = Some(pushed);
+    }
+    if let (Some(single), Some(first)) = (&mut report.single, report.services.first()) {
+        single.pushed = first.image.as_ref().and_then(|i| i.pushed.clone());
+    }
+    Ok(())
 }
 
 /// The report of a build, and the error to exit with if a service failed.
@@ -590,6 +686,7 @@ fn report(
                 digest: digest.clone(),
                 buildpacks,
                 layers: Vec::new(),
+                pushed: None,
             };
             ("up-to-date", Some(image), 0.0)
         } else if let Some(done) = images.remove(&index) {
@@ -598,6 +695,7 @@ fn report(
                 digest: done.image.manifest.digest().to_string(),
                 buildpacks,
                 layers: done.image.layers.iter().map(LayerReport::from).collect(),
+                pushed: None,
             };
             ("built", Some(image), done.at)
         } else {

@@ -24,6 +24,7 @@ use strata_planner::{
 
 use crate::args::{InputArgs, NetworkArg, SandboxArg};
 use crate::error::CliError;
+use crate::images::{Images, RegistrySettings};
 
 /// 1980-01-01T00:00:01Z: the time CNB images carry when `SOURCE_DATE_EPOCH` is not set.
 const DEFAULT_EPOCH: u64 = strata_exporter::archive::DEFAULT_MTIME;
@@ -41,6 +42,8 @@ pub(crate) struct InputConfig {
     pub(crate) epoch: u64,
     /// The execution environment (`--exec-env`).
     pub(crate) exec_env: String,
+    /// Images by reference: pulls and pushes.
+    pub(crate) images: Images,
 }
 
 /// One service: an app and how to build it.
@@ -85,12 +88,13 @@ struct LoadedBuilder {
 
 impl BuilderSource {
     /// `--builder` or a `builder` setting: an image reference when it starts with a
-    /// transport (`oci:`, as the other image flags), else a `builder.toml` path; a relative
-    /// layout directory is relative to `base`, as a relative path already is.
-    fn parse(value: &Path, base: &Path) -> Result<Self, CliError> {
+    /// transport (`oci:` or `docker://`, as the other image flags), else a `builder.toml`
+    /// path; a relative layout directory is relative to `base`, as a relative path already
+    /// is. A registry builder is pulled into the store here.
+    fn parse(value: &Path, base: &Path, images: &Images) -> Result<Self, CliError> {
         match value.to_str() {
             Some(text) if strata_planner::is_image_reference(text) => {
-                Ok(Self::Image(ImageRef::parse(text)?.relative_to(base)))
+                Ok(Self::Image(images.resolve(text, base)?))
             }
             _ => Ok(Self::File(value.to_owned())),
         }
@@ -101,6 +105,7 @@ impl BuilderSource {
 struct BuilderContext<'a> {
     cache_dir: &'a Path,
     sandbox: &'a Sandbox,
+    images: &'a Images,
 }
 /// Where the run image comes from.
 #[derive(Clone)]
@@ -109,6 +114,8 @@ pub(crate) enum RunImageSource {
     Image {
         reference: ImageRef,
         name: String,
+        /// Other names of it (the builder's `mirrors`), recorded with it.
+        mirrors: Vec<String>,
     },
     Builtin,
 }
@@ -213,9 +220,11 @@ impl InputConfig {
                 .collect(),
         };
         let (sandbox, cache_dir) = sandbox_and_cache(args)?;
+        let images = registry_images(args, workspace.as_ref(), &cache_dir);
         let context = BuilderContext {
             cache_dir: &cache_dir,
             sandbox: &sandbox,
+            images: &images,
         };
         let mut builders: HashMap<BuilderSource, LoadedBuilder> = HashMap::new();
         let mut services = Vec::new();
@@ -236,8 +245,25 @@ impl InputConfig {
             network: !args.offline && args.network == NetworkArg::Host,
             epoch: source_date_epoch()?,
             exec_env: args.exec_env.clone(),
+            images,
         })
     }
+}
+
+/// How registries are spoken to: `--insecure-registry` and the workspace's
+/// `insecure-registries`, and `--registry-ca`.
+fn registry_images(args: &InputArgs, workspace: Option<&Workspace>, cache_dir: &Path) -> Images {
+    let mut insecure = args.insecure_registries.clone();
+    if let Some(ws) = workspace {
+        insecure.extend(ws.insecure_registries.iter().cloned());
+    }
+    Images::new(
+        cache_dir,
+        RegistrySettings {
+            insecure,
+            ca_file: args.registry_ca.clone(),
+        },
+    )
 }
 
 /// `SOURCE_DATE_EPOCH`, else the CNB default time.
@@ -346,7 +372,7 @@ impl ServiceConfig {
         let app_dir = source.app_dir;
         let loaded = match source.builder {
             Some(arg) => {
-                let source = BuilderSource::parse(arg.name, arg.base)?;
+                let source = BuilderSource::parse(arg.name, arg.base, context.images)?;
                 if let Some(loaded) = builders.get(&source) {
                     Some(loaded.clone())
                 } else {
@@ -380,7 +406,7 @@ impl ServiceConfig {
             &app_dir,
             &mut registry,
         )?;
-        let run_image = run_image_source(source.run_image, builder.as_ref())?;
+        let run_image = run_image_source(source.run_image, builder.as_ref(), context.images)?;
         let mut env = source.env;
         env.extend(project.as_ref().map(|p| p.env.clone()).unwrap_or_default());
         let env = user_env(env, &args.env)?;
@@ -388,6 +414,7 @@ impl ServiceConfig {
             args.build_image.as_deref(),
             builder.as_ref(),
             builder_image.as_ref(),
+            context.images,
         )?;
         Ok(Self {
             name: source.name,
@@ -491,38 +518,44 @@ fn select_order(
 }
 
 /// `--run-image` (or the workspace's `run-image`, relative to `strata.toml`), else the
-/// builder's run image (an `oci:` path relative to the builder file), else the built-in base.
+/// builder's run image (an `oci:` path relative to the builder file, or a registry name, with
+/// or without `docker://`, as other platforms write it), else the built-in base. A registry
+/// image is pulled into the store here, and recorded by its registry name, as given.
 fn run_image_source(
     arg: Option<RunImageArg<'_>>,
     builder: Option<&Builder>,
+    images: &Images,
 ) -> Result<RunImageSource, CliError> {
     if let Some(RunImageArg { name, base }) = arg {
         let name = name.to_string_lossy();
         return Ok(RunImageSource::Image {
-            reference: ImageRef::parse(&name)?.relative_to(base),
-            name: name.into_owned(),
+            reference: images.resolve(&name, base)?,
+            name: recorded_name(&name),
+            mirrors: Vec::new(),
         });
     }
     match builder.and_then(|b| b.run_image.as_ref().map(|r| (b, r))) {
         Some((builder, name)) => {
             let base = builder.path.parent().unwrap_or(Path::new("/"));
-            let reference = match ImageRef::parse(name) {
-                Ok(reference) => reference,
+            let text = match ImageRef::parse(name) {
                 // Builders made for other platforms name their run image in a registry.
-                Err(RefError::MissingTransport { .. }) => {
-                    return Err(CliError::Usage(format!(
-                        "the builder's run image `{name}` is a registry image, which strata cannot read yet: pass --run-image oci:DIR:TAG"
-                    )));
-                }
-                Err(e) => return Err(e.into()),
+                Err(RefError::MissingTransport { .. }) => format!("docker://{name}"),
+                _ => name.clone(),
             };
             Ok(RunImageSource::Image {
-                reference: reference.relative_to(base),
-                name: name.clone(),
+                reference: images.resolve(&text, base)?,
+                name: recorded_name(name),
+                mirrors: builder.run_image_mirrors.clone(),
             })
         }
         None => Ok(RunImageSource::Builtin),
     }
+}
+
+/// The run image name an image records: a registry image by its name without the
+/// `docker://` transport, as the lifecycle records it, so `pack rebase` and kpack read it.
+fn recorded_name(name: &str) -> String {
+    name.strip_prefix("docker://").unwrap_or(name).to_owned()
 }
 
 /// The build image: `--build-image` (relative to the working directory), else a builder
@@ -532,12 +565,13 @@ fn build_image_source(
     arg: Option<&str>,
     builder: Option<&Builder>,
     builder_image: Option<&ImageRef>,
+    images: &Images,
 ) -> Result<BuildImageSource, CliError> {
     match arg {
         Some("host") => return Ok(BuildImageSource::Host),
         Some(name) => {
             return Ok(BuildImageSource::Image(
-                ImageRef::parse(name)?.relative_to(Path::new(".")),
+                images.resolve(name, Path::new("."))?,
             ));
         }
         None => {}
@@ -546,11 +580,9 @@ fn build_image_source(
         return Ok(BuildImageSource::Image(reference.clone()));
     }
     match builder.and_then(|b| b.build_image.as_ref().map(|r| (b, r))) {
-        Some((builder, name)) if name.starts_with("oci:") => {
+        Some((builder, name)) if name.starts_with("oci:") || name.starts_with("docker://") => {
             let base = builder.path.parent().unwrap_or(Path::new("/"));
-            Ok(BuildImageSource::Image(
-                ImageRef::parse(name)?.relative_to(base),
-            ))
+            Ok(BuildImageSource::Image(images.resolve(name, base)?))
         }
         _ => Ok(BuildImageSource::Host),
     }

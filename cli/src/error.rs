@@ -115,6 +115,16 @@ pub(crate) enum CliError {
         total: usize,
         names: Vec<String>,
     },
+    /// A registry refused, could not be reached, or sent something wrong.
+    #[error("{what}")]
+    RegistryImage {
+        what: String,
+        #[source]
+        source: Box<strata_registry::Error>,
+    },
+    /// A `docker-archive:` output could not be written.
+    #[error(transparent)]
+    DockerArchive(#[from] strata_exporter::dockerarchive::DockerArchiveError),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -147,6 +157,8 @@ impl CliError {
             | CliError::Base(_)
             | CliError::Sources(_)
             | CliError::Cache(_)
+            | CliError::RegistryImage { .. }
+            | CliError::DockerArchive(_)
             | CliError::Io { .. } => EXIT_FAILED,
             CliError::Usage(_)
             | CliError::Builder(_)

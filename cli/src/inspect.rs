@@ -4,6 +4,39 @@ use std::fmt::Write as _;
 
 use strata_exporter::inspect::InspectReport;
 
+use crate::args::InspectArgs;
+use crate::error::CliError;
+use crate::images::{Images, Location, RegistrySettings};
+
+/// Inspects the image `args` names: a layout in place, a registry image from its manifest and
+/// config alone (fetched into a temp layout, no layer).
+pub(crate) fn inspect_any(args: &InspectArgs) -> Result<InspectReport, CliError> {
+    match Location::parse(&args.image, std::path::Path::new("."))? {
+        Location::Layout(reference) => Ok(strata_exporter::inspect::inspect(&reference)?),
+        Location::Registry(reference) => {
+            let tmp = tempfile::tempdir().map_err(|source| CliError::Io {
+                what: "cannot make a temp directory".to_owned(),
+                source,
+            })?;
+            let images = Images::new(
+                tmp.path(),
+                RegistrySettings {
+                    insecure: args.insecure_registries.clone(),
+                    ca_file: args.registry_ca.clone(),
+                },
+            );
+            let layout = images.fetch_config(&reference, &tmp.path().join("image"))?;
+            let mut report = strata_exporter::inspect::inspect(&layout)?;
+            report.reference.clone_from(&args.image);
+            Ok(report)
+        }
+        Location::Archive { .. } => Err(CliError::Usage(format!(
+            "inspect {}: a docker-archive is an output only; inspect oci:DIR[:TAG] or docker://",
+            args.image
+        ))),
+    }
+}
+
 /// A size as people read it: `9.6 kB`, `604 kB`, `2.1 MB`.
 pub(crate) fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];

@@ -8,11 +8,13 @@ mod builder;
 mod cache;
 mod config;
 mod error;
+mod images;
 mod inspect;
 mod plan;
 mod prepare;
 mod profile;
 mod progress;
+mod publish;
 mod rebase;
 mod report;
 mod signals;
@@ -120,8 +122,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Inspect(args) => {
-            let reference = strata_exporter::reference::ImageRef::parse(&args.image)?;
-            let report = strata_exporter::inspect::inspect(&reference)?;
+            let report = inspect::inspect_any(&args)?;
             if args.json {
                 println!(
                     "{}",

@@ -135,9 +135,9 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
         .enumerate()
         .map(|(index, (service, target))| {
             let run_image = match &service.run_image {
-                RunImageSource::Image { reference, name } => {
-                    Some((Arc::clone(&run_images[reference]), name.clone()))
-                }
+                RunImageSource::Image {
+                    reference, name, ..
+                } => Some((Arc::clone(&run_images[reference]), name.clone())),
                 RunImageSource::Builtin => None,
             };
             let digests = service

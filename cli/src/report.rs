@@ -86,6 +86,10 @@ pub(crate) struct ImageReport {
     pub(crate) digest: String,
     pub(crate) buildpacks: Vec<String>,
     pub(crate) layers: Vec<LayerReport>,
+    /// What a registry or archive output sent: references written, blobs uploaded,
+    /// mounted and skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) pushed: Option<crate::publish::PushedReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]

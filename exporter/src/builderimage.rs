@@ -416,6 +416,12 @@ impl BuilderImage {
             source,
         })?;
         let build_config_env = tree.operator_env()?;
+        let mut builder = builder;
+        builder.run_image_mirrors = tree
+            .read_toml::<RunFile>(RUN_PATH)?
+            .and_then(|run| run.images.into_iter().next())
+            .map(|image| image.mirrors)
+            .unwrap_or_default();
         Ok(Self {
             builder,
             image,

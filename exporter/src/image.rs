@@ -46,6 +46,13 @@ pub struct ExportRequest<'a> {
     pub run_image: &'a RunImage,
     /// The run image's name as the user gave it, recorded for rebase.
     pub run_image_name: &'a str,
+    /// The run image's registry repository (`HOST/REPO`) when it came from a registry:
+    /// `runImage.reference` is then `HOST/REPO@sha256:…`, as the lifecycle records it, and
+    /// the bare manifest digest otherwise.
+    pub run_image_repository: Option<&'a str>,
+    /// Other names of the run image (`[[run.images]] mirrors`), recorded as
+    /// `runImage.mirrors`.
+    pub run_image_mirrors: &'a [String],
     /// The CNB user that owns layer content.
     pub owner: Owner,
     /// The mtime of every file and the image's `created` (seconds since the epoch).
@@ -390,9 +397,12 @@ pub fn assemble(req: &ExportRequest<'_>, staging: &Staging) -> Result<ExportedIm
                 .last()
                 .map(|l| l.diff_id.clone())
                 .unwrap_or_default(),
-            reference: req.run_image.manifest_digest.clone(),
+            reference: match req.run_image_repository {
+                Some(repository) => format!("{repository}@{}", req.run_image.manifest_digest),
+                None => req.run_image.manifest_digest.clone(),
+            },
             image: req.run_image_name.to_owned(),
-            mirrors: Vec::new(),
+            mirrors: req.run_image_mirrors.to_vec(),
         },
         exec_env: Some(req.exec_env.to_owned()),
     };

@@ -33,6 +33,9 @@ pub struct Builder {
     pub order: Order,
     /// The run image reference (`[run] [[run.images]] image`, or `[stack] run-image`).
     pub run_image: Option<String>,
+    /// Other names of the same run image (`[[run.images]] mirrors`), which the app image
+    /// records with it.
+    pub run_image_mirrors: Vec<String>,
     /// The build image reference (`[build] image`, or `[stack] build-image`).
     pub build_image: Option<String>,
 }
@@ -108,9 +111,13 @@ impl Builder {
         check_order(&order, &raw.order, &registry, &path, text)?;
         check_composites(&registry)?;
 
-        let run_image = raw
-            .run
-            .and_then(|run| run.images.into_iter().next().map(|image| image.image))
+        let first_run = raw.run.and_then(|run| run.images.into_iter().next());
+        let run_image_mirrors = first_run
+            .as_ref()
+            .map(|image| image.mirrors.clone())
+            .unwrap_or_default();
+        let run_image = first_run
+            .map(|image| image.image)
             .or_else(|| raw.stack.as_ref().and_then(|stack| stack.run_image.clone()));
         let build_image = raw
             .build
@@ -121,6 +128,7 @@ impl Builder {
             registry,
             order,
             run_image,
+            run_image_mirrors,
             build_image,
         })
     }
@@ -167,6 +175,7 @@ impl Builder {
             registry,
             order,
             run_image,
+            run_image_mirrors: Vec::new(),
             build_image,
         })
     }
@@ -453,6 +462,8 @@ struct RawRun {
 #[derive(serde::Deserialize)]
 struct RawRunImage {
     image: String,
+    #[serde(default)]
+    mirrors: Vec<String>,
 }
 
 #[cfg(test)]

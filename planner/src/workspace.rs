@@ -49,6 +49,8 @@ pub struct Workspace {
     /// `launcher`: whether images start through the CNB launcher (default true; `false` is
     /// `strata build --no-launcher`).
     pub launcher: bool,
+    /// `insecure-registries`: registries (`HOST[:PORT]`) spoken to over plain HTTP.
+    pub insecure_registries: Vec<String>,
     /// The default build env, sorted by name.
     pub env: Vec<(String, String)>,
     /// The default service bindings (name, directory), sorted by name.
@@ -108,6 +110,8 @@ struct RawWorkspace {
     output: Option<String>,
     launcher: Option<bool>,
     #[serde(default)]
+    insecure_registries: Vec<String>,
+    #[serde(default)]
     services: Vec<Spanned<String>>,
     #[serde(default)]
     env: BTreeMap<Spanned<String>, String>,
@@ -160,6 +164,7 @@ impl Workspace {
             run_image: None,
             output: None,
             launcher: None,
+            insecure_registries: Vec::new(),
             services: Vec::new(),
             env: BTreeMap::new(),
             bindings: BTreeMap::new(),
@@ -225,6 +230,7 @@ impl Workspace {
             run_image: ws.run_image,
             output: ws.output,
             launcher: ws.launcher.unwrap_or(true),
+            insecure_registries: ws.insecure_registries,
             env,
             bindings,
             services: services.into_values().map(|(spec, _)| spec).collect(),
