@@ -33,3 +33,4 @@ pub mod runimage;
 pub mod runproof;
 pub mod taskcache;
 pub mod unpack;
+pub mod zstdlayer;

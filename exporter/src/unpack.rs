@@ -1,4 +1,4 @@
-//! Unpacking a layer tar (plain or gzip) into a directory: how a cached layer or app change
+//! Unpacking a layer tar (plain, gzip or zstd) into a directory: how a cached layer or app change
 //! comes back out of the store. The tar is untrusted (a shared cache may come from another
 //! machine), so every entry must land inside the directory (the tar crate's `unpack_in`
 //! refuses absolute paths, `..` components and entries whose parent resolves outside it), and
@@ -7,18 +7,25 @@
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
-/// Unpacks the tar `reader` gives (gunzipped first when `gzip`) into `dir`, keeping
+use crate::archive::Compression;
+
+/// Unpacks the tar `reader` gives (decompressed first as `compression` says) into `dir`, keeping
 /// permissions and overwriting what is there. Every entry must lie under `inside` (relative
 /// to `dir`; empty for anywhere in it), or be one of its parent directories.
 ///
 /// # Errors
-/// The stream is not a valid tar (or gzip), an entry lies outside `inside` or would land
+/// The stream is not a valid tar (or gzip, or zstd), an entry lies outside `inside` or would land
 /// outside `dir` (`InvalidData`), or a file cannot be written.
-pub fn unpack_tar(reader: impl Read, gzip: bool, dir: &Path, inside: &Path) -> io::Result<()> {
-    let reader: Box<dyn Read> = if gzip {
-        Box::new(flate2::read::GzDecoder::new(reader))
-    } else {
-        Box::new(reader)
+pub fn unpack_tar(
+    reader: impl Read,
+    compression: Compression,
+    dir: &Path,
+    inside: &Path,
+) -> io::Result<()> {
+    let reader: Box<dyn Read> = match compression {
+        Compression::None => Box::new(reader),
+        Compression::Gzip => Box::new(flate2::read::GzDecoder::new(reader)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(reader)?),
     };
     let mut archive = tar::Archive::new(reader);
     archive.set_preserve_permissions(true);
