@@ -7,7 +7,39 @@
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
+use oci_spec::image::MediaType;
+
 use crate::archive::Compression;
+
+/// The Docker media types of layers, which images from a registry may still carry.
+const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
+
+/// The compression of a base image's layer of media type `media_type` (OCI or Docker);
+/// `None` for a type strata cannot unpack.
+pub fn layer_compression(media_type: &MediaType) -> Option<Compression> {
+    match media_type {
+        MediaType::Other(other) if other == DOCKER_LAYER_GZIP => Some(Compression::Gzip),
+        MediaType::Other(other) if other == DOCKER_LAYER => Some(Compression::None),
+        other => crate::archive::compression_of(other),
+    }
+}
+
+/// `reader` decompressed as `compression` says. gzip may come in several members and zstd in
+/// several frames, as other tools write them.
+///
+/// # Errors
+/// libzstd cannot make a decoder.
+pub fn decoder<'a>(
+    reader: impl Read + 'a,
+    compression: Compression,
+) -> io::Result<Box<dyn Read + 'a>> {
+    Ok(match compression {
+        Compression::None => Box::new(reader),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(reader)?),
+    })
+}
 
 /// Unpacks the tar `reader` gives (decompressed first as `compression` says) into `dir`, keeping
 /// permissions and overwriting what is there. Every entry must lie under `inside` (relative
