@@ -255,7 +255,7 @@ impl<R: Read> Read for HashingReader<R> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use oci_spec::image::Descriptor;
+    use oci_spec::image::{Descriptor, MediaType};
     use std::io::Write as _;
 
     fn gzip(bytes: &[u8]) -> Vec<u8> {
