@@ -42,7 +42,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Mutex, PoisonError};
@@ -1115,20 +1115,32 @@ fn share(file: &File, dest: &Path) -> Result<(), LayoutError> {
         .map_err(|e| io_err("cannot write", dest, e))
 }
 
-/// Writes `bytes` to the staged blob `dest` through a temp file and a rename, without an
-/// fsync: the commit syncs every staged blob at once ([`sync_fs`]) before moving any into
-/// the layout. A crash before that leaves only the staging directory, which the next commit
-/// removes.
+/// Writes `bytes` to the staged blob `dest`, created under its own name (no temp file and
+/// rename: the staging directory is this process's alone, and a file creation is the main
+/// cost of staging thousands of small configs and manifests), without an fsync: the commit
+/// syncs every staged blob at once ([`sync_fs`]) before moving any into the layout. A crash
+/// before that leaves only the staging directory, which the next commit removes. Another
+/// thread staging the same bytes first is no error; a failed write removes its file.
 fn write_staged(dest: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
-    let dir = dest.parent().unwrap_or(Path::new("."));
-    let mut temp = scratch::temp_file_in(dir, TEMP_PREFIX)
-        .map_err(|e| io_err("cannot create a temp file in", dir, e))?;
-    temp.write_all(bytes)
-        .map_err(|e| io_err("cannot write", dest, e))?;
-    share(temp.as_file(), dest)?;
-    temp.persist(dest)
-        .map_err(|e| io_err("cannot write", dest, e.error))?;
-    Ok(())
+    let mut file = match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(dest)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(io_err("cannot write", dest, e)),
+    };
+    // As for every blob: world-readable whatever the umask.
+    let written = file
+        .write_all(bytes)
+        .map_err(|e| io_err("cannot write", dest, e))
+        .and_then(|()| share(&file, dest));
+    if written.is_err() {
+        let _ = fs::remove_file(dest);
+    }
+    written
 }
 
 /// Flushes everything written to the file system holding `dir` (`syncfs`): one call for all
