@@ -214,7 +214,10 @@ fn a_run_image_with_zstd_layers_is_a_base_to_build_on_and_rebase_onto() {
     assert_exit(&rebase, 0);
     let rebased = layers(&out, "hello");
     assert_eq!(&rebased[..base.len()], &base[..], "the zstd base, as it is");
-    assert!(rebased.iter().all(|l| l["mediaType"] == ZSTD), "{rebased:?}");
+    assert!(
+        rebased.iter().all(|l| l["mediaType"] == ZSTD),
+        "{rebased:?}"
+    );
     let run = unpack_and_run(&out, "hello", &tmp.path().join("rebased"));
     assert_eq!(run, "Welcome from greeter 1.2: strata\n");
 

@@ -831,8 +831,11 @@ impl Staging {
             return Ok(moved);
         }
         let seen: HashSet<&str> = tags.iter().map(|(tag, _)| tag.as_str()).collect();
+        // Configs and layers found once are not looked up again: the images of a fleet share
+        // their run image's layers.
+        let mut found = HashSet::new();
         for (tag, descriptor) in &tags {
-            self.check_complete(tag, descriptor, 0)?;
+            self.check_complete(tag, descriptor, 0, &mut found)?;
         }
 
         let blobs = dir.join("blobs").join("sha256");
@@ -980,12 +983,14 @@ impl Staging {
         }
     }
 
-    /// Checks that `descriptor` and everything it references can be found after the commit.
+    /// Checks that `descriptor` and everything it references can be found after the commit;
+    /// `found` holds the digests of configs and layers already located.
     fn check_complete(
         &self,
         tag: &str,
         descriptor: &Descriptor,
         depth: usize,
+        found: &mut HashSet<String>,
     ) -> Result<(), LayoutError> {
         let missing = || LayoutError::MissingBlob {
             dir: self.layout_dir.clone(),
@@ -1026,11 +1031,15 @@ impl Staging {
             }
             let index: ImageIndex = serde_json::from_slice(&bytes).map_err(json_err)?;
             for child in index.manifests() {
-                self.check_complete(tag, child, depth + 1)?;
+                self.check_complete(tag, child, depth + 1, found)?;
             }
         } else {
             let manifest: ImageManifest = serde_json::from_slice(&bytes).map_err(json_err)?;
             for blob in std::iter::once(manifest.config()).chain(manifest.layers()) {
+                let key = format!("{}/{}", blob.digest(), blob.size());
+                if found.contains(&key) {
+                    continue;
+                }
                 if self.locate(blob)?.is_none() {
                     return Err(LayoutError::MissingBlob {
                         dir: self.layout_dir.clone(),
@@ -1038,6 +1047,7 @@ impl Staging {
                         tag: Some(tag.to_owned()),
                     });
                 }
+                found.insert(key);
             }
         }
         Ok(())
