@@ -7,6 +7,7 @@
 mod common;
 
 use std::collections::HashSet;
+use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
@@ -160,7 +161,10 @@ fn zstd_blobs_are_the_same_on_one_core_and_on_all() {
     std::fs::create_dir_all(&app).unwrap();
     copy_tree(&examples().join("apps/hello"), &app);
     // Some 30 MB: several of libzstd's jobs, so that more than one worker has work.
-    let numbers: String = (0..4_000_000u32).map(|i| format!("{i:x}\n")).collect();
+    let mut numbers = String::new();
+    for i in 0..4_000_000u32 {
+        writeln!(numbers, "{i:x}").unwrap();
+    }
     std::fs::write(app.join("numbers.txt"), numbers).unwrap();
     date_in_the_past(&app);
 

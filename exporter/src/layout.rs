@@ -1157,7 +1157,6 @@ fn write_staged(dest: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
 /// the blobs of a commit, where an fsync per file would wait for the disk once per blob.
 fn sync_fs(dir: &Path) -> Result<(), LayoutError> {
     File::open(dir)
-        .map_err(io::Error::from)
         .and_then(|d| rustix::fs::syncfs(&d).map_err(io::Error::from))
         .map_err(|e| io_err("cannot sync", dir, e))
 }
