@@ -10,13 +10,18 @@
 # under 1 GB), makes A' (A plus one layer with /etc/patch-level), and times, per run, a rebase
 # of a fresh hardlinked copy of the layout (with `sync` before each, so earlier writes are not
 # timed). Prints the median, min and max of each, and the machine. Needs: a release build (built here), python3, umoci, busybox-static, bubblewrap.
-# WORK_DIR=DIR keeps the files there (default: a temp dir, removed at the end).
+# VARIANTS=small,large picks what is timed. WORK_DIR=DIR keeps the files there (default: a temp dir, removed at the end).
 set -euo pipefail
 count=${1:-1000}
 runs=${2:-5}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-cargo build --release --quiet --manifest-path "$repo/Cargo.toml" -p strata-cli
-strata=$repo/target/release/strata
+# STRATA=PATH times that binary instead (to compare two versions on one machine state).
+if [[ -n ${STRATA:-} ]]; then
+  strata=$STRATA
+else
+  cargo build --release --quiet --manifest-path "$repo/Cargo.toml" -p strata-cli
+  strata=$repo/target/release/strata
+fi
 
 if [[ -n ${WORK_DIR:-} ]]; then
   work=$WORK_DIR
@@ -53,9 +58,14 @@ echo "== seed image on A, fanned out to $count images" >&2
 ln -sfn a base
 build oci:small:seed
 python3 "$repo/benches/rebase/fanout.py" small seed "$count" --layer-size 1024
-mkdir large
-cp -al small/. large/
-python3 "$repo/benches/rebase/fanout.py" large seed "$count" --layer-size $((100 * 1024 * 1024)) --distinct 8
+# VARIANTS (comma-separated, default all three) picks what is timed; without `large` its
+# layout of 100 MB layers is not made.
+IFS=, read -ra variants <<<"${VARIANTS:-small,large,small --jobs 1}"
+if [[ " ${variants[*]} " == *" large "* ]]; then
+  mkdir large
+  cp -al small/. large/
+  python3 "$repo/benches/rebase/fanout.py" large seed "$count" --layer-size $((100 * 1024 * 1024)) --distinct 8
+fi
 ln -sfn patched base
 
 # rebase LAYOUT [ARGS...]: seconds of one rebase of a fresh copy of LAYOUT onto A'
@@ -80,7 +90,6 @@ rebase() {
 }
 
 # Rounds of one run of each variant, so that a slow spell of the machine hits them alike.
-variants=("small" "large" "small --jobs 1")
 declare -A times
 sync
 sleep 5
@@ -108,7 +117,7 @@ for i in $(seq "$runs"); do
 done
 rebuild=$(printf '%s\n' "${build_times[@]}" | stats)
 
-du_large=$(du -sh large | cut -f1)
+du_large=$(du -sh large 2>/dev/null | cut -f1)
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
 echo
 echo "machine: $(nproc) cores, ${cpu:-unknown CPU}, $(uname -sr), $(df -T "$work" | awk 'NR == 2 { print $2 }') file system"
@@ -116,12 +125,16 @@ echo "images:  $count app images + the seed in one layout; $runs runs each; seco
 echo
 printf '%-46s %8s %8s %8s\n' "what" "median" "min" "max"
 row() { read -r med min max <<<"$2"; printf '%-46s %8s %8s %8s\n' "$1" "$med" "$min" "$max"; }
-row "rebase --all, 1 KB app layers" "${results[small]}"
-row "rebase --all, 100 MB app layers ($du_large layout)" "${results[large]}"
-row "rebase --all, 1 KB app layers, --jobs 1" "${results[small --jobs 1]}"
+for variant in "${variants[@]}"; do
+  case $variant in
+    small) row "rebase --all, 1 KB app layers" "${results[small]}" ;;
+    large) row "rebase --all, 100 MB app layers ($du_large layout)" "${results[large]}" ;;
+    *) row "rebase --all, 1 KB app layers, ${variant#small }" "${results[$variant]}" ;;
+  esac
+done
 row "rebuild of one app (strata build)" "$rebuild"
 read -r small _ <<<"${results[small]}"
-read -r large _ <<<"${results[large]}"
+read -r large _ <<<"${results[large]:-0}"
 read -r one _ <<<"$rebuild"
 echo
 awk -v s="$small" -v l="$large" -v o="$one" -v n="$count" 'BEGIN {

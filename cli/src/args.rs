@@ -212,8 +212,13 @@ pub(crate) enum PlanFormat {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum CompressionArg {
+    /// Uncompressed tar layers.
     None,
+    /// gzip layers (`tar+gzip`): what every registry and runtime reads.
     Gzip,
+    /// zstd layers (`tar+zstd`): smaller and faster to write and read; needs a runtime that
+    /// reads zstd layers (containerd 1.5+, Podman, skopeo, umoci).
+    Zstd,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -133,6 +133,7 @@ impl BuildConfig {
             compression: match args.compression {
                 CompressionArg::None => Compression::None,
                 CompressionArg::Gzip => Compression::Gzip,
+                CompressionArg::Zstd => Compression::Zstd,
             },
             exec: ExecOptions {
                 jobs: args.jobs.map_or_else(

@@ -88,6 +88,7 @@ fn create(args: &CreateArgs) -> Result<(), CliError> {
         compression: match args.compression {
             CompressionArg::None => Compression::None,
             CompressionArg::Gzip => Compression::Gzip,
+            CompressionArg::Zstd => Compression::Zstd,
         },
         creator_version: env!("CARGO_PKG_VERSION"),
     };

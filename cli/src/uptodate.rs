@@ -25,7 +25,7 @@ use strata_planner::TaskKey;
 struct ImageRecord {
     manifest: String,
     size: u64,
-    gzip: bool,
+    compression: Compression,
     /// The blob format it was written in ([`BLOB_FORMAT`]).
     format: u32,
     blobs: Vec<BlobStat>,
@@ -72,7 +72,7 @@ pub(crate) fn up_to_date(
 ) -> Option<String> {
     let entry = store.get_action(key)?;
     let record: ImageRecord = serde_json::from_value(entry.payload).ok()?;
-    let same = record.gzip == (compression == Compression::Gzip)
+    let same = record.compression == compression
         && record.format == BLOB_FORMAT
         && tagged.digest().to_string() == record.manifest
         && tagged.size() == record.size;
@@ -123,7 +123,7 @@ pub(crate) fn record(
     let record = ImageRecord {
         manifest: manifest.clone(),
         size: image.manifest.size(),
-        gzip: compression == Compression::Gzip,
+        compression,
         format: BLOB_FORMAT,
         blobs,
         launcher: launcher.map(str::to_owned),

@@ -111,10 +111,55 @@ pub struct StoredBlob {
     pub digest: String,
     /// The blob's size.
     pub size: u64,
-    /// Whether the blob is gzip (else an uncompressed tar).
-    pub gzip: bool,
+    /// How the blob's tar is compressed.
+    pub compression: Compression,
     /// The blob file.
     pub path: PathBuf,
+}
+
+/// How a layer blob is stored. A stored blob records it, so that a build asking for another
+/// compression never takes the blob for its own.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// The tar itself (`application/vnd.oci.image.layer.v1.tar`), as the CNB lifecycle
+    /// writes layers to a layout: digest and diffID are equal.
+    #[default]
+    None,
+    /// gzip at a fixed level (`application/vnd.oci.image.layer.v1.tar+gzip`).
+    Gzip,
+    /// zstd at a fixed level (`application/vnd.oci.image.layer.v1.tar+zstd`).
+    Zstd,
+}
+
+impl std::fmt::Display for Compression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        })
+    }
+}
+
+/// A compression name that is not `none`, `gzip` or `zstd`.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("unknown layer compression `{0}`: expected `none`, `gzip` or `zstd`")]
+pub struct ParseCompressionError(pub String);
+
+impl std::str::FromStr for Compression {
+    type Err = ParseCompressionError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(Compression::None),
+            "gzip" => Ok(Compression::Gzip),
+            "zstd" => Ok(Compression::Zstd),
+            other => Err(ParseCompressionError(other.to_owned())),
+        }
+    }
 }
 
 /// One `[[processes]]` entry of `launch.toml`.
@@ -1388,7 +1433,7 @@ paths = ["public/*"]
             diff_id: format!("sha256:{}", "1".repeat(64)),
             digest: format!("sha256:{}", "2".repeat(64)),
             size: 3,
-            gzip: true,
+            compression: Compression::Gzip,
             path: PathBuf::from("/store/blob"),
         };
         let previous = |name: &str| Layer {

@@ -107,50 +107,25 @@ impl fmt::Display for Owner {
     }
 }
 
-/// How a layer blob is stored.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Compression {
-    /// The tar itself (`application/vnd.oci.image.layer.v1.tar`), as the CNB lifecycle
-    /// writes layers to a layout: digest and diffID are equal.
-    #[default]
-    None,
-    /// gzip at a fixed level (`application/vnd.oci.image.layer.v1.tar+gzip`).
-    Gzip,
-}
+pub use strata_engine::layers::{Compression, ParseCompressionError};
 
-impl Compression {
-    /// The OCI media type of a layer stored this way.
-    pub fn media_type(self) -> MediaType {
-        match self {
-            Compression::None => MediaType::ImageLayer,
-            Compression::Gzip => MediaType::ImageLayerGzip,
-        }
+/// The OCI media type of a layer blob stored with `compression`.
+pub fn media_type(compression: Compression) -> MediaType {
+    match compression {
+        Compression::None => MediaType::ImageLayer,
+        Compression::Gzip => MediaType::ImageLayerGzip,
+        Compression::Zstd => MediaType::ImageLayerZstd,
     }
 }
 
-impl fmt::Display for Compression {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Compression::None => "none",
-            Compression::Gzip => "gzip",
-        })
-    }
-}
-
-/// A compression name that is neither `none` nor `gzip`.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("unknown layer compression `{0}`: expected `none` or `gzip`")]
-pub struct ParseCompressionError(pub String);
-
-impl FromStr for Compression {
-    type Err = ParseCompressionError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "none" => Ok(Compression::None),
-            "gzip" => Ok(Compression::Gzip),
-            other => Err(ParseCompressionError(other.to_owned())),
-        }
+/// The compression of a layer blob of media type `media_type`, if it is a layer type strata
+/// writes.
+pub fn compression_of(media_type: &MediaType) -> Option<Compression> {
+    match media_type {
+        MediaType::ImageLayer => Some(Compression::None),
+        MediaType::ImageLayerGzip => Some(Compression::Gzip),
+        MediaType::ImageLayerZstd => Some(Compression::Zstd),
+        _ => None,
     }
 }
 
@@ -200,7 +175,7 @@ pub struct LayerBlob {
     pub digest: String,
     /// Size in bytes of the blob as stored.
     pub size: u64,
-    /// [`MediaType::ImageLayer`] or [`MediaType::ImageLayerGzip`].
+    /// The media type for its compression (see [`media_type`]).
     pub media_type: MediaType,
     /// `<blob_dir>/<hex of digest>`.
     pub path: PathBuf,
@@ -486,6 +461,9 @@ impl LayerBuilder {
             Compression::Gzip => Sink::Gzip(Box::new(
                 ParallelGz::new(HashingWriter::new(out), GZIP_LEVEL).map_err(write_err)?,
             )),
+            Compression::Zstd => Sink::Zstd(Box::new(
+                crate::zstdlayer::encoder(HashingWriter::new(out)).map_err(write_err)?,
+            )),
         };
         let mut tar = tar::Builder::new(HashingWriter::new(sink));
         self.write_entries(&mut tar)?;
@@ -497,10 +475,8 @@ impl LayerBuilder {
                 debug_assert_eq!(len, tar_len);
                 (diff_hex.clone(), len, out)
             }
-            Sink::Gzip(encoder) => {
-                let (hex, len, out) = encoder.finish().map_err(write_err)?.into_parts();
-                (hex, len, out)
-            }
+            Sink::Gzip(encoder) => encoder.finish().map_err(write_err)?.into_parts(),
+            Sink::Zstd(encoder) => encoder.finish().map_err(write_err)?.into_parts(),
         };
         let file = out.into_inner().map_err(|e| write_err(e.into_error()))?;
         // Temp files are created 0600; blobs are meant to be shared like the rest of a layout.
@@ -514,7 +490,7 @@ impl LayerBuilder {
             diff_id: format!("sha256:{diff_hex}"),
             digest: format!("sha256:{digest_hex}"),
             size,
-            media_type: compression.media_type(),
+            media_type: media_type(compression),
             path,
         })
     }
@@ -938,6 +914,7 @@ impl<W: Write> Write for Counting<W> {
 enum Sink {
     Plain(Counting<BufWriter<File>>),
     Gzip(Box<ParallelGz<HashingWriter<BufWriter<File>>>>),
+    Zstd(Box<zstd::stream::write::Encoder<'static, HashingWriter<BufWriter<File>>>>),
 }
 
 impl Write for Sink {
@@ -945,6 +922,7 @@ impl Write for Sink {
         match self {
             Sink::Plain(w) => w.write(buf),
             Sink::Gzip(w) => w.write(buf),
+            Sink::Zstd(w) => w.write(buf),
         }
     }
 
@@ -952,6 +930,9 @@ impl Write for Sink {
         match self {
             Sink::Plain(w) => w.flush(),
             Sink::Gzip(w) => w.flush(),
+            // A zstd flush ends a block where the caller happened to flush: the bytes would
+            // then depend on the writes, so nothing is flushed before the frame ends.
+            Sink::Zstd(_) => Ok(()),
         }
     }
 }
@@ -987,6 +968,8 @@ mod tests {
                 .read_to_end(&mut out)
                 .unwrap();
             out
+        } else if blob.media_type == MediaType::ImageLayerZstd {
+            zstd::decode_all(stored.as_slice()).unwrap()
         } else {
             stored
         }
@@ -1102,7 +1085,7 @@ mod tests {
             assert_eq!(a.digest, b.digest, "{compression}");
             assert_eq!(a.size, b.size);
             assert_eq!(fs::read(&a.path).unwrap(), fs::read(&b.path).unwrap());
-            assert_eq!(a.media_type, compression.media_type());
+            assert_eq!(a.media_type, media_type(compression));
         }
     }
 
@@ -1460,7 +1443,9 @@ mod tests {
     fn compression_parses_and_formats_timestamps() {
         assert_eq!("gzip".parse(), Ok(Compression::Gzip));
         assert_eq!("none".parse(), Ok(Compression::None));
-        assert!("zstd".parse::<Compression>().is_err());
+        assert_eq!("zstd".parse(), Ok(Compression::Zstd));
+        assert!("brotli".parse::<Compression>().is_err());
+        assert_eq!(Compression::Zstd.to_string(), "zstd");
         assert_eq!(format_timestamp(DEFAULT_MTIME), "1980-01-01T00:00:01Z");
         assert_eq!(format_timestamp(0), "1970-01-01T00:00:00Z");
         assert_eq!(format_timestamp(951_782_400), "2000-02-29T00:00:00Z");

@@ -198,11 +198,7 @@ impl<'a> Stack<'a> {
         created_by: String,
         stored: &StoredBlob,
     ) -> Result<String, ExportError> {
-        let media_type = if stored.gzip {
-            MediaType::ImageLayerGzip
-        } else {
-            MediaType::ImageLayer
-        };
+        let media_type = crate::archive::media_type(stored.compression);
         let digest: oci_spec::image::Digest = stored
             .digest
             .parse()
@@ -246,7 +242,7 @@ impl<'a> Stack<'a> {
                 let stored = layer
                     .blob
                     .as_ref()
-                    .filter(|b| b.gzip == (self.req.compression == Compression::Gzip));
+                    .filter(|b| b.compression == self.req.compression);
                 if let (true, Some(stored)) = (layer.types.launch, stored) {
                     let created_by = layer_created_by(&layer.name, info.id.as_str(), &info.version);
                     entry.sha = Some(self.push_stored(created_by, stored)?);
@@ -279,7 +275,7 @@ impl<'a> Stack<'a> {
         let req = self.req;
         let stored_launcher = req
             .launcher_layer
-            .filter(|b| b.gzip == (req.compression == Compression::Gzip));
+            .filter(|b| b.compression == req.compression);
         let launcher = if let (true, Some(stored)) = (req.launcher, stored_launcher) {
             Some(LayerSha {
                 sha: self.push_stored(launch::LAUNCHER_CREATED_BY.to_owned(), stored)?,

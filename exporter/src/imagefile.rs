@@ -11,17 +11,11 @@
 use std::io::{self, BufReader, Read};
 use std::path::{Component, Path, PathBuf};
 
-use flate2::read::MultiGzDecoder;
-use oci_spec::image::MediaType;
-
 use crate::runimage::{RunImage, RunImageLayer};
+use crate::unpack::{decoder, layer_compression};
 
 /// The largest file read: `etc/passwd` and `etc/group` of any real image are far smaller.
 pub const MAX_FILE: u64 = 4 << 20;
-
-/// Docker's layer media types, which skopeo keeps for Docker images (`--format v2s2`).
-const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
@@ -73,20 +67,11 @@ fn open_layer(layer: &RunImageLayer, digest: &str) -> Result<Box<dyn Read>, Imag
         .blob
         .as_ref()
         .ok_or_else(|| unreadable("it is not on disk".to_owned()))?;
-    let gzip = match layer.descriptor.media_type() {
-        MediaType::ImageLayerGzip => true,
-        MediaType::ImageLayer => false,
-        MediaType::Other(other) if other == DOCKER_LAYER_GZIP => true,
-        MediaType::Other(other) if other == DOCKER_LAYER => false,
-        other => return Err(unreadable(format!("strata cannot unpack `{other}`"))),
-    };
+    let media_type = layer.descriptor.media_type();
+    let compression = layer_compression(media_type)
+        .ok_or_else(|| unreadable(format!("strata cannot unpack `{media_type}`")))?;
     let file = std::fs::File::open(blob).map_err(|e| unreadable(e.to_string()))?;
-    let file = BufReader::new(file);
-    Ok(if gzip {
-        Box::new(MultiGzDecoder::new(file))
-    } else {
-        Box::new(file)
-    })
+    decoder(BufReader::new(file), compression).map_err(|e| unreadable(e.to_string()))
 }
 
 /// Applies one layer's say about `path` to `found`.

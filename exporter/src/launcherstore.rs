@@ -32,7 +32,7 @@ struct Record {
     diff_id: String,
     digest: String,
     size: u64,
-    gzip: bool,
+    compression: Compression,
 }
 
 /// The key of the launcher layer written with `epoch` and `compression`.
@@ -42,7 +42,12 @@ fn key(epoch: u64, compression: Compression) -> TaskKey {
     hasher.update(BLOB_FORMAT.to_le_bytes());
     hasher.update(launcher::sha256());
     hasher.update(epoch.to_le_bytes());
-    hasher.update([u8::from(compression == Compression::Gzip)]);
+    // One byte per compression, as it was when there were only none and gzip.
+    hasher.update([match compression {
+        Compression::None => 0,
+        Compression::Gzip => 1,
+        Compression::Zstd => 2,
+    }]);
     TaskKey::from_bytes(hasher.finalize().into())
 }
 
@@ -63,13 +68,13 @@ pub fn stored_launcher_layer(
             diff_id: record.diff_id,
             digest: record.digest,
             size: record.size,
-            gzip: record.gzip,
+            compression: record.compression,
         })
     };
     if let Some(record) = store
         .get_action(&key)
         .and_then(|entry| serde_json::from_value::<Record>(entry.payload).ok())
-        .filter(|r| r.gzip == (compression == Compression::Gzip))
+        .filter(|r| r.compression == compression)
     {
         return Ok(stored(record)?);
     }
@@ -80,7 +85,7 @@ pub fn stored_launcher_layer(
         diff_id: blob.diff_id,
         digest: blob.digest,
         size: blob.size,
-        gzip: compression == Compression::Gzip,
+        compression,
     };
     let entry = ActionEntry {
         blobs: vec![blob_ref],
@@ -109,7 +114,7 @@ mod tests {
         );
         let plain = stored_launcher_layer(&store, 1, Compression::None).unwrap();
         assert_eq!(plain.diff_id, first.diff_id, "the same tar");
-        assert!(!plain.gzip);
+        assert_eq!(plain.compression, Compression::None);
         assert_eq!(plain.digest, plain.diff_id);
     }
 }

@@ -34,3 +34,4 @@ pub mod runimage;
 pub mod runproof;
 pub mod taskcache;
 pub mod unpack;
+pub mod zstdlayer;

@@ -15,21 +15,16 @@
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use flate2::read::MultiGzDecoder;
-use oci_spec::image::MediaType;
 use sha2::{Digest as _, Sha256};
 
 use strata_engine::store::{mark_rootfs_used, rootfs_dir};
 
+use crate::archive::Compression;
 use crate::runimage::{RunImage, RunImageLayer};
-use crate::unpack::{OwnerMap, apply_layer_owned};
+use crate::unpack::{OwnerMap, apply_layer_owned, decoder, layer_compression};
 
 /// Versions the rootfs directory names: a change in how trees are made changes every name.
 const ROOTFS_DOMAIN: &[u8] = b"strata build-image rootfs v1\0";
-
-/// Docker's layer media types, which skopeo keeps for Docker images (`--format v2s2`).
-const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
 
 /// Why a build image cannot be unpacked.
 #[derive(Debug, thiserror::Error)]
@@ -175,18 +170,12 @@ fn unpack_layer(
         reference: reference.to_owned(),
         digest: digest.clone(),
     })?;
-    let gzip = match layer.descriptor.media_type() {
-        MediaType::ImageLayerGzip => true,
-        MediaType::ImageLayer => false,
-        MediaType::Other(other) if other == DOCKER_LAYER_GZIP => true,
-        MediaType::Other(other) if other == DOCKER_LAYER => false,
-        other => {
-            return Err(RootfsError::Unsupported {
-                reference: reference.to_owned(),
-                digest,
-                media_type: other.to_string(),
-            });
-        }
+    let Some(compression) = layer_compression(layer.descriptor.media_type()) else {
+        return Err(RootfsError::Unsupported {
+            reference: reference.to_owned(),
+            digest,
+            media_type: layer.descriptor.media_type().to_string(),
+        });
     };
     let unpack_err = |source| RootfsError::Unpack {
         reference: reference.to_owned(),
@@ -195,13 +184,15 @@ fn unpack_layer(
     };
     let file = std::fs::File::open(path).map_err(unpack_err)?;
     let mut compressed = Hashing::new(BufReader::new(file));
-    let result = if gzip {
-        let mut uncompressed = Hashing::new(MultiGzDecoder::new(&mut compressed));
-        let applied = apply_layer_owned(&mut uncompressed, root, owners)
-            .and_then(|()| io::copy(&mut uncompressed, &mut io::sink()).map(drop));
-        applied.map(|()| Some(uncompressed.finish()))
-    } else {
+    let result = if compression == Compression::None {
         apply_layer_owned(&mut compressed, root, owners).map(|()| None)
+    } else {
+        decoder(&mut compressed, compression).and_then(|d| {
+            let mut uncompressed = Hashing::new(d);
+            apply_layer_owned(&mut uncompressed, root, owners)
+                .and_then(|()| io::copy(&mut uncompressed, &mut io::sink()).map(drop))?;
+            Ok(Some(uncompressed.finish()))
+        })
     };
     // The rest of the blob (tar padding after the end marker) is part of its digest.
     let drained = io::copy(&mut compressed, &mut io::sink());

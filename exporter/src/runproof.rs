@@ -16,24 +16,20 @@
 use std::io::{self, BufReader, Read};
 use std::path::PathBuf;
 
-use flate2::read::MultiGzDecoder;
-use oci_spec::image::MediaType;
 use rayon::prelude::*;
 use sha2::{Digest as _, Sha256};
 use strata_engine::hashing::HashingWriter;
 use strata_engine::store::{ActionEntry, Store};
 use strata_planner::TaskKey;
 
+use crate::archive::Compression;
 use crate::blobfile::{open_regular, remember};
 use crate::layout::{LayoutError, sha256_hex_of};
 use crate::runimage::{RunImage, RunImageLayer};
+use crate::unpack::{decoder, layer_compression};
 
 /// Versions the key of a stored proof: a change in what is proven changes every key.
 const PROOF_DOMAIN: &[u8] = b"strata run-image layer diffID proof v1\0";
-
-/// Docker's layer media types, which skopeo keeps for Docker images (`--format v2s2`).
-const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
 
 /// Read buffer for decompressing layers.
 const BUFFER: usize = 256 * 1024;
@@ -165,27 +161,20 @@ fn verify_layer(
         source: Box::new(source),
     };
     let expected_hex = sha256_hex_of(layer.descriptor.digest()).map_err(read_err)?;
-    let gzip = match layer.descriptor.media_type() {
-        MediaType::ImageLayerGzip => true,
-        MediaType::ImageLayer => false,
-        MediaType::Other(other) if other == DOCKER_LAYER_GZIP => true,
-        MediaType::Other(other) if other == DOCKER_LAYER => false,
-        other => {
-            return Err(LayerProofError::Unsupported {
-                reference: reference.to_owned(),
-                digest,
-                media_type: other.to_string(),
-            });
-        }
+    let Some(compression) = layer_compression(layer.descriptor.media_type()) else {
+        return Err(LayerProofError::Unsupported {
+            reference: reference.to_owned(),
+            digest,
+            media_type: layer.descriptor.media_type().to_string(),
+        });
     };
     let (file, meta) = open_regular(path).map_err(read_err)?;
     let mut compressed = HashingReader::new(BufReader::with_capacity(BUFFER, file));
     let mut uncompressed = HashingWriter::new(io::sink());
-    let decompressed = if gzip {
-        let mut decoder = MultiGzDecoder::new(&mut compressed);
-        io::copy(&mut decoder, &mut uncompressed)
-    } else {
+    let decompressed = if compression == Compression::None {
         io::copy(&mut compressed, &mut uncompressed)
+    } else {
+        decoder(&mut compressed, compression).and_then(|mut d| io::copy(&mut d, &mut uncompressed))
     };
     // What the decoder left unread (nothing, for a well-formed stream) is still part of the
     // blob's digest.
@@ -266,7 +255,7 @@ impl<R: Read> Read for HashingReader<R> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use oci_spec::image::Descriptor;
+    use oci_spec::image::{Descriptor, MediaType};
     use std::io::Write as _;
 
     fn gzip(bytes: &[u8]) -> Vec<u8> {

@@ -47,7 +47,7 @@ struct Settings {
     uid: u32,
     gid: u32,
     epoch: u64,
-    gzip: bool,
+    compression: Compression,
     /// [`crate::archive::BLOB_FORMAT`]; a payload without it is from before it existed.
     format: u32,
 }
@@ -163,7 +163,7 @@ impl<'a> StoreCache<'a> {
             uid: owner.uid,
             gid: owner.gid,
             epoch,
-            gzip: compression == Compression::Gzip,
+            compression,
             format: crate::archive::BLOB_FORMAT,
         };
         Self {
@@ -182,11 +182,7 @@ impl<'a> StoreCache<'a> {
     }
 
     fn compression(&self) -> Compression {
-        if self.settings.gzip {
-            Compression::Gzip
-        } else {
-            Compression::None
-        }
+        self.settings.compression
     }
 
     /// Tars `dir` as it sits at `image_path` and adopts the blob.
@@ -221,7 +217,7 @@ impl<'a> StoreCache<'a> {
             path: self.store.blob_path(&stored.digest).map_err(cache_err)?,
             digest: stored.digest,
             size: stored.size,
-            gzip: compression == Compression::Gzip,
+            compression,
         })
     }
 
@@ -390,7 +386,7 @@ pub(crate) fn extract(blob: &StoredBlob, dir: &Path, inside: &Path) -> Result<()
         source,
     };
     let file = BufReader::new(File::open(&blob.path).map_err(io)?);
-    crate::unpack::unpack_tar(file, blob.gzip, dir, inside).map_err(|e| match e.kind() {
+    crate::unpack::unpack_tar(file, blob.compression, dir, inside).map_err(|e| match e.kind() {
         std::io::ErrorKind::InvalidData => cache_err(format!("stored blob {}: {e}", blob.digest)),
         _ => io(e),
     })
@@ -619,7 +615,7 @@ mod tests {
     /// A payload with one layer `layer`, one SBOM of it and a change deleting `deleted`.
     fn payload(layer: &str, sbom_ext: &str, process: &str, deleted: &str) -> Payload {
         serde_json::from_value(serde_json::json!({
-            "settings": { "uid": 1000, "gid": 1000, "epoch": 0, "gzip": true, "format": 1 },
+            "settings": { "uid": 1000, "gid": 1000, "epoch": 0, "compression": "gzip", "format": 1 },
             "layers": [{
                 "name": layer, "dir": "/x", "metadata": {}, "blob": null,
                 "types": { "launch": true, "build": false, "cache": false },
@@ -662,7 +658,7 @@ mod tests {
             diff_id: String::new(),
             digest: "sha256:test".to_owned(),
             size: 0,
-            gzip: false,
+            compression: Compression::None,
             path,
         }
     }

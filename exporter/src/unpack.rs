@@ -1,4 +1,4 @@
-//! Unpacking a layer tar (plain or gzip) into a directory: how a cached layer or app change
+//! Unpacking a layer tar (plain, gzip or zstd) into a directory: how a cached layer or app change
 //! comes back out of the store. The tar is untrusted (a shared cache may come from another
 //! machine), so every entry must land inside the directory (the tar crate's `unpack_in`
 //! refuses absolute paths, `..` components and entries whose parent resolves outside it), and
@@ -7,18 +7,57 @@
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
-/// Unpacks the tar `reader` gives (gunzipped first when `gzip`) into `dir`, keeping
+use oci_spec::image::MediaType;
+
+use crate::archive::Compression;
+
+/// The Docker media types of layers, which images from a registry may still carry.
+const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
+
+/// The compression of a base image's layer of media type `media_type` (OCI or Docker);
+/// `None` for a type strata cannot unpack.
+pub fn layer_compression(media_type: &MediaType) -> Option<Compression> {
+    match media_type {
+        MediaType::Other(other) if other == DOCKER_LAYER_GZIP => Some(Compression::Gzip),
+        MediaType::Other(other) if other == DOCKER_LAYER => Some(Compression::None),
+        other => crate::archive::compression_of(other),
+    }
+}
+
+/// `reader` decompressed as `compression` says. gzip may come in several members and zstd in
+/// several frames, as other tools write them.
+///
+/// # Errors
+/// libzstd cannot make a decoder.
+pub fn decoder<'a>(
+    reader: impl Read + 'a,
+    compression: Compression,
+) -> io::Result<Box<dyn Read + 'a>> {
+    Ok(match compression {
+        Compression::None => Box::new(reader),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(reader)?),
+    })
+}
+
+/// Unpacks the tar `reader` gives (decompressed first as `compression` says) into `dir`, keeping
 /// permissions and overwriting what is there. Every entry must lie under `inside` (relative
 /// to `dir`; empty for anywhere in it), or be one of its parent directories.
 ///
 /// # Errors
-/// The stream is not a valid tar (or gzip), an entry lies outside `inside` or would land
+/// The stream is not a valid tar (or gzip, or zstd), an entry lies outside `inside` or would land
 /// outside `dir` (`InvalidData`), or a file cannot be written.
-pub fn unpack_tar(reader: impl Read, gzip: bool, dir: &Path, inside: &Path) -> io::Result<()> {
-    let reader: Box<dyn Read> = if gzip {
-        Box::new(flate2::read::GzDecoder::new(reader))
-    } else {
-        Box::new(reader)
+pub fn unpack_tar(
+    reader: impl Read,
+    compression: Compression,
+    dir: &Path,
+    inside: &Path,
+) -> io::Result<()> {
+    let reader: Box<dyn Read> = match compression {
+        Compression::None => Box::new(reader),
+        Compression::Gzip => Box::new(flate2::read::GzDecoder::new(reader)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(reader)?),
     };
     let mut archive = tar::Archive::new(reader);
     archive.set_preserve_permissions(true);
