@@ -1,6 +1,5 @@
 #![no_main]
-//! A layer tar as the store gives one back (plain, or gzip when it starts with the gzip
-//! magic), unpacked as a cached layer is: nothing may land outside the target directory, and
+//! A layer tar as the store gives one back (plain, gzip or zstd by its magic), unpacked as a cached layer is: nothing may land outside the target directory, and
 //! no file inside may be a hard link to one outside it.
 
 use std::collections::HashMap;
@@ -9,6 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
+use strata_exporter::archive::Compression;
 use strata_exporter::unpack::unpack_tar;
 
 fuzz_target!(|data: &[u8]| {
@@ -16,8 +16,14 @@ fuzz_target!(|data: &[u8]| {
     let _ = fs::remove_dir_all(&jail);
     let dst = jail.join("a/b/dst");
     fs::create_dir_all(&dst).unwrap();
-    let gzip = data.starts_with(&[0x1f, 0x8b]);
-    if let Err(e) = unpack_tar(data, gzip, &dst, Path::new("")) {
+    let compression = if data.starts_with(&[0x1f, 0x8b]) {
+        Compression::Gzip
+    } else if data.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Compression::Zstd
+    } else {
+        Compression::None
+    };
+    if let Err(e) = unpack_tar(data, compression, &dst, Path::new("")) {
         strata_fuzz::render_chain(&e);
     }
     assert_only(&jail, &["a"]);
