@@ -160,7 +160,12 @@ pub fn plan_layout(
         .map(|t| (t.as_str(), true))
         .collect();
     if batch.all {
-        let mut found: Vec<&str> = entries.keys().copied().filter(|t| seen.insert(t)).collect();
+        // Referrers indexes (`sha256-<hex>`: signatures, attestations) are no images.
+        let mut found: Vec<&str> = entries
+            .keys()
+            .copied()
+            .filter(|t| !crate::referrers::is_referrers_tag(t) && seen.insert(t))
+            .collect();
         found.sort_unstable();
         candidates.extend(found.into_iter().map(|t| (t, false)));
     }

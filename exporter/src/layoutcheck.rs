@@ -97,7 +97,13 @@ pub fn check_layout(dir: &Path) -> Result<LayoutReport, LayoutError> {
     corrupt_blobs.sort_by(|a, b| a.path.cmp(&b.path));
 
     let mut broken_tags = Vec::new();
-    let mut tags: Vec<String> = layout.tags().into_iter().map(|(tag, _)| tag).collect();
+    // A referrers index (`sha256-<hex>`) lists artifacts, not a platform's image.
+    let mut tags: Vec<String> = layout
+        .tags()
+        .into_iter()
+        .map(|(tag, _)| tag)
+        .filter(|tag| !crate::referrers::is_referrers_tag(tag))
+        .collect();
     tags.dedup();
     for tag in tags {
         let problem = match layout.resolve(&tag) {

@@ -27,6 +27,7 @@ pub mod manifest;
 pub mod pull;
 pub mod push;
 pub mod reference;
+pub mod referrers;
 pub mod retry;
 mod scope;
 
@@ -39,4 +40,5 @@ pub use manifest::{Descriptor, Platform};
 pub use pull::{FetchedManifest, PullStats, Pulled};
 pub use push::PushReport;
 pub use reference::{Reference, ReferenceError};
+pub use referrers::{ReferrerEntry, fallback_tag};
 pub use retry::RetryPolicy;
