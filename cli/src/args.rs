@@ -32,6 +32,14 @@ pub(crate) enum Command {
     Cache(CacheArgs),
     /// Make builder images.
     Builder(crate::builder::BuilderArgs),
+    /// Make signing keys.
+    Key(crate::key::KeyArgs),
+    /// Sign an image's manifest digest and attach the signature to it.
+    #[command(after_help = crate::sign::SIGN_EXAMPLES)]
+    Sign(crate::sign::SignArgs),
+    /// Check an image's signature with a public key (exit 0 valid, 1 not).
+    #[command(after_help = crate::sign::VERIFY_EXAMPLES)]
+    VerifySignature(crate::sign::VerifyArgs),
 }
 
 const BUILD_EXAMPLES: &str = "Examples:
@@ -40,7 +48,9 @@ const BUILD_EXAMPLES: &str = "Examples:
   strata build examples/apps/hello --builder examples/builder.toml --output oci:out:hello
   strata build . --builder oci:builders:base --run-image oci:base:latest --output oci:out:app
   strata build . --buildpack ./my-buildpack --run-image oci:base:latest --output oci:out:app --json
-  strata build . --builder builder.toml --env BP_LOG_LEVEL=debug --binding db=./bindings/db";
+  strata build . --builder builder.toml --env BP_LOG_LEVEL=debug --binding db=./bindings/db
+  strata build examples/monorepo --sign-key cosign.key
+  strata build examples/monorepo --check";
 
 const PLAN_EXAMPLES: &str = "Examples:
   strata plan examples/monorepo
@@ -58,7 +68,7 @@ const CACHE_EXAMPLES: &str = "Examples:
   strata cache gc --max-size 10GiB";
 
 /// What both `plan` and `build` read: the app, its buildpacks, env and the sandbox.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct InputArgs {
     /// The app's directory, or a workspace root (a directory with `strata.toml`).
     #[arg(default_value = ".")]
@@ -154,7 +164,7 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     }
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[allow(clippy::struct_excessive_bools)] // command-line flags, one each
 pub(crate) struct BuildArgs {
     #[command(flatten)]
@@ -192,6 +202,15 @@ pub(crate) struct BuildArgs {
     /// and reason.
     #[arg(long, value_name = "FILE")]
     pub(crate) profile: Option<PathBuf>,
+    /// Sign each image with this private key (PKCS#8 PEM, Ed25519 or ECDSA P-256; see `strata
+    /// key generate`), and attach its signature and a signed SLSA provenance attestation to it.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) sign_key: Option<PathBuf>,
+    /// Rebuild from scratch in a fresh temporary store and compare with the image the output
+    /// holds: exit 0 identical, 1 different (naming the first layer and entry that differ),
+    /// 2 when the output holds no image yet. The output is left as it is.
+    #[arg(long, conflicts_with_all = ["sign_key", "profile"])]
+    pub(crate) check: bool,
 }
 
 #[derive(Debug, Args)]

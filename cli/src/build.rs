@@ -48,9 +48,9 @@ use crate::uptodate;
 pub(crate) struct BuildConfig {
     pub(crate) input: InputConfig,
     /// The output layout.
-    layout: PathBuf,
+    pub(crate) layout: PathBuf,
     /// Each service's tag, by index in `input.services`.
-    tags: Vec<String>,
+    pub(crate) tags: Vec<String>,
     compression: Compression,
     exec: ExecOptions,
     no_cache: bool,
@@ -61,6 +61,8 @@ pub(crate) struct BuildConfig {
     /// Where images go after they are built into `layout`, when the output is a registry or
     /// an archive.
     publish: Option<Publish>,
+    /// The key images are signed with (`--sign-key`).
+    sign_key: Option<strata_exporter::signing::SigningKey>,
 }
 
 impl BuildConfig {
@@ -118,6 +120,15 @@ impl BuildConfig {
             validate_tag(tag)?;
         }
         check_output(&layout)?;
+        let sign_key = match &args.sign_key {
+            Some(_) if matches!(publish, Some(Publish::Archive { .. })) => {
+                return Err(CliError::Usage(
+                    "--sign-key: a docker-archive cannot carry signatures; build to a layout or registry".to_owned(),
+                ));
+            }
+            Some(path) => Some(strata_exporter::signing::SigningKey::from_pem_file(path)?),
+            None => None,
+        };
         if publish.is_some()
             && let Some(parent) = layout.parent()
         {
@@ -146,11 +157,26 @@ impl BuildConfig {
             no_launcher,
             profile: args.profile.clone(),
             publish,
+            sign_key,
         })
     }
 
+    /// Whether images go to a layout (not pushed or saved from one in the store).
+    pub(crate) fn is_layout_output(&self) -> bool {
+        self.publish.is_none()
+    }
+
+    /// The layer compression, as provenance names it.
+    pub(crate) fn compression_name(&self) -> &'static str {
+        match self.compression {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
+    }
+
     /// The launcher the images carry: its version, or `None` without one.
-    fn launcher(&self) -> Option<&'static str> {
+    pub(crate) fn launcher(&self) -> Option<&'static str> {
         (!self.no_launcher).then_some(strata_exporter::launcher::VERSION)
     }
 
@@ -503,6 +529,7 @@ pub(crate) fn run(
     progress: &Progress,
 ) -> Result<(BuildReport, Option<CliError>), CliError> {
     let started = Instant::now();
+    let started_at = std::time::SystemTime::now();
     let profile = config.profile.as_deref().map(Profile::new);
     let input = &config.input;
     progress.line("===> DETECTING");
@@ -594,6 +621,10 @@ pub(crate) fn run(
     if let Some(publish) = &config.publish {
         progress.line("===> PUBLISHING");
         published(config, publish, &mut report)?;
+    }
+    if let Some(key) = &config.sign_key {
+        progress.line("===> SIGNING");
+        crate::attest::attest(config, &prepared, &mut report, key, started_at)?;
     }
     if let Some(profile) = &profile {
         profile
@@ -688,6 +719,8 @@ fn report(
                 buildpacks,
                 layers: Vec::new(),
                 pushed: None,
+                provenance: None,
+                signature: None,
             };
             ("up-to-date", Some(image), 0.0)
         } else if let Some(done) = images.remove(&index) {
@@ -697,6 +730,8 @@ fn report(
                 buildpacks,
                 layers: done.image.layers.iter().map(LayerReport::from).collect(),
                 pushed: None,
+                provenance: None,
+                signature: None,
             };
             ("built", Some(image), done.at)
         } else {

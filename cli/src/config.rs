@@ -61,6 +61,9 @@ pub(crate) struct ServiceConfig {
     pub(crate) bindings: Vec<Binding>,
     /// The operator env of a builder image, when it has any.
     pub(crate) build_config: Option<BuildConfig>,
+    /// The builder as given and its digest (`sha256:` of its manifest, or of its
+    /// `builder.toml`), for provenance.
+    pub(crate) builder: Option<(String, String)>,
 }
 
 /// A builder image's operator env (`/cnb/build-config/env/`).
@@ -84,6 +87,8 @@ enum BuilderSource {
 struct LoadedBuilder {
     builder: Builder,
     image: Option<(ImageRef, Option<BuildConfig>)>,
+    /// `sha256:` of the builder image's manifest, or of the `builder.toml`.
+    digest: String,
 }
 
 impl BuilderSource {
@@ -383,14 +388,20 @@ impl ServiceConfig {
             }
             None => None,
         };
+        let builder_id = loaded
+            .as_ref()
+            .zip(source.builder)
+            .map(|(l, arg)| (arg.name.to_string_lossy().into_owned(), l.digest.clone()));
         let (builder, builder_image, build_config) = match loaded {
             Some(LoadedBuilder {
                 builder,
                 image: Some((reference, config)),
+                ..
             }) => (Some(builder), Some(reference), config),
             Some(LoadedBuilder {
                 builder,
                 image: None,
+                ..
             }) => (Some(builder), None, None),
             None => (None, None, None),
         };
@@ -427,6 +438,7 @@ impl ServiceConfig {
             env,
             bindings: service_bindings(source.bindings, &args.bindings)?,
             build_config,
+            builder: builder_id,
         })
     }
 
@@ -446,9 +458,20 @@ fn load_builder(
 ) -> Result<LoadedBuilder, CliError> {
     let reference = match source {
         BuilderSource::File(path) => {
+            let builder = Builder::load(path)?;
+            // What was loaded was read just now; a file that cannot be read again has no
+            // digest to record.
+            let digest = std::fs::read(path).map_or_else(
+                |_| String::new(),
+                |bytes| {
+                    use sha2::Digest as _;
+                    format!("sha256:{:x}", sha2::Sha256::digest(bytes))
+                },
+            );
             return Ok(LoadedBuilder {
-                builder: Builder::load(path)?,
+                builder,
                 image: None,
+                digest,
             });
         }
         BuilderSource::Image(reference) => reference,
@@ -460,6 +483,7 @@ fn load_builder(
         host,
     });
     let digest = image.manifest_digest.clone();
+    let image_digest = digest.clone();
     let loaded = BuilderImage::load(reference, image, &store_dir(context.cache_dir), owners)
         .map_err(Box::new)?;
     let config = (!loaded.build_config_env.is_empty()).then_some(BuildConfig {
@@ -469,6 +493,7 @@ fn load_builder(
     Ok(LoadedBuilder {
         builder: loaded.builder,
         image: Some((reference.clone(), config)),
+        digest: image_digest,
     })
 }
 

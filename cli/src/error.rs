@@ -125,6 +125,21 @@ pub(crate) enum CliError {
     /// A `docker-archive:` output could not be written.
     #[error(transparent)]
     DockerArchive(#[from] strata_exporter::dockerarchive::DockerArchiveError),
+    /// A signing key that cannot be read or used.
+    #[error(transparent)]
+    Key(#[from] strata_exporter::signing::KeyError),
+    /// An image's signature does not verify.
+    #[error(transparent)]
+    Signature(#[from] strata_exporter::imagesig::SignatureError),
+    /// An artifact could not be attached to an image, or its listing read.
+    #[error("{0}")]
+    Attach(String),
+    /// `build --check`: the rebuilt image differs from the output's.
+    #[error("{0}")]
+    CheckDiffers(String),
+    /// `build --check`: the output holds no image to compare with.
+    #[error("{0}")]
+    CheckNothing(String),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -159,6 +174,9 @@ impl CliError {
             | CliError::Cache(_)
             | CliError::RegistryImage { .. }
             | CliError::DockerArchive(_)
+            | CliError::Signature(_)
+            | CliError::Attach(_)
+            | CliError::CheckDiffers(_)
             | CliError::Io { .. } => EXIT_FAILED,
             CliError::Usage(_)
             | CliError::Builder(_)
@@ -181,6 +199,8 @@ impl CliError {
             | CliError::Lifecycle(_)
             | CliError::Workspace(_)
             | CliError::Binding(_)
+            | CliError::Key(_)
+            | CliError::CheckNothing(_)
             | CliError::Plan(_) => EXIT_USAGE,
         }
     }

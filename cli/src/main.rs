@@ -3,13 +3,17 @@
 //! or 143 stopped by SIGINT or SIGTERM, see `signals`).
 
 mod args;
+mod attach;
+mod attest;
 mod build;
 mod builder;
 mod cache;
+mod check;
 mod config;
 mod error;
 mod images;
 mod inspect;
+mod key;
 mod plan;
 mod prepare;
 mod profile;
@@ -17,6 +21,7 @@ mod progress;
 mod publish;
 mod rebase;
 mod report;
+mod sign;
 mod signals;
 mod uptodate;
 
@@ -62,6 +67,7 @@ fn warn(config: &config::InputConfig) {
 
 fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
+        Command::Build(args) if args.check => check::run(&args),
         Command::Build(args) => {
             let config = build::BuildConfig::from_args(&args)?;
             warn(&config.input);
@@ -136,5 +142,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Rebase(args) => rebase::run(&args),
         Command::Cache(args) => cache::run(&args),
         Command::Builder(args) => builder::run(&args),
+        Command::Key(args) => key::run(&args),
+        Command::Sign(args) => sign::run_sign(&args),
+        Command::VerifySignature(args) => sign::run_verify(&args),
     }
 }

@@ -90,6 +90,12 @@ pub(crate) struct ImageReport {
     /// mounted and skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) pushed: Option<crate::publish::PushedReport>,
+    /// The digest of the signed provenance attestation attached to it (`--sign-key`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) provenance: Option<String>,
+    /// The digest of the signature attached to it (`--sign-key`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) signature: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -1,0 +1,86 @@
+//! `strata build --check`: a fresh rebuild from scratch compared with the image the output
+//! holds. The example monorepo rebuilds bit for bit; a buildpack that writes the current time
+//! into a file does not, and the check names its layer and the file; an output with no image
+//! yet is exit 2.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is a failing test
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn check(cwd: &Path, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["build"];
+    all.extend_from_slice(args);
+    all.push("--check");
+    strata(cwd, &all)
+}
+
+#[test]
+fn the_example_monorepo_rebuilds_bit_for_bit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let monorepo = examples().join("monorepo");
+    let output = format!("oci:{}", tmp.path().join("out").display());
+    let args = [monorepo.to_str().unwrap(), "--output", output.as_str()];
+    assert_exit(&strata(tmp.path(), &[&["build"][..], &args].concat()), 0);
+    let before = std::fs::read(tmp.path().join("out/index.json")).unwrap();
+
+    let out = check(tmp.path(), &args);
+    assert_exit(&out, 0);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 10, "{stdout}");
+    assert!(lines.iter().all(|l| l.ends_with(" identical")), "{stdout}");
+    assert_eq!(
+        std::fs::read(tmp.path().join("out/index.json")).unwrap(),
+        before,
+        "--check only reads the output"
+    );
+}
+
+#[test]
+fn a_buildpack_that_writes_the_time_fails_the_check_naming_its_layer_and_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = tmp.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(app.join("main.txt"), "hello\n").unwrap();
+    let buildpack = one_layer_buildpack(
+        &tmp.path().join("clock"),
+        "test/clock",
+        "clock",
+        &["main.txt"],
+        "mkdir -p \"$1/etc\"\necho stable > \"$1/etc/a\"\ndate +%s%N > \"$1/etc/built-at\"",
+    );
+    let output = format!("oci:{}:app", tmp.path().join("out").display());
+    let args = [
+        app.to_str().unwrap(),
+        "--buildpack",
+        buildpack.to_str().unwrap(),
+        "--output",
+        output.as_str(),
+    ];
+
+    // No image yet: nothing to compare with.
+    let nothing = check(tmp.path(), &args);
+    assert_exit(&nothing, 2);
+    assert!(
+        stderr(&nothing).contains("holds no image"),
+        "{}",
+        stderr(&nothing)
+    );
+
+    assert_exit(&strata(tmp.path(), &[&["build"][..], &args].concat()), 0);
+    let out = check(tmp.path(), &args);
+    assert_exit(&out, 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains("Layer: 'clock', Created by buildpack: test/clock@1"),
+        "{err}"
+    );
+    assert!(
+        err.contains("layers/test_clock/clock/etc/built-at: content"),
+        "{err}"
+    );
+}

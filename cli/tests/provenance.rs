@@ -1,0 +1,438 @@
+//! Signed provenance and signatures end to end: `strata key generate`, `strata build
+//! --sign-key` into a layout and into Debian's `docker-registry` (which has no referrers API,
+//! so the `sha256-<hex>` tag schema is what finds the artifacts), `strata sign` and `strata
+//! verify-signature`. Third parties check what strata wrote: Python `cryptography` verifies the
+//! DSSE signature, the in-toto attestation framework's protobuf bindings and a JSON Schema of
+//! the specs' required fields read the statement, skopeo reads the referrers index. Keys are
+//! made per test.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is a failing test
+
+mod common;
+#[path = "../../registry/tests/support/mod.rs"]
+mod support;
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use base64::Engine as _;
+use common::*;
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+use support::{Registry, skopeo};
+
+const PROVENANCE: &str = "application/vnd.in-toto+json";
+const SIGNATURE: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
+
+/// `strata key generate` into `dir/<name>.pem`; returns (private, public) paths.
+fn key(dir: &Path, name: &str, algorithm: &str) -> (PathBuf, PathBuf) {
+    let private = dir.join(format!("{name}.pem"));
+    let out = strata(
+        dir,
+        &[
+            "key",
+            "generate",
+            "--output",
+            private.to_str().unwrap(),
+            "--algorithm",
+            algorithm,
+        ],
+    );
+    assert_exit(&out, 0);
+    (private, dir.join(format!("{name}.pub")))
+}
+
+/// A copy of the hello app in a git repository with one commit; returns (dir, commit).
+fn git_app(root: &Path) -> (PathBuf, String) {
+    let app = root.join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    copy_tree(&examples().join("apps/hello"), &app);
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(&app)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "."]);
+    git(&[
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@example.com",
+        "commit",
+        "-q",
+        "-m",
+        "app",
+    ]);
+    let commit = git(&["rev-parse", "HEAD"]).trim().to_owned();
+    (app, commit)
+}
+
+/// `strata build` of `app` with the example builder and run image to `output`, `--json`.
+fn build(cwd: &Path, app: &Path, output: &str, extra: &[&str]) -> Value {
+    let builder = examples().join("builder.toml");
+    let run_image = run_image();
+    let mut args = vec![
+        "build",
+        app.to_str().unwrap(),
+        "--builder",
+        builder.to_str().unwrap(),
+        "--run-image",
+        &run_image,
+        "--output",
+        output,
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let out = strata(cwd, &args);
+    assert_exit(&out, 0);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A blob of the layout at `layout`, checked against its digest.
+fn blob(layout: &Path, digest: &str) -> Vec<u8> {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    let bytes = std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap();
+    assert_eq!(sha256_hex(&bytes), hex);
+    bytes
+}
+
+/// Writes `bytes` as a blob of `layout`; returns its digest.
+fn put_blob(layout: &Path, bytes: &[u8]) -> String {
+    let hex = sha256_hex(bytes);
+    std::fs::write(layout.join("blobs/sha256").join(&hex), bytes).unwrap();
+    format!("sha256:{hex}")
+}
+
+/// The referrers index the layout tags `sha256-<hex>` for `digest`, as skopeo reads it.
+fn referrers_index(layout: &Path, digest: &str) -> Value {
+    let tag = digest.replace(':', "-");
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        &format!("oci:{}:{tag}", layout.display()),
+    ]);
+    serde_json::from_str(&raw).unwrap()
+}
+
+/// The one entry of `index` with `artifact_type`.
+fn entry<'a>(index: &'a Value, artifact_type: &str) -> &'a Value {
+    let found: Vec<&Value> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["artifactType"] == artifact_type)
+        .collect();
+    assert_eq!(found.len(), 1, "{index}");
+    found[0]
+}
+
+/// Runs the third-party check of a DSSE envelope; returns the statement.
+fn check_attestation(envelope: &[u8], public: &Path, digest: &str, dir: &Path) -> Value {
+    let path = dir.join("envelope.json");
+    std::fs::write(&path, envelope).unwrap();
+    let script = repo().join("cli/tests/fixtures/provenance/check_attestation.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(&path)
+        .arg(public)
+        .arg(digest)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "check_attestation.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn verify(cwd: &Path, image: &str, public: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["verify-signature", image, "--key", public.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    strata(cwd, &args)
+}
+
+#[test]
+fn a_signed_layout_build_carries_provenance_and_a_signature_others_can_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (private, public) = key(tmp.path(), "signer", "ed25519");
+    let mode = std::fs::metadata(&private).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the private key is the owner's only");
+    assert!(
+        std::fs::read_to_string(&public)
+            .unwrap()
+            .starts_with("-----BEGIN PUBLIC KEY-----")
+    );
+    let again = strata(
+        tmp.path(),
+        &["key", "generate", "--output", private.to_str().unwrap()],
+    );
+    assert_exit(&again, 2);
+    assert!(
+        stderr(&again).contains("never overwrites"),
+        "{}",
+        stderr(&again)
+    );
+
+    let (app, commit) = git_app(tmp.path());
+    let out = tmp.path().join("out");
+    let image = format!("oci:{}:hello", out.display());
+    let report = build(
+        tmp.path(),
+        &app,
+        &image,
+        &[
+            "--sign-key",
+            private.to_str().unwrap(),
+            "--env",
+            "API_TOKEN=hunter2-secret",
+        ],
+    );
+    let digest = report["digest"].as_str().unwrap();
+
+    // The referrers index, found by its tag as skopeo reads it, lists both artifacts; each is
+    // an OCI artifact manifest whose subject is the image.
+    let index = referrers_index(&out, digest);
+    let provenance = entry(&index, PROVENANCE);
+    assert_eq!(provenance["digest"], report["provenance"], "{report}");
+    let signature = entry(&index, SIGNATURE);
+    assert_eq!(signature["digest"], report["signature"], "{report}");
+    let manifest: Value =
+        serde_json::from_slice(&blob(&out, provenance["digest"].as_str().unwrap())).unwrap();
+    assert_eq!(manifest["artifactType"], PROVENANCE);
+    assert_eq!(manifest["subject"]["digest"], digest);
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.oci.empty.v1+json"
+    );
+    let envelope = blob(&out, manifest["layers"][0]["digest"].as_str().unwrap());
+    let envelope_text = String::from_utf8(envelope.clone()).unwrap();
+
+    let statement = check_attestation(&envelope, &public, digest, tmp.path());
+    assert_eq!(statement["subject"][0]["name"], image);
+    let definition = &statement["predicate"]["buildDefinition"];
+    let external = &definition["externalParameters"];
+    assert!(
+        external["env"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("API_TOKEN")),
+        "{external}"
+    );
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(
+            serde_json::from_str::<Value>(&envelope_text).unwrap()["payload"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&payload).contains("hunter2"),
+        "an env value is in the provenance"
+    );
+    let deps = definition["resolvedDependencies"].as_array().unwrap();
+    let source = deps.iter().find(|d| d["name"] == "source").unwrap();
+    assert_eq!(source["digest"]["gitCommit"], commit, "{source}");
+    let builder = deps.iter().find(|d| d["name"] == "builder").unwrap();
+    let builder_toml = std::fs::read(examples().join("builder.toml")).unwrap();
+    assert_eq!(builder["digest"]["sha256"], sha256_hex(&builder_toml));
+    assert!(deps.iter().any(|d| d["name"] == "buildpack"), "{deps:?}");
+    assert!(deps.iter().any(|d| d["name"] == "runImage"), "{deps:?}");
+    let details = &statement["predicate"]["runDetails"];
+    assert_eq!(
+        details["builder"]["version"]["strata"],
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(
+        details["metadata"]["startedOn"].as_str().unwrap()
+            <= details["metadata"]["finishedOn"].as_str().unwrap()
+    );
+
+    // The signature verifies with its key, and the layout is whole for `cache verify`.
+    let ok = verify(tmp.path(), &image, &public, &[]);
+    assert_exit(&ok, 0);
+    assert!(stderr(&ok).contains("verified"), "{}", stderr(&ok));
+    let layout_check = strata(
+        tmp.path(),
+        &[
+            "cache",
+            "verify",
+            "--layout",
+            &format!("oci:{}", out.display()),
+        ],
+    );
+    assert_exit(&layout_check, 0);
+
+    // Another key: exit 1, saying so.
+    let (_, other) = key(tmp.path(), "other", "p256");
+    let wrong = verify(tmp.path(), &image, &other, &[]);
+    assert_exit(&wrong, 1);
+    assert!(
+        stderr(&wrong).contains("is not signed by key"),
+        "{}",
+        stderr(&wrong)
+    );
+
+    // A rebuild of the same image keeps one provenance and one signature per key.
+    build(
+        tmp.path(),
+        &app,
+        &image,
+        &["--sign-key", private.to_str().unwrap()],
+    );
+    let index = referrers_index(&out, digest);
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
+
+    // An attacker who can write the layout changes the signed payload to name the image (a
+    // consistent layout: new blobs, index and tag), keeping the signature: exit 1, tampered.
+    let signature = entry(&index, SIGNATURE).clone();
+    let mut manifest: Value =
+        serde_json::from_slice(&blob(&out, signature["digest"].as_str().unwrap())).unwrap();
+    let mut payload = blob(&out, manifest["layers"][0]["digest"].as_str().unwrap());
+    let at = payload.iter().position(|b| *b == b'"').unwrap() + 1;
+    payload[at] ^= 0x20;
+    manifest["layers"][0]["digest"] = Value::from(put_blob(&out, &payload));
+    manifest["layers"][0]["size"] = Value::from(payload.len());
+    let manifest_bytes = serde_json::to_vec(&manifest).unwrap();
+    let manifest_digest = put_blob(&out, &manifest_bytes);
+    let mut tampered = index.clone();
+    for m in tampered["manifests"].as_array_mut().unwrap() {
+        if m["artifactType"] == SIGNATURE {
+            m["digest"] = Value::from(manifest_digest.as_str());
+            m["size"] = Value::from(manifest_bytes.len());
+        }
+    }
+    let tampered_bytes = serde_json::to_vec(&tampered).unwrap();
+    let tampered_digest = put_blob(&out, &tampered_bytes);
+    let mut top: Value =
+        serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+    for m in top["manifests"].as_array_mut().unwrap() {
+        if m["annotations"]["org.opencontainers.image.ref.name"] == digest.replace(':', "-") {
+            m["digest"] = Value::from(tampered_digest.as_str());
+            m["size"] = Value::from(tampered_bytes.len());
+        }
+    }
+    std::fs::write(out.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+    let bad = verify(tmp.path(), &image, &public, &[]);
+    assert_exit(&bad, 1);
+    assert!(stderr(&bad).contains("tampered"), "{}", stderr(&bad));
+}
+
+#[test]
+fn an_unsigned_image_fails_verification_and_strata_sign_signs_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let image = format!("oci:{}:hello", out.display());
+    build(tmp.path(), &examples().join("apps/hello"), &image, &[]);
+    let (private, public) = key(tmp.path(), "p256", "p256");
+    let unsigned = verify(tmp.path(), &image, &public, &[]);
+    assert_exit(&unsigned, 1);
+    assert!(
+        stderr(&unsigned).contains("no signature"),
+        "{}",
+        stderr(&unsigned)
+    );
+
+    let signed = strata(
+        tmp.path(),
+        &["sign", &image, "--key", private.to_str().unwrap()],
+    );
+    assert_exit(&signed, 0);
+    assert_exit(&verify(tmp.path(), &image, &public, &[]), 0);
+    // A public key is no signing key: bad input.
+    let misuse = strata(
+        tmp.path(),
+        &["sign", &image, "--key", public.to_str().unwrap()],
+    );
+    assert_exit(&misuse, 2);
+}
+
+#[test]
+fn a_signed_push_is_found_through_the_referrers_tag_of_a_registry_without_the_api() {
+    let registry = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let host = registry.host();
+    let (private, public) = key(tmp.path(), "signer", "p256");
+    let target = format!("docker://{host}/app:v1");
+    let report = build(
+        tmp.path(),
+        &examples().join("apps/hello"),
+        &target,
+        &[
+            "--insecure-registry",
+            &host,
+            "--sign-key",
+            private.to_str().unwrap(),
+        ],
+    );
+    let digest = report["digest"].as_str().unwrap();
+
+    // Debian's docker-registry has no referrers API: the tag schema index is what lists them.
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{host}/app:{}", digest.replace(':', "-")),
+    ]);
+    let index: Value = serde_json::from_str(&raw).unwrap();
+    let provenance = entry(&index, PROVENANCE);
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!(
+            "docker://{host}/app@{}",
+            provenance["digest"].as_str().unwrap()
+        ),
+    ]);
+    let manifest: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(manifest["subject"]["digest"], digest);
+    let layer: strata_registry::Digest = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The envelope as the registry stored it.
+    let envelope = std::fs::read(registry.blob_data(&layer)).unwrap();
+    assert_eq!(sha256_hex(&envelope), layer.hex());
+    check_attestation(&envelope, &public, digest, tmp.path());
+
+    let insecure = ["--insecure-registry", host.as_str()];
+    assert_exit(&verify(tmp.path(), &target, &public, &insecure), 0);
+
+    // `strata sign` adds a second key's signature; both verify, a third key does not.
+    let (second, second_public) = key(tmp.path(), "second", "ed25519");
+    let mut args = vec!["sign", target.as_str(), "--key", second.to_str().unwrap()];
+    args.extend_from_slice(&insecure);
+    assert_exit(&strata(tmp.path(), &args), 0);
+    assert_exit(&verify(tmp.path(), &target, &second_public, &insecure), 0);
+    assert_exit(&verify(tmp.path(), &target, &public, &insecure), 0);
+    let (_, third) = key(tmp.path(), "third", "ed25519");
+    let wrong = verify(tmp.path(), &target, &third, &insecure);
+    assert_exit(&wrong, 1);
+    assert!(
+        stderr(&wrong).contains("is not signed by key"),
+        "{}",
+        stderr(&wrong)
+    );
+}
