@@ -86,7 +86,7 @@ fn facts(
 fn image_dependency(reference: &ImageRef) -> Dependency {
     let digest = Layout::open(reference.dir())
         .and_then(|layout| layout.resolve(reference.tag()))
-        .map(|(descriptor, _)| sha256_set(&descriptor.digest().to_string()))
+        .map(|(descriptor, _)| sha256_set(descriptor.digest().as_ref()))
         .unwrap_or_default();
     Dependency {
         name: reference.to_string(),
@@ -114,9 +114,9 @@ fn provenance_artifact(facts: &BuildFacts, key: &SigningKey) -> Result<Artifact,
     })
 }
 
-/// Signs every image the build has and attaches its provenance, recording both artifacts'
-/// digests in the report. A docker-archive output cannot carry them: it is refused before
-/// the build (see [`BuildConfig::from_args`]).
+/// With `--sign-key`, signs every image the build has and attaches its provenance, recording
+/// both artifacts' digests in the report; without, does nothing. A docker-archive output
+/// cannot carry them: it is refused before the build (see [`BuildConfig::from_args`]).
 ///
 /// # Errors
 /// An error writing to the layout or registry.
@@ -124,9 +124,16 @@ pub(crate) fn attest(
     config: &BuildConfig,
     prepared: &Prepared,
     report: &mut BuildReport,
-    key: &SigningKey,
-    started: SystemTime,
+    progress: &crate::progress::Progress,
+    started: std::time::Instant,
 ) -> Result<(), CliError> {
+    let Some(key) = config.sign_key() else {
+        return Ok(());
+    };
+    progress.line("===> SIGNING");
+    let started = SystemTime::now()
+        .checked_sub(started.elapsed())
+        .unwrap_or_else(SystemTime::now);
     let images = &config.input.images;
     for service in &mut report.services {
         let Some(image) = &mut service.image else {

@@ -161,6 +161,11 @@ impl BuildConfig {
         })
     }
 
+    /// The key images are signed with (`--sign-key`).
+    pub(crate) fn sign_key(&self) -> Option<&strata_exporter::signing::SigningKey> {
+        self.sign_key.as_ref()
+    }
+
     /// Whether images go to a layout (not pushed or saved from one in the store).
     pub(crate) fn is_layout_output(&self) -> bool {
         self.publish.is_none()
@@ -529,7 +534,6 @@ pub(crate) fn run(
     progress: &Progress,
 ) -> Result<(BuildReport, Option<CliError>), CliError> {
     let started = Instant::now();
-    let started_at = std::time::SystemTime::now();
     let profile = config.profile.as_deref().map(Profile::new);
     let input = &config.input;
     progress.line("===> DETECTING");
@@ -622,10 +626,7 @@ pub(crate) fn run(
         progress.line("===> PUBLISHING");
         published(config, publish, &mut report)?;
     }
-    if let Some(key) = &config.sign_key {
-        progress.line("===> SIGNING");
-        crate::attest::attest(config, &prepared, &mut report, key, started_at)?;
-    }
+    crate::attest::attest(config, &prepared, &mut report, progress, started)?;
     if let Some(profile) = &profile {
         profile
             .write(&report.tasks)
@@ -718,9 +719,7 @@ fn report(
                 digest: digest.clone(),
                 buildpacks,
                 layers: Vec::new(),
-                pushed: None,
-                provenance: None,
-                signature: None,
+                ..ImageReport::default()
             };
             ("up-to-date", Some(image), 0.0)
         } else if let Some(done) = images.remove(&index) {
@@ -729,9 +728,7 @@ fn report(
                 digest: done.image.manifest.digest().to_string(),
                 buildpacks,
                 layers: done.image.layers.iter().map(LayerReport::from).collect(),
-                pushed: None,
-                provenance: None,
-                signature: None,
+                ..ImageReport::default()
             };
             ("built", Some(image), done.at)
         } else {

@@ -62,20 +62,13 @@ pub(crate) fn run(args: &BuildArgs) -> Result<(), CliError> {
             source,
         })?;
     let fresh_layout = temp.path().join("out");
-    let mut fresh = args.clone();
-    fresh.check = false;
-    fresh.no_cache = false;
-    fresh.profile = None;
-    fresh.sign_key = None;
-    fresh.input.cache_dir = Some(temp.path().join("cache"));
-    fresh.output = Some(match &config.input.workspace {
-        Some(_) => format!("oci:{}", fresh_layout.display()),
-        None => format!("oci:{}:{}", fresh_layout.display(), present[0].1),
-    });
-    if config.input.workspace.is_some() && !missing.is_empty() {
-        fresh.input.services = present.iter().map(|(name, _)| name.clone()).collect();
-    }
-    let fresh_config = BuildConfig::from_args(&fresh)?;
+    let fresh_config = BuildConfig::from_args(&fresh_args(
+        args,
+        &config,
+        temp.path(),
+        &present,
+        missing.is_empty(),
+    ))?;
     let progress = Progress::new(false);
     progress.line(&format!(
         "===> REBUILDING from scratch to compare with {shown}"
@@ -107,7 +100,7 @@ pub(crate) fn run(args: &BuildArgs) -> Result<(), CliError> {
             println!("{image} {} identical", old_descriptor.digest());
         } else {
             println!(
-                "{image} {} differs: rebuilt {}",
+                "{image} {} differs from the rebuilt {}: {difference}",
                 old_descriptor.digest(),
                 new_descriptor.digest()
             );
@@ -124,6 +117,33 @@ pub(crate) fn run(args: &BuildArgs) -> Result<(), CliError> {
             differ.join("\n")
         )))
     }
+}
+
+/// The arguments of the fresh build: those given, with a cache directory and an output
+/// layout in `temp`, and (in a workspace where some are `missing`) only the `present`
+/// services.
+fn fresh_args(
+    args: &BuildArgs,
+    config: &BuildConfig,
+    temp: &Path,
+    present: &[(String, String)],
+    all_present: bool,
+) -> BuildArgs {
+    let layout = temp.join("out");
+    let mut fresh = args.clone();
+    fresh.check = false;
+    fresh.no_cache = false;
+    fresh.profile = None;
+    fresh.sign_key = None;
+    fresh.input.cache_dir = Some(temp.join("cache"));
+    fresh.output = Some(match &config.input.workspace {
+        Some(_) => format!("oci:{}", layout.display()),
+        None => format!("oci:{}:{}", layout.display(), present[0].1),
+    });
+    if config.input.workspace.is_some() && !all_present {
+        fresh.input.services = present.iter().map(|(name, _)| name.clone()).collect();
+    }
+    fresh
 }
 
 fn image_name(layout: &Path, tag: &str) -> String {

@@ -80,7 +80,7 @@ impl From<&Skipped> for SkippedReport {
 }
 
 /// An exported image.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub(crate) struct ImageReport {
     pub(crate) image: String,
     pub(crate) digest: String,

@@ -56,7 +56,7 @@ pub(crate) struct SignArgs {
 pub(crate) struct VerifyArgs {
     /// The image: `oci:DIR:TAG` or `docker://HOST/REPO:TAG`.
     pub(crate) image: String,
-    /// The public key (SubjectPublicKeyInfo PEM, as `strata key generate` writes KEY.pub).
+    /// The public key (`SubjectPublicKeyInfo` PEM, as `strata key generate` writes KEY.pub).
     #[arg(long, value_name = "PUB")]
     pub(crate) key: PathBuf,
     #[command(flatten)]

@@ -20,21 +20,22 @@ fn check(cwd: &Path, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn the_example_monorepo_rebuilds_bit_for_bit() {
-    let tmp = tempfile::tempdir().unwrap();
-    let monorepo = examples().join("monorepo");
-    let output = format!("oci:{}", tmp.path().join("out").display());
-    let args = [monorepo.to_str().unwrap(), "--output", output.as_str()];
-    assert_exit(&strata(tmp.path(), &[&["build"][..], &args].concat()), 0);
-    let before = std::fs::read(tmp.path().join("out/index.json")).unwrap();
+    let fx = ExampleCopy::new();
+    let examples = fx.path("examples");
+    let cache = fx.path("cache");
+    let args = ["monorepo", "--cache-dir", cache.to_str().unwrap()];
+    assert_exit(&strata(&examples, &[&["build"][..], &args].concat()), 0);
+    let index = examples.join("monorepo/out/index.json");
+    let before = std::fs::read(&index).unwrap();
 
-    let out = check(tmp.path(), &args);
+    let out = check(&examples, &args);
     assert_exit(&out, 0);
     let stdout = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 10, "{stdout}");
     assert!(lines.iter().all(|l| l.ends_with(" identical")), "{stdout}");
     assert_eq!(
-        std::fs::read(tmp.path().join("out/index.json")).unwrap(),
+        std::fs::read(&index).unwrap(),
         before,
         "--check only reads the output"
     );
@@ -74,13 +75,13 @@ fn a_buildpack_that_writes_the_time_fails_the_check_naming_its_layer_and_file() 
     assert_exit(&strata(tmp.path(), &[&["build"][..], &args].concat()), 0);
     let out = check(tmp.path(), &args);
     assert_exit(&out, 1);
-    let err = stderr(&out);
+    let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(
-        err.contains("Layer: 'clock', Created by buildpack: test/clock@1"),
-        "{err}"
+        stdout.contains("layer 1 (Layer: 'clock', Created by buildpack: test/clock@1) differs"),
+        "{stdout}"
     );
     assert!(
-        err.contains("layers/test_clock/clock/etc/built-at: content"),
-        "{err}"
+        stdout.contains("first entry that differs: layers/test_clock/clock/etc/built-at: content"),
+        "{stdout}"
     );
 }

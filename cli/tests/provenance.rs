@@ -16,7 +16,6 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use base64::Engine as _;
 use common::*;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
@@ -105,7 +104,11 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 /// A blob of the layout at `layout`, checked against its digest.
@@ -166,6 +169,76 @@ fn check_attestation(envelope: &[u8], public: &Path, digest: &str, dir: &Path) -
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// What an attacker who can write the layout does: changes the signed payload (a byte of it)
+/// and writes a consistent layout around it (new blobs, referrers index and tag), keeping the
+/// signature.
+fn tamper_signed_payload(out: &Path, index: &Value, digest: &str) {
+    let signature = entry(index, SIGNATURE).clone();
+    let mut manifest: Value =
+        serde_json::from_slice(&blob(out, signature["digest"].as_str().unwrap())).unwrap();
+    let mut payload = blob(out, manifest["layers"][0]["digest"].as_str().unwrap());
+    let at = payload.iter().position(|b| *b == b'"').unwrap() + 1;
+    payload[at] ^= 0x20;
+    manifest["layers"][0]["digest"] = Value::from(put_blob(out, &payload));
+    manifest["layers"][0]["size"] = Value::from(payload.len());
+    let manifest_bytes = serde_json::to_vec(&manifest).unwrap();
+    let manifest_digest = put_blob(out, &manifest_bytes);
+    let mut tampered = index.clone();
+    for m in tampered["manifests"].as_array_mut().unwrap() {
+        if m["artifactType"] == SIGNATURE {
+            m["digest"] = Value::from(manifest_digest.as_str());
+            m["size"] = Value::from(manifest_bytes.len());
+        }
+    }
+    let tampered_bytes = serde_json::to_vec(&tampered).unwrap();
+    let tampered_digest = put_blob(out, &tampered_bytes);
+    let mut top: Value =
+        serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+    for m in top["manifests"].as_array_mut().unwrap() {
+        if m["annotations"]["org.opencontainers.image.ref.name"] == digest.replace(':', "-") {
+            m["digest"] = Value::from(tampered_digest.as_str());
+            m["size"] = Value::from(tampered_bytes.len());
+        }
+    }
+    std::fs::write(out.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+}
+
+/// What the provenance of the hello app, built from a git checkout at `commit` with
+/// `--env API_TOKEN=…` into `image`, says.
+fn check_statement(statement: &Value, image: &str, commit: &str) {
+    assert_eq!(statement["subject"][0]["name"], image);
+    let definition = &statement["predicate"]["buildDefinition"];
+    let external = &definition["externalParameters"];
+    assert!(
+        external["env"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("API_TOKEN")),
+        "{external}"
+    );
+    assert!(
+        !statement.to_string().contains("hunter2"),
+        "an env value is in the provenance"
+    );
+    let deps = definition["resolvedDependencies"].as_array().unwrap();
+    let source = deps.iter().find(|d| d["name"] == "source").unwrap();
+    assert_eq!(source["digest"]["gitCommit"], commit, "{source}");
+    let builder = deps.iter().find(|d| d["name"] == "builder").unwrap();
+    let builder_toml = std::fs::read(examples().join("builder.toml")).unwrap();
+    assert_eq!(builder["digest"]["sha256"], sha256_hex(&builder_toml));
+    assert!(deps.iter().any(|d| d["name"] == "buildpack"), "{deps:?}");
+    assert!(deps.iter().any(|d| d["name"] == "runImage"), "{deps:?}");
+    let details = &statement["predicate"]["runDetails"];
+    assert_eq!(
+        details["builder"]["version"]["strata"],
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(
+        details["metadata"]["startedOn"].as_str().unwrap()
+            <= details["metadata"]["finishedOn"].as_str().unwrap()
+    );
+}
+
 fn verify(cwd: &Path, image: &str, public: &Path, extra: &[&str]) -> Output {
     let mut args = vec!["verify-signature", image, "--key", public.to_str().unwrap()];
     args.extend_from_slice(extra);
@@ -173,7 +246,7 @@ fn verify(cwd: &Path, image: &str, public: &Path, extra: &[&str]) -> Output {
 }
 
 #[test]
-fn a_signed_layout_build_carries_provenance_and_a_signature_others_can_check() {
+fn key_generate_writes_a_key_only_its_owner_reads_and_never_overwrites_one() {
     let tmp = tempfile::tempdir().unwrap();
     let (private, public) = key(tmp.path(), "signer", "ed25519");
     let mode = std::fs::metadata(&private).unwrap().permissions().mode();
@@ -193,7 +266,12 @@ fn a_signed_layout_build_carries_provenance_and_a_signature_others_can_check() {
         "{}",
         stderr(&again)
     );
+}
 
+#[test]
+fn a_signed_layout_build_carries_provenance_and_a_signature_others_can_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (private, public) = key(tmp.path(), "signer", "ed25519");
     let (app, commit) = git_app(tmp.path());
     let out = tmp.path().join("out");
     let image = format!("oci:{}:hello", out.display());
@@ -226,47 +304,8 @@ fn a_signed_layout_build_carries_provenance_and_a_signature_others_can_check() {
         "application/vnd.oci.empty.v1+json"
     );
     let envelope = blob(&out, manifest["layers"][0]["digest"].as_str().unwrap());
-    let envelope_text = String::from_utf8(envelope.clone()).unwrap();
-
     let statement = check_attestation(&envelope, &public, digest, tmp.path());
-    assert_eq!(statement["subject"][0]["name"], image);
-    let definition = &statement["predicate"]["buildDefinition"];
-    let external = &definition["externalParameters"];
-    assert!(
-        external["env"]
-            .as_array()
-            .unwrap()
-            .contains(&Value::from("API_TOKEN")),
-        "{external}"
-    );
-    let payload = base64::engine::general_purpose::STANDARD
-        .decode(
-            serde_json::from_str::<Value>(&envelope_text).unwrap()["payload"]
-                .as_str()
-                .unwrap(),
-        )
-        .unwrap();
-    assert!(
-        !String::from_utf8_lossy(&payload).contains("hunter2"),
-        "an env value is in the provenance"
-    );
-    let deps = definition["resolvedDependencies"].as_array().unwrap();
-    let source = deps.iter().find(|d| d["name"] == "source").unwrap();
-    assert_eq!(source["digest"]["gitCommit"], commit, "{source}");
-    let builder = deps.iter().find(|d| d["name"] == "builder").unwrap();
-    let builder_toml = std::fs::read(examples().join("builder.toml")).unwrap();
-    assert_eq!(builder["digest"]["sha256"], sha256_hex(&builder_toml));
-    assert!(deps.iter().any(|d| d["name"] == "buildpack"), "{deps:?}");
-    assert!(deps.iter().any(|d| d["name"] == "runImage"), "{deps:?}");
-    let details = &statement["predicate"]["runDetails"];
-    assert_eq!(
-        details["builder"]["version"]["strata"],
-        env!("CARGO_PKG_VERSION")
-    );
-    assert!(
-        details["metadata"]["startedOn"].as_str().unwrap()
-            <= details["metadata"]["finishedOn"].as_str().unwrap()
-    );
+    check_statement(&statement, &image, &commit);
 
     // The signature verifies with its key, and the layout is whole for `cache verify`.
     let ok = verify(tmp.path(), &image, &public, &[]);
@@ -303,36 +342,7 @@ fn a_signed_layout_build_carries_provenance_and_a_signature_others_can_check() {
     let index = referrers_index(&out, digest);
     assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
 
-    // An attacker who can write the layout changes the signed payload to name the image (a
-    // consistent layout: new blobs, index and tag), keeping the signature: exit 1, tampered.
-    let signature = entry(&index, SIGNATURE).clone();
-    let mut manifest: Value =
-        serde_json::from_slice(&blob(&out, signature["digest"].as_str().unwrap())).unwrap();
-    let mut payload = blob(&out, manifest["layers"][0]["digest"].as_str().unwrap());
-    let at = payload.iter().position(|b| *b == b'"').unwrap() + 1;
-    payload[at] ^= 0x20;
-    manifest["layers"][0]["digest"] = Value::from(put_blob(&out, &payload));
-    manifest["layers"][0]["size"] = Value::from(payload.len());
-    let manifest_bytes = serde_json::to_vec(&manifest).unwrap();
-    let manifest_digest = put_blob(&out, &manifest_bytes);
-    let mut tampered = index.clone();
-    for m in tampered["manifests"].as_array_mut().unwrap() {
-        if m["artifactType"] == SIGNATURE {
-            m["digest"] = Value::from(manifest_digest.as_str());
-            m["size"] = Value::from(manifest_bytes.len());
-        }
-    }
-    let tampered_bytes = serde_json::to_vec(&tampered).unwrap();
-    let tampered_digest = put_blob(&out, &tampered_bytes);
-    let mut top: Value =
-        serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
-    for m in top["manifests"].as_array_mut().unwrap() {
-        if m["annotations"]["org.opencontainers.image.ref.name"] == digest.replace(':', "-") {
-            m["digest"] = Value::from(tampered_digest.as_str());
-            m["size"] = Value::from(tampered_bytes.len());
-        }
-    }
-    std::fs::write(out.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+    tamper_signed_payload(&out, &index, digest);
     let bad = verify(tmp.path(), &image, &public, &[]);
     assert_exit(&bad, 1);
     assert!(stderr(&bad).contains("tampered"), "{}", stderr(&bad));

@@ -76,7 +76,9 @@ fn valid_ref(name: &str) -> bool {
         && name.split('/').all(|c| {
             !c.is_empty()
                 && !c.starts_with('.')
-                && !c.ends_with(".lock")
+                && !std::path::Path::new(c)
+                    .extension()
+                    .is_some_and(|ext| ext.eq_ignore_ascii_case("lock"))
                 && c.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.+@".contains(&b))
         })

@@ -1,5 +1,5 @@
 //! Signing keys: Ed25519 and ECDSA P-256, read from and written as PEM (a PKCS#8
-//! `PRIVATE KEY`, a SubjectPublicKeyInfo `PUBLIC KEY`), as `openssl genpkey` and cosign write
+//! `PRIVATE KEY`, a `SubjectPublicKeyInfo` `PUBLIC KEY`), as `openssl genpkey` and cosign write
 //! them.
 //!
 //! Signatures are made and checked with `ring` (already the TLS provider of the registry
@@ -24,12 +24,12 @@ use sha2::{Digest as _, Sha256};
 /// The largest key file read: a PEM key is a few hundred bytes.
 const MAX_KEY_FILE: u64 = 64 << 10;
 
-/// The DER of an Ed25519 SubjectPublicKeyInfo before its 32 key bytes (RFC 8410).
+/// The DER of an Ed25519 `SubjectPublicKeyInfo` before its 32 key bytes (RFC 8410).
 const ED25519_SPKI_PREFIX: [u8; 12] = [
     0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
 ];
 
-/// The DER of an ECDSA P-256 SubjectPublicKeyInfo (id-ecPublicKey, prime256v1) before its
+/// The DER of an ECDSA P-256 `SubjectPublicKeyInfo` (id-ecPublicKey, prime256v1) before its
 /// 65-byte uncompressed point (RFC 5480).
 const P256_SPKI_PREFIX: [u8; 26] = [
     0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
@@ -116,7 +116,7 @@ pub struct PublicKey {
 pub struct GeneratedKey {
     /// The PKCS#8 private key, `-----BEGIN PRIVATE KEY-----`.
     pub private_pem: String,
-    /// The SubjectPublicKeyInfo, `-----BEGIN PUBLIC KEY-----`.
+    /// The `SubjectPublicKeyInfo`, `-----BEGIN PUBLIC KEY-----`.
     pub public_pem: String,
     /// The key id of the public key.
     pub id: String,
@@ -149,7 +149,9 @@ fn pem(label: &str, der: &[u8]) -> String {
         out.push_str(&String::from_utf8_lossy(line));
         out.push('\n');
     }
-    out.push_str(&format!("-----END {label}-----\n"));
+    out.push_str("-----END ");
+    out.push_str(label);
+    out.push_str("-----\n");
     out
 }
 
@@ -259,7 +261,7 @@ impl SigningKey {
 }
 
 impl PublicKey {
-    /// Reads a SubjectPublicKeyInfo PEM public key (Ed25519 or P-256) from `path`.
+    /// Reads a `SubjectPublicKeyInfo` PEM public key (Ed25519 or P-256) from `path`.
     ///
     /// # Errors
     /// [`KeyError::Read`] or [`KeyError::Invalid`] naming the file.
@@ -268,7 +270,7 @@ impl PublicKey {
         Self::from_pem(&bytes, path)
     }
 
-    /// Parses a SubjectPublicKeyInfo PEM public key; `path` is for messages.
+    /// Parses a `SubjectPublicKeyInfo` PEM public key; `path` is for messages.
     ///
     /// # Errors
     /// [`KeyError::Invalid`] when `bytes` holds no usable public key.
@@ -310,7 +312,7 @@ impl PublicKey {
         self.algorithm
     }
 
-    /// The SubjectPublicKeyInfo DER.
+    /// The `SubjectPublicKeyInfo` DER.
     pub fn spki_der(&self) -> Vec<u8> {
         let prefix: &[u8] = match self.algorithm {
             Algorithm::Ed25519 => &ED25519_SPKI_PREFIX,
@@ -319,12 +321,12 @@ impl PublicKey {
         [prefix, &self.raw].concat()
     }
 
-    /// The SubjectPublicKeyInfo as PEM.
+    /// The `SubjectPublicKeyInfo` as PEM.
     pub fn to_pem(&self) -> String {
         pem("PUBLIC KEY", &self.spki_der())
     }
 
-    /// The key id: `sha256:<hex>` of the SubjectPublicKeyInfo DER.
+    /// The key id: `sha256:<hex>` of the `SubjectPublicKeyInfo` DER.
     pub fn id(&self) -> String {
         format!("sha256:{}", hex::encode(Sha256::digest(self.spki_der())))
     }
