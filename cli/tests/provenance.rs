@@ -446,3 +446,38 @@ fn a_signed_push_is_found_through_the_referrers_tag_of_a_registry_without_the_ap
         stderr(&wrong)
     );
 }
+
+#[test]
+fn a_layout_with_signed_images_still_rebases_as_a_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (private, _) = key(tmp.path(), "signer", "ed25519");
+    let out = tmp.path().join("out");
+    let image = format!("oci:{}:hello", out.display());
+    build(
+        tmp.path(),
+        &examples().join("apps/hello"),
+        &image,
+        &["--sign-key", private.to_str().unwrap()],
+    );
+    // The referrers tag (`sha256-…`) lists artifacts, not an image to rebase.
+    let rebase = strata(
+        tmp.path(),
+        &[
+            "rebase",
+            "--run-image",
+            &run_image(),
+            "--all",
+            &format!("oci:{}", out.display()),
+            "--json",
+        ],
+    );
+    assert_exit(&rebase, 0);
+    let report: Value = serde_json::from_slice(&rebase.stdout).unwrap();
+    let images: Vec<&str> = report["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["image"].as_str().unwrap())
+        .collect();
+    assert_eq!(images, [image.as_str()], "{report}");
+}

@@ -211,31 +211,46 @@ fn first_entry_difference(
 ) -> Result<Option<EntryDifference>, DiffError> {
     let mut a = open_layer(old_layout, old)?;
     let mut b = open_layer(new_layout, new)?;
-    let old_err = |source| DiffError::Layer {
-        digest: old.digest().to_string(),
+    first_difference(&mut a, &mut b).map_err(|(which, source)| DiffError::Layer {
+        digest: match which {
+            Which::Old => old.digest().to_string(),
+            Which::New => new.digest().to_string(),
+        },
         source,
-    };
-    let new_err = |source| DiffError::Layer {
-        digest: new.digest().to_string(),
-        source,
-    };
-    let mut a_entries = a.entries().map_err(old_err)?;
-    let mut b_entries = b.entries().map_err(new_err)?;
+    })
+}
+
+/// Which of two layers a read error is about.
+#[derive(Debug, Clone, Copy)]
+enum Which {
+    Old,
+    New,
+}
+
+/// The next entry of `entries`, read (its content hashed).
+fn next_entry<R: Read>(
+    entries: &mut tar::Entries<'_, R>,
+    which: Which,
+) -> Result<Option<Entry>, (Which, io::Error)> {
+    match entries.next() {
+        None => Ok(None),
+        Some(entry) => {
+            let mut entry = entry.map_err(|e| (which, e))?;
+            read_entry(&mut entry).map(Some).map_err(|e| (which, e))
+        }
+    }
+}
+
+/// The first entry that differs between the tars `a` and `b`, walked side by side.
+fn first_difference<A: Read, B: Read>(
+    a: &mut tar::Archive<A>,
+    b: &mut tar::Archive<B>,
+) -> Result<Option<EntryDifference>, (Which, io::Error)> {
+    let mut a_entries = a.entries().map_err(|e| (Which::Old, e))?;
+    let mut b_entries = b.entries().map_err(|e| (Which::New, e))?;
     loop {
-        let x = a_entries
-            .next()
-            .transpose()
-            .map_err(old_err)?
-            .map(|mut e| read_entry(&mut e))
-            .transpose()
-            .map_err(old_err)?;
-        let y = b_entries
-            .next()
-            .transpose()
-            .map_err(new_err)?
-            .map(|mut e| read_entry(&mut e))
-            .transpose()
-            .map_err(new_err)?;
+        let x = next_entry(&mut a_entries, Which::Old)?;
+        let y = next_entry(&mut b_entries, Which::New)?;
         let (x, y) = match (x, y) {
             (None, None) => return Ok(None),
             (Some(x), None) => {
@@ -263,31 +278,36 @@ fn first_entry_difference(
                 what: what.to_owned(),
             }));
         }
-        let what = if x.kind != y.kind {
-            Some(format!("type {:?} -> {:?}", x.kind, y.kind))
-        } else if x.content != y.content {
-            Some("content".to_owned())
-        } else if x.mode != y.mode {
-            Some(format!("mode {:o} -> {:o}", x.mode, y.mode))
-        } else if x.owner != y.owner {
-            Some(format!(
-                "owner {}:{} -> {}:{}",
-                x.owner.0, x.owner.1, y.owner.0, y.owner.1
-            ))
-        } else if x.mtime != y.mtime {
-            Some(format!("mtime {} -> {}", x.mtime, y.mtime))
-        } else if x.link != y.link {
-            Some(format!(
-                "link target {} -> {}",
-                x.link.unwrap_or_default(),
-                y.link.unwrap_or_default()
-            ))
-        } else {
-            None
-        };
-        if let Some(what) = what {
+        if let Some(what) = entry_difference(&x, y) {
             return Ok(Some(EntryDifference { path: x.path, what }));
         }
+    }
+}
+
+/// What differs between two entries of one path, if anything: type, content, mode, owner,
+/// mtime, link target, in that order.
+fn entry_difference(x: &Entry, y: Entry) -> Option<String> {
+    if x.kind != y.kind {
+        Some(format!("type {:?} -> {:?}", x.kind, y.kind))
+    } else if x.content != y.content {
+        Some("content".to_owned())
+    } else if x.mode != y.mode {
+        Some(format!("mode {:o} -> {:o}", x.mode, y.mode))
+    } else if x.owner != y.owner {
+        Some(format!(
+            "owner {}:{} -> {}:{}",
+            x.owner.0, x.owner.1, y.owner.0, y.owner.1
+        ))
+    } else if x.mtime != y.mtime {
+        Some(format!("mtime {} -> {}", x.mtime, y.mtime))
+    } else if x.link != y.link {
+        Some(format!(
+            "link target {} -> {}",
+            x.link.clone().unwrap_or_default(),
+            y.link.unwrap_or_default()
+        ))
+    } else {
+        None
     }
 }
 
@@ -332,6 +352,77 @@ impl std::fmt::Display for Difference {
                     "the layers are identical; the config differs in `{field}`"
                 )
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tar of `(path, content, mode, uid, mtime)` files.
+    fn tar(files: &[(&str, &str, u32, u64, u64)]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, content, mode, uid, mtime) in files {
+            let mut header = tar::Header::new_ustar();
+            header.set_size(content.len() as u64);
+            header.set_mode(*mode);
+            header.set_uid(*uid);
+            header.set_gid(*uid);
+            header.set_mtime(*mtime);
+            header.set_entry_type(tar::EntryType::Regular);
+            builder
+                .append_data(&mut header, path, content.as_bytes())
+                .unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    fn difference(a: &[u8], b: &[u8]) -> Option<EntryDifference> {
+        first_difference(&mut tar::Archive::new(a), &mut tar::Archive::new(b)).unwrap()
+    }
+
+    #[test]
+    fn the_first_entry_that_differs_is_named_with_what_differs() {
+        let base = [("a", "1", 0o644, 1000, 1), ("b", "2", 0o644, 1000, 1)];
+        let same = tar(&base);
+        assert_eq!(difference(&same, &same), None);
+        let cases: [(&[(&str, &str, u32, u64, u64)], &str, &str); 5] = [
+            (
+                &[("a", "1", 0o644, 1000, 1), ("b", "3", 0o644, 1000, 1)],
+                "b",
+                "content",
+            ),
+            (
+                &[("a", "1", 0o755, 1000, 1), ("b", "2", 0o644, 1000, 1)],
+                "a",
+                "mode 644 -> 755",
+            ),
+            (
+                &[("a", "1", 0o644, 0, 1), ("b", "2", 0o644, 1000, 1)],
+                "a",
+                "owner 1000:1000 -> 0:0",
+            ),
+            (
+                &[("a", "1", 0o644, 1000, 1), ("b", "2", 0o644, 1000, 9)],
+                "b",
+                "mtime 1 -> 9",
+            ),
+            (
+                &[("a", "1", 0o644, 1000, 1)],
+                "b",
+                "only in the output's image",
+            ),
+        ];
+        for (files, path, what) in cases {
+            assert_eq!(
+                difference(&same, &tar(files)),
+                Some(EntryDifference {
+                    path: path.to_owned(),
+                    what: what.to_owned()
+                }),
+                "{files:?}"
+            );
         }
     }
 }
