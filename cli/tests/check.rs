@@ -1,7 +1,7 @@
 //! `strata build --check`: a fresh rebuild from scratch compared with the image the output
 //! holds. The example monorepo rebuilds bit for bit; a buildpack that writes the current time
 //! into a file does not, and the check names its layer and the file; an output with no image
-//! yet is exit 2.
+//! yet is exit 2. Signatures attached to the output's images are no images to check.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failing test
 
@@ -24,7 +24,20 @@ fn the_example_monorepo_rebuilds_bit_for_bit() {
     let examples = fx.path("examples");
     let cache = fx.path("cache");
     let args = ["monorepo", "--cache-dir", cache.to_str().unwrap()];
-    assert_exit(&strata(&examples, &[&["build"][..], &args].concat()), 0);
+    // Signed: each image of the workspace gets its referrers tag next to the services' tags.
+    let key = fx.path("signer.pem");
+    let generate = ["key", "generate", "--output", key.to_str().unwrap()];
+    assert_exit(&strata(&examples, &generate), 0);
+    let signed = ["--sign-key", key.to_str().unwrap()];
+    assert_exit(
+        &strata(&examples, &[&["build"][..], &args, &signed].concat()),
+        0,
+    );
+    let layout = examples.join("monorepo/out");
+    let api = format!("oci:{}:api", layout.display());
+    let public = fx.path("signer.pub");
+    let verify = ["verify-signature", &api, "--key", public.to_str().unwrap()];
+    assert_exit(&strata(&examples, &verify), 0);
     let index = examples.join("monorepo/out/index.json");
     let before = std::fs::read(&index).unwrap();
 
