@@ -186,7 +186,7 @@ impl BuildConfig {
     }
 
     /// The reference of service `index`'s image.
-    fn image_ref(&self, index: usize) -> String {
+    pub(crate) fn image_ref(&self, index: usize) -> String {
         match &self.publish {
             Some(publish) => publish.shown(&self.input.services[index].name),
             None => format!("oci:{}:{}", self.layout.display(), self.tags[index]),

@@ -5,53 +5,108 @@
 //! with every other setting as given. Each service's rebuilt manifest digest is then compared
 //! with the one its tag has in the output; where they differ, `strata_exporter::imagediff`
 //! says where first: the layer (by its history, `Layer: 'x', Created by buildpack: …`) and the
-//! entry in it, and what about it (content, mode, owner, mtime). The output is only read.
+//! entry in it, and what about it (content, mode, owner, mtime). The output is only read: a
+//! registry output's manifests are asked for by reference, and an image that differs is
+//! pulled into the temporary directory to be compared entry by entry.
 //!
 //! Exit codes: 0 every image is identical, 1 one differs (or the rebuild fails), 2 the output
 //! holds no image yet (or bad input).
 
 use std::path::Path;
 
-use strata_exporter::imagediff::{Difference, Side, compare};
+use strata_exporter::imagediff::{Side, compare};
 use strata_exporter::layout::Layout;
 
 use crate::args::BuildArgs;
 use crate::build::{self, BuildConfig};
 use crate::error::CliError;
+use crate::images::Location;
 use crate::progress::Progress;
+
+/// A service's image in the output.
+struct Held {
+    service: String,
+    /// Its tag in the build's layouts.
+    tag: String,
+    /// The output image's reference, as shown.
+    shown: String,
+    /// Its manifest digest; `None` when the output has no image for it.
+    digest: Option<String>,
+}
+
+/// What the output holds for each service: read from the layout, or (a registry output) each
+/// manifest asked for by reference.
+fn held(config: &BuildConfig) -> Result<Vec<Held>, CliError> {
+    let services = config.input.services.iter().zip(&config.tags).enumerate();
+    if config.is_layout_output() {
+        let tagged: Vec<(String, String)> = Layout::open(&config.layout)
+            .map(|l| {
+                l.tags()
+                    .into_iter()
+                    .map(|(t, d)| (t, d.digest().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        return Ok(services
+            .map(|(index, (service, tag))| Held {
+                service: service.name.clone(),
+                tag: tag.clone(),
+                shown: config.image_ref(index),
+                digest: tagged
+                    .iter()
+                    .find(|(t, _)| t == tag)
+                    .map(|(_, d)| d.clone()),
+            })
+            .collect());
+    }
+    let client = config.input.images.client()?;
+    let mut held = Vec::new();
+    for (index, (service, tag)) in services {
+        let shown = config.image_ref(index);
+        let Location::Registry(reference) = Location::parse(&shown, Path::new("."))? else {
+            return Err(CliError::Usage(
+                "--check compares with the images of a layout or registry output, not an archive"
+                    .to_owned(),
+            ));
+        };
+        let digest = match client.fetch_manifest(&reference) {
+            Ok(fetched) => Some(fetched.descriptor.digest.to_string()),
+            Err(strata_registry::Error::NotFound { .. }) => None,
+            Err(source) => {
+                return Err(CliError::RegistryImage {
+                    what: format!("cannot read {shown}"),
+                    source: Box::new(source),
+                });
+            }
+        };
+        held.push(Held {
+            service: service.name.clone(),
+            tag: tag.clone(),
+            shown,
+            digest,
+        });
+    }
+    Ok(held)
+}
 
 /// `strata build --check`.
 pub(crate) fn run(args: &BuildArgs) -> Result<(), CliError> {
     let config = BuildConfig::from_args(args)?;
-    if !config.is_layout_output() {
-        return Err(CliError::Usage(
-            "--check compares with the image in a layout output (oci:DIR[:TAG]); pull a registry image into a layout to check it"
-                .to_owned(),
-        ));
-    }
-    let shown = format!("oci:{}", config.layout.display());
-    let nothing = || {
-        CliError::CheckNothing(format!(
-            "{shown} holds no image to check yet: build it first, then run --check"
-        ))
-    };
-    let output = Layout::open(&config.layout).map_err(|_| nothing())?;
-    let tagged: Vec<String> = output.tags().into_iter().map(|(tag, _)| tag).collect();
-    let services: Vec<(String, String)> = config
-        .input
-        .services
-        .iter()
-        .zip(&config.tags)
-        .map(|(s, tag)| (s.name.clone(), tag.clone()))
-        .collect();
-    let (present, missing): (Vec<_>, Vec<_>) = services
-        .into_iter()
-        .partition(|(_, tag)| tagged.contains(tag));
+    let (present, missing): (Vec<Held>, Vec<Held>) =
+        held(&config)?.into_iter().partition(|h| h.digest.is_some());
     if present.is_empty() {
-        return Err(nothing());
+        let shown = missing
+            .first()
+            .map_or_else(String::new, |h| h.shown.clone());
+        return Err(CliError::CheckNothing(format!(
+            "{shown}: the output holds no image to check yet: build it first, then run --check"
+        )));
     }
-    for (name, tag) in &missing {
-        eprintln!("warning: {shown} has no image tagged {tag} yet: service {name} is not checked");
+    for h in &missing {
+        eprintln!(
+            "warning: the output has no image {} yet: service {} is not checked",
+            h.shown, h.service
+        );
     }
 
     let temp = tempfile::Builder::new()
@@ -61,27 +116,34 @@ pub(crate) fn run(args: &BuildArgs) -> Result<(), CliError> {
             what: "cannot make a temporary directory".to_owned(),
             source,
         })?;
-    let fresh_layout = temp.path().join("out");
+    let present_services: Vec<(String, String)> = present
+        .iter()
+        .map(|h| (h.service.clone(), h.tag.clone()))
+        .collect();
     let fresh_config = BuildConfig::from_args(&fresh_args(
         args,
         &config,
         temp.path(),
-        &present,
+        &present_services,
         missing.is_empty(),
     ))?;
     let progress = Progress::new(false);
-    progress.line(&format!(
-        "===> REBUILDING from scratch to compare with {shown}"
-    ));
+    progress.line("===> REBUILDING from scratch, to compare with the output");
     let (_, error) = build::run(&fresh_config, &progress)?;
     if let Some(error) = error {
         return Err(error);
     }
-    let rebuilt = Layout::open(&fresh_layout)?;
+    let rebuilt = Layout::open(&fresh_config.layout)?;
     let mut differ = Vec::new();
-    for (name, tag) in &present {
-        let (old_descriptor, old_manifest) = output.resolve(tag)?;
-        let (new_descriptor, new_manifest) = rebuilt.resolve(tag)?;
+    for h in &present {
+        let old_digest = h.digest.clone().unwrap_or_default();
+        let (new_descriptor, new_manifest) = rebuilt.resolve(&h.tag)?;
+        if new_descriptor.digest().to_string() == old_digest {
+            println!("{} {old_digest} identical", h.shown);
+            continue;
+        }
+        let (output, tag) = output_layout(&config, h, temp.path())?;
+        let (old_descriptor, old_manifest) = output.resolve(&tag)?;
         let difference = compare(
             &Side {
                 layout: &output,
@@ -94,18 +156,13 @@ pub(crate) fn run(args: &BuildArgs) -> Result<(), CliError> {
                 manifest: &new_manifest,
             },
         )
-        .map_err(|e| CliError::CheckDiffers(format!("{name}: cannot compare: {e}")))?;
-        let image = image_name(&config.layout, tag);
-        if difference == Difference::Same {
-            println!("{image} {} identical", old_descriptor.digest());
-        } else {
-            println!(
-                "{image} {} differs from the rebuilt {}: {difference}",
-                old_descriptor.digest(),
-                new_descriptor.digest()
-            );
-            differ.push(format!("{image}: {difference}"));
-        }
+        .map_err(|e| CliError::CheckDiffers(format!("{}: cannot compare: {e}", h.shown)))?;
+        println!(
+            "{} {old_digest} differs from the rebuilt {}: {difference}",
+            h.shown,
+            new_descriptor.digest()
+        );
+        differ.push(format!("{}: {difference}", h.shown));
     }
     if differ.is_empty() {
         Ok(())
@@ -117,6 +174,22 @@ pub(crate) fn run(args: &BuildArgs) -> Result<(), CliError> {
             differ.join("\n")
         )))
     }
+}
+
+/// The output's image `held` as a layout image to compare entries with: in place in a layout
+/// output, else pulled from the registry into `temp` (a store of its own, so the user's is
+/// not touched).
+fn output_layout(
+    config: &BuildConfig,
+    held: &Held,
+    temp: &Path,
+) -> Result<(Layout, String), CliError> {
+    if config.is_layout_output() {
+        return Ok((Layout::open(&config.layout)?, held.tag.clone()));
+    }
+    let images = config.input.images.with_store(&temp.join("pulled"));
+    let pulled = images.resolve(&held.shown, Path::new("."))?;
+    Ok((Layout::open(pulled.dir())?, pulled.tag().to_owned()))
 }
 
 /// The arguments of the fresh build: those given, with a cache directory and an output
@@ -135,6 +208,7 @@ fn fresh_args(
     fresh.no_cache = false;
     fresh.profile = None;
     fresh.sign_key = None;
+    fresh.tags = Vec::new();
     fresh.input.cache_dir = Some(temp.join("cache"));
     fresh.output = Some(match &config.input.workspace {
         Some(_) => format!("oci:{}", layout.display()),
@@ -144,8 +218,4 @@ fn fresh_args(
         fresh.input.services = present.iter().map(|(name, _)| name.clone()).collect();
     }
     fresh
-}
-
-fn image_name(layout: &Path, tag: &str) -> String {
-    format!("oci:{}:{tag}", layout.display())
 }

@@ -108,6 +108,11 @@ impl Images {
         }
     }
 
+    /// The same registry settings, with pulled images kept under `cache_dir` instead.
+    pub(crate) fn with_store(&self, cache_dir: &Path) -> Self {
+        Self::new(cache_dir, self.settings.clone())
+    }
+
     /// The registry client.
     ///
     /// # Errors

@@ -6,8 +6,10 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is a failing test
 
 mod common;
+#[path = "../../registry/tests/support/mod.rs"]
+mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::*;
 
@@ -54,19 +56,24 @@ fn the_example_monorepo_rebuilds_bit_for_bit() {
     );
 }
 
+/// A declared buildpack whose layer `clock` has a stable file and the time the layer was made.
+fn clock_buildpack(root: &Path) -> PathBuf {
+    one_layer_buildpack(
+        &root.join("clock"),
+        "test/clock",
+        "clock",
+        &["main.txt"],
+        "mkdir -p \"$1/etc\"\necho stable > \"$1/etc/a\"\ndate +%s%N > \"$1/etc/built-at\"",
+    )
+}
+
 #[test]
 fn a_buildpack_that_writes_the_time_fails_the_check_naming_its_layer_and_file() {
     let tmp = tempfile::tempdir().unwrap();
     let app = tmp.path().join("app");
     std::fs::create_dir_all(&app).unwrap();
     std::fs::write(app.join("main.txt"), "hello\n").unwrap();
-    let buildpack = one_layer_buildpack(
-        &tmp.path().join("clock"),
-        "test/clock",
-        "clock",
-        &["main.txt"],
-        "mkdir -p \"$1/etc\"\necho stable > \"$1/etc/a\"\ndate +%s%N > \"$1/etc/built-at\"",
-    );
+    let buildpack = clock_buildpack(tmp.path());
     let output = format!("oci:{}:app", tmp.path().join("out").display());
     let args = [
         app.to_str().unwrap(),
@@ -93,6 +100,38 @@ fn a_buildpack_that_writes_the_time_fails_the_check_naming_its_layer_and_file() 
         stdout.contains("layer 1 (Layer: 'clock', Created by buildpack: test/clock@1) differs"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("first entry that differs: layers/test_clock/clock/etc/built-at: content"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_pushed_image_is_checked_against_the_registry() {
+    let registry = support::Registry::start();
+    let host = registry.host();
+    let tmp = tempfile::tempdir().unwrap();
+    let app = tmp.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(app.join("main.txt"), "hello\n").unwrap();
+    let buildpack = clock_buildpack(tmp.path());
+    let target = format!("docker://{host}/clock:v1");
+    let args = [
+        app.to_str().unwrap(),
+        "--buildpack",
+        buildpack.to_str().unwrap(),
+        "--output",
+        target.as_str(),
+        "--insecure-registry",
+        host.as_str(),
+    ];
+    let nothing = check(tmp.path(), &args);
+    assert_exit(&nothing, 2);
+    assert_exit(&strata(tmp.path(), &[&["build"][..], &args].concat()), 0);
+    let out = check(tmp.path(), &args);
+    assert_exit(&out, 1);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains(&format!("{target} sha256:")), "{stdout}");
     assert!(
         stdout.contains("first entry that differs: layers/test_clock/clock/etc/built-at: content"),
         "{stdout}"
