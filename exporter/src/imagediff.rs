@@ -360,8 +360,11 @@ impl std::fmt::Display for Difference {
 mod tests {
     use super::*;
 
-    /// A tar of `(path, content, mode, uid, mtime)` files.
-    fn tar(files: &[(&str, &str, u32, u64, u64)]) -> Vec<u8> {
+    /// A file: path, content, mode, uid (and gid), mtime.
+    type File<'a> = (&'a str, &'a str, u32, u64, u64);
+
+    /// A tar of `files`.
+    fn tar(files: &[File<'_>]) -> Vec<u8> {
         let mut builder = tar::Builder::new(Vec::new());
         for (path, content, mode, uid, mtime) in files {
             let mut header = tar::Header::new_ustar();
@@ -387,7 +390,7 @@ mod tests {
         let base = [("a", "1", 0o644, 1000, 1), ("b", "2", 0o644, 1000, 1)];
         let same = tar(&base);
         assert_eq!(difference(&same, &same), None);
-        let cases: [(&[(&str, &str, u32, u64, u64)], &str, &str); 5] = [
+        let cases: [(&[File<'_>], &str, &str); 5] = [
             (
                 &[("a", "1", 0o644, 1000, 1), ("b", "3", 0o644, 1000, 1)],
                 "b",
