@@ -369,6 +369,30 @@ fn an_unsigned_image_fails_verification_and_strata_sign_signs_it() {
     );
     assert_exit(&signed, 0);
     assert_exit(&verify(tmp.path(), &image, &public, &[]), 0);
+    // An archive cannot carry a signature: refused before anything is built.
+    let archive = format!("docker-archive:{}", tmp.path().join("app.tar").display());
+    let hello = examples().join("apps/hello");
+    let builder = examples().join("builder.toml");
+    let refused = strata(
+        tmp.path(),
+        &[
+            "build",
+            hello.to_str().unwrap(),
+            "--builder",
+            builder.to_str().unwrap(),
+            "--output",
+            &archive,
+            "--sign-key",
+            private.to_str().unwrap(),
+        ],
+    );
+    assert_exit(&refused, 2);
+    assert!(
+        stderr(&refused).contains("cannot carry signatures"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!tmp.path().join("app.tar").exists());
     // A public key is no signing key: bad input.
     let misuse = strata(
         tmp.path(),
