@@ -32,6 +32,9 @@ pub(crate) enum Command {
     Cache(CacheArgs),
     /// Make builder images.
     Builder(crate::builder::BuilderArgs),
+    /// Run an image's process in a sandbox, as a container runtime would.
+    #[command(after_help = crate::run::RUN_EXAMPLES)]
+    Run(crate::run::RunArgs),
 }
 
 const BUILD_EXAMPLES: &str = "Examples:

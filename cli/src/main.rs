@@ -17,6 +17,7 @@ mod progress;
 mod publish;
 mod rebase;
 mod report;
+mod run;
 mod signals;
 mod uptodate;
 
@@ -47,7 +48,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(err) => {
             let code = err.exit_code();
-            eprintln!("{:?}", miette::Report::new(err));
+            // A process `strata run` started has said itself why it failed.
+            if !matches!(err, CliError::Exited { .. }) {
+                eprintln!("{:?}", miette::Report::new(err));
+            }
             ExitCode::from(code)
         }
     }
@@ -136,5 +140,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Rebase(args) => rebase::run(&args),
         Command::Cache(args) => cache::run(&args),
         Command::Builder(args) => builder::run(&args),
+        Command::Run(args) => match run::run(&args) {
+            Ok(0) => Ok(()),
+            Ok(code) => Err(CliError::Exited { code }),
+            Err(err) => Err(CliError::NotStarted(Box::new(err))),
+        },
     }
 }
