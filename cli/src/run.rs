@@ -193,11 +193,19 @@ fn process_entrypoint(rootfs: &Path, process: &str, image: &str) -> Result<Strin
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && process != "."
         && process != "..";
+    // Each directory on the way is the image's own, never a link a layer made that would
+    // lead out of the tree.
     let dir = rootfs.join(PROCESS_DIR);
-    if valid && std::fs::symlink_metadata(dir.join(process)).is_ok() {
+    let own = is_real_dir(&rootfs.join("cnb")) && is_real_dir(&dir);
+    if own && valid && std::fs::symlink_metadata(dir.join(process)).is_ok() {
         return Ok(format!("/{PROCESS_DIR}/{process}"));
     }
-    let mut known: Vec<String> = std::fs::read_dir(&dir)
+    let listing = if own {
+        std::fs::read_dir(&dir)
+    } else {
+        Err(std::io::ErrorKind::NotFound.into())
+    };
+    let mut known: Vec<String> = listing
         .map(|entries| {
             entries
                 .filter_map(Result::ok)
