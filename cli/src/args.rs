@@ -40,6 +40,9 @@ pub(crate) enum Command {
     /// Check an image's signature with a public key (exit 0 valid, 1 not).
     #[command(after_help = crate::sign::VERIFY_EXAMPLES)]
     VerifySignature(crate::sign::VerifyArgs),
+    /// Run an image's process in a sandbox, as a container runtime would.
+    #[command(after_help = crate::run::RUN_EXAMPLES)]
+    Run(crate::run::RunArgs),
 }
 
 const BUILD_EXAMPLES: &str = "Examples:

@@ -146,6 +146,13 @@ pub(crate) enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// `strata run`: the image's process ended with this code (not 0); it said why itself.
+    #[error("the process exited with code {code}")]
+    Exited { code: u8 },
+    /// `strata run` could not start the image's process.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    NotStarted(Box<CliError>),
 }
 
 impl CliError {
@@ -161,7 +168,8 @@ impl CliError {
     /// The documented exit code.
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
-            CliError::Service { code, .. } => *code,
+            CliError::Service { code, .. } | CliError::Exited { code } => *code,
+            CliError::NotStarted(_) => crate::run::EXIT_NOT_STARTED,
             CliError::BuilderCreate(e) if !e.is_bad_input() => EXIT_FAILED,
             CliError::RebaseFailed { .. }
             | CliError::ServicesFailed { .. }

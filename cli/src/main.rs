@@ -21,6 +21,7 @@ mod progress;
 mod publish;
 mod rebase;
 mod report;
+mod run;
 mod sign;
 mod signals;
 mod uptodate;
@@ -52,7 +53,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(err) => {
             let code = err.exit_code();
-            eprintln!("{:?}", miette::Report::new(err));
+            // A process `strata run` started has said itself why it failed.
+            if !matches!(err, CliError::Exited { .. }) {
+                eprintln!("{:?}", miette::Report::new(err));
+            }
             ExitCode::from(code)
         }
     }
@@ -145,5 +149,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Key(args) => key::run(&args),
         Command::Sign(args) => sign::run_sign(&args),
         Command::VerifySignature(args) => sign::run_verify(&args),
+        Command::Run(args) => match run::run(&args) {
+            Ok(0) => Ok(()),
+            Ok(code) => Err(CliError::Exited { code }),
+            Err(err) => Err(CliError::NotStarted(Box::new(err))),
+        },
     }
 }

@@ -89,6 +89,7 @@ impl Limits {
         match purpose {
             Purpose::Detect => Some(self.detect),
             Purpose::Build => self.task,
+            Purpose::Run => None,
         }
     }
 }
@@ -100,6 +101,9 @@ pub enum Purpose {
     Detect,
     /// `bin/build` or a declared layer's script.
     Build,
+    /// An image's own process (`strata run`): exec'd as it is, with no time limit and no
+    /// umask of strata's.
+    Run,
 }
 
 /// A directory made visible to the process.
@@ -402,6 +406,36 @@ impl Sandbox {
         };
         let tail = log_tail(log, 20).map_err(log_err)?;
         Ok(Finished { status, tail })
+    }
+}
+
+impl Sandbox {
+    /// Runs `cmd` on strata's own stdin, stdout and stderr, with no time limit, and returns
+    /// how it ended: an image's process that a person started (`strata run`), not a
+    /// buildpack. Only a bubblewrap sandbox can run one: an image is never run on the host.
+    ///
+    /// # Errors
+    /// [`SandboxError::Spawn`] when bwrap cannot be started or the sandbox is `none`.
+    pub fn run_attached(&self, cmd: &SandboxCommand) -> Result<ExitStatus, SandboxError> {
+        let program = cmd.argv.first().cloned().unwrap_or_default();
+        let Sandbox::Bwrap(bwrap) = self else {
+            return Err(SandboxError::Spawn {
+                program,
+                source: io::Error::other("an image runs only in a bubblewrap sandbox"),
+            });
+        };
+        let (bwrap_program, argv) = args::argv(&bwrap.isolation, cmd);
+        let mut command = Command::new(bwrap_program);
+        command
+            .args(argv)
+            .env_clear()
+            .envs(cmd.env.iter().map(|(k, v)| (k, v)));
+        let spawn_err = |source| SandboxError::Spawn {
+            program: program.clone(),
+            source,
+        };
+        let mut child = command.spawn().map_err(spawn_err)?;
+        child.wait().map_err(spawn_err)
     }
 }
 

@@ -40,6 +40,8 @@ pub enum ImageRole {
     Run,
     /// The root filesystem buildpacks run on.
     Build,
+    /// An app image, run as it is (`strata run`).
+    App,
 }
 
 impl std::fmt::Display for ImageRole {
@@ -47,6 +49,7 @@ impl std::fmt::Display for ImageRole {
         f.write_str(match self {
             ImageRole::Run => "run image",
             ImageRole::Build => "build image",
+            ImageRole::App => "image",
         })
     }
 }

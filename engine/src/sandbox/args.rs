@@ -26,7 +26,7 @@
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
-use super::SandboxCommand;
+use super::{Purpose, SandboxCommand};
 
 /// The host uid and gid the build user is when strata runs as root: a number no account
 /// has, so the build user owns nothing on the host but what strata hands it.
@@ -209,8 +209,17 @@ fn inner_with(
     for dir in &cmd.sealed {
         args.push(["--remount-ro", dir]);
     }
-    args.push(["--chdir", &cmd.cwd, "--", "/bin/sh"]);
-    for arg in with_umask(&cmd.argv) {
+    args.push(["--chdir", &cmd.cwd, "--"]);
+    // A buildpack's process starts under a fixed umask; an image's own process is exec'd as
+    // its config says, as a container runtime would.
+    let program = if cmd.purpose == Purpose::Run {
+        cmd.argv.clone()
+    } else {
+        let mut shell = vec!["/bin/sh".to_owned()];
+        shell.extend(with_umask(&cmd.argv));
+        shell
+    };
+    for arg in program {
         args.push([arg]);
     }
     args.0
@@ -426,5 +435,27 @@ mod tests {
                 assert!(window(&args[..start], &["--ro-bind", &root, STAGE_ROOT]));
             }
         }
+    }
+
+    #[test]
+    fn a_buildpack_starts_under_a_fixed_umask_and_an_image_process_is_execd_as_it_is() {
+        let isolation = Isolation {
+            bwrap: "/usr/bin/bwrap".into(),
+            launch: Launch::Unprivileged,
+            user: (1000, 1000),
+            root: Root::Host,
+        };
+        let build = strings(&argv(&isolation, &cmd(false)).1);
+        let tail = &build[build.iter().position(|a| a == "--chdir").unwrap() + 2..];
+        assert_eq!(tail[..3], ["--", "/bin/sh", "-c"]);
+        assert!(tail[3].starts_with("umask 022"), "{tail:?}");
+
+        let mut run = cmd(true);
+        run.purpose = super::super::Purpose::Run;
+        run.argv = vec!["/cnb/process/web".into(), "arg".into()];
+        let args = strings(&argv(&isolation, &run).1);
+        let tail = &args[args.iter().position(|a| a == "--chdir").unwrap() + 2..];
+        assert_eq!(tail, ["--", "/cnb/process/web", "arg"]);
+        assert!(!args.iter().any(|a| a == "--unshare-net"));
     }
 }
