@@ -39,7 +39,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
 use strata_engine::remote::{Fetched, Prefetched, RemoteCache};
@@ -71,6 +71,10 @@ const PUSHERS: usize = 4;
 pub(crate) struct RegistryCache<'a> {
     client: &'a Client,
     repository: Reference,
+    /// Set when every request of a batch failed for want of the registry (unreachable, or
+    /// 5xx after the retries): the build goes on without the cache, with one warning, and
+    /// does not wait on it once per task.
+    down: AtomicBool,
 }
 
 /// The config blob: an entry and the key it is for.
@@ -238,7 +242,11 @@ struct Incoming {
 impl<'a> RegistryCache<'a> {
     /// The cache in `repository`, spoken to with `client`.
     pub(crate) fn new(client: &'a Client, repository: Reference) -> Self {
-        Self { client, repository }
+        Self {
+            client,
+            repository,
+            down: AtomicBool::new(false),
+        }
     }
 
     fn tagged(&self, tag: &str) -> Result<Reference, String> {
@@ -258,11 +266,25 @@ impl<'a> RegistryCache<'a> {
         tags: &[(String, Option<TaskKey>)],
     ) -> (Vec<Option<TaskKey>>, Fetched) {
         let mut fetched = Fetched::default();
+        let none = vec![None; tags.len()];
+        if self.down.load(Ordering::Relaxed) {
+            return (none, fetched);
+        }
         let Ok(scratch) = store.temp_dir() else {
-            return (vec![None; tags.len()], fetched);
+            return (none, fetched);
         };
         let blobs = BlobDir::new(scratch.path());
-        let mut incoming = self.manifests(tags);
+        let mut incoming = match self.manifests(tags) {
+            Ok(incoming) => incoming,
+            Err(e) => {
+                self.down.store(true, Ordering::Relaxed);
+                fetched.warnings.push(format!(
+                    "warning: the remote cache docker://{} cannot be read ({}); building without it",
+                    self.repository, e
+                ));
+                return (none, fetched);
+            }
+        };
         self.entries(&blobs, &mut incoming, &mut fetched);
         let failed = self.blobs(store, &blobs, &incoming, &mut fetched);
         let keys = incoming
@@ -273,12 +295,26 @@ impl<'a> RegistryCache<'a> {
     }
 
     /// The cache manifests the tags name, in one batch.
-    fn manifests(&self, tags: &[(String, Option<TaskKey>)]) -> Vec<Incoming> {
+    ///
+    /// # Errors
+    /// When every request failed for want of the registry: the first of those errors.
+    fn manifests(&self, tags: &[(String, Option<TaskKey>)]) -> Result<Vec<Incoming>, String> {
         let refs: Vec<Option<Reference>> =
             tags.iter().map(|(tag, _)| self.tagged(tag).ok()).collect();
         let valid: Vec<Reference> = refs.iter().flatten().cloned().collect();
-        let mut results = self.client.fetch_manifests(&valid).into_iter();
-        tags.iter()
+        let results = self.client.fetch_manifests(&valid);
+        let transient = |r: &Result<_, strata_registry::Error>| {
+            r.as_ref().is_err_and(strata_registry::Error::is_transient)
+        };
+        if !results.is_empty() && results.iter().all(transient) {
+            if let Some(Err(e)) = results.into_iter().next() {
+                return Err(with_causes(&e));
+            }
+            return Ok(Vec::new());
+        }
+        let mut results = results.into_iter();
+        Ok(tags
+            .iter()
             .zip(refs)
             .map(|((tag, wanted), reference)| {
                 let mut item = Incoming {
@@ -302,7 +338,7 @@ impl<'a> RegistryCache<'a> {
                 }
                 item
             })
-            .collect()
+            .collect())
     }
 
     /// The entries (configs) of the manifests found, in one batch, checked.

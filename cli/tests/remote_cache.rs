@@ -489,3 +489,39 @@ fn a_cache_layer_made_on_one_runner_is_restored_on_another() {
     // Without the cache, a fresh runner starts cold.
     assert_eq!(build("d", "v4", &[]), "found=0\n");
 }
+
+#[test]
+fn a_cache_that_cannot_be_reached_is_one_warning_and_the_build_goes_on() {
+    let mut registry = Registry::start();
+    let cache = format!("docker://{}/ci/cache", registry.host());
+    let host = registry.host();
+    registry.stop();
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = count_workspace(tmp.path(), "v1");
+    let output = format!("oci:{}", tmp.path().join("out").display());
+    let (bp, store) = (tmp.path().join("bp"), tmp.path().join("cache"));
+    let out = strata(
+        tmp.path(),
+        &[
+            "build",
+            ws.to_str().unwrap(),
+            "--buildpack",
+            bp.to_str().unwrap(),
+            "--cache-dir",
+            store.to_str().unwrap(),
+            "--output",
+            &output,
+            "--insecure-registry",
+            &host,
+            "--cache-from",
+            &cache,
+            "--cache-to",
+            &cache,
+            "--json",
+        ],
+    );
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    assert_eq!(err.matches("cannot be read").count(), 1, "{err}");
+    assert!(err.contains("was not updated"), "{err}");
+}
