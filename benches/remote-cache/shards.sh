@@ -68,10 +68,12 @@ build() {
 for i in $(seq "$runs"); do
   cache=docker://$host/cache-$i
   build "cold-$i"
+  pids=()
   for k in 1 2 3; do
     build "shard-$i-$k" --shard "$k/3" --cache-from "$cache" --cache-to "$cache" &
+    pids+=($!)
   done
-  wait
+  wait "${pids[@]}"
   build "fresh-$i" --cache-from "$cache"
 done
 

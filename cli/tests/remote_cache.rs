@@ -275,7 +275,20 @@ fn three_shards_build_each_service_once_and_a_fourth_runner_runs_nothing() {
     };
     assert_eq!(built, every, "every service exactly once across the shards");
 
-    let (fourth, warnings) = fx.build("fourth", &["--cache-from", &cache]);
+    // The fourth reads the cache its strata.toml names.
+    let file = fx.examples.path("examples/monorepo/strata.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let text = text.replacen(
+        "[workspace]\n",
+        &format!("[workspace]\ncache = \"{cache}\"\n"),
+        1,
+    );
+    std::fs::write(&file, text).unwrap();
+    let (fourth, warnings) = fx.build("fourth", &[]);
+    assert_eq!(
+        fourth["remote_cache"]["pushed"]["entries"], 0,
+        "nothing ran"
+    );
     assert_eq!(
         buildpack_tasks_ran(&fourth),
         Vec::<String>::new(),
