@@ -538,3 +538,47 @@ fn a_cache_that_cannot_be_reached_is_one_warning_and_the_build_goes_on() {
     assert_eq!(err.matches("cannot be read").count(), 1, "{err}");
     assert!(err.contains("was not updated"), "{err}");
 }
+
+#[test]
+fn a_task_cut_off_after_a_need_ran_is_asked_of_the_remote_too() {
+    let fx = Fixture::new();
+    let cache = fx.cache();
+    let only = ["--service", "api", "--service", "auth"];
+    let mut flags = vec!["--cache-to", cache.as_str()];
+    flags.extend(only);
+    fx.build("a", &flags);
+    // The same runtime version, spelled with a blank line: the greeter layer's key changes
+    // (its input did), its output does not (the script trims it). So the layers that need it
+    // are keyed only once it ran, and then found in the remote cache.
+    for service in ["api", "auth"] {
+        let file = fx.examples.path(&format!(
+            "examples/monorepo/services/{service}/.runtime-version"
+        ));
+        std::fs::write(&file, "1.2\n\n").unwrap();
+        date_in_the_past(&file);
+    }
+    let mut flags = vec!["--cache-from", cache.as_str()];
+    flags.extend(only);
+    let (b, warnings) = fx.build("b", &flags);
+    // The greeter layer runs, and each Procfile build (it reads the whole app); not the
+    // phrases layer that needs the greeter.
+    let ran = buildpack_tasks_ran(&b);
+    assert_eq!(ran.len(), 3, "{ran:?}\n{warnings}");
+    assert!(
+        ran.iter().any(|t| t.contains("examples/runtime:greeter")),
+        "{ran:?}"
+    );
+    assert!(ran.iter().all(|t| !t.contains("phrases")), "{ran:?}");
+    // The phrases layer, keyed only once the greeter came out as before, was not in this
+    // empty store: it came from the remote cache, asked for on its own.
+    let phrases: Vec<&Value> = b["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["id"] == "examples/runtime:phrases")
+        .collect();
+    assert!(!phrases.is_empty(), "{:#?}", b["tasks"]);
+    for task in phrases {
+        assert_eq!(task["status"], "cached", "{task:#?}");
+    }
+}
