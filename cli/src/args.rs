@@ -48,6 +48,7 @@ pub(crate) enum Command {
 const BUILD_EXAMPLES: &str = "Examples:
   strata build examples/monorepo
   strata build examples/monorepo --service api --service docs --json
+  strata build . --shard 2/3 --cache-from docker://registry.example.com/ci/cache --cache-to docker://registry.example.com/ci/cache
   strata build examples/apps/hello --builder examples/builder.toml --output oci:out:hello
   strata build . --builder oci:builders:base --run-image oci:base:latest --output oci:out:app
   strata build . --buildpack ./my-buildpack --run-image oci:base:latest --output oci:out:app --json
@@ -57,6 +58,7 @@ const BUILD_EXAMPLES: &str = "Examples:
 
 const PLAN_EXAMPLES: &str = "Examples:
   strata plan examples/monorepo
+  strata plan examples/monorepo --shard 1/3 --format json
   strata plan examples/apps/hello --builder examples/builder.toml
   strata plan examples/apps/hello --builder examples/builder.toml --format json
   strata plan examples/apps/hello --builder examples/builder.toml --format dot | dot -Tsvg > plan.svg";
@@ -135,6 +137,11 @@ pub(crate) struct InputArgs {
     /// A PEM file of CA certificates that registries are trusted by, besides the system's.
     #[arg(long, value_name = "FILE")]
     pub(crate) registry_ca: Option<PathBuf>,
+    /// In a workspace, only shard K of N: the services rendezvous hashing of their names
+    /// gives that shard (N runners with 1/N … N/N cover the workspace once; adding a service
+    /// moves no other).
+    #[arg(long, value_name = "K/N")]
+    pub(crate) shard: Option<strata_planner::Shard>,
 }
 
 /// `NAME=DIR`; the name and the directory are checked when the config is made.
@@ -200,6 +207,14 @@ pub(crate) struct BuildArgs {
     /// Print a JSON report on stdout instead of text.
     #[arg(long)]
     pub(crate) json: bool,
+    /// A registry repository to read task outputs from before running a task,
+    /// `docker://HOST/REPO` (default: `cache` in strata.toml).
+    #[arg(long, value_name = "REF")]
+    pub(crate) cache_from: Option<String>,
+    /// A registry repository to push the outputs of the tasks that ran to, and their restore
+    /// state, `docker://HOST/REPO` (default: `cache` in strata.toml).
+    #[arg(long, value_name = "REF")]
+    pub(crate) cache_to: Option<String>,
     /// Write a Chrome trace-event JSON of the build to FILE (open it in Perfetto,
     /// <https://ui.perfetto.dev>): a track per worker, a span per task with its key, status
     /// and reason.

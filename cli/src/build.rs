@@ -18,10 +18,12 @@ use std::time::Instant;
 use petgraph::graph::NodeIndex;
 use strata_engine::build::{BuildError, BuildOutput, BuildRequest};
 use strata_engine::execute::{
-    Event, Executed, Failure, Outputs, ServiceRun, TaskReport, execute, task_report,
+    Event, Executed, Failure, Outputs, ServiceRun, TaskCache, TaskReport, execute, task_report,
 };
 use strata_engine::executor::ExecOptions;
 use strata_engine::layers::StoredBlob;
+use strata_engine::remote::WithRemote;
+use strata_engine::restore::{restore_id, shared_restore_id};
 use strata_engine::store::{Store, store_dir};
 use strata_exporter::archive::{Compression, Owner};
 use strata_exporter::base::builtin_run_image;
@@ -32,7 +34,7 @@ use strata_exporter::reference::{ImageRef, validate_tag};
 use strata_exporter::runimage::{DEFAULT_CNB_ID, RunImage};
 use strata_exporter::runproof::verify_layers;
 use strata_exporter::taskcache::StoreCache;
-use strata_planner::{Records, TaskKey};
+use strata_planner::{Records, TaskKey, TaskKind};
 
 use crate::args::{BuildArgs, CompressionArg};
 use crate::config::InputConfig;
@@ -41,6 +43,7 @@ use crate::prepare::{Prepared, PreparedService, detect_warnings, prepare};
 use crate::profile::Profile;
 use crate::progress::Progress;
 use crate::publish::Publish;
+use crate::remotecache::{Entries, RemoteRun, parse_cache_ref};
 use crate::report::{BuildReport, ImageReport, LayerReport, ServiceReport, SkippedReport};
 use crate::uptodate;
 
@@ -63,6 +66,10 @@ pub(crate) struct BuildConfig {
     publish: Option<Publish>,
     /// The key images are signed with (`--sign-key`).
     sign_key: Option<strata_exporter::signing::SigningKey>,
+    /// The remote cache read before tasks run (`--cache-from`, or `cache` in strata.toml).
+    cache_from: Option<strata_registry::Reference>,
+    /// The remote cache what ran is pushed to (`--cache-to`, or `cache`).
+    cache_to: Option<strata_registry::Reference>,
 }
 
 impl BuildConfig {
@@ -129,6 +136,21 @@ impl BuildConfig {
             Some(path) => Some(strata_exporter::signing::SigningKey::from_pem_file(path)?),
             None => None,
         };
+        let file_cache = input.workspace.as_ref().and_then(|ws| ws.cache.clone());
+        let cache_ref = |flag: &Option<String>, name: &str| {
+            let from_file = || {
+                file_cache
+                    .as_ref()
+                    .map(|text| (text, "cache in strata.toml"))
+            };
+            flag.as_ref()
+                .map(|text| (text, name))
+                .or_else(from_file)
+                .map(|(text, what)| parse_cache_ref(text, what))
+                .transpose()
+        };
+        let cache_from = cache_ref(&args.cache_from, "--cache-from")?;
+        let cache_to = cache_ref(&args.cache_to, "--cache-to")?;
         if publish.is_some()
             && let Some(parent) = layout.parent()
         {
@@ -158,6 +180,8 @@ impl BuildConfig {
             profile: args.profile.clone(),
             publish,
             sign_key,
+            cache_from,
+            cache_to,
         })
     }
 
@@ -537,7 +561,13 @@ pub(crate) fn run(
     let profile = config.profile.as_deref().map(Profile::new);
     let input = &config.input;
     progress.line("===> DETECTING");
-    let prepared = prepare(input, config.exec.keep_going)?;
+    let mut remote = RemoteRun::new(
+        &input.images,
+        config.cache_from.as_ref().filter(|_| !config.no_cache),
+        config.cache_to.as_ref(),
+    )?;
+    let prepared = prepare(input, config.exec.keep_going, remote.reader())?;
+    let asked = remote.prefetched(progress, prepared.prefetched.as_ref());
     if let Some(profile) = &profile {
         profile.phase("detect", started);
     }
@@ -558,31 +588,7 @@ pub(crate) fn run(
         .iter()
         .map(|s| (s.scratch.join("workspace"), s.scratch.join("build")))
         .collect();
-    let runs: Vec<ServiceRun<'_>> = prepared
-        .services
-        .iter()
-        .enumerate()
-        .filter(|(index, _)| !current.contains_key(index))
-        .map(|(index, service)| {
-            let service_config = &input.services[service.config];
-            let (include, exclude) = service_config.include_exclude();
-            ServiceRun {
-                service: index,
-                req: BuildRequest {
-                    source: &service_config.app_dir,
-                    sandbox: &service.sandbox,
-                    workspace: &dirs[index].0,
-                    platform: &service.platform,
-                    target: &service.target,
-                    scratch: &dirs[index].1,
-                    network: input.network,
-                    exec_env: &input.exec_env,
-                },
-                include,
-                exclude,
-            }
-        })
-        .collect();
+    let runs = service_runs(input, &prepared, &dirs, &current);
 
     if !runs.is_empty() {
         progress.line("===> BUILDING");
@@ -613,8 +619,16 @@ pub(crate) fn run(
                 source,
             })
     };
-    let executed = execute(plan, &runs, config.exec, Some(&cache), &show, &export);
+    let with_remote = remote
+        .reader()
+        .map(|reader| WithRemote::new(&cache, reader, &store, asked));
+    let task_cache: &dyn TaskCache = with_remote.as_ref().map_or(&cache, |w| w);
+    let executed = execute(plan, &runs, config.exec, Some(task_cache), &show, &export);
     progress.finish();
+    if let Some(with_remote) = with_remote {
+        remote.fetched(progress, &with_remote.fetched());
+    }
+    let ran = ran_entries(&prepared, &runs, &executed, &store);
     let images = exporter.done.into_inner().unwrap_or_default();
     // A service whose every layer came out as before is up to date too.
     let mut current = current;
@@ -622,6 +636,8 @@ pub(crate) fn run(
     let (mut report, error) = report(
         config, &prepared, &runs, executed, &current, images, started,
     );
+    remote.push(&store, &ran, progress);
+    report.remote_cache = remote.into_report();
     if let Some(publish) = &config.publish {
         progress.line("===> PUBLISHING");
         published(config, publish, &mut report)?;
@@ -636,6 +652,80 @@ pub(crate) fn run(
             })?;
     }
     Ok((report, error))
+}
+
+/// How each service of `prepared` that is not up to date (`current`) is run: in its own
+/// `dirs` (workspace copy, scratch).
+fn service_runs<'a>(
+    input: &'a InputConfig,
+    prepared: &'a Prepared,
+    dirs: &'a [(PathBuf, PathBuf)],
+    current: &HashMap<usize, String>,
+) -> Vec<ServiceRun<'a>> {
+    prepared
+        .services
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| !current.contains_key(index))
+        .map(|(index, service)| {
+            let service_config = &input.services[service.config];
+            let (include, exclude) = service_config.include_exclude();
+            ServiceRun {
+                service: index,
+                req: BuildRequest {
+                    source: &service_config.app_dir,
+                    sandbox: &service.sandbox,
+                    workspace: &dirs[index].0,
+                    platform: &service.platform,
+                    target: &service.target,
+                    scratch: &dirs[index].1,
+                    network: input.network,
+                    exec_env: &input.exec_env,
+                },
+                include,
+                exclude,
+            }
+        })
+        .collect()
+}
+
+/// The action keys of the tasks that ran and stored an entry, and the restore refs
+/// `(shared restore id, key)` their opaque buildpacks left: what goes to a remote cache.
+fn ran_entries(
+    prepared: &Prepared,
+    runs: &[ServiceRun<'_>],
+    executed: &Executed,
+    store: &Store,
+) -> Entries {
+    let plan = &prepared.plan;
+    let mut keys = Vec::new();
+    let mut restores = Vec::new();
+    for (node, task) in executed.nodes.iter().zip(&executed.tasks) {
+        let kind = &plan.graph[*node].kind;
+        if task.status != "ran"
+            || !matches!(kind, TaskKind::Layer { .. } | TaskKind::Buildpack { .. })
+        {
+            continue;
+        }
+        let Some(key) = TaskKey::from_hex(&task.key) else {
+            continue;
+        };
+        keys.push(key);
+        if let TaskKind::Buildpack { buildpack, .. } = kind {
+            for run in runs {
+                let service = &plan.services[run.service];
+                if !service.tasks.contains(node) {
+                    continue;
+                }
+                let id = buildpack.id().as_str();
+                let local = restore_id(run.req.source, &service.name, run.req.exec_env, id);
+                if store.get_restore(&local) == Some(key) {
+                    restores.push((shared_restore_id(&service.name, run.req.exec_env, id), key));
+                }
+            }
+        }
+    }
+    Entries { keys, restores }
 }
 
 /// Pushes or saves every image the build has (built or up to date), and says so in its
@@ -783,6 +873,7 @@ fn report(
         ran,
         tasks,
         seconds: started.elapsed().as_secs_f64(),
+        remote_cache: None,
     };
     (report, error)
 }

@@ -44,6 +44,8 @@ pub(crate) struct InputConfig {
     pub(crate) exec_env: String,
     /// Images by reference: pulls and pushes.
     pub(crate) images: Images,
+    /// `--shard`: the services are that shard's.
+    pub(crate) shard: Option<strata_planner::Shard>,
 }
 
 /// One service: an app and how to build it.
@@ -184,12 +186,7 @@ impl InputConfig {
             .map(|name| RunImageArg { name, base: cwd });
         let sources: Vec<ServiceSource<'_>> = match &workspace {
             None => {
-                if !args.services.is_empty() {
-                    return Err(CliError::Usage(format!(
-                        "--service needs a workspace, and {} has no {WORKSPACE_FILE}",
-                        dir.display()
-                    )));
-                }
+                no_workspace_flags(args, &dir)?;
                 vec![ServiceSource {
                     name: service_name(&dir),
                     app_dir: dir.clone(),
@@ -201,6 +198,7 @@ impl InputConfig {
             }
             Some(ws) => select_services(ws, wanted)?
                 .into_iter()
+                .filter(|spec| args.shard.is_none_or(|shard| shard.contains(&spec.name)))
                 .map(|spec| ServiceSource {
                     name: spec.name.clone(),
                     app_dir: spec.path.clone(),
@@ -251,8 +249,22 @@ impl InputConfig {
             epoch: source_date_epoch()?,
             exec_env: args.exec_env.clone(),
             images,
+            shard: args.shard,
         })
     }
+}
+
+/// Refuses `--service` and `--shard` for a directory that is no workspace.
+fn no_workspace_flags(args: &InputArgs, dir: &Path) -> Result<(), CliError> {
+    let flag = match (args.shard.is_some(), args.services.is_empty()) {
+        (true, _) => "--shard",
+        (false, false) => "--service",
+        (false, true) => return Ok(()),
+    };
+    Err(CliError::Usage(format!(
+        "{flag} needs a workspace, and {} has no {WORKSPACE_FILE}",
+        dir.display()
+    )))
 }
 
 /// How registries are spoken to: `--insecure-registry` and the workspace's

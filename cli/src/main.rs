@@ -20,6 +20,7 @@ mod profile;
 mod progress;
 mod publish;
 mod rebase;
+mod remotecache;
 mod report;
 mod run;
 mod sign;
@@ -120,13 +121,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Plan(args) => {
             let config = config::InputConfig::from_args(&args.input)?;
             warn(&config);
-            let prepared = prepare::prepare(&config, false)?;
+            let prepared = prepare::prepare(&config, false, None)?;
             for warning in prepare::detect_warnings(&prepared, config.workspace.is_some()) {
                 eprintln!("{warning}");
             }
             match args.format {
                 PlanFormat::Table => print!("{}", plan::table(&prepared.plan)),
-                PlanFormat::Json => println!("{}", plan::json(&prepared)),
+                PlanFormat::Json => println!("{}", plan::json(&prepared, config.shard)),
                 PlanFormat::Dot => print!("{}", plan::dot(&prepared.plan)),
             }
             Ok(())

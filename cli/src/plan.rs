@@ -17,6 +17,9 @@ use crate::report::SkippedReport;
 
 #[derive(Serialize)]
 struct PlanJson<'a> {
+    /// `--shard K/N`: the services are that shard's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shard: Option<String>,
     services: Vec<ServiceJson>,
     tasks: Vec<TaskJson<'a>>,
     stats: StatsJson,
@@ -76,7 +79,7 @@ fn kind_name(kind: &TaskKind) -> &'static str {
 }
 
 /// The plan as JSON.
-pub(crate) fn json(prepared: &Prepared) -> String {
+pub(crate) fn json(prepared: &Prepared, shard: Option<strata_planner::Shard>) -> String {
     let plan = &prepared.plan;
     let tasks = plan
         .order()
@@ -111,6 +114,7 @@ pub(crate) fn json(prepared: &Prepared) -> String {
         .collect();
     let h = &prepared.hashing;
     let out = PlanJson {
+        shard: shard.map(|s| s.to_string()),
         services: plan
             .services
             .iter()

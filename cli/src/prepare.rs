@@ -21,6 +21,8 @@ use rayon::prelude::*;
 use strata_engine::detect::ProcessDetector;
 use strata_engine::osrelease::{self, Distro};
 use strata_engine::platform::{PlatformDir, TargetEnv};
+use strata_engine::remote::{Prefetched, RemoteCache, prefetch};
+use strata_engine::restore::{restore_id, shared_restore_id};
 use strata_engine::sandbox::{Root, Sandbox};
 use strata_engine::scratch::{self, ScratchDir};
 use strata_engine::store::{Store, store_dir};
@@ -58,6 +60,8 @@ pub(crate) struct Prepared {
     /// Notes for the user about the whole build (no build image, so not hermetic), shown
     /// before the detect warnings.
     pub(crate) notes: Vec<String>,
+    /// What a remote cache gave before the statuses were made.
+    pub(crate) prefetched: Option<Prefetched>,
     /// A scratch directory, removed on drop (or by a signal, see `strata_engine::scratch`).
     pub(crate) _scratch: ScratchDir,
     /// The store, open from before the build images are unpacked until the build is done:
@@ -113,7 +117,11 @@ struct Detected {
 
 /// Hashes the apps and buildpacks, detects, and plans. A service whose detection fails is an
 /// error, or with `keep_going` left out of the plan and listed in [`Prepared::failed`].
-pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared, CliError> {
+pub(crate) fn prepare(
+    config: &InputConfig,
+    keep_going: bool,
+    remote: Option<&dyn RemoteCache>,
+) -> Result<Prepared, CliError> {
     let scratch = new_scratch()?;
     let in_service = |name: &str, e: CliError| match config.workspace {
         Some(_) => CliError::in_service(name, e),
@@ -197,6 +205,9 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
 
     // Statuses: cached when the store has the task's output, else why it will run.
     let cached = strata_exporter::taskcache::StoredOutputs(&store);
+    // What a remote cache has goes into the store first, so the statuses count it.
+    let prefetched =
+        remote.map(|remote| prefetch_remote(config, &plan, &services, &store, remote, &cached));
     let records = Records::new(&config.cache_dir);
     for (index, service) in services.iter().enumerate() {
         records.explain(&mut plan, index, &service.app, &service.digests, &cached);
@@ -209,9 +220,31 @@ pub(crate) fn prepare(config: &InputConfig, keep_going: bool) -> Result<Prepared
         detect_cached,
         detect_ran,
         notes,
+        prefetched,
         _scratch: scratch,
         _store: store,
     })
+}
+
+/// Fetches what `remote` has of every service's tasks, and the restore state of the opaque
+/// buildpacks that will run, into `store`.
+fn prefetch_remote(
+    config: &InputConfig,
+    plan: &Plan,
+    services: &[PreparedService],
+    store: &Store,
+    remote: &dyn RemoteCache,
+    cached: &dyn strata_planner::Lookup,
+) -> Prefetched {
+    let indexes: Vec<usize> = (0..services.len()).collect();
+    let ids = |index: usize, buildpack: &str| {
+        let service = &config.services[services[index].config];
+        (
+            restore_id(&service.app_dir, &service.name, &config.exec_env, buildpack),
+            shared_restore_id(&service.name, &config.exec_env, buildpack),
+        )
+    };
+    prefetch(plan, &indexes, store, remote, cached, &ids)
 }
 
 /// The digest of each buildpack directory the services use, each hashed once.

@@ -28,6 +28,23 @@ pub(crate) struct BuildReport {
     pub(crate) cached: usize,
     /// Wall time of the whole build, in seconds.
     pub(crate) seconds: f64,
+    /// What the remote cache (`--cache-from`, `--cache-to`) gave and took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) remote_cache: Option<RemoteCacheReport>,
+}
+
+/// What a build fetched from and pushed to a remote cache.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct RemoteCacheReport {
+    /// Entries fetched into the local store (tasks that did not run here).
+    pub(crate) fetched: usize,
+    /// Blobs and bytes downloaded.
+    pub(crate) downloaded: usize,
+    pub(crate) downloaded_bytes: u64,
+    /// Entries refused (each also a warning).
+    pub(crate) refused: usize,
+    /// What was pushed, when the build pushes.
+    pub(crate) pushed: Option<crate::remotecache::Pushed>,
 }
 
 /// One service's outcome.
@@ -181,6 +198,7 @@ mod tests {
             ran,
             cached: 0,
             seconds: 0.5,
+            remote_cache: None,
         };
         let last = |r: &BuildReport| table(r).lines().last().unwrap_or_default().to_owned();
         assert_eq!(

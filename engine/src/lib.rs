@@ -16,6 +16,7 @@ pub mod layer_task;
 pub mod layers;
 pub mod osrelease;
 pub mod platform;
+pub mod remote;
 pub mod restore;
 pub mod sandbox;
 pub mod scratch;

@@ -75,6 +75,27 @@ pub fn restore_id(source: &Path, service: &str, exec_env: &str, buildpack: &str)
     TaskKey::from_bytes(hasher.finalize().into())
 }
 
+/// The version of the shared restore id's encoding.
+const SHARED_ID_VERSION: &[u8] = b"strata-shared-restore-id/1";
+
+/// The restore id under which a remote cache keeps the restore state of `buildpack` in the
+/// workspace service `service` built for `exec_env`: without the app's path, which differs
+/// from one CI runner to the next, so a fresh runner finds what any other left. A remote
+/// cache serves one repository; within it a service's name is unique.
+pub fn shared_restore_id(service: &str, exec_env: &str, buildpack: &str) -> TaskKey {
+    let mut hasher = Sha256::new();
+    for part in [
+        SHARED_ID_VERSION,
+        service.as_bytes(),
+        exec_env.as_bytes(),
+        buildpack.as_bytes(),
+    ] {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    TaskKey::from_bytes(hasher.finalize().into())
+}
+
 /// Writes `<layers_dir>/<name>.toml` with `metadata` as its `[metadata]` and no `[types]`.
 ///
 /// # Errors

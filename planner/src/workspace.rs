@@ -51,6 +51,9 @@ pub struct Workspace {
     pub launcher: bool,
     /// `insecure-registries`: registries (`HOST[:PORT]`) spoken to over plain HTTP.
     pub insecure_registries: Vec<String>,
+    /// `cache`: a registry repository (`docker://HOST/REPO`) that builds read task outputs
+    /// from and push them to (the CLI checks the reference).
+    pub cache: Option<String>,
     /// The default build env, sorted by name.
     pub env: Vec<(String, String)>,
     /// The default service bindings (name, directory), sorted by name.
@@ -111,6 +114,7 @@ struct RawWorkspace {
     launcher: Option<bool>,
     #[serde(default)]
     insecure_registries: Vec<String>,
+    cache: Option<String>,
     #[serde(default)]
     services: Vec<Spanned<String>>,
     #[serde(default)]
@@ -165,6 +169,7 @@ impl Workspace {
             output: None,
             launcher: None,
             insecure_registries: Vec::new(),
+            cache: None,
             services: Vec::new(),
             env: BTreeMap::new(),
             bindings: BTreeMap::new(),
@@ -231,6 +236,7 @@ impl Workspace {
             output: ws.output,
             launcher: ws.launcher.unwrap_or(true),
             insecure_registries: ws.insecure_registries,
+            cache: ws.cache,
             env,
             bindings,
             services: services.into_values().map(|(spec, _)| spec).collect(),

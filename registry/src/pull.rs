@@ -106,6 +106,70 @@ impl Client {
         })
     }
 
+    /// Fetches the manifest each of `references` names, at most [`crate::Options::jobs`]
+    /// requests in flight, so that probing many tags (a cache's keys) waits on one round trip
+    /// per batch, not per tag. One result per reference, in order: `Ok(None)` when the
+    /// registry has no such manifest (or repository).
+    pub fn fetch_manifests(
+        &self,
+        references: &[Reference],
+    ) -> Vec<Result<Option<FetchedManifest>, Error>> {
+        self.runtime.block_on(async {
+            stream::iter(references)
+                .map(|reference| async move {
+                    let session = self
+                        .session(reference, &format!("manifest {}", reference.target()))
+                        .await?;
+                    match self.get_manifest(&session).await {
+                        Ok((bytes, digest)) => {
+                            let parsed = parse(&session, &digest, &bytes)?;
+                            Ok(Some(FetchedManifest {
+                                descriptor: descriptor(&parsed, digest, bytes.len()),
+                                bytes,
+                            }))
+                        }
+                        Err(Error::NotFound { .. }) => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                })
+                .buffered(self.options.jobs.max(1))
+                .collect()
+                .await
+        })
+    }
+
+    /// Downloads each of `descriptors` from `repository` into `blobs` (those not there
+    /// already), verified, at most [`crate::Options::jobs`] at once, each with its own
+    /// result in order (the bytes downloaded, 0 for one present): one bad blob fails only
+    /// itself, not the others.
+    ///
+    /// # Errors
+    /// Only when no request can be made (credentials); each blob's failure is its result.
+    pub fn pull_blobs_each(
+        &self,
+        repository: &Reference,
+        descriptors: &[Descriptor],
+        blobs: &BlobDir,
+    ) -> Result<Vec<Result<u64, Error>>, Error> {
+        self.runtime.block_on(async {
+            let session = self.session(repository, "blobs").await?;
+            let session = &session;
+            Ok(stream::iter(descriptors)
+                .map(|d| async move {
+                    if blobs.contains(&d.digest, d.size) {
+                        return Ok(0);
+                    }
+                    self.options
+                        .retry
+                        .run(move || self.download(session, d, blobs))
+                        .await
+                })
+                .buffered(self.options.jobs.max(1))
+                .collect()
+                .await)
+        })
+    }
+
     async fn pull_async(&self, reference: &Reference, blobs: &BlobDir) -> Result<Pulled, Error> {
         let session = self
             .session(reference, &format!("manifest {}", reference.target()))

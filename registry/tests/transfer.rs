@@ -631,3 +631,56 @@ fn a_blob_longer_than_its_descriptor_is_cut_off_and_not_kept() {
         "{names:?}"
     );
 }
+
+#[test]
+fn many_manifests_in_one_batch_and_each_blob_with_its_own_result() {
+    let registry = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = Layout::new(tmp.path().join("src"));
+    let image = layout.image("amd64", &[noise(21, 4096), noise(22, 4096)]);
+    let client = registry.client();
+    for tag in ["one", "two"] {
+        client
+            .push(
+                &layout.blobs(),
+                &image.manifest,
+                &registry.reference(&format!("app:{tag}")),
+                None,
+            )
+            .unwrap();
+    }
+    let refs: Vec<_> = ["one", "missing", "two"]
+        .iter()
+        .map(|tag| registry.reference(&format!("app:{tag}")))
+        .collect();
+    let found = client.fetch_manifests(&refs);
+    assert_eq!(found.len(), 3);
+    for i in [0, 2] {
+        let fetched = found[i].as_ref().unwrap().as_ref().unwrap();
+        assert_eq!(fetched.descriptor.digest, image.manifest.digest);
+        assert_eq!(fetched.bytes, image.manifest_bytes);
+    }
+    assert!(matches!(found[1], Ok(None)), "{:?}", found[1]);
+
+    // One layer gets other bytes behind the registry's back: only it fails, and the other
+    // is downloaded, verified and kept.
+    std::fs::write(registry.blob_data(&image.layers[0].digest), noise(98, 4096)).unwrap();
+    let dir = BlobDir::new(tmp.path().join("pulled"));
+    let results = client
+        .pull_blobs_each(&registry.reference("app"), &image.layers, &dir)
+        .unwrap();
+    assert!(
+        matches!(&results[0], Err(Error::DigestMismatch { digest, .. }) if *digest == image.layers[0].digest),
+        "{results:?}"
+    );
+    assert_eq!(results[1].as_ref().unwrap(), &4096);
+    assert!(!dir.path(&image.layers[0].digest).exists());
+    assert!(dir.contains(&image.layers[1].digest, 4096));
+    // A blob already there is not asked for again.
+    let before = registry.count("GET", "/blobs/");
+    let again = client
+        .pull_blobs_each(&registry.reference("app"), &image.layers[1..], &dir)
+        .unwrap();
+    assert_eq!(again[0].as_ref().unwrap(), &0);
+    assert_eq!(registry.count("GET", "/blobs/"), before);
+}

@@ -1,0 +1,584 @@
+//! The remote task cache in a real registry (Debian's `docker-registry` on loopback, the
+//! registry client's harness): runners with empty stores that share one cache repository.
+//! A second runner runs no buildpack task and gives the same digests, downloading only what
+//! the first pushed and its build uses; `--shard 1/3 … 3/3` cover the monorepo once, and a
+//! fourth runner then runs nothing; a poisoned or truncated blob in the registry is a miss
+//! with a warning, never a wrong image; an opaque buildpack's cache layer made on one runner
+//! is restored on another (at another path).
+
+#![allow(clippy::unwrap_used)] // test code: a panic is a failing test
+
+mod common;
+#[path = "../../registry/tests/support/mod.rs"]
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use common::*;
+use serde_json::Value;
+use support::Registry;
+
+/// A copy of the examples, a registry, and a cache repository in it.
+struct Fixture {
+    examples: ExampleCopy,
+    registry: Registry,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Self {
+            examples: ExampleCopy::new(),
+            registry: Registry::start(),
+        }
+    }
+
+    fn cache(&self) -> String {
+        format!("docker://{}/ci/cache", self.registry.host())
+    }
+
+    /// `strata build monorepo` on the runner `runner` (its own store and output), with
+    /// `extra`; the exit status must be 0. Returns the report and stderr.
+    fn build(&self, runner: &str, extra: &[&str]) -> (Value, String) {
+        let out = self.run(runner, extra);
+        assert_exit(&out, 0);
+        (serde_json::from_slice(&out.stdout).unwrap(), stderr(&out))
+    }
+
+    fn run(&self, runner: &str, extra: &[&str]) -> std::process::Output {
+        let dir = self.examples.path(runner);
+        let (cache, output) = (
+            dir.join("cache"),
+            format!("oci:{}", dir.join("out").display()),
+        );
+        let host = self.registry.host();
+        let mut args = vec![
+            "build",
+            "monorepo",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--output",
+            &output,
+            "--insecure-registry",
+            &host,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        strata(&self.examples.path("examples"), &args)
+    }
+}
+
+/// The ids of the tasks a report says ran, but the app and image tasks (the exporter's).
+fn buildpack_tasks_ran(report: &Value) -> Vec<String> {
+    report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["status"] == "ran" && t["id"] != "app" && t["id"] != "image")
+        .map(|t| format!("{} {}", t["id"], t["services"]))
+        .collect()
+}
+
+/// `name -> digest` of the services a report built.
+fn digests(report: &Value) -> BTreeMap<String, String> {
+    service_digests(report).into_iter().collect()
+}
+
+/// The digests of the blobs the registry served (`GET …/blobs/sha256:…` answered 200) from
+/// request `from` of its access log on.
+fn blob_gets(registry: &Registry, from: usize) -> Vec<String> {
+    registry.requests()[from..]
+        .iter()
+        .filter(|r| r.starts_with("GET ") && r.contains("/blobs/") && r.ends_with(" 200"))
+        .map(|r| {
+            r.split("/blobs/")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// The blobs the action entries of `store` name, and among them those that are no launch
+/// layer (what an image has): build-only and cache-only layers, SBOM files, app changes.
+fn entry_blobs(store: &Path) -> (BTreeSet<String>, BTreeSet<String>) {
+    let (mut all, mut other) = (BTreeSet::new(), BTreeSet::new());
+    for shard in std::fs::read_dir(store.join("actions")).unwrap() {
+        for file in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+            let entry: Value =
+                serde_json::from_slice(&std::fs::read(file.unwrap().path()).unwrap()).unwrap();
+            for blob in entry["blobs"].as_array().unwrap() {
+                all.insert(blob["digest"].as_str().unwrap().to_owned());
+            }
+            let payload = &entry["payload"];
+            for layer in payload["layers"].as_array().into_iter().flatten() {
+                if layer["types"]["launch"] != true
+                    && let Some(digest) = layer["blob"]["digest"].as_str()
+                {
+                    other.insert(digest.to_owned());
+                }
+            }
+            for sbom in payload["sbom"].as_array().into_iter().flatten() {
+                other.insert(sbom["blob"]["digest"].as_str().unwrap().to_owned());
+            }
+            if let Some(digest) = payload["change"]["tar"]["digest"].as_str() {
+                other.insert(digest.to_owned());
+            }
+        }
+    }
+    (all, other)
+}
+
+/// Every blob an OCI layout has.
+fn layout_blobs(layout: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| format!("sha256:{}", e.unwrap().file_name().to_string_lossy()))
+        .collect()
+}
+
+#[test]
+fn a_second_runner_runs_no_buildpack_task_and_downloads_only_what_it_uses() {
+    let fx = Fixture::new();
+    let cache = fx.cache();
+    let (a, _) = fx.build("a", &["--cache-to", &cache]);
+    let ran_a = buildpack_tasks_ran(&a);
+    assert!(!ran_a.is_empty());
+    let pushed = &a["remote_cache"]["pushed"];
+    assert_eq!(
+        pushed["entries"].as_u64().unwrap(),
+        ran_a.len() as u64,
+        "{pushed}"
+    );
+    assert!(pushed["uploaded"].as_u64().unwrap() > 0, "{pushed}");
+
+    let before = fx.registry.requests().len();
+    let (b, warnings) = fx.build("b", &["--cache-from", &cache]);
+    assert_eq!(buildpack_tasks_ran(&b), Vec::<String>::new(), "{warnings}");
+    assert_eq!(digests(&a), digests(&b));
+    assert_eq!(
+        b["remote_cache"]["fetched"].as_u64().unwrap(),
+        ran_a.len() as u64
+    );
+    assert_eq!(b["remote_cache"]["refused"], 0, "{warnings}");
+    assert!(b["remote_cache"]["pushed"].is_null(), "it only reads");
+
+    // What was downloaded: each blob once; no upload; and every layer blob is one the output
+    // has, or (the one exception) the build-only layer that came whole with its entry.
+    let requests = &fx.registry.requests()[before..];
+    assert!(
+        !requests
+            .iter()
+            .any(|r| r.starts_with("PUT ") || r.starts_with("POST ")),
+        "{requests:#?}"
+    );
+    let gets = blob_gets(&fx.registry, before);
+    let unique: BTreeSet<&String> = gets.iter().collect();
+    assert_eq!(
+        unique.len(),
+        gets.len(),
+        "a blob downloaded twice: {gets:#?}"
+    );
+    let output = layout_blobs(&fx.examples.path("b/out"));
+    let run_image = layout_blobs(&fx.examples.path("examples/run-image/layout"));
+    assert!(
+        unique.iter().all(|d| !run_image.contains(*d)),
+        "run image layers stay local"
+    );
+    // The rest: each fetched entry itself, and blobs that entries name for something else
+    // than an image layer (a build-only or cache-only layer, an SBOM file, an app change),
+    // which come whole with their entry.
+    let (entries, other) = entry_blobs(&fx.examples.path("b/cache/store"));
+    let extra: BTreeSet<&String> = unique
+        .iter()
+        .copied()
+        .filter(|d| !output.contains(*d))
+        .collect();
+    let configs = extra.iter().filter(|d| !other.contains(**d)).count();
+    assert_eq!(configs, ran_a.len(), "one entry per task: {extra:#?}");
+    assert!(
+        extra
+            .iter()
+            .all(|d| other.contains(*d) || !entries.contains(*d)),
+        "{extra:#?}"
+    );
+
+    // A third runner reading the cache again gets the same; the cache stays as it was.
+    let tags_before = fx.registry.count("PUT", "/manifests/");
+    let (c, _) = fx.build("c", &["--cache-from", &cache, "--cache-to", &cache]);
+    assert_eq!(buildpack_tasks_ran(&c), Vec::<String>::new());
+    assert_eq!(digests(&a), digests(&c));
+    assert_eq!(
+        fx.registry.count("PUT", "/manifests/"),
+        tags_before,
+        "nothing ran, nothing pushed"
+    );
+}
+
+#[test]
+fn three_shards_build_each_service_once_and_a_fourth_runner_runs_nothing() {
+    let fx = Fixture::new();
+    let cache = fx.cache();
+    let mut built: Vec<String> = Vec::new();
+    let mut all = BTreeMap::new();
+    for k in 1..=3 {
+        let shard = format!("{k}/3");
+        let plan = strata(
+            &fx.examples.path("examples"),
+            &["plan", "monorepo", "--shard", &shard, "--format", "json"],
+        );
+        assert_exit(&plan, 0);
+        let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
+        assert_eq!(plan["shard"], shard.as_str());
+        let planned: Vec<String> = plan["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_owned())
+            .collect();
+        let (report, _) = fx.build(
+            &format!("shard-{k}"),
+            &[
+                "--shard",
+                &shard,
+                "--cache-from",
+                &cache,
+                "--cache-to",
+                &cache,
+            ],
+        );
+        let names: Vec<String> = digests(&report).into_keys().collect();
+        let mut sorted = planned.clone();
+        sorted.sort();
+        assert_eq!(names, sorted, "the plan says what the shard builds");
+        built.extend(names);
+        all.extend(digests(&report));
+    }
+    built.sort();
+    let every: Vec<String> = {
+        let plan = strata(
+            &fx.examples.path("examples"),
+            &["plan", "monorepo", "--format", "json"],
+        );
+        let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
+        let mut names: Vec<String> = plan["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(built, every, "every service exactly once across the shards");
+
+    // The fourth reads the cache its strata.toml names.
+    let file = fx.examples.path("examples/monorepo/strata.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let text = text.replacen(
+        "[workspace]\n",
+        &format!("[workspace]\ncache = \"{cache}\"\n"),
+        1,
+    );
+    std::fs::write(&file, text).unwrap();
+    let (fourth, warnings) = fx.build("fourth", &[]);
+    assert_eq!(
+        fourth["remote_cache"]["pushed"]["entries"], 0,
+        "nothing ran"
+    );
+    assert_eq!(
+        buildpack_tasks_ran(&fourth),
+        Vec::<String>::new(),
+        "{warnings}"
+    );
+    assert_eq!(digests(&fourth), all);
+}
+
+#[test]
+fn bad_shards_are_usage_errors() {
+    let examples = ExampleCopy::new();
+    for bad in ["0/3", "4/3", "1/0", "junk", "1/3/3"] {
+        let out = strata(
+            &examples.path("examples"),
+            &["plan", "monorepo", "--shard", bad],
+        );
+        assert_exit(&out, 2);
+    }
+    let app = examples.path("examples/apps/hello");
+    let out = strata(
+        &examples.path("examples"),
+        &[
+            "plan",
+            app.to_str().unwrap(),
+            "--builder",
+            "builder.toml",
+            "--shard",
+            "1/2",
+        ],
+    );
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("--shard needs a workspace"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// The registry's file for blob `digest`.
+fn stored_blob(registry: &Registry, digest: &str) -> PathBuf {
+    registry.blob_data(&digest.parse().unwrap())
+}
+
+#[test]
+fn a_poisoned_or_truncated_remote_blob_is_a_miss_with_a_warning_never_a_wrong_image() {
+    let fx = Fixture::new();
+    let cache = fx.cache();
+    let (a, _) = fx.build(
+        "a",
+        &[
+            "--cache-to",
+            &cache,
+            "--service",
+            "api",
+            "--service",
+            "docs",
+        ],
+    );
+    // Two layer blobs the images have (not the run image's): one gets other bytes of the
+    // same size, the other loses its tail.
+    let run_image = layout_blobs(&fx.examples.path("examples/run-image/layout"));
+    let mut layers: Vec<String> = Vec::new();
+    for service in a["services"].as_array().unwrap() {
+        for layer in service["layers"].as_array().unwrap() {
+            let digest = layer["digest"].as_str().unwrap().to_owned();
+            let path = stored_blob(&fx.registry, &digest);
+            if !run_image.contains(&digest) && path.exists() && !layers.contains(&digest) {
+                layers.push(digest);
+            }
+        }
+    }
+    assert!(layers.len() >= 2, "{a}");
+    let poisoned = stored_blob(&fx.registry, &layers[0]);
+    let size = std::fs::read(&poisoned).unwrap().len();
+    std::fs::write(&poisoned, vec![b'x'; size]).unwrap();
+    let truncated = stored_blob(&fx.registry, &layers[1]);
+    let bytes = std::fs::read(&truncated).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+
+    let (b, warnings) = fx.build(
+        "b",
+        &[
+            "--cache-from",
+            &cache,
+            "--service",
+            "api",
+            "--service",
+            "docs",
+        ],
+    );
+    assert_eq!(
+        digests(&a),
+        digests(&b),
+        "the tasks ran again and made the same images"
+    );
+    assert!(
+        b["remote_cache"]["refused"].as_u64().unwrap() >= 2,
+        "{}",
+        b["remote_cache"]
+    );
+    for digest in &layers[..2] {
+        assert!(
+            warnings.contains(digest.as_str()),
+            "no warning names {digest}:\n{warnings}"
+        );
+    }
+    assert!(warnings.contains("its task runs"), "{warnings}");
+    assert!(!buildpack_tasks_ran(&b).is_empty());
+    // What B's store has is good: `cache verify` finds nothing wrong.
+    let verify = strata(
+        fx.examples.tmp.path(),
+        &[
+            "cache",
+            "verify",
+            "--cache-dir",
+            fx.examples.path("b/cache").to_str().unwrap(),
+        ],
+    );
+    assert_exit(&verify, 0);
+}
+
+/// `bin/build` of `t/count`: counts its builds in a `cache = true` layer and records the
+/// count it found in the app (so the image says what the run started from).
+const COUNT_BUILD: &str = r#"#!/bin/sh
+set -e
+layers="$1"
+n=0
+if [ -f "$layers/counter/count" ]; then n=$(cat "$layers/counter/count"); fi
+echo "found=$n" > /workspace/found.txt
+mkdir -p "$layers/counter"
+echo $((n + 1)) > "$layers/counter/count"
+printf '[types]\ncache = true\n' > "$layers/counter.toml"
+"#;
+
+/// A workspace with one service, `web`, built by the opaque buildpack `t/count`.
+fn count_workspace(root: &Path, text: &str) -> PathBuf {
+    let bp = root.join("bp");
+    std::fs::create_dir_all(bp.join("bin")).unwrap();
+    std::fs::write(
+        bp.join("buildpack.toml"),
+        "api = \"0.10\"\n[buildpack]\nid = \"t/count\"\nversion = \"1\"\n",
+    )
+    .unwrap();
+    for (name, body) in [("detect", "#!/bin/sh\nexit 0\n"), ("build", COUNT_BUILD)] {
+        let path = bp.join("bin").join(name);
+        std::fs::write(&path, body).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
+    let ws = root.join("ws");
+    std::fs::create_dir_all(ws.join("services/web")).unwrap();
+    std::fs::write(
+        ws.join("strata.toml"),
+        "[workspace]\nservices = [\"services/*\"]\n",
+    )
+    .unwrap();
+    std::fs::write(ws.join("services/web/index.txt"), text).unwrap();
+    date_in_the_past(root);
+    ws
+}
+
+#[test]
+fn a_cache_layer_made_on_one_runner_is_restored_on_another() {
+    let registry = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = format!("docker://{}/ci/cache", registry.host());
+    let host = registry.host();
+    let build = |runner: &str, text: &str, flags: &[&str]| {
+        let root = tmp.path().join(runner);
+        let ws = count_workspace(&root, text);
+        let output = format!("oci:{}", root.join("out").display());
+        let store = root.join("cache");
+        let bp = root.join("bp");
+        let mut args = vec![
+            "build",
+            ws.to_str().unwrap(),
+            "--buildpack",
+            bp.to_str().unwrap(),
+            "--cache-dir",
+            store.to_str().unwrap(),
+            "--output",
+            &output,
+            "--insecure-registry",
+            &host,
+            "--json",
+        ];
+        args.extend_from_slice(flags);
+        let out = strata(tmp.path(), &args);
+        assert_exit(&out, 0);
+        let bundle = root.join("bundle");
+        tool(
+            "umoci",
+            &[
+                "unpack",
+                "--image",
+                &format!("{}:web", root.join("out").display()),
+                bundle.to_str().unwrap(),
+            ],
+        );
+        std::fs::read_to_string(bundle.join("rootfs/workspace/found.txt")).unwrap()
+    };
+    assert_eq!(build("a", "v1", &["--cache-to", &cache]), "found=0\n");
+    // Runner B, at another path, with a changed app: the buildpack runs again and starts
+    // from A's cache layer.
+    assert_eq!(
+        build("b", "v2", &["--cache-from", &cache, "--cache-to", &cache]),
+        "found=1\n"
+    );
+    // And C from B's, which B pushed.
+    assert_eq!(build("c", "v3", &["--cache-from", &cache]), "found=2\n");
+    // Without the cache, a fresh runner starts cold.
+    assert_eq!(build("d", "v4", &[]), "found=0\n");
+}
+
+#[test]
+fn a_cache_that_cannot_be_reached_is_one_warning_and_the_build_goes_on() {
+    let mut registry = Registry::start();
+    let cache = format!("docker://{}/ci/cache", registry.host());
+    let host = registry.host();
+    registry.stop();
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = count_workspace(tmp.path(), "v1");
+    let output = format!("oci:{}", tmp.path().join("out").display());
+    let (bp, store) = (tmp.path().join("bp"), tmp.path().join("cache"));
+    let out = strata(
+        tmp.path(),
+        &[
+            "build",
+            ws.to_str().unwrap(),
+            "--buildpack",
+            bp.to_str().unwrap(),
+            "--cache-dir",
+            store.to_str().unwrap(),
+            "--output",
+            &output,
+            "--insecure-registry",
+            &host,
+            "--cache-from",
+            &cache,
+            "--cache-to",
+            &cache,
+            "--json",
+        ],
+    );
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    assert_eq!(err.matches("cannot be read").count(), 1, "{err}");
+    assert!(err.contains("was not updated"), "{err}");
+}
+
+#[test]
+fn a_task_cut_off_after_a_need_ran_is_asked_of_the_remote_too() {
+    let fx = Fixture::new();
+    let cache = fx.cache();
+    let only = ["--service", "api", "--service", "auth"];
+    let mut flags = vec!["--cache-to", cache.as_str()];
+    flags.extend(only);
+    fx.build("a", &flags);
+    // The same runtime version, spelled with a blank line: the greeter layer's key changes
+    // (its input did), its output does not (the script trims it). So the layers that need it
+    // are keyed only once it ran, and then found in the remote cache.
+    for service in ["api", "auth"] {
+        let file = fx.examples.path(&format!(
+            "examples/monorepo/services/{service}/.runtime-version"
+        ));
+        std::fs::write(&file, "1.2\n\n").unwrap();
+        date_in_the_past(&file);
+    }
+    let mut flags = vec!["--cache-from", cache.as_str()];
+    flags.extend(only);
+    let (b, warnings) = fx.build("b", &flags);
+    // The greeter layer runs, and each Procfile build (it reads the whole app); not the
+    // phrases layer that needs the greeter.
+    let ran = buildpack_tasks_ran(&b);
+    assert_eq!(ran.len(), 3, "{ran:?}\n{warnings}");
+    assert!(
+        ran.iter().any(|t| t.contains("examples/runtime:greeter")),
+        "{ran:?}"
+    );
+    assert!(ran.iter().all(|t| !t.contains("phrases")), "{ran:?}");
+    // The phrases layer, keyed only once the greeter came out as before, was not in this
+    // empty store: it came from the remote cache, asked for on its own.
+    let phrases: Vec<&Value> = b["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["id"] == "examples/runtime:phrases")
+        .collect();
+    assert!(!phrases.is_empty(), "{:#?}", b["tasks"]);
+    for task in phrases {
+        assert_eq!(task["status"], "cached", "{task:#?}");
+    }
+}
