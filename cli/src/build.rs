@@ -72,6 +72,36 @@ pub(crate) struct BuildConfig {
     cache_to: Option<strata_registry::Reference>,
 }
 
+/// The key images are signed with (`--sign-key`): none for an archive, which cannot carry
+/// signatures.
+fn sign_key(
+    args: &BuildArgs,
+    publish: Option<&Publish>,
+) -> Result<Option<strata_exporter::signing::SigningKey>, CliError> {
+    match &args.sign_key {
+        Some(_) if matches!(publish, Some(Publish::Archive { .. })) => Err(CliError::Usage(
+            "--sign-key: a docker-archive cannot carry signatures; build to a layout or registry"
+                .to_owned(),
+        )),
+        Some(path) => Ok(Some(strata_exporter::signing::SigningKey::from_pem_file(
+            path,
+        )?)),
+        None => Ok(None),
+    }
+}
+
+/// A remote cache named by the flag `name`, else by `cache` in strata.toml.
+fn cache_ref(
+    flag: Option<&str>,
+    name: &str,
+    file: Option<&str>,
+) -> Result<Option<strata_registry::Reference>, CliError> {
+    flag.map(|text| (text, name))
+        .or_else(|| file.map(|text| (text, "cache in strata.toml")))
+        .map(|(text, what)| parse_cache_ref(text, what))
+        .transpose()
+}
+
 impl BuildConfig {
     pub(crate) fn from_args(args: &BuildArgs) -> Result<Self, CliError> {
         let input = InputConfig::from_args(&args.input)?;
@@ -127,30 +157,10 @@ impl BuildConfig {
             validate_tag(tag)?;
         }
         check_output(&layout)?;
-        let sign_key = match &args.sign_key {
-            Some(_) if matches!(publish, Some(Publish::Archive { .. })) => {
-                return Err(CliError::Usage(
-                    "--sign-key: a docker-archive cannot carry signatures; build to a layout or registry".to_owned(),
-                ));
-            }
-            Some(path) => Some(strata_exporter::signing::SigningKey::from_pem_file(path)?),
-            None => None,
-        };
-        let file_cache = input.workspace.as_ref().and_then(|ws| ws.cache.clone());
-        let cache_ref = |flag: &Option<String>, name: &str| {
-            let from_file = || {
-                file_cache
-                    .as_ref()
-                    .map(|text| (text, "cache in strata.toml"))
-            };
-            flag.as_ref()
-                .map(|text| (text, name))
-                .or_else(from_file)
-                .map(|(text, what)| parse_cache_ref(text, what))
-                .transpose()
-        };
-        let cache_from = cache_ref(&args.cache_from, "--cache-from")?;
-        let cache_to = cache_ref(&args.cache_to, "--cache-to")?;
+        let sign_key = sign_key(args, publish.as_ref())?;
+        let file_cache = input.workspace.as_ref().and_then(|ws| ws.cache.as_deref());
+        let cache_from = cache_ref(args.cache_from.as_deref(), "--cache-from", file_cache)?;
+        let cache_to = cache_ref(args.cache_to.as_deref(), "--cache-to", file_cache)?;
         if publish.is_some()
             && let Some(parent) = layout.parent()
         {
