@@ -621,7 +621,10 @@ fn an_entry_recording_a_wrong_diff_id_is_a_miss_with_a_warning_never_a_wrong_ima
         let tag = format!("k-{key}");
         let reference =
             strata_registry::Reference::with_tag(&fx.registry.host(), "ci/cache", &tag).unwrap();
-        let Some(Ok(Some(fetched))) = client.fetch_manifests(&[reference.clone()]).pop() else {
+        let Some(Ok(Some(fetched))) = client
+            .fetch_manifests(std::slice::from_ref(&reference))
+            .pop()
+        else {
             continue;
         };
         let mut manifest: Value = serde_json::from_slice(&fetched.bytes).unwrap();
