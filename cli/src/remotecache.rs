@@ -31,9 +31,10 @@
 //!
 //! A cache entry comes from another machine: outside input. What is fetched is verified
 //! before the store sees it (every blob against its digest and size, the entry against the
-//! key it was asked for, its blobs against the manifest's), then written through the store,
-//! which checks it as it checks its own (and the task cache refuses a payload whose names or
-//! paths are not plain, or whose settings differ). A refused entry is a miss with a warning:
+//! key it was asked for, its blobs against the manifest's, each layer blob's tar against the
+//! diffID the entry records for it, which the image config will list), then written through
+//! the store, which checks it as it checks its own (and the task cache refuses a payload
+//! whose names or paths are not plain, or whose settings differ). A refused entry is a miss with a warning:
 //! the task runs. Whoever can push to the cache repository can still give a task any output
 //! that passes these checks; give CI runners write access, and pull requests read access.
 
@@ -41,9 +42,12 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use strata_engine::remote::{Fetched, Prefetched, RemoteCache};
 use strata_engine::store::{ActionEntry, BlobRef, Store};
+use strata_exporter::diffid::{self, RecordedBlob};
+use strata_exporter::taskcache;
 use strata_planner::TaskKey;
 use strata_registry::{BlobDir, Client, Descriptor, Digest, PushReport, Reference};
 
@@ -287,6 +291,7 @@ impl<'a> RegistryCache<'a> {
         };
         self.entries(&blobs, &mut incoming, &mut fetched);
         let failed = self.blobs(store, &blobs, &incoming, &mut fetched);
+        check_diff_ids(store, &mut incoming, &failed);
         let keys = incoming
             .into_iter()
             .map(|item| commit(store, item, &failed, &mut fetched))
@@ -635,6 +640,46 @@ fn commit(
     }
     fetched.hits.push(key);
     Some(key)
+}
+
+/// Refuses each entry that came in whole but names a layer blob whose tar is not the diffID
+/// the entry records for it (the image config would not match its layers). Each blob is
+/// read once, the blobs at once.
+fn check_diff_ids(store: &Store, incoming: &mut [Incoming], failed: &[(String, String)]) {
+    let whole = |item: &Incoming| {
+        item.refused.is_none()
+            && item.entry.as_ref().is_some_and(|(_, entry)| {
+                entry
+                    .blobs
+                    .iter()
+                    .all(|b| failed.iter().all(|(d, _)| *d != b.digest))
+            })
+    };
+    let recorded: Vec<Vec<RecordedBlob>> = incoming
+        .iter()
+        .map(|item| match &item.entry {
+            Some((_, entry)) if whole(item) => taskcache::recorded_blobs(&entry.payload),
+            _ => Vec::new(),
+        })
+        .collect();
+    let mut unique: Vec<&RecordedBlob> = recorded.iter().flatten().collect();
+    unique.sort_unstable_by(|a, b| (&a.digest, &a.diff_id).cmp(&(&b.digest, &b.diff_id)));
+    unique.dedup();
+    let bad: Vec<(&RecordedBlob, String)> = unique
+        .into_par_iter()
+        .filter_map(|blob| {
+            let checked = store
+                .blob_path(&blob.digest)
+                .map_err(|e| with_causes(&e))
+                .and_then(|path| diffid::check(&path, blob).map_err(|e| with_causes(&e)));
+            checked.err().map(|why| (blob, why))
+        })
+        .collect();
+    for (item, recorded) in incoming.iter_mut().zip(&recorded) {
+        if let Some((blob, why)) = bad.iter().find(|(b, _)| recorded.contains(b)) {
+            item.refused = Some(format!("blob {}: {why}", blob.digest));
+        }
+    }
 }
 
 /// The store's blob directory.

@@ -582,3 +582,112 @@ fn a_task_cut_off_after_a_need_ran_is_asked_of_the_remote_too() {
         assert_eq!(task["status"], "cached", "{task:#?}");
     }
 }
+
+/// `sha256:<hex>` of `bytes`.
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{:x}", sha2::Sha256::digest(bytes))
+}
+
+#[test]
+fn an_entry_recording_a_wrong_diff_id_is_a_miss_with_a_warning_never_a_wrong_image() {
+    let fx = Fixture::new();
+    let cache = fx.cache();
+    let only = ["--service", "api"];
+    let mut flags = vec!["--cache-to", cache.as_str()];
+    flags.extend(only);
+    let (a, _) = fx.build("a", &flags);
+    let image_layers: BTreeSet<String> = a["services"][0]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_owned())
+        .collect();
+
+    // An entry A pushed with a compressed launch layer: its config (the entry) gets another
+    // diffID for that layer, and a manifest naming the new config goes under its tag. Every
+    // digest and size still matches; only the diffID is false.
+    let client = fx.registry.client();
+    let keys: Vec<String> = std::fs::read_dir(fx.examples.path("a/cache/store/actions"))
+        .unwrap()
+        .flat_map(|shard| std::fs::read_dir(shard.unwrap().path()).unwrap())
+        .map(|f| {
+            let path = f.unwrap().path();
+            path.file_stem().unwrap().to_string_lossy().into_owned()
+        })
+        .collect();
+    let mut forged = None;
+    for key in &keys {
+        let tag = format!("k-{key}");
+        let reference =
+            strata_registry::Reference::with_tag(&fx.registry.host(), "ci/cache", &tag).unwrap();
+        let Some(Ok(Some(fetched))) = client
+            .fetch_manifests(std::slice::from_ref(&reference))
+            .pop()
+        else {
+            continue;
+        };
+        let mut manifest: Value = serde_json::from_slice(&fetched.bytes).unwrap();
+        let config = manifest["config"]["digest"].as_str().unwrap().to_owned();
+        let mut entry: Value =
+            serde_json::from_slice(&std::fs::read(stored_blob(&fx.registry, &config)).unwrap())
+                .unwrap();
+        let Some(blob) = entry["payload"]["layers"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l.get_mut("blob"))
+            .find(|b| {
+                b["compression"] != "none"
+                    && image_layers.contains(b["digest"].as_str().unwrap_or_default())
+            })
+        else {
+            continue;
+        };
+        blob["diff_id"] = Value::from(sha256(b"another tar"));
+        let digest = blob["digest"].as_str().unwrap().to_owned();
+        let layout = support::Layout::new(fx.examples.tmp.path().join("forged"));
+        for layer in manifest["layers"].as_array().unwrap() {
+            let d = layer["digest"].as_str().unwrap();
+            std::fs::copy(
+                stored_blob(&fx.registry, d),
+                layout.blobs().path(&d.parse().unwrap()),
+            )
+            .unwrap();
+        }
+        let config = layout.add(
+            &serde_json::to_vec(&entry).unwrap(),
+            "application/vnd.strata.cache.entry.v1+json",
+        );
+        manifest["config"]["digest"] = Value::from(config.digest.to_string());
+        manifest["config"]["size"] = Value::from(config.size);
+        let root = layout.add(
+            &serde_json::to_vec(&manifest).unwrap(),
+            "application/vnd.oci.image.manifest.v1+json",
+        );
+        client
+            .push(&layout.blobs(), &root, &reference, None)
+            .unwrap();
+        forged = Some((tag, digest));
+        break;
+    }
+    let (tag, digest) = forged.expect("an entry with a compressed image layer");
+
+    let mut flags = vec!["--cache-from", cache.as_str()];
+    flags.extend(only);
+    let (b, warnings) = fx.build("b", &flags);
+    assert_eq!(
+        digests(&a),
+        digests(&b),
+        "the task ran again and made the same image"
+    );
+    let warning = warnings
+        .lines()
+        .find(|l| l.contains(&tag))
+        .unwrap_or_else(|| panic!("no warning names {tag}:\n{warnings}"));
+    assert!(warning.contains(&digest), "{warning}");
+    assert!(warning.contains("diffID"), "{warning}");
+    assert!(warning.contains("its task runs"), "{warning}");
+    assert_eq!(b["remote_cache"]["refused"], 1, "{}", b["remote_cache"]);
+    assert_eq!(buildpack_tasks_ran(&b).len(), 1, "{warnings}");
+}

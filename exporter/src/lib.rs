@@ -11,6 +11,7 @@ pub mod builderimage;
 pub mod builderlabels;
 mod buildermodules;
 pub mod builduser;
+pub mod diffid;
 pub mod dockerarchive;
 pub mod dsse;
 pub mod fleet;

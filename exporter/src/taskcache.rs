@@ -91,6 +91,35 @@ impl StoredChange {
     }
 }
 
+/// The layer blobs an entry's payload names with a diffID (each layer's, the app change's),
+/// each once, to check against their content ([`crate::diffid::check`]) when the entry comes
+/// from elsewhere. A payload that is not a task output names none: the task cache never
+/// uses it either.
+#[must_use]
+pub fn recorded_blobs(payload: &serde_json::Value) -> Vec<crate::diffid::RecordedBlob> {
+    let Ok(payload) = Payload::deserialize(payload) else {
+        return Vec::new();
+    };
+    let change = payload.change.iter().flat_map(|c| &c.tar);
+    let mut out: Vec<crate::diffid::RecordedBlob> = Vec::new();
+    for blob in payload
+        .layers
+        .iter()
+        .filter_map(|l| l.blob.as_ref())
+        .chain(change)
+    {
+        let recorded = crate::diffid::RecordedBlob {
+            digest: blob.digest.clone(),
+            diff_id: blob.diff_id.clone(),
+            compression: blob.compression,
+        };
+        if !out.contains(&recorded) {
+            out.push(recorded);
+        }
+    }
+    out
+}
+
 /// The task outputs a [`Store`] has, as a plan's statuses ask for them.
 pub struct StoredOutputs<'a>(pub &'a Store);
 
