@@ -35,7 +35,7 @@ use strata_exporter::taskcache::StoreCache;
 use strata_planner::{Records, TaskKey};
 
 use crate::args::{BuildArgs, CompressionArg};
-use crate::config::InputConfig;
+use crate::config::{InputConfig, registry_repository};
 use crate::error::CliError;
 use crate::prepare::{Prepared, PreparedService, detect_warnings, prepare};
 use crate::profile::Profile;
@@ -161,20 +161,6 @@ impl BuildConfig {
             None => format!("oci:{}:{}", self.layout.display(), self.tags[index]),
         }
     }
-}
-
-/// The registry repository (`HOST/REPO`) of a run image recorded by its registry name; `None`
-/// for a layout (`oci:…`).
-fn registry_repository(name: &str) -> Option<String> {
-    if name.starts_with("oci:") {
-        return None;
-    }
-    let reference = strata_registry::Reference::parse(name).ok()?;
-    Some(format!(
-        "{}/{}",
-        reference.registry(),
-        reference.repository()
-    ))
 }
 
 /// The CNB user of a service's run image.

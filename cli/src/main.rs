@@ -16,6 +16,7 @@ mod profile;
 mod progress;
 mod publish;
 mod rebase;
+mod registryrebase;
 mod report;
 mod signals;
 mod uptodate;
