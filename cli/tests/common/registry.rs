@@ -115,6 +115,7 @@ pub fn platform_index_layout(root: &Path, archs: &[&str]) -> (PathBuf, String) {
 pub struct CutProxy {
     pub port: u16,
     down: Arc<AtomicBool>,
+    armed: Arc<AtomicBool>,
 }
 
 impl CutProxy {
@@ -122,8 +123,10 @@ impl CutProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let down = Arc::new(AtomicBool::new(false));
+        let armed = Arc::new(AtomicBool::new(true));
         let created = Arc::new(AtomicUsize::new(0));
         let flag = Arc::clone(&down);
+        let trigger = Arc::clone(&armed);
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
@@ -135,18 +138,22 @@ impl CutProxy {
                     continue;
                 };
                 let (flag, created) = (Arc::clone(&flag), Arc::clone(&created));
-                std::thread::spawn(move || relay(client, server, &flag, &created, cut_after));
+                let armed = Arc::clone(&trigger);
+                std::thread::spawn(move || {
+                    relay(client, server, &flag, &armed, &created, cut_after);
+                });
             }
         });
-        Self { port, down }
+        Self { port, down, armed }
     }
 
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// Back up: connections are relayed again (the count of uploads is not reset).
+    /// Back up for good: connections are relayed again and never cut.
     pub fn up(&self) {
+        self.armed.store(false, Ordering::SeqCst);
         self.down.store(false, Ordering::SeqCst);
     }
 
@@ -159,7 +166,8 @@ fn relay(
     client: TcpStream,
     server: TcpStream,
     down: &Arc<AtomicBool>,
-    created: &Arc<AtomicUsize>,
+    armed: &AtomicBool,
+    created: &AtomicUsize,
     cut_after: usize,
 ) {
     let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
@@ -191,7 +199,8 @@ fn relay(
         let _ = c_write.write_all(&buf[..n]);
         let chunk = String::from_utf8_lossy(&buf[..n]);
         // A finished blob upload: `201 Created` with the blob's location.
-        if chunk.starts_with("HTTP/1.1 201")
+        if armed.load(Ordering::SeqCst)
+            && chunk.starts_with("HTTP/1.1 201")
             && chunk.contains("/blobs/sha256:")
             && created.fetch_add(1, Ordering::SeqCst) + 1 >= cut_after
         {
