@@ -112,37 +112,8 @@ impl RebaseConfig {
             ));
         }
         // Every reference is checked before anything is read.
+        let (picks, registry) = sort_references(&named, &args.all)?;
         let here = std::path::Path::new(".");
-        let mut picks: Vec<(PathBuf, Option<String>)> = Vec::new();
-        let mut registry = RegistryBatch::default();
-        for image in &named {
-            match Location::parse(image, here)? {
-                Location::Layout(ImageRef::OciLayout { dir, tag }) => picks.push((dir, Some(tag))),
-                Location::Registry(reference) => registry.images.push(by_tag(reference)),
-                Location::Archive { .. } => {
-                    return Err(CliError::Usage(format!(
-                        "{image}: a docker-archive cannot be rebased in place; rebase oci:DIR:TAG or docker://HOST/REPO:TAG"
-                    )));
-                }
-            }
-        }
-        for all in &args.all {
-            if let Some(rest) = all.strip_prefix("docker://") {
-                let repository = Reference::parse(rest)
-                    .ok()
-                    .filter(|r| r.tag().is_none() && r.digest().is_none())
-                    .ok_or_else(|| {
-                        CliError::Usage(format!(
-                            "--all {all}: expected docker://HOST/REPO, a repository without a tag"
-                        ))
-                    })?;
-                registry.all.push(repository);
-                continue;
-            }
-            let dir = layout_arg(all)?;
-            Layout::open(&dir).map_err(|e| CliError::Usage(format!("--all {all}: {e}")))?;
-            picks.push((dir, None));
-        }
 
         // The new base's layers are decompressed and hashed once; the proof is kept in the
         // store, so a nightly rebase onto the same run image reads only manifests and
@@ -214,6 +185,49 @@ impl RebaseConfig {
             },
         })
     }
+}
+
+/// A layout directory and a tag in it, or `None` for every image of it (`--all`).
+type LayoutPick = (PathBuf, Option<String>);
+
+/// The images to rebase by where they are: layout directories (with a tag, or `None` for
+/// `--all`) and registry images.
+fn sort_references(
+    named: &[String],
+    all: &[String],
+) -> Result<(Vec<LayoutPick>, RegistryBatch), CliError> {
+    let here = std::path::Path::new(".");
+    let mut picks: Vec<LayoutPick> = Vec::new();
+    let mut registry = RegistryBatch::default();
+    for image in named {
+        match Location::parse(image, here)? {
+            Location::Layout(ImageRef::OciLayout { dir, tag }) => picks.push((dir, Some(tag))),
+            Location::Registry(reference) => registry.images.push(by_tag(reference)),
+            Location::Archive { .. } => {
+                return Err(CliError::Usage(format!(
+                    "{image}: a docker-archive cannot be rebased in place; rebase oci:DIR:TAG or docker://HOST/REPO:TAG"
+                )));
+            }
+        }
+    }
+    for all in all {
+        if let Some(rest) = all.strip_prefix("docker://") {
+            let repository = Reference::parse(rest)
+                .ok()
+                .filter(|r| r.tag().is_none() && r.digest().is_none())
+                .ok_or_else(|| {
+                    CliError::Usage(format!(
+                        "--all {all}: expected docker://HOST/REPO, a repository without a tag"
+                    ))
+                })?;
+            registry.all.push(repository);
+            continue;
+        }
+        let dir = layout_arg(all)?;
+        Layout::open(&dir).map_err(|e| CliError::Usage(format!("--all {all}: {e}")))?;
+        picks.push((dir, None));
+    }
+    Ok((picks, registry))
 }
 
 /// A registry image named without tag or digest means `latest`, as for a pull.

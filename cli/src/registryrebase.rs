@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::str::FromStr as _;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use oci_spec::image::{Descriptor, Digest as OciDigest, ImageConfiguration, ImageManifest};
 use rayon::prelude::*;
@@ -84,7 +84,7 @@ pub(crate) fn rebase_registry(
         .par_iter()
         .map(|(reference, named)| examine(client, &blobs, reference, *named, base.base, options))
         .collect();
-    let mut to_write: Vec<(usize, Reference, Rebased)> = Vec::new();
+    let mut to_write: Vec<ToWrite> = Vec::new();
     let offset = images.len();
     for (i, ((result, rebased), (reference, _))) in
         examined.into_iter().zip(&candidates).enumerate()
@@ -100,7 +100,7 @@ pub(crate) fn rebase_registry(
         manifests: 0,
     };
     if !dry_run && !to_write.is_empty() {
-        write(client, &blobs, base, &mut result, to_write);
+        write(client, &blobs, base, &mut result, &to_write);
     }
     result
 }
@@ -261,120 +261,46 @@ fn oci_digest(text: &str) -> Result<OciDigest, RebaseErrorKind> {
     OciDigest::from_str(text).map_err(|e| RebaseErrorKind::Spec(e.to_string()))
 }
 
+/// One image to write: its index in the results, its reference, its rebased blobs.
+type ToWrite = (usize, Reference, Rebased);
+
+fn fail(images: &mut [ImageResult], i: usize, kind: RebaseErrorKind) {
+    images[i].outcome = Err(RebaseError {
+        image: images[i].image.clone(),
+        kind,
+    });
+}
+
 /// Steps 2 and 3.
 fn write(
     client: &Client,
     blobs: &BlobDir,
     base: &RegistryBase<'_>,
     result: &mut RegistryResult,
-    to_write: Vec<(usize, Reference, Rebased)>,
+    to_write: &[ToWrite],
 ) {
-    let fail = |images: &mut [ImageResult], i: usize, kind: RebaseErrorKind| {
-        images[i].outcome = Err(RebaseError {
-            image: images[i].image.clone(),
-            kind,
-        });
-    };
     // The blobs go into the scratch directory first, one thread, so that no push reads a
     // file being written: the run image's layers (linked to where they are), every config.
-    if let Err(e) = stage(blobs, base.base, &to_write) {
-        let e = Arc::new(e);
-        for (i, _, _) in &to_write {
+    if let Err(e) = stage(blobs, base.base, to_write) {
+        let source: Arc<dyn std::error::Error + Send + Sync> = Arc::new(e);
+        let what = format!(
+            "cannot stage the blobs to push in {}",
+            blobs.dir().display()
+        );
+        for (i, _, _) in to_write {
+            let (what, source) = (what.clone(), Arc::clone(&source));
             fail(
                 &mut result.images,
                 *i,
-                RebaseErrorKind::Registry {
-                    what: format!(
-                        "cannot stage the blobs to push in {}",
-                        blobs.dir().display()
-                    ),
-                    source: e.clone(),
-                },
+                RebaseErrorKind::Registry { what, source },
             );
         }
         return;
     }
-    let layers: Vec<strata_registry::Descriptor> = base
-        .base
-        .image
-        .layers
-        .iter()
-        .filter_map(|l| registry_descriptor(&l.descriptor).ok())
-        .collect();
-
-    let mut repositories: BTreeMap<String, Vec<&(usize, Reference, Rebased)>> = BTreeMap::new();
-    for item in &to_write {
-        let repository = format!("{}/{}", item.1.registry(), item.1.repository());
-        repositories.entry(repository).or_default().push(item);
-    }
-    let totals = Mutex::new(PushReport::default());
-    let pushed: Vec<(Vec<usize>, Option<RebaseErrorKind>)> = repositories
-        .par_iter()
-        .map(|(repository, items)| {
-            let configs: Vec<strata_registry::Descriptor> = items
-                .iter()
-                .filter_map(|(_, _, rebased)| registry_descriptor(&rebased.config).ok())
-                .collect();
-            let indices = items.iter().map(|(i, _, _)| *i).collect();
-            let target = &items[0].1;
-            // The layers may be mounted from the run image's repository; the configs are new.
-            let pushed = client
-                .push_blobs(blobs, &layers, target, base.source)
-                .and_then(|layers| {
-                    let configs = client.push_blobs(blobs, &configs, target, None)?;
-                    Ok([layers, configs])
-                });
-            match pushed {
-                Ok(reports) => {
-                    let mut totals = totals
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    for report in reports {
-                        totals.uploaded += report.uploaded;
-                        totals.mounted += report.mounted;
-                        totals.skipped += report.skipped;
-                        totals.bytes += report.bytes;
-                    }
-                    (indices, None)
-                }
-                Err(e) => (
-                    indices,
-                    Some(registry_error(
-                        format!(
-                            "cannot push the new run image's layers and the rebased config to docker://{repository}"
-                        ),
-                        e,
-                    )),
-                ),
-            }
-        })
-        .collect();
-    result.blobs = totals
-        .into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut failed_repository = HashSet::new();
-    for (indices, error) in pushed {
-        if let Some(error) = error {
-            let RebaseErrorKind::Registry { what, source } = error else {
-                continue;
-            };
-            for i in indices {
-                failed_repository.insert(i);
-                fail(
-                    &mut result.images,
-                    i,
-                    RebaseErrorKind::Registry {
-                        what: what.clone(),
-                        source: source.clone(),
-                    },
-                );
-            }
-        }
-    }
-
+    let failed = push_blobs(client, blobs, base, result, to_write);
     let retagged: Vec<(usize, Option<RebaseErrorKind>)> = to_write
         .par_iter()
-        .filter(|(i, _, _)| !failed_repository.contains(i))
+        .filter(|(i, _, _)| !failed.contains(i))
         .map(|(i, reference, rebased)| {
             let read = result.images[*i].old_digest.clone().unwrap_or_default();
             (*i, retag(client, reference, rebased, &read).err())
@@ -388,13 +314,95 @@ fn write(
     }
 }
 
+/// The images of one repository, and what pushing their blobs gave.
+type RepositoryPush = (Vec<usize>, Result<[PushReport; 2], RebaseErrorKind>);
+
+/// Step 2: per repository, in parallel, the run image's layers (mountable from its own
+/// repository) and the rebased configs. Returns the images whose repository failed (their
+/// results say why).
+fn push_blobs(
+    client: &Client,
+    blobs: &BlobDir,
+    base: &RegistryBase<'_>,
+    result: &mut RegistryResult,
+    to_write: &[ToWrite],
+) -> HashSet<usize> {
+    let layers: Vec<strata_registry::Descriptor> = base
+        .base
+        .image
+        .layers
+        .iter()
+        .filter_map(|l| registry_descriptor(&l.descriptor).ok())
+        .collect();
+    let mut repositories: BTreeMap<String, Vec<&ToWrite>> = BTreeMap::new();
+    for item in to_write {
+        let repository = format!("{}/{}", item.1.registry(), item.1.repository());
+        repositories.entry(repository).or_default().push(item);
+    }
+    let pushed: Vec<RepositoryPush> = repositories
+        .par_iter()
+        .map(|(repository, items)| {
+            let configs: Vec<strata_registry::Descriptor> = items
+                .iter()
+                .filter_map(|(_, _, rebased)| registry_descriptor(&rebased.config).ok())
+                .collect();
+            let target = &items[0].1;
+            let push = |wanted: &[strata_registry::Descriptor], from| {
+                client.push_blobs(blobs, wanted, target, from).map_err(|e| {
+                    registry_error(
+                        format!(
+                            "cannot push the new run image's layers and the rebased config to docker://{repository}"
+                        ),
+                        e,
+                    )
+                })
+            };
+            // The layers may be mounted from the run image's repository; the configs are new.
+            let reports = push(&layers, base.source).and_then(|l| Ok([l, push(&configs, None)?]));
+            (items.iter().map(|(i, _, _)| *i).collect(), reports)
+        })
+        .collect();
+    let mut failed = HashSet::new();
+    for (indices, reports) in pushed {
+        match reports {
+            Ok(reports) => {
+                for report in reports {
+                    result.blobs.uploaded += report.uploaded;
+                    result.blobs.mounted += report.mounted;
+                    result.blobs.skipped += report.skipped;
+                    result.blobs.bytes += report.bytes;
+                }
+            }
+            Err(RebaseErrorKind::Registry { what, source }) => {
+                for i in indices {
+                    failed.insert(i);
+                    let (what, source) = (what.clone(), Arc::clone(&source));
+                    fail(
+                        &mut result.images,
+                        i,
+                        RebaseErrorKind::Registry { what, source },
+                    );
+                }
+            }
+            Err(other) => {
+                let message = other.to_string();
+                for i in indices {
+                    failed.insert(i);
+                    fail(
+                        &mut result.images,
+                        i,
+                        RebaseErrorKind::Spec(message.clone()),
+                    );
+                }
+            }
+        }
+    }
+    failed
+}
+
 /// Puts the run image's layers (symlinks to their blobs) and every rebased config into
 /// `blobs`.
-fn stage(
-    blobs: &BlobDir,
-    base: &NewBase,
-    to_write: &[(usize, Reference, Rebased)],
-) -> std::io::Result<()> {
+fn stage(blobs: &BlobDir, base: &NewBase, to_write: &[ToWrite]) -> std::io::Result<()> {
     std::fs::create_dir_all(blobs.dir())?;
     for layer in &base.image.layers {
         let (Some(file), Ok(d)) = (&layer.blob, registry_descriptor(&layer.descriptor)) else {

@@ -8,8 +8,6 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
 use common::registry::support::{self, Auth, PASSWORD, Registry, skopeo};
 use common::registry::{build, json, platform_index_layout, remote_digest};
 use common::*;

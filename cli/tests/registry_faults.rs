@@ -112,9 +112,9 @@ fn a_tampered_blob_fails_the_pull_or_its_image_alone_and_writes_nothing() {
             &flags,
         ));
     }
-    let patched = common::runimage::RunImageCopy::new(tmp.path(), "patched")
-        .layer("patch", |rootfs| {
-            std::fs::write(rootfs.join("etc/patch"), "1\n").unwrap()
+    let patched =
+        common::runimage::RunImageCopy::new(tmp.path(), "patched").layer("patch", |rootfs| {
+            std::fs::write(rootfs.join("etc/patch"), "1\n").unwrap();
         });
     skopeo(&[
         "copy",

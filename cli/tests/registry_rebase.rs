@@ -8,6 +8,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::Path;
 
 use common::registry::support::{Registry, skopeo};
@@ -84,6 +85,103 @@ fn fleet_blobs<'a>(requests: &'a [String], method: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// `strata rebase` of the fleet onto `run`: s0 by `--all`, s1 and s2 from a list file, s3
+/// tag by tag.
+fn rebase_args(cwd: &Path, host: &str, run: &str, cache: &Path) -> Vec<String> {
+    let list = cwd.join("fleet.txt");
+    let mut text = String::from("# nightly fleet\n\n");
+    for s in ["s1", "s2"] {
+        for t in TAGS {
+            writeln!(text, "docker://{host}/fleet/{s}:{t}").unwrap();
+        }
+    }
+    std::fs::write(&list, text).unwrap();
+    let mut args: Vec<String> = [
+        "rebase",
+        "--run-image",
+        run,
+        "--all",
+        &format!("docker://{host}/fleet/s0"),
+        "--from-file",
+        list.to_str().unwrap(),
+        "--insecure-registry",
+        host,
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--jobs",
+        "4",
+        "--json",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.extend(TAGS.iter().map(|t| format!("docker://{host}/fleet/s3:{t}")));
+    args
+}
+
+/// The hex digest of a descriptor.
+fn hex(descriptor: &Value) -> String {
+    let digest = descriptor["digest"].as_str().unwrap();
+    digest.trim_start_matches("sha256:").to_owned()
+}
+
+/// The hex digests of a list of descriptors.
+fn hexes(descriptors: &Value) -> Vec<String> {
+    descriptors.as_array().unwrap().iter().map(hex).collect()
+}
+
+/// The image `name` records the run image by its registry name and `HOST/REPO@digest`.
+fn assert_records_the_run_image(registry: &Registry, name: &str) {
+    let host = registry.host();
+    let config: Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        "--config",
+        "--tls-verify=false",
+        &format!("docker://{host}/{name}"),
+    ]))
+    .unwrap();
+    let label = &config["config"]["Labels"]["io.buildpacks.lifecycle.metadata"];
+    let lifecycle: Value = serde_json::from_str(label.as_str().unwrap()).unwrap();
+    assert_eq!(
+        lifecycle["runImage"]["image"],
+        format!("{host}/stacks/run:24")
+    );
+    let run = remote_digest(registry, "stacks/run:24");
+    assert_eq!(
+        lifecycle["runImage"]["reference"],
+        format!("{host}/stacks/run@{run}")
+    );
+}
+
+/// In the access log of a rebase of the fleet: the only blobs fetched from the app
+/// repositories are the four configs (the five tags of a service share one), each run image
+/// layer is asked for once per repository, and the new one mounted once per repository.
+fn assert_only_configs_fetched_and_layers_mounted_once(
+    requests: &[String],
+    configs: &[String],
+    run_layers: &[String],
+) {
+    let fetched = fleet_blobs(requests, "GET");
+    assert!(!fetched.is_empty());
+    for digest in &fetched {
+        assert!(
+            configs.iter().any(|c| c == digest),
+            "an app layer was fetched: {digest}"
+        );
+    }
+    for layer in run_layers {
+        let heads = fleet_blobs(requests, "HEAD")
+            .iter()
+            .filter(|d| *d == layer)
+            .count();
+        assert_eq!(heads, 4, "layer {layer}: one HEAD per repository");
+    }
+    let mounts: Vec<&String> = requests
+        .iter()
+        .filter(|r| r.starts_with("POST /v2/fleet/") && r.contains("mount="))
+        .collect();
+    assert_eq!(mounts.len(), 4, "{mounts:#?}");
+}
+
 #[test]
 fn a_fleet_of_20_registry_images_is_rebased_in_place_and_equals_a_rebuild() {
     let registry = Registry::start();
@@ -107,62 +205,14 @@ fn a_fleet_of_20_registry_images_is_rebased_in_place_and_equals_a_rebuild() {
         &patched.reference(),
         &run,
     ]);
-    let run_manifest = remote_manifest(&registry, "stacks/run:24");
-    let run_layers: Vec<String> = run_manifest["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            l["digest"]
-                .as_str()
-                .unwrap()
-                .trim_start_matches("sha256:")
-                .to_owned()
-        })
-        .collect();
+    let run_layers = hexes(&remote_manifest(&registry, "stacks/run:24")["layers"]);
     let configs: Vec<String> = SERVICES
         .iter()
-        .map(|s| {
-            let manifest = remote_manifest(&registry, &format!("fleet/{s}:t0"));
-            manifest["config"]["digest"]
-                .as_str()
-                .unwrap()
-                .trim_start_matches("sha256:")
-                .to_owned()
-        })
+        .map(|s| hex(&remote_manifest(&registry, &format!("fleet/{s}:t0"))["config"]))
         .collect();
 
-    // s0 by --all, s1 and s2 from a list file, s3 tag by tag.
-    let list = cwd.join("fleet.txt");
-    let mut text = String::from("# nightly fleet\n\n");
-    for s in ["s1", "s2"] {
-        for t in TAGS {
-            text.push_str(&format!("docker://{host}/fleet/{s}:{t}\n"));
-        }
-    }
-    std::fs::write(&list, text).unwrap();
-    let s3: Vec<String> = TAGS
-        .iter()
-        .map(|t| format!("docker://{host}/fleet/s3:{t}"))
-        .collect();
-    let all = format!("docker://{host}/fleet/s0");
-    let mut args = vec![
-        "rebase",
-        "--run-image",
-        &run,
-        "--all",
-        &all,
-        "--from-file",
-        list.to_str().unwrap(),
-        "--insecure-registry",
-        &host,
-        "--cache-dir",
-        cache.to_str().unwrap(),
-        "--jobs",
-        "4",
-        "--json",
-    ];
-    args.extend(s3.iter().map(String::as_str));
+    let args = rebase_args(cwd, &host, &run, &cache);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let logged = registry.requests().len();
     let out = strata(cwd, &args);
     let report = json(&out);
@@ -192,54 +242,9 @@ fn a_fleet_of_20_registry_images_is_rebased_in_place_and_equals_a_rebuild() {
         );
         assert_eq!(remote_digest(&registry, name), rebuilt[service], "{name}");
     }
-    let config: Value = serde_json::from_str(&skopeo(&[
-        "inspect",
-        "--config",
-        "--tls-verify=false",
-        &format!("docker://{host}/fleet/s0:t3"),
-    ]))
-    .unwrap();
-    let lifecycle: Value = serde_json::from_str(
-        config["config"]["Labels"]["io.buildpacks.lifecycle.metadata"]
-            .as_str()
-            .unwrap(),
-    )
-    .unwrap();
-    assert_eq!(
-        lifecycle["runImage"]["image"],
-        format!("{host}/stacks/run:24")
-    );
-    assert_eq!(
-        lifecycle["runImage"]["reference"],
-        format!(
-            "{host}/stacks/run@{}",
-            remote_digest(&registry, "stacks/run:24")
-        )
-    );
+    assert_records_the_run_image(&registry, "fleet/s0:t3");
 
-    // Manifests and configs only: the only blobs fetched from the app repositories are the
-    // four configs (the five tags of a service share one).
-    let fetched = fleet_blobs(&requests, "GET");
-    assert!(!fetched.is_empty());
-    for digest in &fetched {
-        assert!(
-            configs.iter().any(|c| c == digest),
-            "an app layer was fetched: {digest}"
-        );
-    }
-    // Each run image layer is asked for once per repository, and the new one mounted once.
-    for layer in &run_layers {
-        let heads = fleet_blobs(&requests, "HEAD")
-            .iter()
-            .filter(|d| *d == layer)
-            .count();
-        assert_eq!(heads, 4, "layer {layer}: one HEAD per repository");
-    }
-    let mounts: Vec<&String> = requests
-        .iter()
-        .filter(|r| r.starts_with("POST /v2/fleet/") && r.contains("mount="))
-        .collect();
-    assert_eq!(mounts.len(), 4, "{mounts:#?}");
+    assert_only_configs_fetched_and_layers_mounted_once(&requests, &configs, &run_layers);
     assert_eq!(report["pushed"]["mounted"], 4, "{report:#}");
     assert_eq!(report["pushed"]["uploaded"], 4, "a config per repository");
     assert_eq!(report["pushed"]["manifests"], 20);
