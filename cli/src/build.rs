@@ -574,12 +574,12 @@ pub(crate) fn run(
     // A service whose every layer came out as before is up to date too.
     let mut current = current;
     current.extend(exporter.unchanged.into_inner().unwrap_or_default());
-    let (mut report, error) = report(
+    let (mut report, mut error) = report(
         config, &prepared, &runs, executed, &current, images, started,
     );
     if let Some(publish) = &config.publish {
         progress.line("===> PUBLISHING");
-        published(config, publish, &mut report)?;
+        error = error.or(published(config, publish, &mut report)?);
     }
     if let Some(profile) = &profile {
         profile
@@ -593,12 +593,18 @@ pub(crate) fn run(
 }
 
 /// Pushes or saves every image the build has (built or up to date), and says so in its
-/// report.
+/// report. In a workspace, a service whose push fails is marked failed in the report and the
+/// others are still pushed; the error to exit with is returned (that service's, or the list of
+/// services whose push failed).
+///
+/// # Errors
+/// For one app, its push error.
 fn published(
     config: &BuildConfig,
     publish: &Publish,
     report: &mut BuildReport,
-) -> Result<(), CliError> {
+) -> Result<Option<CliError>, CliError> {
+    let mut failed: Vec<(String, CliError)> = Vec::new();
     for service in &mut report.services {
         let Some(image) = &mut service.image else {
             continue;
@@ -611,23 +617,35 @@ fn published(
         else {
             continue;
         };
-        let pushed = publish
-            .publish(
-                &config.input.images,
-                &config.layout,
-                &config.tags[index],
-                &service.name,
-            )
-            .map_err(|e| match &config.input.workspace {
-                Some(_) => CliError::in_service(&service.name, e),
-                None => e,
-            })?;
-        image.pushed = Some(pushed);
+        let pushed = publish.publish(
+            &config.input.images,
+            &config.layout,
+            &config.tags[index],
+            &service.name,
+        );
+        match (pushed, &config.input.workspace) {
+            (Ok(pushed), _) => image.pushed = Some(pushed),
+            (Err(e), None) => return Err(e),
+            (Err(e), Some(_)) => {
+                let e = CliError::in_service(&service.name, e);
+                service.status = "failed";
+                service.error = Some(describe(&e));
+                failed.push((service.name.clone(), e));
+            }
+        }
     }
     if let (Some(single), Some(first)) = (&mut report.single, report.services.first()) {
         single.pushed = first.image.as_ref().and_then(|i| i.pushed.clone());
     }
-    Ok(())
+    Ok(match failed.len() {
+        0 => None,
+        1 => failed.pop().map(|(_, e)| e),
+        n => Some(CliError::ServicesFailed {
+            failed: n,
+            total: report.services.len(),
+            names: failed.into_iter().map(|(name, _)| name).collect(),
+        }),
+    })
 }
 
 /// The report of a build, and the error to exit with if a service failed.

@@ -322,3 +322,63 @@ fn a_registry_that_is_down_fails_each_of_its_images_and_the_others_go_on() {
         "the table names the image"
     );
 }
+
+#[test]
+fn a_failed_push_in_a_workspace_does_not_stop_the_other_services() {
+    let registry = Registry::start();
+    let host = registry.host();
+    let examples = ExampleCopy::new();
+    let ws = examples.path("ws");
+    for name in ["api", "web"] {
+        let dir = ws.join("services").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        copy_tree(&examples.path("examples/apps/hello"), &dir);
+        std::fs::write(dir.join(format!("{name}.txt")), name).unwrap();
+    }
+    std::fs::write(
+        ws.join("strata.toml"),
+        format!(
+            "[workspace]\nbuilder = \"../examples/builder.toml\"\noutput = \"docker://{host}/team\"\n\
+             insecure-registries = [\"{host}\"]\nservices = [\"services/*\"]\n"
+        ),
+    )
+    .unwrap();
+    // The registry cannot store anything in team/api: a file sits where its directory goes.
+    let repositories = registry
+        .dir
+        .path()
+        .join("storage/docker/registry/v2/repositories/team");
+    std::fs::create_dir_all(&repositories).unwrap();
+    std::fs::write(repositories.join("api"), "in the way").unwrap();
+    let run = run_image();
+    let cache = examples.path("cache");
+    let out = strata(
+        examples.tmp.path(),
+        &[
+            "build",
+            ws.to_str().unwrap(),
+            "--run-image",
+            &run,
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_exit(&out, 1);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let services = report["services"].as_array().unwrap();
+    let service = |name: &str| services.iter().find(|s| s["name"] == name).unwrap();
+    assert_eq!(service("api")["status"], "failed", "{report:#}");
+    let error = service("api")["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("cannot push docker://{host}/team/api:latest")),
+        "{error}"
+    );
+    assert_eq!(
+        remote_digest(&registry, "team/web:latest"),
+        service("web")["digest"],
+        "web is pushed after api failed"
+    );
+    let message = message(&out);
+    assert!(message.contains("api"), "{message}");
+}

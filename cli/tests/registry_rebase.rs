@@ -118,6 +118,14 @@ fn rebase_args(cwd: &Path, host: &str, run: &str, cache: &Path) -> Vec<String> {
     args
 }
 
+/// How many of `requests` write to the registry.
+fn writes(requests: &[String]) -> usize {
+    requests
+        .iter()
+        .filter(|r| r.starts_with("PUT ") || r.starts_with("POST ") || r.starts_with("PATCH "))
+        .count()
+}
+
 /// The hex digest of a descriptor.
 fn hex(descriptor: &Value) -> String {
     let digest = descriptor["digest"].as_str().unwrap();
@@ -213,6 +221,23 @@ fn a_fleet_of_20_registry_images_is_rebased_in_place_and_equals_a_rebuild() {
 
     let args = rebase_args(cwd, &host, &run, &cache);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    // A dry run reads and computes all of it and writes nothing.
+    let logged = registry.requests().len();
+    let dry = json(&strata(cwd, &[&args[..], &["--dry-run"]].concat()));
+    assert_eq!(dry["summary"]["rebased"], 20, "{dry:#}");
+    assert!(
+        dry["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "would_rebase")
+    );
+    assert_eq!(
+        writes(&registry.requests()[logged..]),
+        0,
+        "a dry run writes nothing"
+    );
     let logged = registry.requests().len();
     let out = strata(cwd, &args);
     let report = json(&out);
@@ -256,11 +281,7 @@ fn a_fleet_of_20_registry_images_is_rebased_in_place_and_equals_a_rebuild() {
     assert_eq!(again["summary"]["up_to_date"], 21, "{again:#}");
     assert_eq!(again["summary"]["rebased"], 0);
     assert_eq!(again["pushed"]["manifests"], 0);
-    let writes = registry.requests()[logged..]
-        .iter()
-        .filter(|r| r.starts_with("PUT ") || r.starts_with("POST ") || r.starts_with("PATCH "))
-        .count();
-    assert_eq!(writes, 0);
+    assert_eq!(writes(&registry.requests()[logged..]), 0);
 }
 
 #[test]
