@@ -16,7 +16,7 @@
 #   - rebase: `strata rebase --run-image docker://HOST/stacks/run:24 --from-file LIST` of the
 #             COUNT images onto A' (A plus one layer) pushed under the same tag; before each run
 #             the tags are put back on the images built on A (untimed).
-# Needs: a release build (built here), hyperfine is not needed; docker-registry, skopeo, umoci,
+# Needs: a release build (built here), docker-registry, skopeo, umoci,
 # python3, busybox-static, bubblewrap. WORK_DIR=DIR keeps the files (default: a temp dir).
 set -euo pipefail
 count=${1:-20}
@@ -41,7 +41,7 @@ cd "$work"
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", b - a }'; }
-stats() { sort -g | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.3f %.3f %.3f", m, v[1], v[NR] }'; }
+stats() { sort -g | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.3f %.3f %.3f\n", m, v[1], v[NR] }'; }
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 cat > config.yml <<YML
@@ -94,7 +94,9 @@ time_it() { # name prepare command
     sync
     local t0; t0=$(now)
     $3
-    times[$1]+="$(elapsed "$t0" "$(now)") "
+    local t; t=$(elapsed "$t0" "$(now)")
+    echo "$1: $t s" >&2
+    times[$1]+="$t "
   done
 }
 fresh_s() { rm -rf "$repos/s"; }
