@@ -37,7 +37,7 @@ use strata_exporter::taskcache::StoreCache;
 use strata_planner::{Records, TaskKey, TaskKind};
 
 use crate::args::{BuildArgs, CompressionArg};
-use crate::config::InputConfig;
+use crate::config::{InputConfig, registry_repository};
 use crate::error::CliError;
 use crate::prepare::{Prepared, PreparedService, detect_warnings, prepare};
 use crate::profile::Profile;
@@ -226,20 +226,6 @@ impl BuildConfig {
             None => format!("oci:{}:{}", self.layout.display(), self.tags[index]),
         }
     }
-}
-
-/// The registry repository (`HOST/REPO`) of a run image recorded by its registry name; `None`
-/// for a layout (`oci:…`).
-fn registry_repository(name: &str) -> Option<String> {
-    if name.starts_with("oci:") {
-        return None;
-    }
-    let reference = strata_registry::Reference::parse(name).ok()?;
-    Some(format!(
-        "{}/{}",
-        reference.registry(),
-        reference.repository()
-    ))
 }
 
 /// The CNB user of a service's run image.
@@ -643,14 +629,14 @@ pub(crate) fn run(
     // A service whose every layer came out as before is up to date too.
     let mut current = current;
     current.extend(exporter.unchanged.into_inner().unwrap_or_default());
-    let (mut report, error) = report(
+    let (mut report, mut error) = report(
         config, &prepared, &runs, executed, &current, images, started,
     );
     remote.push(&store, &ran, progress);
     report.remote_cache = remote.into_report();
     if let Some(publish) = &config.publish {
         progress.line("===> PUBLISHING");
-        published(config, publish, &mut report)?;
+        error = error.or(published(config, publish, &mut report)?);
     }
     crate::attest::attest(config, &prepared, &mut report, progress, started)?;
     if let Some(profile) = &profile {
@@ -739,12 +725,18 @@ fn ran_entries(
 }
 
 /// Pushes or saves every image the build has (built or up to date), and says so in its
-/// report.
+/// report. In a workspace, a service whose push fails is marked failed in the report and the
+/// others are still pushed; the error to exit with is returned (that service's, or the list of
+/// services whose push failed).
+///
+/// # Errors
+/// For one app, its push error.
 fn published(
     config: &BuildConfig,
     publish: &Publish,
     report: &mut BuildReport,
-) -> Result<(), CliError> {
+) -> Result<Option<CliError>, CliError> {
+    let mut failed: Vec<(String, CliError)> = Vec::new();
     for service in &mut report.services {
         let Some(image) = &mut service.image else {
             continue;
@@ -757,23 +749,35 @@ fn published(
         else {
             continue;
         };
-        let pushed = publish
-            .publish(
-                &config.input.images,
-                &config.layout,
-                &config.tags[index],
-                &service.name,
-            )
-            .map_err(|e| match &config.input.workspace {
-                Some(_) => CliError::in_service(&service.name, e),
-                None => e,
-            })?;
-        image.pushed = Some(pushed);
+        let pushed = publish.publish(
+            &config.input.images,
+            &config.layout,
+            &config.tags[index],
+            &service.name,
+        );
+        match (pushed, &config.input.workspace) {
+            (Ok(pushed), _) => image.pushed = Some(pushed),
+            (Err(e), None) => return Err(e),
+            (Err(e), Some(_)) => {
+                let e = CliError::in_service(&service.name, e);
+                service.status = "failed";
+                service.error = Some(describe(&e));
+                failed.push((service.name.clone(), e));
+            }
+        }
     }
     if let (Some(single), Some(first)) = (&mut report.single, report.services.first()) {
         single.pushed = first.image.as_ref().and_then(|i| i.pushed.clone());
     }
-    Ok(())
+    Ok(match failed.len() {
+        0 => None,
+        1 => failed.pop().map(|(_, e)| e),
+        n => Some(CliError::ServicesFailed {
+            failed: n,
+            total: report.services.len(),
+            names: failed.into_iter().map(|(name, _)| name).collect(),
+        }),
+    })
 }
 
 /// The report of a build, and the error to exit with if a service failed.

@@ -591,8 +591,22 @@ fn run_image_source(
 
 /// The run image name an image records: a registry image by its name without the
 /// `docker://` transport, as the lifecycle records it, so `pack rebase` and kpack read it.
-fn recorded_name(name: &str) -> String {
+pub(crate) fn recorded_name(name: &str) -> String {
     name.strip_prefix("docker://").unwrap_or(name).to_owned()
+}
+
+/// The registry repository (`HOST/REPO`) of a run image recorded by its registry name; `None`
+/// for a layout (`oci:…`).
+pub(crate) fn registry_repository(name: &str) -> Option<String> {
+    if name.starts_with("oci:") {
+        return None;
+    }
+    let reference = strata_registry::Reference::parse(name).ok()?;
+    Some(format!(
+        "{}/{}",
+        reference.registry(),
+        reference.repository()
+    ))
 }
 
 /// The build image: `--build-image` (relative to the working directory), else a builder

@@ -21,6 +21,7 @@ mod progress;
 mod publish;
 mod rebase;
 mod remotecache;
+mod registryrebase;
 mod report;
 mod run;
 mod sign;

@@ -1,11 +1,12 @@
 //! `strata rebase`: move app images onto a new run image without rebuilding them.
 //!
 //! The arguments are checked first (the run image loads, every reference parses, every
-//! `--all` directory is a layout), so bad input exits 2 with nothing read or written. Then the
-//! images are grouped by layout and each layout goes through
-//! [`strata_exporter::fleet::rebase_layout`] on a rayon pool of `--jobs` threads: one commit
-//! per layout, one result per image. The table (or `--json`) shows every image; the exit code
-//! is 1 when any image failed.
+//! `--all` directory is a layout, every `--from-file` line is a reference), so bad input exits
+//! 2 with nothing written. Then the layout images are grouped by layout and each layout goes
+//! through [`strata_exporter::fleet::rebase_layout`] on a rayon pool of `--jobs` threads: one
+//! commit per layout, one result per image. Registry images (`docker://`) go through
+//! [`crate::registryrebase`] on the same pool, decided by the same rules. The table (or
+//! `--json`) shows every image; the exit code is 1 when any image failed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::error::Error;
@@ -18,35 +19,51 @@ use strata_engine::store::{Store, store_dir};
 use strata_exporter::fleet::{ImageResult, LayoutBatch, Status, rebase_layout};
 use strata_exporter::layout::Layout;
 use strata_exporter::rebase::{NewBase, RebaseErrorKind, RebaseOptions, Refusal};
-use strata_exporter::reference::{ImageRef, RefError};
+use strata_exporter::reference::ImageRef;
 use strata_exporter::runimage::RunImage;
 use strata_exporter::runproof::verify_layers;
+use strata_registry::Reference;
 
-use crate::config::default_cache_dir;
+use crate::config::{default_cache_dir, recorded_name, registry_repository};
 use crate::error::CliError;
+use crate::images::{Images, Location, RegistrySettings};
+use crate::registryrebase::{RegistryBase, RegistryBatch, rebase_registry};
 
 /// Examples shown by `strata rebase --help`.
 pub(crate) const REBASE_EXAMPLES: &str = "Examples:
   strata rebase --run-image oci:base:run oci:out:hello
   strata rebase --run-image oci:base:run --all oci:out --jobs 4 --json
   strata rebase --run-image oci:base:run --all oci:out --dry-run
+  strata rebase --run-image docker://registry.example.com/stacks/run:24 \\
+      docker://registry.example.com/apps/api:1.4 --all docker://registry.example.com/apps/web
+  strata rebase --run-image docker://registry.example.com/stacks/run:24 --from-file fleet.txt
 
 The run image is named as the images record it (`runImage.image`, which is how `strata build
---run-image` was typed); `--all` takes the images of a layout built on that name.
+--run-image` was typed, without `docker://`); `--all` takes the images of a layout, or every
+tag of a repository, built on that name. A registry image is rebased in place: only its
+manifest and config are read, the run image's layers are pushed (or mounted) once per
+repository, and the tag moves to the rebased manifest. `--from-file` reads one reference a
+line; blank lines and lines starting with `#` are skipped.
 
 Exit codes: 0 every image rebased or up to date, 1 an image failed, 2 bad input.";
 
 #[derive(Debug, Args)]
 pub(crate) struct RebaseArgs {
-    /// The new run image, `oci:DIR:TAG`, named as the images record their run image.
+    /// The new run image, `oci:DIR:TAG` or `docker://HOST/REPO:TAG`, named as the images
+    /// record their run image.
     #[arg(long, value_name = "REF")]
     pub(crate) run_image: String,
-    /// Images to rebase: `oci:DIR:TAG`.
+    /// Images to rebase: `oci:DIR:TAG` or `docker://HOST/REPO:TAG`.
     #[arg(value_name = "IMAGE_REF")]
     pub(crate) images: Vec<String>,
-    /// Every image in this layout built on the run image's name (its predecessor). Repeatable.
-    #[arg(long, value_name = "oci:DIR")]
+    /// Every image in this layout, or every tag of this repository, built on the run image's
+    /// name (its predecessor). Repeatable.
+    #[arg(long, value_name = "oci:DIR|docker://HOST/REPO")]
     pub(crate) all: Vec<String>,
+    /// A file of images to rebase, one reference a line (`#` comments and blank lines are
+    /// skipped). Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) from_file: Vec<PathBuf>,
     /// Rebase even when the CNB rules refuse: `io.buildpacks.rebasable=false`, another
     /// os/architecture/distribution, another run image name.
     #[arg(long)]
@@ -64,24 +81,40 @@ pub(crate) struct RebaseArgs {
     /// is kept there (default: `$XDG_CACHE_HOME/strata` or `~/.cache/strata`).
     #[arg(long, value_name = "DIR")]
     pub(crate) cache_dir: Option<PathBuf>,
+    /// A registry (`HOST[:PORT]`) spoken to over plain HTTP (repeatable).
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub(crate) insecure_registries: Vec<String>,
+    /// A PEM file of CA certificates that registries are trusted by, besides the system's.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) registry_ca: Option<PathBuf>,
 }
 
 /// A rebase, validated.
 struct RebaseConfig {
     base: NewBase,
+    /// The run image's registry reference, when it came from one (blobs are mounted from it).
+    base_source: Option<Reference>,
     batches: Vec<LayoutBatch>,
+    registry: RegistryBatch,
+    images: Images,
     options: RebaseOptions,
 }
 
 impl RebaseConfig {
     fn from_args(args: &RebaseArgs) -> Result<Self, CliError> {
-        if args.images.is_empty() && args.all.is_empty() {
+        let mut named = args.images.clone();
+        for file in &args.from_file {
+            named.extend(read_list(file)?);
+        }
+        if named.is_empty() && args.all.is_empty() {
             return Err(CliError::Usage(
-                "nothing to rebase: give IMAGE_REF... or --all oci:DIR".to_owned(),
+                "nothing to rebase: give IMAGE_REF..., --all oci:DIR|docker://HOST/REPO or --from-file FILE".to_owned(),
             ));
         }
-        let run_ref = ImageRef::parse(&args.run_image)?;
-        let image = RunImage::load(&run_ref)?;
+        // Every reference is checked before anything is read.
+        let (picks, registry) = sort_references(&named, &args.all)?;
+        let here = std::path::Path::new(".");
+
         // The new base's layers are decompressed and hashed once; the proof is kept in the
         // store, so a nightly rebase onto the same run image reads only manifests and
         // configs. Without a usable store, the check still runs, every time.
@@ -89,9 +122,33 @@ impl RebaseConfig {
             Some(dir) => Some(dir.clone()),
             None => default_cache_dir().ok(),
         };
-        let store = cache_dir.and_then(|dir| Store::open(&store_dir(&dir)).ok());
+        let store = cache_dir
+            .as_ref()
+            .and_then(|dir| Store::open(&store_dir(dir)).ok());
+        let settings = RegistrySettings {
+            insecure: args.insecure_registries.clone(),
+            ca_file: args.registry_ca.clone(),
+        };
+        let base_source = match Location::parse(&args.run_image, here)? {
+            Location::Registry(reference) => {
+                if cache_dir.is_none() {
+                    return Err(CliError::Usage(
+                        "a registry run image is pulled into the store: set HOME or XDG_CACHE_HOME, or pass --cache-dir DIR".to_owned(),
+                    ));
+                }
+                Some(reference)
+            }
+            _ => None,
+        };
+        let images = Images::new(cache_dir.as_deref().unwrap_or(here), settings);
+        let run_ref = images.resolve(&args.run_image, here)?;
+        let image = RunImage::load(&run_ref)?;
         verify_layers(&image, store.as_ref())?;
-        let base = NewBase::new(image, args.run_image.clone());
+        let name = recorded_name(&args.run_image);
+        let repository = base_source
+            .as_ref()
+            .and_then(|_| registry_repository(&name));
+        let base = NewBase::new(image, name).in_repository(repository);
         if base.image.layers.is_empty() {
             return Err(CliError::Usage(format!(
                 "run image {} has no layers: there is nothing to rebase onto",
@@ -102,27 +159,15 @@ impl RebaseConfig {
         // One batch per layout, in the order the layouts first appear.
         let mut batches: Vec<LayoutBatch> = Vec::new();
         let mut index: HashMap<PathBuf, usize> = HashMap::new();
-        let mut batch_for = |dir: PathBuf| {
+        for (dir, tag) in picks {
             let key = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
-            *index.entry(key).or_insert_with(|| {
+            let i = *index.entry(key).or_insert_with(|| {
                 batches.push(LayoutBatch {
                     dir,
                     ..LayoutBatch::default()
                 });
                 batches.len() - 1
-            })
-        };
-        let mut picks = Vec::new();
-        for image in &args.images {
-            let ImageRef::OciLayout { dir, tag } = ImageRef::parse(image)?;
-            picks.push((batch_for(dir), Some(tag)));
-        }
-        for all in &args.all {
-            let dir = layout_arg(all)?;
-            Layout::open(&dir).map_err(|e| CliError::Usage(format!("--all {all}: {e}")))?;
-            picks.push((batch_for(dir), None));
-        }
-        for (i, tag) in picks {
+            });
             match tag {
                 Some(tag) => batches[i].tags.push(tag),
                 None => batches[i].all = true,
@@ -130,7 +175,10 @@ impl RebaseConfig {
         }
         Ok(Self {
             base,
+            base_source,
             batches,
+            registry,
+            images,
             options: RebaseOptions {
                 force: args.force,
                 epoch: source_date_epoch()?,
@@ -139,13 +187,91 @@ impl RebaseConfig {
     }
 }
 
+/// A layout directory and a tag in it, or `None` for every image of it (`--all`).
+type LayoutPick = (PathBuf, Option<String>);
+
+/// The images to rebase by where they are: layout directories (with a tag, or `None` for
+/// `--all`) and registry images.
+fn sort_references(
+    named: &[String],
+    all: &[String],
+) -> Result<(Vec<LayoutPick>, RegistryBatch), CliError> {
+    let here = std::path::Path::new(".");
+    let mut picks: Vec<LayoutPick> = Vec::new();
+    let mut registry = RegistryBatch::default();
+    for image in named {
+        match Location::parse(image, here)? {
+            Location::Layout(ImageRef::OciLayout { dir, tag }) => picks.push((dir, Some(tag))),
+            Location::Registry(reference) => registry.images.push(by_tag(reference)),
+            Location::Archive { .. } => {
+                return Err(CliError::Usage(format!(
+                    "{image}: a docker-archive cannot be rebased in place; rebase oci:DIR:TAG or docker://HOST/REPO:TAG"
+                )));
+            }
+        }
+    }
+    for all in all {
+        if let Some(rest) = all.strip_prefix("docker://") {
+            let repository = Reference::parse(rest)
+                .ok()
+                .filter(|r| r.tag().is_none() && r.digest().is_none())
+                .ok_or_else(|| {
+                    CliError::Usage(format!(
+                        "--all {all}: expected docker://HOST/REPO, a repository without a tag"
+                    ))
+                })?;
+            registry.all.push(repository);
+            continue;
+        }
+        let dir = layout_arg(all)?;
+        Layout::open(&dir).map_err(|e| CliError::Usage(format!("--all {all}: {e}")))?;
+        picks.push((dir, None));
+    }
+    Ok((picks, registry))
+}
+
+/// A registry image named without tag or digest means `latest`, as for a pull.
+fn by_tag(reference: Reference) -> Reference {
+    if reference.tag().is_none() && reference.digest().is_none() {
+        return reference
+            .with_new_tag(strata_exporter::reference::DEFAULT_TAG)
+            .unwrap_or(reference);
+    }
+    reference
+}
+
+/// The references of a `--from-file` list: one a line, blank lines and `#` comments skipped;
+/// a line that is not a reference is a usage error naming `FILE:LINE`.
+fn read_list(file: &std::path::Path) -> Result<Vec<String>, CliError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| CliError::Usage(format!("--from-file {}: {e}", file.display())))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let at = || format!("{}:{}", file.display(), n + 1);
+        if line.split_whitespace().count() > 1 {
+            return Err(CliError::Usage(format!(
+                "{}: one image reference a line, found `{line}`",
+                at()
+            )));
+        }
+        if let Err(e) = Location::parse(line, std::path::Path::new(".")) {
+            return Err(CliError::Usage(format!("{}: {e}", at())));
+        }
+        out.push(line.to_owned());
+    }
+    Ok(out)
+}
+
 /// `oci:DIR` of `--all`: a layout, not an image in it.
 fn layout_arg(arg: &str) -> Result<PathBuf, CliError> {
     let Some(dir) = arg.strip_prefix("oci:") else {
-        return Err(RefError::MissingTransport {
-            input: arg.to_owned(),
-        }
-        .into());
+        return Err(CliError::Usage(format!(
+            "--all {arg}: expected oci:DIR (a layout) or docker://HOST/REPO (a repository)"
+        )));
     };
     if dir.is_empty() || dir.contains(':') {
         return Err(CliError::Usage(format!(
@@ -175,6 +301,20 @@ pub(crate) struct RebaseReport {
     pub(crate) dry_run: bool,
     pub(crate) images: Vec<Row>,
     pub(crate) summary: Summary,
+    /// What went to registries, when registry images were rebased.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) pushed: Option<PushedBlobs>,
+}
+
+/// Blobs pushed to registries (the run image's layers and the rebased configs, once per
+/// repository) and manifests written.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct PushedBlobs {
+    pub(crate) uploaded: usize,
+    pub(crate) mounted: usize,
+    pub(crate) skipped: usize,
+    pub(crate) bytes: u64,
+    pub(crate) manifests: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -222,13 +362,45 @@ pub(crate) fn run(args: &RebaseArgs) -> Result<(), CliError> {
     let pool = pool
         .build()
         .map_err(|e| CliError::Usage(format!("cannot start worker threads: {e}")))?;
-    let rows: Vec<Row> = pool.install(|| {
-        config
+    let (rows, pushed) = pool.install(|| -> Result<_, CliError> {
+        let mut rows: Vec<Row> = config
             .batches
             .iter()
             .flat_map(|batch| layout_rows(batch, &config, args.dry_run))
-            .collect()
-    });
+            .collect();
+        if config.registry.is_empty() {
+            return Ok((rows, None));
+        }
+        let work = tempfile::tempdir().map_err(|source| CliError::Io {
+            what: "cannot make a temp directory".to_owned(),
+            source,
+        })?;
+        let result = rebase_registry(
+            config.images.client()?,
+            &config.registry,
+            &RegistryBase {
+                base: &config.base,
+                source: config.base_source.as_ref(),
+            },
+            &config.options,
+            args.dry_run,
+            work.path(),
+        );
+        rows.extend(
+            result
+                .images
+                .into_iter()
+                .map(|image| row(image, args.dry_run)),
+        );
+        let pushed = PushedBlobs {
+            uploaded: result.blobs.uploaded,
+            mounted: result.blobs.mounted,
+            skipped: result.blobs.skipped,
+            bytes: result.blobs.bytes,
+            manifests: result.manifests,
+        };
+        Ok((rows, Some(pushed)))
+    })?;
     let report = RebaseReport {
         run_image: RunImageReport {
             name: config.base.name.clone(),
@@ -238,6 +410,7 @@ pub(crate) fn run(args: &RebaseArgs) -> Result<(), CliError> {
         dry_run: args.dry_run,
         summary: summarize(&rows),
         images: rows,
+        pushed,
     };
     if args.json {
         println!(
@@ -509,5 +682,35 @@ mod tests {
         assert_eq!(layout_arg("oci:out").ok(), Some(PathBuf::from("out")));
         assert!(layout_arg("oci:out:tag").is_err());
         assert!(layout_arg("out").is_err());
+    }
+
+    #[test]
+    fn a_list_file_skips_comments_and_names_the_bad_line() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.path().join("fleet.txt");
+        std::fs::write(
+            &file,
+            "# the fleet\n\ndocker://127.0.0.1:5000/a/b:1\n  oci:out:hello  \nnot a reference\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let Err(CliError::Usage(message)) = read_list(&file) else {
+            panic!("a bad line is a usage error")
+        };
+        assert!(
+            message.starts_with(&format!("{}:5: ", file.display())),
+            "{message}"
+        );
+        std::fs::write(
+            &file,
+            "# the fleet\n\ndocker://127.0.0.1:5000/a/b:1\n  oci:out:hello  \n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            read_list(&file).ok(),
+            Some(vec![
+                "docker://127.0.0.1:5000/a/b:1".to_owned(),
+                "oci:out:hello".to_owned()
+            ])
+        );
     }
 }

@@ -7,100 +7,10 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is a failing test
 
 mod common;
-#[path = "../../registry/tests/support/mod.rs"]
-mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
-
+use common::registry::support::{self, Auth, PASSWORD, Registry, skopeo};
+use common::registry::{build, json, platform_index_layout, remote_digest};
 use common::*;
-use support::{Auth, PASSWORD, Registry, skopeo};
-
-/// `strata build` of the example app `app` with the example builder, run image `run_image`,
-/// to `output`, with `--json` and `extra`.
-fn build(cwd: &Path, app: &Path, run_image: &str, output: &str, extra: &[&str]) -> Output {
-    let builder = examples().join("builder.toml");
-    let mut args = vec![
-        "build",
-        app.to_str().unwrap(),
-        "--builder",
-        builder.to_str().unwrap(),
-        "--run-image",
-        run_image,
-        "--output",
-        output,
-        "--json",
-    ];
-    args.extend_from_slice(extra);
-    strata(cwd, &args)
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    assert_exit(out, 0);
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// The manifest digest skopeo sees at `docker://HOST/NAME`.
-fn remote_digest(registry: &Registry, name: &str) -> String {
-    let url = format!("docker://{}/{name}", registry.host());
-    let raw = skopeo(&["inspect", "--tls-verify=false", &url]);
-    let inspect: serde_json::Value = serde_json::from_str(&raw).unwrap();
-    inspect["Digest"].as_str().unwrap().to_owned()
-}
-
-/// A copy of the example run image layout whose tag `multi` is an index of the image for
-/// linux/amd64 and linux/arm64 (the same manifest twice, as far as this test cares); and the
-/// manifest's digest.
-fn multi_platform_layout(root: &Path) -> (PathBuf, String) {
-    let dir = root.join("multi");
-    std::fs::create_dir_all(&dir).unwrap();
-    copy_tree(&run_image_dir(), &dir);
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
-    let entry = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "busybox")
-        .unwrap()
-        .clone();
-    let platform_entry = |arch: &str| {
-        serde_json::json!({
-            "mediaType": entry["mediaType"],
-            "digest": entry["digest"],
-            "size": entry["size"],
-            "platform": {"os": "linux", "architecture": arch},
-        })
-    };
-    let child = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [platform_entry("arm64"), platform_entry("amd64")],
-    });
-    let bytes = serde_json::to_vec(&child).unwrap();
-    let hex = {
-        use sha2::Digest as _;
-        sha2::Sha256::digest(&bytes)
-            .iter()
-            .fold(String::new(), |mut s, b| {
-                use std::fmt::Write as _;
-                let _ = write!(s, "{b:02x}");
-                s
-            })
-    };
-    std::fs::write(dir.join("blobs/sha256").join(&hex), &bytes).unwrap();
-    let top = serde_json::json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.index.v1+json",
-            "digest": format!("sha256:{hex}"),
-            "size": bytes.len(),
-            "annotations": {"org.opencontainers.image.ref.name": "multi"},
-        }],
-    });
-    std::fs::write(dir.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
-    (dir, entry["digest"].as_str().unwrap().to_owned())
-}
 
 #[test]
 fn push_gives_the_layout_build_digest_and_skopeo_and_umoci_read_it() {
@@ -267,7 +177,7 @@ fn a_registry_run_image_is_pulled_once_and_recorded_by_name_and_digest() {
     let registry = Registry::start();
     let host = registry.host();
     let tmp = tempfile::tempdir().unwrap();
-    let (multi, manifest) = multi_platform_layout(tmp.path());
+    let (multi, manifest) = platform_index_layout(tmp.path(), &["arm64", "amd64"]);
     skopeo(&[
         "copy",
         "--all",

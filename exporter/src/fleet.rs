@@ -258,7 +258,40 @@ fn examine(
         }
     };
     result.old_digest = Some(entry.digest().to_string());
-    let app = match AppImage::read(layout, &result.image, entry) {
+    let app = AppImage::read(layout, &result.image, entry);
+    // Every app layer must stay in the layout; only its size is looked at.
+    let rebased = judge(&mut result, app, named, base, options, |d| {
+        layout.has_blob(d)
+    });
+    (result, rebased)
+}
+
+/// What to do with one app image, once its manifest and config are read (`app`, or why they
+/// could not be): the part of a fleet rebase that layouts and registries share. Sets
+/// `result`'s outcome and top layer, and returns the rebased config and manifest to write.
+///
+/// `named` images must be rebasable; the others (found by listing a layout or repository) are
+/// taken only when they record the new run image's name, and left alone
+/// ([`Status::NotOnBase`]) when they have no CNB metadata or are not image manifests.
+/// `has_layer` tells whether an app layer is where the rebased manifest will need it.
+///
+/// A layout batch calls it from [`rebase_layout`]; a registry batch (in the CLI, which owns the
+/// registry client) calls it with the manifest and config it fetched.
+pub fn judge(
+    result: &mut ImageResult,
+    app: Result<AppImage, RebaseErrorKind>,
+    named: bool,
+    base: &NewBase,
+    options: &RebaseOptions,
+    has_layer: impl Fn(&Descriptor) -> bool,
+) -> Option<Rebased> {
+    let fail = |result: &mut ImageResult, kind| {
+        result.outcome = Err(RebaseError {
+            image: result.image.clone(),
+            kind,
+        });
+    };
+    let app = match app {
         Ok(app) => app,
         Err(kind) => {
             let foreign = matches!(
@@ -266,26 +299,27 @@ fn examine(
                 RebaseErrorKind::NoMetadata | RebaseErrorKind::NotAManifest { .. }
             );
             if named || !foreign {
-                fail(&mut result, kind);
+                fail(result, kind);
+            } else {
+                result.outcome = Ok(Status::NotOnBase { on: None });
             }
-            return (result, None);
+            return None;
         }
     };
     result.old_top_layer = Some(app.top_layer().to_owned());
     if !named && !app.run_image_names().contains(&base.name.as_str()) {
         let on = app.run_image_names().first().map(|name| (*name).to_owned());
         result.outcome = Ok(Status::NotOnBase { on });
-        return (result, None);
+        return None;
     }
     if app.is_on(base) {
         result.outcome = Ok(Status::UpToDate);
-        return (result, None);
+        return None;
     }
-    // Every app layer must stay in the layout; only its size is looked at.
-    if let Some(missing) = app.upper_layers().0.iter().find(|d| !layout.has_blob(d)) {
+    if let Some(missing) = app.upper_layers().0.iter().find(|d| !has_layer(d)) {
         let digest = missing.digest().to_string();
-        fail(&mut result, RebaseErrorKind::MissingLayer { digest });
-        return (result, None);
+        fail(result, RebaseErrorKind::MissingLayer { digest });
+        return None;
     }
     match rebase(&app, base, options) {
         Ok(rebased) => {
@@ -294,11 +328,11 @@ fn examine(
                 overridden: rebased.overridden.clone(),
                 kept_env: rebased.kept_env.clone(),
             });
-            (result, Some(rebased))
+            Some(rebased)
         }
         Err(kind) => {
-            fail(&mut result, kind);
-            (result, None)
+            fail(result, kind);
+            None
         }
     }
 }

@@ -79,6 +79,8 @@ pub struct NewBase {
     pub image: RunImage,
     /// Its name as the user gave it.
     pub name: String,
+    /// Its registry repository (`HOST/REPO`) when it came from a registry.
+    pub repository: Option<String>,
     env: Env,
     labels: BTreeMap<String, String>,
     target: Target,
@@ -93,7 +95,25 @@ impl NewBase {
             target: Target::of(&image.config, &labels),
             labels,
             name: name.into(),
+            repository: None,
             image,
+        }
+    }
+
+    /// The same base, pulled from the registry repository `repository` (`HOST/REPO`): rebased
+    /// images then record `runImage.reference` as `HOST/REPO@sha256:…`, as a build on it does.
+    #[must_use]
+    pub fn in_repository(mut self, repository: Option<String>) -> NewBase {
+        self.repository = repository;
+        self
+    }
+
+    /// What rebased images record as `runImage.reference`: `HOST/REPO@sha256:…` for a
+    /// registry run image, the bare manifest digest otherwise (as export records it).
+    pub fn reference(&self) -> String {
+        match &self.repository {
+            Some(repository) => format!("{repository}@{}", self.image.manifest_digest),
+            None => self.image.manifest_digest.clone(),
         }
     }
 
@@ -227,6 +247,28 @@ pub enum RebaseErrorKind {
     /// The layout's index could not be updated (no image of the layout was re-tagged).
     #[error("cannot commit to the layout")]
     Commit(#[source] std::sync::Arc<LayoutError>),
+    /// A registry's manifest or config is not valid JSON of its kind.
+    #[error("its {what} is invalid: {message}")]
+    Malformed {
+        /// `image manifest` or `image config`.
+        what: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// A registry image is named by digest: there is no tag to move.
+    #[error("it is named by digest; a rebase moves a tag, so name it by tag")]
+    ByDigest,
+    /// A request to the registry failed (shared by the images of one repository when the new
+    /// run image's blobs could not be pushed there).
+    #[error("{what}")]
+    Registry {
+        /// What was being done: `cannot read the image`, `cannot push the new run image's
+        /// layers to HOST/REPO`, …
+        what: String,
+        /// The registry client's error.
+        #[source]
+        source: std::sync::Arc<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 fn join_refusals(refusals: &[Refusal]) -> String {
@@ -240,7 +282,7 @@ fn join_refusals(refusals: &[Refusal]) -> String {
 /// An image that could not be rebased, and why.
 #[derive(Debug)]
 pub struct RebaseError {
-    /// The image (`oci:DIR:TAG`).
+    /// The image (`oci:DIR:TAG` or `docker://HOST/REPO:TAG`).
     pub image: String,
     /// Why.
     pub kind: RebaseErrorKind,
@@ -625,10 +667,7 @@ fn lifecycle_on(app: &AppImage, base: &NewBase) -> serde_json::Map<String, Value
         .or_insert_with(|| Value::Object(serde_json::Map::new()));
     if let Value::Object(run) = run {
         run.insert("topLayer".to_owned(), base.top_layer().into());
-        run.insert(
-            "reference".to_owned(),
-            base.image.manifest_digest.clone().into(),
-        );
+        run.insert("reference".to_owned(), base.reference().into());
         if renamed {
             run.insert("image".to_owned(), base.name.clone().into());
             run.remove("mirrors");

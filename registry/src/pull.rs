@@ -86,6 +86,20 @@ impl Client {
         })
     }
 
+    /// The digest of the manifest or index `reference` names, by `HEAD` (no body): to tell
+    /// whether a tag still names what was read.
+    ///
+    /// # Errors
+    /// Any request error.
+    pub fn manifest_digest(&self, reference: &Reference) -> Result<Digest, Error> {
+        self.runtime.block_on(async {
+            let session = self
+                .session(reference, &format!("manifest {}", reference.target()))
+                .await?;
+            self.head_manifest(&session).await
+        })
+    }
+
     /// Downloads the blobs `descriptors` from `repository` into `blobs`, those not
     /// already there, verified, at most [`crate::Options::jobs`] at once.
     ///

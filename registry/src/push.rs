@@ -110,27 +110,9 @@ impl Client {
                 });
             }
 
-            let session_ref = &session;
-            let outcomes: Vec<Outcome> = stream::iter(&layers)
-                .map(|d| {
-                    self.options
-                        .retry
-                        .run(move || self.push_blob(session_ref, blobs, d, mount_from))
-                })
-                .buffer_unordered(self.options.jobs.max(1))
-                .try_collect()
+            let mut report = self
+                .push_blob_set(&session, blobs, &layers, mount_from)
                 .await?;
-            let mut report = PushReport::default();
-            for outcome in outcomes {
-                match outcome {
-                    Outcome::Uploaded(n) => {
-                        report.uploaded += 1;
-                        report.bytes += n;
-                    }
-                    Outcome::Mounted => report.mounted += 1,
-                    Outcome::Skipped => report.skipped += 1,
-                }
-            }
             for (child, child_bytes) in manifests {
                 let by_digest = target.with_digest(child.digest.clone());
                 self.put_manifest(&session, &by_digest, &child, child_bytes)
@@ -141,6 +123,72 @@ impl Client {
             report.manifests += 1;
             Ok(report)
         })
+    }
+
+    /// Pushes the blobs `descriptors` from `blobs` to `target`'s repository, each one the
+    /// registry lacks (asked for by `HEAD` first): mounted from `mount_from` where the
+    /// registry allows (same registry, another repository), uploaded otherwise. No
+    /// manifest is written. A blob that is mounted or skipped need not be in `blobs`;
+    /// one that must be uploaded and is not there is [`Error::MissingBlob`].
+    ///
+    /// # Errors
+    /// [`Error::MissingBlob`]; any request error.
+    pub fn push_blobs(
+        &self,
+        blobs: &BlobDir,
+        descriptors: &[Descriptor],
+        target: &Reference,
+        mount_from: Option<&Reference>,
+    ) -> Result<PushReport, Error> {
+        self.runtime.block_on(async {
+            let session = self.session(target, "blobs").await?;
+            let mount_from = mount_from.filter(|source| {
+                source.registry() == target.registry() && source.repository() != target.repository()
+            });
+            if let Some(source) = mount_from {
+                self.authorize_mount(&session, source).await?;
+            }
+            let mut seen = HashSet::new();
+            let unique: Vec<Descriptor> = descriptors
+                .iter()
+                .filter(|d| seen.insert(d.digest.clone()))
+                .cloned()
+                .collect();
+            self.push_blob_set(&session, blobs, &unique, mount_from)
+                .await
+        })
+    }
+
+    /// The blobs `layers` into the session's repository, at most [`crate::Options::jobs`]
+    /// at once, each retried on its own.
+    async fn push_blob_set(
+        &self,
+        session: &Session,
+        blobs: &BlobDir,
+        layers: &[Descriptor],
+        mount_from: Option<&Reference>,
+    ) -> Result<PushReport, Error> {
+        let outcomes: Vec<Outcome> = stream::iter(layers)
+            .map(|d| {
+                self.options
+                    .retry
+                    .run(move || self.push_blob(session, blobs, d, mount_from))
+            })
+            .buffer_unordered(self.options.jobs.max(1))
+            .try_collect()
+            .await?;
+        let mut report = PushReport::default();
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Uploaded(n) => {
+                    report.uploaded += 1;
+                    report.bytes += n;
+                }
+                Outcome::Mounted => report.mounted += 1,
+                Outcome::Skipped => report.skipped += 1,
+            }
+        }
+        Ok(report)
     }
 
     /// Writes manifest bytes as they are under `reference`'s tag or digest.

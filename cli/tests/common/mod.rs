@@ -5,6 +5,7 @@
 
 pub mod builderimage;
 pub mod libcnb;
+pub mod registry;
 pub mod runimage;
 
 use std::path::{Path, PathBuf};

@@ -491,6 +491,28 @@ fn an_image_on_the_new_base_is_up_to_date() {
 }
 
 #[test]
+fn a_registry_base_is_recorded_by_repository_and_digest_and_then_up_to_date() {
+    const REGISTRY_NAME: &str = "registry.example.com/stacks/run:24";
+    let old = run_image(&base("a"));
+    let new = run_image(&base("b"));
+    let base = NewBase::new(new.clone(), REGISTRY_NAME)
+        .in_repository(Some("registry.example.com/stacks/run".to_owned()));
+    let rebased = rebase(&app(&old, REGISTRY_NAME), &base, &RebaseOptions::default()).unwrap();
+    let config = rebased_config(&rebased);
+    let run = &lifecycle(&config)["runImage"];
+    let reference = format!("registry.example.com/stacks/run@{}", new.manifest_digest);
+    assert_eq!(run["reference"], reference);
+    assert_eq!(run["image"], REGISTRY_NAME);
+    let manifest: ImageManifest = serde_json::from_slice(&rebased.manifest_bytes).unwrap();
+    let again =
+        AppImage::from_parts("docker://x/app:1", rebased.manifest, manifest, config).unwrap();
+    assert!(
+        again.is_on(&base),
+        "the rebased image is on the base it names"
+    );
+}
+
+#[test]
 fn errors_name_the_image() {
     let err = RebaseError {
         image: "oci:apps:app".to_owned(),
