@@ -342,6 +342,19 @@ pub enum LayerError {
         path: PathBuf,
         ext: String,
     },
+    /// An SBOM file is not JSON of the format its name says.
+    #[error(
+        "buildpack {buildpack}: SBOM file {path} of {owner} is not a valid `{ext}` SBOM: {reason}",
+        path = path.display()
+    )]
+    InvalidSbom {
+        buildpack: String,
+        /// `layer `<name>``, or the `launch`/`build` SBOM.
+        owner: String,
+        path: PathBuf,
+        ext: String,
+        reason: String,
+    },
     /// The Buildpack API version does not parse.
     #[error("buildpack {buildpack}: Buildpack API `{api}` is not a version like `0.10`")]
     InvalidApi { buildpack: String, api: String },
@@ -1058,6 +1071,20 @@ impl Reader<'_> {
                     path,
                     limit: SBOM_LIMIT,
                 }));
+            }
+            let bytes = untrusted::read(&path, SBOM_LIMIT).map_err(|e| self.untrusted(e))?;
+            if let Err(reason) = crate::sbomshape::check(ext, &bytes) {
+                return Err(LayerError::InvalidSbom {
+                    buildpack: self.buildpack.to_owned(),
+                    owner: match &scope {
+                        SbomScope::Layer(name) => format!("layer `{name}`"),
+                        SbomScope::Launch => "the launch SBOM".to_owned(),
+                        SbomScope::Build => "the build SBOM".to_owned(),
+                    },
+                    path,
+                    ext: ext.to_owned(),
+                    reason,
+                });
             }
             sbom.push(SbomFile {
                 scope,

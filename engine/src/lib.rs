@@ -18,6 +18,7 @@ pub mod osrelease;
 pub mod platform;
 pub mod restore;
 pub mod sandbox;
+pub mod sbomshape;
 pub mod scratch;
 pub mod store;
 pub mod unmet;

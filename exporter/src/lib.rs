@@ -32,6 +32,7 @@ mod restorestate;
 pub mod rootfs;
 pub mod runimage;
 pub mod runproof;
+pub mod sbomdoc;
 pub mod taskcache;
 pub mod unpack;
 pub mod zstdlayer;
