@@ -34,6 +34,7 @@ pub mod rootfs;
 pub mod runimage;
 pub mod runproof;
 pub mod sbomdoc;
+pub mod sbomdownload;
 pub mod sbomlayer;
 pub mod taskcache;
 pub mod unpack;
