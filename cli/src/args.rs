@@ -32,6 +32,8 @@ pub(crate) enum Command {
     Cache(CacheArgs),
     /// Make builder images.
     Builder(crate::builder::BuilderArgs),
+    /// Download an image's SBOMs.
+    Sbom(crate::sbom::SbomArgs),
 }
 
 const BUILD_EXAMPLES: &str = "Examples:

@@ -83,6 +83,8 @@ pub(crate) enum CliError {
     #[error(transparent)]
     Inspect(#[from] InspectError),
     #[error(transparent)]
+    SbomDownload(#[from] strata_exporter::sbomdownload::SbomDownloadError),
+    #[error(transparent)]
     #[diagnostic(transparent)]
     BuilderConfig(#[from] strata_exporter::builderconfig::BuilderConfigError),
     #[error(transparent)]
@@ -148,6 +150,17 @@ impl CliError {
         match self {
             CliError::Service { code, .. } => *code,
             CliError::BuilderCreate(e) if !e.is_bad_input() => EXIT_FAILED,
+            CliError::SbomDownload(e) => {
+                use strata_exporter::sbomdownload::SbomDownloadError;
+                if matches!(
+                    e,
+                    SbomDownloadError::Write { .. } | SbomDownloadError::Read { .. }
+                ) {
+                    EXIT_FAILED
+                } else {
+                    EXIT_USAGE
+                }
+            }
             CliError::RebaseFailed { .. }
             | CliError::ServicesFailed { .. }
             | CliError::Detect(_)

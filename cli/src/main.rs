@@ -17,6 +17,7 @@ mod progress;
 mod publish;
 mod rebase;
 mod report;
+mod sbom;
 mod signals;
 mod uptodate;
 
@@ -136,5 +137,6 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Rebase(args) => rebase::run(&args),
         Command::Cache(args) => cache::run(&args),
         Command::Builder(args) => builder::run(&args),
+        Command::Sbom(args) => sbom::run(&args),
     }
 }

@@ -284,6 +284,16 @@ pub fn spdx(subject: &Subject, inventory: &Inventory, created: &str) -> Vec<u8> 
     if let Some(version) = &subject.version {
         root["versionInfo"] = json!(version);
     }
+    if !inventory.files.is_empty() {
+        // The package contains the files, so they were analyzed: SPDX then wants the
+        // verification code, the SHA-1 of the files' sorted SHA-1s (SPDX 2.3 section 7.9).
+        let mut sha1s: Vec<&str> = inventory.files.iter().map(|f| f.sha1.as_str()).collect();
+        sha1s.sort_unstable();
+        root["filesAnalyzed"] = json!(true);
+        root["packageVerificationCode"] = json!({
+            "packageVerificationCodeValue": hex::encode(Sha1::digest(sha1s.concat().as_bytes())),
+        });
+    }
     let mut license_refs: BTreeMap<String, String> = BTreeMap::new();
     let mut packages = vec![root];
     let mut relationships = vec![json!({
