@@ -14,7 +14,10 @@
 //! - the run image: the packages of its dpkg status, with versions, purls and the licenses of
 //!   machine-readable copyright files, at `layers/sbom/launch/buildpacksio_lifecycle/run-image/`
 //!   (pack and the lifecycle write no run image SBOM; `buildpacksio_lifecycle` is the
-//!   platform's own directory, so no buildpack id can take the path).
+//!   platform's own directory, so no buildpack id can take the path). It names no run image
+//!   digest, only packages: `strata rebase` keeps the SBOM layer as it keeps every app layer
+//!   (reading none), so a rebase onto a run image with other packages leaves this SBOM
+//!   describing the old base until the next build.
 //!
 //! What each directory describes, and in which formats, is recorded in the image label
 //! [`SBOM_LABEL`], so `strata inspect` lists it without reading a layer.
@@ -431,9 +434,11 @@ pub(crate) fn sbom_layer(
         )?;
     }
     let run = run_image_inventory(req.run_image, req.store)?;
+    // A function of the packages alone (not of the run image's digest), so that a rebase onto
+    // a run image with the same packages still equals a rebuild on it.
     let subject = Subject {
         name: "run-image".to_owned(),
-        version: Some(req.run_image.manifest_digest.clone()),
+        version: None,
         kind: SubjectKind::OperatingSystem,
     };
     out.generated(RUN_IMAGE_SBOM_DIR, RUN_IMAGE, None, &subject, &run)?;
