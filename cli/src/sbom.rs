@@ -40,7 +40,7 @@ pub(crate) enum SbomCommand {
 /// A merged document's format.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum MergedArg {
-    /// CycloneDX 1.5 JSON.
+    /// `CycloneDX` 1.5 JSON.
     Cyclonedx,
     /// SPDX 2.3 JSON.
     Spdx,

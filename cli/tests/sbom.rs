@@ -1,6 +1,6 @@
 //! SBOMs end to end: every layer of an example image has one (the buildpack's, kept, or
-//! strata's CycloneDX and SPDX), the run image's lists its dpkg packages; all of them, and the
-//! merged documents, pass the formats' own validators from PyPI (`cyclonedx-python-lib`,
+//! strata's `CycloneDX` and SPDX), the run image's lists its dpkg packages; all of them, and the
+//! merged documents, pass the formats' own validators from `PyPI` (`cyclonedx-python-lib`,
 //! `pyspdxtools`); two builds give the same bytes; `strata sbom download` writes pack's tree
 //! from a layout, a docker archive and a registry (fetching only the SBOM layer's blob); a
 //! buildpack SBOM that is not of its format fails the build.
@@ -109,7 +109,7 @@ fn files_below(dir: &Path) -> Vec<String> {
     out
 }
 
-/// Checks each CycloneDX file with cyclonedx-python-lib and each SPDX file with pyspdxtools.
+/// Checks each `CycloneDX` file with cyclonedx-python-lib and each SPDX file with pyspdxtools.
 fn validate(files: &[PathBuf]) {
     let cdx: Vec<&PathBuf> = files
         .iter()
@@ -120,7 +120,9 @@ fn validate(files: &[PathBuf]) {
         .arg(&script)
         .args(&cdx)
         .output()
-        .expect("python3 with cyclonedx-python-lib[json-validation] (see .ci/run)");
+        .unwrap_or_else(|e| {
+            panic!("python3 with cyclonedx-python-lib[json-validation] (see .ci/run): {e}")
+        });
     assert!(
         out.status.success(),
         "CycloneDX validation failed:\n{}{}",
@@ -135,7 +137,7 @@ fn validate(files: &[PathBuf]) {
             .arg("-i")
             .arg(spdx)
             .output()
-            .expect("pyspdxtools (pip install spdx-tools, see .ci/run)");
+            .unwrap_or_else(|e| panic!("pyspdxtools (pip install spdx-tools, see .ci/run): {e}"));
         assert!(
             out.status.success(),
             "pyspdxtools -i {}: {}{}",
@@ -229,8 +231,39 @@ fn every_layer_has_a_valid_reproducible_sbom_and_the_run_image_lists_its_package
     let hashes = phrases["components"][0]["hashes"].as_array().unwrap();
     assert!(hashes.iter().any(|h| h["alg"] == "SHA-256"), "{hashes:?}");
 
-    // The run image: its installed packages, with versions and purls; licenses from the
-    // machine-readable copyright file, none where an upper layer deleted it.
+    run_image_sbom_lists_the_packages(&dir);
+    merged_holds_packages_and_files(&merged_dir);
+    inspect_lists_the_formats(tmp.path(), &image);
+
+    // A second build with a fresh store: the same image, the same SBOM bytes.
+    let again = tmp.path().join("again");
+    let second = build(
+        tmp.path(),
+        &run_image,
+        &again,
+        &tmp.path().join("cache2"),
+        &[],
+    );
+    assert_eq!(second, digest);
+    let dir2 = tmp.path().join("sboms2");
+    download(
+        tmp.path(),
+        &format!("oci:{}:hello", again.display()),
+        &dir2,
+        &[],
+    );
+    for file in TREE {
+        assert_eq!(
+            std::fs::read(dir.join(file)).unwrap(),
+            std::fs::read(dir2.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+}
+
+/// The run image: its installed packages, with versions and purls; licenses from the
+/// machine-readable copyright file, none where an upper layer deleted it.
+fn run_image_sbom_lists_the_packages(dir: &Path) {
     let run =
         read_json(&dir.join("layers/sbom/launch/buildpacksio_lifecycle/run-image/sbom.cdx.json"));
     let packages: Vec<(String, String, String, usize)> = run["components"]
@@ -271,8 +304,10 @@ fn every_layer_has_a_valid_reproducible_sbom_and_the_run_image_lists_its_package
         read_json(&dir.join("layers/sbom/launch/buildpacksio_lifecycle/run-image/sbom.spdx.json"));
     assert_eq!(run_spdx["packages"][1]["name"], "base-files");
     assert_eq!(run_spdx["packages"][1]["versionInfo"], "12.4+deb12u5");
+}
 
-    // The merged document holds the run image's packages and the app's files.
+/// The merged document holds the run image's packages and the app's files.
+fn merged_holds_packages_and_files(merged_dir: &Path) {
     let merged = read_json(&merged_dir.join("sbom.cdx.json"));
     let merged_names: Vec<&str> = merged["components"]
         .as_array()
@@ -291,9 +326,11 @@ fn every_layer_has_a_valid_reproducible_sbom_and_the_run_image_lists_its_package
             "{name} not in {merged_names:?}"
         );
     }
+}
 
-    // inspect lists the formats of each directory.
-    let inspect = strata(tmp.path(), &["inspect", &image, "--json"]);
+/// `inspect` lists the formats of each directory.
+fn inspect_lists_the_formats(cwd: &Path, image: &str) {
+    let inspect = strata(cwd, &["inspect", image, "--json"]);
     assert_exit(&inspect, 0);
     let report: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
     let documents = report["sbom_documents"].as_array().unwrap();
@@ -308,7 +345,7 @@ fn every_layer_has_a_valid_reproducible_sbom_and_the_run_image_lists_its_package
         "Layer: 'greeter', Created by buildpack: examples/runtime@0.1.0"
     );
     assert_eq!(documents.len(), 6, "{documents:?}");
-    let human = strata(tmp.path(), &["inspect", &image]);
+    let human = strata(cwd, &["inspect", image]);
     assert_exit(&human, 0);
     let text = String::from_utf8_lossy(&human.stdout);
     assert!(
@@ -317,31 +354,6 @@ fn every_layer_has_a_valid_reproducible_sbom_and_the_run_image_lists_its_package
         ),
         "{text}"
     );
-
-    // A second build with a fresh store: the same image, the same SBOM bytes.
-    let again = tmp.path().join("again");
-    let second = build(
-        tmp.path(),
-        &run_image,
-        &again,
-        &tmp.path().join("cache2"),
-        &[],
-    );
-    assert_eq!(second, digest);
-    let dir2 = tmp.path().join("sboms2");
-    download(
-        tmp.path(),
-        &format!("oci:{}:hello", again.display()),
-        &dir2,
-        &[],
-    );
-    for file in TREE {
-        assert_eq!(
-            std::fs::read(dir.join(file)).unwrap(),
-            std::fs::read(dir2.join(file)).unwrap(),
-            "{file}"
-        );
-    }
 }
 
 #[test]

@@ -349,7 +349,7 @@ pub enum LayerError {
     )]
     InvalidSbom {
         buildpack: String,
-        /// `layer `<name>``, or the `launch`/`build` SBOM.
+        /// ``layer `<name>` ``, or the `launch`/`build` SBOM.
         owner: String,
         path: PathBuf,
         ext: String,

@@ -3,7 +3,7 @@
 //! A buildpack declares the formats it writes in `sbom-formats`; [`check`] then makes sure a
 //! file named `*.sbom.<ext>.json` really is JSON of that format, so that an image never ships a
 //! truncated, empty or mislabelled SBOM. Only what identifies each format is checked (a
-//! CycloneDX `bomFormat` and `specVersion`, an SPDX `spdxVersion` and `SPDXID`, Syft's
+//! `CycloneDX` `bomFormat` and `specVersion`, an SPDX `spdxVersion` and `SPDXID`, Syft's
 //! `artifacts`), not the whole schema: a file that passes is kept byte for byte, so newer
 //! versions of each format still pass.
 

@@ -9,6 +9,7 @@
 //! (busybox, distroless static) has no packages; that is not an error.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::{Component, Path};
 
 use crate::imagefile::{ImageFileError, read_image_files};
@@ -128,7 +129,7 @@ fn purl_encode(text: &str) -> String {
         if byte.is_ascii_alphanumeric() || b".-_~+".contains(&byte) {
             out.push(char::from(byte));
         } else {
-            out.push_str(&format!("%{byte:02X}"));
+            let _ = write!(out, "%{byte:02X}");
         }
     }
     out
@@ -143,7 +144,7 @@ pub fn purl(distro: &str, package: &DpkgPackage) -> String {
         purl_encode(&package.version)
     );
     if !package.arch.is_empty() {
-        purl.push_str(&format!("?arch={}", purl_encode(&package.arch)));
+        let _ = write!(purl, "?arch={}", purl_encode(&package.arch));
     }
     purl
 }

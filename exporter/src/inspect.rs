@@ -139,6 +139,9 @@ pub fn inspect(reference: &ImageRef) -> Result<InspectReport, InspectError> {
         run_image: lifecycle.run_image,
         buildpacks: build.buildpacks,
         sbom: lifecycle.sbom.map(|s| s.sha),
-        sbom_documents: crate::sbomlayer::entries_of(&labels).unwrap_or_default(),
+        sbom_documents: crate::sbomlayer::entries_of(
+            labels.get(crate::sbomlayer::SBOM_LABEL).map(String::as_str),
+        )
+        .unwrap_or_default(),
     })
 }

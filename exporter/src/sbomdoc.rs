@@ -1,13 +1,13 @@
-//! The SBOM documents strata writes itself: CycloneDX 1.5 JSON and SPDX 2.3 JSON of one
+//! The SBOM documents strata writes itself: `CycloneDX` 1.5 JSON and SPDX 2.3 JSON of one
 //! [`Inventory`] (the files of a layer with their hashes, the packages of a run image).
 //!
-//! Both formats are written from serde_json values rather than through a crate: the crates
+//! Both formats are written from `serde_json` values rather than through a crate: the crates
 //! that model them (`cyclonedx-bom`, `spdx-rs`) are large for the two small, fixed document
 //! shapes needed here, and `spdx-rs` is no longer maintained. What is written is checked with
-//! the formats' own validators (the CycloneDX JSON schema, `pyspdxtools`) in the CLI tests.
+//! the formats' own validators (the `CycloneDX` JSON schema, `pyspdxtools`) in the CLI tests.
 //!
 //! Documents are reproducible: the inventory is sorted and deduplicated, the only time is the
-//! image's fixed `created` time (SPDX requires one), and the CycloneDX serial number and the
+//! image's fixed `created` time (SPDX requires one), and the `CycloneDX` serial number and the
 //! SPDX document namespace are a name-based (version 5) UUID of the document's own content,
 //! so the same inventory gives the same bytes on every machine and path.
 
@@ -182,7 +182,7 @@ fn package_refs(packages: &[Package]) -> Vec<String> {
         .collect()
 }
 
-/// The CycloneDX 1.5 JSON document of `inventory`, about `subject`, made at `created`
+/// The `CycloneDX` 1.5 JSON document of `inventory`, about `subject`, made at `created`
 /// (RFC 3339).
 pub fn cyclonedx(subject: &Subject, inventory: &Inventory, created: &str) -> Vec<u8> {
     let mut root = json!({
@@ -266,13 +266,13 @@ fn spdx_idstring(text: &str) -> String {
         .collect()
 }
 
-/// The SPDX 2.3 JSON document of `inventory`, about `subject`, made at `created` (RFC 3339,
-/// whole seconds). License names that are not SPDX expressions are kept as `LicenseRef-`s
-/// with their text in `hasExtractedLicensingInfos`.
-pub fn spdx(subject: &Subject, inventory: &Inventory, created: &str) -> Vec<u8> {
-    let root_id = "SPDXRef-Subject";
+/// The SPDX id of the package every document describes.
+const SPDX_ROOT: &str = "SPDXRef-Subject";
+
+/// The package a document describes, containing its files.
+fn spdx_root(subject: &Subject, inventory: &Inventory) -> Value {
     let mut root = json!({
-        "SPDXID": root_id,
+        "SPDXID": SPDX_ROOT,
         "name": subject.name,
         "downloadLocation": "NOASSERTION",
         "filesAnalyzed": false,
@@ -294,63 +294,75 @@ pub fn spdx(subject: &Subject, inventory: &Inventory, created: &str) -> Vec<u8> 
             "packageVerificationCodeValue": hex::encode(Sha1::digest(sha1s.concat().as_bytes())),
         });
     }
+    root
+}
+
+/// One package with SPDX id `id`; its license names become `LicenseRef-`s in `license_refs`.
+fn spdx_package(id: &str, package: &Package, license_refs: &mut BTreeMap<String, String>) -> Value {
+    let declared = if package.licenses.is_empty() {
+        "NOASSERTION".to_owned()
+    } else {
+        package
+            .licenses
+            .iter()
+            .map(|name| {
+                let id = format!("LicenseRef-{}", spdx_idstring(name));
+                license_refs
+                    .entry(id.clone())
+                    .or_insert_with(|| name.clone());
+                id
+            })
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    };
+    let mut p = json!({
+        "SPDXID": id,
+        "name": package.name,
+        "downloadLocation": "NOASSERTION",
+        "filesAnalyzed": false,
+        "licenseConcluded": "NOASSERTION",
+        "licenseDeclared": declared,
+        "copyrightText": "NOASSERTION",
+    });
+    if let Some(version) = &package.version {
+        p["versionInfo"] = json!(version);
+    }
+    if let Some(purl) = &package.purl {
+        p["externalRefs"] = json!([{
+            "referenceCategory": "PACKAGE-MANAGER",
+            "referenceType": "purl",
+            "referenceLocator": purl,
+        }]);
+    }
+    if let Some(source) = &package.source {
+        p["sourceInfo"] = json!(format!("built from the source package {source}"));
+    }
+    p
+}
+
+/// The SPDX 2.3 JSON document of `inventory`, about `subject`, made at `created` (RFC 3339,
+/// whole seconds). License names that are not SPDX expressions are kept as `LicenseRef-`s
+/// with their text in `hasExtractedLicensingInfos`.
+pub fn spdx(subject: &Subject, inventory: &Inventory, created: &str) -> Vec<u8> {
     let mut license_refs: BTreeMap<String, String> = BTreeMap::new();
-    let mut packages = vec![root];
+    let mut packages = vec![spdx_root(subject, inventory)];
     let mut relationships = vec![json!({
         "spdxElementId": "SPDXRef-DOCUMENT",
         "relationshipType": "DESCRIBES",
-        "relatedSpdxElement": root_id,
+        "relatedSpdxElement": SPDX_ROOT,
     })];
     let contains = |id: &str| {
         json!({
-            "spdxElementId": root_id,
+            "spdxElementId": SPDX_ROOT,
             "relationshipType": "CONTAINS",
             "relatedSpdxElement": id,
         })
     };
     for (i, package) in inventory.packages.iter().enumerate() {
         let id = format!("SPDXRef-Package-{}", i + 1);
-        let declared = if package.licenses.is_empty() {
-            "NOASSERTION".to_owned()
-        } else {
-            package
-                .licenses
-                .iter()
-                .map(|name| {
-                    let id = format!("LicenseRef-{}", spdx_idstring(name));
-                    license_refs
-                        .entry(id.clone())
-                        .or_insert_with(|| name.clone());
-                    id
-                })
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect::<Vec<_>>()
-                .join(" AND ")
-        };
-        let mut p = json!({
-            "SPDXID": id,
-            "name": package.name,
-            "downloadLocation": "NOASSERTION",
-            "filesAnalyzed": false,
-            "licenseConcluded": "NOASSERTION",
-            "licenseDeclared": declared,
-            "copyrightText": "NOASSERTION",
-        });
-        if let Some(version) = &package.version {
-            p["versionInfo"] = json!(version);
-        }
-        if let Some(purl) = &package.purl {
-            p["externalRefs"] = json!([{
-                "referenceCategory": "PACKAGE-MANAGER",
-                "referenceType": "purl",
-                "referenceLocator": purl,
-            }]);
-        }
-        if let Some(source) = &package.source {
-            p["sourceInfo"] = json!(format!("built from the source package {source}"));
-        }
-        packages.push(p);
+        packages.push(spdx_package(&id, package, &mut license_refs));
         relationships.push(contains(&id));
     }
     let mut files = Vec::new();

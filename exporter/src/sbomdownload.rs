@@ -378,7 +378,7 @@ pub fn write_tree(files: &SbomFiles, dir: &Path) -> Result<Vec<PathBuf>, SbomDow
 /// A format of a merged document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MergedFormat {
-    /// CycloneDX 1.5 JSON.
+    /// `CycloneDX` 1.5 JSON.
     CycloneDx,
     /// SPDX 2.3 JSON.
     Spdx,
@@ -448,7 +448,7 @@ fn file_path(name: &str) -> Option<String> {
     relative_name(Path::new(name.trim_start_matches('/')))
 }
 
-/// The components of a CycloneDX document (nested ones too, not the described root).
+/// The components of a `CycloneDX` document (nested ones too, not the described root).
 fn from_cyclonedx(doc: &Value) -> Inventory {
     let mut inventory = Inventory::default();
     let mut stack: Vec<&Value> = doc

@@ -5,7 +5,7 @@
 //! `layers/sbom/launch/<buildpack id, / as _>/sbom.<ext>.json` (its `launch.sbom.<ext>.json`)
 //! and `.../<buildpack>/<layer>/sbom.<ext>.json` (its `<layer>.sbom.<ext>.json`), kept byte
 //! for byte (the engine checked their format when the buildpack wrote them). Every other layer
-//! gets SBOMs strata generates, in CycloneDX 1.5 and SPDX 2.3 JSON (see [`crate::sbomdoc`]):
+//! gets SBOMs strata generates, in `CycloneDX` 1.5 and SPDX 2.3 JSON (see [`crate::sbomdoc`]):
 //! - a launch layer whose buildpack wrote none: its files with their SHA-256 and SHA-1, at the
 //!   same path a buildpack's would be;
 //! - the app (slices and app layer): `layers/sbom/launch/buildpacksio_lifecycle/app/`;
@@ -316,6 +316,78 @@ impl Builder {
 /// The new layers of an image being assembled, by diffID, with their history lines.
 pub(crate) type NewLayers = BTreeMap<String, (String, LayerTar)>;
 
+/// A buildpack's SBOMs: its own files, and strata's for its launch layers without one.
+fn buildpack_sboms(
+    out: &mut Builder,
+    req: &ExportRequest<'_>,
+    bp: &strata_engine::build::BuildpackOutput,
+    meta: &BuildpackLayersMetadata,
+    layers: &NewLayers,
+) -> Result<(), SbomError> {
+    let escaped = bp.buildpack.id().escaped();
+    let info = &bp.buildpack.descriptor.info;
+    // The buildpack's own files, by directory.
+    let mut own: BTreeMap<String, (String, Option<String>, BTreeSet<String>)> = BTreeMap::new();
+    for file in &bp.layers.sbom {
+        let (dir, describes, diff_id) = match &file.scope {
+            SbomScope::Launch => (
+                format!("{SBOM_ROOT}/{escaped}"),
+                format!("Buildpack: {}@{}", info.id, info.version),
+                None,
+            ),
+            SbomScope::Layer(name) => match meta.layers.get(name).and_then(|l| l.sha.clone()) {
+                Some(sha) => (
+                    format!("{SBOM_ROOT}/{escaped}/{name}"),
+                    crate::image::layer_created_by(name, info.id.as_str(), &info.version),
+                    Some(sha),
+                ),
+                // Not a launch layer: not in the image.
+                None => continue,
+            },
+            SbomScope::Build => continue,
+        };
+        let bytes =
+            strata_engine::untrusted::read(&file.path, strata_engine::untrusted::SBOM_LIMIT)
+                .map_err(|source| SbomError::Read {
+                    path: file.path.clone(),
+                    source,
+                })?;
+        out.add(&dir, &file.ext, bytes)?;
+        own.entry(dir)
+            .or_insert((describes, diff_id, BTreeSet::new()))
+            .2
+            .insert(file.ext.clone());
+    }
+    for (dir, (describes, diff_id, formats)) in &own {
+        out.entries.push(SbomEntry {
+            path: dir.clone(),
+            describes: describes.clone(),
+            diff_id: diff_id.clone(),
+            formats: formats.iter().cloned().collect(),
+            generated: false,
+        });
+    }
+    // Launch layers without one.
+    for (name, layer) in &meta.layers {
+        let Some(sha) = &layer.sha else { continue };
+        let dir = format!("{SBOM_ROOT}/{escaped}/{name}");
+        if own.contains_key(&dir) {
+            continue;
+        }
+        let Some((created_by, tar)) = layers.get(sha) else {
+            continue;
+        };
+        let inventory = layer_inventory(tar, sha, created_by, req.store)?;
+        let subject = Subject {
+            name: format!("{}:{name}", info.id),
+            version: Some(info.version.clone()),
+            kind: SubjectKind::Application,
+        };
+        out.generated(&dir, created_by, Some(sha), &subject, &inventory)?;
+    }
+    Ok(())
+}
+
 /// The SBOM layer of the image `req` describes: its builder and its entries (sorted by path).
 /// `buildpacks` are the buildpack layers' metadata (with their diffIDs), `app` the app slices'
 /// and app layer's diffIDs, `layers` every new layer's tar.
@@ -334,67 +406,7 @@ pub(crate) fn sbom_layer(
         created: format_timestamp(req.epoch),
     };
     for (bp, meta) in req.build.buildpacks.iter().zip(buildpacks) {
-        let escaped = bp.buildpack.id().escaped();
-        let info = &bp.buildpack.descriptor.info;
-        // The buildpack's own files, by directory.
-        let mut own: BTreeMap<String, (String, Option<String>, BTreeSet<String>)> = BTreeMap::new();
-        for file in &bp.layers.sbom {
-            let (dir, describes, diff_id) = match &file.scope {
-                SbomScope::Launch => (
-                    format!("{SBOM_ROOT}/{escaped}"),
-                    format!("Buildpack: {}@{}", info.id, info.version),
-                    None,
-                ),
-                SbomScope::Layer(name) => match meta.layers.get(name).and_then(|l| l.sha.clone()) {
-                    Some(sha) => (
-                        format!("{SBOM_ROOT}/{escaped}/{name}"),
-                        crate::image::layer_created_by(name, info.id.as_str(), &info.version),
-                        Some(sha),
-                    ),
-                    // Not a launch layer: not in the image.
-                    None => continue,
-                },
-                SbomScope::Build => continue,
-            };
-            let bytes =
-                strata_engine::untrusted::read(&file.path, strata_engine::untrusted::SBOM_LIMIT)
-                    .map_err(|source| SbomError::Read {
-                        path: file.path.clone(),
-                        source,
-                    })?;
-            out.add(&dir, &file.ext, bytes)?;
-            own.entry(dir)
-                .or_insert((describes, diff_id, BTreeSet::new()))
-                .2
-                .insert(file.ext.clone());
-        }
-        for (dir, (describes, diff_id, formats)) in &own {
-            out.entries.push(SbomEntry {
-                path: dir.clone(),
-                describes: describes.clone(),
-                diff_id: diff_id.clone(),
-                formats: formats.iter().cloned().collect(),
-                generated: false,
-            });
-        }
-        // Launch layers without one.
-        for (name, layer) in &meta.layers {
-            let Some(sha) = &layer.sha else { continue };
-            let dir = format!("{SBOM_ROOT}/{escaped}/{name}");
-            if own.contains_key(&dir) {
-                continue;
-            }
-            let Some((created_by, tar)) = layers.get(sha) else {
-                continue;
-            };
-            let inventory = layer_inventory(tar, sha, created_by, req.store)?;
-            let subject = Subject {
-                name: format!("{}:{name}", info.id),
-                version: Some(info.version.clone()),
-                kind: SubjectKind::Application,
-            };
-            out.generated(&dir, created_by, Some(sha), &subject, &inventory)?;
-        }
+        buildpack_sboms(&mut out, req, bp, meta, layers)?;
     }
     // The app: its slices and layer, as one.
     let mut inventory = Inventory::default();
@@ -446,12 +458,10 @@ pub(crate) fn sbom_layer(
     Ok((out.layer, out.entries))
 }
 
-/// Reads the [`SBOM_LABEL`] of an image's labels: `None` when it has none or it does not
-/// parse (an image strata did not build).
-pub fn entries_of(labels: &std::collections::HashMap<String, String>) -> Option<Vec<SbomEntry>> {
-    labels
-        .get(SBOM_LABEL)
-        .and_then(|text| serde_json::from_str(text).ok())
+/// Reads an image's [`SBOM_LABEL`]: `None` when it has none or it does not parse (an image
+/// strata did not build).
+pub fn entries_of(label: Option<&str>) -> Option<Vec<SbomEntry>> {
+    label.and_then(|text| serde_json::from_str(text).ok())
 }
 
 #[cfg(test)]
