@@ -22,6 +22,9 @@ pub const STATUS_PATH: &str = "var/lib/dpkg/status";
 pub const STATUS_LIMIT: u64 = 64 << 20;
 /// The largest copyright file read; a larger one gives no license.
 pub const COPYRIGHT_LIMIT: u64 = 1 << 20;
+/// The most read of an image in all (a Debian image's copyright files are a few MB); files
+/// past it are left out.
+pub const TOTAL_LIMIT: u64 = 256 << 20;
 /// Where the distribution is named (`ID=debian`), for the purl namespace.
 const OS_RELEASE: [&str; 2] = ["etc/os-release", "usr/lib/os-release"];
 /// The largest os-release file read.
@@ -185,7 +188,7 @@ pub fn image_packages(image: &RunImage) -> Result<Vec<Package>, ImageFileError> 
             is_copyright(path).then_some(COPYRIGHT_LIMIT)
         }
     };
-    let files = read_image_files(image, &wanted)?;
+    let files = read_image_files(image, &wanted, TOTAL_LIMIT)?;
     let Some(status) = files.get(Path::new(STATUS_PATH)) else {
         return Ok(Vec::new());
     };

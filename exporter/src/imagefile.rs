@@ -122,20 +122,24 @@ fn apply(reader: impl Read, path: &Path, found: &mut Option<Vec<u8>>) -> io::Res
 
 /// The regular files of `image` whose paths (relative to the root) `wanted` gives a size limit
 /// for, in the image's top-most state, each of at most that many bytes (a larger one is left out, as is a
-/// symlink or hardlink at a wanted path: following one would need the tree). Layers are read
-/// once each, bottom first; whiteouts of upper layers remove what lower ones put there.
+/// symlink or hardlink at a wanted path: following one would need the tree), and at most
+/// `budget` bytes in all (files past it are left out, so a hostile image cannot make strata
+/// hold more). Layers are read once each, bottom first; whiteouts of upper layers remove what
+/// lower ones put there.
 ///
 /// # Errors
 /// See [`ImageFileError`].
 pub fn read_image_files(
     image: &RunImage,
     wanted: &dyn Fn(&Path) -> Option<u64>,
+    budget: u64,
 ) -> Result<BTreeMap<PathBuf, Vec<u8>>, ImageFileError> {
     let mut found = BTreeMap::new();
+    let mut budget = budget;
     for layer in &image.layers {
         let digest = layer.descriptor.digest().to_string();
         let reader = open_layer(layer, &digest)?;
-        apply_many(reader, wanted, &mut found)
+        apply_many(reader, wanted, &mut budget, &mut found)
             .map_err(|source| ImageFileError::Read { digest, source })?;
     }
     Ok(found)
@@ -156,6 +160,7 @@ fn hide(found: &mut BTreeMap<PathBuf, Vec<u8>>, under: &Path, written: &BTreeSet
 fn apply_many(
     reader: impl Read,
     wanted: &dyn Fn(&Path) -> Option<u64>,
+    budget: &mut u64,
     found: &mut BTreeMap<PathBuf, Vec<u8>>,
 ) -> io::Result<()> {
     let mut written = BTreeSet::new();
@@ -185,7 +190,11 @@ fn apply_many(
             written.remove(&entry_path);
             hide(found, &entry_path, &written);
         }
-        if kind.is_file() && wanted(&entry_path).is_some_and(|limit| entry.size() <= limit) {
+        if kind.is_file()
+            && entry.size() <= *budget
+            && wanted(&entry_path).is_some_and(|limit| entry.size() <= limit)
+        {
+            *budget -= entry.size();
             let mut content = Vec::new();
             entry.read_to_end(&mut content)?;
             found.insert(entry_path.clone(), content);
@@ -261,7 +270,7 @@ mod tests {
         let mut found = BTreeMap::new();
         let wanted = |p: &Path| (p.starts_with("doc") && p.ends_with("copyright")).then_some(8);
         for layer in layers {
-            apply_many(&layer[..], &wanted, &mut found).unwrap();
+            apply_many(&layer[..], &wanted, &mut u64::MAX, &mut found).unwrap();
         }
         found
             .into_iter()
