@@ -269,8 +269,9 @@ mod tests {
     fn stacked_many(layers: &[Vec<u8>]) -> Vec<(String, String)> {
         let mut found = BTreeMap::new();
         let wanted = |p: &Path| (p.starts_with("doc") && p.ends_with("copyright")).then_some(8);
+        let mut budget = u64::MAX;
         for layer in layers {
-            apply_many(&layer[..], &wanted, &mut u64::MAX, &mut found).unwrap();
+            apply_many(&layer[..], &wanted, &mut budget, &mut found).unwrap();
         }
         found
             .into_iter()
@@ -309,6 +310,12 @@ mod tests {
             stacked_many(&[lower.clone(), upper]),
             pairs(&[("doc/b/copyright", "b2")])
         );
+        // Past the budget, files are left out.
+        let mut found = BTreeMap::new();
+        let mut budget = 2;
+        let wanted = |p: &Path| p.ends_with("copyright").then_some(8);
+        apply_many(&lower[..], &wanted, &mut budget, &mut found).unwrap();
+        assert_eq!(found.len(), 2, "{found:?}");
         let opaque = layer(&[("doc/.wh..wh..opq", ""), ("doc/d/copyright", "d")]);
         assert_eq!(
             stacked_many(&[lower, opaque]),
