@@ -477,3 +477,92 @@ fn a_buildpack_sbom_that_is_not_of_its_format_fails_the_build_naming_it() {
         "{err}"
     );
 }
+
+/// Replaces the SBOM layer of the image `tag` in `layout` with the uncompressed tar `layer`
+/// (manifest, config's diffIDs and label, index), as an attacker who controls an image would.
+fn replace_sbom_layer(layout: &Path, tag: &str, layer: &[u8]) {
+    use common::builderimage::sha256;
+    let blob = |digest: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let put = |bytes: &[u8]| {
+        let digest = sha256(bytes);
+        std::fs::write(blob(&digest), bytes).unwrap();
+        digest
+    };
+    let mut index: serde_json::Value = read_json(&layout.join("index.json"));
+    let entry = index["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap();
+    let mut manifest = read_json(&blob(entry["digest"].as_str().unwrap()));
+    let mut config = read_json(&blob(manifest["config"]["digest"].as_str().unwrap()));
+    let labels = &mut config["config"]["Labels"];
+    let mut lifecycle: serde_json::Value =
+        serde_json::from_str(labels["io.buildpacks.lifecycle.metadata"].as_str().unwrap()).unwrap();
+    let old = lifecycle["sbom"]["sha"].as_str().unwrap().to_owned();
+    let digest = put(layer);
+    lifecycle["sbom"]["sha"] = serde_json::json!(digest);
+    labels["io.buildpacks.lifecycle.metadata"] = serde_json::json!(lifecycle.to_string());
+    let diff_ids = config["rootfs"]["diff_ids"].as_array_mut().unwrap();
+    let at = diff_ids.iter().position(|d| *d == old.as_str()).unwrap();
+    diff_ids[at] = serde_json::json!(digest);
+    manifest["layers"][at] = serde_json::json!({
+        "mediaType": "application/vnd.oci.image.layer.v1.tar",
+        "digest": digest,
+        "size": layer.len(),
+    });
+    let config_bytes = serde_json::to_vec(&config).unwrap();
+    manifest["config"]["digest"] = serde_json::json!(put(&config_bytes));
+    manifest["config"]["size"] = serde_json::json!(config_bytes.len());
+    let manifest_bytes = serde_json::to_vec(&manifest).unwrap();
+    entry["digest"] = serde_json::json!(put(&manifest_bytes));
+    entry["size"] = serde_json::json!(manifest_bytes.len());
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_hostile_sbom_layer_is_refused_before_anything_is_written() {
+    use common::builderimage::{SYMLINK, Tar};
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    build(
+        tmp.path(),
+        &run_image(),
+        &out,
+        &tmp.path().join("cache"),
+        &[],
+    );
+    let mut tar = Tar::default();
+    tar.dir("layers/")
+        .dir("layers/sbom/")
+        .file("layers/sbom/launch/a/sbom.cdx.json", b"{}")
+        .entry("layers/sbom/launch/evil", SYMLINK, 0o777, "/etc", b"")
+        .file("layers/sbom/launch/evil/passwd", b"owned");
+    replace_sbom_layer(&out, "hello", &tar.finish());
+    let dir = tmp.path().join("sboms");
+    let image = format!("oci:{}:hello", out.display());
+    let refused = strata(
+        tmp.path(),
+        &["sbom", "download", &image, "-o", dir.to_str().unwrap()],
+    );
+    assert_exit(&refused, 2);
+    // The message as one line (miette wraps it).
+    let err: String = stderr(&refused)
+        .lines()
+        .map(|l| l.trim_start_matches([' ', '×', '│']))
+        .collect();
+    assert!(
+        err.contains("layers/sbom/launch/evil") && err.contains("is refused: it is a symlink"),
+        "{err}"
+    );
+    assert!(!dir.exists(), "nothing is written");
+}
