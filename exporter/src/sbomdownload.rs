@@ -328,6 +328,9 @@ pub fn read_layer(
         if kind.is_dir() {
             continue;
         }
+        if !name.starts_with(&format!("{SBOM_PREFIX}/")) {
+            return Err(hostile(&raw, "it is outside layers/sbom/"));
+        }
         if !kind.is_file() {
             let what = match kind {
                 tar::EntryType::Symlink => "it is a symlink",
@@ -659,6 +662,7 @@ mod tests {
             ("layers/sbom/dev", tar::EntryType::Char, "device"),
             ("layers/sbom/fifo", tar::EntryType::Fifo, "FIFO"),
             ("etc/passwd", tar::EntryType::Regular, "outside"),
+            ("layers/sbom", tar::EntryType::Regular, "outside"),
         ] {
             let tar = tar_of(&[(entry, kind, "/etc/passwd")]);
             let err = read_layer(&tar[..], Compression::None, "oci:x", "sha256:1").unwrap_err();
