@@ -43,6 +43,8 @@ pub(crate) enum Command {
     /// Run an image's process in a sandbox, as a container runtime would.
     #[command(after_help = crate::run::RUN_EXAMPLES)]
     Run(crate::run::RunArgs),
+    /// Download an image's SBOMs.
+    Sbom(crate::sbom::SbomArgs),
 }
 
 const BUILD_EXAMPLES: &str = "Examples:

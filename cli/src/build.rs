@@ -410,6 +410,7 @@ impl Exporter<'_> {
                 exec_env: &self.config.input.exec_env,
                 launcher: !self.config.no_launcher,
                 launcher_layer: self.launcher_layer,
+                store: Some(self.store),
             },
             &staging,
         )?;

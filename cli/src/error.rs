@@ -83,6 +83,8 @@ pub(crate) enum CliError {
     #[error(transparent)]
     Inspect(#[from] InspectError),
     #[error(transparent)]
+    SbomDownload(#[from] strata_exporter::sbomdownload::SbomDownloadError),
+    #[error(transparent)]
     #[diagnostic(transparent)]
     BuilderConfig(#[from] strata_exporter::builderconfig::BuilderConfigError),
     #[error(transparent)]
@@ -171,6 +173,17 @@ impl CliError {
             CliError::Service { code, .. } | CliError::Exited { code } => *code,
             CliError::NotStarted(_) => crate::run::EXIT_NOT_STARTED,
             CliError::BuilderCreate(e) if !e.is_bad_input() => EXIT_FAILED,
+            CliError::SbomDownload(e) => {
+                use strata_exporter::sbomdownload::SbomDownloadError;
+                if matches!(
+                    e,
+                    SbomDownloadError::Write { .. } | SbomDownloadError::Read { .. }
+                ) {
+                    EXIT_FAILED
+                } else {
+                    EXIT_USAGE
+                }
+            }
             CliError::RebaseFailed { .. }
             | CliError::ServicesFailed { .. }
             | CliError::Detect(_)

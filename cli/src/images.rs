@@ -234,6 +234,40 @@ impl Images {
     }
 }
 
+impl Images {
+    /// Adds the SBOM layer's blob of the image `layout` holds (as [`Images::fetch_config`]
+    /// left it) from `reference`: the one layer `strata sbom download` reads.
+    ///
+    /// # Errors
+    /// The image records no SBOM layer, or the registry does not give its blob.
+    pub(crate) fn fetch_sbom_layer(
+        &self,
+        reference: &Reference,
+        layout: &ImageRef,
+        shown: &str,
+    ) -> Result<(), CliError> {
+        let ImageRef::OciLayout { dir, tag } = layout;
+        let opened = strata_exporter::layout::Layout::open(dir)?;
+        let (_, manifest) = opened.resolve(tag)?;
+        let config: oci_spec::image::ImageConfiguration =
+            opened.read_json(manifest.config(), "image config")?;
+        let at = strata_exporter::sbomdownload::locate(shown, &config)?;
+        let layer = strata_exporter::sbomdownload::layer_descriptor(shown, &manifest, &at)?;
+        let descriptor: Descriptor = serde_json::from_value(
+            serde_json::to_value(layer).map_err(|e| CliError::Usage(format!("{shown}: {e}")))?,
+        )
+        .map_err(|e| CliError::Usage(format!("{shown}: {e}")))?;
+        let blobs = BlobDir::new(dir.join("blobs").join("sha256"));
+        self.client()?
+            .pull_blobs(reference, &[descriptor], &blobs)
+            .map_err(|source| CliError::RegistryImage {
+                what: format!("cannot fetch the SBOM layer of {shown}"),
+                source: Box::new(source),
+            })?;
+        Ok(())
+    }
+}
+
 /// Makes `dir` a layout whose one image, tagged [`PULLED_TAG`], is `manifest` (its blobs are
 /// there already): `index.json` is replaced through a temp file and a rename, so a reader
 /// sees a whole index.

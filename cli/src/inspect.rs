@@ -100,6 +100,28 @@ pub(crate) fn render(report: &InspectReport) -> String {
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "SBOM: {}", report.sbom.as_deref().unwrap_or("(none)"));
+    out.push_str(&sbom_table(report));
+    out
+}
+
+/// The SBOM layer's documents: formats, what they describe, where they are.
+fn sbom_table(report: &InspectReport) -> String {
+    let mut out = String::new();
+    let rows: Vec<(String, String, &str)> = report
+        .sbom_documents
+        .iter()
+        .map(|d| {
+            let mut formats = d.formats.join(", ");
+            if d.generated {
+                formats.push_str(" (strata)");
+            }
+            (formats, d.describes.clone(), d.path.as_str())
+        })
+        .collect();
+    let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    for (formats, describes, path) in rows {
+        let _ = writeln!(out, "  {formats:<width$}  {describes}  /{path}");
+    }
     out
 }
 

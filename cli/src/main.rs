@@ -24,6 +24,7 @@ mod remotecache;
 mod registryrebase;
 mod report;
 mod run;
+mod sbom;
 mod sign;
 mod signals;
 mod uptodate;
@@ -156,5 +157,6 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Ok(code) => Err(CliError::Exited { code }),
             Err(err) => Err(CliError::NotStarted(Box::new(err))),
         },
+        Command::Sbom(args) => sbom::run(&args),
     }
 }

@@ -96,7 +96,7 @@ fn push_gives_the_layout_build_digest_and_skopeo_and_umoci_read_it() {
 }
 
 #[test]
-fn one_changed_layer_uploads_one_layer_blob_plus_config_and_manifest() {
+fn an_app_change_uploads_its_layer_and_the_sbom_layer_plus_config_and_manifest() {
     let registry = Registry::start();
     let host = registry.host();
     let tmp = tempfile::tempdir().unwrap();
@@ -112,16 +112,22 @@ fn one_changed_layer_uploads_one_layer_blob_plus_config_and_manifest() {
     let manifests_before = registry.count("PUT", "/manifests/");
     let second = json(&build(tmp.path(), &app, &run_image(), &target, &insecure));
     assert_ne!(second["digest"], first["digest"]);
-    let changed = second["layers"]
+    let changed: Vec<&str> = second["layers"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|l| !first_layers.contains(l))
-        .count();
-    assert_eq!(changed, 1, "the app layer alone changed");
+        .map(|l| l["created_by"].as_str().unwrap_or_default())
+        .collect();
+    // The SBOM layer lists the app's files, so it changes with them.
     assert_eq!(
-        second["pushed"]["uploaded"], 2,
-        "one layer and the config: {second}"
+        changed,
+        ["Software Bill-of-Materials", "Application Layer"],
+        "the app layer and its SBOM alone changed"
+    );
+    assert_eq!(
+        second["pushed"]["uploaded"], 3,
+        "two layers and the config: {second}"
     );
     assert_eq!(registry.count("PUT", "/manifests/") - manifests_before, 1);
     assert_eq!(remote_digest(&registry, "app:latest"), second["digest"]);

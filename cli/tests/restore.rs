@@ -35,7 +35,7 @@ n=$((n + 1))
 mkdir -p "$layers/cache"
 echo "$n" > "$layers/cache/count"
 printf '[types]\ncache = true\n[metadata]\nbuilds = %d\n' "$n" > "$layers/cache.toml"
-printf '{"bomFormat":"CycloneDX","builds":%d}\n' "$n" > "$layers/cache.sbom.cdx.json"
+printf '{"bomFormat":"CycloneDX","specVersion":"1.5","builds":%d}\n' "$n" > "$layers/cache.sbom.cdx.json"
 if grep -q 'version = "1"' "$layers/runtime.toml" 2>/dev/null; then
   echo "reused" >> "$seen"
 else
@@ -228,7 +228,7 @@ fn a_buildpack_that_runs_again_finds_its_cache_metadata_and_store_and_reuses_its
         "its metadata is back, without [types]:\n{seen}"
     );
     assert!(
-        seen.contains("--- cache.sbom.cdx.json\n{\"bomFormat\":\"CycloneDX\",\"builds\":1}\n"),
+        seen.contains("--- cache.sbom.cdx.json\n{\"bomFormat\":\"CycloneDX\",\"specVersion\":\"1.5\",\"builds\":1}\n"),
         "its SBOM is back:\n{seen}"
     );
     assert!(

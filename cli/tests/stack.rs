@@ -209,6 +209,29 @@ fn monorepo_builds_on_the_stack_and_runs_with_runc(tmp: &Path) {
     };
     // The greeter runtime and the Procfile's web process, run by the launcher.
     let api = unpack("api");
+    // The run image's SBOM lists its Debian packages with their versions.
+    let sbom: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            api.join("rootfs/layers/sbom/launch/buildpacksio_lifecycle/run-image/sbom.cdx.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let base_files = sbom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "base-files")
+        .unwrap_or_else(|| panic!("no base-files in the run image SBOM: {sbom}"));
+    let version = base_files["version"].as_str().unwrap();
+    assert!(version.starts_with("12."), "{base_files}");
+    assert!(
+        base_files["purl"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("pkg:deb/debian/base-files@{version}?arch=")),
+        "{base_files}"
+    );
     let out = docker_run(&api, None, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -283,6 +283,20 @@ fn layer_sbom(
                 message: format!("`{name}` is larger than {SBOM_LIMIT} bytes"),
             });
         }
+        let bytes =
+            crate::untrusted::read(&path, SBOM_LIMIT).map_err(|e| BuildError::LayerSbom {
+                layer: reference.clone(),
+                message: e.to_string(),
+            })?;
+        if let Err(reason) = crate::sbomshape::check(ext, &bytes) {
+            return Err(BuildError::LayerSbom {
+                layer: reference,
+                message: format!(
+                    "SBOM file {} is not a valid `{ext}` SBOM: {reason}",
+                    path.display()
+                ),
+            });
+        }
         files.push(SbomFile {
             scope: SbomScope::Layer(layer.to_owned()),
             ext: ext.to_owned(),

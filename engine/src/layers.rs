@@ -342,6 +342,19 @@ pub enum LayerError {
         path: PathBuf,
         ext: String,
     },
+    /// An SBOM file is not JSON of the format its name says.
+    #[error(
+        "buildpack {buildpack}: SBOM file {path} of {owner} is not a valid `{ext}` SBOM: {reason}",
+        path = path.display()
+    )]
+    InvalidSbom {
+        buildpack: String,
+        /// ``layer `<name>` ``, or the `launch`/`build` SBOM.
+        owner: String,
+        path: PathBuf,
+        ext: String,
+        reason: String,
+    },
     /// The Buildpack API version does not parse.
     #[error("buildpack {buildpack}: Buildpack API `{api}` is not a version like `0.10`")]
     InvalidApi { buildpack: String, api: String },
@@ -1059,6 +1072,20 @@ impl Reader<'_> {
                     limit: SBOM_LIMIT,
                 }));
             }
+            let bytes = untrusted::read(&path, SBOM_LIMIT).map_err(|e| self.untrusted(e))?;
+            if let Err(reason) = crate::sbomshape::check(ext, &bytes) {
+                return Err(LayerError::InvalidSbom {
+                    buildpack: self.buildpack.to_owned(),
+                    owner: match &scope {
+                        SbomScope::Layer(name) => format!("layer `{name}`"),
+                        SbomScope::Launch => "the launch SBOM".to_owned(),
+                        SbomScope::Build => "the build SBOM".to_owned(),
+                    },
+                    path,
+                    ext: ext.to_owned(),
+                    reason,
+                });
+            }
             sbom.push(SbomFile {
                 scope,
                 ext: ext.to_owned(),
@@ -1186,10 +1213,22 @@ paths = ["public/*"]
         );
         write(d, "build.toml", "[[unmet]]\nname = \"yarn\"\n");
         write(d, "store.toml", "[metadata]\nruns = 3\n");
-        write(d, "launch.sbom.cdx.json", "{}");
-        write(d, "build.sbom.spdx.json", "{}");
-        write(d, "runtime.sbom.syft.json", "{}");
-        write(d, "gone.sbom.cdx.json", "{}");
+        write(
+            d,
+            "launch.sbom.cdx.json",
+            r#"{"bomFormat":"CycloneDX","specVersion":"1.5"}"#,
+        );
+        write(
+            d,
+            "build.sbom.spdx.json",
+            r#"{"spdxVersion":"SPDX-2.3","SPDXID":"SPDXRef-DOCUMENT"}"#,
+        );
+        write(d, "runtime.sbom.syft.json", r#"{"artifacts":[]}"#);
+        write(
+            d,
+            "gone.sbom.cdx.json",
+            r#"{"bomFormat":"CycloneDX","specVersion":"1.5"}"#,
+        );
 
         let got = read(d, "0.10").unwrap();
 
@@ -1323,7 +1362,11 @@ paths = ["public/*"]
             "[types]\nlaunch = false\n[metadata]\nx = 1\n",
         );
         write(d, "tmp/file", "scratch");
-        write(d, "tmp.sbom.cdx.json", "{}");
+        write(
+            d,
+            "tmp.sbom.cdx.json",
+            r#"{"bomFormat":"CycloneDX","specVersion":"1.5"}"#,
+        );
         write(d, "gone.toml", "");
         write(d, "kept.toml", "[types]\ncache = true\n");
         write(d, "kept/file", "cached");
@@ -1669,7 +1712,11 @@ paths = ["public/*"]
     #[test]
     fn undeclared_sbom_formats_are_rejected() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "launch.sbom.spdx.json", "{}");
+        write(
+            dir.path(),
+            "launch.sbom.spdx.json",
+            r#"{"spdxVersion":"SPDX-2.3","SPDXID":"SPDXRef-DOCUMENT"}"#,
+        );
         let declared = vec!["application/vnd.cyclonedx+json".to_owned()];
         let err = read_layers_dir(dir.path(), BP, "0.10", &declared).unwrap_err();
         match &err {
@@ -1700,10 +1747,37 @@ paths = ["public/*"]
     #[test]
     fn declared_media_types_may_carry_parameters() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "build.sbom.spdx.json", "{}");
+        write(
+            dir.path(),
+            "build.sbom.spdx.json",
+            r#"{"spdxVersion":"SPDX-2.3","SPDXID":"SPDXRef-DOCUMENT"}"#,
+        );
         let declared = vec!["Application/SPDX+json; version=2.3".to_owned()];
         let got = read_layers_dir(dir.path(), BP, "0.10", &declared).unwrap();
         assert_eq!(got.sbom[0].scope, SbomScope::Build);
+    }
+
+    #[test]
+    fn an_sbom_that_is_not_of_its_format_names_buildpack_layer_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "web.toml", "[types]\nlaunch = true\n");
+        fs::create_dir(dir.path().join("web")).unwrap();
+        write(
+            dir.path(),
+            "web.sbom.cdx.json",
+            r#"{"spdxVersion":"SPDX-2.3"}"#,
+        );
+        let declared = vec!["application/vnd.cyclonedx+json".to_owned()];
+        let err = read_layers_dir(dir.path(), BP, "0.10", &declared).unwrap_err();
+        assert!(matches!(&err, LayerError::InvalidSbom { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(
+            message.contains(BP)
+                && message.contains("layer `web`")
+                && message.contains("web.sbom.cdx.json")
+                && message.contains("bomFormat"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -1722,7 +1796,11 @@ paths = ["public/*"]
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "node.js.toml", "[types]\nlaunch = true\n");
         fs::create_dir(dir.path().join("node.js")).unwrap();
-        write(dir.path(), "node.js.sbom.cdx.json", "{}");
+        write(
+            dir.path(),
+            "node.js.sbom.cdx.json",
+            r#"{"bomFormat":"CycloneDX","specVersion":"1.5"}"#,
+        );
         // No such layer: ignored, whatever its format.
         write(dir.path(), "other.sbom.xml.json", "{}");
         let got = read(dir.path(), "0.10").unwrap();

@@ -19,6 +19,7 @@ pub mod platform;
 pub mod remote;
 pub mod restore;
 pub mod sandbox;
+pub mod sbomshape;
 pub mod scratch;
 pub mod store;
 pub mod unmet;

@@ -3,7 +3,9 @@
 //! has work on both) walked into a layer and written as a blob, uncompressed and gzipped, as
 //! the exporter does for a buildpack layer. Each write ends as every blob strata writes does,
 //! with an fsync and a rename, so the disk is part of the figure; the page cache is warm for
-//! the reads. `walk` is the `add_dir_tree` part alone.
+//! the reads. `walk` is the `add_dir_tree` part alone. `sbom_none` and `sbom_gzip` read such a
+//! blob back and list its files with their SHA-256 and SHA-1, as the SBOM layer does for a
+//! layer without a buildpack SBOM (once per diffID: the list is kept in the store).
 //!
 //! ```text
 //! cargo bench -p strata-exporter --bench layer_tar
@@ -92,6 +94,21 @@ fn benches(c: &mut Criterion) {
     group.bench_function("gzip", |b| {
         b.iter(|| write(black_box(tree), Compression::Gzip, blobs));
     });
+    for (name, compression) in [
+        ("sbom_none", Compression::None),
+        ("sbom_gzip", Compression::Gzip),
+    ] {
+        let blob = write(tree, compression, blobs);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let file = std::fs::File::open(&blob.path).expect("the blob is there");
+                let reader =
+                    strata_exporter::unpack::decoder(io::BufReader::new(file), compression)
+                        .expect("a decoder");
+                strata_exporter::sbomlayer::tar_files(reader).expect("the blob is a tar")
+            });
+        });
+    }
     group.finish();
 }
 

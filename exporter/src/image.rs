@@ -21,7 +21,8 @@ use std::path::Path;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use oci_spec::image::{ConfigBuilder, Descriptor, ImageConfiguration, MediaType};
 use strata_engine::build::{BuildOutput, BuildpackOutput, layer_target};
-use strata_engine::layers::{Process, SbomScope, StoredBlob};
+use strata_engine::layers::{Process, StoredBlob};
+use strata_engine::store::Store;
 use strata_planner::ProjectDescriptor;
 
 use crate::archive::{Compression, LayerBlob, LayerBuilder, ModePolicy, Owner, format_timestamp};
@@ -36,6 +37,7 @@ use crate::metadata::{
     RunImageMetadata, StoreMetadata, json, project_metadata, toml_to_json,
 };
 use crate::runimage::RunImage;
+use crate::sbomlayer::{LayerTar, NewLayers, SBOM_LABEL, SbomEntry, SbomError};
 
 /// Everything an export needs besides the staging area.
 #[derive(Debug)]
@@ -71,6 +73,9 @@ pub struct ExportRequest<'a> {
     /// The launcher layer as stored (see [`crate::launcherstore`]), used when its compression
     /// is the request's; else the layer is written here.
     pub launcher_layer: Option<&'a StoredBlob>,
+    /// The store, where the file lists and run image packages of SBOMs are kept between
+    /// builds (see [`crate::sbomlayer`]); `None` computes them every time.
+    pub store: Option<&'a Store>,
 }
 
 /// One layer of an exported image.
@@ -133,6 +138,9 @@ pub enum ExportError {
     /// A JSON blob could not be staged.
     #[error(transparent)]
     Layout(#[from] crate::layout::LayoutError),
+    /// The SBOM layer could not be made.
+    #[error(transparent)]
+    Sbom(#[from] SbomError),
 }
 
 /// The CNB history line of a buildpack layer.
@@ -147,6 +155,8 @@ struct Stack<'a> {
     staging: &'a Staging,
     descriptors: Vec<Descriptor>,
     layers: Vec<ExportedLayer>,
+    /// The tar of every new layer, by diffID, for the SBOM layer.
+    tars: NewLayers,
 }
 
 impl<'a> Stack<'a> {
@@ -165,6 +175,7 @@ impl<'a> Stack<'a> {
                     size: l.descriptor.size(),
                 })
                 .collect(),
+            tars: NewLayers::new(),
         }
     }
 
@@ -183,6 +194,16 @@ impl<'a> Stack<'a> {
             .finish(self.req.compression, self.staging.blob_dir())
             .map_err(layer_err)?;
         self.descriptors.push(blob.descriptor().map_err(layer_err)?);
+        self.tars.insert(
+            blob.diff_id.clone(),
+            (
+                created_by.clone(),
+                LayerTar {
+                    path: blob.path.clone(),
+                    compression: self.req.compression,
+                },
+            ),
+        );
         self.layers.push(ExportedLayer {
             created_by,
             diff_id: blob.diff_id.clone(),
@@ -206,6 +227,16 @@ impl<'a> Stack<'a> {
         let descriptor = Descriptor::new(media_type, stored.size, digest);
         self.staging.put_blob_file(&stored.path, &descriptor)?;
         self.descriptors.push(descriptor);
+        self.tars.insert(
+            stored.diff_id.clone(),
+            (
+                created_by.clone(),
+                LayerTar {
+                    path: stored.path.clone(),
+                    compression: stored.compression,
+                },
+            ),
+        );
         self.layers.push(ExportedLayer {
             created_by,
             diff_id: stored.diff_id.clone(),
@@ -213,6 +244,22 @@ impl<'a> Stack<'a> {
             size: stored.size,
         });
         Ok(stored.diff_id.clone())
+    }
+
+    /// Writes `builder` as a layer and moves it to position `at` (counted from the bottom,
+    /// run image layers included); returns its diffID.
+    fn insert(
+        &mut self,
+        at: usize,
+        created_by: String,
+        builder: LayerBuilder,
+    ) -> Result<String, ExportError> {
+        let diff_id = self.push(created_by, builder)?;
+        if let (Some(descriptor), Some(layer)) = (self.descriptors.pop(), self.layers.pop()) {
+            self.descriptors.insert(at, descriptor);
+            self.layers.insert(at, layer);
+        }
+        Ok(diff_id)
     }
 
     /// Each buildpack's launch layers, in group order and name order; returns the lifecycle
@@ -364,13 +411,18 @@ impl<'a> Stack<'a> {
 pub fn assemble(req: &ExportRequest<'_>, staging: &Staging) -> Result<ExportedImage, ExportError> {
     let mut stack = Stack::new(req, staging);
     let bp_meta = stack.buildpack_layers()?;
-    let sbom = match sbom_layer(req)? {
-        Some(builder) => Some(LayerSha {
-            sha: stack.push("Software Bill-of-Materials".to_owned(), builder)?,
-        }),
-        None => None,
-    };
+    // The SBOM layer goes below the app layers, but describes them too.
+    let sbom_at = stack.descriptors.len();
     let app = stack.app_layers()?;
+    let (sbom_builder, sbom_entries) =
+        crate::sbomlayer::sbom_layer(req, &bp_meta, &app, &stack.tars)?;
+    let sbom = Some(LayerSha {
+        sha: stack.insert(
+            sbom_at,
+            "Software Bill-of-Materials".to_owned(),
+            sbom_builder,
+        )?,
+    });
 
     let merged = crate::processes::merge(&req.build.buildpacks, req.exec_env);
     let processes = &merged.list;
@@ -433,7 +485,14 @@ pub fn assemble(req: &ExportRequest<'_>, staging: &Staging) -> Result<ExportedIm
         default_process: default_process.clone(),
     };
 
-    let config = image_config(req, &stack.layers, &lifecycle, &build_meta, default)?;
+    let config = image_config(
+        req,
+        &stack.layers,
+        &lifecycle,
+        &build_meta,
+        &sbom_entries,
+        default,
+    )?;
     let config_desc = staging.put_json(&config, MediaType::ImageConfig)?;
     let manifest = image_manifest(config_desc.clone(), stack.descriptors)
         .map_err(|e| ExportError::Spec(e.to_string()))?;
@@ -443,54 +502,6 @@ pub fn assemble(req: &ExportRequest<'_>, staging: &Staging) -> Result<ExportedIm
         config_digest: config_desc.digest().to_string(),
         layers: stack.layers,
     })
-}
-
-/// The SBOM layer's builder (buildpacks' launch SBOMs, the launcher's), or `None` when there
-/// is no SBOM to write.
-fn sbom_layer(req: &ExportRequest<'_>) -> Result<Option<LayerBuilder>, ExportError> {
-    let mut builder = LayerBuilder::new(req.owner, req.epoch);
-    let mut any = false;
-    for bp in &req.build.buildpacks {
-        let escaped = bp.buildpack.id().escaped();
-        for file in &bp.layers.sbom {
-            let dir = match &file.scope {
-                SbomScope::Launch => format!("layers/sbom/launch/{escaped}"),
-                SbomScope::Layer(name)
-                    if bp
-                        .layers
-                        .layers
-                        .iter()
-                        .any(|l| &l.name == name && l.types.launch) =>
-                {
-                    format!("layers/sbom/launch/{escaped}/{name}")
-                }
-                SbomScope::Layer(_) | SbomScope::Build => continue,
-            };
-            let bytes =
-                strata_engine::untrusted::read(&file.path, strata_engine::untrusted::SBOM_LIMIT)
-                    .map_err(|e| ExportError::Read {
-                        path: file.path.clone(),
-                        source: std::io::Error::other(e),
-                    })?;
-            builder
-                .add_bytes(&format!("{dir}/sbom.{}.json", file.ext), bytes, 0o644)
-                .map_err(|source| ExportError::Layer {
-                    what: "sbom".to_owned(),
-                    source,
-                })?;
-            any = true;
-        }
-    }
-    if req.launcher {
-        builder
-            .add_bytes(launch::SBOM_PATH, launch::launcher_sbom(), 0o644)
-            .map_err(|source| ExportError::Layer {
-                what: "sbom".to_owned(),
-                source,
-            })?;
-        any = true;
-    }
-    Ok(any.then_some(builder))
 }
 
 /// The slice globs of every buildpack's `launch.toml`, in group order.
@@ -524,6 +535,7 @@ fn image_config(
     layers: &[ExportedLayer],
     lifecycle: &LifecycleMetadata,
     build_meta: &BuildMetadata,
+    sbom: &[SbomEntry],
     process: Option<&Process>,
 ) -> Result<ImageConfiguration, ExportError> {
     let spec = |e: oci_spec::OciSpecError| ExportError::Spec(e.to_string());
@@ -543,6 +555,7 @@ fn image_config(
         project_metadata(req.project).to_string(),
     );
     labels.insert(EXEC_ENV_LABEL.to_owned(), req.exec_env.to_owned());
+    labels.insert(SBOM_LABEL.to_owned(), json(&sbom));
 
     let user = run
         .config()

@@ -8,6 +8,7 @@
 //! a regular file of at most [`MAX_FILE`] bytes, is read. A symlink or hardlink at the path
 //! counts as no file: following one would need the tree.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, BufReader, Read};
 use std::path::{Component, Path, PathBuf};
 
@@ -119,6 +120,90 @@ fn apply(reader: impl Read, path: &Path, found: &mut Option<Vec<u8>>) -> io::Res
     Ok(())
 }
 
+/// The regular files of `image` whose paths (relative to the root) `wanted` gives a size limit
+/// for, in the image's top-most state, each of at most that many bytes (a larger one is left out, as is a
+/// symlink or hardlink at a wanted path: following one would need the tree), and at most
+/// `budget` bytes in all (files past it are left out, so a hostile image cannot make strata
+/// hold more). Layers are read once each, bottom first; whiteouts of upper layers remove what
+/// lower ones put there.
+///
+/// # Errors
+/// See [`ImageFileError`].
+pub fn read_image_files(
+    image: &RunImage,
+    wanted: &dyn Fn(&Path) -> Option<u64>,
+    budget: u64,
+) -> Result<BTreeMap<PathBuf, Vec<u8>>, ImageFileError> {
+    let mut found = BTreeMap::new();
+    let mut budget = budget;
+    for layer in &image.layers {
+        let digest = layer.descriptor.digest().to_string();
+        let reader = open_layer(layer, &digest)?;
+        apply_many(reader, wanted, &mut budget, &mut found)
+            .map_err(|source| ImageFileError::Read { digest, source })?;
+    }
+    Ok(found)
+}
+
+/// Removes from `found` every path at or below `under` that this layer did not write.
+fn hide(found: &mut BTreeMap<PathBuf, Vec<u8>>, under: &Path, written: &BTreeSet<PathBuf>) {
+    let any = found
+        .range::<Path, _>((std::ops::Bound::Included(under), std::ops::Bound::Unbounded))
+        .next()
+        .is_some_and(|(k, _)| k.starts_with(under));
+    if any {
+        found.retain(|k, _| !k.starts_with(under) || written.contains(k));
+    }
+}
+
+/// Applies one layer's say about the wanted paths to `found`.
+fn apply_many(
+    reader: impl Read,
+    wanted: &dyn Fn(&Path) -> Option<u64>,
+    budget: &mut u64,
+    found: &mut BTreeMap<PathBuf, Vec<u8>>,
+) -> io::Result<()> {
+    let mut written = BTreeSet::new();
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let Some(entry_path) = relative(&entry.path()?) else {
+            continue;
+        };
+        let name = entry_path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        let parent = entry_path.parent().unwrap_or(Path::new("")).to_owned();
+        if name == OPAQUE_WHITEOUT {
+            hide(found, &parent, &written);
+            continue;
+        }
+        if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
+            hide(found, &parent.join(hidden), &written);
+            continue;
+        }
+        let kind = entry.header().entry_type();
+        if !kind.is_dir() {
+            // Whatever was at this path, or below it as a directory, is replaced.
+            written.remove(&entry_path);
+            hide(found, &entry_path, &written);
+        }
+        if kind.is_file()
+            && entry.size() <= *budget
+            && wanted(&entry_path).is_some_and(|limit| entry.size() <= limit)
+        {
+            *budget -= entry.size();
+            let mut content = Vec::new();
+            entry.read_to_end(&mut content)?;
+            found.insert(entry_path.clone(), content);
+            written.insert(entry_path);
+        }
+    }
+    Ok(())
+}
+
 /// `path` relative to the root, or `None` for one with a `..` (unpacking refuses it).
 fn relative(path: &Path) -> Option<PathBuf> {
     let mut out = PathBuf::new();
@@ -179,5 +264,62 @@ mod tests {
         // A file where the directory was.
         let upper = layer(&[("etc", "a file")]);
         assert_eq!(stacked(&[lower, upper]), None);
+    }
+
+    fn stacked_many(layers: &[Vec<u8>]) -> Vec<(String, String)> {
+        let mut found = BTreeMap::new();
+        let wanted = |p: &Path| (p.starts_with("doc") && p.ends_with("copyright")).then_some(8);
+        let mut budget = u64::MAX;
+        for layer in layers {
+            apply_many(&layer[..], &wanted, &mut budget, &mut found).unwrap();
+        }
+        found
+            .into_iter()
+            .map(|(k, v)| (k.display().to_string(), String::from_utf8(v).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn many_files_are_read_in_one_pass_with_whiteouts() {
+        let lower = layer(&[
+            ("doc/a/copyright", "a"),
+            ("doc/b/copyright", "b"),
+            ("doc/c/copyright", "c"),
+            ("doc/big/copyright", "far too large"),
+            ("doc/a/changelog", "x"),
+        ]);
+        let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+            list.iter()
+                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+                .collect()
+        };
+        assert_eq!(
+            stacked_many(std::slice::from_ref(&lower)),
+            pairs(&[
+                ("doc/a/copyright", "a"),
+                ("doc/b/copyright", "b"),
+                ("doc/c/copyright", "c")
+            ])
+        );
+        let upper = layer(&[
+            ("doc/.wh.a", ""),
+            ("doc/b/copyright", "b2"),
+            ("doc/c", "now a file"),
+        ]);
+        assert_eq!(
+            stacked_many(&[lower.clone(), upper]),
+            pairs(&[("doc/b/copyright", "b2")])
+        );
+        // Past the budget, files are left out.
+        let mut found = BTreeMap::new();
+        let mut budget = 2;
+        let wanted = |p: &Path| p.ends_with("copyright").then_some(8);
+        apply_many(&lower[..], &wanted, &mut budget, &mut found).unwrap();
+        assert_eq!(found.len(), 2, "{found:?}");
+        let opaque = layer(&[("doc/.wh..wh..opq", ""), ("doc/d/copyright", "d")]);
+        assert_eq!(
+            stacked_many(&[lower, opaque]),
+            pairs(&[("doc/d/copyright", "d")])
+        );
     }
 }

@@ -34,6 +34,9 @@ pub struct InspectReport {
     pub buildpacks: Vec<BuildpackRef>,
     /// The diffID of the SBOM layer, if any.
     pub sbom: Option<String>,
+    /// The SBOM layer's documents: what each directory describes, in which formats (empty
+    /// for an image without the `io.strata.sbom` label).
+    pub sbom_documents: Vec<crate::sbomlayer::SbomEntry>,
 }
 
 /// One layer.
@@ -136,5 +139,9 @@ pub fn inspect(reference: &ImageRef) -> Result<InspectReport, InspectError> {
         run_image: lifecycle.run_image,
         buildpacks: build.buildpacks,
         sbom: lifecycle.sbom.map(|s| s.sha),
+        sbom_documents: crate::sbomlayer::entries_of(
+            labels.get(crate::sbomlayer::SBOM_LABEL).map(String::as_str),
+        )
+        .unwrap_or_default(),
     })
 }

@@ -38,8 +38,9 @@ pub const LAUNCHER_CREATED_BY: &str = "Buildpacks Application Launcher";
 pub const CONFIG_CREATED_BY: &str = "Buildpacks Launcher Config";
 /// History of the process-types layer.
 pub const PROCESS_TYPES_CREATED_BY: &str = "Buildpacks Process Types";
-/// Where the launcher's SBOM is, below the SBOM layer's root (as the lifecycle puts its own).
-pub const SBOM_PATH: &str = "layers/sbom/launch/buildpacksio_lifecycle/launcher/sbom.cdx.json";
+/// The directory of the launcher's SBOMs, below the SBOM layer's root (as the lifecycle puts
+/// its own).
+pub const SBOM_DIR: &str = "layers/sbom/launch/buildpacksio_lifecycle/launcher";
 /// `CNB_DEPRECATION_MODE` in the image: the launcher warns about nothing at run time.
 const DEPRECATION_MODE: &str = "quiet";
 
@@ -119,27 +120,6 @@ pub fn launcher_metadata() -> serde_json::Value {
             }
         }
     })
-}
-
-/// The launcher's SBOM: `CycloneDX` JSON naming the launcher, its version and the SHA-256 of
-/// its binary. Reproducible: no timestamp, no random serial number.
-pub fn launcher_sbom() -> Vec<u8> {
-    let sha = hex::encode(launcher::sha256());
-    let component = serde_json::json!({
-        "type": "application",
-        "bom-ref": "strata-launcher",
-        "name": "strata-launcher",
-        "version": launcher::VERSION,
-        "hashes": [{ "alg": "SHA-256", "content": sha }],
-    });
-    let bom = serde_json::json!({
-        "bomFormat": "CycloneDX",
-        "specVersion": "1.4",
-        "version": 1,
-        "metadata": { "component": component.clone() },
-        "components": [component],
-    });
-    serde_json::to_vec_pretty(&bom).unwrap_or_default()
 }
 
 /// `/layers/config/metadata.toml`, in the lifecycle's format: each process (`type`,
@@ -254,15 +234,5 @@ mod tests {
     fn process_types_refuse_a_path() {
         assert!(process_types_layer(["../x"], 0).is_err());
         assert!(process_types_layer([], 0).unwrap().is_none());
-    }
-
-    #[test]
-    fn sbom_is_reproducible_cyclonedx() {
-        let a = launcher_sbom();
-        assert_eq!(a, launcher_sbom());
-        let bom: serde_json::Value = serde_json::from_slice(&a).unwrap();
-        assert_eq!(bom["bomFormat"], "CycloneDX");
-        assert!(bom.get("serialNumber").is_none());
-        assert!(bom["metadata"].get("timestamp").is_none());
     }
 }
