@@ -6,8 +6,8 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is a failing test
 
 mod common;
-#[path = "../../registry/tests/support/mod.rs"]
-mod support;
+
+use common::registry::support;
 
 use std::path::{Path, PathBuf};
 

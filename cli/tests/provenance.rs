@@ -9,8 +9,8 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is a failing test
 
 mod common;
-#[path = "../../registry/tests/support/mod.rs"]
-mod support;
+
+use common::registry::support;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};

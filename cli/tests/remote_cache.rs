@@ -9,15 +9,13 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is a failing test
 
 mod common;
-#[path = "../../registry/tests/support/mod.rs"]
-mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use common::registry::support::{self, Registry};
 use common::*;
 use serde_json::Value;
-use support::Registry;
 
 /// A copy of the examples, a registry, and a cache repository in it.
 struct Fixture {
