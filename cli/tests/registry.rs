@@ -431,22 +431,8 @@ fn a_workspace_pushes_each_service_to_its_repository_under_the_namespace() {
     let registry = Registry::start();
     let host = registry.host();
     let examples = ExampleCopy::new();
-    let ws = examples.path("ws");
-    for name in ["api", "web"] {
-        let dir = ws.join("services").join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        copy_tree(&examples.path("examples/apps/hello"), &dir);
-        std::fs::write(dir.join(format!("{name}.txt")), name).unwrap();
-    }
     // The registry is plain HTTP by strata.toml's `insecure-registries`, not by a flag.
-    std::fs::write(
-        ws.join("strata.toml"),
-        format!(
-            "[workspace]\nbuilder = \"../examples/builder.toml\"\noutput = \"docker://{host}/team\"\n\
-             insecure-registries = [\"{host}\"]\nservices = [\"services/*\"]\n"
-        ),
-    )
-    .unwrap();
+    let ws = team_workspace(&examples, &host);
     let cache = examples.path("cache");
     let run = run_image();
     let out = strata(

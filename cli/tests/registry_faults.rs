@@ -328,21 +328,7 @@ fn a_failed_push_in_a_workspace_does_not_stop_the_other_services() {
     let registry = Registry::start();
     let host = registry.host();
     let examples = ExampleCopy::new();
-    let ws = examples.path("ws");
-    for name in ["api", "web"] {
-        let dir = ws.join("services").join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        copy_tree(&examples.path("examples/apps/hello"), &dir);
-        std::fs::write(dir.join(format!("{name}.txt")), name).unwrap();
-    }
-    std::fs::write(
-        ws.join("strata.toml"),
-        format!(
-            "[workspace]\nbuilder = \"../examples/builder.toml\"\noutput = \"docker://{host}/team\"\n\
-             insecure-registries = [\"{host}\"]\nservices = [\"services/*\"]\n"
-        ),
-    )
-    .unwrap();
+    let ws = team_workspace(&examples, &host);
     // The registry cannot store anything in team/api: a file sits where its directory goes.
     let repositories = registry
         .dir

@@ -244,6 +244,28 @@ pub fn runc(bundle: &Path, args: Option<&[&str]>) -> Output {
     run
 }
 
+/// A workspace `ws` in `examples` of two copies of the hello app, `api` and `web`, each with a
+/// file of its own, pushed to `docker://HOST/team/<service>` on the plain-HTTP registry `host`
+/// (by strata.toml's `insecure-registries`).
+pub fn team_workspace(examples: &ExampleCopy, host: &str) -> PathBuf {
+    let ws = examples.path("ws");
+    for name in ["api", "web"] {
+        let dir = ws.join("services").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        copy_tree(&examples.path("examples/apps/hello"), &dir);
+        std::fs::write(dir.join(format!("{name}.txt")), name).unwrap();
+    }
+    std::fs::write(
+        ws.join("strata.toml"),
+        format!(
+            "[workspace]\nbuilder = \"../examples/builder.toml\"\noutput = \"docker://{host}/team\"\n\
+             insecure-registries = [\"{host}\"]\nservices = [\"services/*\"]\n"
+        ),
+    )
+    .unwrap();
+    ws
+}
+
 /// A copy of the examples in a temp dir, with the example run image where the example builder
 /// names it, and every file dated in the past so that no stat cache entry is racy.
 pub struct ExampleCopy {
