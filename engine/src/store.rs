@@ -91,7 +91,7 @@ use format::{Format, move_aside, open_lock, read_format, write_marker};
 use crate::hashing::HashingWriter;
 use crate::scratch::{self, ScratchDir, TempHome};
 
-pub use gc::{GcReport, Removed};
+pub use gc::{CLOSING_GRACE, GcReport, Removed};
 pub use rootfs::{mark_rootfs_used, rootfs_dir};
 pub use scan::StoreStats;
 pub use verify::{ActionProblem, BrokenAction, CorruptBlob, UnparsableAction, VerifyReport};

@@ -483,6 +483,21 @@ fn gc_refuses_while_a_store_is_open() {
 }
 
 #[test]
+fn gc_waits_for_a_store_that_is_closing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = stocked(dir.path());
+    // A store let go a moment after gc starts (as when a child process forked meanwhile
+    // still shares the lock until it execs) is waited for, not reported busy.
+    let closer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        drop(store);
+    });
+    let report = Store::gc(dir.path(), 0).unwrap();
+    assert_eq!(report.evicted_actions.count, 1);
+    closer.join().unwrap();
+}
+
+#[test]
 fn gc_leaves_a_directory_without_a_store_alone() {
     let dir = tempfile::tempdir().unwrap();
     fs::create_dir_all(dir.path().join("tmp")).unwrap();

@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use strata_planner::TaskKey;
@@ -59,6 +59,10 @@ pub struct GcReport {
     pub evicted_rootfs: Removed,
 }
 
+/// How long [`Store::gc`] keeps trying for the exclusive lock before it reports the store
+/// busy: long enough for a store that is closing to let go, far shorter than any build.
+pub const CLOSING_GRACE: Duration = Duration::from_secs(1);
+
 impl Store {
     /// Removes garbage from the store in `dir`, then the least recently used actions until
     /// it is at most `max_size` bytes (`u64::MAX`: garbage only).
@@ -74,7 +78,10 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Busy`] while any [`Store`] is open on `dir`, in this process or another:
-    /// `gc` does not wait for builds. A directory that holds no store is left alone.
+    /// `gc` does not wait for builds. It does wait up to [`CLOSING_GRACE`] for a lock that is
+    /// being let go: a store just closed is still locked while a child process forked
+    /// meanwhile has not yet exec'd (the lock belongs to the open file, which the child
+    /// shares until exec closes it). A directory that holds no store is left alone.
     pub fn gc(dir: &Path, max_size: u64) -> Result<GcReport, StoreError> {
         let mut report = GcReport::default();
         if let Format::Missing = read_format(dir)? {
@@ -82,14 +89,20 @@ impl Store {
         }
         let lock_path = dir.join(LOCK);
         let lock = open_lock(&lock_path)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                return Err(StoreError::Busy {
-                    path: dir.to_path_buf(),
-                });
+        let deadline = Instant::now() + CLOSING_GRACE;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(StoreError::Busy {
+                        path: dir.to_path_buf(),
+                    });
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(io_err("lock", &lock_path)(e)),
             }
-            Err(fs::TryLockError::Error(e)) => return Err(io_err("lock", &lock_path)(e)),
         }
         if let Format::Other(_) = read_format(dir)? {
             move_aside(dir)?;
