@@ -840,15 +840,6 @@ impl Staging {
 
         let blobs = dir.join("blobs").join("sha256");
         fs::create_dir_all(&blobs).map_err(|e| io_err("cannot create", &blobs, e))?;
-        if existing.is_none() {
-            let marker =
-                canonical_json(&serde_json::json!({ "imageLayoutVersion": LAYOUT_VERSION }))
-                    .map_err(|source| LayoutError::Serialize {
-                        what: "oci-layout",
-                        source,
-                    })?;
-            write_atomic(&dir.join(OCI_LAYOUT_FILE), &marker)?;
-        }
         // Staged blobs were written without an fsync each: one syncfs makes all of them
         // durable before any is renamed into the layout (and index.json names them).
         sync_fs(&self.blob_dir)?;
@@ -885,6 +876,18 @@ impl Staging {
             source,
         })?;
         write_atomic(&dir.join(INDEX_FILE), &bytes)?;
+        // The marker that makes the directory a layout comes last, once what it marks is
+        // whole: a commit killed before it leaves what `existing_layout` knows as a first
+        // commit cut short, never a layout without an index.
+        if !dir.join(OCI_LAYOUT_FILE).exists() {
+            let marker =
+                canonical_json(&serde_json::json!({ "imageLayoutVersion": LAYOUT_VERSION }))
+                    .map_err(|source| LayoutError::Serialize {
+                        what: "oci-layout",
+                        source,
+                    })?;
+            write_atomic(&dir.join(OCI_LAYOUT_FILE), &marker)?;
+        }
         sync_dir(dir)?;
         Ok(moved)
     }
@@ -911,9 +914,14 @@ impl Staging {
     }
 
     /// The layout already at the target, `None` for a missing or empty directory.
+    ///
+    /// A directory with no `oci-layout` that holds only what a first commit writes before
+    /// its marker (`blobs/sha256/` with blobs, temp files, and maybe `index.json`) is that
+    /// commit, killed: it is taken up where it stopped (its `index.json`, if it was written,
+    /// is the layout's index), so a kill at any moment leaves a layout the next commit can use.
     fn existing_layout(&self) -> Result<Option<Layout>, LayoutError> {
         let dir = &self.layout_dir;
-        let mut entries = match fs::read_dir(dir) {
+        let entries = match fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err("cannot read", dir, e)),
@@ -921,14 +929,40 @@ impl Staging {
         if dir.join(OCI_LAYOUT_FILE).exists() {
             return Layout::open(dir).map(Some);
         }
-        if entries.next().is_none() {
-            Ok(None)
-        } else {
-            Err(LayoutError::NotALayout {
-                dir: dir.clone(),
-                not_empty: true,
-            })
+        let mut has_index = false;
+        for entry in entries {
+            let entry = entry.map_err(|e| io_err("cannot read", dir, e))?;
+            let name = entry.file_name();
+            let first_commit = match name.to_str() {
+                Some(INDEX_FILE) => {
+                    has_index = true;
+                    true
+                }
+                Some("blobs") => holds_only_blobs(&entry.path()),
+                Some(n) => n.starts_with(TEMP_PREFIX),
+                None => false,
+            };
+            if !first_commit {
+                return Err(LayoutError::NotALayout {
+                    dir: dir.clone(),
+                    not_empty: true,
+                });
+            }
         }
+        if !has_index {
+            return Ok(None);
+        }
+        let index_path = dir.join(INDEX_FILE);
+        let bytes = read_bounded(&index_path, MAX_JSON_BLOB)?;
+        let index = serde_json::from_slice(&bytes).map_err(|source| LayoutError::Json {
+            what: "image index",
+            path: index_path,
+            source,
+        })?;
+        Ok(Some(Layout {
+            dir: dir.clone(),
+            index,
+        }))
     }
 
     /// Where a blob will be found after the commit: staged (written here, or checked when it
@@ -1153,6 +1187,25 @@ fn write_staged(dest: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
     written
 }
 
+/// Whether `blobs` is a directory that holds only `sha256/` with files named as blobs or
+/// temp files: what a layout's first commit puts there before its marker.
+fn holds_only_blobs(blobs: &Path) -> bool {
+    let only = |dir: &Path, ok: &dyn Fn(&fs::DirEntry) -> bool| {
+        fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir())
+            && fs::read_dir(dir)
+                .is_ok_and(|mut entries| entries.all(|entry| entry.is_ok_and(|entry| ok(&entry))))
+    };
+    only(blobs, &|entry| {
+        entry.file_name() == "sha256"
+            && only(&entry.path(), &|blob| {
+                let name = blob.file_name();
+                let name = name.to_string_lossy();
+                (is_sha256_hex(&name) || name.starts_with(TEMP_PREFIX))
+                    && blob.file_type().is_ok_and(|t| t.is_file())
+            })
+    })
+}
+
 /// Flushes everything written to the file system holding `dir` (`syncfs`): one call for all
 /// the blobs of a commit, where an fsync per file would wait for the disk once per blob.
 fn sync_fs(dir: &Path) -> Result<(), LayoutError> {
@@ -1359,6 +1412,48 @@ mod tests {
             message.contains("v2") && message.contains("v1") && message.contains("layout"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_first_commit_killed_before_its_marker_is_taken_up_by_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout_dir = dir.path().join("layout");
+        let staging = Staging::new(&layout_dir).unwrap();
+        let first = manifest_with(&staging, b"first");
+        staging.commit(&[("a".to_owned(), first.clone())]).unwrap();
+        // Killed after its index was written, before the marker: the tag it wrote stays.
+        fs::remove_file(layout_dir.join(OCI_LAYOUT_FILE)).unwrap();
+        fs::write(layout_dir.join(".tmp-killed"), b"half").unwrap();
+        let staging = Staging::new(&layout_dir).unwrap();
+        let second = manifest_with(&staging, b"second");
+        staging.commit(&[("b".to_owned(), second.clone())]).unwrap();
+        let layout = Layout::open(&layout_dir).unwrap();
+        assert_eq!(layout.resolve("a").unwrap().0.digest(), first.digest());
+        assert_eq!(layout.resolve("b").unwrap().0.digest(), second.digest());
+
+        // Killed after its blobs moved in, before any index: a new layout.
+        let other = dir.path().join("other");
+        fs::create_dir_all(other.join("blobs/sha256")).unwrap();
+        fs::write(other.join("blobs/sha256").join("1".repeat(64)), b"x").unwrap();
+        let staging = Staging::new(&other).unwrap();
+        let manifest = manifest_with(&staging, b"third");
+        staging
+            .commit(&[("c".to_owned(), manifest.clone())])
+            .unwrap();
+        let layout = Layout::open(&other).unwrap();
+        assert_eq!(layout.tags().len(), 1);
+        assert_eq!(layout.resolve("c").unwrap().0.digest(), manifest.digest());
+
+        // Anything else beside them is not a commit of strata's: not a layout, untouched.
+        let foreign = dir.path().join("foreign");
+        fs::create_dir_all(foreign.join("blobs/sha256")).unwrap();
+        fs::write(foreign.join("blobs/notes.txt"), b"mine").unwrap();
+        let staging = Staging::new(&foreign).unwrap();
+        let manifest = manifest_with(&staging, b"fourth");
+        let err = staging.commit(&[("d".to_owned(), manifest)]).unwrap_err();
+        assert!(matches!(err, LayoutError::NotALayout { .. }), "{err:?}");
+        assert_eq!(fs::read(foreign.join("blobs/notes.txt")).unwrap(), b"mine");
+        assert!(!foreign.join(INDEX_FILE).exists());
     }
 
     #[test]
