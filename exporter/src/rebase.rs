@@ -38,10 +38,11 @@
 //! the lifecycle label, without a recorded top layer, or whose top layer is not among its
 //! layers is refused outright: there is no base to replace.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use oci_spec::image::{Descriptor, Digest, History, ImageConfiguration, ImageManifest, MediaType};
 use serde_json::Value;
@@ -88,6 +89,9 @@ pub struct NewBase {
     pub repository: Option<String>,
     /// The layout and tag an `oci:` name means, read from the working directory.
     location: Option<(PathBuf, String)>,
+    /// [`Self::is_named`]'s answers by recorded name and directory: the images of a layout
+    /// mostly record one name, which is resolved (a few system calls) once.
+    named: Arc<Mutex<HashMap<(String, PathBuf), bool>>>,
     env: Env,
     labels: BTreeMap<String, String>,
     target: Target,
@@ -102,6 +106,7 @@ impl NewBase {
         let name = name.into();
         NewBase {
             location: oci_location(&name, Path::new(".")),
+            named: Arc::default(),
             env: base_env(&image.config),
             target: Target::of(&image.config, &labels),
             labels,
@@ -138,13 +143,17 @@ impl NewBase {
     /// of the same layout and tag however the path is spelled. Registry names compare as
     /// written.
     pub fn is_named(&self, recorded: &str, holder: Option<&Path>) -> bool {
-        recorded == self.name
-            || match (&self.location, holder) {
-                (Some(location), Some(holder)) => {
-                    oci_location(recorded, holder).as_ref() == Some(location)
-                }
-                _ => false,
-            }
+        if recorded == self.name {
+            return true;
+        }
+        let (Some(location), Some(holder)) = (&self.location, holder) else {
+            return false;
+        };
+        let key = (recorded.to_owned(), holder.to_owned());
+        let mut named = self.named.lock().unwrap_or_else(PoisonError::into_inner);
+        *named
+            .entry(key)
+            .or_insert_with(|| oci_location(recorded, holder).as_ref() == Some(location))
     }
 
     /// Its name as an image in a layout read from `holder` records it: a relative `oci:` name
