@@ -25,7 +25,7 @@ use serde_json::Value;
 use sha2::Digest as _;
 
 /// Kills per test.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 4;
 
 /// xorshift64*: enough randomness for kill points, the same for the same seed.
 struct Rng(u64);
@@ -73,14 +73,37 @@ fn timed<S: AsRef<OsStr>>(cwd: &Path, args: &[S]) -> Duration {
     start.elapsed()
 }
 
-/// Starts `args` and kills it `at` after it started (or finds it finished by then).
-fn killed<S: AsRef<OsStr>>(cwd: &Path, args: &[S], at: Duration) -> &'static str {
+/// When a round kills: a while after the start, or a while after the run reached a phase that
+/// can be seen from outside (so that kills land in a commit, which is short, and not only
+/// before it).
+enum When<'a> {
+    After(Duration),
+    /// Once the predicate holds for the process (by its id).
+    Once(&'a dyn Fn(u32) -> bool, Duration),
+}
+
+/// Starts `args` and kills it as `when` says (or finds it finished by then).
+fn killed<S: AsRef<OsStr>>(cwd: &Path, args: &[S], when: &When<'_>) -> &'static str {
     let mut child = command(cwd, args).spawn().unwrap();
-    std::thread::sleep(at);
+    let delay = match when {
+        When::After(delay) => *delay,
+        When::Once(reached, delay) => {
+            while !reached(child.id()) && child.try_wait().unwrap().is_none() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            *delay
+        }
+    };
+    std::thread::sleep(delay);
     let finished = child.try_wait().unwrap().is_some();
     let _ = child.kill();
     let _ = child.wait();
     if finished { "finished first" } else { "killed" }
+}
+
+/// How many files `dir` has.
+fn count(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, Iterator::count)
 }
 
 /// The layout at `dir` replaced by a copy of `from`.
@@ -289,22 +312,55 @@ fn a_rebase_of_1000_images_killed_at_random_leaves_every_tag_old_or_new_and_a_re
     eprintln!("an uninterrupted rebase of 1,000 images: {took:?}");
 
     let span = u64::try_from(took.as_millis()).unwrap().max(1);
+    let out = root.join("out");
+    let blobs = out.join("blobs/sha256");
+    // The killed process's own staging directory (those of earlier kills are still there).
+    let staged = |pid: u32| {
+        let prefix = format!(".out.staging-{pid}.");
+        std::fs::read_dir(root).unwrap().any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(&prefix)
+        })
+    };
+    let pristine_blobs = count(&root.join("pristine/blobs/sha256"));
+    let moving = |_| count(&blobs) > pristine_blobs;
+    let half_moved = |_| count(&blobs) > pristine_blobs + 1000;
     for round in 0..ROUNDS {
-        restore(&root.join("out"), &root.join("pristine"));
-        let at = Duration::from_millis(rng.next() % span);
-        let what = killed(root, &rebase, at);
-        let moved = assert_old_or_new(&root.join("out"), &before, &after);
-        eprintln!("round {round}: {what} at {at:?}; {moved} of 1000 tags moved");
+        restore(&out, &root.join("pristine"));
+        let delay = Duration::from_millis(rng.next() % span);
+        let short = Duration::from_millis(rng.next() % 50);
+        // Anywhere; while blobs are staged; as the commit moves them in; half-way through.
+        let (when, shown) = match round % 4 {
+            0 => (When::After(delay), format!("{delay:?} after the start")),
+            1 => (
+                When::Once(&staged, short),
+                format!("{short:?} into staging"),
+            ),
+            2 => (
+                When::Once(&moving, Duration::ZERO),
+                "as the commit began".to_owned(),
+            ),
+            _ => (
+                When::Once(&half_moved, Duration::ZERO),
+                "half-way through the commit".to_owned(),
+            ),
+        };
+        let what = killed(root, &rebase, &when);
+        let moved = assert_old_or_new(&out, &before, &after);
+        eprintln!("round {round}: {what} {shown}; {moved} of 1000 tags moved");
         // One commit per layout: all of them or none.
         assert!(moved == 0 || moved == 1000, "{moved} tags moved");
-        timed(root, &rebase);
-        assert_eq!(
-            tag_map(&root.join("out")),
-            after,
-            "the rerun finishes the rebase"
-        );
-        if moved == 0 {
-            assert_nothing_left(&root.join("out"));
+        // A rerun after the kills in the commit, whose blobs may be in the layout already
+        // (the others leave what a rebase before any commit leaves; the next round's
+        // pristine layout keeps their staging directories beside it).
+        if round >= 2 {
+            timed(root, &rebase);
+            assert_eq!(tag_map(&out), after, "the rerun finishes the rebase");
+            if moved == 0 {
+                assert_nothing_left(&out);
+            }
         }
     }
     let bundle = root.join("bundle");
@@ -381,12 +437,38 @@ fn a_workspace_build_killed_while_it_commits_leaves_every_tag_old_or_new() {
 
     let out = build("oci:ws/out");
     let span = u64::try_from(took.as_millis()).unwrap().max(1);
+    let first_moved = |_| {
+        std::fs::read(ws.join("out/index.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+            .and_then(|index| {
+                let entries = index["manifests"].as_array()?.clone();
+                Some(entries.iter().any(|m| {
+                    let tag = m["annotations"]["org.opencontainers.image.ref.name"].as_str();
+                    tag.is_some_and(|t| before.get(t).is_some_and(|old| m["digest"] != **old))
+                }))
+            })
+            .unwrap_or(false)
+    };
     for round in 0..ROUNDS {
         restore(&ws.join("out"), &ws.join("pristine"));
-        let at = Duration::from_millis(rng.next() % span);
-        let what = killed(root, &out, at);
+        let delay = Duration::from_millis(rng.next() % span);
+        let short = Duration::from_millis(rng.next() % 200);
+        // Anywhere; among the commits, once the first has landed; right after it.
+        let (when, shown) = match round % 3 {
+            0 => (When::After(delay), format!("{delay:?} after the start")),
+            1 => (
+                When::Once(&first_moved, short),
+                format!("{short:?} after the first commit"),
+            ),
+            _ => (
+                When::Once(&first_moved, Duration::ZERO),
+                "as the first commit landed".to_owned(),
+            ),
+        };
+        let what = killed(root, &out, &when);
         let moved = assert_old_or_new(&ws.join("out"), &before, &after);
-        eprintln!("round {round}: {what} at {at:?}; {moved} of {SERVICES} tags moved");
+        eprintln!("round {round}: {what} {shown}; {moved} of {SERVICES} tags moved");
         timed(root, &out);
         assert_eq!(
             tag_map(&ws.join("out")),
