@@ -70,6 +70,10 @@ pub(crate) struct BuildConfig {
     cache_from: Option<strata_registry::Reference>,
     /// The remote cache what ran is pushed to (`--cache-to`, or `cache`).
     cache_to: Option<strata_registry::Reference>,
+    /// The layout whose directory relative `oci:` run image names are recorded from (see
+    /// [`InputConfig::record_run_images_from`]); `None` for a registry or archive output,
+    /// whose images record the names as written.
+    names_from: Option<PathBuf>,
 }
 
 /// The key images are signed with (`--sign-key`): none for an archive, which cannot carry
@@ -104,7 +108,16 @@ fn cache_ref(
 
 impl BuildConfig {
     pub(crate) fn from_args(args: &BuildArgs) -> Result<Self, CliError> {
-        let input = InputConfig::from_args(&args.input)?;
+        Self::from_args_as(args, None)
+    }
+
+    /// As [`Self::from_args`], but with run image names recorded as `like` records them
+    /// (a rebuild elsewhere that must give `like`'s images).
+    pub(crate) fn from_args_as(
+        args: &BuildArgs,
+        like: Option<&BuildConfig>,
+    ) -> Result<Self, CliError> {
+        let mut input = InputConfig::from_args(&args.input)?;
         let no_launcher =
             args.no_launcher || input.workspace.as_ref().is_some_and(|ws| !ws.launcher);
         let (layout, tags, publish) = match &input.workspace {
@@ -157,6 +170,13 @@ impl BuildConfig {
             validate_tag(tag)?;
         }
         check_output(&layout)?;
+        let names_from = match like {
+            Some(like) => like.names_from.clone(),
+            None => publish.is_none().then(|| layout.clone()),
+        };
+        if let Some(names_from) = &names_from {
+            input.record_run_images_from(names_from);
+        }
         let sign_key = sign_key(args, publish.as_ref())?;
         let file_cache = input.workspace.as_ref().and_then(|ws| ws.cache.as_deref());
         let cache_from = cache_ref(args.cache_from.as_deref(), "--cache-from", file_cache)?;
@@ -192,6 +212,7 @@ impl BuildConfig {
             sign_key,
             cache_from,
             cache_to,
+            names_from,
         })
     }
 

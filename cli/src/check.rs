@@ -120,13 +120,16 @@ pub(crate) fn run(args: &BuildArgs) -> Result<(), CliError> {
         .iter()
         .map(|h| (h.service.clone(), h.tag.clone()))
         .collect();
-    let fresh_config = BuildConfig::from_args(&fresh_args(
-        args,
-        &config,
-        temp.path(),
-        &present_services,
-        missing.is_empty(),
-    ))?;
+    let fresh_config = BuildConfig::from_args_as(
+        &fresh_args(
+            args,
+            &config,
+            temp.path(),
+            &present_services,
+            missing.is_empty(),
+        ),
+        Some(&config),
+    )?;
     let progress = Progress::new(false);
     progress.line("===> REBUILDING from scratch, to compare with the output");
     let (_, error) = build::run(&fresh_config, &progress)?;

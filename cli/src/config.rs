@@ -15,6 +15,7 @@ use strata_engine::sandbox::{Limits, Sandbox};
 use strata_engine::store::store_dir;
 use strata_exporter::builderimage::BuilderImage;
 use strata_exporter::reference::{ImageRef, RefError};
+use strata_exporter::relocate::relative_oci_name;
 use strata_exporter::runimage::RunImage;
 use strata_exporter::unpack::OwnerMap;
 use strata_planner::{
@@ -123,6 +124,8 @@ pub(crate) enum RunImageSource {
         name: String,
         /// Other names of it (the builder's `mirrors`), recorded with it.
         mirrors: Vec<String>,
+        /// The directory relative `oci:` names in `name` and `mirrors` are read from.
+        names_from: PathBuf,
     },
     Builtin,
 }
@@ -569,6 +572,7 @@ fn run_image_source(
             reference: images.resolve(&name, base)?,
             name: recorded_name(&name),
             mirrors: Vec::new(),
+            names_from: base.to_owned(),
         });
     }
     match builder.and_then(|b| b.run_image.as_ref().map(|r| (b, r))) {
@@ -583,9 +587,43 @@ fn run_image_source(
                 reference: images.resolve(&text, base)?,
                 name: recorded_name(name),
                 mirrors: builder.run_image_mirrors.clone(),
+                names_from: base.to_owned(),
             })
         }
         None => Ok(RunImageSource::Builtin),
+    }
+}
+
+impl InputConfig {
+    /// The layout directory a workspace's `output` names, when it is an `oci:` layout.
+    pub(crate) fn workspace_layout(&self) -> Option<PathBuf> {
+        let ws = self.workspace.as_ref()?;
+        let output = ImageRef::parse(ws.output.as_deref()?).ok()?;
+        Some(output.relative_to(&ws.root).dir().to_owned())
+    }
+
+    /// Makes the run image names images record relative to the directory holding the output
+    /// layout `layout`: a relative `oci:` name is rewritten from the directory it was written
+    /// relative to (the working directory, `strata.toml`'s, the builder's), so the recorded
+    /// name does not depend on where a build ran, and a tree moved together keeps its digests
+    /// (`strata rebase` reads the name from the directory holding the image's layout).
+    /// Registry and absolute names are kept as written.
+    pub(crate) fn record_run_images_from(&mut self, layout: &Path) {
+        let holder = strata_exporter::relocate::holder_of(layout);
+        for service in &mut self.services {
+            if let RunImageSource::Image {
+                name,
+                mirrors,
+                names_from,
+                ..
+            } = &mut service.run_image
+            {
+                let rewrite = |n: &str| relative_oci_name(n, names_from, holder);
+                *name = rewrite(name);
+                *mirrors = mirrors.iter().map(|m| rewrite(m)).collect();
+                holder.clone_into(names_from);
+            }
+        }
     }
 }
 

@@ -121,7 +121,12 @@ fn run(cli: Cli) -> Result<(), CliError> {
             error.map_or(Ok(()), Err)
         }
         Command::Plan(args) => {
-            let config = config::InputConfig::from_args(&args.input)?;
+            let mut config = config::InputConfig::from_args(&args.input)?;
+            // The keys a workspace build will have: its run image names as the output
+            // records them.
+            if let Some(layout) = config.workspace_layout() {
+                config.record_run_images_from(&layout);
+            }
             warn(&config);
             let prepared = prepare::prepare(&config, false, None)?;
             for warning in prepare::detect_warnings(&prepared, config.workspace.is_some()) {

@@ -38,9 +38,10 @@ pub(crate) const REBASE_EXAMPLES: &str = "Examples:
       docker://registry.example.com/apps/api:1.4 --all docker://registry.example.com/apps/web
   strata rebase --run-image docker://registry.example.com/stacks/run:24 --from-file fleet.txt
 
-The run image is named as the images record it (`runImage.image`, which is how `strata build
---run-image` was typed, without `docker://`); `--all` takes the images of a layout, or every
-tag of a repository, built on that name. A registry image is rebased in place: only its
+The run image is named as the images record it (`runImage.image`: a registry name as
+`strata build --run-image` was typed, without `docker://`; an `oci:` name matches the same
+layout and tag however its path is spelled); `--all` takes the images of a layout, or every tag of a
+repository, built on that name. A registry image is rebased in place: only its
 manifest and config are read, the run image's layers are pushed (or mounted) once per
 repository, and the tag moves to the rebased manifest. `--from-file` reads one reference a
 line; blank lines and lines starting with `#` are skipped.
@@ -335,7 +336,8 @@ pub(crate) struct Row {
     pub(crate) old_top_layer: Option<String>,
     pub(crate) new_digest: Option<String>,
     pub(crate) error: Option<String>,
-    /// For `not_on_base`: the run image it was built on, as recorded.
+    /// For `not_on_base`: the run image it was built on, as recorded (a relative `oci:` name
+    /// spelled from the working directory).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) on: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -984,7 +984,8 @@ fn a_builder_made_by_builder_create_gives_the_same_image_as_its_builder_toml() {
         "{buildpacks}"
     );
 
-    // Moved elsewhere with its run image, the builder layout still finds it.
+    // Moved elsewhere with its run image, the builder layout still finds it; an image built
+    // beside them records the same relative run image name, so it is the same image.
     std::fs::create_dir_all(setup.path("moved")).unwrap();
     for dir in ["builder-layout", "run"] {
         copy_tree(&setup.path(dir), &setup.path(&format!("moved/{dir}")));
@@ -993,6 +994,6 @@ fn a_builder_made_by_builder_create_gives_the_same_image_as_its_builder_toml() {
         "oci:{}:example",
         setup.path("moved/builder-layout").display()
     );
-    let (from_moved, _) = build(&moved, "out-moved");
+    let (from_moved, _) = build(&moved, "moved/out-moved");
     assert_eq!(from_moved, from_toml);
 }

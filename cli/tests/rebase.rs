@@ -749,3 +749,175 @@ fn images_on_another_run_image_name_are_left_alone_and_the_report_says_what_they
     assert_eq!(hello["on"], RUN_IMAGE);
     assert_eq!(digest_of(&cwd.join("out"), "hello"), before, "left alone");
 }
+
+/// `strata rebase --run-image REF --all LAYOUT --json` from `cwd`, which must exit 0.
+fn rebase_all(cwd: &Path, run_image: &str, layout: &str) -> Value {
+    let out = strata(
+        cwd,
+        &[
+            "rebase",
+            "--run-image",
+            run_image,
+            "--all",
+            layout,
+            "--json",
+        ],
+    );
+    assert_exit(&out, 0);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_readme_monorepo_rebase_takes_every_service_from_the_root_and_from_elsewhere() {
+    let (_, patched) = run_images();
+    let copy = ExampleCopy::new();
+    let root = copy.path("");
+    let layout = copy.path("examples/run-image/layout");
+    let out = strata(&root, &["build", "examples/monorepo"]);
+    assert_exit(&out, 0);
+    let built = tags(&copy.path("examples/monorepo/out"));
+    assert_eq!(built.len(), 10);
+    let original = copy.path("original-run-image");
+    std::fs::create_dir_all(&original).unwrap();
+    copy_tree(&layout, &original);
+
+    // The README's command, from the repository root: the images recorded their run image
+    // as `oci:../run-image/layout:busybox`, read from the directory holding their layout.
+    std::fs::remove_dir_all(&layout).unwrap();
+    std::fs::create_dir_all(&layout).unwrap();
+    copy_tree(patched, &layout);
+    let report = rebase_all(
+        &root,
+        "oci:examples/run-image/layout:busybox",
+        "oci:examples/monorepo/out",
+    );
+    assert_eq!(report["summary"]["rebased"], 10, "{:#}", report["summary"]);
+    let rebased = tags(&copy.path("examples/monorepo/out"));
+    for ((tag, old), (_, new)) in built.iter().zip(&rebased) {
+        assert_ne!(old, new, "{tag} is rebased");
+        let shown = format!("oci:examples/monorepo/out:{tag}");
+        assert_eq!(row(&report, &shown)["new_digest"], new.as_str());
+    }
+    assert_layout_complete(&copy.path("examples/monorepo/out"));
+
+    // Back onto the original, from another directory and spelled from there: a rebase onto
+    // the run image the images were built on gives the built images back, byte for byte.
+    std::fs::remove_dir_all(&layout).unwrap();
+    std::fs::create_dir_all(&layout).unwrap();
+    copy_tree(&original, &layout);
+    let cwd = copy.path("examples/run-image");
+    let report = rebase_all(&cwd, "oci:layout:busybox", "oci:../monorepo/out");
+    assert_eq!(report["summary"]["rebased"], 10, "{:#}", report["summary"]);
+    assert_eq!(tags(&copy.path("examples/monorepo/out")), built);
+
+    // On another run image, the last line says what they are on, named from where it runs.
+    let elsewhere = format!("oci:{}:busybox", patched.display());
+    for (cwd, on) in [
+        (root.clone(), "oci:examples/run-image/layout:busybox"),
+        (
+            copy.path("examples/monorepo"),
+            "oci:../run-image/layout:busybox",
+        ),
+    ] {
+        let layout = if cwd == root {
+            "oci:examples/monorepo/out"
+        } else {
+            "oci:out"
+        };
+        let out = strata(
+            &cwd,
+            &["rebase", "--run-image", &elsewhere, "--all", layout],
+        );
+        assert_exit(&out, 0);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(&format!(
+                "10 other images in the layout not on {elsewhere} (10 on {on})"
+            )),
+            "{text}"
+        );
+    }
+    assert_eq!(tags(&copy.path("examples/monorepo/out")), built);
+}
+
+#[test]
+fn a_relative_run_image_is_recorded_from_the_output_layout_wherever_the_build_runs() {
+    let (a, _) = run_images();
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let layout = repo.join("stack/run");
+    std::fs::create_dir_all(&layout).unwrap();
+    copy_tree(a, &layout);
+    std::fs::create_dir_all(repo.join("deep/down")).unwrap();
+    let app = examples().join("apps/hello");
+    let builder = examples().join("builder.toml");
+    let build = |cwd: &Path, run_image: &str, output: &str| {
+        let out = strata(
+            cwd,
+            &[
+                "build",
+                app.to_str().unwrap(),
+                "--builder",
+                builder.to_str().unwrap(),
+                "--run-image",
+                run_image,
+                "--output",
+                output,
+                "--json",
+            ],
+        );
+        assert_exit(&out, 0);
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        report["digest"].as_str().unwrap().to_owned()
+    };
+    let from_root = build(&repo, "oci:stack/run:busybox", "oci:apps/out:hello");
+    let from_below = build(
+        &repo.join("deep/down"),
+        "oci:../../stack/run:busybox",
+        "oci:../../apps/out:hello",
+    );
+    assert_eq!(
+        from_root, from_below,
+        "the same image, wherever it was built from"
+    );
+    let meta: Value = serde_json::from_str(
+        config(&repo.join("apps/out"), "hello")["config"]["Labels"]
+            ["io.buildpacks.lifecycle.metadata"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(meta["runImage"]["image"], "oci:../stack/run:busybox");
+    // `--check` rebuilds elsewhere and records the name as the output does.
+    let check = strata(
+        &repo,
+        &[
+            "build",
+            app.to_str().unwrap(),
+            "--builder",
+            builder.to_str().unwrap(),
+            "--run-image",
+            "oci:stack/run:busybox",
+            "--output",
+            "oci:apps/out:hello",
+            "--check",
+        ],
+    );
+    assert_exit(&check, 0);
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains("identical"),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    // Rebased from anywhere by any spelling of the same layout: up to date.
+    let report = rebase_all(
+        &repo.join("deep"),
+        "oci:../stack/run:busybox",
+        "oci:../apps/out",
+    );
+    assert_eq!(
+        report["summary"]["up_to_date"], 1,
+        "{:#}",
+        report["summary"]
+    );
+}

@@ -55,7 +55,7 @@ use crate::buildermodules::{check_targets, label_order, layer_info, module_infos
 use crate::layout::{LayoutError, Staging};
 use crate::lifecycletar::Lifecycle;
 use crate::reference::{ImageRef, RefError};
-use crate::relocate::relative_oci_name;
+use crate::relocate::{holder_of, relative_oci_name};
 use crate::runimage::{RunImage, RunImageError};
 
 /// The name a builder records as its maker.
@@ -300,13 +300,7 @@ pub fn recorded_run_images(
 ) -> Vec<RunImageMetadata> {
     let builder_dir = req.builder.path.parent().unwrap_or(Path::new("/"));
     let rewrite = |name: &String| match output_dir {
-        Some(out) => {
-            let holder = match out.parent() {
-                Some(parent) if !parent.as_os_str().is_empty() => parent,
-                _ => Path::new("."),
-            };
-            relative_oci_name(name, builder_dir, holder)
-        }
+        Some(out) => relative_oci_name(name, builder_dir, holder_of(out)),
         None => name.clone(),
     };
     req.config

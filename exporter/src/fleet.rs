@@ -22,8 +22,11 @@
 //!
 //! With `all`, the candidates are every tag of the layout, and an image is taken when its
 //! lifecycle metadata records the new run image's name (`runImage.image` or a mirror): the
-//! run image it was built on is the new one's predecessor. Other images (another run image,
-//! no CNB metadata, an image index) are [`Status::NotOnBase`] and left alone.
+//! run image it was built on is the new one's predecessor. An `oci:` name matches however its
+//! path is spelled ([`NewBase::is_named`]): the image's is read from the directory holding
+//! its layout, as a build records it, the new run image's from the working directory. Other
+//! images (another run image, no CNB metadata, an image index) are [`Status::NotOnBase`] and
+//! left alone.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -66,7 +69,9 @@ pub enum Status {
     UpToDate,
     /// Not on the new run image's predecessor (only for images found with `all`); left alone.
     NotOnBase {
-        /// The run image name it was recorded with (`runImage.image`), if it has CNB metadata.
+        /// The run image it was recorded with (`runImage.image`), if it has CNB metadata, named
+        /// as from the working directory (a relative `oci:` name is recorded from the
+        /// directory holding the layout).
         on: Option<String>,
     },
 }
@@ -307,8 +312,8 @@ pub fn judge(
         }
     };
     result.old_top_layer = Some(app.top_layer().to_owned());
-    if !named && !app.run_image_names().contains(&base.name.as_str()) {
-        let on = app.run_image_names().first().map(|name| (*name).to_owned());
+    if !named && !app.is_built_on_name_of(base) {
+        let on = app.run_image_shown();
         result.outcome = Ok(Status::NotOnBase { on });
         return None;
     }
@@ -585,8 +590,10 @@ mod tests {
         assert!(first.committed);
         let found = statuses(&first);
         assert!(matches!(found[0], ("one", Ok(Status::Rebased { .. }))));
+        // Named as from the working directory: read from the directory holding the layout.
+        let other = format!("oci:{}:run", root.path().join("other").display());
         assert!(
-            matches!(&found[1], ("other", Ok(Status::NotOnBase { on: Some(on) })) if on == "oci:other:run"),
+            matches!(&found[1], ("other", Ok(Status::NotOnBase { on: Some(on) })) if *on == other),
             "{:?}",
             found[1]
         );
@@ -672,6 +679,65 @@ mod tests {
             unreachable!()
         };
         assert_eq!(&two.digest().to_string(), digest);
+    }
+
+    #[test]
+    fn a_run_image_spelled_from_another_directory_is_the_same_run_image() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        // As a workspace build records it: relative to the directory holding `out`.
+        let dir = root.join("repo/monorepo/out");
+        let recorded = "oci:../base:run";
+        write_apps(&dir, &BaseSpec::new("a"), recorded, &[("one", "1")]);
+        let b = write_run_image(
+            &root.join("repo/base"),
+            "run",
+            &BaseSpec::new("b").layers(2),
+        );
+        // `--run-image` as typed in the working directory, which the test does not own: an
+        // absolute spelling of the same layout, through a symlink.
+        std::os::unix::fs::symlink(root.join("repo"), root.join("link")).unwrap();
+        let typed = format!("oci:{}:run", root.join("link/base").display());
+        let base = NewBase::new(b.clone(), typed.as_str());
+        let result = rebase_layout(
+            &batch(&dir, &[], true),
+            &base,
+            &RebaseOptions::default(),
+            false,
+        )
+        .unwrap();
+        assert!(
+            matches!(statuses(&result)[0], ("one", Ok(Status::Rebased { .. }))),
+            "{:?}",
+            statuses(&result)
+        );
+        let layout = Layout::open(&dir).unwrap();
+        let (_, manifest) = layout.resolve("one").unwrap();
+        let config: serde_json::Value = layout.read_json(manifest.config(), "config").unwrap();
+        let label = config["config"]["Labels"][crate::metadata::LIFECYCLE_LABEL]
+            .as_str()
+            .unwrap();
+        let lifecycle: serde_json::Value = serde_json::from_str(label).unwrap();
+        assert_eq!(
+            lifecycle["runImage"]["image"], recorded,
+            "the name is kept as recorded"
+        );
+
+        // Another tag of the same layout is another run image.
+        let other = NewBase::new(b, format!("oci:{}:other", root.join("repo/base").display()));
+        let result = rebase_layout(
+            &batch(&dir, &[], true),
+            &other,
+            &RebaseOptions::default(),
+            true,
+        )
+        .unwrap();
+        assert!(
+            matches!(&statuses(&result)[0], ("one", Ok(Status::NotOnBase { on: Some(on) }))
+                if *on == format!("oci:{}:run", root.join("repo/base").display())),
+            "{:?}",
+            statuses(&result)
+        );
     }
 
     #[test]

@@ -31,13 +31,18 @@
 //! `variant` where both set one, `io.buildpacks.base.distro.name`/`.version` where the new
 //! run image sets them (images without `io.buildpacks.base.*` labels compare
 //! `io.buildpacks.stack.id` instead); and the new run image's name must be the recorded
-//! `runImage.image` or one of its mirrors (forced, the name replaces them). An image without
+//! `runImage.image` or one of its mirrors (forced, the name replaces them). An `oci:` name
+//! also matches when it names the same layout and tag spelled from another directory: a
+//! layout image's relative names are read from the directory holding its layout, the new run
+//! image's from the working directory ([`NewBase::is_named`]). An image without
 //! the lifecycle label, without a recorded top layer, or whose top layer is not among its
 //! layers is refused outright: there is no base to replace.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use oci_spec::image::{Descriptor, Digest, History, ImageConfiguration, ImageManifest, MediaType};
 use serde_json::Value;
@@ -50,6 +55,7 @@ use crate::baseconfig::{
 };
 use crate::layout::{Layout, LayoutError, canonical_json};
 use crate::metadata::LIFECYCLE_LABEL;
+use crate::relocate::{holder_of, oci_location, relative_oci_name, shown_from};
 use crate::runimage::RunImage;
 
 #[cfg(test)]
@@ -81,6 +87,11 @@ pub struct NewBase {
     pub name: String,
     /// Its registry repository (`HOST/REPO`) when it came from a registry.
     pub repository: Option<String>,
+    /// The layout and tag an `oci:` name means, read from the working directory.
+    location: Option<(PathBuf, String)>,
+    /// [`Self::is_named`]'s answers by recorded name and directory: the images of a layout
+    /// mostly record one name, which is resolved (a few system calls) once.
+    named: Arc<Mutex<HashMap<(String, PathBuf), bool>>>,
     env: Env,
     labels: BTreeMap<String, String>,
     target: Target,
@@ -88,13 +99,18 @@ pub struct NewBase {
 
 impl NewBase {
     /// Prepares `image`, named `name`, as the base of rebased images.
+    /// A relative `oci:` name is read from the working directory, as `strata rebase
+    /// --run-image` takes it.
     pub fn new(image: RunImage, name: impl Into<String>) -> NewBase {
         let labels = base_labels(&image.config);
+        let name = name.into();
         NewBase {
+            location: oci_location(&name, Path::new(".")),
+            named: Arc::default(),
             env: base_env(&image.config),
             target: Target::of(&image.config, &labels),
             labels,
-            name: name.into(),
+            name,
             repository: None,
             image,
         }
@@ -120,6 +136,33 @@ impl NewBase {
     /// The diffID of its top layer.
     pub fn top_layer(&self) -> &str {
         self.image.top_layer().unwrap_or_default()
+    }
+
+    /// Whether `recorded`, a run image name as an image records it, names this run image:
+    /// the same name, or (read from `holder` when the image is in a layout) an `oci:` name
+    /// of the same layout and tag however the path is spelled. Registry names compare as
+    /// written.
+    pub fn is_named(&self, recorded: &str, holder: Option<&Path>) -> bool {
+        if recorded == self.name {
+            return true;
+        }
+        let (Some(location), Some(holder)) = (&self.location, holder) else {
+            return false;
+        };
+        let key = (recorded.to_owned(), holder.to_owned());
+        let mut named = self.named.lock().unwrap_or_else(PoisonError::into_inner);
+        *named
+            .entry(key)
+            .or_insert_with(|| oci_location(recorded, holder).as_ref() == Some(location))
+    }
+
+    /// Its name as an image in a layout read from `holder` records it: a relative `oci:` name
+    /// rewritten from the working directory to `holder`, as a build records it.
+    pub fn name_from(&self, holder: Option<&Path>) -> String {
+        match holder {
+            Some(holder) => relative_oci_name(&self.name, Path::new("."), holder),
+            None => self.name.clone(),
+        }
     }
 }
 
@@ -371,6 +414,9 @@ pub struct AppImage {
     lifecycle: serde_json::Map<String, Value>,
     top_layer: String,
     top_index: usize,
+    /// The directory its relative `oci:` run image names are read from: the one holding its
+    /// layout (as a build records them); `None` for a registry image.
+    holder: Option<PathBuf>,
 }
 
 impl AppImage {
@@ -400,7 +446,9 @@ impl AppImage {
         let config: ImageConfiguration = layout
             .read_json(manifest.config(), "image config")
             .map_err(read)?;
-        Self::from_parts(reference, entry.clone(), manifest, config)
+        let mut app = Self::from_parts(reference, entry.clone(), manifest, config)?;
+        app.holder = Some(holder_of(layout.dir()).to_owned());
+        Ok(app)
     }
 
     /// An app image from its manifest and config.
@@ -452,6 +500,7 @@ impl AppImage {
             lifecycle,
             top_layer,
             top_index,
+            holder: None,
         })
     }
 
@@ -488,6 +537,23 @@ impl AppImage {
         names
     }
 
+    /// Whether one of [`Self::run_image_names`] names `base` (see [`NewBase::is_named`]).
+    pub fn is_built_on_name_of(&self, base: &NewBase) -> bool {
+        self.run_image_names()
+            .iter()
+            .any(|name| base.is_named(name, self.holder.as_deref()))
+    }
+
+    /// Its first recorded run image name as the working directory names it (a relative
+    /// `oci:` name rewritten from the directory holding its layout), for showing.
+    pub fn run_image_shown(&self) -> Option<String> {
+        let name = self.run_image_names().first().copied()?;
+        Some(match &self.holder {
+            Some(holder) => shown_from(name, holder),
+            None => name.to_owned(),
+        })
+    }
+
     /// The app's layers above the old base: descriptors and diffIDs.
     pub fn upper_layers(&self) -> (&[Descriptor], &[String]) {
         let start = self.top_index + 1;
@@ -517,8 +583,8 @@ impl AppImage {
             out.push(Refusal::NotRebasable);
         }
         out.extend(Target::of(&self.config, &labels).refusals(&base.target));
-        let names = self.run_image_names();
-        if !names.contains(&base.name.as_str()) {
+        if !self.is_built_on_name_of(base) {
+            let names = self.run_image_names();
             out.push(Refusal::Name {
                 name: base.name.clone(),
                 recorded: if names.is_empty() {
@@ -661,7 +727,8 @@ pub fn rebase(
 /// the name is not among the recorded ones (a forced rebase), the name replaces them.
 fn lifecycle_on(app: &AppImage, base: &NewBase) -> serde_json::Map<String, Value> {
     let mut lifecycle = app.lifecycle.clone();
-    let renamed = !app.run_image_names().contains(&base.name.as_str());
+    let name = base.name_from(app.holder.as_deref());
+    let renamed = !app.is_built_on_name_of(base);
     let run = lifecycle
         .entry("runImage")
         .or_insert_with(|| Value::Object(serde_json::Map::new()));
@@ -669,15 +736,12 @@ fn lifecycle_on(app: &AppImage, base: &NewBase) -> serde_json::Map<String, Value
         run.insert("topLayer".to_owned(), base.top_layer().into());
         run.insert("reference".to_owned(), base.reference().into());
         if renamed {
-            run.insert("image".to_owned(), base.name.clone().into());
+            run.insert("image".to_owned(), name.clone().into());
             run.remove("mirrors");
         }
     }
     if let (true, Some(Value::Object(stack))) = (renamed, lifecycle.get_mut("stack")) {
-        stack.insert(
-            "runImage".to_owned(),
-            serde_json::json!({ "image": base.name }),
-        );
+        stack.insert("runImage".to_owned(), serde_json::json!({ "image": name }));
     }
     lifecycle
 }
