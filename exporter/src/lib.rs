@@ -40,6 +40,7 @@ mod restorestate;
 pub mod rootfs;
 pub mod runimage;
 pub mod runproof;
+pub mod runsbom;
 pub mod sbomdoc;
 pub mod sbomdownload;
 pub mod sbomlayer;
