@@ -757,7 +757,7 @@ impl Staging {
     }
 
     /// Like [`Staging::commit`], as a compare-and-swap per tag: `expected[i]` is the manifest
-    /// digest tag `i` had when its new manifest was computed. Under the layout lock, each
+    /// digest tag `i` had when its new manifest was computed (empty: the tag did not exist). Under the layout lock, each
     /// tag that no longer names exactly that one manifest (a build committed it meanwhile) is
     /// left as it is and returned, with the digest it names now; the other tags are
     /// committed.
@@ -815,7 +815,11 @@ impl Staging {
                 .zip(expected)
                 .filter(|((tag, _), expected)| {
                     let now = now_by_tag.remove(tag.as_str()).unwrap_or_default();
-                    let same = matches!(now.as_slice(), [one] if one == *expected);
+                    let same = match (now.as_slice(), expected.as_str()) {
+                        ([], "") => true,
+                        ([one], expected) => one == expected,
+                        _ => false,
+                    };
                     if !same {
                         moved.push(MovedTag {
                             tag: tag.clone(),
