@@ -505,3 +505,119 @@ fn a_layout_with_signed_images_still_rebases_as_a_whole() {
         .collect();
     assert_eq!(images, [image.as_str()], "{report}");
 }
+
+/// The manifest digests of the artifacts `index` lists, sorted.
+fn listed(index: &Value) -> Vec<String> {
+    let mut digests: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["digest"].as_str().unwrap().to_owned())
+        .collect();
+    digests.sort();
+    digests
+}
+
+#[test]
+fn an_up_to_date_build_keeps_its_artifacts_and_another_key_adds_its_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (first, first_public) = key(tmp.path(), "first", "p256");
+    let app = examples().join("apps/hello");
+    let out = tmp.path().join("out");
+    let image = format!("oci:{}:hello", out.display());
+    let sign_with = |key: &Path| ["--sign-key".to_owned(), key.display().to_string()];
+    let args = sign_with(&first);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let report = build(tmp.path(), &app, &image, &args);
+    let digest = report["digest"].as_str().unwrap().to_owned();
+    let index_json = std::fs::read(out.join("index.json")).unwrap();
+
+    // Nothing changed: the same image, the same two artifacts, index.json byte for byte.
+    let again = build(tmp.path(), &app, &image, &args);
+    assert_eq!(again["digest"], digest.as_str());
+    assert_eq!(again["provenance"], report["provenance"], "{again}");
+    assert_eq!(again["signature"], report["signature"], "{again}");
+    assert_eq!(
+        std::fs::read(out.join("index.json")).unwrap(),
+        index_json,
+        "no new referrer, no new referrers index"
+    );
+
+    // A build with another key adds that key's signature and provenance beside the first's.
+    let (second, second_public) = key(tmp.path(), "second", "ed25519");
+    let args = sign_with(&second);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let other = build(tmp.path(), &app, &image, &args);
+    assert_eq!(other["digest"], digest.as_str());
+    let index = referrers_index(&out, &digest);
+    let mut expected: Vec<String> = [&report, &other]
+        .iter()
+        .flat_map(|r| [&r["provenance"], &r["signature"]])
+        .map(|d| d.as_str().unwrap().to_owned())
+        .collect();
+    expected.sort();
+    assert_eq!(listed(&index), expected, "{index}");
+    for public in [&first_public, &second_public] {
+        assert_exit(&verify(tmp.path(), &image, public, &[]), 0);
+    }
+}
+
+#[test]
+fn concurrent_signatures_of_one_layout_image_are_all_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let image = format!("oci:{}:hello", out.display());
+    build(tmp.path(), &examples().join("apps/hello"), &image, &[]);
+    let keys: Vec<(PathBuf, PathBuf)> = (0..8)
+        .map(|i| key(tmp.path(), &format!("k{i}"), "ed25519"))
+        .collect();
+    // Eight processes attach to the same referrers index at once.
+    let signing: Vec<std::process::Child> = keys
+        .iter()
+        .map(|(private, _)| {
+            Command::new(env!("CARGO_BIN_EXE_strata"))
+                .args(["sign", &image, "--key", private.to_str().unwrap()])
+                .current_dir(tmp.path())
+                .env("TMPDIR", scratch_tmpdir())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in signing {
+        let done = child.wait_with_output().unwrap();
+        assert!(
+            done.status.success(),
+            "{}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+    }
+    for (_, public) in &keys {
+        let checked = verify(tmp.path(), &image, public, &[]);
+        assert_exit(&checked, 0);
+    }
+    let digest = strata_digest(&out);
+    assert_eq!(
+        referrers_index(&out, &digest)["manifests"]
+            .as_array()
+            .unwrap()
+            .len(),
+        8
+    );
+}
+
+/// The manifest digest `out`'s index.json tags `hello`.
+fn strata_digest(out: &Path) -> String {
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["annotations"]["org.opencontainers.image.ref.name"] == "hello")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}

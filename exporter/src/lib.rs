@@ -2,6 +2,7 @@
 //! assembly with the CNB labels, and rebase onto a new run image.
 
 pub mod archive;
+pub mod attested;
 pub mod base;
 pub mod baseconfig;
 mod blobfile;
