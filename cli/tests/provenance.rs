@@ -454,6 +454,24 @@ fn a_signed_push_is_found_through_the_referrers_tag_of_a_registry_without_the_ap
     let insecure = ["--insecure-registry", host.as_str()];
     assert_exit(&verify(tmp.path(), &target, &public, &insecure), 0);
 
+    // The same build again: the image is there, and so are its artifacts; none is pushed.
+    let tag_writes = || registry.count("PUT", &format!("/manifests/{}", digest.replace(':', "-")));
+    let before = tag_writes();
+    let again = build(
+        tmp.path(),
+        &examples().join("apps/hello"),
+        &target,
+        &[
+            "--insecure-registry",
+            &host,
+            "--sign-key",
+            private.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(again["provenance"], report["provenance"], "{again}");
+    assert_eq!(again["signature"], report["signature"], "{again}");
+    assert_eq!(tag_writes(), before, "the referrers tag is left as it is");
+
     // `strata sign` adds a second key's signature; both verify, a third key does not.
     let (second, second_public) = key(tmp.path(), "second", "ed25519");
     let mut args = vec!["sign", target.as_str(), "--key", second.to_str().unwrap()];
