@@ -1,7 +1,8 @@
 //! Signed provenance and signatures end to end: `strata key generate`, `strata build
 //! --sign-key` into a layout and into Debian's `docker-registry` (which has no referrers API,
 //! so the `sha256-<hex>` tag schema is what finds the artifacts), `strata sign` and `strata
-//! verify-signature`. Third parties check what strata wrote: Python `cryptography` verifies the
+//! verify-signature`; the referrers API path against that registry with an in-test responder
+//! for that one endpoint (`common::registry::ReferrersApi`). Third parties check what strata wrote: Python `cryptography` verifies the
 //! DSSE signature, the in-toto attestation framework's protobuf bindings and a JSON Schema of
 //! the specs' required fields read the statement, skopeo reads the referrers index. Keys are
 //! made per test.
@@ -638,4 +639,62 @@ fn strata_digest(out: &Path) -> String {
         .as_str()
         .unwrap()
         .to_owned()
+}
+
+/// Debian's docker-registry has no referrers API; [`ReferrersApi`] answers that one endpoint
+/// from the registry's storage, so this is the path of a registry that has it: the artifacts
+/// are listed by the registry, no `sha256-<hex>` tag is written, and they are found and
+/// checked through the API.
+#[test]
+fn a_registry_with_the_referrers_api_lists_the_artifacts_without_a_referrers_tag() {
+    let registry = Registry::start();
+    let api = common::registry::ReferrersApi::start(&registry);
+    let tmp = tempfile::tempdir().unwrap();
+    let host = api.host();
+    let (private, public) = key(tmp.path(), "signer", "ed25519");
+    let target = format!("docker://{host}/app:v1");
+    let insecure = ["--insecure-registry", host.as_str()];
+    let report = build(
+        tmp.path(),
+        &examples().join("apps/hello"),
+        &target,
+        &[
+            insecure[0],
+            insecure[1],
+            "--sign-key",
+            private.to_str().unwrap(),
+        ],
+    );
+    let digest = report["digest"].as_str().unwrap();
+    assert!(
+        api.answered.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "the referrers API was asked"
+    );
+    let tag = digest.replace(':', "-");
+    assert_eq!(
+        registry.count("PUT", &format!("/manifests/{tag}")),
+        0,
+        "no referrers tag: {:?}",
+        registry.requests()
+    );
+    assert_exit(&verify(tmp.path(), &target, &public, &insecure), 0);
+    // The provenance, as the API lists it, is the one the build reported.
+    let listed = http_get(&host, &format!("/v2/app/referrers/{digest}"));
+    let entry = entry(&listed, PROVENANCE);
+    assert_eq!(entry["digest"], report["provenance"], "{listed}");
+}
+
+/// A GET over plain HTTP/1.1, for a JSON body.
+fn http_get(host: &str, path: &str) -> Value {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (_, body) = response.split_once("\r\n\r\n").unwrap();
+    serde_json::from_str(body).unwrap()
 }
