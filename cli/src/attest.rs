@@ -170,13 +170,14 @@ pub(crate) fn attest(
         // An image already in the output keeps what this key attached to it: its provenance
         // differs only in its times, and the image in nothing.
         let listed = target.list(PROVENANCE_ARTIFACT_TYPE)?;
-        image.provenance = Some(match provenance_by(&image.digest, &listed, key.public()) {
-            Some(kept) => kept.digest.clone(),
-            None => {
+        image.provenance = Some(
+            if let Some(kept) = provenance_by(&image.digest, &listed, key.public()) {
+                kept.digest.clone()
+            } else {
                 let facts = facts(config, prepared, index, &name, &image.digest, started);
                 target.attach(&provenance_artifact(&facts, key)?)?
-            }
-        });
+            },
+        );
         let listed = target.list(SIGNATURE_ARTIFACT_TYPE)?;
         image.signature = Some(match signature_by(&image.digest, &listed, key.public()) {
             Some(kept) => kept.digest.clone(),

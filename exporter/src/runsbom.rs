@@ -94,6 +94,9 @@ pub enum RunSbomError {
     Write(#[source] ArchiveError),
 }
 
+/// A layer made, or why it could not be.
+type Made = Result<LayerBlob, Arc<RunSbomError>>;
+
 /// The SBOM layer of one run image, made at most once per compression, for a batch of
 /// rebases onto it: its packages are read the first time a layer is asked for.
 #[derive(Debug)]
@@ -102,7 +105,7 @@ pub struct RunSbomLayers {
     store: Option<PathBuf>,
     inventory: OnceLock<Result<Inventory, Arc<RunSbomError>>>,
     dir: OnceLock<Result<tempfile::TempDir, Arc<RunSbomError>>>,
-    layers: Mutex<BTreeMap<(u64, u8), Result<LayerBlob, Arc<RunSbomError>>>>,
+    layers: Mutex<BTreeMap<(u64, u8), Made>>,
 }
 
 impl RunSbomLayers {
