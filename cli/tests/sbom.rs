@@ -2,8 +2,9 @@
 //! strata's `CycloneDX` and SPDX), the run image's lists its dpkg packages; all of them, and the
 //! merged documents, pass the formats' own validators from `PyPI` (`cyclonedx-python-lib`,
 //! `pyspdxtools`); two builds give the same bytes; `strata sbom download` writes pack's tree
-//! from a layout, a docker archive and a registry (fetching only the SBOM layer's blob); a
-//! buildpack SBOM that is not of its format fails the build.
+//! from a layout, a docker archive and a registry (fetching only the SBOM layers' blobs); a
+//! rebase onto a run image with other packages lists them and equals a rebuild; a buildpack
+//! SBOM that is not of its format fails the build.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failing test
 
