@@ -686,3 +686,76 @@ fn a_rebase_onto_other_packages_lists_them_and_equals_a_rebuild() {
         "the rebased image equals a rebuild on the new run image"
     );
 }
+
+/// The same in a registry: the image is pushed, rebased in place onto a run image with other
+/// packages, and its run image SBOM, downloaded from the registry, lists them; it equals a
+/// rebuild pushed beside it.
+#[test]
+fn a_registry_rebase_onto_other_packages_lists_them_and_equals_a_rebuild() {
+    let registry = Registry::start();
+    let host = registry.host();
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let old = dpkg_run_image(cwd, "old-run", STATUS);
+    let new = dpkg_run_image(cwd, "new-run", UPGRADED_STATUS);
+    let point_base = |layout: &Path| {
+        let link = cwd.join("base");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(layout, link).unwrap();
+    };
+    let push = |tag: &str, cache: &str| -> String {
+        let out = common::registry::build(
+            cwd,
+            &examples().join("apps/hello"),
+            "oci:base:busybox",
+            &format!("docker://{host}/app:{tag}"),
+            &[
+                "--insecure-registry",
+                &host,
+                "--cache-dir",
+                cwd.join(cache).to_str().unwrap(),
+            ],
+        );
+        common::registry::json(&out)["digest"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    point_base(old.dir());
+    push("v1", "cache");
+    point_base(new.dir());
+    let image = format!("docker://{host}/app:v1");
+    let rebase = strata(
+        cwd,
+        &[
+            "rebase",
+            "--run-image",
+            "oci:base:busybox",
+            &image,
+            "--insecure-registry",
+            &host,
+            "--cache-dir",
+            cwd.join("cache").to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_exit(&rebase, 0);
+    let report: serde_json::Value = serde_json::from_slice(&rebase.stdout).unwrap();
+    assert_eq!(report["images"][0]["status"], "rebased", "{report:#}");
+    let dir = cwd.join("after");
+    download(cwd, &image, &dir, &["--insecure-registry", &host]);
+    let run =
+        read_json(&dir.join("layers/sbom/launch/buildpacksio_lifecycle/run-image/sbom.cdx.json"));
+    let names: Vec<&str> = run["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["base-files", "tzdata", "zlib1g"]);
+    let rebuilt = push("rebuilt", "cache2");
+    assert_eq!(
+        report["images"][0]["new_digest"], rebuilt,
+        "the rebased image equals a rebuild on the new run image"
+    );
+}
