@@ -3,15 +3,21 @@
 //! OCI 1.1 artifacts where it was written (the output layout, or the registry it was pushed
 //! to). The provenance says what went into the image (see `strata_exporter::provenance`);
 //! it is made here, from what the build already knows, and nothing of it enters the image.
+//! An image that was in the output already keeps the signature and provenance this key
+//! attached to it (see `strata_exporter::attested`): a build that changes nothing changes no
+//! artifact either; another key adds its own.
 
 use std::time::SystemTime;
 
+use strata_exporter::attested::{provenance_by, signature_by};
 use strata_exporter::dsse::{self, DSSE_MEDIA_TYPE, IN_TOTO_PAYLOAD_TYPE};
 use strata_exporter::gitcommit::git_commit;
 use strata_exporter::layout::Layout;
 use strata_exporter::provenance::{BuildFacts, BuildpackUsed, Dependency, sha256_set, statement};
 use strata_exporter::reference::ImageRef;
-use strata_exporter::referrers::{Artifact, KEY_ANNOTATION, PROVENANCE_ARTIFACT_TYPE};
+use strata_exporter::referrers::{
+    Artifact, KEY_ANNOTATION, PROVENANCE_ARTIFACT_TYPE, SIGNATURE_ARTIFACT_TYPE,
+};
 use strata_exporter::signing::SigningKey;
 
 use crate::attach::Attached;
@@ -161,10 +167,22 @@ pub(crate) fn attest(
                 image.digest
             )));
         }
-        let facts = facts(config, prepared, index, &name, &image.digest, started);
-        let provenance = provenance_artifact(&facts, key)?;
-        image.provenance = Some(target.attach(&provenance)?);
-        image.signature = Some(crate::sign::sign_image(&target, key)?);
+        // An image already in the output keeps what this key attached to it: its provenance
+        // differs only in its times, and the image in nothing.
+        let listed = target.list(PROVENANCE_ARTIFACT_TYPE)?;
+        image.provenance = Some(
+            if let Some(kept) = provenance_by(&image.digest, &listed, key.public()) {
+                kept.digest.clone()
+            } else {
+                let facts = facts(config, prepared, index, &name, &image.digest, started);
+                target.attach(&provenance_artifact(&facts, key)?)?
+            },
+        );
+        let listed = target.list(SIGNATURE_ARTIFACT_TYPE)?;
+        image.signature = Some(match signature_by(&image.digest, &listed, key.public()) {
+            Some(kept) => kept.digest.clone(),
+            None => crate::sign::sign_image(&target, key)?,
+        });
     }
     if let (Some(single), Some(image)) = (
         &mut report.single,

@@ -235,8 +235,9 @@ impl Images {
 }
 
 impl Images {
-    /// Adds the SBOM layer's blob of the image `layout` holds (as [`Images::fetch_config`]
-    /// left it) from `reference`: the one layer `strata sbom download` reads.
+    /// Adds the SBOM layers' blobs of the image `layout` holds (as [`Images::fetch_config`]
+    /// left it) from `reference`: the SBOM layer and the run image's, which alone
+    /// `strata sbom download` reads.
     ///
     /// # Errors
     /// The image records no SBOM layer, or the registry does not give its blob.
@@ -252,14 +253,14 @@ impl Images {
         let config: oci_spec::image::ImageConfiguration =
             opened.read_json(manifest.config(), "image config")?;
         let at = strata_exporter::sbomdownload::locate(shown, &config)?;
-        let layer = strata_exporter::sbomdownload::layer_descriptor(shown, &manifest, &at)?;
-        let descriptor: Descriptor = serde_json::from_value(
-            serde_json::to_value(layer).map_err(|e| CliError::Usage(format!("{shown}: {e}")))?,
+        let layers = strata_exporter::sbomdownload::layer_descriptors(shown, &manifest, &at)?;
+        let descriptors: Vec<Descriptor> = serde_json::from_value(
+            serde_json::to_value(layers).map_err(|e| CliError::Usage(format!("{shown}: {e}")))?,
         )
         .map_err(|e| CliError::Usage(format!("{shown}: {e}")))?;
         let blobs = BlobDir::new(dir.join("blobs").join("sha256"));
         self.client()?
-            .pull_blobs(reference, &[descriptor], &blobs)
+            .pull_blobs(reference, &descriptors, &blobs)
             .map_err(|source| CliError::RegistryImage {
                 what: format!("cannot fetch the SBOM layer of {shown}"),
                 source: Box::new(source),

@@ -149,7 +149,9 @@ impl RebaseConfig {
         let repository = base_source
             .as_ref()
             .and_then(|_| registry_repository(&name));
-        let base = NewBase::new(image, name).in_repository(repository);
+        let base = NewBase::new(image, name)
+            .in_repository(repository)
+            .with_store(store.as_ref().and(cache_dir.as_deref()).map(store_dir));
         if base.image.layers.is_empty() {
             return Err(CliError::Usage(format!(
                 "run image {} has no layers: there is nothing to rebase onto",

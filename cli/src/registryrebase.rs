@@ -342,10 +342,18 @@ fn push_blobs(
     let pushed: Vec<RepositoryPush> = repositories
         .par_iter()
         .map(|(repository, items)| {
-            let configs: Vec<strata_registry::Descriptor> = items
-                .iter()
-                .filter_map(|(_, _, rebased)| registry_descriptor(&rebased.config).ok())
-                .collect();
+            // The configs, and the run image SBOM layers they name, are new.
+            let mut configs: Vec<strata_registry::Descriptor> = Vec::new();
+            for (_, _, rebased) in items {
+                let sbom = rebased.run_sbom.as_ref().map(|(d, _)| d);
+                for d in std::iter::once(&rebased.config).chain(sbom) {
+                    if let Ok(d) = registry_descriptor(d)
+                        && !configs.iter().any(|c| c.digest == d.digest)
+                    {
+                        configs.push(d);
+                    }
+                }
+            }
             let target = &items[0].1;
             let push = |wanted: &[strata_registry::Descriptor], from| {
                 client.push_blobs(blobs, wanted, target, from).map_err(|e| {
@@ -400,8 +408,8 @@ fn push_blobs(
     failed
 }
 
-/// Puts the run image's layers (symlinks to their blobs) and every rebased config into
-/// `blobs`.
+/// Puts the run image's layers and SBOM layers (symlinks to their blobs) and every rebased
+/// config into `blobs`.
 fn stage(blobs: &BlobDir, base: &NewBase, to_write: &[ToWrite]) -> std::io::Result<()> {
     std::fs::create_dir_all(blobs.dir())?;
     for layer in &base.image.layers {
@@ -416,6 +424,14 @@ fn stage(blobs: &BlobDir, base: &NewBase, to_write: &[ToWrite]) -> std::io::Resu
     for (_, _, rebased) in to_write {
         if let Ok(d) = registry_descriptor(&rebased.config) {
             std::fs::write(blobs.path(&d.digest), &rebased.config_bytes)?;
+        }
+        if let Some((descriptor, file)) = &rebased.run_sbom
+            && let Ok(d) = registry_descriptor(descriptor)
+        {
+            let link = blobs.path(&d.digest);
+            if !link.exists() {
+                std::os::unix::fs::symlink(std::path::absolute(file)?, link)?;
+            }
         }
     }
     Ok(())

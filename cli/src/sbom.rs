@@ -1,9 +1,10 @@
-//! `strata sbom download`: an image's SBOM layer written out as `pack sbom download` writes
-//! it (`DIR/layers/sbom/launch/...`), or one merged document of the whole image.
+//! `strata sbom download`: an image's SBOM layers (the SBOM layer and the run image's) written
+//! out as `pack sbom download` writes them (`DIR/layers/sbom/launch/...`), or one merged
+//! document of the whole image.
 //!
 //! A layout is read in place; from a registry only the manifest, the config and the SBOM
-//! layer's blob are fetched (into a temp layout); a `docker-archive:` tarball is read in
-//! place. The layer is checked entry by entry before anything is written (see
+//! layers' blobs are fetched (into a temp layout); a `docker-archive:` tarball is read in
+//! place. Each layer is checked entry by entry before anything is written (see
 //! [`strata_exporter::sbomdownload`]).
 
 use std::path::PathBuf;
@@ -72,7 +73,7 @@ pub(crate) fn run(args: &SbomArgs) -> Result<(), CliError> {
     }
 }
 
-/// The SBOM layer of the image `args` names, read and checked.
+/// The SBOM layers of the image `args` names, read and checked.
 fn read(args: &DownloadArgs) -> Result<(SbomFiles, SbomLocation), CliError> {
     let shown = args.image.as_str();
     Ok(match Location::parse(shown, std::path::Path::new("."))? {

@@ -97,7 +97,7 @@ fn a_buildpack_that_writes_the_time_fails_the_check_naming_its_layer_and_file() 
     assert_exit(&out, 1);
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(
-        stdout.contains("layer 1 (Layer: 'clock', Created by buildpack: test/clock@1) differs"),
+        stdout.contains("layer 2 (Layer: 'clock', Created by buildpack: test/clock@1) differs"),
         "{stdout}"
     );
     assert!(

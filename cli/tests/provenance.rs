@@ -1,7 +1,8 @@
 //! Signed provenance and signatures end to end: `strata key generate`, `strata build
 //! --sign-key` into a layout and into Debian's `docker-registry` (which has no referrers API,
 //! so the `sha256-<hex>` tag schema is what finds the artifacts), `strata sign` and `strata
-//! verify-signature`. Third parties check what strata wrote: Python `cryptography` verifies the
+//! verify-signature`; the referrers API path against that registry with an in-test responder
+//! for that one endpoint (`common::registry::ReferrersApi`). Third parties check what strata wrote: Python `cryptography` verifies the
 //! DSSE signature, the in-toto attestation framework's protobuf bindings and a JSON Schema of
 //! the specs' required fields read the statement, skopeo reads the referrers index. Keys are
 //! made per test.
@@ -454,6 +455,24 @@ fn a_signed_push_is_found_through_the_referrers_tag_of_a_registry_without_the_ap
     let insecure = ["--insecure-registry", host.as_str()];
     assert_exit(&verify(tmp.path(), &target, &public, &insecure), 0);
 
+    // The same build again: the image is there, and so are its artifacts; none is pushed.
+    let tag_writes = || registry.count("PUT", &format!("/manifests/{}", digest.replace(':', "-")));
+    let before = tag_writes();
+    let again = build(
+        tmp.path(),
+        &examples().join("apps/hello"),
+        &target,
+        &[
+            "--insecure-registry",
+            &host,
+            "--sign-key",
+            private.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(again["provenance"], report["provenance"], "{again}");
+    assert_eq!(again["signature"], report["signature"], "{again}");
+    assert_eq!(tag_writes(), before, "the referrers tag is left as it is");
+
     // `strata sign` adds a second key's signature; both verify, a third key does not.
     let (second, second_public) = key(tmp.path(), "second", "ed25519");
     let mut args = vec!["sign", target.as_str(), "--key", second.to_str().unwrap()];
@@ -504,4 +523,178 @@ fn a_layout_with_signed_images_still_rebases_as_a_whole() {
         .map(|i| i["image"].as_str().unwrap())
         .collect();
     assert_eq!(images, [image.as_str()], "{report}");
+}
+
+/// The manifest digests of the artifacts `index` lists, sorted.
+fn listed(index: &Value) -> Vec<String> {
+    let mut digests: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["digest"].as_str().unwrap().to_owned())
+        .collect();
+    digests.sort();
+    digests
+}
+
+#[test]
+fn an_up_to_date_build_keeps_its_artifacts_and_another_key_adds_its_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (first, first_public) = key(tmp.path(), "first", "p256");
+    let app = examples().join("apps/hello");
+    let out = tmp.path().join("out");
+    let image = format!("oci:{}:hello", out.display());
+    let sign_with = |key: &Path| ["--sign-key".to_owned(), key.display().to_string()];
+    let args = sign_with(&first);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let report = build(tmp.path(), &app, &image, &args);
+    let digest = report["digest"].as_str().unwrap().to_owned();
+    let index_json = std::fs::read(out.join("index.json")).unwrap();
+
+    // Nothing changed: the same image, the same two artifacts, index.json byte for byte.
+    let again = build(tmp.path(), &app, &image, &args);
+    assert_eq!(again["digest"], digest.as_str());
+    assert_eq!(again["provenance"], report["provenance"], "{again}");
+    assert_eq!(again["signature"], report["signature"], "{again}");
+    assert_eq!(
+        std::fs::read(out.join("index.json")).unwrap(),
+        index_json,
+        "no new referrer, no new referrers index"
+    );
+
+    // A build with another key adds that key's signature and provenance beside the first's.
+    let (second, second_public) = key(tmp.path(), "second", "ed25519");
+    let args = sign_with(&second);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let other = build(tmp.path(), &app, &image, &args);
+    assert_eq!(other["digest"], digest.as_str());
+    let index = referrers_index(&out, &digest);
+    let mut expected: Vec<String> = [&report, &other]
+        .iter()
+        .flat_map(|r| [&r["provenance"], &r["signature"]])
+        .map(|d| d.as_str().unwrap().to_owned())
+        .collect();
+    expected.sort();
+    assert_eq!(listed(&index), expected, "{index}");
+    for public in [&first_public, &second_public] {
+        assert_exit(&verify(tmp.path(), &image, public, &[]), 0);
+    }
+}
+
+#[test]
+fn concurrent_signatures_of_one_layout_image_are_all_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let image = format!("oci:{}:hello", out.display());
+    build(tmp.path(), &examples().join("apps/hello"), &image, &[]);
+    let keys: Vec<(PathBuf, PathBuf)> = (0..8)
+        .map(|i| key(tmp.path(), &format!("k{i}"), "ed25519"))
+        .collect();
+    // Eight processes attach to the same referrers index at once.
+    let signing: Vec<std::process::Child> = keys
+        .iter()
+        .map(|(private, _)| {
+            Command::new(env!("CARGO_BIN_EXE_strata"))
+                .args(["sign", &image, "--key", private.to_str().unwrap()])
+                .current_dir(tmp.path())
+                .env("TMPDIR", scratch_tmpdir())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in signing {
+        let done = child.wait_with_output().unwrap();
+        assert!(
+            done.status.success(),
+            "{}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+    }
+    for (_, public) in &keys {
+        let checked = verify(tmp.path(), &image, public, &[]);
+        assert_exit(&checked, 0);
+    }
+    let digest = strata_digest(&out);
+    assert_eq!(
+        referrers_index(&out, &digest)["manifests"]
+            .as_array()
+            .unwrap()
+            .len(),
+        8
+    );
+}
+
+/// The manifest digest `out`'s index.json tags `hello`.
+fn strata_digest(out: &Path) -> String {
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["annotations"]["org.opencontainers.image.ref.name"] == "hello")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Debian's docker-registry has no referrers API; [`ReferrersApi`] answers that one endpoint
+/// from the registry's storage, so this is the path of a registry that has it: the artifacts
+/// are listed by the registry, no `sha256-<hex>` tag is written, and they are found and
+/// checked through the API.
+#[test]
+fn a_registry_with_the_referrers_api_lists_the_artifacts_without_a_referrers_tag() {
+    let registry = Registry::start();
+    let api = common::registry::ReferrersApi::start(&registry);
+    let tmp = tempfile::tempdir().unwrap();
+    let host = api.host();
+    let (private, public) = key(tmp.path(), "signer", "ed25519");
+    let target = format!("docker://{host}/app:v1");
+    let insecure = ["--insecure-registry", host.as_str()];
+    let report = build(
+        tmp.path(),
+        &examples().join("apps/hello"),
+        &target,
+        &[
+            insecure[0],
+            insecure[1],
+            "--sign-key",
+            private.to_str().unwrap(),
+        ],
+    );
+    let digest = report["digest"].as_str().unwrap();
+    assert!(
+        api.answered.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "the referrers API was asked"
+    );
+    let tag = digest.replace(':', "-");
+    assert_eq!(
+        registry.count("PUT", &format!("/manifests/{tag}")),
+        0,
+        "no referrers tag: {:?}",
+        registry.requests()
+    );
+    assert_exit(&verify(tmp.path(), &target, &public, &insecure), 0);
+    // The provenance, as the API lists it, is the one the build reported.
+    let listed = http_get(&host, &format!("/v2/app/referrers/{digest}"));
+    let entry = entry(&listed, PROVENANCE);
+    assert_eq!(entry["digest"], report["provenance"], "{listed}");
+}
+
+/// A GET over plain HTTP/1.1, for a JSON body.
+fn http_get(host: &str, path: &str) -> Value {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (_, body) = response.split_once("\r\n\r\n").unwrap();
+    serde_json::from_str(body).unwrap()
 }

@@ -231,19 +231,25 @@ fn oci_image_tool_validates(layout: &Path, tag: &str) {
     assert!(out.contains("Validation succeeded"), "{out}");
 }
 
-/// The app layers (above the run image's top layer) of an image.
+/// The app layers of an image: above the run image's top layer and its SBOM layer (which
+/// rebase replaces with the new run image's).
 fn app_layers(layout: &Path, tag: &str) -> Vec<String> {
     let config = config(layout, tag);
-    let meta: Value = serde_json::from_str(
-        config["config"]["Labels"]["io.buildpacks.lifecycle.metadata"]
-            .as_str()
-            .unwrap(),
-    )
-    .unwrap();
-    let top = &meta["runImage"]["topLayer"];
+    let label = |name: &str| -> Value {
+        serde_json::from_str(config["config"]["Labels"][name].as_str().unwrap()).unwrap()
+    };
+    let top = &label("io.buildpacks.lifecycle.metadata")["runImage"]["topLayer"];
+    let run_sbom = label("io.strata.sbom")
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["describes"] == "run image")
+        .unwrap()["layer"]
+        .clone();
     let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
     let start = diff_ids.iter().position(|d| d == top).unwrap() + 1;
-    manifest(layout, tag)["layers"].as_array().unwrap()[start..]
+    assert_eq!(diff_ids[start], run_sbom, "the run image's SBOM is on it");
+    manifest(layout, tag)["layers"].as_array().unwrap()[start + 1..]
         .iter()
         .map(|l| l["digest"].as_str().unwrap().to_owned())
         .collect()
@@ -432,7 +438,11 @@ fn the_proof_that_the_new_base_is_its_diff_ids_is_kept_in_the_cache() {
         .as_array()
         .unwrap()
         .len();
-    assert_eq!(proofs(), layers, "one proof per layer of the new run image");
+    assert_eq!(
+        proofs(),
+        layers + 1,
+        "one proof per layer of the new run image, and its packages"
+    );
     let verify = strata(cwd, &["cache", "verify", &cache_arg]);
     assert_exit(&verify, 0);
 }

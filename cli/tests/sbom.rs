@@ -2,8 +2,9 @@
 //! strata's `CycloneDX` and SPDX), the run image's lists its dpkg packages; all of them, and the
 //! merged documents, pass the formats' own validators from `PyPI` (`cyclonedx-python-lib`,
 //! `pyspdxtools`); two builds give the same bytes; `strata sbom download` writes pack's tree
-//! from a layout, a docker archive and a registry (fetching only the SBOM layer's blob); a
-//! buildpack SBOM that is not of its format fails the build.
+//! from a layout, a docker archive and a registry (fetching only the SBOM layers' blobs); a
+//! rebase onto a run image with other packages lists them and equals a rebuild; a buildpack
+//! SBOM that is not of its format fails the build.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failing test
 
@@ -47,14 +48,41 @@ License: GPL-2+
  This program is free software.
 ";
 
+/// [`STATUS`] after an upgrade of zlib1g and the install of tzdata.
+const UPGRADED_STATUS: &str = "\
+Package: base-files
+Essential: yes
+Status: install ok installed
+Architecture: amd64
+Version: 12.4+deb12u5
+Description: Debian base system miscellaneous files
+
+Package: tzdata
+Status: install ok installed
+Architecture: all
+Version: 2024a-0+deb12u1
+
+Package: zlib1g
+Status: install ok installed
+Architecture: amd64
+Source: zlib
+Version: 1:1.2.13.dfsg-1+deb12u1
+";
+
 /// The example run image with a dpkg database in one more layer, and a second layer that
 /// deletes zlib1g's copyright file (a whiteout the SBOM must respect).
 fn debianish_run_image(root: &Path) -> String {
-    RunImageCopy::new(root, "debianish")
+    dpkg_run_image(root, "debianish", STATUS).reference()
+}
+
+/// The example run image at `root/name` with the dpkg status `status` (and copyright files)
+/// in one more layer, and a second layer that deletes zlib1g's copyright file.
+fn dpkg_run_image(root: &Path, name: &str, status: &str) -> RunImageCopy {
+    RunImageCopy::new(root, name)
         .layer("dpkg", |rootfs| {
             let dpkg = rootfs.join("var/lib/dpkg");
             std::fs::create_dir_all(&dpkg).unwrap();
-            std::fs::write(dpkg.join("status"), STATUS).unwrap();
+            std::fs::write(dpkg.join("status"), status).unwrap();
             for package in ["base-files", "zlib1g"] {
                 let doc = rootfs.join("usr/share/doc").join(package);
                 std::fs::create_dir_all(&doc).unwrap();
@@ -64,7 +92,6 @@ fn debianish_run_image(root: &Path) -> String {
         .layer("remove zlib1g's copyright", |rootfs| {
             std::fs::remove_file(rootfs.join("usr/share/doc/zlib1g/copyright")).unwrap();
         })
-        .reference()
 }
 
 /// Builds the example app on `run_image` into `oci:<out>:hello` with its own store.
@@ -388,8 +415,8 @@ fn sbom_download_reads_a_docker_archive_and_only_the_sbom_blob_of_a_registry_ima
     );
     assert_eq!(
         registry.count("GET", "/blobs/") - blob_gets,
-        2,
-        "the config and the SBOM layer only: {:?}",
+        3,
+        "the config, the SBOM layer and the run image's SBOM layer only: {:?}",
         registry.requests()
     );
 
@@ -565,4 +592,170 @@ fn a_hostile_sbom_layer_is_refused_before_anything_is_written() {
         "{err}"
     );
     assert!(!dir.exists(), "nothing is written");
+}
+
+/// The packages (name and version) of the run image SBOM that `sbom download` writes of
+/// `image`.
+fn run_image_packages(cwd: &Path, image: &str, dir: &Path) -> Vec<(String, String)> {
+    download(cwd, image, dir, &[]);
+    let run =
+        read_json(&dir.join("layers/sbom/launch/buildpacksio_lifecycle/run-image/sbom.cdx.json"));
+    run["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_owned(),
+                c["version"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A rebase onto a run image with another dpkg status: the rebased image's run image SBOM
+/// lists the new packages, the rest of its SBOMs stay, and it equals a rebuild on the new run
+/// image byte for byte. The run image is named `oci:base:busybox`, `base` a symlink that
+/// moves from the old run image to the new one.
+#[test]
+fn a_rebase_onto_other_packages_lists_them_and_equals_a_rebuild() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let old = dpkg_run_image(cwd, "old-run", STATUS);
+    let new = dpkg_run_image(cwd, "new-run", UPGRADED_STATUS);
+    let point_base = |layout: &Path| {
+        let link = cwd.join("base");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(layout, link).unwrap();
+    };
+    point_base(old.dir());
+    let out = cwd.join("out");
+    let before = build(cwd, "oci:base:busybox", &out, &cwd.join("cache"), &[]);
+    let image = format!("oci:{}:hello", out.display());
+    let old_packages = run_image_packages(cwd, &image, &cwd.join("before"));
+    assert_eq!(
+        old_packages,
+        [
+            ("base-files".to_owned(), "12.4+deb12u5".to_owned()),
+            ("zlib1g".to_owned(), "1:1.2.13.dfsg-1".to_owned()),
+        ]
+    );
+
+    point_base(new.dir());
+    let rebase = strata(
+        cwd,
+        &[
+            "rebase",
+            "--run-image",
+            "oci:base:busybox",
+            &image,
+            "--cache-dir",
+            cwd.join("cache").to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_exit(&rebase, 0);
+    let report: serde_json::Value = serde_json::from_slice(&rebase.stdout).unwrap();
+    let row = &report["images"][0];
+    assert_eq!(row["status"], "rebased", "{report:#}");
+    assert_eq!(row["old_digest"], before);
+    assert_eq!(
+        run_image_packages(cwd, &image, &cwd.join("after")),
+        [
+            ("base-files".to_owned(), "12.4+deb12u5".to_owned()),
+            ("tzdata".to_owned(), "2024a-0+deb12u1".to_owned()),
+            ("zlib1g".to_owned(), "1:1.2.13.dfsg-1+deb12u1".to_owned()),
+        ]
+    );
+    // The app's SBOMs are as they were.
+    let app = "layers/sbom/launch/buildpacksio_lifecycle/app/sbom.cdx.json";
+    assert_eq!(
+        std::fs::read(cwd.join("before").join(app)).unwrap(),
+        std::fs::read(cwd.join("after").join(app)).unwrap()
+    );
+
+    let rebuilt = build(
+        cwd,
+        "oci:base:busybox",
+        &cwd.join("rebuilt"),
+        &cwd.join("cache2"),
+        &[],
+    );
+    assert_eq!(
+        row["new_digest"], rebuilt,
+        "the rebased image equals a rebuild on the new run image"
+    );
+}
+
+/// The same in a registry: the image is pushed, rebased in place onto a run image with other
+/// packages, and its run image SBOM, downloaded from the registry, lists them; it equals a
+/// rebuild pushed beside it.
+#[test]
+fn a_registry_rebase_onto_other_packages_lists_them_and_equals_a_rebuild() {
+    let registry = Registry::start();
+    let host = registry.host();
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let old = dpkg_run_image(cwd, "old-run", STATUS);
+    let new = dpkg_run_image(cwd, "new-run", UPGRADED_STATUS);
+    let point_base = |layout: &Path| {
+        let link = cwd.join("base");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(layout, link).unwrap();
+    };
+    let push = |tag: &str, cache: &str| -> String {
+        let out = common::registry::build(
+            cwd,
+            &examples().join("apps/hello"),
+            "oci:base:busybox",
+            &format!("docker://{host}/app:{tag}"),
+            &[
+                "--insecure-registry",
+                &host,
+                "--cache-dir",
+                cwd.join(cache).to_str().unwrap(),
+            ],
+        );
+        common::registry::json(&out)["digest"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    point_base(old.dir());
+    push("v1", "cache");
+    point_base(new.dir());
+    let image = format!("docker://{host}/app:v1");
+    let rebase = strata(
+        cwd,
+        &[
+            "rebase",
+            "--run-image",
+            "oci:base:busybox",
+            &image,
+            "--insecure-registry",
+            &host,
+            "--cache-dir",
+            cwd.join("cache").to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_exit(&rebase, 0);
+    let report: serde_json::Value = serde_json::from_slice(&rebase.stdout).unwrap();
+    assert_eq!(report["images"][0]["status"], "rebased", "{report:#}");
+    let dir = cwd.join("after");
+    download(cwd, &image, &dir, &["--insecure-registry", &host]);
+    let run =
+        read_json(&dir.join("layers/sbom/launch/buildpacksio_lifecycle/run-image/sbom.cdx.json"));
+    let names: Vec<&str> = run["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["base-files", "tzdata", "zlib1g"]);
+    let rebuilt = push("rebuilt", "cache2");
+    assert_eq!(
+        report["images"][0]["new_digest"], rebuilt,
+        "the rebased image equals a rebuild on the new run image"
+    );
 }

@@ -321,7 +321,7 @@ pub fn judge(
         result.outcome = Ok(Status::UpToDate);
         return None;
     }
-    if let Some(missing) = app.upper_layers().0.iter().find(|d| !has_layer(d)) {
+    if let Some(missing) = app.kept_layers().iter().find(|d| !has_layer(d)) {
         let digest = missing.digest().to_string();
         fail(result, RebaseErrorKind::MissingLayer { digest });
         return None;
@@ -360,7 +360,7 @@ fn write(
         }
     };
     let all: Vec<usize> = to_write.iter().map(|(i, _)| *i).collect();
-    let staging = match stage_base(dir, base) {
+    let staging = match stage_base(dir, base, to_write.iter().map(|(_, r)| r)) {
         Ok(staging) => staging,
         Err(e) => {
             fail_all(images, &all, e);
@@ -418,9 +418,20 @@ fn write(
     }
 }
 
-/// A staging area for `dir` holding the new run image's layer blobs.
-fn stage_base(dir: &Path, base: &NewBase) -> Result<Staging, LayoutError> {
+/// A staging area for `dir` holding the new run image's layer blobs, and its SBOM layers that
+/// the `rebased` images name.
+fn stage_base<'r>(
+    dir: &Path,
+    base: &NewBase,
+    rebased: impl Iterator<Item = &'r Rebased>,
+) -> Result<Staging, LayoutError> {
     let staging = Staging::new(dir)?;
+    let mut sboms = HashSet::new();
+    for (descriptor, path) in rebased.filter_map(|r| r.run_sbom.as_ref()) {
+        if sboms.insert(descriptor.digest().clone()) {
+            staging.put_blob_file(path, descriptor)?;
+        }
+    }
     for layer in &base.image.layers {
         let blob = layer
             .blob

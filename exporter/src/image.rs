@@ -2,7 +2,7 @@
 //!
 //! The layer order, history strings and labels follow the CNB exporter (see the module docs of
 //! [`crate::metadata`]), so CNB tools can read strata images:
-//! run image layers; each buildpack's launch layers in group order, sorted by name; the SBOM
+//! run image layers; the run image's SBOM layer (see [`crate::runsbom`]); each buildpack's launch layers in group order, sorted by name; the SBOM
 //! layer; app slices, then the app layer; the launcher layer; the config layer
 //! (`/layers/config/metadata.toml`); the process-types layer (see [`crate::launch`]).
 //!
@@ -410,12 +410,20 @@ impl<'a> Stack<'a> {
 /// Writes every new layer, the config and the manifest into `staging`.
 pub fn assemble(req: &ExportRequest<'_>, staging: &Staging) -> Result<ExportedImage, ExportError> {
     let mut stack = Stack::new(req, staging);
+    // The run image's SBOM goes with the base, so that rebase can replace it.
+    let packages = crate::sbomlayer::run_image_inventory(req.run_image, req.store)?;
+    let run_sbom = stack.push(
+        crate::runsbom::RUN_IMAGE_SBOM_CREATED_BY.to_owned(),
+        crate::runsbom::layer(&packages, req.epoch)?,
+    )?;
     let bp_meta = stack.buildpack_layers()?;
     // The SBOM layer goes below the app layers, but describes them too.
     let sbom_at = stack.descriptors.len();
     let app = stack.app_layers()?;
-    let (sbom_builder, sbom_entries) =
+    let (sbom_builder, mut sbom_entries) =
         crate::sbomlayer::sbom_layer(req, &bp_meta, &app, &stack.tars)?;
+    sbom_entries.push(crate::runsbom::entry(&run_sbom));
+    sbom_entries.sort_by(|a, b| a.path.cmp(&b.path));
     let sbom = Some(LayerSha {
         sha: stack.insert(
             sbom_at,

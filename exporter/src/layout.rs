@@ -558,6 +558,45 @@ pub fn canonical_json<T: Serialize>(value: &T) -> Result<Vec<u8>, serde_json::Er
     serde_json::to_vec(&sort(serde_json::to_value(value)?))
 }
 
+/// The `tags` that still name what `expected` says in the `existing` layout (one manifest of
+/// that digest; none for an empty `expected`); the others are pushed onto `moved`.
+fn unmoved<'t>(
+    existing: Option<&Layout>,
+    tags: &'t [(String, Descriptor)],
+    expected: &[String],
+    moved: &mut Vec<MovedTag>,
+) -> Vec<&'t (String, Descriptor)> {
+    // Every tag's manifests now, in one pass over the index (not one per tag).
+    let mut now_by_tag: HashMap<&str, Vec<String>> = HashMap::new();
+    for d in existing.iter().flat_map(|layout| layout.index.manifests()) {
+        if let Some(tag) = ref_name(d) {
+            now_by_tag
+                .entry(tag)
+                .or_default()
+                .push(d.digest().to_string());
+        }
+    }
+    tags.iter()
+        .zip(expected)
+        .filter(|((tag, _), expected)| {
+            let now = now_by_tag.remove(tag.as_str()).unwrap_or_default();
+            let same = match (now.as_slice(), expected.as_str()) {
+                ([], "") => true,
+                ([one], expected) => one == expected,
+                _ => false,
+            };
+            if !same {
+                moved.push(MovedTag {
+                    tag: tag.clone(),
+                    now: now.into_iter().next(),
+                });
+            }
+            same
+        })
+        .map(|(pair, _)| pair)
+        .collect()
+}
+
 /// A tag [`Staging::commit_swap`] left alone because it moved since it was read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MovedTag {
@@ -757,7 +796,7 @@ impl Staging {
     }
 
     /// Like [`Staging::commit`], as a compare-and-swap per tag: `expected[i]` is the manifest
-    /// digest tag `i` had when its new manifest was computed. Under the layout lock, each
+    /// digest tag `i` had when its new manifest was computed (empty: the tag did not exist). Under the layout lock, each
     /// tag that no longer names exactly that one manifest (a build committed it meanwhile) is
     /// left as it is and returned, with the digest it names now; the other tags are
     /// committed.
@@ -796,36 +835,9 @@ impl Staging {
         // index.json as it is now, under the lock: what the compare-and-swap compares with.
         let existing = self.existing_layout()?;
         let mut moved = Vec::new();
-        // Every tag's manifests now, in one pass over the index (not one per tag).
-        let mut now_by_tag: HashMap<&str, Vec<String>> = HashMap::new();
-        if expected.is_some() {
-            for d in existing.iter().flat_map(|layout| layout.index.manifests()) {
-                if let Some(tag) = ref_name(d) {
-                    now_by_tag
-                        .entry(tag)
-                        .or_default()
-                        .push(d.digest().to_string());
-                }
-            }
-        }
         let tags: Vec<&(String, Descriptor)> = match expected {
             None => tags.iter().collect(),
-            Some(expected) => tags
-                .iter()
-                .zip(expected)
-                .filter(|((tag, _), expected)| {
-                    let now = now_by_tag.remove(tag.as_str()).unwrap_or_default();
-                    let same = matches!(now.as_slice(), [one] if one == *expected);
-                    if !same {
-                        moved.push(MovedTag {
-                            tag: tag.clone(),
-                            now: now.into_iter().next(),
-                        });
-                    }
-                    same
-                })
-                .map(|(pair, _)| pair)
-                .collect(),
+            Some(expected) => unmoved(existing.as_ref(), tags, expected, &mut moved),
         };
         if tags.is_empty() {
             return Ok(moved);

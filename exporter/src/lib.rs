@@ -2,6 +2,7 @@
 //! assembly with the CNB labels, and rebase onto a new run image.
 
 pub mod archive;
+pub mod attested;
 pub mod base;
 pub mod baseconfig;
 mod blobfile;
@@ -40,6 +41,7 @@ mod restorestate;
 pub mod rootfs;
 pub mod runimage;
 pub mod runproof;
+pub mod runsbom;
 pub mod sbomdoc;
 pub mod sbomdownload;
 pub mod sbomlayer;

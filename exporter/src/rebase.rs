@@ -25,6 +25,11 @@
 //! - `io.buildpacks.lifecycle.metadata`: `runImage.topLayer` and `runImage.reference` name the
 //!   new run image; everything else in the label is kept as it was, unknown keys included.
 //! - `created`: the given time (`SOURCE_DATE_EPOCH` or 1980-01-01T00:00:01Z, as export).
+//! - the run image's SBOM layer (the first upper layer, where the `io.strata.sbom` label
+//!   records it, see [`crate::runsbom`]): replaced by the new run image's, made from its dpkg
+//!   status once per batch, dated the given time and compressed as the old one; the label's
+//!   entry names the new layer. An image built before that layer existed keeps its SBOMs as
+//!   they are.
 //!
 //! Before that, the checks of the CNB rebaser, each a [`Refusal`] that forcing overrides:
 //! `io.buildpacks.rebasable=false`; `os` and `architecture` must equal the new run image's,
@@ -49,14 +54,17 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use strata_engine::env::Env;
 
+use crate::archive::{Compression, compression_of};
 use crate::archive::{DEFAULT_MTIME, format_timestamp};
 use crate::baseconfig::{
     base_env, base_labels, config_on_base, env_list, image_manifest, label_map,
 };
 use crate::layout::{Layout, LayoutError, canonical_json};
-use crate::metadata::LIFECYCLE_LABEL;
+use crate::metadata::{LIFECYCLE_LABEL, json};
 use crate::relocate::{holder_of, oci_location, relative_oci_name, shown_from};
 use crate::runimage::RunImage;
+use crate::runsbom::{RunSbomError, RunSbomLayers};
+use crate::sbomlayer::{SBOM_LABEL, SbomEntry, entries_of};
 
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -95,6 +103,7 @@ pub struct NewBase {
     env: Env,
     labels: BTreeMap<String, String>,
     target: Target,
+    sbom: Arc<RunSbomLayers>,
 }
 
 impl NewBase {
@@ -112,8 +121,17 @@ impl NewBase {
             labels,
             name,
             repository: None,
+            sbom: Arc::new(RunSbomLayers::new(image.clone(), None)),
             image,
         }
+    }
+
+    /// The same base, whose packages (for the rebased images' run image SBOM) are looked up
+    /// in, and kept in, the store at `store`.
+    #[must_use]
+    pub fn with_store(mut self, store: Option<PathBuf>) -> NewBase {
+        self.sbom = Arc::new(RunSbomLayers::new(self.image.clone(), store));
+        self
     }
 
     /// The same base, pulled from the registry repository `repository` (`HOST/REPO`): rebased
@@ -301,6 +319,9 @@ pub enum RebaseErrorKind {
     /// A registry image is named by digest: there is no tag to move.
     #[error("it is named by digest; a rebase moves a tag, so name it by tag")]
     ByDigest,
+    /// The new run image's SBOM layer could not be made.
+    #[error("cannot make the new run image's SBOM layer")]
+    RunSbom(#[source] Arc<RunSbomError>),
     /// A request to the registry failed (shared by the images of one repository when the new
     /// run image's blobs could not be pushed there).
     #[error("{what}")]
@@ -563,6 +584,14 @@ impl AppImage {
         )
     }
 
+    /// The app's layers that a rebase keeps: its upper layers but the run image's SBOM layer,
+    /// which it replaces.
+    pub fn kept_layers(&self) -> &[Descriptor] {
+        let (upper, _) = self.upper_layers();
+        let skip = usize::from(self.run_sbom().is_some());
+        &upper[skip.min(upper.len())..]
+    }
+
     /// Whether it already sits on `base`: the same run image manifest and top layer.
     pub fn is_on(&self, base: &NewBase) -> bool {
         let reference = self.run_image_reference();
@@ -573,6 +602,16 @@ impl AppImage {
 
     fn labels(&self) -> BTreeMap<String, String> {
         base_labels(&self.config)
+    }
+
+    /// Its `io.strata.sbom` entries when they record a run image SBOM layer and that layer is
+    /// its first upper layer, where export puts it.
+    fn run_sbom(&self) -> Option<Vec<SbomEntry>> {
+        let labels = self.labels();
+        let entries = entries_of(labels.get(SBOM_LABEL).map(String::as_str))?;
+        let layer = crate::runsbom::recorded_layer(&entries)?;
+        let (_, diff_ids) = self.upper_layers();
+        (diff_ids.first().map(String::as_str) == Some(layer)).then_some(entries)
     }
 
     /// The checks of the CNB rebaser that `base` fails.
@@ -632,10 +671,14 @@ pub struct Rebased {
     /// Variables whose value in the app neither equals nor contains the new base's: kept as
     /// the app had them.
     pub kept_env: Vec<String>,
+    /// The new run image's SBOM layer, which the rebased manifest names in place of the old
+    /// one's: to be stored with the run image's layers.
+    pub run_sbom: Option<(Descriptor, PathBuf)>,
 }
 
 /// Rebases `app` onto `base`: checks the CNB rebaser's rules, then computes the new config
-/// and manifest. Nothing is read or written.
+/// and manifest. No layer of `app` is read and nothing is written but the new run image's SBOM
+/// layer, once per batch, into a directory of `base`'s (see [`crate::runsbom`]).
 ///
 /// # Errors
 /// [`RebaseErrorKind::Refused`] when a [`Refusal`] applies and `options.force` is off, or
@@ -689,14 +732,39 @@ pub fn rebase(
         LIFECYCLE_LABEL.to_owned(),
         Value::Object(lifecycle_on(app, base)).to_string(),
     );
-    runtime.set_labels(Some(label_map(labels)));
 
     let (upper, upper_diff_ids) = app.upper_layers();
+    let mut upper = upper.to_vec();
+    let mut upper_diff_ids = upper_diff_ids.to_vec();
+    let run_sbom = match app.run_sbom() {
+        Some(mut entries) => {
+            let compression = compression_of(upper[0].media_type()).unwrap_or(Compression::Gzip);
+            let blob = base
+                .sbom
+                .blob(options.epoch, compression)
+                .map_err(RebaseErrorKind::RunSbom)?;
+            let descriptor = blob
+                .descriptor()
+                .map_err(|e| RebaseErrorKind::Spec(e.to_string()))?;
+            upper[0] = descriptor.clone();
+            upper_diff_ids[0].clone_from(&blob.diff_id);
+            for entry in &mut entries {
+                if entry.path == crate::sbomlayer::RUN_IMAGE_SBOM_DIR {
+                    entry.layer = Some(blob.diff_id.clone());
+                }
+            }
+            labels.insert(SBOM_LABEL.to_owned(), json(&entries));
+            Some((descriptor, blob.path))
+        }
+        None => None,
+    };
+    runtime.set_labels(Some(label_map(labels)));
+
     let config = config_on_base(
         &base.image.config,
         format_timestamp(options.epoch),
         runtime,
-        upper_diff_ids,
+        &upper_diff_ids,
         app.upper_history(),
     )
     .map_err(spec)?;
@@ -708,7 +776,7 @@ pub fn rebase(
         .layers
         .iter()
         .map(|l| l.descriptor.clone())
-        .chain(upper.iter().cloned())
+        .chain(upper)
         .collect();
     let mut manifest = image_manifest(config_descriptor.clone(), layers).map_err(spec)?;
     manifest.set_annotations(app.manifest.annotations().clone());
@@ -720,6 +788,7 @@ pub fn rebase(
         manifest_bytes,
         overridden: refusals,
         kept_env,
+        run_sbom,
     })
 }
 

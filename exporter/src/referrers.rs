@@ -200,6 +200,12 @@ pub enum ReferrersError {
         /// Why.
         source: serde_json::Error,
     },
+    /// The referrers index changed under every try to attach to it.
+    #[error("the referrers index `{tag}` kept changing while an artifact was attached to it")]
+    Contended {
+        /// Its tag.
+        tag: String,
+    },
     /// A digest that is no sha256 digest.
     #[error("`{digest}` is not a sha256 digest")]
     Digest {
@@ -251,14 +257,19 @@ impl ListedEntry {
     }
 }
 
-/// The referrers index a layout tags for `subject_digest`: its entries, none if untagged.
+/// How often an attach reads the referrers index again when another attach or build changed
+/// it between read and commit, before it gives up.
+const ATTACH_TRIES: usize = 100;
+
+/// The referrers index a layout tags for `subject_digest`: its digest (empty if untagged) and
+/// its entries (none if untagged).
 fn layout_listing(
     layout: &Layout,
     subject_digest: &str,
-) -> Result<Vec<ListedEntry>, ReferrersError> {
+) -> Result<(String, Vec<ListedEntry>), ReferrersError> {
     let tag = fallback_tag(subject_digest);
     let Some((_, entry)) = layout.tags().into_iter().find(|(t, _)| *t == tag) else {
-        return Ok(Vec::new());
+        return Ok((String::new(), Vec::new()));
     };
     let bytes = layout.read_blob(&entry)?;
     let listing: Listing = serde_json::from_slice(&bytes).map_err(|source| LayoutError::Json {
@@ -266,15 +277,20 @@ fn layout_listing(
         path: layout.blob_path(entry.digest()),
         source,
     })?;
-    Ok(listing.manifests)
+    Ok((entry.digest().to_string(), listing.manifests))
 }
 
 /// Attaches `artifact` to the image `subject` in the layout at `dir`: stores its manifest and
 /// blobs and tags the subject's referrers index (`sha256-<hex>`) with it listed, in place of
-/// an artifact it replaces. Returns the artifact manifest's digest.
+/// an artifact it replaces. Returns the artifact manifest's digest. An artifact listed already
+/// (the same bytes) leaves the index as it is.
+///
+/// The new index is committed with a compare-and-swap of its tag (see
+/// [`Staging::commit_swap`]): when another attach changed the index after it was read, it is
+/// read again and the artifact listed in it, so concurrent attaches never lose an entry.
 ///
 /// # Errors
-/// [`ReferrersError`] when the layout cannot be read or written.
+/// [`ReferrersError`] when the layout cannot be read or written, or the index keeps changing.
 pub fn attach_in_layout(
     dir: &Path,
     subject: &Subject,
@@ -286,37 +302,90 @@ pub fn attach_in_layout(
             what: "an artifact manifest",
             source,
         })?;
-    let layout = Layout::open(dir)?;
-    let kept: Vec<serde_json::Value> = layout_listing(&layout, &subject.digest)?
-        .iter()
-        .filter(|e| {
-            e.digest != manifest.digest
-                && !artifact.replaces(e.artifact_type.as_deref(), &e.annotations)
-                // What the listing names must be a manifest the layout has: the commit checks
-                // every entry, and a stale or planted one must not keep this one out.
-                && e.media_type == MANIFEST_MEDIA_TYPE
+    for _ in 0..ATTACH_TRIES {
+        if let Some(attempt) = Attempt::prepare(dir, subject, artifact, &manifest)? {
+            if attempt.commit()? {
+                return Ok(manifest.digest);
+            }
+        } else {
+            return Ok(manifest.digest);
+        }
+    }
+    Err(ReferrersError::Contended {
+        tag: fallback_tag(&subject.digest),
+    })
+}
+
+/// One try at attaching: the new referrers index staged, and the one it was made from.
+struct Attempt {
+    staging: Staging,
+    tag: String,
+    index: Descriptor,
+    read: String,
+}
+
+impl Attempt {
+    /// Reads the listing and stages it with `artifact` in it; `None` when it is listed already.
+    fn prepare(
+        dir: &Path,
+        subject: &Subject,
+        artifact: &Artifact,
+        manifest: &ArtifactManifest,
+    ) -> Result<Option<Attempt>, ReferrersError> {
+        let layout = Layout::open(dir)?;
+        let (read, listing) = layout_listing(&layout, &subject.digest)?;
+        // What the listing names must be a manifest the layout has: the commit checks every
+        // entry, and a stale or planted one must not keep this one out.
+        let present = |e: &ListedEntry| {
+            e.media_type == MANIFEST_MEDIA_TYPE
                 && descriptor(&e.media_type, &e.digest, e.size)
                     .is_ok_and(|d| layout.read_blob(&d).is_ok())
-        })
-        .map(ListedEntry::json)
-        .collect();
-    let mut manifests = kept;
-    manifests.push(artifact.index_entry(&manifest));
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": manifests,
-    });
-    let staging = Staging::new(dir)?;
-    staging.put_bytes(EMPTY_CONFIG, MediaType::from(EMPTY_MEDIA_TYPE))?;
-    staging.put_bytes(
-        &artifact.layer,
-        MediaType::from(artifact.layer_media_type.as_str()),
-    )?;
-    staging.put_bytes(&manifest.manifest, MediaType::ImageManifest)?;
-    let index = staging.put_json(&index, MediaType::ImageIndex)?;
-    staging.commit(&[(fallback_tag(&subject.digest), index)])?;
-    Ok(manifest.digest)
+        };
+        let replaced = |e: &ListedEntry| {
+            e.digest != manifest.digest
+                && artifact.replaces(e.artifact_type.as_deref(), &e.annotations)
+        };
+        if listing
+            .iter()
+            .any(|e| e.digest == manifest.digest && present(e))
+            && !listing.iter().any(replaced)
+        {
+            return Ok(None);
+        }
+        let mut manifests: Vec<serde_json::Value> = listing
+            .iter()
+            .filter(|e| e.digest != manifest.digest && !replaced(e) && present(e))
+            .map(ListedEntry::json)
+            .collect();
+        manifests.push(artifact.index_entry(manifest));
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": manifests,
+        });
+        let staging = Staging::new(dir)?;
+        staging.put_bytes(EMPTY_CONFIG, MediaType::from(EMPTY_MEDIA_TYPE))?;
+        staging.put_bytes(
+            &artifact.layer,
+            MediaType::from(artifact.layer_media_type.as_str()),
+        )?;
+        staging.put_bytes(&manifest.manifest, MediaType::ImageManifest)?;
+        let index = staging.put_json(&index, MediaType::ImageIndex)?;
+        Ok(Some(Attempt {
+            staging,
+            tag: fallback_tag(&subject.digest),
+            index,
+            read,
+        }))
+    }
+
+    /// Commits the index if its tag still names the one read; `false` when it moved.
+    fn commit(self) -> Result<bool, ReferrersError> {
+        let moved = self
+            .staging
+            .commit_swap(&[(self.tag, self.index)], &[self.read])?;
+        Ok(moved.is_empty())
+    }
 }
 
 /// The artifact manifest's fields a reader checks.
@@ -393,7 +462,7 @@ pub fn list_in_layout(
 ) -> Result<Vec<Referrer>, ReferrersError> {
     let layout = Layout::open(dir)?;
     let mut found = Vec::new();
-    for entry in layout_listing(&layout, subject_digest)? {
+    for entry in layout_listing(&layout, subject_digest)?.1 {
         if entry.artifact_type.as_deref() != Some(artifact_type) {
             continue;
         }
@@ -417,8 +486,61 @@ pub fn list_in_layout(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
+
+    fn signature(key: &str) -> Artifact {
+        Artifact {
+            artifact_type: SIGNATURE_ARTIFACT_TYPE.to_owned(),
+            layer_media_type: "application/vnd.dev.cosign.simplesigning.v1+json".to_owned(),
+            layer: format!("signed by {key}").into_bytes(),
+            layer_annotations: BTreeMap::new(),
+            annotations: [(KEY_ANNOTATION.to_owned(), key.to_owned())].into(),
+        }
+    }
+
+    #[test]
+    fn an_attach_whose_index_changed_meanwhile_reads_it_again_and_loses_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        std::fs::write(
+            dir.join("index.json"),
+            br#"{"schemaVersion":2,"manifests":[]}"#,
+        )
+        .unwrap();
+        let subject = Subject {
+            media_type: MANIFEST_MEDIA_TYPE.to_owned(),
+            digest: format!("sha256:{}", "a".repeat(64)),
+            size: 2,
+        };
+        let (a, b) = (signature("a"), signature("b"));
+        let manifest = a.manifest(&subject).unwrap();
+        // `a` reads the (missing) index, then `b` attaches before `a` commits.
+        let late = Attempt::prepare(dir, &subject, &a, &manifest)
+            .unwrap()
+            .unwrap();
+        attach_in_layout(dir, &subject, &b).unwrap();
+        assert!(
+            !late.commit().unwrap(),
+            "the index moved: nothing committed"
+        );
+        attach_in_layout(dir, &subject, &a).unwrap();
+        let listed = list_in_layout(dir, &subject.digest, SIGNATURE_ARTIFACT_TYPE).unwrap();
+        let keys: BTreeSet<&str> = listed
+            .iter()
+            .map(|r| r.annotations[KEY_ANNOTATION].as_str())
+            .collect();
+        assert_eq!(keys, BTreeSet::from(["a", "b"]));
+
+        // The same artifact again: index.json is left as it is.
+        let index = std::fs::read(dir.join("index.json")).unwrap();
+        attach_in_layout(dir, &subject, &a).unwrap();
+        assert_eq!(std::fs::read(dir.join("index.json")).unwrap(), index);
+    }
 
     #[test]
     fn referrers_tags_are_told_from_image_tags() {

@@ -3,7 +3,9 @@
 //!
 //! The SBOM layer is found as pack finds it: `io.buildpacks.lifecycle.metadata`'s `sbom.sha`
 //! names its diffID, whose position in `rootfs.diff_ids` is its position in the manifest's
-//! layers. Only that layer is read (from a registry, only that blob is fetched, by the CLI).
+//! layers. The run image's SBOMs are in a layer of their own, which the `io.strata.sbom`
+//! label names (see [`crate::runsbom`]). Only those layers are read (from a registry, only
+//! their blobs are fetched, by the CLI).
 //!
 //! The image may come from anywhere, so the layer is untrusted: it is read into memory
 //! (bounded), every entry checked before anything is written, and an entry that is not a
@@ -76,6 +78,8 @@ pub struct SbomLocation {
     pub diff_id: String,
     /// Its position among the image's layers.
     pub index: usize,
+    /// The positions of the other layers with SBOM files (the run image's), if any.
+    pub more: Vec<usize>,
     /// The image's `created` time, for a merged document.
     pub created: String,
 }
@@ -122,9 +126,22 @@ pub fn locate(image: &str, config: &ImageConfiguration) -> Result<SbomLocation, 
                 "the SBOM layer {diff_id} is not in rootfs.diff_ids"
             ))
         })?;
+    let entries =
+        crate::sbomlayer::entries_of(labels.get(crate::sbomlayer::SBOM_LABEL).map(String::as_str))
+            .unwrap_or_default();
+    let mut more = Vec::new();
+    if let Some(layer) = crate::runsbom::recorded_layer(&entries) {
+        let at = config.rootfs().diff_ids().iter().position(|d| d == layer);
+        more.push(at.ok_or_else(|| {
+            bad(format!(
+                "the run image's SBOM layer {layer} is not in rootfs.diff_ids"
+            ))
+        })?);
+    }
     Ok(SbomLocation {
         diff_id,
         index,
+        more,
         created: config
             .created()
             .clone()
@@ -132,22 +149,27 @@ pub fn locate(image: &str, config: &ImageConfiguration) -> Result<SbomLocation, 
     })
 }
 
-/// The SBOM layer's descriptor in `manifest`.
+/// The descriptors in `manifest` of the SBOM layer and of the other layers with SBOM files.
 ///
 /// # Errors
 /// The manifest has fewer layers than the config.
-pub fn layer_descriptor<'m>(
+pub fn layer_descriptors<'m>(
     image: &str,
     manifest: &'m ImageManifest,
     at: &SbomLocation,
-) -> Result<&'m Descriptor, SbomDownloadError> {
-    manifest
-        .layers()
-        .get(at.index)
-        .ok_or_else(|| SbomDownloadError::Image {
-            image: image.to_owned(),
-            message: "the manifest has fewer layers than rootfs.diff_ids".to_owned(),
+) -> Result<Vec<&'m Descriptor>, SbomDownloadError> {
+    std::iter::once(at.index)
+        .chain(at.more.iter().copied())
+        .map(|i| {
+            manifest
+                .layers()
+                .get(i)
+                .ok_or_else(|| SbomDownloadError::Image {
+                    image: image.to_owned(),
+                    message: "the manifest has fewer layers than rootfs.diff_ids".to_owned(),
+                })
         })
+        .collect()
 }
 
 /// The files of an SBOM layer, by path.
@@ -166,21 +188,28 @@ pub fn read_from_layout(
     let (_, manifest) = layout.resolve(tag)?;
     let config: ImageConfiguration = layout.read_json(manifest.config(), "image config")?;
     let at = locate(shown, &config)?;
-    let descriptor = layer_descriptor(shown, &manifest, &at)?;
-    let digest = descriptor.digest().to_string();
-    let read_err = |source| SbomDownloadError::Read {
-        image: shown.to_owned(),
-        digest: digest.clone(),
-        source,
-    };
-    let compression = layer_compression(descriptor.media_type()).ok_or_else(|| {
-        read_err(io::Error::other(format!(
-            "strata cannot read layers of media type `{}`",
-            descriptor.media_type()
-        )))
-    })?;
-    let file = std::fs::File::open(layout.blob_path(descriptor.digest())).map_err(read_err)?;
-    let files = read_layer(BufReader::new(file), compression, shown, &digest)?;
+    let mut files = SbomFiles::new();
+    for descriptor in layer_descriptors(shown, &manifest, &at)? {
+        let digest = descriptor.digest().to_string();
+        let read_err = |source| SbomDownloadError::Read {
+            image: shown.to_owned(),
+            digest: digest.clone(),
+            source,
+        };
+        let compression = layer_compression(descriptor.media_type()).ok_or_else(|| {
+            read_err(io::Error::other(format!(
+                "strata cannot read layers of media type `{}`",
+                descriptor.media_type()
+            )))
+        })?;
+        let file = std::fs::File::open(layout.blob_path(descriptor.digest())).map_err(read_err)?;
+        files.extend(read_layer(
+            BufReader::new(file),
+            compression,
+            shown,
+            &digest,
+        )?);
+    }
     Ok((files, at))
 }
 
@@ -263,13 +292,16 @@ pub fn read_from_archive(
     let config: ImageConfiguration =
         serde_json::from_slice(&config).map_err(|e| bad(format!("{config_name}: {e}")))?;
     let at = locate(shown, &config)?;
-    let layer_name = layers
-        .get(at.index)
-        .ok_or_else(|| bad("manifest.json lists fewer layers than rootfs.diff_ids".to_owned()))?;
-    let blob = entry_bytes(layer_name, LAYER_LIMIT)?
-        .ok_or_else(|| bad(format!("the layer `{layer_name}` is not in the archive")))?;
-    let compression = sniff_compression(&blob);
-    let files = read_layer(&blob[..], compression, shown, layer_name)?;
+    let mut files = SbomFiles::new();
+    for index in std::iter::once(at.index).chain(at.more.iter().copied()) {
+        let layer_name = layers.get(index).ok_or_else(|| {
+            bad("manifest.json lists fewer layers than rootfs.diff_ids".to_owned())
+        })?;
+        let blob = entry_bytes(layer_name, LAYER_LIMIT)?
+            .ok_or_else(|| bad(format!("the layer `{layer_name}` is not in the archive")))?;
+        let compression = sniff_compression(&blob);
+        files.extend(read_layer(&blob[..], compression, shown, layer_name)?);
+    }
     Ok((files, at))
 }
 

@@ -14,10 +14,9 @@
 //! - the run image: the packages of its dpkg status, with versions, purls and the licenses of
 //!   machine-readable copyright files, at `layers/sbom/launch/buildpacksio_lifecycle/run-image/`
 //!   (pack and the lifecycle write no run image SBOM; `buildpacksio_lifecycle` is the
-//!   platform's own directory, so no buildpack id can take the path). It names no run image
-//!   digest, only packages: `strata rebase` keeps the SBOM layer as it keeps every app layer
-//!   (reading none), so a rebase onto a run image with other packages leaves this SBOM
-//!   describing the old base until the next build.
+//!   platform's own directory, so no buildpack id can take the path). These are not in the
+//!   SBOM layer but in a layer of their own above the run image's, which `strata rebase`
+//!   replaces with the new run image's (see [`crate::runsbom`]).
 //!
 //! What each directory describes, and in which formats, is recorded in the image label
 //! [`SBOM_LABEL`], so `strata inspect` lists it without reading a layer.
@@ -77,6 +76,10 @@ pub struct SbomEntry {
     pub formats: Vec<String>,
     /// Whether strata generated them (else a buildpack wrote them).
     pub generated: bool,
+    /// The diffID of the layer the files are in, when it is not the SBOM layer (the run
+    /// image's SBOMs, see [`crate::runsbom`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<String>,
 }
 
 /// Why the SBOM layer could not be made.
@@ -239,8 +242,11 @@ fn layer_inventory(
     })
 }
 
-/// The packages of `image`.
-fn run_image_inventory(image: &RunImage, store: Option<&Store>) -> Result<Inventory, SbomError> {
+/// The packages of `image`, kept in `store` under a key of its diffIDs.
+pub(crate) fn run_image_inventory(
+    image: &RunImage,
+    store: Option<&Store>,
+) -> Result<Inventory, SbomError> {
     let diff_ids: Vec<&str> = image.layers.iter().map(|l| l.diff_id.as_str()).collect();
     cached(store, &key(RUN_IMAGE_DOMAIN, &diff_ids), || {
         Ok(Inventory {
@@ -308,6 +314,7 @@ impl Builder {
             diff_id: diff_id.map(str::to_owned),
             formats: GENERATED_FORMATS.map(str::to_owned).to_vec(),
             generated: true,
+            layer: None,
         });
         Ok(())
     }
@@ -365,6 +372,7 @@ fn buildpack_sboms(
             diff_id: diff_id.clone(),
             formats: formats.iter().cloned().collect(),
             generated: false,
+            layer: None,
         });
     }
     // Launch layers without one.
@@ -390,7 +398,8 @@ fn buildpack_sboms(
 
 /// The SBOM layer of the image `req` describes: its builder and its entries (sorted by path).
 /// `buildpacks` are the buildpack layers' metadata (with their diffIDs), `app` the app slices'
-/// and app layer's diffIDs, `layers` every new layer's tar.
+/// and app layer's diffIDs, `layers` every new layer's tar. The run image's entry is not among
+/// them: its SBOMs are in a layer of their own ([`crate::runsbom`]).
 ///
 /// # Errors
 /// See [`SbomError`].
@@ -445,15 +454,6 @@ pub(crate) fn sbom_layer(
             &launcher_inventory(),
         )?;
     }
-    let run = run_image_inventory(req.run_image, req.store)?;
-    // A function of the packages alone (not of the run image's digest), so that a rebase onto
-    // a run image with the same packages still equals a rebuild on it.
-    let subject = Subject {
-        name: "run-image".to_owned(),
-        version: None,
-        kind: SubjectKind::OperatingSystem,
-    };
-    out.generated(RUN_IMAGE_SBOM_DIR, RUN_IMAGE, None, &subject, &run)?;
     out.entries.sort_by(|a, b| a.path.cmp(&b.path));
     Ok((out.layer, out.entries))
 }

@@ -84,6 +84,9 @@ pub enum KeyError {
     },
 }
 
+/// The PEM boundary of an encrypted PKCS#8 key.
+const ENCRYPTED_PEM: &[u8] = b"-----BEGIN ENCRYPTED PRIVATE KEY-----";
+
 /// A private key that signs.
 pub struct SigningKey {
     inner: Inner,
@@ -199,6 +202,16 @@ impl SigningKey {
     /// # Errors
     /// [`KeyError::Invalid`] when `bytes` holds no usable private key.
     pub fn from_pem(bytes: &[u8], path: &Path) -> Result<Self, KeyError> {
+        // ring reads no encrypted PKCS#8, and no crate strata has decrypts one.
+        if bytes
+            .windows(ENCRYPTED_PEM.len())
+            .any(|w| w == ENCRYPTED_PEM)
+        {
+            return Err(KeyError::Invalid {
+                path: path.to_owned(),
+                reason: "the key is encrypted (`ENCRYPTED PRIVATE KEY`), which strata does not read; decrypt it with `openssl pkcs8 -in KEY -out PLAIN.pem` and keep that file private".to_owned(),
+            });
+        }
         let der = PrivatePkcs8KeyDer::from_pem_slice(bytes).map_err(|e| KeyError::Invalid {
             path: path.to_owned(),
             reason: format!(
@@ -379,5 +392,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("PUBLIC KEY"), "{err}");
+    }
+
+    #[test]
+    fn an_encrypted_key_is_refused_saying_how_to_decrypt_it() {
+        // `openssl genpkey -algorithm ed25519 -aes-256-cbc -pass pass:test`
+        let encrypted = b"-----BEGIN ENCRYPTED PRIVATE KEY-----
+MIGbMFcGCSqGSIb3DQEFDTBKMCkGCSqGSIb3DQEFDDAcBAhcjJj/XHYBEgICCAAw
+DAYIKoZIhvcNAgkFADAdBglghkgBZQMEASoEEIyP2mgklV2rYEYAPfpD5DoEQKzK
+L/5rnE4eOpBvdSa/PjQVACU9t0xSWvFhFF1puBKQj3qi39kOcEQE6WQDUd5UnK5V
+BmNM57TDuKbeLvtmAR0=
+-----END ENCRYPTED PRIVATE KEY-----
+";
+        let err = SigningKey::from_pem(encrypted, Path::new("k.pem"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("k.pem") && err.contains("encrypted") && err.contains("openssl pkcs8"),
+            "{err}"
+        );
     }
 }

@@ -212,3 +212,134 @@ fn relay(
     let _ = s_read.shutdown(Shutdown::Both);
     let _ = upstream.join();
 }
+
+/// An in-test responder for the one endpoint Debian's `docker-registry` (2.8) lacks, the
+/// referrers API (`GET /v2/<name>/referrers/<digest>`, OCI distribution 1.1), in front of a
+/// real registry: it answers that endpoint from the registry's own storage (every manifest
+/// of the repository whose `subject` is the digest) and relays every other request to the
+/// registry unchanged but for `Connection: close`, so that each connection carries one
+/// request and none of them passes it by.
+pub struct ReferrersApi {
+    pub port: u16,
+    /// How many referrers requests it answered.
+    pub answered: Arc<AtomicUsize>,
+}
+
+impl ReferrersApi {
+    pub fn start(registry: &Registry) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let upstream: u16 = registry.host().rsplit_once(':').unwrap().1.parse().unwrap();
+        // `<storage>/docker/registry/v2`, from where a blob's data file is.
+        let blob = registry.blob_data(&strata_registry::Digest::of(b""));
+        let v2 = blob.ancestors().nth(5).unwrap().to_owned();
+        let answered = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&answered);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let (v2, count) = (v2.clone(), Arc::clone(&count));
+                std::thread::spawn(move || serve_one(client, upstream, &v2, &count));
+            }
+        });
+        Self { port, answered }
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// One request of `client`: answered here if it is a referrers request, else relayed.
+fn serve_one(mut client: TcpStream, upstream: u16, v2: &Path, answered: &AtomicUsize) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match client.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let target = text.split(' ').nth(1).unwrap_or_default().to_owned();
+    let path = target.split('?').next().unwrap_or_default();
+    if text.starts_with("GET ")
+        && let Some((name, digest)) = path
+            .strip_prefix("/v2/")
+            .and_then(|rest| rest.split_once("/referrers/"))
+    {
+        answered.fetch_add(1, Ordering::SeqCst);
+        let body = referrers_index(v2, name, digest).to_string();
+        let _ = write!(
+            client,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.index.v1+json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        return;
+    }
+    let mut lines: Vec<&str> = text
+        .trim_end()
+        .split("\r\n")
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .collect();
+    lines.push("Connection: close");
+    let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+        return;
+    };
+    if server
+        .write_all(format!("{}\r\n\r\n", lines.join("\r\n")).as_bytes())
+        .is_err()
+    {
+        return;
+    }
+    let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let body = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut c_read, &mut s_write);
+    });
+    let _ = std::io::copy(&mut server, &mut client);
+    let _ = client.shutdown(Shutdown::Both);
+    let _ = server.shutdown(Shutdown::Both);
+    let _ = body.join();
+}
+
+/// The referrers index of `digest` in repository `name` of the registry storage `v2`.
+fn referrers_index(v2: &Path, name: &str, digest: &str) -> serde_json::Value {
+    let revisions = v2
+        .join("repositories")
+        .join(name)
+        .join("_manifests/revisions/sha256");
+    let mut manifests = Vec::new();
+    for revision in std::fs::read_dir(revisions).into_iter().flatten().flatten() {
+        let hex = revision.file_name().to_string_lossy().into_owned();
+        let data = v2
+            .join("blobs/sha256")
+            .join(&hex[..2])
+            .join(&hex)
+            .join("data");
+        let Ok(bytes) = std::fs::read(data) else {
+            continue;
+        };
+        let Ok(manifest) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            continue;
+        };
+        if manifest["subject"]["digest"] != digest {
+            continue;
+        }
+        let mut entry = serde_json::json!({
+            "mediaType": manifest["mediaType"],
+            "digest": format!("sha256:{hex}"),
+            "size": bytes.len(),
+            "artifactType": manifest.get("artifactType").unwrap_or(&manifest["config"]["mediaType"]),
+        });
+        if let Some(annotations) = manifest.get("annotations") {
+            entry["annotations"] = annotations.clone();
+        }
+        manifests.push(entry);
+    }
+    serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    })
+}
