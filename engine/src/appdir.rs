@@ -113,12 +113,12 @@ pub fn copy_app(
         move |source| AppDirError::Io { path, source }
     };
     let hand_over = |path: &Path| match owner {
-        Some(id) => std::os::unix::fs::lchown(path, Some(id), Some(id)).map_err(|source| {
-            AppDirError::Io {
+        Some(id) => {
+            std::os::unix::fs::lchown(path, Some(id), Some(id)).map_err(|source| AppDirError::Io {
                 path: path.to_owned(),
                 source,
-            }
-        }),
+            })
+        }
         None => Ok(()),
     };
     hand_over(dst)?;
@@ -171,7 +171,12 @@ fn make_parents(
         match fs::create_dir(&target) {
             Ok(()) => hand_over(&target)?,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(source) => return Err(AppDirError::Io { path: target, source }),
+            Err(source) => {
+                return Err(AppDirError::Io {
+                    path: target,
+                    source,
+                });
+            }
         }
         made.insert(dir.to_owned());
     }
@@ -294,10 +299,16 @@ mod tests {
         let src = tree();
         let outside = tempfile::NamedTempFile::new().unwrap();
         std::os::unix::fs::symlink(outside.path(), src.path().join("src/out")).unwrap();
-        fs::set_permissions(src.path().join("src/main.sh"), fs::Permissions::from_mode(0o4755))
-            .unwrap();
-        fs::set_permissions(src.path().join("src/deep"), fs::Permissions::from_mode(0o2750))
-            .unwrap();
+        fs::set_permissions(
+            src.path().join("src/main.sh"),
+            fs::Permissions::from_mode(0o4755),
+        )
+        .unwrap();
+        fs::set_permissions(
+            src.path().join("src/deep"),
+            fs::Permissions::from_mode(0o2750),
+        )
+        .unwrap();
         for include in [vec![], vec!["src/deep/data.txt".to_owned()]] {
             let handed = tempfile::tempdir().unwrap();
             copy_app(src.path(), handed.path(), &include, &[], None).unwrap();
@@ -312,10 +323,17 @@ mod tests {
             copy_app(src.path(), owned.path(), &include, &[], Some(id)).unwrap();
             let got = owners(owned.path());
             assert_eq!(got, owners(handed.path()), "include {include:?}");
-            assert!(got.iter().all(|(_, uid, gid, _)| (*uid, *gid) == (id, id)), "{got:?}");
+            assert!(
+                got.iter().all(|(_, uid, gid, _)| (*uid, *gid) == (id, id)),
+                "{got:?}"
+            );
         }
         let target = fs::metadata(outside.path()).unwrap();
-        assert_eq!(std::os::unix::fs::MetadataExt::uid(&target), 0, "links are not followed");
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::uid(&target),
+            0,
+            "links are not followed"
+        );
     }
 
     #[test]
