@@ -10,6 +10,14 @@
 //! (no second `lstat`), each file's data goes with `copy_file_range` (`fs::copy`; on a file
 //! system with reflinks, XFS or btrfs, that shares the blocks instead of copying them), and
 //! each entry is handed to its owner as it is made, not by a second walk over the copy.
+//!
+//! Why a copy and not an overlay of the app: started as root, strata runs the build user as
+//! [`crate::sandbox::HOST_ID`], and through an overlay whose lower layer is the app, the
+//! app's files keep their owner (root, or whoever checked it out), so the build user could
+//! not change a file or make one in any directory of it, as it can in its own copy. Lending
+//! the app to the build user takes an idmapped lower layer (`mount_setattr` with
+//! `MOUNT_ATTR_IDMAP`), which rustix does not wrap and this code base does not call
+//! unsafely; bubblewrap before 0.9 has no `--overlay` for the unprivileged case.
 
 use std::collections::HashSet;
 use std::fs;
