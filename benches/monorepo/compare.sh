@@ -6,7 +6,9 @@
 # (hyperfine, or several timed runs where a run changes state):
 #
 #   cold build      `strata build` with an empty cache and no output: wall time, peak RSS
-#                   (GNU time %M), tasks run
+#                   (GNU time %M), tasks run, against the floor `cp -a` of the workspace
+#                   (timed in the same loop, each run right after a build, so both see the
+#                   same load)
 #   no-op build     the same again with nothing changed, against the floor
 #                   `find -type f -printf '%s %T@ %i\n'` over the workspace
 #   one changed     one source file of one service changed: tasks run (which) and wall time
@@ -45,11 +47,15 @@ rm -rf "$ws" "$cache" "$results" && mkdir -p "$results"
 python3 benches/monorepo/generate.py --out "$ws" --services "$services" --files "$files" > /dev/null
 build=("$strata" build "$ws" --cache-dir "$cache")
 
-# Cold builds: each from an empty cache and no output.
+# Cold builds: each from an empty cache and no output, each followed by a `cp -a` of the
+# workspace (the floor: one copy of every file) into the same file system.
 for i in $(seq "$runs"); do
   rm -rf "$cache" "$ws/out"
   /usr/bin/time -f '%e %M' -o "$results/cold-$i.time" "${build[@]}" --json > "$results/cold-$i.json" 2> /dev/null
+  rm -rf "$work/cp"
+  /usr/bin/time -f '%e %M' -o "$results/cp-$i.time" cp -a "$ws" "$work/cp"
 done
+rm -rf "$work/cp"
 
 # No-op build against the find floor.
 "${build[@]}" --json > "$results/noop.json" 2> /dev/null
@@ -127,8 +133,14 @@ print(f"workspace: {n_services} services, {n_files} files, {tree_bytes / 1e6:.1f
 rows = []
 cold = times("cold")
 cold_report = load("cold-1.json")
-rows.append(("cold build", f"{statistics.median(w for w, _ in cold):.2f} s",
-             f"{cold_report['ran']} tasks ran; peak RSS {statistics.median(r for _, r in cold) / 1024:.0f} MB"))
+cp = times("cp")
+cold_s, cp_s = statistics.median(w for w, _ in cold), statistics.median(w for w, _ in cp)
+ratios = sorted(c / f for (c, _), (f, _) in zip(cold, cp) if f > 0)
+spread = f" (runs {ratios[0]:.2f}-{ratios[-1]:.2f}x)" if ratios else ""
+rows.append(("cold build", f"{cold_s:.2f} s",
+             f"{cold_report['ran']} tasks ran; peak RSS {statistics.median(r for _, r in cold) / 1024:.0f} MB; "
+             f"{cold_s / cp_s:.2f}x cp -a{spread}"))
+rows.append(("cp -a workspace", f"{cp_s:.2f} s", "the cold floor: one copy of every file"))
 noop = hf("noop-hf.json")
 noop_report = load("noop.json")
 rows.append(("no-op build", f"{noop['noop'] * 1000:.0f} ms",

@@ -5,7 +5,21 @@
 //! `project.toml` includes and dropping what it excludes (gitignore syntax) and `.git/`.
 //! When no buildpack changes the app, there is no copy: the exporter reads the same
 //! [`app_entries`] straight from the app.
+//!
+//! The copy is one pass over the walk: each entry's type comes from the directory listing
+//! (no second `lstat`), each file's data goes with `copy_file_range` (`fs::copy`; on a file
+//! system with reflinks, XFS or btrfs, that shares the blocks instead of copying them), and
+//! each entry is handed to its owner as it is made, not by a second walk over the copy.
+//!
+//! Why a copy and not an overlay of the app: started as root, strata runs the build user as
+//! [`crate::sandbox::HOST_ID`], and through an overlay whose lower layer is the app, the
+//! app's files keep their owner (root, or whoever checked it out), so the build user could
+//! not change a file or make one in any directory of it, as it can in its own copy. Lending
+//! the app to the build user takes an idmapped lower layer (`mount_setattr` with
+//! `MOUNT_ATTR_IDMAP`), which rustix does not wrap and this code base does not call
+//! unsafely; bubblewrap before 0.9 has no `--overlay` for the unprivileged case.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -39,6 +53,18 @@ pub fn app_entries(
     include: &[String],
     exclude: &[String],
 ) -> Result<Vec<PathBuf>, AppDirError> {
+    Ok(walk(src, include, exclude)?
+        .into_iter()
+        .map(|(rel, _)| rel)
+        .collect())
+}
+
+/// As [`app_entries`], with each entry's type as its directory listed it (a link is a link).
+fn walk(
+    src: &Path,
+    include: &[String],
+    exclude: &[String],
+) -> Result<Vec<(PathBuf, fs::FileType)>, AppDirError> {
     let mut overrides = OverrideBuilder::new(src);
     let patterns = include
         .iter()
@@ -67,17 +93,19 @@ pub fn app_entries(
                 .into_io_error()
                 .unwrap_or_else(|| io::Error::other("walk failed")),
         })?;
-        if let Ok(rel) = entry.path().strip_prefix(src)
+        if let (Ok(rel), Some(kind)) = (entry.path().strip_prefix(src), entry.file_type())
             && !rel.as_os_str().is_empty()
         {
-            out.push(rel.to_owned());
+            out.push((rel.to_owned(), kind));
         }
     }
     Ok(out)
 }
 
 /// Copies the app in `src` to `dst` (which must exist and be empty), keeping modes and
-/// symlinks: exactly the [`app_entries`] of `src`.
+/// symlinks: exactly the [`app_entries`] of `src`. With `owner`, `dst` and every entry made
+/// in it belong to that uid and gid, as `Sandbox::hand_over` would leave them (links are
+/// changed, never followed; a file's set-id bits go, as `chown` drops them).
 ///
 /// # Errors
 /// As [`app_entries`], or a file that cannot be copied.
@@ -86,35 +114,81 @@ pub fn copy_app(
     dst: &Path,
     include: &[String],
     exclude: &[String],
+    owner: Option<u32>,
 ) -> Result<(), AppDirError> {
     let io_err = |path: &Path| {
         let path = path.to_owned();
         move |source| AppDirError::Io { path, source }
     };
-    for rel in app_entries(src, include, exclude)? {
+    let hand_over = |path: &Path| match owner {
+        Some(id) => {
+            std::os::unix::fs::lchown(path, Some(id), Some(id)).map_err(|source| AppDirError::Io {
+                path: path.to_owned(),
+                source,
+            })
+        }
+        None => Ok(()),
+    };
+    hand_over(dst)?;
+    // Directories of the copy known to exist: the walk lists a directory before what is in
+    // it, so a parent is almost always here and costs no system call.
+    let mut made: HashSet<PathBuf> = HashSet::new();
+    for (rel, kind) in walk(src, include, exclude)? {
         let path = src.join(&rel);
         let target = dst.join(&rel);
-        let meta = fs::symlink_metadata(&path).map_err(io_err(&path))?;
-        if meta.file_type().is_symlink() {
+        make_parents(dst, &rel, &mut made, &hand_over)?;
+        if kind.is_symlink() {
             let link = fs::read_link(&path).map_err(io_err(&path))?;
-            create_parent(&target).map_err(io_err(&target))?;
             std::os::unix::fs::symlink(link, &target).map_err(io_err(&target))?;
-        } else if meta.is_dir() {
-            fs::create_dir_all(&target).map_err(io_err(&target))?;
+        } else if kind.is_dir() {
+            let meta = fs::symlink_metadata(&path).map_err(io_err(&path))?;
+            match fs::create_dir(&target) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                    return Err(io_err(&target)(e));
+                }
+                _ => {}
+            }
             fs::set_permissions(&target, meta.permissions()).map_err(io_err(&target))?;
-        } else if meta.is_file() {
-            create_parent(&target).map_err(io_err(&target))?;
+            made.insert(rel.clone());
+        } else if kind.is_file() {
             fs::copy(&path, &target).map_err(io_err(&path))?;
+        } else {
+            continue;
         }
+        hand_over(&target)?;
     }
     Ok(())
 }
 
-fn create_parent(path: &Path) -> io::Result<()> {
-    match path.parent() {
-        Some(parent) => fs::create_dir_all(parent),
-        None => Ok(()),
+/// Makes the directories above `rel` in `dst` that are not in `made` (handed over with
+/// `hand_over`): only an include pattern that matches a file but not its directory leaves one
+/// for the entry itself to need.
+fn make_parents(
+    dst: &Path,
+    rel: &Path,
+    made: &mut HashSet<PathBuf>,
+    hand_over: &dyn Fn(&Path) -> Result<(), AppDirError>,
+) -> Result<(), AppDirError> {
+    let missing: Vec<&Path> = rel
+        .ancestors()
+        .skip(1)
+        .take_while(|a| !a.as_os_str().is_empty() && !made.contains(*a))
+        .collect();
+    for dir in missing.into_iter().rev() {
+        let target = dst.join(dir);
+        match fs::create_dir(&target) {
+            Ok(()) => hand_over(&target)?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                return Err(AppDirError::Io {
+                    path: target,
+                    source,
+                });
+            }
+        }
+        made.insert(dir.to_owned());
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -158,7 +232,7 @@ mod tests {
     fn copies_everything_but_git_with_modes_and_links() {
         let src = tree();
         let dst = tempfile::tempdir().unwrap();
-        copy_app(src.path(), dst.path(), &[], &[]).unwrap();
+        copy_app(src.path(), dst.path(), &[], &[], None).unwrap();
         assert_eq!(
             listing(dst.path()),
             [
@@ -186,7 +260,7 @@ mod tests {
     fn include_and_exclude_follow_gitignore_syntax() {
         let src = tree();
         let only = tempfile::tempdir().unwrap();
-        copy_app(src.path(), only.path(), &["src/**".into()], &[]).unwrap();
+        copy_app(src.path(), only.path(), &["src/**".into()], &[], None).unwrap();
         assert_eq!(
             listing(only.path()),
             ["src", "src/deep", "src/deep/data.txt", "src/main.sh"]
@@ -198,6 +272,7 @@ mod tests {
             without.path(),
             &[],
             &["deep/".into(), "*.md".into()],
+            None,
         )
         .unwrap();
         assert_eq!(
@@ -206,11 +281,74 @@ mod tests {
         );
     }
 
+    /// Owner, group and mode of every entry under `dir`, the directory itself too.
+    fn owners(dir: &Path) -> Vec<(String, u32, u32, u32)> {
+        use std::os::unix::fs::MetadataExt;
+        let mut out: Vec<_> = WalkBuilder::new(dir)
+            .standard_filters(false)
+            .build()
+            .filter_map(Result::ok)
+            .map(|e| {
+                let meta = fs::symlink_metadata(e.path()).unwrap();
+                let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
+                (rel, meta.uid(), meta.gid(), meta.mode())
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_copy_made_for_an_owner_is_what_handing_over_a_copy_leaves() {
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        let id = 2_000_000_123;
+        let src = tree();
+        let outside = tempfile::NamedTempFile::new().unwrap();
+        std::os::unix::fs::symlink(outside.path(), src.path().join("src/out")).unwrap();
+        fs::set_permissions(
+            src.path().join("src/main.sh"),
+            fs::Permissions::from_mode(0o4755),
+        )
+        .unwrap();
+        fs::set_permissions(
+            src.path().join("src/deep"),
+            fs::Permissions::from_mode(0o2750),
+        )
+        .unwrap();
+        for include in [vec![], vec!["src/deep/data.txt".to_owned()]] {
+            let handed = tempfile::tempdir().unwrap();
+            copy_app(src.path(), handed.path(), &include, &[], None).unwrap();
+            let mut stack = vec![handed.path().to_owned()];
+            while let Some(path) = stack.pop() {
+                std::os::unix::fs::lchown(&path, Some(id), Some(id)).unwrap();
+                if fs::symlink_metadata(&path).unwrap().is_dir() {
+                    stack.extend(fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+                }
+            }
+            let owned = tempfile::tempdir().unwrap();
+            copy_app(src.path(), owned.path(), &include, &[], Some(id)).unwrap();
+            let got = owners(owned.path());
+            assert_eq!(got, owners(handed.path()), "include {include:?}");
+            assert!(
+                got.iter().all(|(_, uid, gid, _)| (*uid, *gid) == (id, id)),
+                "{got:?}"
+            );
+        }
+        let target = fs::metadata(outside.path()).unwrap();
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::uid(&target),
+            0,
+            "links are not followed"
+        );
+    }
+
     #[test]
     fn a_bad_pattern_is_named() {
         let src = tree();
         let dst = tempfile::tempdir().unwrap();
-        let err = copy_app(src.path(), dst.path(), &["src/[".into()], &[]).unwrap_err();
+        let err = copy_app(src.path(), dst.path(), &["src/[".into()], &[], None).unwrap_err();
         assert!(err.to_string().contains("src/["), "{err}");
     }
 }

@@ -268,8 +268,14 @@ impl Context<'_> {
                     path: run.req.workspace.to_owned(),
                     source,
                 })?;
-            copy_app(run.req.source, run.req.workspace, run.include, run.exclude)?;
-            run.req.sandbox.hand_over(run.req.workspace)?;
+            // Each entry is the build user's as it is made: no second walk over the copy.
+            copy_app(
+                run.req.source,
+                run.req.workspace,
+                run.include,
+                run.exclude,
+                run.req.sandbox.host_owner(),
+            )?;
             *copied = true;
         }
         Ok(())
