@@ -28,7 +28,7 @@ use petgraph::graph::NodeIndex;
 use strata_planner::{Lookup, Plan, Task, TaskKey, TaskKind};
 
 use crate::build::{BuildError, BuildRequest};
-use crate::execute::{TaskCache, TaskOutput};
+use crate::execute::{TaskCache, TaskOutput, Use};
 use crate::layers::Layer;
 use crate::store::Store;
 use crate::workspace::Change;
@@ -47,6 +47,12 @@ pub struct Fetched {
 }
 
 impl Fetched {
+    /// Adds the blobs and bytes `other` downloaded.
+    pub fn add_counts(&mut self, other: &Fetched) {
+        self.blobs += other.blobs;
+        self.bytes += other.bytes;
+    }
+
     fn add(&mut self, other: Fetched) {
         self.hits.extend(other.hits);
         self.warnings.extend(other.warnings);
@@ -133,7 +139,12 @@ pub fn prefetch(
                 && !known.contains_key(node)
             {
                 let (local, shared) = restore_ids(*service, buildpack.id().as_str());
-                if store.get_restore(&local).is_none() && !ids.contains(&(local, shared)) {
+                // A ref to an entry this store no longer has (or only had promised, in an
+                // earlier build) is none.
+                let here = store
+                    .get_restore(&local)
+                    .is_some_and(|key| store.has_action(&key));
+                if !here && !ids.contains(&(local, shared)) {
                     ids.push((local, shared));
                 }
             }
@@ -222,8 +233,9 @@ impl TaskCache for WithRemote<'_> {
         task: &Task,
         key: &TaskKey,
         output: &TaskOutput,
+        purpose: Use,
     ) -> Result<(), BuildError> {
-        self.local.ensure(req, task, key, output)
+        self.local.ensure(req, task, key, output, purpose)
     }
 
     fn restore(
