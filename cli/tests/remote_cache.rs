@@ -100,34 +100,62 @@ fn blob_gets(registry: &Registry, from: usize) -> Vec<String> {
         .collect()
 }
 
-/// The blobs the action entries of `store` name, and among them those that are no launch
-/// layer (what an image has): build-only and cache-only layers, SBOM files, app changes.
-fn entry_blobs(store: &Path) -> (BTreeSet<String>, BTreeSet<String>) {
-    let (mut all, mut other) = (BTreeSet::new(), BTreeSet::new());
+/// The blobs the action entries of `store` name, by what for.
+#[derive(Default)]
+struct EntryBlobs {
+    /// Every blob.
+    all: BTreeSet<String>,
+    /// Layers that are no launch layer (what an image has): build-only and cache-only.
+    not_launch: BTreeSet<String>,
+    /// SBOM files and app changes.
+    files: BTreeSet<String>,
+}
+
+fn entry_blobs(store: &Path) -> EntryBlobs {
+    let mut out = EntryBlobs::default();
     for shard in std::fs::read_dir(store.join("actions")).unwrap() {
         for file in std::fs::read_dir(shard.unwrap().path()).unwrap() {
             let entry: Value =
                 serde_json::from_slice(&std::fs::read(file.unwrap().path()).unwrap()).unwrap();
             for blob in entry["blobs"].as_array().unwrap() {
-                all.insert(blob["digest"].as_str().unwrap().to_owned());
+                out.all.insert(blob["digest"].as_str().unwrap().to_owned());
             }
             let payload = &entry["payload"];
             for layer in payload["layers"].as_array().into_iter().flatten() {
                 if layer["types"]["launch"] != true
                     && let Some(digest) = layer["blob"]["digest"].as_str()
                 {
-                    other.insert(digest.to_owned());
+                    out.not_launch.insert(digest.to_owned());
                 }
             }
             for sbom in payload["sbom"].as_array().into_iter().flatten() {
-                other.insert(sbom["blob"]["digest"].as_str().unwrap().to_owned());
+                out.files
+                    .insert(sbom["blob"]["digest"].as_str().unwrap().to_owned());
             }
             if let Some(digest) = payload["change"]["tar"]["digest"].as_str() {
-                other.insert(digest.to_owned());
+                out.files.insert(digest.to_owned());
             }
         }
     }
-    (all, other)
+    out
+}
+
+/// The blob of the first layer named `name` that the action entries of `store` record.
+fn layer_blob(store: &Path, name: &str) -> Option<String> {
+    for shard in std::fs::read_dir(store.join("actions")).unwrap() {
+        for file in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+            let entry: Value =
+                serde_json::from_slice(&std::fs::read(file.unwrap().path()).unwrap()).unwrap();
+            for layer in entry["payload"]["layers"].as_array().into_iter().flatten() {
+                if layer["name"] == name
+                    && let Some(digest) = layer["blob"]["digest"].as_str()
+                {
+                    return Some(digest.to_owned());
+                }
+            }
+        }
+    }
+    None
 }
 
 /// Every blob an OCI layout has.
@@ -165,7 +193,7 @@ fn a_second_runner_runs_no_buildpack_task_and_downloads_only_what_it_uses() {
     assert!(b["remote_cache"]["pushed"].is_null(), "it only reads");
 
     // What was downloaded: each blob once; no upload; and every layer blob is one the output
-    // has, or (the one exception) the build-only layer that came whole with its entry.
+    // has: no build-only or cache-only layer, since no task that needs one runs.
     let requests = &fx.registry.requests()[before..];
     assert!(
         !requests
@@ -186,21 +214,36 @@ fn a_second_runner_runs_no_buildpack_task_and_downloads_only_what_it_uses() {
         unique.iter().all(|d| !run_image.contains(*d)),
         "run image layers stay local"
     );
-    // The rest: each fetched entry itself, and blobs that entries name for something else
-    // than an image layer (a build-only or cache-only layer, an SBOM file, an app change),
-    // which come whole with their entry.
-    let (entries, other) = entry_blobs(&fx.examples.path("b/cache/store"));
+    // The rest: each fetched entry itself, and the SBOM files and app changes entries name,
+    // which the export reads. (A's store: B's keeps as whole entries only those whose blobs
+    // all came.)
+    let entries = entry_blobs(&fx.examples.path("a/cache/store"));
+    assert!(
+        !entries.not_launch.is_empty(),
+        "the monorepo has build-only layers"
+    );
+    let not_launch: Vec<&&String> = unique
+        .iter()
+        .filter(|d| entries.not_launch.contains(**d) && !output.contains(**d))
+        .collect();
+    assert!(
+        not_launch.is_empty(),
+        "build-only or cache-only layers downloaded: {not_launch:#?}"
+    );
     let extra: BTreeSet<&String> = unique
         .iter()
         .copied()
         .filter(|d| !output.contains(*d))
         .collect();
-    let configs = extra.iter().filter(|d| !other.contains(**d)).count();
+    let configs = extra
+        .iter()
+        .filter(|d| !entries.files.contains(**d))
+        .count();
     assert_eq!(configs, ran_a.len(), "one entry per task: {extra:#?}");
     assert!(
         extra
             .iter()
-            .all(|d| other.contains(*d) || !entries.contains(*d)),
+            .all(|d| entries.files.contains(*d) || !entries.all.contains(*d)),
         "{extra:#?}"
     );
 
@@ -688,4 +731,70 @@ fn an_entry_recording_a_wrong_diff_id_is_a_miss_with_a_warning_never_a_wrong_ima
     assert!(warning.contains("its task runs"), "{warning}");
     assert_eq!(b["remote_cache"]["refused"], 1, "{}", b["remote_cache"]);
     assert_eq!(buildpack_tasks_ran(&b).len(), 1, "{warnings}");
+}
+
+#[test]
+fn a_build_layer_comes_when_a_task_that_runs_needs_it_and_a_poisoned_one_fails_the_build() {
+    let fx = Fixture::new();
+    let cache = fx.cache();
+    let only = ["--service", "api"];
+    let mut flags = vec!["--cache-to", cache.as_str()];
+    flags.extend(only);
+    fx.build("a", &flags);
+    let tools = layer_blob(&fx.examples.path("a/cache/store"), "tools")
+        .expect("the runtime's build-only layer");
+
+    // A new file in the app: the Procfile build (it reads the whole app) runs, with the
+    // runtime's build layers; the layer tasks are hits. The build-only layer is downloaded
+    // then, once, and the output does not have it.
+    let app = fx.examples.path("examples/monorepo/services/api/extra.txt");
+    std::fs::write(&app, "more\n").unwrap();
+    date_in_the_past(&app);
+    let mut flags = vec!["--cache-from", cache.as_str()];
+    flags.extend(only);
+    let before = fx.registry.requests().len();
+    let (b, warnings) = fx.build("b", &flags);
+    let ran = buildpack_tasks_ran(&b);
+    assert!(
+        ran.iter().all(|t| t.contains("examples/procfile")) && !ran.is_empty(),
+        "{ran:?}\n{warnings}"
+    );
+    let gets = blob_gets(&fx.registry, before);
+    assert_eq!(gets.iter().filter(|d| **d == tools).count(), 1, "{gets:#?}");
+    assert!(!layout_blobs(&fx.examples.path("b/out")).contains(&tools));
+    // B fetched every blob of that entry: it is kept whole.
+    assert!(
+        entry_blobs(&fx.examples.path("b/cache/store"))
+            .all
+            .contains(&tools)
+    );
+
+    // The same build-only layer with other bytes in the registry: the runner that needs it
+    // stops, naming the blob and the cache entry, and writes no image.
+    let poisoned = stored_blob(&fx.registry, &tools);
+    let size = std::fs::read(&poisoned).unwrap().len();
+    std::fs::write(&poisoned, vec![b'x'; size]).unwrap();
+    let out = fx.run("c", &flags);
+    let err = stderr(&out);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains(&tools), "{err}");
+    assert!(err.contains("docker://") && err.contains(":k-"), "{err}");
+    assert!(
+        !fx.examples.path("c/out/index.json").exists()
+            || !std::fs::read_to_string(fx.examples.path("c/out/index.json"))
+                .unwrap()
+                .contains("\"api\""),
+        "no image for api"
+    );
+    // What C's store kept is good.
+    let verify = strata(
+        fx.examples.tmp.path(),
+        &[
+            "cache",
+            "verify",
+            "--cache-dir",
+            fx.examples.path("c/cache").to_str().unwrap(),
+        ],
+    );
+    assert_exit(&verify, 0);
 }
