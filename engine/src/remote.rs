@@ -18,6 +18,9 @@
 //!   those downstream of a task that runs, whose action key is known only once it has run
 //!   (early cutoff). A local miss asks the remote for that one key, once.
 //!
+//! A hit need not bring every blob: the remote may leave some promised (see
+//! [`crate::store`]'s `lazy`), to be fetched when a task reads them.
+//!
 //! A remote miss is a local miss: the task runs. A remote entry that is refused (bad bytes,
 //! wrong key, refused by the store's checks) is a miss with a warning, never an error.
 

@@ -56,6 +56,13 @@
 //! takes it exclusively with a non-blocking try, so it never removes anything under a running
 //! build: it refuses instead of waiting.
 //!
+//! # Promised blobs
+//!
+//! An entry from a remote cache may come without the blobs of layers no task of this build
+//! reads yet: such an entry lives in the [`Store`] handle only, its missing blobs promised and
+//! fetched when read (see [`Store::put_promised_action`]). Nothing of it is on disk until every blob is, so the
+//! checks above, `verify` and `gc` only ever see whole entries.
+//!
 //! # Format versions
 //!
 //! `strata-store.json` names the format. A store of another version (or with an unreadable
@@ -195,7 +202,7 @@ pub enum StoreError {
     /// An action names a blob that is not in the store (or is corrupt).
     #[error("action {key} names blob {digest}, which is not in the store")]
     MissingBlob { key: String, digest: String },
-    /// A promised blob (see [`lazy`]) could not be brought in.
+    /// A promised blob (see [`Store::fetch_blob`]) could not be brought in.
     #[error("blob {digest} of the remote cache entry {from} cannot be fetched: {why}")]
     FetchFailed {
         digest: String,
@@ -497,7 +504,7 @@ impl Store {
     /// entry that does not parse or belongs to another key, or one with a blob that fails
     /// [`check_blob`](Self::check_blob); such an entry is removed, so the task runs again and
     /// writes a good one. A hit marks the entry as recently used, for [`gc`](Self::gc).
-    /// Without an entry on disk, a promised one (see [`lazy`]) answers.
+    /// Without an entry on disk, a promised one (see [`Store::put_promised_action`]) answers.
     pub fn get_action(&self, key: &TaskKey) -> Option<ActionEntry> {
         let path = self.action_path(key);
         let (text, meta, file) = match read_bounded(&path, MAX_ACTION) {

@@ -88,19 +88,16 @@ impl Store {
                 digest: blob.digest.clone(),
             });
         }
-        let mut promises = lock(&self.promises);
+        let mut held = lock(&self.promises);
         for p in promised {
-            promises
-                .blobs
-                .entry(p.blob.digest.clone())
-                .or_insert_with(|| {
-                    Arc::new(Promise {
-                        blob: p.clone(),
-                        done: OnceLock::new(),
-                    })
-                });
+            held.blobs.entry(p.blob.digest.clone()).or_insert_with(|| {
+                Arc::new(Promise {
+                    blob: p.clone(),
+                    done: OnceLock::new(),
+                })
+            });
         }
-        promises.actions.insert(*key, entry.clone());
+        held.actions.insert(*key, entry.clone());
         Ok(())
     }
 
@@ -151,11 +148,11 @@ impl Store {
             });
         };
         let result = promise.done.get_or_init(|| {
-            let fetched = match fetcher {
+            let brought = match fetcher {
                 Some(fetcher) => fetcher.fetch_blob(self, &promise.blob),
                 None => Err("no remote cache to fetch it from".to_owned()),
             };
-            fetched.and_then(|()| {
+            brought.and_then(|()| {
                 if self.check_blob(blob) {
                     Ok(())
                 } else {
