@@ -745,6 +745,13 @@ fn published(
     report: &mut BuildReport,
 ) -> Result<Option<CliError>, CliError> {
     let mut failed: Vec<(String, CliError)> = Vec::new();
+    // A remote cache has the layers of its entries (the one pushed to, every layer of what
+    // ran): on the output's registry, they are mounted from it, not uploaded again.
+    let mount_from = config
+        .cache_from
+        .as_ref()
+        .filter(|_| !config.no_cache)
+        .or(config.cache_to.as_ref());
     for service in &mut report.services {
         let Some(image) = &mut service.image else {
             continue;
@@ -762,6 +769,7 @@ fn published(
             &config.layout,
             &config.tags[index],
             &service.name,
+            mount_from,
         );
         match (pushed, &config.input.workspace) {
             (Ok(pushed), _) => image.pushed = Some(pushed),

@@ -105,7 +105,9 @@ fn blob_gets(registry: &Registry, from: usize) -> Vec<String> {
 struct EntryBlobs {
     /// Every blob.
     all: BTreeSet<String>,
-    /// Layers that are no launch layer (what an image has): build-only and cache-only.
+    /// Launch layers of tasks (what an image has).
+    launch: BTreeSet<String>,
+    /// Layers that are no launch layer: build-only and cache-only.
     not_launch: BTreeSet<String>,
     /// SBOM files and app changes.
     files: BTreeSet<String>,
@@ -122,10 +124,12 @@ fn entry_blobs(store: &Path) -> EntryBlobs {
             }
             let payload = &entry["payload"];
             for layer in payload["layers"].as_array().into_iter().flatten() {
-                if layer["types"]["launch"] != true
-                    && let Some(digest) = layer["blob"]["digest"].as_str()
-                {
-                    out.not_launch.insert(digest.to_owned());
+                if let Some(digest) = layer["blob"]["digest"].as_str() {
+                    if layer["types"]["launch"] == true {
+                        out.launch.insert(digest.to_owned());
+                    } else {
+                        out.not_launch.insert(digest.to_owned());
+                    }
                 }
             }
             for sbom in payload["sbom"].as_array().into_iter().flatten() {
@@ -797,4 +801,69 @@ fn a_build_layer_comes_when_a_task_that_runs_needs_it_and_a_poisoned_one_fails_t
         ],
     );
     assert_exit(&verify, 0);
+}
+
+#[test]
+fn layers_a_cache_on_the_output_registry_has_are_mounted_from_it_not_uploaded() {
+    let fx = Fixture::new();
+    let cache = fx.cache();
+    let (a, _) = fx.build("a", &["--cache-to", &cache, "--service", "api"]);
+    let entries = entry_blobs(&fx.examples.path("a/cache/store"));
+    let in_cache: Vec<String> = a["services"][0]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_owned())
+        .filter(|d| entries.launch.contains(d))
+        .collect();
+    assert!(!in_cache.is_empty(), "{a}");
+
+    // Runner B pushes api to another repository of the cache's registry.
+    let host = fx.registry.host();
+    let store = fx.examples.path("b/cache");
+    let output = format!("docker://{host}/apps");
+    let before = fx.registry.requests().len();
+    let out = strata(
+        &fx.examples.path("examples"),
+        &[
+            "build",
+            "monorepo",
+            "--cache-dir",
+            store.to_str().unwrap(),
+            "--output",
+            &output,
+            "--tag",
+            "v1",
+            "--insecure-registry",
+            &host,
+            "--cache-from",
+            &cache,
+            "--service",
+            "api",
+            "--json",
+        ],
+    );
+    assert_exit(&out, 0);
+    let b: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(buildpack_tasks_ran(&b), Vec::<String>::new(), "{b}");
+    assert_eq!(digests(&a), digests(&b), "the same image");
+    let requests = fx.registry.requests()[before..].to_vec();
+    for digest in &in_cache {
+        // As the access log has it: the query's `:` percent-encoded.
+        let digest = digest.replace(':', "%3A");
+        assert!(
+            requests
+                .iter()
+                .any(|r| r.starts_with("POST /v2/apps/api/blobs/uploads/")
+                    && r.contains(&format!("mount={digest}"))
+                    && r.ends_with(" 201")),
+            "{digest} not mounted: {requests:#?}"
+        );
+        assert!(
+            !requests
+                .iter()
+                .any(|r| r.starts_with("PUT ") && r.contains(&format!("digest={digest}"))),
+            "{digest} uploaded: {requests:#?}"
+        );
+    }
 }

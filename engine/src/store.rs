@@ -59,9 +59,9 @@
 //! # Promised blobs
 //!
 //! An entry from a remote cache may come without the blobs of layers no task of this build
-//! reads yet: such an entry lives in the [`Store`] handle only, its missing blobs promised and
-//! fetched when read (see [`Store::put_promised_action`]). Nothing of it is on disk until every blob is, so the
-//! checks above, `verify` and `gc` only ever see whole entries.
+//! reads yet: such an entry lives in the [`Store`] handle only, its missing blobs promised
+//! and fetched when read (see [`Store::put_promised_action`]). Nothing of it is on disk until
+//! every blob is, so the checks above, `verify` and `gc` only ever see whole entries.
 //!
 //! # Format versions
 //!
