@@ -35,18 +35,18 @@
 //! diffID the entry records for it, which the image config will list), then written through
 //! the store, which checks it as it checks its own (and the task cache refuses a payload
 //! whose names or paths are not plain, or whose settings differ). A refused entry is a miss with a warning:
-//! the task runs.
+//! the task runs. Whoever can push to the cache repository can still give a task any output
+//! that passes these checks; give CI runners write access, and pull requests read access.
 //!
 //! # What a hit downloads
 //!
 //! An entry's config, and the blobs its export reads: launch layers, SBOM files, the app
-//! change. The blobs it names only for build-only and cache-only layers are *promised* to the
-//! store (`strata_engine::store`'s `lazy`), for this build: this cache is the
-//! [`BlobFetcher`] that downloads one when a task that runs reads it, with the same digest,
-//! size and diffID checks (the diffID before the store sees the blob). One that fails then
-//! fails the task that needed it, naming the blob and the entry; it cannot be a miss any
-//! more, since the task that needed it was already planned on the hit. Whoever can push to the cache repository can still give a task any output
-//! that passes these checks; give CI runners write access, and pull requests read access.
+//! change. The blobs it names only for build-only and cache-only layers are promised to the
+//! store for this build ([`Store::put_promised_action`]): this cache is the [`BlobFetcher`]
+//! that downloads one when a task that runs reads it, with the same digest, size and diffID
+//! checks (the diffID before the store sees the blob). One that fails then fails the task
+//! that needed it, naming the blob and the entry: the hit was already taken, and the tasks
+//! after it planned on it. (Restore state that fails so is a cold run, as any bad state.)
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

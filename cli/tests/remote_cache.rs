@@ -1,7 +1,9 @@
 //! The remote task cache in a real registry (Debian's `docker-registry` on loopback, the
 //! registry client's harness): runners with empty stores that share one cache repository.
 //! A second runner runs no buildpack task and gives the same digests, downloading only what
-//! the first pushed and its build uses; `--shard 1/3 … 3/3` cover the monorepo once, and a
+//! the first pushed and its build uses (a build-only layer only when a task that runs needs
+//! it, a poisoned one then failing the build; a layer the cache has is mounted into a registry
+//! output, not uploaded); `--shard 1/3 … 3/3` cover the monorepo once, and a
 //! fourth runner then runs nothing; a poisoned or truncated blob in the registry is a miss
 //! with a warning, never a wrong image; an opaque buildpack's cache layer made on one runner
 //! is restored on another (at another path).
