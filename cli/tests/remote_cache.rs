@@ -526,6 +526,7 @@ fn a_cache_layer_made_on_one_runner_is_restored_on_another() {
         let out = strata(tmp.path(), &args);
         assert_exit(&out, 0);
         let bundle = root.join("bundle");
+        let _ = std::fs::remove_dir_all(&bundle);
         tool(
             "umoci",
             &[
@@ -548,6 +549,10 @@ fn a_cache_layer_made_on_one_runner_is_restored_on_another() {
     assert_eq!(build("c", "v3", &["--cache-from", &cache]), "found=2\n");
     // Without the cache, a fresh runner starts cold.
     assert_eq!(build("d", "v4", &[]), "found=0\n");
+    // A runner whose hit (B's run) left its cache layer in the registry, since no task
+    // needed it: its next build, with a changed app, still starts from that layer.
+    assert_eq!(build("e", "v2", &["--cache-from", &cache]), "found=1\n");
+    assert_eq!(build("e", "v5", &["--cache-from", &cache]), "found=2\n");
 }
 
 #[test]
