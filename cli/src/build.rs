@@ -24,7 +24,7 @@ use strata_engine::executor::ExecOptions;
 use strata_engine::layers::StoredBlob;
 use strata_engine::remote::WithRemote;
 use strata_engine::restore::{restore_id, shared_restore_id};
-use strata_engine::store::{Store, store_dir};
+use strata_engine::store::Store;
 use strata_exporter::archive::{Compression, Owner};
 use strata_exporter::base::builtin_run_image;
 use strata_exporter::image::{ExportError, ExportRequest, ExportedImage, assemble};
@@ -592,14 +592,16 @@ pub(crate) fn run(
     show_detected(progress, &prepared, input.workspace.is_some());
     let plan = &prepared.plan;
     let owner = common_owner(&prepared)?;
-    let store =
-        Store::open(&store_dir(&input.cache_dir)).map_err(crate::cache::CacheError::from)?;
+    let store = &prepared.store;
 
-    let current = up_to_date(config, &prepared, &store);
-    verify_run_images(&prepared, &current, &store)?;
-    let mut cache = StoreCache::new(&store, owner, input.epoch, config.compression);
+    let current = up_to_date(config, &prepared, store);
+    verify_run_images(&prepared, &current, store)?;
+    let mut cache = StoreCache::new(store, owner, input.epoch, config.compression);
     if config.no_cache {
         cache = cache.without_lookups();
+    }
+    if let Some(fetcher) = remote.fetcher() {
+        cache = cache.with_fetcher(fetcher);
     }
     let dirs: Vec<(PathBuf, PathBuf)> = prepared
         .services
@@ -617,12 +619,12 @@ pub(crate) fn run(
         .collect();
     progress.set_total(total.len() as u64);
     let show = |event: Event<'_>| show(progress, profile.as_ref(), event);
-    let launcher_layer = launcher_layer(config, &store, current.len() < prepared.services.len())?;
+    let launcher_layer = launcher_layer(config, store, current.len() < prepared.services.len())?;
     let exporter = Exporter {
         launcher_layer: launcher_layer.as_ref(),
         config,
         prepared: &prepared,
-        store: &store,
+        store,
         owner,
         started,
         done: Mutex::new(HashMap::new()),
@@ -639,14 +641,19 @@ pub(crate) fn run(
     };
     let with_remote = remote
         .reader()
-        .map(|reader| WithRemote::new(&cache, reader, &store, asked));
+        .map(|reader| WithRemote::new(&cache, reader, store, asked));
     let task_cache: &dyn TaskCache = with_remote.as_ref().map_or(&cache, |w| w);
     let executed = execute(plan, &runs, config.exec, Some(task_cache), &show, &export);
     progress.finish();
-    if let Some(with_remote) = with_remote {
-        remote.fetched(progress, &with_remote.fetched());
+    let fetched = with_remote.map(WithRemote::fetched);
+    drop(cache);
+    if let Some(fetched) = fetched {
+        remote.fetched(progress, &fetched);
     }
-    let ran = ran_entries(&prepared, &runs, &executed, &store);
+    remote.fetched_later();
+    // What a remote hit promised and the build fetched is kept as a whole entry.
+    store.settle_promised();
+    let ran = ran_entries(&prepared, &runs, &executed, store);
     let images = exporter.done.into_inner().unwrap_or_default();
     // A service whose every layer came out as before is up to date too.
     let mut current = current;
@@ -654,7 +661,7 @@ pub(crate) fn run(
     let (mut report, mut error) = report(
         config, &prepared, &runs, executed, &current, images, started,
     );
-    remote.push(&store, &ran, progress);
+    remote.push(store, &ran, progress);
     report.remote_cache = remote.into_report();
     if let Some(publish) = &config.publish {
         progress.line("===> PUBLISHING");
@@ -759,6 +766,13 @@ fn published(
     report: &mut BuildReport,
 ) -> Result<Option<CliError>, CliError> {
     let mut failed: Vec<(String, CliError)> = Vec::new();
+    // A remote cache has the layers of its entries (the one pushed to, every layer of what
+    // ran): on the output's registry, they are mounted from it, not uploaded again.
+    let mount_from = config
+        .cache_from
+        .as_ref()
+        .filter(|_| !config.no_cache)
+        .or(config.cache_to.as_ref());
     for service in &mut report.services {
         let Some(image) = &mut service.image else {
             continue;
@@ -776,6 +790,7 @@ fn published(
             &config.layout,
             &config.tags[index],
             &service.name,
+            mount_from,
         );
         match (pushed, &config.input.workspace) {
             (Ok(pushed), _) => image.pushed = Some(pushed),

@@ -65,8 +65,9 @@ pub(crate) struct Prepared {
     /// A scratch directory, removed on drop (or by a signal, see `strata_engine::scratch`).
     pub(crate) _scratch: ScratchDir,
     /// The store, open from before the build images are unpacked until the build is done:
-    /// `strata cache gc` does not remove a tree the build runs on.
-    pub(crate) _store: Store,
+    /// `strata cache gc` does not remove a tree the build runs on. The build uses this
+    /// handle: it holds what a remote cache only promised (see `strata_engine::store`).
+    pub(crate) store: Store,
 }
 
 /// One planned service.
@@ -222,7 +223,7 @@ pub(crate) fn prepare(
         notes,
         prefetched,
         _scratch: scratch,
-        _store: store,
+        store,
     })
 }
 

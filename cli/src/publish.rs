@@ -5,7 +5,8 @@
 //! Images are built exactly as for a layout output, into a layout in the store that belongs to
 //! this output (so an unchanged service is up to date there and its digest is the layout
 //! build's), and then pushed or saved. A push sends only the blobs the registry lacks (each
-//! asked for by `HEAD` first), then the manifest under every `--tag`.
+//! asked for by `HEAD` first; one a remote cache on the same registry has is mounted from
+//! there), then the manifest under every `--tag`.
 
 use std::path::{Path, PathBuf};
 
@@ -154,7 +155,9 @@ impl Publish {
         Ok(format!("{}/{repository}", reference.registry()))
     }
 
-    /// Pushes or saves the image tagged `tag` in `layout` (service `service`).
+    /// Pushes or saves the image tagged `tag` in `layout` (service `service`). A blob the
+    /// registry lacks is mounted from `mount_from` (a remote cache's repository, which has
+    /// the layers of every entry) when that is on the same registry, else uploaded.
     ///
     /// # Errors
     /// A registry error for a failed push, a layout or archive error otherwise.
@@ -164,6 +167,7 @@ impl Publish {
         layout: &Path,
         tag: &str,
         service: &str,
+        mount_from: Option<&Reference>,
     ) -> Result<PushedReport, CliError> {
         match self {
             Publish::Archive { path, name } => {
@@ -196,7 +200,7 @@ impl Publish {
                     if i == 0 {
                         let pushed =
                             client
-                                .push(&blobs, &root, &target, None)
+                                .push(&blobs, &root, &target, mount_from)
                                 .map_err(|source| CliError::RegistryImage {
                                     what: format!("cannot push {shown}"),
                                     source: Box::new(source),

@@ -37,15 +37,26 @@
 //! whose names or paths are not plain, or whose settings differ). A refused entry is a miss with a warning:
 //! the task runs. Whoever can push to the cache repository can still give a task any output
 //! that passes these checks; give CI runners write access, and pull requests read access.
+//!
+//! # What a hit downloads
+//!
+//! An entry's config, and the blobs its export reads: launch layers, SBOM files, the app
+//! change. The blobs it names only for build-only and cache-only layers are promised to the
+//! store for this build ([`Store::put_promised_action`]): this cache is the [`BlobFetcher`]
+//! that downloads one when a task that runs reads it, with the same digest, size and diffID
+//! checks (the diffID before the store sees the blob). One that fails then fails the task
+//! that needed it, naming the blob and the entry: the hit was already taken, and the tasks
+//! after it planned on it. (Restore state that fails so is a cold run, as any bad state.)
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use strata_engine::remote::{Fetched, Prefetched, RemoteCache};
-use strata_engine::store::{ActionEntry, BlobRef, Store};
+use strata_engine::store::{ActionEntry, BlobFetcher, BlobRef, PromisedBlob, Store};
 use strata_exporter::diffid::{self, RecordedBlob};
 use strata_exporter::taskcache;
 use strata_planner::TaskKey;
@@ -79,6 +90,11 @@ pub(crate) struct RegistryCache<'a> {
     /// 5xx after the retries): the build goes on without the cache, with one warning, and
     /// does not wait on it once per task.
     down: AtomicBool,
+    /// The diffIDs the entries committed with promised blobs record for them, by digest:
+    /// checked when a blob is fetched.
+    recorded: Mutex<HashMap<String, Vec<RecordedBlob>>>,
+    /// What fetching promised blobs downloaded.
+    later: Mutex<Fetched>,
 }
 
 /// The config blob: an entry and the key it is for.
@@ -156,6 +172,22 @@ impl<'a> RemoteRun<'a> {
     /// The cache to read, if any.
     pub(crate) fn reader(&self) -> Option<&dyn RemoteCache> {
         self.reader.as_ref().map(|r| r as &dyn RemoteCache)
+    }
+
+    /// What brings in the blobs the cache read only promised, if any.
+    pub(crate) fn fetcher(&self) -> Option<&dyn BlobFetcher> {
+        self.reader.as_ref().map(|r| r as &dyn BlobFetcher)
+    }
+
+    /// Counts what fetching promised blobs downloaded, once the tasks are done.
+    pub(crate) fn fetched_later(&mut self) {
+        let (Some(reader), Some(report)) = (&self.reader, &mut self.report) else {
+            return;
+        };
+        let later =
+            std::mem::take(&mut *reader.later.lock().unwrap_or_else(PoisonError::into_inner));
+        report.downloaded += later.blobs;
+        report.downloaded_bytes += later.bytes;
     }
 
     /// Counts what a prefetch gave and shows its warnings; returns the keys it asked for.
@@ -250,6 +282,8 @@ impl<'a> RegistryCache<'a> {
             client,
             repository,
             down: AtomicBool::new(false),
+            recorded: Mutex::new(HashMap::new()),
+            later: Mutex::new(Fetched::default()),
         }
     }
 
@@ -290,11 +324,12 @@ impl<'a> RegistryCache<'a> {
             }
         };
         self.entries(&blobs, &mut incoming, &mut fetched);
-        let failed = self.blobs(store, &blobs, &incoming, &mut fetched);
-        check_diff_ids(store, &mut incoming, &failed);
+        let deferred = deferred(store, &incoming);
+        let failed = self.blobs(store, &blobs, &incoming, &deferred, &mut fetched);
+        check_diff_ids(store, &mut incoming, &failed, &deferred);
         let keys = incoming
             .into_iter()
-            .map(|item| commit(store, item, &failed, &mut fetched))
+            .map(|item| self.commit(store, item, &failed, &deferred, &mut fetched))
             .collect();
         (keys, fetched)
     }
@@ -368,19 +403,23 @@ impl<'a> RegistryCache<'a> {
         }
     }
 
-    /// Downloads the blobs of the entries that `store` lacks, in one batch and each once,
-    /// and moves them into the store; returns those that failed, with why.
+    /// Downloads the blobs of the entries that `store` lacks, but the `deferred` ones, in
+    /// one batch and each once, and moves them into the store; returns those that failed,
+    /// with why.
     fn blobs(
         &self,
         store: &Store,
         blobs: &BlobDir,
         incoming: &[Incoming],
+        deferred: &HashSet<String>,
         fetched: &mut Fetched,
     ) -> Vec<(String, String)> {
         let mut wanted: Vec<Descriptor> = Vec::new();
         for (_, entry) in incoming.iter().filter_map(|i| i.entry.as_ref()) {
             for blob in &entry.blobs {
-                if store.check_blob(blob) || wanted.iter().any(|d| d.digest.as_str() == blob.digest)
+                if deferred.contains(&blob.digest)
+                    || store.check_blob(blob)
+                    || wanted.iter().any(|d| d.digest.as_str() == blob.digest)
                 {
                     continue;
                 }
@@ -609,43 +648,143 @@ impl RemoteCache for RegistryCache<'_> {
     }
 }
 
-/// Makes `item` an action of `store` when it and every blob it names came in whole (none of
-/// them `failed`); returns its key then. Anything refused is a warning.
-fn commit(
-    store: &Store,
-    item: Incoming,
-    failed: &[(String, String)],
-    fetched: &mut Fetched,
-) -> Option<TaskKey> {
-    if let Some(why) = &item.refused {
-        fetched.warnings.push(refused(&item.shown, why));
-        return None;
+impl BlobFetcher for RegistryCache<'_> {
+    /// Downloads a promised blob, checks it against its digest and size (as it comes in),
+    /// against the diffID its entry records (before the store sees it), and moves it into
+    /// the store, which checks it again.
+    fn fetch_blob(&self, store: &Store, promised: &PromisedBlob) -> Result<(), String> {
+        let scratch = store.temp_dir().map_err(|e| with_causes(&e))?;
+        let blobs = BlobDir::new(scratch.path());
+        let digest: Digest = promised
+            .blob
+            .digest
+            .parse()
+            .map_err(|_| format!("`{}` is not a digest", promised.blob.digest))?;
+        let descriptor = Descriptor {
+            media_type: BLOB_TYPE.to_owned(),
+            digest,
+            size: promised.blob.size,
+            platform: None,
+        };
+        let mut fetched = Fetched::default();
+        let result = self
+            .pull(&blobs, std::slice::from_ref(&descriptor), &mut fetched)
+            .pop()
+            .unwrap_or_else(|| Err("not fetched".to_owned()));
+        self.later
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .add_counts(&fetched);
+        result?;
+        let path = blobs.path(&descriptor.digest);
+        let recorded = self
+            .recorded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&promised.blob.digest)
+            .cloned()
+            .unwrap_or_default();
+        for blob in &recorded {
+            diffid::check(&path, blob).map_err(|e| with_causes(&e))?;
+        }
+        store
+            .adopt_blob(&path, &promised.blob.digest, promised.blob.size)
+            .map(drop)
+            .map_err(|e| with_causes(&e))
     }
-    let (key, entry) = item.entry?;
-    let bad = entry
-        .blobs
-        .iter()
-        .find_map(|b| failed.iter().find(|(d, _)| *d == b.digest));
-    if let Some((digest, why)) = bad {
-        fetched
-            .warnings
-            .push(refused(&item.shown, &format!("blob {digest}: {why}")));
-        return None;
+}
+
+impl RegistryCache<'_> {
+    /// Makes `item` an action of `store` when it and every blob it names came in whole (none
+    /// of them `failed`), its `deferred` blobs promised; returns its key then. Anything
+    /// refused is a warning.
+    fn commit(
+        &self,
+        store: &Store,
+        item: Incoming,
+        failed: &[(String, String)],
+        deferred: &HashSet<String>,
+        fetched: &mut Fetched,
+    ) -> Option<TaskKey> {
+        if let Some(why) = &item.refused {
+            fetched.warnings.push(refused(&item.shown, why));
+            return None;
+        }
+        let (key, entry) = item.entry?;
+        let bad = entry
+            .blobs
+            .iter()
+            .find_map(|b| failed.iter().find(|(d, _)| *d == b.digest));
+        if let Some((digest, why)) = bad {
+            fetched
+                .warnings
+                .push(refused(&item.shown, &format!("blob {digest}: {why}")));
+            return None;
+        }
+        let promised: Vec<PromisedBlob> = entry
+            .blobs
+            .iter()
+            .filter(|b| deferred.contains(&b.digest))
+            .map(|b| PromisedBlob {
+                blob: b.clone(),
+                from: item.shown.clone(),
+            })
+            .collect();
+        if !promised.is_empty() {
+            let mut recorded = self.recorded.lock().unwrap_or_else(PoisonError::into_inner);
+            for blob in taskcache::recorded_blobs(&entry.payload) {
+                if deferred.contains(&blob.digest) {
+                    let known = recorded.entry(blob.digest.clone()).or_default();
+                    if !known.contains(&blob) {
+                        known.push(blob);
+                    }
+                }
+            }
+        }
+        if let Err(e) = store.put_promised_action(&key, &entry, &promised) {
+            fetched
+                .warnings
+                .push(refused(&item.shown, &with_causes(&e)));
+            return None;
+        }
+        fetched.hits.push(key);
+        Some(key)
     }
-    if let Err(e) = store.put_action(&key, &entry) {
-        fetched
-            .warnings
-            .push(refused(&item.shown, &with_causes(&e)));
-        return None;
+}
+
+/// The blobs of the entries coming in that none needs now and `store` lacks: those each
+/// names only for a build-only or cache-only layer (see
+/// [`taskcache::deferrable_blobs`]). They are promised, not downloaded.
+fn deferred(store: &Store, incoming: &[Incoming]) -> HashSet<String> {
+    let mut deferrable = HashSet::new();
+    let mut needed = HashSet::new();
+    for (_, entry) in incoming.iter().filter_map(|i| i.entry.as_ref()) {
+        let later: HashSet<String> = taskcache::deferrable_blobs(&entry.payload)
+            .into_iter()
+            .collect();
+        for blob in &entry.blobs {
+            if later.contains(&blob.digest) {
+                if !store.check_blob(blob) {
+                    deferrable.insert(blob.digest.clone());
+                }
+            } else {
+                needed.insert(blob.digest.clone());
+            }
+        }
     }
-    fetched.hits.push(key);
-    Some(key)
+    deferrable.retain(|d| !needed.contains(d));
+    deferrable
 }
 
 /// Refuses each entry that came in whole but names a layer blob whose tar is not the diffID
 /// the entry records for it (the image config would not match its layers). Each blob is
 /// read once, the blobs at once.
-fn check_diff_ids(store: &Store, incoming: &mut [Incoming], failed: &[(String, String)]) {
+fn check_diff_ids(
+    store: &Store,
+    incoming: &mut [Incoming],
+    failed: &[(String, String)],
+    deferred: &HashSet<String>,
+) {
     let whole = |item: &Incoming| {
         item.refused.is_none()
             && item.entry.as_ref().is_some_and(|(_, entry)| {
@@ -658,7 +797,10 @@ fn check_diff_ids(store: &Store, incoming: &mut [Incoming], failed: &[(String, S
     let recorded: Vec<Vec<RecordedBlob>> = incoming
         .iter()
         .map(|item| match &item.entry {
-            Some((_, entry)) if whole(item) => taskcache::recorded_blobs(&entry.payload),
+            Some((_, entry)) if whole(item) => taskcache::recorded_blobs(&entry.payload)
+                .into_iter()
+                .filter(|b| !deferred.contains(&b.digest))
+                .collect(),
             _ => Vec::new(),
         })
         .collect();

@@ -1,7 +1,9 @@
 //! The remote task cache in a real registry (Debian's `docker-registry` on loopback, the
 //! registry client's harness): runners with empty stores that share one cache repository.
 //! A second runner runs no buildpack task and gives the same digests, downloading only what
-//! the first pushed and its build uses; `--shard 1/3 … 3/3` cover the monorepo once, and a
+//! the first pushed and its build uses (a build-only layer only when a task that runs needs
+//! it, a poisoned one then failing the build; a layer the cache has is mounted into a registry
+//! output, not uploaded); `--shard 1/3 … 3/3` cover the monorepo once, and a
 //! fourth runner then runs nothing; a poisoned or truncated blob in the registry is a miss
 //! with a warning, never a wrong image; an opaque buildpack's cache layer made on one runner
 //! is restored on another (at another path).
@@ -100,34 +102,66 @@ fn blob_gets(registry: &Registry, from: usize) -> Vec<String> {
         .collect()
 }
 
-/// The blobs the action entries of `store` name, and among them those that are no launch
-/// layer (what an image has): build-only and cache-only layers, SBOM files, app changes.
-fn entry_blobs(store: &Path) -> (BTreeSet<String>, BTreeSet<String>) {
-    let (mut all, mut other) = (BTreeSet::new(), BTreeSet::new());
+/// The blobs the action entries of `store` name, by what for.
+#[derive(Default)]
+struct EntryBlobs {
+    /// Every blob.
+    all: BTreeSet<String>,
+    /// Launch layers of tasks (what an image has).
+    launch: BTreeSet<String>,
+    /// Layers that are no launch layer: build-only and cache-only.
+    not_launch: BTreeSet<String>,
+    /// SBOM files and app changes.
+    files: BTreeSet<String>,
+}
+
+fn entry_blobs(store: &Path) -> EntryBlobs {
+    let mut out = EntryBlobs::default();
     for shard in std::fs::read_dir(store.join("actions")).unwrap() {
         for file in std::fs::read_dir(shard.unwrap().path()).unwrap() {
             let entry: Value =
                 serde_json::from_slice(&std::fs::read(file.unwrap().path()).unwrap()).unwrap();
             for blob in entry["blobs"].as_array().unwrap() {
-                all.insert(blob["digest"].as_str().unwrap().to_owned());
+                out.all.insert(blob["digest"].as_str().unwrap().to_owned());
             }
             let payload = &entry["payload"];
             for layer in payload["layers"].as_array().into_iter().flatten() {
-                if layer["types"]["launch"] != true
-                    && let Some(digest) = layer["blob"]["digest"].as_str()
-                {
-                    other.insert(digest.to_owned());
+                if let Some(digest) = layer["blob"]["digest"].as_str() {
+                    if layer["types"]["launch"] == true {
+                        out.launch.insert(digest.to_owned());
+                    } else {
+                        out.not_launch.insert(digest.to_owned());
+                    }
                 }
             }
             for sbom in payload["sbom"].as_array().into_iter().flatten() {
-                other.insert(sbom["blob"]["digest"].as_str().unwrap().to_owned());
+                out.files
+                    .insert(sbom["blob"]["digest"].as_str().unwrap().to_owned());
             }
             if let Some(digest) = payload["change"]["tar"]["digest"].as_str() {
-                other.insert(digest.to_owned());
+                out.files.insert(digest.to_owned());
             }
         }
     }
-    (all, other)
+    out
+}
+
+/// The blob of the first layer named `name` that the action entries of `store` record.
+fn layer_blob(store: &Path, name: &str) -> Option<String> {
+    for shard in std::fs::read_dir(store.join("actions")).unwrap() {
+        for file in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+            let entry: Value =
+                serde_json::from_slice(&std::fs::read(file.unwrap().path()).unwrap()).unwrap();
+            for layer in entry["payload"]["layers"].as_array().into_iter().flatten() {
+                if layer["name"] == name
+                    && let Some(digest) = layer["blob"]["digest"].as_str()
+                {
+                    return Some(digest.to_owned());
+                }
+            }
+        }
+    }
+    None
 }
 
 /// Every blob an OCI layout has.
@@ -165,7 +199,7 @@ fn a_second_runner_runs_no_buildpack_task_and_downloads_only_what_it_uses() {
     assert!(b["remote_cache"]["pushed"].is_null(), "it only reads");
 
     // What was downloaded: each blob once; no upload; and every layer blob is one the output
-    // has, or (the one exception) the build-only layer that came whole with its entry.
+    // has: no build-only or cache-only layer, since no task that needs one runs.
     let requests = &fx.registry.requests()[before..];
     assert!(
         !requests
@@ -186,21 +220,36 @@ fn a_second_runner_runs_no_buildpack_task_and_downloads_only_what_it_uses() {
         unique.iter().all(|d| !run_image.contains(*d)),
         "run image layers stay local"
     );
-    // The rest: each fetched entry itself, and blobs that entries name for something else
-    // than an image layer (a build-only or cache-only layer, an SBOM file, an app change),
-    // which come whole with their entry.
-    let (entries, other) = entry_blobs(&fx.examples.path("b/cache/store"));
+    // The rest: each fetched entry itself, and the SBOM files and app changes entries name,
+    // which the export reads. (A's store: B's keeps as whole entries only those whose blobs
+    // all came.)
+    let entries = entry_blobs(&fx.examples.path("a/cache/store"));
+    assert!(
+        !entries.not_launch.is_empty(),
+        "the monorepo has build-only layers"
+    );
+    let not_launch: Vec<&&String> = unique
+        .iter()
+        .filter(|d| entries.not_launch.contains(**d) && !output.contains(**d))
+        .collect();
+    assert!(
+        not_launch.is_empty(),
+        "build-only or cache-only layers downloaded: {not_launch:#?}"
+    );
     let extra: BTreeSet<&String> = unique
         .iter()
         .copied()
         .filter(|d| !output.contains(*d))
         .collect();
-    let configs = extra.iter().filter(|d| !other.contains(**d)).count();
+    let configs = extra
+        .iter()
+        .filter(|d| !entries.files.contains(**d))
+        .count();
     assert_eq!(configs, ran_a.len(), "one entry per task: {extra:#?}");
     assert!(
         extra
             .iter()
-            .all(|d| other.contains(*d) || !entries.contains(*d)),
+            .all(|d| entries.files.contains(*d) || !entries.all.contains(*d)),
         "{extra:#?}"
     );
 
@@ -477,6 +526,7 @@ fn a_cache_layer_made_on_one_runner_is_restored_on_another() {
         let out = strata(tmp.path(), &args);
         assert_exit(&out, 0);
         let bundle = root.join("bundle");
+        let _ = std::fs::remove_dir_all(&bundle);
         tool(
             "umoci",
             &[
@@ -499,6 +549,10 @@ fn a_cache_layer_made_on_one_runner_is_restored_on_another() {
     assert_eq!(build("c", "v3", &["--cache-from", &cache]), "found=2\n");
     // Without the cache, a fresh runner starts cold.
     assert_eq!(build("d", "v4", &[]), "found=0\n");
+    // A runner whose hit (B's run) left its cache layer in the registry, since no task
+    // needed it: its next build, with a changed app, still starts from that layer.
+    assert_eq!(build("e", "v2", &["--cache-from", &cache]), "found=1\n");
+    assert_eq!(build("e", "v5", &["--cache-from", &cache]), "found=2\n");
 }
 
 #[test]
@@ -688,4 +742,135 @@ fn an_entry_recording_a_wrong_diff_id_is_a_miss_with_a_warning_never_a_wrong_ima
     assert!(warning.contains("its task runs"), "{warning}");
     assert_eq!(b["remote_cache"]["refused"], 1, "{}", b["remote_cache"]);
     assert_eq!(buildpack_tasks_ran(&b).len(), 1, "{warnings}");
+}
+
+#[test]
+fn a_build_layer_comes_when_a_task_that_runs_needs_it_and_a_poisoned_one_fails_the_build() {
+    let fx = Fixture::new();
+    let cache = fx.cache();
+    let only = ["--service", "api"];
+    let mut flags = vec!["--cache-to", cache.as_str()];
+    flags.extend(only);
+    fx.build("a", &flags);
+    let tools = layer_blob(&fx.examples.path("a/cache/store"), "tools")
+        .expect("the runtime's build-only layer");
+
+    // A new file in the app: the Procfile build (it reads the whole app) runs, with the
+    // runtime's build layers; the layer tasks are hits. The build-only layer is downloaded
+    // then, once, and the output does not have it.
+    let app = fx.examples.path("examples/monorepo/services/api/extra.txt");
+    std::fs::write(&app, "more\n").unwrap();
+    date_in_the_past(&app);
+    let mut flags = vec!["--cache-from", cache.as_str()];
+    flags.extend(only);
+    let before = fx.registry.requests().len();
+    let (b, warnings) = fx.build("b", &flags);
+    let ran = buildpack_tasks_ran(&b);
+    assert!(
+        ran.iter().all(|t| t.contains("examples/procfile")) && !ran.is_empty(),
+        "{ran:?}\n{warnings}"
+    );
+    let gets = blob_gets(&fx.registry, before);
+    assert_eq!(gets.iter().filter(|d| **d == tools).count(), 1, "{gets:#?}");
+    assert!(!layout_blobs(&fx.examples.path("b/out")).contains(&tools));
+    // B fetched every blob of that entry: it is kept whole.
+    assert!(
+        entry_blobs(&fx.examples.path("b/cache/store"))
+            .all
+            .contains(&tools)
+    );
+
+    // The same build-only layer with other bytes in the registry: the runner that needs it
+    // stops, naming the blob and the cache entry, and writes no image.
+    let poisoned = stored_blob(&fx.registry, &tools);
+    let size = std::fs::read(&poisoned).unwrap().len();
+    std::fs::write(&poisoned, vec![b'x'; size]).unwrap();
+    let out = fx.run("c", &flags);
+    let err = stderr(&out);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains(&tools), "{err}");
+    assert!(err.contains("docker://") && err.contains(":k-"), "{err}");
+    assert!(
+        !fx.examples.path("c/out/index.json").exists()
+            || !std::fs::read_to_string(fx.examples.path("c/out/index.json"))
+                .unwrap()
+                .contains("\"api\""),
+        "no image for api"
+    );
+    // What C's store kept is good.
+    let verify = strata(
+        fx.examples.tmp.path(),
+        &[
+            "cache",
+            "verify",
+            "--cache-dir",
+            fx.examples.path("c/cache").to_str().unwrap(),
+        ],
+    );
+    assert_exit(&verify, 0);
+}
+
+#[test]
+fn layers_a_cache_on_the_output_registry_has_are_mounted_from_it_not_uploaded() {
+    let fx = Fixture::new();
+    let cache = fx.cache();
+    let (a, _) = fx.build("a", &["--cache-to", &cache, "--service", "api"]);
+    let entries = entry_blobs(&fx.examples.path("a/cache/store"));
+    let in_cache: Vec<String> = a["services"][0]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_owned())
+        .filter(|d| entries.launch.contains(d))
+        .collect();
+    assert!(!in_cache.is_empty(), "{a}");
+
+    // Runner B pushes api to another repository of the cache's registry.
+    let host = fx.registry.host();
+    let store = fx.examples.path("b/cache");
+    let output = format!("docker://{host}/apps");
+    let before = fx.registry.requests().len();
+    let out = strata(
+        &fx.examples.path("examples"),
+        &[
+            "build",
+            "monorepo",
+            "--cache-dir",
+            store.to_str().unwrap(),
+            "--output",
+            &output,
+            "--tag",
+            "v1",
+            "--insecure-registry",
+            &host,
+            "--cache-from",
+            &cache,
+            "--service",
+            "api",
+            "--json",
+        ],
+    );
+    assert_exit(&out, 0);
+    let b: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(buildpack_tasks_ran(&b), Vec::<String>::new(), "{b}");
+    assert_eq!(digests(&a), digests(&b), "the same image");
+    let requests = fx.registry.requests()[before..].to_vec();
+    for digest in &in_cache {
+        // As the access log has it: the query's `:` percent-encoded.
+        let digest = digest.replace(':', "%3A");
+        assert!(
+            requests
+                .iter()
+                .any(|r| r.starts_with("POST /v2/apps/api/blobs/uploads/")
+                    && r.contains(&format!("mount={digest}"))
+                    && r.ends_with(" 201")),
+            "{digest} not mounted: {requests:#?}"
+        );
+        assert!(
+            !requests
+                .iter()
+                .any(|r| r.starts_with("PUT ") && r.contains(&format!("digest={digest}"))),
+            "{digest} uploaded: {requests:#?}"
+        );
+    }
 }

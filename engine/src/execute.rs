@@ -65,21 +65,32 @@ pub struct Finished {
 /// The action key and output digest of each finished task, by node.
 pub type Outputs = HashMap<NodeIndex, (TaskKey, TaskKey)>;
 
+/// What a stored output is made real for ([`TaskCache::ensure`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Use {
+    /// A task about to run needs it: its launch and build layers, and its app change. A
+    /// cache-only layer is its own buildpack's, for its next run only.
+    Task,
+    /// Its service's image is exported: its launch layers and its app change.
+    Export,
+}
+
 /// Where task outputs are kept between builds. The engine does not know how layers are
 /// stored (that takes the exporter's tar writer); it asks this.
 pub trait TaskCache: Sync {
     /// The output stored under `key`, `task`'s action key, if any. Its layer directories need
     /// not exist yet.
     fn probe(&self, req: &BuildRequest<'_>, task: &Task, key: &TaskKey) -> Option<TaskOutput>;
-    /// Makes a stored output usable by a task about to run: its layer directories exist and,
-    /// for an opaque buildpack, its change to the app is applied to the workspace. Calling it
-    /// again for the same task does nothing.
+    /// Makes a stored output usable for `purpose`: the directories of the layers that
+    /// purpose reads exist and, for an opaque buildpack, its change to the app is applied to
+    /// the workspace. Calling it again for the same task and purpose does nothing.
     fn ensure(
         &self,
         req: &BuildRequest<'_>,
         task: &Task,
         key: &TaskKey,
         output: &TaskOutput,
+        purpose: Use,
     ) -> Result<(), BuildError>;
     /// Puts into the layers directory of `task` (an opaque buildpack about to run because its
     /// key changed) what its last run for the restore id `state` left, as the lifecycle's
@@ -526,7 +537,7 @@ fn run_kind(
                 for need in plan.needs(node) {
                     if let Some(f) = done.get(need) {
                         let req = &ctx.run_of(need).req;
-                        cache.ensure(req, &plan.graph[need], &f.action, &f.output)?;
+                        cache.ensure(req, &plan.graph[need], &f.action, &f.output, Use::Task)?;
                     }
                 }
             }
@@ -597,7 +608,7 @@ fn run_opaque(
         let needed = *earlier != node && plan.needs(node).any(|n| n == *earlier);
         if let (true, Some(f)) = (needed, done.get(*earlier)) {
             let req = &ctx.run_of(*earlier).req;
-            cache.ensure(req, &plan.graph[*earlier], &f.action, &f.output)?;
+            cache.ensure(req, &plan.graph[*earlier], &f.action, &f.output, Use::Task)?;
         }
     }
     let io = |source| BuildError::Io {
@@ -674,6 +685,7 @@ fn export_service(
                 &plan.graph[*node],
                 &f.action,
                 &f.output,
+                Use::Export,
             )?;
         }
         // What this image has of each opaque buildpack, a hit's output too, is what its next

@@ -18,6 +18,9 @@
 //!   those downstream of a task that runs, whose action key is known only once it has run
 //!   (early cutoff). A local miss asks the remote for that one key, once.
 //!
+//! A hit need not bring every blob: the remote may leave some promised (see
+//! [`crate::store`]'s `lazy`), to be fetched when a task reads them.
+//!
 //! A remote miss is a local miss: the task runs. A remote entry that is refused (bad bytes,
 //! wrong key, refused by the store's checks) is a miss with a warning, never an error.
 
@@ -28,7 +31,7 @@ use petgraph::graph::NodeIndex;
 use strata_planner::{Lookup, Plan, Task, TaskKey, TaskKind};
 
 use crate::build::{BuildError, BuildRequest};
-use crate::execute::{TaskCache, TaskOutput};
+use crate::execute::{TaskCache, TaskOutput, Use};
 use crate::layers::Layer;
 use crate::store::Store;
 use crate::workspace::Change;
@@ -47,6 +50,12 @@ pub struct Fetched {
 }
 
 impl Fetched {
+    /// Adds the blobs and bytes `other` downloaded.
+    pub fn add_counts(&mut self, other: &Fetched) {
+        self.blobs += other.blobs;
+        self.bytes += other.bytes;
+    }
+
     fn add(&mut self, other: Fetched) {
         self.hits.extend(other.hits);
         self.warnings.extend(other.warnings);
@@ -133,7 +142,12 @@ pub fn prefetch(
                 && !known.contains_key(node)
             {
                 let (local, shared) = restore_ids(*service, buildpack.id().as_str());
-                if store.get_restore(&local).is_none() && !ids.contains(&(local, shared)) {
+                // A ref to an entry this store no longer has (or only had promised, in an
+                // earlier build) is none.
+                let here = store
+                    .get_restore(&local)
+                    .is_some_and(|key| store.has_action(&key));
+                if !here && !ids.contains(&(local, shared)) {
                     ids.push((local, shared));
                 }
             }
@@ -222,8 +236,9 @@ impl TaskCache for WithRemote<'_> {
         task: &Task,
         key: &TaskKey,
         output: &TaskOutput,
+        purpose: Use,
     ) -> Result<(), BuildError> {
-        self.local.ensure(req, task, key, output)
+        self.local.ensure(req, task, key, output, purpose)
     }
 
     fn restore(

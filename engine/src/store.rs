@@ -56,6 +56,13 @@
 //! takes it exclusively with a non-blocking try, so it never removes anything under a running
 //! build: it refuses instead of waiting.
 //!
+//! # Promised blobs
+//!
+//! An entry from a remote cache may come without the blobs of layers no task of this build
+//! reads yet: such an entry lives in the [`Store`] handle only, its missing blobs promised
+//! and fetched when read (see [`Store::put_promised_action`]). Nothing of it is on disk until
+//! every blob is, so the checks above, `verify` and `gc` only ever see whole entries.
+//!
 //! # Format versions
 //!
 //! `strata-store.json` names the format. A store of another version (or with an unreadable
@@ -65,6 +72,7 @@
 mod files;
 mod format;
 mod gc;
+mod lazy;
 mod restore;
 mod rootfs;
 mod scan;
@@ -92,6 +100,7 @@ use crate::hashing::HashingWriter;
 use crate::scratch::{self, ScratchDir, TempHome};
 
 pub use gc::{CLOSING_GRACE, GcReport, Removed};
+pub use lazy::{BlobFetcher, PromisedBlob};
 pub use rootfs::{mark_rootfs_used, rootfs_dir};
 pub use scan::StoreStats;
 pub use verify::{ActionProblem, BrokenAction, CorruptBlob, UnparsableAction, VerifyReport};
@@ -193,6 +202,13 @@ pub enum StoreError {
     /// An action names a blob that is not in the store (or is corrupt).
     #[error("action {key} names blob {digest}, which is not in the store")]
     MissingBlob { key: String, digest: String },
+    /// A promised blob (see [`Store::fetch_blob`]) could not be brought in.
+    #[error("blob {digest} of the remote cache entry {from} cannot be fetched: {why}")]
+    FetchFailed {
+        digest: String,
+        from: String,
+        why: String,
+    },
     /// An action could not be encoded.
     #[error("cannot encode action {key}: {source}")]
     Encode {
@@ -232,6 +248,8 @@ pub struct Store {
     verified: Mutex<HashSet<String>>,
     /// Digests of blobs this handle deleted because they failed verification.
     removed: Mutex<Vec<String>>,
+    /// Entries from elsewhere whose blobs are not all here yet (see [`lazy`]).
+    promises: Mutex<lazy::Promises>,
     /// Makes a signal remove this process's temp files in `tmp/`.
     _home: TempHome,
     _lock: File,
@@ -296,6 +314,7 @@ impl Store {
             blobs,
             verified: Mutex::new(HashSet::new()),
             removed: Mutex::new(Vec::new()),
+            promises: Mutex::new(lazy::Promises::default()),
             _lock: lock,
         })
     }
@@ -485,11 +504,12 @@ impl Store {
     /// entry that does not parse or belongs to another key, or one with a blob that fails
     /// [`check_blob`](Self::check_blob); such an entry is removed, so the task runs again and
     /// writes a good one. A hit marks the entry as recently used, for [`gc`](Self::gc).
+    /// Without an entry on disk, a promised one (see [`Store::put_promised_action`]) answers.
     pub fn get_action(&self, key: &TaskKey) -> Option<ActionEntry> {
         let path = self.action_path(key);
         let (text, meta, file) = match read_bounded(&path, MAX_ACTION) {
             Ok(Some(read)) => read,
-            Ok(None) => return None,
+            Ok(None) => return self.promised_action(key),
             Err(_) => {
                 // A symlink, FIFO or oversized file is no entry: remove it like a bad one.
                 if let Ok(meta) = fs::symlink_metadata(&path) {
@@ -520,7 +540,7 @@ impl Store {
     /// Whether an action entry for `key` exists, without reading or verifying it: what a
     /// plan shows as cached (the build still verifies before using it).
     pub fn has_action(&self, key: &TaskKey) -> bool {
-        self.action_path(key).is_file()
+        self.action_path(key).is_file() || self.has_promised_action(key)
     }
 
     /// Records `entry` as the output of `key`, replacing any earlier one.

@@ -14,11 +14,12 @@ use strata_engine::restore::{self, Restores};
 use strata_engine::untrusted;
 use strata_planner::Buildpack;
 
-use crate::taskcache::{cache_err, extract};
+use crate::taskcache::{StoreCache, cache_err, extract};
 
 /// Extracts each layer the buildpack reused from its previous run (a blob, no directory),
 /// so that later buildpacks and the launch env see it like a layer it made.
 pub(crate) fn extract_reused(
+    cache: &StoreCache<'_>,
     req: &BuildRequest<'_>,
     buildpack: &Buildpack,
     layers: &[Layer],
@@ -26,6 +27,7 @@ pub(crate) fn extract_reused(
     for layer in layers {
         if let (Some(blob), Err(_)) = (&layer.blob, fs::symlink_metadata(&layer.dir)) {
             let target = layer_target(buildpack, &layer.name);
+            cache.fetched(blob)?;
             extract(blob, req.scratch, Path::new(target.trim_start_matches('/')))?;
             req.sandbox.hand_over(&layer.dir)?;
         }
@@ -35,8 +37,10 @@ pub(crate) fn extract_reused(
 
 /// Writes the restore state into the buildpack's (empty) layers directory: the contents
 /// of cache layers, the metadata (and SBOM files) of those and of launch-only layers,
-/// `store.toml`. Every tar goes through the store's unpack, every name through safepath.
+/// `store.toml`. Every tar goes through the store's unpack, every name through safepath; a
+/// blob a remote hit only promised is fetched first (and one that fails fails the state).
 pub(crate) fn write_restore(
+    cache: &StoreCache<'_>,
     req: &BuildRequest<'_>,
     buildpack: &Buildpack,
     layers_dir: &Path,
@@ -53,6 +57,7 @@ pub(crate) fn write_restore(
         };
         if what == Restores::Contents {
             let target = layer_target(buildpack, &layer.name);
+            cache.fetched(blob)?;
             extract(blob, req.scratch, Path::new(target.trim_start_matches('/')))?;
         }
         if what != Restores::Nothing {

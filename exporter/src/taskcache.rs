@@ -20,10 +20,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use strata_engine::build::{BuildError, BuildRequest, BuildpackOutput, layer_target};
-use strata_engine::execute::{TaskCache, TaskOutput};
+use strata_engine::execute::{TaskCache, TaskOutput, Use};
 use strata_engine::layer_task::BuiltLayer;
 use strata_engine::layers::{LaunchToml, Layer, SbomFile, SbomScope, StoredBlob};
-use strata_engine::store::{ActionEntry, BlobRef, Store};
+use strata_engine::store::{ActionEntry, BlobFetcher, BlobRef, Store};
 use strata_engine::untrusted;
 use strata_engine::workspace::Change;
 use strata_planner::{Buildpack, Task, TaskKey, TaskKind, safepath};
@@ -36,11 +36,26 @@ pub struct StoreCache<'a> {
     store: &'a Store,
     settings: Settings,
     lookups: bool,
+    /// What brings in the blobs a remote hit only promised (see `strata_engine::store`'s
+    /// `lazy`), when they are read.
+    fetcher: Option<&'a dyn BlobFetcher>,
     /// Outputs made real, or being made real: by key for layers, by key and app copy for an
-    /// opaque buildpack (its change is replayed into each service's own copy). One task's
-    /// output is made real once while others wait for it; different ones at the same time.
-    ensured: Mutex<HashMap<(TaskKey, Option<PathBuf>), Ensured>>,
+    /// opaque buildpack (its change is replayed into each service's own copy), each part
+    /// once. One task's output is made real once while others wait for it; different ones
+    /// at the same time.
+    ensured: Mutex<HashMap<EnsuredKey, Ensured>>,
 }
+
+/// A part of a stored output that is made real on its own ([`TaskCache::ensure`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Part {
+    /// Its launch layers and its app change: what an export reads, and a task too.
+    Launch,
+    /// Its build layers that are not launch layers: what only a task that runs reads.
+    Build,
+}
+
+type EnsuredKey = (TaskKey, Option<PathBuf>, Part);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct Settings {
@@ -117,6 +132,37 @@ pub fn recorded_blobs(payload: &serde_json::Value) -> Vec<crate::diffid::Recorde
             out.push(recorded);
         }
     }
+    out
+}
+
+/// The blobs an entry's payload names only for layers that are not launch layers (build-only
+/// and cache-only layers): what a build reads only when a task that runs needs them, so an
+/// entry from elsewhere may come without them ([`Store::put_promised_action`]). A payload
+/// that is not a task output names none.
+#[must_use]
+pub fn deferrable_blobs(payload: &serde_json::Value) -> Vec<String> {
+    let Ok(payload) = Payload::deserialize(payload) else {
+        return Vec::new();
+    };
+    let read_by_export: HashSet<&str> = payload
+        .layers
+        .iter()
+        .filter(|l| l.types.launch)
+        .filter_map(|l| l.blob.as_ref())
+        .chain(payload.change.iter().flat_map(|c| &c.tar))
+        .map(|b| b.digest.as_str())
+        .chain(payload.sbom.iter().map(|s| s.blob.digest.as_str()))
+        .collect();
+    let mut out: Vec<String> = payload
+        .layers
+        .iter()
+        .filter(|l| !l.types.launch)
+        .filter_map(|l| l.blob.as_ref())
+        .map(|b| b.digest.clone())
+        .filter(|d| !read_by_export.contains(d.as_str()))
+        .collect();
+    out.sort();
+    out.dedup();
     out
 }
 
@@ -199,8 +245,30 @@ impl<'a> StoreCache<'a> {
             store,
             settings,
             lookups: true,
+            fetcher: None,
             ensured: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A cache that brings a promised blob in with `fetcher` when it is read.
+    #[must_use]
+    pub fn with_fetcher(mut self, fetcher: &'a dyn BlobFetcher) -> Self {
+        self.fetcher = Some(fetcher);
+        self
+    }
+
+    /// Makes sure the blob of `blob` is in the store before it is read: a promised one is
+    /// fetched now, with every check a fetched blob gets.
+    pub(crate) fn fetched(&self, blob: &StoredBlob) -> Result<(), BuildError> {
+        self.store
+            .fetch_blob(
+                &BlobRef {
+                    digest: blob.digest.clone(),
+                    size: blob.size,
+                },
+                self.fetcher,
+            )
+            .map_err(cache_err)
     }
 
     /// A cache that stores every output but answers no lookup (`--no-cache`).
@@ -349,29 +417,36 @@ impl<'a> StoreCache<'a> {
         })
     }
 
-    /// Extracts a stored output's layers, and replays an opaque buildpack's app change.
+    /// Extracts a stored output's layers of `part`, and for [`Part::Launch`] replays an
+    /// opaque buildpack's app change.
     fn make_real(
         &self,
         req: &BuildRequest<'_>,
         task: &Task,
         key: &TaskKey,
         output: &TaskOutput,
+        part: Part,
     ) -> Result<(), BuildError> {
         let layers: Vec<&Layer> = match output {
             TaskOutput::Layer(built) => vec![&built.layer],
             TaskOutput::Buildpack(bp) => bp.layers.layers.iter().collect(),
             TaskOutput::Nothing => Vec::new(),
         };
-        for layer in layers {
+        let wanted = |layer: &Layer| match part {
+            Part::Launch => layer.types.launch,
+            Part::Build => !layer.types.launch && layer.types.build,
+        };
+        for layer in layers.into_iter().filter(|l| wanted(l)) {
             if let (false, Some(blob), Some(buildpack)) =
                 (layer.dir.exists(), &layer.blob, task.buildpack())
             {
                 let target = layer_target(buildpack, &layer.name);
+                self.fetched(blob)?;
                 extract(blob, req.scratch, Path::new(target.trim_start_matches('/')))?;
                 req.sandbox.hand_over(&layer.dir)?;
             }
         }
-        if let TaskOutput::Buildpack(bp) = output
+        if let (TaskOutput::Buildpack(bp), Part::Launch) = (output, part)
             && bp.app_changed
         {
             // Only stored outputs get here: a task that ran is marked ensured by `save`.
@@ -396,6 +471,7 @@ impl<'a> StoreCache<'a> {
                 ) {
                     let mut tar = tar.clone();
                     tar.path = self.store.blob_path(&tar.digest).map_err(cache_err)?;
+                    self.fetched(&tar)?;
                     extract(&tar, parent, Path::new(name))?;
                     req.sandbox.hand_over(req.workspace)?;
                 }
@@ -421,12 +497,12 @@ pub(crate) fn extract(blob: &StoredBlob, dir: &Path, inside: &Path) -> Result<()
     })
 }
 
-/// What [`StoreCache::ensure`] does once: a task's layers, and an opaque buildpack's app
-/// change per app copy.
-fn ensured_key(req: &BuildRequest<'_>, task: &Task, key: &TaskKey) -> (TaskKey, Option<PathBuf>) {
+/// What [`StoreCache::ensure`] does once: a part of a task's layers, and an opaque
+/// buildpack's app change per app copy.
+fn ensured_key(req: &BuildRequest<'_>, task: &Task, key: &TaskKey, part: Part) -> EnsuredKey {
     match task.kind {
-        TaskKind::Buildpack { .. } => (*key, Some(req.workspace.to_owned())),
-        _ => (*key, None),
+        TaskKind::Buildpack { .. } => (*key, Some(req.workspace.to_owned()), part),
+        _ => (*key, None, part),
     }
 }
 
@@ -493,19 +569,31 @@ impl TaskCache for StoreCache<'_> {
         task: &Task,
         key: &TaskKey,
         output: &TaskOutput,
+        purpose: Use,
     ) -> Result<(), BuildError> {
-        let cell = {
-            let Ok(mut ensured) = self.ensured.lock() else {
-                return Err(cache_err("cache lock poisoned"));
-            };
-            Arc::clone(ensured.entry(ensured_key(req, task, key)).or_default())
+        let parts: &[Part] = match purpose {
+            Use::Task => &[Part::Launch, Part::Build],
+            Use::Export => &[Part::Launch],
         };
-        cell.get_or_init(|| {
-            self.make_real(req, task, key, output)
-                .map_err(|e| with_causes(&e))
-        })
-        .clone()
-        .map_err(cache_err)
+        for part in parts {
+            let cell = {
+                let Ok(mut ensured) = self.ensured.lock() else {
+                    return Err(cache_err("cache lock poisoned"));
+                };
+                Arc::clone(
+                    ensured
+                        .entry(ensured_key(req, task, key, *part))
+                        .or_default(),
+                )
+            };
+            cell.get_or_init(|| {
+                self.make_real(req, task, key, output, *part)
+                    .map_err(|e| with_causes(&e))
+            })
+            .clone()
+            .map_err(cache_err)?;
+        }
+        Ok(())
     }
 
     fn restore(
@@ -526,7 +614,7 @@ impl TaskCache for StoreCache<'_> {
             source,
         };
         fs::create_dir_all(&layers_dir).map_err(io)?;
-        if write_restore(req, buildpack, &layers_dir, &state).is_err() {
+        if write_restore(self, req, buildpack, &layers_dir, &state).is_err() {
             // A stored tar that leaves its layer, a name that is no name: the state is bad,
             // and what of it was written goes. The buildpack runs cold.
             fs::remove_dir_all(&layers_dir).map_err(io)?;
@@ -576,7 +664,7 @@ impl TaskCache for StoreCache<'_> {
             }
             TaskOutput::Buildpack(bp) => {
                 let layers = self.store_layers(buildpack, &bp.layers.layers)?;
-                extract_reused(req, buildpack, &layers)?;
+                extract_reused(self, req, buildpack, &layers)?;
                 let sbom = self.store_sbom(&bp.layers.sbom)?;
                 let change = match change {
                     Some(change) if !change.is_empty() => {
@@ -628,9 +716,11 @@ impl TaskCache for StoreCache<'_> {
         self.store.put_action(key, &entry).map_err(cache_err)?;
         if let Ok(mut ensured) = self.ensured.lock() {
             // Its layers are real and its app change is in the workspace already.
-            let done = OnceLock::new();
-            let _ = done.set(Ok(()));
-            ensured.insert(ensured_key(req, task, key), Arc::new(done));
+            for part in [Part::Launch, Part::Build] {
+                let done = OnceLock::new();
+                let _ = done.set(Ok(()));
+                ensured.insert(ensured_key(req, task, key, part), Arc::new(done));
+            }
         }
         Ok(saved)
     }
