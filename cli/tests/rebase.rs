@@ -86,6 +86,11 @@ fn point_base(cwd: &Path, layout: &Path) {
 
 /// Builds the example app on `oci:base:busybox` into `output`; returns the manifest digest.
 fn build_hello(cwd: &Path, output: &str) -> String {
+    build_hello_on(cwd, RUN_IMAGE, output)
+}
+
+/// Builds the example app on `run_image` into `output`; returns the manifest digest.
+fn build_hello_on(cwd: &Path, run_image: &str, output: &str) -> String {
     let app = examples().join("apps/hello");
     let builder = examples().join("builder.toml");
     let out = strata(
@@ -96,7 +101,7 @@ fn build_hello(cwd: &Path, output: &str) -> String {
             "--builder",
             builder.to_str().unwrap(),
             "--run-image",
-            RUN_IMAGE,
+            run_image,
             "--output",
             output,
             "--json",
@@ -859,27 +864,7 @@ fn a_relative_run_image_is_recorded_from_the_output_layout_wherever_the_build_ru
     std::fs::create_dir_all(&layout).unwrap();
     copy_tree(a, &layout);
     std::fs::create_dir_all(repo.join("deep/down")).unwrap();
-    let app = examples().join("apps/hello");
-    let builder = examples().join("builder.toml");
-    let build = |cwd: &Path, run_image: &str, output: &str| {
-        let out = strata(
-            cwd,
-            &[
-                "build",
-                app.to_str().unwrap(),
-                "--builder",
-                builder.to_str().unwrap(),
-                "--run-image",
-                run_image,
-                "--output",
-                output,
-                "--json",
-            ],
-        );
-        assert_exit(&out, 0);
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-        report["digest"].as_str().unwrap().to_owned()
-    };
+    let build = build_hello_on;
     let from_root = build(&repo, "oci:stack/run:busybox", "oci:apps/out:hello");
     let from_below = build(
         &repo.join("deep/down"),
@@ -899,6 +884,8 @@ fn a_relative_run_image_is_recorded_from_the_output_layout_wherever_the_build_ru
     .unwrap();
     assert_eq!(meta["runImage"]["image"], "oci:../stack/run:busybox");
     // `--check` rebuilds elsewhere and records the name as the output does.
+    let app = examples().join("apps/hello");
+    let builder = examples().join("builder.toml");
     let check = strata(
         &repo,
         &[
