@@ -237,6 +237,11 @@ pub(crate) struct BuildArgs {
 pub(crate) struct PlanArgs {
     #[command(flatten)]
     pub(crate) input: InputArgs,
+    /// The output the build will write (as `build --output`; a workspace's default is its
+    /// `output`): the image task's key covers the run image name the image records, which a
+    /// layout output records from the directory holding it.
+    #[arg(long, value_name = "REF")]
+    pub(crate) output: Option<String>,
     /// How to print the plan: a table for people, JSON for scripts, DOT for Graphviz.
     #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
     pub(crate) format: PlanFormat,

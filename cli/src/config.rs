@@ -595,11 +595,28 @@ fn run_image_source(
 }
 
 impl InputConfig {
-    /// The layout directory a workspace's `output` names, when it is an `oci:` layout.
-    pub(crate) fn workspace_layout(&self) -> Option<PathBuf> {
-        let ws = self.workspace.as_ref()?;
-        let output = ImageRef::parse(ws.output.as_deref()?).ok()?;
-        Some(output.relative_to(&ws.root).dir().to_owned())
+    /// The layout directory a build's output names, when it is an `oci:` layout: `output`
+    /// (an `--output`, relative to the working directory), else a workspace's `output`.
+    ///
+    /// # Errors
+    /// A usage error for an `--output` that is no image reference.
+    pub(crate) fn output_layout(&self, output: Option<&str>) -> Result<Option<PathBuf>, CliError> {
+        if let Some(text) = output {
+            return Ok(
+                match crate::images::Location::parse(text, Path::new("."))? {
+                    crate::images::Location::Layout(layout) => Some(layout.dir().to_owned()),
+                    _ => None,
+                },
+            );
+        }
+        let Some(ws) = self.workspace.as_ref() else {
+            return Ok(None);
+        };
+        Ok(ws
+            .output
+            .as_deref()
+            .and_then(|text| ImageRef::parse(text).ok())
+            .map(|output| output.relative_to(&ws.root).dir().to_owned()))
     }
 
     /// Makes the run image names images record relative to the directory holding the output

@@ -122,9 +122,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Plan(args) => {
             let mut config = config::InputConfig::from_args(&args.input)?;
-            // The keys a workspace build will have: its run image names as the output
-            // records them.
-            if let Some(layout) = config.workspace_layout() {
+            // The keys the build will have: its run image names as its output records them.
+            if let Some(layout) = config.output_layout(args.output.as_deref())? {
                 config.record_run_images_from(&layout);
             }
             warn(&config);

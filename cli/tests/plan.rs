@@ -13,34 +13,37 @@ type Fixture = ExampleCopy;
 
 /// `strata plan` of the example app with the example builder and the copy's cache dir.
 trait Plans {
-    fn plan(&self, format: &str) -> std::process::Output;
-    fn json(&self) -> serde_json::Value;
+    fn plan(&self, format: &str) -> std::process::Output {
+        self.plan_with(format, &[])
+    }
+    fn plan_with(&self, format: &str, extra: &[&str]) -> std::process::Output;
+    fn json(&self) -> serde_json::Value {
+        self.json_with(&[])
+    }
+    fn json_with(&self, extra: &[&str]) -> serde_json::Value {
+        let out = self.plan_with("json", extra);
+        assert_exit(&out, 0);
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
 }
 
 impl Plans for Fixture {
-    fn plan(&self, format: &str) -> std::process::Output {
+    fn plan_with(&self, format: &str, extra: &[&str]) -> std::process::Output {
         let app = self.path("examples/apps/hello");
         let builder = self.path("examples/builder.toml");
         let cache = self.path("cache");
-        strata(
-            self.tmp.path(),
-            &[
-                "plan",
-                app.to_str().unwrap(),
-                "--builder",
-                builder.to_str().unwrap(),
-                "--cache-dir",
-                cache.to_str().unwrap(),
-                "--format",
-                format,
-            ],
-        )
-    }
-
-    fn json(&self) -> serde_json::Value {
-        let out = self.plan("json");
-        assert_exit(&out, 0);
-        serde_json::from_slice(&out.stdout).unwrap()
+        let mut args = vec![
+            "plan",
+            app.to_str().unwrap(),
+            "--builder",
+            builder.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--format",
+            format,
+        ];
+        args.extend_from_slice(extra);
+        strata(self.tmp.path(), &args)
     }
 }
 
@@ -194,7 +197,9 @@ fn after_a_build_the_plan_shows_cached_tasks_and_why_others_run() {
         ],
     );
     assert_exit(&built, 0);
-    let plan = fx.json();
+    // The image task's key covers the run image name the image records, which the build
+    // records from the directory holding its output: the plan is told the same output.
+    let plan = fx.json_with(&["--output", &out]);
     let statuses: Vec<&str> = plan["tasks"]
         .as_array()
         .unwrap()
@@ -204,7 +209,7 @@ fn after_a_build_the_plan_shows_cached_tasks_and_why_others_run() {
     assert!(statuses.iter().all(|s| *s == "cached"), "{statuses:?}");
 
     std::fs::write(fx.path("examples/apps/hello/greeter.lock"), "polite 1.1\n").unwrap();
-    let plan = fx.json();
+    let plan = fx.json_with(&["--output", &out]);
     let reason = |id: &str| {
         let task = plan["tasks"]
             .as_array()
