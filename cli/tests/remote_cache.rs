@@ -853,7 +853,17 @@ fn layers_a_cache_on_the_output_registry_has_are_mounted_from_it_not_uploaded() 
     assert_exit(&out, 0);
     let b: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(buildpack_tasks_ran(&b), Vec::<String>::new(), "{b}");
-    assert_eq!(digests(&a), digests(&b), "the same image");
+    // The same layers (the configs differ: a layout output records its relative run image
+    // name from the directory holding the layout, a registry output as written).
+    let layers = |report: &Value| -> Vec<String> {
+        report["services"][0]["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(layers(&a), layers(&b), "the same layers");
     let requests = fx.registry.requests()[before..].to_vec();
     for digest in &in_cache {
         // As the access log has it: the query's `:` percent-encoded.
