@@ -20,27 +20,6 @@ use serde_json::Value;
 const SERVICES: [&str; 4] = ["s0", "s1", "s2", "s3"];
 const TAGS: [&str; 5] = ["t0", "t1", "t2", "t3", "t4"];
 
-/// A workspace of the four services (the example app, each with a file of its own) that
-/// pushes to `docker://HOST/fleet/<service>`.
-fn fleet_workspace(examples: &ExampleCopy, host: &str) -> std::path::PathBuf {
-    let ws = examples.path("ws");
-    for name in SERVICES {
-        let dir = ws.join("services").join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        copy_tree(&examples.path("examples/apps/hello"), &dir);
-        std::fs::write(dir.join(format!("{name}.txt")), name).unwrap();
-    }
-    std::fs::write(
-        ws.join("strata.toml"),
-        format!(
-            "[workspace]\nbuilder = \"../examples/builder.toml\"\noutput = \"docker://{host}/fleet\"\n\
-             insecure-registries = [\"{host}\"]\nservices = [\"services/*\"]\n"
-        ),
-    )
-    .unwrap();
-    ws
-}
-
 /// Builds the workspace on `run` and pushes it under `tags`: service name → digest.
 fn build_fleet(
     cwd: &Path,
@@ -198,7 +177,7 @@ fn a_fleet_of_20_registry_images_is_rebased_in_place_and_equals_a_rebuild() {
     let cwd = examples.tmp.path();
     let run = format!("docker://{host}/stacks/run:24");
     skopeo(&["copy", "--dest-tls-verify=false", &run_image(), &run]);
-    let ws = fleet_workspace(&examples, &host);
+    let ws = hello_workspace(&examples, &host, "fleet", &SERVICES);
     let cache = examples.path("cache");
     let before = build_fleet(cwd, &ws, &run, &cache, &TAGS);
     assert_eq!(before.len(), 4);

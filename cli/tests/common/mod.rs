@@ -248,8 +248,20 @@ pub fn runc(bundle: &Path, args: Option<&[&str]>) -> Output {
 /// file of its own, pushed to `docker://HOST/team/<service>` on the plain-HTTP registry `host`
 /// (by strata.toml's `insecure-registries`).
 pub fn team_workspace(examples: &ExampleCopy, host: &str) -> PathBuf {
+    hello_workspace(examples, host, "team", &["api", "web"])
+}
+
+/// A workspace `ws` in `examples` of one copy of the hello app per name in `services`, each
+/// with a file of its own, pushed to `docker://HOST/NAMESPACE/<service>` on the plain-HTTP
+/// registry `host`.
+pub fn hello_workspace(
+    examples: &ExampleCopy,
+    host: &str,
+    namespace: &str,
+    services: &[&str],
+) -> PathBuf {
     let ws = examples.path("ws");
-    for name in ["api", "web"] {
+    for &name in services {
         let dir = ws.join("services").join(name);
         std::fs::create_dir_all(&dir).unwrap();
         copy_tree(&examples.path("examples/apps/hello"), &dir);
@@ -258,7 +270,7 @@ pub fn team_workspace(examples: &ExampleCopy, host: &str) -> PathBuf {
     std::fs::write(
         ws.join("strata.toml"),
         format!(
-            "[workspace]\nbuilder = \"../examples/builder.toml\"\noutput = \"docker://{host}/team\"\n\
+            "[workspace]\nbuilder = \"../examples/builder.toml\"\noutput = \"docker://{host}/{namespace}\"\n\
              insecure-registries = [\"{host}\"]\nservices = [\"services/*\"]\n"
         ),
     )
