@@ -620,6 +620,9 @@ pub struct Staging {
     /// Hex digests of blobs [`Staging::put_blob_file`] found intact in the layout and used
     /// instead of staging its own copy: the commit verifies them again under the lock.
     reused: Mutex<HashSet<String>>,
+    /// Blobs (`digest/size`) the images committed may name and the layout goes without
+    /// ([`Staging::put_absent`]).
+    absent: Mutex<HashSet<String>>,
     // Deletes the staging directory, with whatever is still in it, when the staging goes away.
     _temp: ScratchDir,
     // Where a commit writes temp files: the layout and its blob directory.
@@ -669,6 +672,7 @@ impl Staging {
             layout_dir: layout_dir.to_path_buf(),
             blob_dir,
             reused: Mutex::new(HashSet::new()),
+            absent: Mutex::new(HashSet::new()),
             _temp: temp,
         })
     }
@@ -717,6 +721,22 @@ impl Staging {
             source,
         })?;
         self.put_bytes(&bytes, media_type)
+    }
+
+    /// Lets the images committed name the layer `descriptor` without the layout having it:
+    /// for a layout in the store that stages images for a registry that has the blob (the
+    /// push mounts or skips it), never for a layout given as an output. The layout keeps
+    /// it if it has it already.
+    ///
+    /// # Errors
+    /// [`LayoutError::UnsupportedDigest`] for a digest that is not sha256.
+    pub fn put_absent(&self, descriptor: &Descriptor) -> Result<(), LayoutError> {
+        sha256_hex_of(descriptor.digest())?;
+        self.absent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(format!("{}/{}", descriptor.digest(), descriptor.size()));
+        Ok(())
     }
 
     /// Includes an existing blob file (a run image layer from another layout, a cached layer
@@ -1083,7 +1103,13 @@ impl Staging {
             let manifest: ImageManifest = serde_json::from_slice(&bytes).map_err(json_err)?;
             for blob in std::iter::once(manifest.config()).chain(manifest.layers()) {
                 let key = format!("{}/{}", blob.digest(), blob.size());
-                if found.contains(&key) {
+                if found.contains(&key)
+                    || self
+                        .absent
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .contains(&key)
+                {
                     continue;
                 }
                 if self.locate(blob)?.is_none() {
