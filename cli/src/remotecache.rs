@@ -1180,6 +1180,36 @@ mod tests {
     }
 
     #[test]
+    fn facts_are_file_lists_of_the_entrys_launch_layers() {
+        let diff_id = format!("sha256:{}", "c".repeat(64));
+        let payload = serde_json::json!({
+            "settings": {"uid": 1000, "gid": 1000, "epoch": 0, "compression": "gzip", "format": 1},
+            "layers": [{
+                "name": "web", "dir": "/x", "metadata": {},
+                "blob": {"diff_id": diff_id, "path": "/x", "digest": format!("sha256:{}", "d".repeat(64)),
+                         "size": 3, "compression": "gzip"},
+                "types": {"launch": true, "build": false, "cache": false},
+            }],
+            "sbom": [], "launch": null, "unmet": [], "store": null, "change": null,
+        });
+        let key = sbomlayer::layer_inventory_key(&diff_id);
+        let files = serde_json::json!({"files": [{"path": "a", "sha256": "x", "sha1": "y"}], "packages": []});
+        let other = TaskKey::from_bytes([9; 32]);
+        let facts = BTreeMap::from([(key.hex(), files.clone()), (other.hex(), files.clone())]);
+        // The fact of its layer is kept; one of no layer it names is dropped.
+        let read = read_facts(facts, &payload).unwrap();
+        assert_eq!(read, HashMap::from([(key, files)]));
+        // One that is not a file list refuses the entry.
+        for bad in [
+            serde_json::json!({"files": [], "packages": [{"name": "p", "version": null,
+                "purl": null, "licenses": [], "arch": null, "source": null}]}),
+            serde_json::json!("files"),
+        ] {
+            assert!(read_facts(BTreeMap::from([(key.hex(), bad)]), &payload).is_err());
+        }
+    }
+
+    #[test]
     fn entry_and_restore_tags_are_valid_tags() {
         let key = TaskKey::from_bytes([0xab; 32]);
         for tag in [entry_tag(&key), restore_tag(&key)] {

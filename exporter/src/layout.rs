@@ -1495,6 +1495,57 @@ mod tests {
     }
 
     #[test]
+    fn a_layer_put_absent_may_be_missing_and_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout_dir = dir.path().join("layout");
+        let absent = Descriptor::new(
+            MediaType::ImageLayerGzip,
+            7,
+            sha256_digest(&"a".repeat(64)).unwrap(),
+        );
+        let missing = Descriptor::new(
+            MediaType::ImageLayerGzip,
+            8,
+            sha256_digest(&"b".repeat(64)).unwrap(),
+        );
+        let image = |staging: &Staging, layers: Vec<Descriptor>| {
+            let config = staging.put_bytes(b"{}", MediaType::ImageConfig).unwrap();
+            let manifest = ImageManifestBuilder::default()
+                .schema_version(2u32)
+                .config(config)
+                .layers(layers)
+                .build()
+                .unwrap();
+            staging
+                .put_json(&manifest, MediaType::ImageManifest)
+                .unwrap()
+        };
+        // The same digest of another size is not the blob put absent.
+        let staging = Staging::new(&layout_dir).unwrap();
+        staging.put_absent(&absent).unwrap();
+        let other_size = Descriptor::new(MediaType::ImageLayerGzip, 9, absent.digest().clone());
+        let manifest = image(&staging, vec![absent.clone(), other_size]);
+        let err = staging.commit(&[("t".to_owned(), manifest)]).unwrap_err();
+        assert!(matches!(err, LayoutError::MissingBlob { .. }), "{err:?}");
+
+        let staging = Staging::new(&layout_dir).unwrap();
+        staging.put_absent(&absent).unwrap();
+        let manifest = image(&staging, vec![absent.clone(), missing]);
+        let err = staging.commit(&[("t".to_owned(), manifest)]).unwrap_err();
+        assert!(err.to_string().contains(&"b".repeat(64)), "{err}");
+
+        let staging = Staging::new(&layout_dir).unwrap();
+        staging.put_absent(&absent).unwrap();
+        let manifest = image(&staging, vec![absent.clone()]);
+        staging
+            .commit(&[("t".to_owned(), manifest.clone())])
+            .unwrap();
+        let layout = Layout::open(&layout_dir).unwrap();
+        assert_eq!(layout.resolve("t").unwrap().0.digest(), manifest.digest());
+        assert!(!blob_path_in(&layout_dir, absent.digest()).exists());
+    }
+
+    #[test]
     fn commit_refuses_missing_blobs_and_non_layout_dirs_without_touching_anything() {
         let dir = tempfile::tempdir().unwrap();
         let layout_dir = dir.path().join("layout");

@@ -278,6 +278,19 @@ mod tests {
     }
 
     #[test]
+    fn a_fact_is_for_this_handle_only_and_never_an_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = TaskKey::from_bytes([5; 32]);
+        let fact = serde_json::json!({"files": []});
+        store.put_fact(&key, fact.clone());
+        assert_eq!(store.fact(&key), Some(fact));
+        assert!(store.get_action(&key).is_none() && !store.has_action(&key));
+        assert_eq!(store.settle_promised(), 0);
+        assert!(Store::open(dir.path()).unwrap().fact(&key).is_none());
+    }
+
+    #[test]
     fn a_promised_blob_that_comes_wrong_fails_naming_blob_and_entry() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
