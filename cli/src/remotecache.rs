@@ -62,9 +62,10 @@
 //! task that runs with such a layer, or an `oci:` output, downloads it, checked as above.
 //!
 //! What is then trusted unchecked, and what a lying entry can do: the pushed manifest names
-//! the blob by the digest the entry names, and the registry mounts exactly that blob (the
-//! one whoever wrote the entry pushed), so the layer's bytes are the writer's, as they
-//! would be on any hit. A false diffID puts a config in the image that does not match its
+//! the blob by the digest the entry names, and the registry mounts exactly that blob, from
+//! the cache repository only (a digest of a blob in some other repository mounts nothing,
+//! and the push fails naming it before any manifest is written), so the layer's bytes are
+//! the ones whoever wrote the entry pushed, as they would be on any hit. A false diffID puts a config in the image that does not match its
 //! layer: a runtime that unpacks it (containerd, Docker) refuses it; it never runs other
 //! bytes than the writer's. A false file list makes the image's generated SBOM of that
 //! layer list files it does not have: that is the one thing a writer of the cache can do
