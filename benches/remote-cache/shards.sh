@@ -12,6 +12,9 @@
 #                 slowest (what a CI matrix waits for), and the tasks run over all three
 #   fresh runner  empty store, `--cache-from` the repository the shards filled: every
 #                 buildpack task is a remote hit, only the app and image tasks run
+#   fresh, push   the same, with the images pushed to the same registry
+#                 (`docker://HOST/apps-N`): launch layers are mounted from the cache, not
+#                 downloaded
 #
 # and prints the medians. The three shards here share this machine's cores (on a CI matrix
 # each has its own), so their wall time is an upper bound.
@@ -51,15 +54,17 @@ trap 'kill $registry_pid' EXIT
 until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do sleep 0.1; done
 host=127.0.0.1:$port
 
-# `build NAME ARGS...`: one runner with its own empty store and output; writes
-# results/NAME.json (the report) and results/NAME.time (wall seconds).
+# `build NAME ARGS...`: one runner with its own empty store and output (OUTPUT, else a
+# layout of its own); writes results/NAME.json (the report) and results/NAME.time (wall
+# seconds).
 build() {
   local name=$1 dir=$work/runners/$1
   shift
+  local output=${OUTPUT:-oci:$dir/out}
   rm -rf "$dir" && mkdir -p "$dir"
   local start end
   start=$(date +%s%N)
-  "$strata" build "$work/ws" --cache-dir "$dir/cache" --output "oci:$dir/out" \
+  "$strata" build "$work/ws" --cache-dir "$dir/cache" --output "$output" \
     --insecure-registry "$host" --json "$@" > "$work/results/$name.json" 2> "$dir/stderr"
   end=$(date +%s%N)
   echo "$(( (end - start) / 1000000 ))" > "$work/results/$name.time"
@@ -75,6 +80,7 @@ for i in $(seq "$runs"); do
   done
   wait "${pids[@]}"
   build "fresh-$i" --cache-from "$cache"
+  OUTPUT=docker://$host/apps-$i build "push-$i" --cache-from "$cache"
 done
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
@@ -88,7 +94,7 @@ def load(name):
     ran = sum(1 for t in report["tasks"] if t["status"] == "ran")
     bp = sum(1 for t in report["tasks"] if t["status"] == "ran" and t["id"] not in ("app", "image"))
     return ms / 1000, ran, bp, report
-rows = {"cold": [], "shards": [], "fresh": []}
+rows = {"cold": [], "shards": [], "fresh": [], "push": []}
 for i in range(1, runs + 1):
     s, ran, bp, _ = load(f"cold-{i}")
     rows["cold"].append((s, ran, bp, ""))
@@ -96,14 +102,16 @@ for i in range(1, runs + 1):
     services = sum(len(r[3]["services"]) for r in shards)
     rows["shards"].append((max(r[0] for r in shards), sum(r[1] for r in shards),
                            sum(r[2] for r in shards), f"{services} services over 3 shards"))
-    s, ran, bp, report = load(f"fresh-{i}")
-    rc = report.get("remote_cache", {})
-    rows["fresh"].append((s, ran, bp, f"{rc.get('fetched')} entries, {rc.get('downloaded')} blobs, "
+    for key in ("fresh", "push"):
+        s, ran, bp, report = load(f"{key}-{i}")
+        rc = report.get("remote_cache", {})
+        rows[key].append((s, ran, bp, f"{rc.get('fetched')} entries, {rc.get('downloaded')} blobs, "
                           f"{rc.get('downloaded_bytes', 0) / 1e6:.1f} MB fetched"))
 print(f"| | median wall | tasks ran | buildpack tasks ran | |")
 print(f"|---|---:|---:|---:|---|")
 names = {"cold": "one machine, cold", "shards": "3 shards in parallel (slowest)",
-         "fresh": "fresh runner, warm remote cache"}
+         "fresh": "fresh runner, warm remote cache",
+         "push": "the same, pushing to the cache's registry"}
 for key, label in names.items():
     r = rows[key]
     print(f"| {label} | {statistics.median(x[0] for x in r):.2f} s "

@@ -340,6 +340,9 @@ struct Exporter<'a> {
     store: &'a Store,
     /// The launcher layer, as stored; `None` without a launcher.
     launcher_layer: Option<&'a StoredBlob>,
+    /// Whether launch layers a remote cache only promised stay out of the output layout
+    /// (its images go to a registry that mounts them).
+    leave_promised: bool,
     owner: Owner,
     started: Instant,
     done: Mutex<HashMap<usize, Exported>>,
@@ -432,6 +435,7 @@ impl Exporter<'_> {
                 launcher: !self.config.no_launcher,
                 launcher_layer: self.launcher_layer,
                 store: Some(self.store),
+                leave_promised: self.leave_promised,
             },
             &staging,
         )?;
@@ -571,18 +575,42 @@ fn show(progress: &Progress, profile: Option<&Profile>, event: Event<'_>) {
 
 /// Plans, runs the tasks, and exports. Returns the report and, when a service failed, the
 /// error to exit with (after the report is shown).
+///
+/// A build that failed after a blob a remote cache hit promised came in bad (a task that
+/// ran needed it) goes once more with every entry that names such a blob a miss: their
+/// tasks run, and what the first try stored is reused.
 pub(crate) fn run(
     config: &BuildConfig,
     progress: &Progress,
 ) -> Result<(BuildReport, Option<CliError>), CliError> {
+    let (report, error, bad) = run_once(config, progress, &HashSet::new())?;
+    if error.is_none() || bad.is_empty() {
+        return Ok((report, error));
+    }
+    progress.line("===> BUILDING AGAIN without the remote cache entries whose blobs were bad");
+    let (report, error, _) = run_once(config, progress, &bad)?;
+    Ok((report, error))
+}
+
+/// One try of [`run`], with the remote cache entries that name a blob in `bad` misses;
+/// also returns the blobs a hit promised that came in bad.
+fn run_once(
+    config: &BuildConfig,
+    progress: &Progress,
+    bad: &HashSet<String>,
+) -> Result<(BuildReport, Option<CliError>, HashSet<String>), CliError> {
     let started = Instant::now();
     let profile = config.profile.as_deref().map(Profile::new);
     let input = &config.input;
     progress.line("===> DETECTING");
+    let cache_from = config.cache_from.as_ref().filter(|_| !config.no_cache);
+    let launch_promised = launch_promised(config, cache_from);
     let mut remote = RemoteRun::new(
         &input.images,
-        config.cache_from.as_ref().filter(|_| !config.no_cache),
+        cache_from,
         config.cache_to.as_ref(),
+        launch_promised,
+        bad,
     )?;
     let prepared = prepare(input, config.exec.keep_going, remote.reader())?;
     let asked = remote.prefetched(progress, prepared.prefetched.as_ref());
@@ -596,13 +624,7 @@ pub(crate) fn run(
 
     let current = up_to_date(config, &prepared, store);
     verify_run_images(&prepared, &current, store)?;
-    let mut cache = StoreCache::new(store, owner, input.epoch, config.compression);
-    if config.no_cache {
-        cache = cache.without_lookups();
-    }
-    if let Some(fetcher) = remote.fetcher() {
-        cache = cache.with_fetcher(fetcher);
-    }
+    let cache = store_cache(config, store, owner, &remote, launch_promised);
     let dirs: Vec<(PathBuf, PathBuf)> = prepared
         .services
         .iter()
@@ -622,6 +644,7 @@ pub(crate) fn run(
     let launcher_layer = launcher_layer(config, store, current.len() < prepared.services.len())?;
     let exporter = Exporter {
         launcher_layer: launcher_layer.as_ref(),
+        leave_promised: launch_promised,
         config,
         prepared: &prepared,
         store,
@@ -650,7 +673,7 @@ pub(crate) fn run(
     if let Some(fetched) = fetched {
         remote.fetched(progress, &fetched);
     }
-    remote.fetched_later();
+    let bad = remote.fetched_later(progress);
     // What a remote hit promised and the build fetched is kept as a whole entry.
     store.settle_promised();
     let ran = ran_entries(&prepared, &runs, &executed, store);
@@ -676,7 +699,40 @@ pub(crate) fn run(
                 source,
             })?;
     }
-    Ok((report, error))
+    Ok((report, error, bad))
+}
+
+/// The task cache of a build on `store`, reading `remote`'s promised blobs when read.
+fn store_cache<'a>(
+    config: &BuildConfig,
+    store: &'a Store,
+    owner: Owner,
+    remote: &'a RemoteRun<'_>,
+    launch_promised: bool,
+) -> StoreCache<'a> {
+    let mut cache = StoreCache::new(store, owner, config.input.epoch, config.compression);
+    if config.no_cache {
+        cache = cache.without_lookups();
+    }
+    if let Some(fetcher) = remote.fetcher() {
+        cache = cache.with_fetcher(fetcher);
+    }
+    if launch_promised {
+        cache = cache.leaving_launch_promised();
+    }
+    cache
+}
+
+/// Whether a remote hit's launch layers may stay promised: the images go to the registry of
+/// the cache read (`cache_from`), which the push mounts them from, and with a launcher (no
+/// launch env file is read at export).
+fn launch_promised(config: &BuildConfig, cache_from: Option<&strata_registry::Reference>) -> bool {
+    !config.no_launcher
+        && matches!(
+            (&config.publish, cache_from),
+            (Some(Publish::Registry { reference, .. }), Some(cache))
+                if reference.registry() == cache.registry()
+        )
 }
 
 /// How each service of `prepared` that is not up to date (`current`) is run: in its own

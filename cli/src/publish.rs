@@ -157,7 +157,8 @@ impl Publish {
 
     /// Pushes or saves the image tagged `tag` in `layout` (service `service`). A blob the
     /// registry lacks is mounted from `mount_from` (a remote cache's repository, which has
-    /// the layers of every entry) when that is on the same registry, else uploaded.
+    /// the layers of every entry) when that is on the same registry, else uploaded. The
+    /// layout may lack a layer a remote hit left promised: the registry has it or mounts it.
     ///
     /// # Errors
     /// A registry error for a failed push, a layout or archive error otherwise.
@@ -198,13 +199,12 @@ impl Publish {
                         .map_err(|e| CliError::Usage(format!("--tag {tag}: {e}")))?;
                     let shown = format!("docker://{target}");
                     if i == 0 {
-                        let pushed =
-                            client
-                                .push(&blobs, &root, &target, mount_from)
-                                .map_err(|source| CliError::RegistryImage {
-                                    what: format!("cannot push {shown}"),
-                                    source: Box::new(source),
-                                })?;
+                        let pushed = client
+                            .push_mounting(&blobs, &root, &target, mount_from)
+                            .map_err(|source| CliError::RegistryImage {
+                                what: format!("cannot push {shown}"),
+                                source: Box::new(source),
+                            })?;
                         report.uploaded = pushed.uploaded;
                         report.mounted = pushed.mounted;
                         report.skipped = pushed.skipped;

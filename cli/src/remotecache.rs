@@ -10,9 +10,11 @@
 //! ```text
 //! mediaType     application/vnd.oci.image.manifest.v1+json
 //! artifactType  application/vnd.strata.cache.v1
-//! config        application/vnd.strata.cache.entry.v1+json: {"key", "blobs", "payload"},
-//!               the store's action entry (the executor's payload: layer descriptors, CNB
-//!               layer metadata, launch.toml, the app change …) and the key it is for
+//! config        application/vnd.strata.cache.entry.v1+json: {"key", "blobs", "payload",
+//!               "facts"}, the store's action entry (the executor's payload: layer
+//!               descriptors, CNB layer metadata, launch.toml, the app change …), the key
+//!               it is for, and (optional) what an export reads of a launch layer it has
+//!               no blob of, by store key (see below)
 //! layers        application/vnd.strata.cache.blob.v1: every blob the entry names (layer
 //!               blobs as the store keeps them, SBOM files, the app change tar), in order
 //! annotations   dev.strata.cache.key = the key
@@ -44,11 +46,35 @@
 //! change. The blobs it names only for build-only and cache-only layers are promised to the
 //! store for this build ([`Store::put_promised_action`]): this cache is the [`BlobFetcher`]
 //! that downloads one when a task that runs reads it, with the same digest, size and diffID
-//! checks (the diffID before the store sees the blob). One that fails then fails the task
-//! that needed it, naming the blob and the entry: the hit was already taken, and the tasks
-//! after it planned on it. (Restore state that fails so is a cold run, as any bad state.)
+//! checks (the diffID before the store sees the blob). One that fails then is a miss with a
+//! warning naming the blob and the entry: the build goes once more with every entry naming
+//! that blob refused, so their tasks run (what the first try stored is reused). Restore
+//! state that fails so is a cold run, with the same warning.
+//!
+//! When the images go to the registry of the cache read (`docker://` on the same host) and
+//! have a launcher, launch layers are promised too: the export reads nothing of their files
+//! then (no launch env is baked in), so it takes from the entry what it would have read of
+//! each, the blob's digest, size and diffID (the payload's) and, for a layer whose SBOM
+//! strata writes, its file list (the entry's `facts`, kept under the store key
+//! `strata_exporter::sbomlayer::layer_inventory_key` of the diffID; the writer sends the
+//! list its own export made). The image's layout in the store goes without those blobs,
+//! and the push mounts them from the cache (or skips them, when the target has them). A
+//! task that runs with such a layer, or an `oci:` output, downloads it, checked as above.
+//!
+//! What is then trusted unchecked, and what a lying entry can do: the pushed manifest names
+//! the blob by the digest the entry names, and the registry mounts exactly that blob, from
+//! the cache repository only (a digest of a blob in some other repository mounts nothing,
+//! and the push fails naming it before any manifest is written), so the layer's bytes are
+//! the ones whoever wrote the entry pushed, as they would be on any hit. A false diffID puts a config in the image that does not match its
+//! layer: a runtime that unpacks it (containerd, Docker) refuses it; it never runs other
+//! bytes than the writer's. A false file list makes the image's generated SBOM of that
+//! layer list files it does not have: that is the one thing a writer of the cache can do
+//! here beyond choosing a task's output, which is why a fact is used only for a blob that
+//! is not here, kept for this build only (never settled into the store), and an `oci:`
+//! output (which has the bytes) lists the files itself. Give write access to the cache only
+//! to what may also choose your images' contents.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -58,7 +84,7 @@ use serde::{Deserialize, Serialize};
 use strata_engine::remote::{Fetched, Prefetched, RemoteCache};
 use strata_engine::store::{ActionEntry, BlobFetcher, BlobRef, PromisedBlob, Store};
 use strata_exporter::diffid::{self, RecordedBlob};
-use strata_exporter::taskcache;
+use strata_exporter::{sbomlayer, taskcache};
 use strata_planner::TaskKey;
 use strata_registry::{BlobDir, Client, Descriptor, Digest, PushReport, Reference};
 
@@ -95,6 +121,14 @@ pub(crate) struct RegistryCache<'a> {
     recorded: Mutex<HashMap<String, Vec<RecordedBlob>>>,
     /// What fetching promised blobs downloaded.
     later: Mutex<Fetched>,
+    /// Promised blobs that came in bad: `(digest, the entry it was promised by, why)`.
+    failed: Mutex<Vec<(String, String, String)>>,
+    /// Blobs that came in bad in an earlier try of this build: an entry naming one is a
+    /// miss.
+    bad: HashSet<String>,
+    /// Whether a hit leaves launch layers promised too (the images go to a registry that
+    /// mounts them from this cache, and their export reads no launch layer file).
+    launch_promised: bool,
 }
 
 /// The config blob: an entry and the key it is for.
@@ -104,6 +138,11 @@ struct EntryFile {
     blobs: Vec<BlobRef>,
     #[serde(default)]
     payload: serde_json::Value,
+    /// Facts an export reads of the launch layers, by store key (hex): the file list of
+    /// each launch layer whose SBOM strata writes, under
+    /// [`sbomlayer::layer_inventory_key`] of its diffID.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    facts: BTreeMap<String, serde_json::Value>,
 }
 
 /// The parts of a cache manifest read back.
@@ -149,10 +188,14 @@ pub(crate) struct RemoteRun<'a> {
 
 impl<'a> RemoteRun<'a> {
     /// Reading `from` and pushing to `to` (either may be absent).
+    /// With `launch_promised`, a hit leaves launch layers promised (see the module doc); an
+    /// entry that names a blob in `bad` is a miss.
     pub(crate) fn new(
         images: &'a Images,
         from: Option<&Reference>,
         to: Option<&Reference>,
+        launch_promised: bool,
+        bad: &HashSet<String>,
     ) -> Result<Self, CliError> {
         let cache = |reference: Option<&Reference>| -> Result<_, CliError> {
             Ok(match reference {
@@ -160,7 +203,11 @@ impl<'a> RemoteRun<'a> {
                 None => None,
             })
         };
-        let (reader, writer) = (cache(from)?, cache(to)?);
+        let (mut reader, writer) = (cache(from)?, cache(to)?);
+        if let Some(reader) = &mut reader {
+            reader.launch_promised = launch_promised;
+            reader.bad.clone_from(bad);
+        }
         let used = reader.is_some() || writer.is_some();
         Ok(Self {
             reader,
@@ -179,15 +226,26 @@ impl<'a> RemoteRun<'a> {
         self.reader.as_ref().map(|r| r as &dyn BlobFetcher)
     }
 
-    /// Counts what fetching promised blobs downloaded, once the tasks are done.
-    pub(crate) fn fetched_later(&mut self) {
+    /// Counts what fetching promised blobs downloaded, once the tasks are done, and warns
+    /// of each that came in bad, naming it and its entry (a task that needed it failed; a
+    /// restore state with it was a cold run). Returns those blobs.
+    pub(crate) fn fetched_later(&mut self, progress: &Progress) -> HashSet<String> {
         let (Some(reader), Some(report)) = (&self.reader, &mut self.report) else {
-            return;
+            return HashSet::new();
         };
         let later =
             std::mem::take(&mut *reader.later.lock().unwrap_or_else(PoisonError::into_inner));
         report.downloaded += later.blobs;
         report.downloaded_bytes += later.bytes;
+        let failed =
+            std::mem::take(&mut *reader.failed.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut bad = HashSet::new();
+        for (digest, from, why) in failed {
+            progress.warn(&refused(&from, &format!("blob {digest}: {why}")));
+            report.refused += 1;
+            bad.insert(digest);
+        }
+        bad
     }
 
     /// Counts what a prefetch gave and shows its warnings; returns the keys it asked for.
@@ -265,6 +323,9 @@ fn restore_tag(id: &TaskKey) -> String {
     format!("r-{}", id.hex())
 }
 
+/// An entry's facts by store key (see [`EntryFile::facts`]).
+type Facts = HashMap<TaskKey, serde_json::Value>;
+
 /// One entry on its way in.
 struct Incoming {
     /// The key it must be for (`None`: whatever it names, a restore ref's entry).
@@ -272,6 +333,7 @@ struct Incoming {
     shown: String,
     manifest: Option<Manifest>,
     entry: Option<(TaskKey, ActionEntry)>,
+    facts: Facts,
     refused: Option<String>,
 }
 
@@ -284,6 +346,9 @@ impl<'a> RegistryCache<'a> {
             down: AtomicBool::new(false),
             recorded: Mutex::new(HashMap::new()),
             later: Mutex::new(Fetched::default()),
+            failed: Mutex::new(Vec::new()),
+            bad: HashSet::new(),
+            launch_promised: false,
         }
     }
 
@@ -324,7 +389,7 @@ impl<'a> RegistryCache<'a> {
             }
         };
         self.entries(&blobs, &mut incoming, &mut fetched);
-        let deferred = deferred(store, &incoming);
+        let deferred = deferred(store, &incoming, self.launch_promised);
         let failed = self.blobs(store, &blobs, &incoming, &deferred, &mut fetched);
         check_diff_ids(store, &mut incoming, &failed, &deferred);
         let keys = incoming
@@ -362,6 +427,7 @@ impl<'a> RegistryCache<'a> {
                     shown: format!("docker://{}:{tag}", self.repository),
                     manifest: None,
                     entry: None,
+                    facts: HashMap::new(),
                     refused: None,
                 };
                 let result = match reference {
@@ -394,7 +460,10 @@ impl<'a> RegistryCache<'a> {
             };
             match results.next() {
                 Some(Ok(())) => match read_entry(blobs, manifest, item.wanted) {
-                    Ok(entry) => item.entry = Some(entry),
+                    Ok((entry, facts)) => {
+                        item.entry = Some(entry);
+                        item.facts = facts;
+                    }
                     Err(why) => item.refused = Some(why),
                 },
                 Some(Err(why)) => item.refused = Some(why),
@@ -570,10 +639,20 @@ impl<'a> RegistryCache<'a> {
             what: what(),
             source: Box::new(source),
         };
+        let facts = taskcache::launch_blobs(&entry.payload)
+            .into_iter()
+            .filter(|b| !b.own_sbom)
+            .filter_map(|b| {
+                let fact = sbomlayer::layer_inventory_key(&b.diff_id);
+                let found = store.get_action(&fact)?;
+                sbomlayer::is_layer_inventory(&found.payload).then(|| (fact.hex(), found.payload))
+            })
+            .collect();
         let config = serde_json::to_vec(&EntryFile {
             key: key.hex(),
             blobs: entry.blobs.clone(),
             payload: entry.payload,
+            facts,
         })
         .map_err(|e| err(Box::new(e)))?;
         let config = store
@@ -653,6 +732,24 @@ impl BlobFetcher for RegistryCache<'_> {
     /// against the diffID its entry records (before the store sees it), and moves it into
     /// the store, which checks it again.
     fn fetch_blob(&self, store: &Store, promised: &PromisedBlob) -> Result<(), String> {
+        let result = self.fetch_promised(store, promised);
+        if let Err(why) = &result {
+            self.failed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((
+                    promised.blob.digest.clone(),
+                    promised.from.clone(),
+                    why.clone(),
+                ));
+        }
+        result
+    }
+}
+
+impl RegistryCache<'_> {
+    /// [`BlobFetcher::fetch_blob`], but for recording what failed.
+    fn fetch_promised(&self, store: &Store, promised: &PromisedBlob) -> Result<(), String> {
         let scratch = store.temp_dir().map_err(|e| with_causes(&e))?;
         let blobs = BlobDir::new(scratch.path());
         let digest: Digest = promised
@@ -711,6 +808,13 @@ impl RegistryCache<'_> {
             return None;
         }
         let (key, entry) = item.entry?;
+        if let Some(blob) = entry.blobs.iter().find(|b| self.bad.contains(&b.digest)) {
+            fetched.warnings.push(refused(
+                &item.shown,
+                &format!("blob {}: it came in bad earlier in this build", blob.digest),
+            ));
+            return None;
+        }
         let bad = entry
             .blobs
             .iter()
@@ -741,6 +845,14 @@ impl RegistryCache<'_> {
                 }
             }
         }
+        // The file lists of the launch layers it leaves promised, for their SBOMs.
+        for blob in taskcache::launch_blobs(&entry.payload) {
+            let fact = sbomlayer::layer_inventory_key(&blob.diff_id);
+            if let (true, Some(payload)) = (deferred.contains(&blob.digest), item.facts.get(&fact))
+            {
+                store.put_fact(&fact, payload.clone());
+            }
+        }
         if let Err(e) = store.put_promised_action(&key, &entry, &promised) {
             fetched
                 .warnings
@@ -754,14 +866,32 @@ impl RegistryCache<'_> {
 
 /// The blobs of the entries coming in that none needs now and `store` lacks: those each
 /// names only for a build-only or cache-only layer (see
-/// [`taskcache::deferrable_blobs`]). They are promised, not downloaded.
-fn deferred(store: &Store, incoming: &[Incoming]) -> HashSet<String> {
+/// [`taskcache::deferrable_blobs`]), and with `launch`, its launch layers whose export
+/// reads nothing of them but what the entry says (their buildpack wrote their SBOM, or the
+/// entry carries their file list). They are promised, not downloaded.
+fn deferred(store: &Store, incoming: &[Incoming], launch: bool) -> HashSet<String> {
     let mut deferrable = HashSet::new();
     let mut needed = HashSet::new();
-    for (_, entry) in incoming.iter().filter_map(|i| i.entry.as_ref()) {
-        let later: HashSet<String> = taskcache::deferrable_blobs(&entry.payload)
+    for item in incoming {
+        let Some((_, entry)) = &item.entry else {
+            continue;
+        };
+        let mut later: HashSet<String> = taskcache::deferrable_blobs(&entry.payload)
             .into_iter()
             .collect();
+        if launch {
+            later.extend(
+                taskcache::launch_blobs(&entry.payload)
+                    .into_iter()
+                    .filter(|b| {
+                        b.own_sbom
+                            || item
+                                .facts
+                                .contains_key(&sbomlayer::layer_inventory_key(&b.diff_id))
+                    })
+                    .map(|b| b.digest),
+            );
+        }
         for blob in &entry.blobs {
             if later.contains(&blob.digest) {
                 if !store.check_blob(blob) {
@@ -863,7 +993,7 @@ fn read_entry(
     blobs: &BlobDir,
     manifest: &Manifest,
     wanted: Option<TaskKey>,
-) -> Result<(TaskKey, ActionEntry), String> {
+) -> Result<((TaskKey, ActionEntry), Facts), String> {
     let bytes = blobs
         .read_verified(&manifest.config.digest)
         .map_err(|e| with_causes(&e))?;
@@ -897,13 +1027,41 @@ fn read_entry(
             return Err(format!("`{}` is not a sha256 digest", blob.digest));
         }
     }
+    let facts = read_facts(file.facts, &file.payload)?;
     Ok((
-        key,
-        ActionEntry {
-            blobs: file.blobs,
-            payload: file.payload,
-        },
+        (
+            key,
+            ActionEntry {
+                blobs: file.blobs,
+                payload: file.payload,
+            },
+        ),
+        facts,
     ))
+}
+
+/// An entry's facts, each the file list of one of its launch layers (by the diffID the
+/// payload records for it), or why the entry is refused: a fact that is not a file list.
+/// One keyed by no such diffID is of nothing this entry exports, and is dropped.
+fn read_facts(
+    facts: BTreeMap<String, serde_json::Value>,
+    payload: &serde_json::Value,
+) -> Result<Facts, String> {
+    let allowed: HashSet<TaskKey> = taskcache::launch_blobs(payload)
+        .iter()
+        .map(|b| sbomlayer::layer_inventory_key(&b.diff_id))
+        .collect();
+    let mut out = HashMap::new();
+    for (hex, fact) in facts {
+        let Some(key) = TaskKey::from_hex(&hex).filter(|k| allowed.contains(k)) else {
+            continue;
+        };
+        if !sbomlayer::is_layer_inventory(&fact) {
+            return Err(format!("its fact {hex} is not a file list"));
+        }
+        out.insert(key, fact);
+    }
+    Ok(out)
 }
 
 fn is_sha256(digest: &str) -> bool {
@@ -995,13 +1153,14 @@ mod tests {
             key: key.hex(),
             blobs: vec![blob.clone()],
             payload: serde_json::Value::Null,
+            facts: BTreeMap::new(),
         });
         let manifest = |config: &Descriptor, layers: Vec<Descriptor>| Manifest {
             artifact_type: Some(ARTIFACT_TYPE.to_owned()),
             config: config.clone(),
             layers,
         };
-        let (found, entry) =
+        let ((found, entry), _) =
             read_entry(&blobs, &manifest(&config, vec![layer.clone()]), Some(key)).unwrap();
         assert_eq!((found, entry.blobs), (key, vec![blob.clone()]));
         // Another key's entry under this key's tag, or blobs the manifest does not list.
@@ -1016,8 +1175,39 @@ mod tests {
                 size: 3,
             }],
             payload: serde_json::Value::Null,
+            facts: BTreeMap::new(),
         });
         assert!(read_entry(&blobs, &manifest(&sneaky, vec![layer]), Some(key)).is_err());
+    }
+
+    #[test]
+    fn facts_are_file_lists_of_the_entrys_launch_layers() {
+        let diff_id = format!("sha256:{}", "c".repeat(64));
+        let payload = serde_json::json!({
+            "settings": {"uid": 1000, "gid": 1000, "epoch": 0, "compression": "gzip", "format": 1},
+            "layers": [{
+                "name": "web", "dir": "/x", "metadata": {},
+                "blob": {"diff_id": diff_id, "path": "/x", "digest": format!("sha256:{}", "d".repeat(64)),
+                         "size": 3, "compression": "gzip"},
+                "types": {"launch": true, "build": false, "cache": false},
+            }],
+            "sbom": [], "launch": null, "unmet": [], "store": null, "change": null,
+        });
+        let key = sbomlayer::layer_inventory_key(&diff_id);
+        let files = serde_json::json!({"files": [{"path": "a", "sha256": "x", "sha1": "y"}], "packages": []});
+        let other = TaskKey::from_bytes([9; 32]);
+        let facts = BTreeMap::from([(key.hex(), files.clone()), (other.hex(), files.clone())]);
+        // The fact of its layer is kept; one of no layer it names is dropped.
+        let read = read_facts(facts, &payload).unwrap();
+        assert_eq!(read, HashMap::from([(key, files)]));
+        // One that is not a file list refuses the entry.
+        for bad in [
+            serde_json::json!({"files": [], "packages": [{"name": "p", "version": null,
+                "purl": null, "licenses": [], "arch": null, "source": null}]}),
+            serde_json::json!("files"),
+        ] {
+            assert!(read_facts(BTreeMap::from([(key.hex(), bad)]), &payload).is_err());
+        }
     }
 
     #[test]

@@ -556,6 +556,66 @@ fn a_cache_layer_made_on_one_runner_is_restored_on_another() {
 }
 
 #[test]
+fn a_poisoned_cache_layer_of_a_restore_state_is_a_cold_run_with_a_warning() {
+    let registry = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = format!("docker://{}/ci/cache", registry.host());
+    let host = registry.host();
+    let build = |runner: &str, text: &str, flags: &[&str]| {
+        let root = tmp.path().join(runner);
+        let ws = count_workspace(&root, text);
+        let output = format!("oci:{}", root.join("out").display());
+        let store = root.join("cache");
+        let bp = root.join("bp");
+        let mut args = vec![
+            "build",
+            ws.to_str().unwrap(),
+            "--buildpack",
+            bp.to_str().unwrap(),
+            "--cache-dir",
+            store.to_str().unwrap(),
+            "--output",
+            &output,
+            "--insecure-registry",
+            &host,
+        ];
+        args.extend_from_slice(flags);
+        let out = strata(tmp.path(), &args);
+        assert_exit(&out, 0);
+        let bundle = root.join("bundle");
+        tool(
+            "umoci",
+            &[
+                "unpack",
+                "--image",
+                &format!("{}:web", root.join("out").display()),
+                bundle.to_str().unwrap(),
+            ],
+        );
+        let found = std::fs::read_to_string(bundle.join("rootfs/workspace/found.txt")).unwrap();
+        (found, stderr(&out))
+    };
+    build("a", "v1", &["--cache-to", &cache]);
+    let counter = layer_blob(&tmp.path().join("a/cache/store"), "counter")
+        .expect("the buildpack's cache layer");
+    let poisoned = registry.blob_data(&counter.parse().unwrap());
+    let size = std::fs::read(&poisoned).unwrap().len();
+    std::fs::write(&poisoned, vec![b'x'; size]).unwrap();
+    // Runner B's buildpack runs (a changed app) and would start from A's cache layer: it
+    // comes in bad, so it starts cold, and says which blob of which entry.
+    let (found, warnings) = build("b", "v2", &["--cache-from", &cache]);
+    assert_eq!(found, "found=0\n");
+    let warning = warnings
+        .lines()
+        .find(|l| l.contains(&counter))
+        .unwrap_or_else(|| panic!("no warning names {counter}:\n{warnings}"));
+    assert!(
+        warning.contains("docker://") && warning.contains("/ci/cache:r-"),
+        "{warning}"
+    );
+}
+
+#[test]
 fn a_cache_that_cannot_be_reached_is_one_warning_and_the_build_goes_on() {
     let mut registry = Registry::start();
     let cache = format!("docker://{}/ci/cache", registry.host());
@@ -745,7 +805,7 @@ fn an_entry_recording_a_wrong_diff_id_is_a_miss_with_a_warning_never_a_wrong_ima
 }
 
 #[test]
-fn a_build_layer_comes_when_a_task_that_runs_needs_it_and_a_poisoned_one_fails_the_build() {
+fn a_build_layer_comes_when_a_task_that_runs_needs_it_and_a_poisoned_one_is_a_miss() {
     let fx = Fixture::new();
     let cache = fx.cache();
     let only = ["--service", "api"];
@@ -781,22 +841,25 @@ fn a_build_layer_comes_when_a_task_that_runs_needs_it_and_a_poisoned_one_fails_t
     );
 
     // The same build-only layer with other bytes in the registry: the runner that needs it
-    // stops, naming the blob and the cache entry, and writes no image.
+    // warns, naming the blob and the cache entry, and builds again with that entry a miss:
+    // the task that made the layer runs too, and the image is B's.
     let poisoned = stored_blob(&fx.registry, &tools);
     let size = std::fs::read(&poisoned).unwrap().len();
     std::fs::write(&poisoned, vec![b'x'; size]).unwrap();
-    let out = fx.run("c", &flags);
-    let err = stderr(&out);
-    assert_ne!(out.status.code(), Some(0), "{err}");
-    assert!(err.contains(&tools), "{err}");
-    assert!(err.contains("docker://") && err.contains(":k-"), "{err}");
+    let (c, warnings) = fx.build("c", &flags);
+    let warning = warnings
+        .lines()
+        .find(|l| l.contains(&tools))
+        .unwrap_or_else(|| panic!("no warning names {tools}:\n{warnings}"));
     assert!(
-        !fx.examples.path("c/out/index.json").exists()
-            || !std::fs::read_to_string(fx.examples.path("c/out/index.json"))
-                .unwrap()
-                .contains("\"api\""),
-        "no image for api"
+        warning.contains("docker://") && warning.contains(":k-"),
+        "{warning}"
     );
+    assert!(warning.contains("its task runs"), "{warning}");
+    assert_eq!(digests(&b), digests(&c), "{warnings}");
+    let ran_c = buildpack_tasks_ran(&c);
+    assert!(ran_c.len() > ran.len(), "{ran_c:?}\n{warnings}");
+    assert!(c["remote_cache"]["refused"].as_u64().unwrap() >= 1);
     // What C's store kept is good.
     let verify = strata(
         fx.examples.tmp.path(),
@@ -883,4 +946,112 @@ fn layers_a_cache_on_the_output_registry_has_are_mounted_from_it_not_uploaded() 
             "{digest} uploaded: {requests:#?}"
         );
     }
+}
+
+#[test]
+fn a_hit_pushed_to_the_caches_registry_downloads_no_layer_blob() {
+    let fx = Fixture::new();
+    let cache = fx.cache();
+    let host = fx.registry.host();
+    let push = |runner: &str, namespace: &str, extra: &[&str]| -> Value {
+        let store = fx.examples.path(runner).join("cache");
+        let output = format!("docker://{host}/{namespace}");
+        let mut args = vec![
+            "build",
+            "monorepo",
+            "--cache-dir",
+            store.to_str().unwrap(),
+            "--output",
+            &output,
+            "--tag",
+            "v1",
+            "--insecure-registry",
+            &host,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out = strata(&fx.examples.path("examples"), &args);
+        assert_exit(&out, 0);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let a = push("a", "a", &["--cache-to", &cache]);
+    let entries = entry_blobs(&fx.examples.path("a/cache/store"));
+    assert!(!entries.launch.is_empty());
+
+    // Runner B pushes the workspace to other repositories of the cache's registry.
+    let before = fx.registry.requests().len();
+    let b = push("b", "b", &["--cache-from", &cache]);
+    assert_eq!(buildpack_tasks_ran(&b), Vec::<String>::new(), "{b}");
+    assert_eq!(digests(&a), digests(&b));
+    assert_eq!(b["remote_cache"]["refused"], 0, "{}", b["remote_cache"]);
+
+    // What B downloaded: the entries (configs), and the SBOM files and app changes they
+    // name; no layer of any image, and no layer an entry names.
+    let gets = blob_gets(&fx.registry, before);
+    let image_layers: BTreeSet<String> = b["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["layers"].as_array().unwrap().iter())
+        .map(|l| l["digest"].as_str().unwrap().to_owned())
+        .collect();
+    let layers: Vec<&String> = gets
+        .iter()
+        .filter(|d| image_layers.contains(*d) || entries.launch.contains(*d))
+        .chain(gets.iter().filter(|d| entries.not_launch.contains(*d)))
+        .collect();
+    assert!(layers.is_empty(), "layer blobs downloaded: {layers:#?}");
+    let configs: Vec<&String> = gets.iter().filter(|d| !entries.all.contains(*d)).collect();
+    assert_eq!(
+        configs.len() as u64,
+        b["remote_cache"]["fetched"].as_u64().unwrap(),
+        "one config per entry: {gets:#?}"
+    );
+    assert!(
+        gets.iter()
+            .all(|d| entries.files.contains(d) || configs.contains(&d)),
+        "{gets:#?}"
+    );
+    // Some launch layers' SBOMs are strata's: their entries carry the file lists.
+    let with_facts = configs
+        .iter()
+        .filter(|c| {
+            let entry: Value =
+                serde_json::from_slice(&std::fs::read(stored_blob(&fx.registry, c)).unwrap())
+                    .unwrap();
+            entry["facts"].as_object().is_some_and(|f| !f.is_empty())
+        })
+        .count();
+    assert!(with_facts > 0, "no entry lists a launch layer's files");
+    // The launch layers went into B's repositories by mount, from the cache; and B's
+    // images are whole there, as skopeo reads them back.
+    let requests = &fx.registry.requests()[before..];
+    for digest in &entries.launch {
+        let digest = digest.replace(':', "%3A");
+        assert!(
+            !requests
+                .iter()
+                .any(|r| r.starts_with("PUT ") && r.contains(&format!("digest={digest}"))),
+            "{digest} uploaded"
+        );
+    }
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("POST /v2/b/") && r.contains("mount=") && r.ends_with(" 201")),
+        "{requests:#?}"
+    );
+    let copy = fx.examples.path("copied");
+    support::skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{host}/b/api:v1"),
+        &format!("oci:{}:api", copy.display()),
+    ]);
+    let api = &digests(&b)["api"];
+    assert!(
+        std::fs::read_to_string(copy.join("index.json"))
+            .unwrap()
+            .contains(api.as_str())
+    );
 }

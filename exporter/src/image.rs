@@ -76,6 +76,10 @@ pub struct ExportRequest<'a> {
     /// The store, where the file lists and run image packages of SBOMs are kept between
     /// builds (see [`crate::sbomlayer`]); `None` computes them every time.
     pub store: Option<&'a Store>,
+    /// Whether a launch layer whose blob `store` only has promised (a remote cache hit, see
+    /// `strata_engine::store`'s `lazy`) is left out of the layout rather than fetched
+    /// ([`Staging::put_absent`]): for an image pushed to a registry that has the blob.
+    pub leave_promised: bool,
 }
 
 /// One layer of an exported image.
@@ -201,6 +205,7 @@ impl<'a> Stack<'a> {
                 LayerTar {
                     path: blob.path.clone(),
                     compression: self.req.compression,
+                    absent: false,
                 },
             ),
         );
@@ -213,7 +218,9 @@ impl<'a> Stack<'a> {
         Ok(blob.diff_id)
     }
 
-    /// Adds a layer already in the store (hardlinked into the layout, never re-tarred).
+    /// Adds a layer already in the store (hardlinked into the layout, never re-tarred). One
+    /// a remote cache only promised is left out of the layout with
+    /// [`ExportRequest::leave_promised`].
     fn push_stored(
         &mut self,
         created_by: String,
@@ -225,7 +232,19 @@ impl<'a> Stack<'a> {
             .parse()
             .map_err(|e: oci_spec::OciSpecError| ExportError::Spec(e.to_string()))?;
         let descriptor = Descriptor::new(media_type, stored.size, digest);
-        self.staging.put_blob_file(&stored.path, &descriptor)?;
+        let promised = self.req.store.is_some_and(|store| {
+            store.is_promised(&strata_engine::store::BlobRef {
+                digest: stored.digest.clone(),
+                size: stored.size,
+            })
+        });
+        let absent = promised && self.req.leave_promised;
+        if absent {
+            // Its registry has it: the layout goes without it, and the push mounts it.
+            self.staging.put_absent(&descriptor)?;
+        } else {
+            self.staging.put_blob_file(&stored.path, &descriptor)?;
+        }
         self.descriptors.push(descriptor);
         self.tars.insert(
             stored.diff_id.clone(),
@@ -234,6 +253,7 @@ impl<'a> Stack<'a> {
                 LayerTar {
                     path: stored.path.clone(),
                     compression: stored.compression,
+                    absent,
                 },
             ),
         );

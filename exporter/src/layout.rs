@@ -620,6 +620,9 @@ pub struct Staging {
     /// Hex digests of blobs [`Staging::put_blob_file`] found intact in the layout and used
     /// instead of staging its own copy: the commit verifies them again under the lock.
     reused: Mutex<HashSet<String>>,
+    /// Blobs (`digest/size`) the images committed may name and the layout goes without
+    /// ([`Staging::put_absent`]).
+    absent: Mutex<HashSet<String>>,
     // Deletes the staging directory, with whatever is still in it, when the staging goes away.
     _temp: ScratchDir,
     // Where a commit writes temp files: the layout and its blob directory.
@@ -669,6 +672,7 @@ impl Staging {
             layout_dir: layout_dir.to_path_buf(),
             blob_dir,
             reused: Mutex::new(HashSet::new()),
+            absent: Mutex::new(HashSet::new()),
             _temp: temp,
         })
     }
@@ -717,6 +721,22 @@ impl Staging {
             source,
         })?;
         self.put_bytes(&bytes, media_type)
+    }
+
+    /// Lets the images committed name the layer `descriptor` without the layout having it:
+    /// for a layout in the store that stages images for a registry that has the blob (the
+    /// push mounts or skips it), never for a layout given as an output. The layout keeps
+    /// it if it has it already.
+    ///
+    /// # Errors
+    /// [`LayoutError::UnsupportedDigest`] for a digest that is not sha256.
+    pub fn put_absent(&self, descriptor: &Descriptor) -> Result<(), LayoutError> {
+        sha256_hex_of(descriptor.digest())?;
+        self.absent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(format!("{}/{}", descriptor.digest(), descriptor.size()));
+        Ok(())
     }
 
     /// Includes an existing blob file (a run image layer from another layout, a cached layer
@@ -1083,7 +1103,13 @@ impl Staging {
             let manifest: ImageManifest = serde_json::from_slice(&bytes).map_err(json_err)?;
             for blob in std::iter::once(manifest.config()).chain(manifest.layers()) {
                 let key = format!("{}/{}", blob.digest(), blob.size());
-                if found.contains(&key) {
+                if found.contains(&key)
+                    || self
+                        .absent
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .contains(&key)
+                {
                     continue;
                 }
                 if self.locate(blob)?.is_none() {
@@ -1466,6 +1492,57 @@ mod tests {
         assert!(matches!(err, LayoutError::NotALayout { .. }), "{err:?}");
         assert_eq!(fs::read(foreign.join("blobs/notes.txt")).unwrap(), b"mine");
         assert!(!foreign.join(INDEX_FILE).exists());
+    }
+
+    #[test]
+    fn a_layer_put_absent_may_be_missing_and_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout_dir = dir.path().join("layout");
+        let absent = Descriptor::new(
+            MediaType::ImageLayerGzip,
+            7,
+            sha256_digest(&"a".repeat(64)).unwrap(),
+        );
+        let missing = Descriptor::new(
+            MediaType::ImageLayerGzip,
+            8,
+            sha256_digest(&"b".repeat(64)).unwrap(),
+        );
+        let image = |staging: &Staging, layers: Vec<Descriptor>| {
+            let config = staging.put_bytes(b"{}", MediaType::ImageConfig).unwrap();
+            let manifest = ImageManifestBuilder::default()
+                .schema_version(2u32)
+                .config(config)
+                .layers(layers)
+                .build()
+                .unwrap();
+            staging
+                .put_json(&manifest, MediaType::ImageManifest)
+                .unwrap()
+        };
+        // The same digest of another size is not the blob put absent.
+        let staging = Staging::new(&layout_dir).unwrap();
+        staging.put_absent(&absent).unwrap();
+        let other_size = Descriptor::new(MediaType::ImageLayerGzip, 9, absent.digest().clone());
+        let manifest = image(&staging, vec![absent.clone(), other_size]);
+        let err = staging.commit(&[("t".to_owned(), manifest)]).unwrap_err();
+        assert!(matches!(err, LayoutError::MissingBlob { .. }), "{err:?}");
+
+        let staging = Staging::new(&layout_dir).unwrap();
+        staging.put_absent(&absent).unwrap();
+        let manifest = image(&staging, vec![absent.clone(), missing]);
+        let err = staging.commit(&[("t".to_owned(), manifest)]).unwrap_err();
+        assert!(err.to_string().contains(&"b".repeat(64)), "{err}");
+
+        let staging = Staging::new(&layout_dir).unwrap();
+        staging.put_absent(&absent).unwrap();
+        let manifest = image(&staging, vec![absent.clone()]);
+        staging
+            .commit(&[("t".to_owned(), manifest.clone())])
+            .unwrap();
+        let layout = Layout::open(&layout_dir).unwrap();
+        assert_eq!(layout.resolve("t").unwrap().0.digest(), manifest.digest());
+        assert!(!blob_path_in(&layout_dir, absent.digest()).exists());
     }
 
     #[test]

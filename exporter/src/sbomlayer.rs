@@ -122,6 +122,9 @@ pub enum SbomError {
 pub(crate) struct LayerTar {
     pub(crate) path: PathBuf,
     pub(crate) compression: Compression,
+    /// Whether the blob is not here: a remote cache hit left it promised, and its file list
+    /// is the one the entry carries ([`Store::fact`]).
+    pub(crate) absent: bool,
 }
 
 /// `path` relative to the image root, or `None` for one with a `..`.
@@ -192,6 +195,20 @@ fn key(domain: &[u8], parts: &[&str]) -> TaskKey {
     TaskKey::from_bytes(hasher.finalize().into())
 }
 
+/// The store key under which the file list of the layer with diffID `diff_id` is kept: a
+/// remote cache entry carries it for a launch layer a hit does not download.
+#[must_use]
+pub fn layer_inventory_key(diff_id: &str) -> TaskKey {
+    key(LAYER_DOMAIN, &[diff_id])
+}
+
+/// Whether `payload` is a layer's file list as [`layer_inventory_key`] keeps it (files, no
+/// packages).
+#[must_use]
+pub fn is_layer_inventory(payload: &serde_json::Value) -> bool {
+    Inventory::deserialize(payload).is_ok_and(|i| i.packages.is_empty())
+}
+
 /// The inventory under `key` in `store`, else `compute`d and kept there.
 fn cached<E>(
     store: Option<&Store>,
@@ -232,7 +249,19 @@ fn layer_inventory(
         what: what.to_owned(),
         source,
     };
-    cached(store, &key(LAYER_DOMAIN, &[diff_id]), || {
+    let key = layer_inventory_key(diff_id);
+    if tar.absent {
+        return store
+            .and_then(|s| s.fact(&key))
+            .and_then(|fact| serde_json::from_value::<Inventory>(fact).ok())
+            .filter(|i| i.packages.is_empty())
+            .ok_or_else(|| {
+                err(io::Error::other(
+                    "its blob is not here and its cache entry does not list its files",
+                ))
+            });
+    }
+    cached(store, &key, || {
         let file = std::fs::File::open(&tar.path).map_err(err)?;
         let reader = decoder(BufReader::new(file), tar.compression).map_err(err)?;
         Ok(Inventory {

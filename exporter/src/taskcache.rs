@@ -39,6 +39,9 @@ pub struct StoreCache<'a> {
     /// What brings in the blobs a remote hit only promised (see `strata_engine::store`'s
     /// `lazy`), when they are read.
     fetcher: Option<&'a dyn BlobFetcher>,
+    /// Whether an export leaves a promised launch layer promised (its image goes to a
+    /// registry that has the blob, and reads nothing of its files).
+    launch_promised: bool,
     /// Outputs made real, or being made real: by key for layers, by key and app copy for an
     /// opaque buildpack (its change is replayed into each service's own copy), each part
     /// once. One task's output is made real once while others wait for it; different ones
@@ -49,8 +52,13 @@ pub struct StoreCache<'a> {
 /// A part of a stored output that is made real on its own ([`TaskCache::ensure`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Part {
-    /// Its launch layers and its app change: what an export reads, and a task too.
+    /// Its launch layers: what an export reads, and a task too.
     Launch,
+    /// Its launch layers whose blobs are here: what an export that leaves promised launch
+    /// layers promised reads ([`StoreCache::leaving_launch_promised`]).
+    LaunchHere,
+    /// An opaque buildpack's app change, replayed into the app copy.
+    Change,
     /// Its build layers that are not launch layers: what only a task that runs reads.
     Build,
 }
@@ -166,6 +174,45 @@ pub fn deferrable_blobs(payload: &serde_json::Value) -> Vec<String> {
     out
 }
 
+/// A launch layer blob an entry's payload names: what an export of it reads without the
+/// blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchBlob {
+    /// The blob's digest.
+    pub digest: String,
+    /// The diffID the payload records for it (the image config lists it).
+    pub diff_id: String,
+    /// Whether the buildpack wrote the layer's SBOM (else the export lists its files, kept
+    /// under [`crate::sbomlayer::layer_inventory_key`] of the diffID).
+    pub own_sbom: bool,
+}
+
+/// The launch layer blobs an entry's payload names, each once. A payload that is not a task
+/// output names none.
+#[must_use]
+pub fn launch_blobs(payload: &serde_json::Value) -> Vec<LaunchBlob> {
+    let Ok(payload) = Payload::deserialize(payload) else {
+        return Vec::new();
+    };
+    let mut out: Vec<LaunchBlob> = Vec::new();
+    for layer in payload.layers.iter().filter(|l| l.types.launch) {
+        let Some(blob) = &layer.blob else { continue };
+        let own_sbom = payload
+            .sbom
+            .iter()
+            .any(|s| s.scope == SbomScope::Layer(layer.name.clone()));
+        let found = LaunchBlob {
+            digest: blob.digest.clone(),
+            diff_id: blob.diff_id.clone(),
+            own_sbom,
+        };
+        if !out.contains(&found) {
+            out.push(found);
+        }
+    }
+    out
+}
+
 /// The task outputs a [`Store`] has, as a plan's statuses ask for them.
 pub struct StoredOutputs<'a>(pub &'a Store);
 
@@ -246,6 +293,7 @@ impl<'a> StoreCache<'a> {
             settings,
             lookups: true,
             fetcher: None,
+            launch_promised: false,
             ensured: Mutex::new(HashMap::new()),
         }
     }
@@ -254,6 +302,16 @@ impl<'a> StoreCache<'a> {
     #[must_use]
     pub fn with_fetcher(mut self, fetcher: &'a dyn BlobFetcher) -> Self {
         self.fetcher = Some(fetcher);
+        self
+    }
+
+    /// A cache whose exports leave promised launch layers promised: for images pushed to a
+    /// registry that has their blobs (a remote cache on the output's registry, which they
+    /// are mounted from), with a launcher (so no launch env file is read at export). A task
+    /// that runs still gets them.
+    #[must_use]
+    pub fn leaving_launch_promised(mut self) -> Self {
+        self.launch_promised = true;
         self
     }
 
@@ -432,9 +490,19 @@ impl<'a> StoreCache<'a> {
             TaskOutput::Buildpack(bp) => bp.layers.layers.iter().collect(),
             TaskOutput::Nothing => Vec::new(),
         };
+        let promised = |layer: &Layer| {
+            layer.blob.as_ref().is_some_and(|b| {
+                self.store.is_promised(&BlobRef {
+                    digest: b.digest.clone(),
+                    size: b.size,
+                })
+            })
+        };
         let wanted = |layer: &Layer| match part {
             Part::Launch => layer.types.launch,
+            Part::LaunchHere => layer.types.launch && !promised(layer),
             Part::Build => !layer.types.launch && layer.types.build,
+            Part::Change => false,
         };
         for layer in layers.into_iter().filter(|l| wanted(l)) {
             if let (false, Some(blob), Some(buildpack)) =
@@ -446,7 +514,7 @@ impl<'a> StoreCache<'a> {
                 req.sandbox.hand_over(&layer.dir)?;
             }
         }
-        if let (TaskOutput::Buildpack(bp), Part::Launch) = (output, part)
+        if let (TaskOutput::Buildpack(bp), Part::Change) = (output, part)
             && bp.app_changed
         {
             // Only stored outputs get here: a task that ran is marked ensured by `save`.
@@ -572,8 +640,9 @@ impl TaskCache for StoreCache<'_> {
         purpose: Use,
     ) -> Result<(), BuildError> {
         let parts: &[Part] = match purpose {
-            Use::Task => &[Part::Launch, Part::Build],
-            Use::Export => &[Part::Launch],
+            Use::Task => &[Part::Launch, Part::Change, Part::Build],
+            Use::Export if self.launch_promised => &[Part::LaunchHere, Part::Change],
+            Use::Export => &[Part::Launch, Part::Change],
         };
         for part in parts {
             let cell = {
@@ -716,7 +785,7 @@ impl TaskCache for StoreCache<'_> {
         self.store.put_action(key, &entry).map_err(cache_err)?;
         if let Ok(mut ensured) = self.ensured.lock() {
             // Its layers are real and its app change is in the workspace already.
-            for part in [Part::Launch, Part::Build] {
+            for part in [Part::Launch, Part::LaunchHere, Part::Change, Part::Build] {
                 let done = OnceLock::new();
                 let _ = done.set(Ok(()));
                 ensured.insert(ensured_key(req, task, key, part), Arc::new(done));

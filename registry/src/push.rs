@@ -19,6 +19,7 @@ use tokio::io::AsyncReadExt as _;
 
 use crate::blobdir::BlobDir;
 use crate::client::{Client, Session};
+use crate::digest::Digest;
 use crate::error::Error;
 use crate::manifest::{Descriptor, Parsed};
 use crate::reference::Reference;
@@ -65,6 +66,35 @@ impl Client {
         target: &Reference,
         mount_from: Option<&Reference>,
     ) -> Result<PushReport, Error> {
+        self.push_inner(blobs, root, target, mount_from, false)
+    }
+
+    /// Like [`push`](Self::push), for an image whose layers need not all be in `blobs`:
+    /// one that is not is expected in `target`'s repository already (skipped) or in
+    /// `mount_from` (mounted). Its manifests and configs must be there.
+    ///
+    /// # Errors
+    /// [`Error::MissingBlob`] for a manifest or config absent from `blobs`, or a layer
+    /// absent from `blobs` that the registry neither has nor mounts (before any manifest
+    /// is written); any request error.
+    pub fn push_mounting(
+        &self,
+        blobs: &BlobDir,
+        root: &Descriptor,
+        target: &Reference,
+        mount_from: Option<&Reference>,
+    ) -> Result<PushReport, Error> {
+        self.push_inner(blobs, root, target, mount_from, true)
+    }
+
+    fn push_inner(
+        &self,
+        blobs: &BlobDir,
+        root: &Descriptor,
+        target: &Reference,
+        mount_from: Option<&Reference>,
+        absent_layers: bool,
+    ) -> Result<PushReport, Error> {
         self.runtime.block_on(async {
             let session = self
                 .session(target, &format!("manifest {}", target.target()))
@@ -78,6 +108,7 @@ impl Client {
             // The manifests to write, children first, and the blobs they name.
             let mut manifests: Vec<(Descriptor, Vec<u8>)> = Vec::new();
             let mut layers: Vec<Descriptor> = Vec::new();
+            let mut configs: HashSet<Digest> = HashSet::new();
             let bytes = blobs.read_verified(&root.digest)?;
             let parsed = parse(target, root, &bytes)?;
             if parsed.is_index() {
@@ -91,11 +122,13 @@ impl Client {
                             message: "an index inside an index is not supported".to_owned(),
                         });
                     }
+                    configs.extend(child_parsed.config.iter().map(|d| d.digest.clone()));
                     layers.extend(child_parsed.config);
                     layers.extend(child_parsed.layers);
                     manifests.push((child, child_bytes));
                 }
             } else {
+                configs.extend(parsed.config.iter().map(|d| d.digest.clone()));
                 layers.extend(parsed.config);
                 layers.extend(parsed.layers);
             }
@@ -103,7 +136,13 @@ impl Client {
             layers.retain(|d| seen.insert(d.digest.clone()));
             // Every blob must be at hand before the first byte goes out: a push that
             // cannot finish should not start.
-            if let Some(d) = layers.iter().find(|d| !blobs.contains(&d.digest, d.size)) {
+            // (Or, for a layer that may be absent, be found in the registry when its turn
+            // comes: before any manifest is written either way.)
+            let may_lack = |d: &Descriptor| absent_layers && !configs.contains(&d.digest);
+            if let Some(d) = layers
+                .iter()
+                .find(|d| !blobs.contains(&d.digest, d.size) && !may_lack(d))
+            {
                 return Err(Error::MissingBlob {
                     dir: blobs.dir().to_owned(),
                     digest: d.digest.clone(),

@@ -684,3 +684,46 @@ fn many_manifests_in_one_batch_and_each_blob_with_its_own_result() {
     assert_eq!(again[0].as_ref().unwrap(), &0);
     assert_eq!(registry.count("GET", "/blobs/"), before);
 }
+
+#[test]
+fn a_push_mounting_takes_a_layer_missing_locally_from_the_source_and_fails_for_one_nowhere() {
+    let registry = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = Layout::new(tmp.path().join("src"));
+    let image = layout.image("amd64", &[noise(45, 2000), noise(46, 2000)]);
+    let client = registry.client();
+    let source = registry.reference("cache:1");
+    client
+        .push(&layout.blobs(), &image.manifest, &source, None)
+        .unwrap();
+    let absent = &image.layers[1];
+    std::fs::remove_file(layout.blobs().path(&absent.digest)).unwrap();
+
+    // The source has it: mounted, and the image is whole in the target.
+    let report = client
+        .push_mounting(
+            &layout.blobs(),
+            &image.manifest,
+            &registry.reference("app:1"),
+            Some(&source),
+        )
+        .unwrap();
+    assert_eq!(report.mounted, 3, "{report:?}");
+    assert_eq!(report.manifests, 1);
+
+    // Nowhere to mount it from: the push fails naming it, and writes no manifest.
+    let before = registry.count("PUT", "/manifests/");
+    let err = client
+        .push_mounting(
+            &layout.blobs(),
+            &image.manifest,
+            &registry.reference("other:1"),
+            None,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::MissingBlob { digest, .. } if digest == &absent.digest),
+        "{err:?}"
+    );
+    assert_eq!(registry.count("PUT", "/manifests/"), before);
+}

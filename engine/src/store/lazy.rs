@@ -9,6 +9,12 @@
 //! promise (the CLI's remote cache), which brings it in verified; each promised blob is
 //! fetched once per process, whoever asks first, and the others wait for that.
 //!
+//! A remote hit may also bring *facts*: what would be computed from a blob it leaves
+//! promised (the file list of a launch layer whose SBOM the export writes, see
+//! `strata_exporter::sbomlayer`). [`Store::put_fact`] keeps one for this handle only, and
+//! only whoever reads in place of a promised blob asks [`Store::fact`]: a fact is never
+//! an entry, never settled, and never answers for a blob that is here.
+//!
 //! Promises live in this [`Store`] handle only, never on disk: `strata cache verify` and
 //! `gc` see only whole entries, and the next build asks the remote again. At the end of a
 //! build, [`Store::settle_promised`] writes the entries whose blobs all came in as ordinary
@@ -45,6 +51,7 @@ pub trait BlobFetcher: Sync {
 pub(super) struct Promises {
     actions: HashMap<TaskKey, ActionEntry>,
     blobs: HashMap<String, Arc<Promise>>,
+    facts: HashMap<TaskKey, serde_json::Value>,
 }
 
 #[derive(Debug)]
@@ -99,6 +106,17 @@ impl Store {
         }
         held.actions.insert(*key, entry.clone());
         Ok(())
+    }
+
+    /// Keeps `payload` as the fact of `key` for this handle only (what a remote hit says of
+    /// a blob it left promised, see the module doc).
+    pub fn put_fact(&self, key: &TaskKey, payload: serde_json::Value) {
+        lock(&self.promises).facts.insert(*key, payload);
+    }
+
+    /// The fact kept for `key` by [`put_fact`](Self::put_fact).
+    pub fn fact(&self, key: &TaskKey) -> Option<serde_json::Value> {
+        lock(&self.promises).facts.get(key).cloned()
     }
 
     /// The promised entry of `key`, if every blob it names is here or promised.
@@ -257,6 +275,19 @@ mod tests {
             Store::open(dir.path()).unwrap().get_action(&key),
             Some(entry)
         );
+    }
+
+    #[test]
+    fn a_fact_is_for_this_handle_only_and_never_an_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = TaskKey::from_bytes([5; 32]);
+        let fact = serde_json::json!({"files": []});
+        store.put_fact(&key, fact.clone());
+        assert_eq!(store.fact(&key), Some(fact));
+        assert!(store.get_action(&key).is_none() && !store.has_action(&key));
+        assert_eq!(store.settle_promised(), 0);
+        assert!(Store::open(dir.path()).unwrap().fact(&key).is_none());
     }
 
     #[test]
