@@ -17,7 +17,9 @@
 //! not change a file or make one in any directory of it, as it can in its own copy. Lending
 //! the app to the build user takes an idmapped lower layer (`mount_setattr` with
 //! `MOUNT_ATTR_IDMAP`), which rustix does not wrap and this code base does not call
-//! unsafely; bubblewrap before 0.9 has no `--overlay` for the unprivileged case.
+//! unsafely; bubblewrap before 0.9 has no `--overlay` for the unprivileged case. An overlay
+//! would also show buildpacks what the copy leaves out (`.git/` and what `project.toml`
+//! excludes) unless the upper layer starts with a whiteout for each of those entries.
 
 use std::collections::HashSet;
 use std::fs;
