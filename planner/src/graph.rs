@@ -801,6 +801,7 @@ mod tests {
         let opts = ScanOptions {
             include: &[],
             exclude: &[],
+            sequential: false,
         };
         let (tree, _) = scan(tmp.path(), &opts, &mut StatCache::in_memory()).unwrap();
         (tmp, tree)
