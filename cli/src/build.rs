@@ -367,8 +367,8 @@ impl Exporter<'_> {
             &self.config.layout,
             &tagged,
             self.config.compression,
+            self.config.launcher(),
         )
-        .filter(|_| uptodate::same_launcher(store, action, self.config.launcher()))
     }
 
     /// Exports service `index` (of `prepared.services`) from `output`, and records it;
@@ -503,10 +503,14 @@ fn up_to_date(config: &BuildConfig, prepared: &Prepared, store: &Store) -> HashM
             .last()
             .map(|n| &plan.graph[*n].key);
         let found = match (image, tagged.get(&config.tags[service.config])) {
-            (Some(key), Some(descriptor)) if !config.no_cache => {
-                uptodate::up_to_date(store, key, &config.layout, descriptor, config.compression)
-                    .filter(|_| uptodate::same_launcher(store, key, config.launcher()))
-            }
+            (Some(key), Some(descriptor)) if !config.no_cache => uptodate::up_to_date(
+                store,
+                key,
+                &config.layout,
+                descriptor,
+                config.compression,
+                config.launcher(),
+            ),
             _ => None,
         };
         if let Some(digest) = found {

@@ -257,7 +257,9 @@ fn buildpack_digests(
     for service in &config.services {
         for buildpack in service.registry.iter() {
             if !digests.contains_key(&buildpack.dir) {
-                let (tree, stats) = hash_tree(&config.cache_dir, &buildpack.dir, &[], &[])?;
+                // A buildpack is a handful of files: walker threads would cost more than the
+                // walk.
+                let (tree, stats) = hash_tree(&config.cache_dir, &buildpack.dir, &[], &[], true)?;
                 *hashing += &stats;
                 digests.insert(buildpack.dir.clone(), tree.digest_of(tree.files.iter()));
             }
@@ -493,7 +495,15 @@ fn detect_service(
         None => format!("{run_image_name} epoch={}", config.epoch),
     };
     let (include, exclude) = service.include_exclude();
-    let (app, hashing) = hash_tree(&config.cache_dir, &service.app_dir, include, exclude)?;
+    // The services are hashed in parallel already: each walks on its own thread.
+    let sequential = config.services.len() > 1;
+    let (app, hashing) = hash_tree(
+        &config.cache_dir,
+        &service.app_dir,
+        include,
+        exclude,
+        sequential,
+    )?;
 
     let process = ProcessDetector {
         sandbox: &sandbox,
@@ -546,15 +556,22 @@ fn detect_service(
     })
 }
 
-/// Scans `root` with its stat cache under `cache_dir`, and saves the cache.
+/// Scans `root` with its stat cache under `cache_dir` (on this thread when `sequential`), and
+/// saves the cache.
 fn hash_tree(
     cache_dir: &Path,
     root: &Path,
     include: &[String],
     exclude: &[String],
+    sequential: bool,
 ) -> Result<(SourceTree, HashStats), CliError> {
     let mut cache = StatCache::load(&stat_cache_path(cache_dir, root));
-    let scanned = scan(root, &ScanOptions { include, exclude }, &mut cache)?;
+    let options = ScanOptions {
+        include,
+        exclude,
+        sequential,
+    };
+    let scanned = scan(root, &options, &mut cache)?;
     // A cache that cannot be saved only costs hashing next time.
     let _ = cache.save();
     Ok(scanned)

@@ -61,19 +61,23 @@ fn stat(layout: &Path, digest: &str) -> Option<BlobStat> {
     })
 }
 
-/// The manifest digest `key` last exported, if it was made with `compression`, the layout
-/// at `layout` still tags the service with it (`tagged`), and its blobs are as written.
+/// The manifest digest `key` last exported, if it was made with `compression` and carries
+/// `launcher` (a version; `None`: no launcher, so that building with or without one exports
+/// again), the layout at `layout` still tags the service with it (`tagged`), and its blobs are
+/// as written. The record is read once.
 pub(crate) fn up_to_date(
     store: &Store,
     key: &TaskKey,
     layout: &Path,
     tagged: &Descriptor,
     compression: Compression,
+    launcher: Option<&str>,
 ) -> Option<String> {
     let entry = store.get_action(key)?;
     let record: ImageRecord = serde_json::from_value(entry.payload).ok()?;
     let same = record.compression == compression
         && record.format == BLOB_FORMAT
+        && record.launcher.as_deref() == launcher
         && tagged.digest().to_string() == record.manifest
         && tagged.size() == record.size;
     let intact = || {
@@ -83,15 +87,6 @@ pub(crate) fn up_to_date(
             .all(|b| stat(layout, &b.digest).as_ref() == Some(b))
     };
     (same && intact()).then_some(record.manifest)
-}
-
-/// Whether the image `key` last exported carries `launcher` (a version; `None`: no launcher),
-/// so that building with or without one exports again.
-pub(crate) fn same_launcher(store: &Store, key: &TaskKey, launcher: Option<&str>) -> bool {
-    store
-        .get_action(key)
-        .and_then(|entry| serde_json::from_value::<ImageRecord>(entry.payload).ok())
-        .is_some_and(|record| record.launcher.as_deref() == launcher)
 }
 
 /// Records that `key` names the image `from` last exported too.

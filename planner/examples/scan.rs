@@ -69,6 +69,7 @@ fn main() -> ExitCode {
     let opts = ScanOptions {
         include: &args.include,
         exclude: &args.exclude,
+        sequential: false,
     };
     let result = scan(&args.root, &opts, &mut cache).and_then(|scanned| {
         cache.save()?;

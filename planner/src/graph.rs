@@ -447,8 +447,7 @@ impl Plan {
             .sorted_strs(layer.env.iter().map(String::as_str));
         h.field("env");
         env_key(&mut h, &env);
-        h.field("files")
-            .list(&files.iter().map(|f| (*f).clone()).collect::<Vec<_>>());
+        h.field("files").list(&files);
         // The script reads a link input's target through it (the engine mounts the target at
         // the link's path), so the key covers the target's content too.
         let mut targets = Vec::new();
@@ -493,15 +492,17 @@ impl Plan {
         before: &[NodeIndex],
     ) -> Result<NodeIndex, PlanError> {
         let declared_inputs = bp.descriptor.strata.as_ref().and_then(|s| s.inputs.clone());
-        let files: Vec<SourceFile> = match &declared_inputs {
+        let files: Vec<&SourceFile> = match &declared_inputs {
             Some(globs) => {
                 let set = glob_set(globs).map_err(|e| PlanError::Glob {
                     buildpack: bp.reference(),
                     message: e.to_string(),
                 })?;
-                input.app.select(&set).cloned().collect()
+                // `select`, without tying the files' lifetime to the glob set's.
+                let app = input.app;
+                app.files.iter().filter(|f| set.is_match(&f.path)).collect()
             }
-            None => input.app.files.clone(),
+            None => input.app.files.iter().collect(),
         };
         let env: BTreeMap<String, String> = input.env.iter().cloned().collect();
         let mut h = KeyHasher::new("task/buildpack");
@@ -801,6 +802,7 @@ mod tests {
         let opts = ScanOptions {
             include: &[],
             exclude: &[],
+            sequential: false,
         };
         let (tree, _) = scan(tmp.path(), &opts, &mut StatCache::in_memory()).unwrap();
         (tmp, tree)

@@ -17,6 +17,7 @@
 //! comes out unchanged. A service's records are one JSON file, written atomically after a build of it
 //! succeeded; a missing or unreadable one only makes the reasons `new`.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -41,6 +42,20 @@ struct TaskRecord {
     /// The digest of the bindings it saw (records written before bindings have none).
     #[serde(default)]
     bindings: Option<TaskKey>,
+    needs: BTreeMap<String, TaskKey>,
+}
+
+/// What a task's status needs of its record when its key is the one last built: everything
+/// but what it read and the env it saw, which only name the reason a task runs. A no-change
+/// plan reads only this: the input digests are most of a record's bytes (an app task lists
+/// every app file), and skipping them parses without allocating them.
+#[derive(Debug, serde::Deserialize)]
+struct Summary {
+    key: TaskKey,
+    #[serde(default)]
+    action: Option<TaskKey>,
+    #[serde(default)]
+    output: Option<TaskKey>,
     needs: BTreeMap<String, TaskKey>,
 }
 
@@ -74,12 +89,9 @@ impl Records {
         self.dir.join(&key[..2]).join(format!("{key}.json"))
     }
 
-    /// `service`'s records, by task id; none when missing or unreadable.
-    fn load(&self, service: &str) -> BTreeMap<String, TaskRecord> {
-        std::fs::read(self.path(service))
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default()
+    /// The bytes of `service`'s records file; empty when missing or unreadable.
+    fn read(&self, service: &str) -> Vec<u8> {
+        std::fs::read(self.path(service)).unwrap_or_default()
     }
 
     fn record(
@@ -125,12 +137,22 @@ impl Records {
     ) {
         let cached = |action: &TaskKey| store.has(action);
         let output = |action: &TaskKey| store.output(action);
-        let records = self.load(&plan.services[service].name);
+        let bytes = self.read(&plan.services[service].name);
+        // Records by task id, none when unreadable: the summaries first, the whole records
+        // (what each task read) only for a task whose key changed.
+        let summaries: BTreeMap<String, Summary> =
+            serde_json::from_slice(&bytes).unwrap_or_default();
+        let records: OnceCell<BTreeMap<String, TaskRecord>> = OnceCell::new();
+        let full = |id: &str| {
+            records
+                .get_or_init(|| serde_json::from_slice(&bytes).unwrap_or_default())
+                .get(id)
+        };
         // The output digest of each task known to be cached: what its dependents' keys use.
         let mut known: HashMap<NodeIndex, (TaskKey, TaskKey)> = HashMap::new();
         for node in plan.services[service].tasks.clone() {
             let task = &plan.graph[node];
-            let before = records.get(&task.id);
+            let before = summaries.get(&task.id);
             // The app layer and the image are made at export, from stored parts: they count as
             // cached when their action key is the one last built.
             let exported = matches!(task.kind, TaskKind::App | TaskKind::Image);
@@ -162,7 +184,8 @@ impl Records {
                     .filter(|n| !known.contains_key(n))
                     .map(|n| plan.graph[n].id.clone())
                     .min();
-                match (before.map(|b| reason(b, &now)), unknown) {
+                let reason = before.and_then(|_| full(&task.id)).map(|b| reason(b, &now));
+                match (reason, unknown) {
                     (None, _) => Status::WillRun(Reason::New),
                     // Nothing it reads changed but what a task yet to run will make: that
                     // task's output decides (a known one that changed is a reason already).
