@@ -1015,8 +1015,11 @@ fn statuses(
         status.insert(node, task.status);
         tasks.push(task);
     }
-    for index in current.keys() {
-        for node in &plan.services[*index].tasks {
+    // In service order, so the report's task list is the same from run to run.
+    let mut up_to_date: Vec<usize> = current.keys().copied().collect();
+    up_to_date.sort_unstable();
+    for index in up_to_date {
+        for node in &plan.services[index].tasks {
             if !status.contains_key(node) {
                 status.insert(*node, "cached");
                 let report = task_report(plan, *node, "cached", std::time::Duration::ZERO);

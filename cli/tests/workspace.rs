@@ -408,3 +408,22 @@ fn in_a_service_directory_strata_builds_that_service_of_the_workspace_around_it(
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("--output"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_no_op_reports_its_tasks_in_the_same_order_every_run() {
+    let ws = Workspace::new(&["a", "b", "c", "d", "e", "f"], "");
+    ws.build_ok(&[]);
+    let order = |report: &Value| -> Vec<String> {
+        report["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| format!("{}:{}", t["services"], t["id"]))
+            .collect()
+    };
+    let first = order(&ws.build_ok(&[]));
+    assert!(first.len() > 6, "{first:?}");
+    for _ in 0..3 {
+        assert_eq!(order(&ws.build_ok(&[])), first);
+    }
+}
