@@ -7,8 +7,10 @@
 //! whose tasks ran but came out as before (its image task's action key last exported that
 //! manifest) is up to date too, with no new manifest (early cutoff). The
 //! others run in per-service scratch directories; each image is assembled in its own staging
-//! area and committed to the shared output layout (commits are serialised by a lock), so a
-//! failed service leaves its old tag in place and the others still land.
+//! area and committed to the shared output layout (commits are serialised by a lock; services
+//! that finish while a commit runs share the next one, so a build of n services does not
+//! write `index.json` n times: [`strata_exporter::groupcommit`]), so a failed service leaves
+//! its old tag in place and the others still land.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -27,6 +29,7 @@ use strata_engine::restore::{restore_id, shared_restore_id};
 use strata_engine::store::Store;
 use strata_exporter::archive::{Compression, Owner};
 use strata_exporter::base::builtin_run_image;
+use strata_exporter::groupcommit::GroupCommit;
 use strata_exporter::image::{ExportError, ExportRequest, ExportedImage, assemble};
 use strata_exporter::launcherstore::stored_launcher_layer;
 use strata_exporter::layout::{Layout, Staging};
@@ -345,6 +348,8 @@ struct Exporter<'a> {
     done: Mutex<HashMap<usize, Exported>>,
     /// The services whose image came out as the output has it, with its manifest digest.
     unchanged: Mutex<HashMap<usize, String>>,
+    /// Every service's commit to the output layout.
+    commits: GroupCommit,
 }
 
 impl Exporter<'_> {
@@ -435,10 +440,15 @@ impl Exporter<'_> {
             },
             &staging,
         )?;
-        staging.commit(&[(
-            self.config.tags[service.config].clone(),
-            image.manifest.clone(),
-        )])?;
+        // Together with the services that finish while another commit runs: one index write
+        // for all of them, not one per service.
+        self.commits.commit(
+            staging,
+            vec![(
+                self.config.tags[service.config].clone(),
+                image.manifest.clone(),
+            )],
+        )?;
         // Under the image key (for the next build of this plan) and the action key (for a
         // build whose tasks come out the same).
         let keys_of_image = image_node
@@ -629,6 +639,7 @@ pub(crate) fn run(
         started,
         done: Mutex::new(HashMap::new()),
         unchanged: Mutex::new(HashMap::new()),
+        commits: GroupCommit::new(),
     };
     let export = |run: usize, output: &BuildOutput, keys: &Outputs| {
         let index = runs[run].service;

@@ -262,6 +262,13 @@ pub enum LayoutError {
         #[source]
         source: RefError,
     },
+    /// A commit of several stagings together failed as a whole (each of them gets this).
+    #[error("the commit of several images together failed")]
+    Group {
+        /// Why.
+        #[source]
+        source: std::sync::Arc<LayoutError>,
+    },
     /// The same tag appears twice in one commit.
     #[error("tag `{tag}` is committed twice to OCI image layout `{}`", dir.display())]
     DuplicateTag {
@@ -816,92 +823,47 @@ impl Staging {
         tags: &[(String, Descriptor)],
         expected: Option<&[String]>,
     ) -> Result<Vec<MovedTag>, LayoutError> {
-        let dir = &self.layout_dir;
-        let mut seen = HashSet::new();
-        for (tag, _) in tags {
-            validate_tag(tag).map_err(|source| LayoutError::InvalidTag {
-                dir: dir.clone(),
-                source,
-            })?;
-            if !seen.insert(tag.as_str()) {
-                return Err(LayoutError::DuplicateTag {
-                    dir: dir.clone(),
-                    tag: tag.clone(),
-                });
+        let dir = self.layout_dir.clone();
+        commit_group(&dir, vec![(self, tags, expected)])
+            .pop()
+            .unwrap_or_else(|| Ok(Vec::new()))
+    }
+
+    /// Commits several stagings for one layout at once, as if one after the other in the
+    /// order given (a later staging's tag replaces an earlier one's), with one lock, one
+    /// `syncfs`, one `index.json` write and one directory sync for all of them: a build of
+    /// many services commits whatever has finished together ([`crate::groupcommit`]) instead
+    /// of rewriting the whole index once per service. Each staging's result is its own: one
+    /// that fails its checks is dropped (its tags stay as they were) and the others go on.
+    /// Stagings for another layout than the first's are committed in a group of their own.
+    pub fn commit_together(
+        commits: Vec<(Staging, Vec<(String, Descriptor)>)>,
+    ) -> Vec<Result<(), LayoutError>> {
+        let mut results: Vec<Option<Result<(), LayoutError>>> =
+            commits.iter().map(|_| None).collect();
+        let mut rest: Vec<(usize, Staging, Vec<(String, Descriptor)>)> = commits
+            .into_iter()
+            .enumerate()
+            .map(|(i, (staging, tags))| (i, staging, tags))
+            .collect();
+        while let Some(first) = rest.first() {
+            let dir = first.1.layout_dir.clone();
+            let (group, others): (Vec<_>, Vec<_>) =
+                rest.into_iter().partition(|(_, s, _)| s.layout_dir == dir);
+            rest = others;
+            let indices: Vec<usize> = group.iter().map(|(i, _, _)| *i).collect();
+            let (stagings, tags): (Vec<Staging>, Vec<Vec<(String, Descriptor)>>) =
+                group.into_iter().map(|(_, s, t)| (s, t)).unzip();
+            let items = stagings
+                .into_iter()
+                .zip(&tags)
+                .map(|(s, t)| (s, t.as_slice(), None))
+                .collect();
+            for (i, result) in indices.into_iter().zip(commit_group(&dir, items)) {
+                results[i] = Some(result.map(|_| ()));
             }
         }
-        let _lock = self.lock_parent()?;
-        self.remove_stale();
-        // index.json as it is now, under the lock: what the compare-and-swap compares with.
-        let existing = self.existing_layout()?;
-        let mut moved = Vec::new();
-        let tags: Vec<&(String, Descriptor)> = match expected {
-            None => tags.iter().collect(),
-            Some(expected) => unmoved(existing.as_ref(), tags, expected, &mut moved),
-        };
-        if tags.is_empty() {
-            return Ok(moved);
-        }
-        let seen: HashSet<&str> = tags.iter().map(|(tag, _)| tag.as_str()).collect();
-        // Configs and layers found once are not looked up again: the images of a fleet share
-        // their run image's layers.
-        let mut found = HashSet::new();
-        for (tag, descriptor) in &tags {
-            self.check_complete(tag, descriptor, 0, &mut found)?;
-        }
-
-        let blobs = dir.join("blobs").join("sha256");
-        fs::create_dir_all(&blobs).map_err(|e| io_err("cannot create", &blobs, e))?;
-        // Staged blobs were written without an fsync each: one syncfs makes all of them
-        // durable before any is renamed into the layout (and index.json names them).
-        sync_fs(&self.blob_dir)?;
-        self.move_blobs(&blobs)?;
-        sync_dir(&blobs)?;
-
-        let mut index = existing.map_or_else(ImageIndex::default, |layout| layout.index);
-        let mut manifests: Vec<Descriptor> = index
-            .manifests()
-            .iter()
-            .filter(|d| ref_name(d).is_none_or(|t| !seen.contains(t)))
-            .cloned()
-            .collect();
-        for (tag, descriptor) in &tags {
-            let mut entry = descriptor.clone();
-            let mut annotations = entry.annotations().clone().unwrap_or_default();
-            annotations.insert(ANNOTATION_REF_NAME.to_owned(), tag.clone());
-            entry.set_annotations(Some(annotations));
-            manifests.push(entry);
-        }
-        // Tagged entries by tag (stable, so several platforms of one tag keep their order),
-        // untagged ones after them.
-        manifests.sort_by(|a, b| match (ref_name(a), ref_name(b)) {
-            (Some(x), Some(y)) => x.cmp(y),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => std::cmp::Ordering::Equal,
-        });
-        index.set_manifests(manifests);
-        index.set_schema_version(2);
-        index.set_media_type(Some(MediaType::ImageIndex));
-        let bytes = canonical_json(&index).map_err(|source| LayoutError::Serialize {
-            what: "index.json",
-            source,
-        })?;
-        write_atomic(&dir.join(INDEX_FILE), &bytes)?;
-        // The marker that makes the directory a layout comes last, once what it marks is
-        // whole: a commit killed before it leaves what `existing_layout` knows as a first
-        // commit cut short, never a layout without an index.
-        if !dir.join(OCI_LAYOUT_FILE).exists() {
-            let marker =
-                canonical_json(&serde_json::json!({ "imageLayoutVersion": LAYOUT_VERSION }))
-                    .map_err(|source| LayoutError::Serialize {
-                        what: "oci-layout",
-                        source,
-                    })?;
-            write_atomic(&dir.join(OCI_LAYOUT_FILE), &marker)?;
-        }
-        sync_dir(dir)?;
-        Ok(moved)
+        results.into_iter().flatten().collect()
     }
 
     /// Removes what killed processes left of their commits to this layout: staging
@@ -1132,6 +1094,184 @@ impl Staging {
         }
         Ok(())
     }
+}
+
+/// The tags of one staging in a group commit, checked: its tags still as expected, each
+/// complete; or why not.
+type Checked<'t> = Result<Vec<&'t (String, Descriptor)>, LayoutError>;
+
+/// [`Staging::commit_together`] for stagings of the layout `dir`, each with its tags and, for
+/// a compare-and-swap, the manifest digests its tags are expected to name
+/// ([`Staging::commit_swap`]). Returns per staging the tags left alone because they moved.
+fn commit_group<'t>(
+    dir: &Path,
+    items: Vec<(Staging, &'t [(String, Descriptor)], Option<&[String]>)>,
+) -> Vec<Result<Vec<MovedTag>, LayoutError>> {
+    let mut moved: Vec<Vec<MovedTag>> = items.iter().map(|_| Vec::new()).collect();
+    let mut checked: Vec<Checked<'t>> = items
+        .iter()
+        .map(|(_, tags, _)| check_tags(dir, tags).map(|()| Vec::new()))
+        .collect();
+    let Some((first, _, _)) = items.first() else {
+        return Vec::new();
+    };
+    if checked.iter().all(Result::is_err) {
+        return checked.into_iter().map(|c| c.map(|_| Vec::new())).collect();
+    }
+    let locked = first.lock_parent().and_then(|lock| {
+        first.remove_stale();
+        // index.json as it is now, under the lock: what the compare-and-swap compares with.
+        Ok((lock, first.existing_layout()?))
+    });
+    let (_lock, existing) = match locked {
+        Ok(locked) => locked,
+        Err(e) => return fail_all(checked, e),
+    };
+    for (i, (staging, tags, expected)) in items.iter().enumerate() {
+        let Ok(ok) = &mut checked[i] else { continue };
+        *ok = match expected {
+            None => tags.iter().collect(),
+            Some(expected) => unmoved(existing.as_ref(), tags, expected, &mut moved[i]),
+        };
+        // Configs and layers found once are not looked up again: the images of a fleet
+        // share their run image's layers.
+        let mut found = HashSet::new();
+        if let Some(e) = ok
+            .iter()
+            .find_map(|(tag, d)| staging.check_complete(tag, d, 0, &mut found).err())
+        {
+            checked[i] = Err(e);
+        }
+    }
+    if let Err(e) = write_group(dir, &items, &mut checked, existing) {
+        return fail_all(checked, e);
+    }
+    checked
+        .into_iter()
+        .zip(moved)
+        .map(|(result, moved)| result.map(|_| moved))
+        .collect()
+}
+
+/// Every staging of a group that had not failed yet fails with `error`: itself when it is the
+/// only one, else shared ([`LayoutError::Group`]).
+fn fail_all(
+    checked: Vec<Checked<'_>>,
+    error: LayoutError,
+) -> Vec<Result<Vec<MovedTag>, LayoutError>> {
+    let live: Vec<usize> = (0..checked.len()).filter(|&i| checked[i].is_ok()).collect();
+    let mut results: Vec<Result<Vec<MovedTag>, LayoutError>> = checked
+        .into_iter()
+        .map(|c| c.map(|_| Vec::new()))
+        .collect();
+    if let [one] = live[..] {
+        results[one] = Err(error);
+    } else {
+        let shared = std::sync::Arc::new(error);
+        for i in live {
+            results[i] = Err(LayoutError::Group {
+                source: std::sync::Arc::clone(&shared),
+            });
+        }
+    }
+    results
+}
+
+/// Checks the tags of one staging: each valid, none twice.
+fn check_tags(dir: &Path, tags: &[(String, Descriptor)]) -> Result<(), LayoutError> {
+    let mut seen = HashSet::new();
+    for (tag, _) in tags {
+        validate_tag(tag).map_err(|source| LayoutError::InvalidTag {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+        if !seen.insert(tag.as_str()) {
+            return Err(LayoutError::DuplicateTag {
+                dir: dir.to_path_buf(),
+                tag: tag.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The writing half of [`commit_group`], under the lock: moves the blobs of every staging
+/// that passed its checks into the layout and writes the index once with all their tags.
+/// A staging whose blobs cannot be moved fails alone (what it moved is only added blobs).
+fn write_group(
+    dir: &Path,
+    items: &[(Staging, &[(String, Descriptor)], Option<&[String]>)],
+    checked: &mut [Checked<'_>],
+    existing: Option<Layout>,
+) -> Result<(), LayoutError> {
+    if checked.iter().all(|c| c.as_ref().map_or(true, Vec::is_empty)) {
+        return Ok(());
+    }
+    let blobs = dir.join("blobs").join("sha256");
+    fs::create_dir_all(&blobs).map_err(|e| io_err("cannot create", &blobs, e))?;
+    // Staged blobs were written without an fsync each: one syncfs makes all of them durable
+    // before any is renamed into the layout (and index.json names them). Every staging of a
+    // layout is in its parent, so one file system holds them all.
+    sync_fs(&items[0].0.blob_dir)?;
+    for ((staging, _, _), result) in items.iter().zip(checked.iter_mut()) {
+        if matches!(result, Ok(tags) if !tags.is_empty())
+            && let Err(e) = staging.move_blobs(&blobs)
+        {
+            *result = Err(e);
+        }
+    }
+    sync_dir(&blobs)?;
+
+    // Each committed tag's entry, the last staging's where several commit one tag.
+    let mut committed: HashMap<&str, &Descriptor> = HashMap::new();
+    for (tag, descriptor) in checked.iter().flat_map(|c| c.iter().flatten()) {
+        committed.insert(tag.as_str(), descriptor);
+    }
+    if committed.is_empty() {
+        return Ok(());
+    }
+    let mut index = existing.map_or_else(ImageIndex::default, |layout| layout.index);
+    let mut manifests: Vec<Descriptor> = index
+        .manifests()
+        .iter()
+        .filter(|d| ref_name(d).is_none_or(|t| !committed.contains_key(t)))
+        .cloned()
+        .collect();
+    for (tag, descriptor) in committed {
+        let mut entry = descriptor.clone();
+        let mut annotations = entry.annotations().clone().unwrap_or_default();
+        annotations.insert(ANNOTATION_REF_NAME.to_owned(), tag.to_owned());
+        entry.set_annotations(Some(annotations));
+        manifests.push(entry);
+    }
+    // Tagged entries by tag (stable, so several platforms of one tag keep their order),
+    // untagged ones after them.
+    manifests.sort_by(|a, b| match (ref_name(a), ref_name(b)) {
+        (Some(x), Some(y)) => x.cmp(y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    });
+    index.set_manifests(manifests);
+    index.set_schema_version(2);
+    index.set_media_type(Some(MediaType::ImageIndex));
+    let bytes = canonical_json(&index).map_err(|source| LayoutError::Serialize {
+        what: "index.json",
+        source,
+    })?;
+    write_atomic(&dir.join(INDEX_FILE), &bytes)?;
+    // The marker that makes the directory a layout comes last, once what it marks is whole:
+    // a commit killed before it leaves what `existing_layout` knows as a first commit cut
+    // short, never a layout without an index.
+    if !dir.join(OCI_LAYOUT_FILE).exists() {
+        let marker = canonical_json(&serde_json::json!({ "imageLayoutVersion": LAYOUT_VERSION }))
+            .map_err(|source| LayoutError::Serialize {
+                what: "oci-layout",
+                source,
+            })?;
+        write_atomic(&dir.join(OCI_LAYOUT_FILE), &marker)?;
+    }
+    sync_dir(dir)
 }
 
 fn blob_path_in(dir: &Path, digest: &Digest) -> PathBuf {
