@@ -1,21 +1,24 @@
-//! Group commit: many threads committing to one layout share their `index.json` writes.
+//! Group commit: the services of a build committed to one layout in batches, so that a build of
+//! n services does not rewrite `index.json` n times.
 //!
 //! A workspace build exports each service as soon as its tasks are done, and a commit
-//! rewrites the whole `index.json` (read, merge, fsync, rename, directory sync). One commit per
-//! service makes a build of n services write O(n²) index bytes. Here a thread that wants to
-//! commit queues its staging; if no commit is under way it becomes the committer and takes
-//! *every* queued staging into one [`Staging::commit_together`], then hands each thread its
-//! own result. Threads that queue while a commit runs wait for the next one, which takes them
-//! all. The batching regulates itself: the longer a commit takes (the larger the index), the
-//! more services finish meanwhile and share the next.
+//! rewrites the whole `index.json` (read, merge, fsync, rename, directory sync): one commit per
+//! service writes O(n²) index bytes. Here an export only queues its staging
+//! ([`GroupCommit::submit`]) and goes on; one committer thread ([`GroupCommit::run`]) takes
+//! *every* queued staging into one [`Staging::commit_together`] once the oldest has waited
+//! `interval`, or at once when the build is done ([`GroupCommit::close`]). Waiting for
+//! synchronous commits would not do: on two cores, two exports rarely finish within one
+//! commit, so every batch would hold one service.
 //!
-//! Nothing waits for a batch to fill: a service is committed as soon as no other commit is
-//! running, and [`GroupCommit::commit`] returns only once its tags are durable, so a build
-//! killed at any point keeps every service whose commit returned, as one commit per service
-//! did.
+//! Crash safety is that of one commit: a batch is committed whole or not at all, and a build
+//! killed at any point keeps every batch committed before, every tag old or new. What it
+//! loses is at most the last `interval` of finished services, whose layers are in the store:
+//! the next build exports them again without running a task. Each staging's result is its own
+//! ([`GroupCommit::take_results`]), so a bad one fails its service alone.
 
 use std::collections::HashMap;
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use oci_spec::image::Descriptor;
 
@@ -25,19 +28,21 @@ use crate::layout::{LayoutError, Staging};
 #[derive(Debug, Default)]
 pub struct GroupCommit {
     state: Mutex<State>,
-    done: Condvar,
+    changed: Condvar,
 }
 
 #[derive(Debug, Default)]
 struct State {
     /// Stagings waiting for the next commit, with their tags and ticket.
     queued: Vec<(u64, Staging, Vec<(String, Descriptor)>)>,
-    /// Results of finished commits not yet taken by their threads, by ticket.
+    /// When the oldest of `queued` was queued.
+    since: Option<Instant>,
+    /// Results of finished commits, by ticket.
     results: HashMap<u64, Result<(), LayoutError>>,
     next_ticket: u64,
-    /// Whether a thread is committing now.
-    committing: bool,
-    /// How many commits (index writes at most) were made.
+    /// No more stagings come: commit what is queued now, then stop.
+    closed: bool,
+    /// How many batches were committed.
     commits: u64,
 }
 
@@ -47,47 +52,66 @@ impl GroupCommit {
         GroupCommit::default()
     }
 
-    /// Commits `staging` with `tags` as [`Staging::commit`] does, together with whatever
-    /// other threads queue meanwhile; returns once it is committed (or failed).
-    ///
-    /// # Errors
-    /// As [`Staging::commit`]; [`LayoutError::Group`] when the commit of the whole batch
-    /// failed.
-    pub fn commit(
-        &self,
-        staging: Staging,
-        tags: Vec<(String, Descriptor)>,
-    ) -> Result<(), LayoutError> {
+    /// Queues `staging` to be committed with `tags` as [`Staging::commit`] does; returns its
+    /// ticket, under which [`GroupCommit::take_results`] gives its result.
+    pub fn submit(&self, staging: Staging, tags: Vec<(String, Descriptor)>) -> u64 {
         let mut state = self.lock();
         let ticket = state.next_ticket;
         state.next_ticket += 1;
+        if state.queued.is_empty() {
+            state.since = Some(Instant::now());
+        }
         state.queued.push((ticket, staging, tags));
+        self.changed.notify_all();
+        ticket
+    }
+
+    /// Commits what is queued, in batches, until [`GroupCommit::close`] and nothing is left:
+    /// a batch once its oldest staging has waited `interval`, or at once after the close.
+    /// `committed` is called with the ticket of each staging committed, right after its
+    /// batch.
+    pub fn run(&self, interval: Duration, committed: impl Fn(u64)) {
+        let mut state = self.lock();
         loop {
-            if let Some(result) = state.results.remove(&ticket) {
-                return result;
+            while state.queued.is_empty() && !state.closed {
+                state = self.wait(state, None);
             }
-            if state.committing {
-                state = self
-                    .done
-                    .wait(state)
-                    .unwrap_or_else(PoisonError::into_inner);
-                continue;
+            if state.queued.is_empty() {
+                return;
             }
-            // This thread commits every queued staging, its own among them.
-            state.committing = true;
-            state.commits += 1;
+            let deadline = state.since.unwrap_or_else(Instant::now) + interval;
+            while !state.closed && Instant::now() < deadline {
+                state = self.wait(state, Some(deadline));
+            }
             let batch = std::mem::take(&mut state.queued);
+            state.since = None;
             drop(state);
             let (tickets, commits): (Vec<u64>, Vec<_>) = batch
                 .into_iter()
                 .map(|(ticket, staging, tags)| (ticket, (staging, tags)))
                 .unzip();
             let results = Staging::commit_together(commits);
+            for (ticket, result) in tickets.iter().zip(&results) {
+                if result.is_ok() {
+                    committed(*ticket);
+                }
+            }
             state = self.lock();
             state.results.extend(tickets.into_iter().zip(results));
-            state.committing = false;
-            self.done.notify_all();
+            state.commits += 1;
         }
+    }
+
+    /// Tells [`GroupCommit::run`] that nothing more comes: it commits what is queued and
+    /// returns.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.changed.notify_all();
+    }
+
+    /// The results of the stagings committed so far, by ticket.
+    pub fn take_results(&self) -> HashMap<u64, Result<(), LayoutError>> {
+        std::mem::take(&mut self.lock().results)
     }
 
     /// How many batches were committed so far.
@@ -95,12 +119,27 @@ impl GroupCommit {
         self.lock().commits
     }
 
-    /// How many stagings are waiting for the next commit.
-    pub fn queued(&self) -> usize {
-        self.lock().queued.len()
+    fn wait<'a>(
+        &self,
+        state: MutexGuard<'a, State>,
+        until: Option<Instant>,
+    ) -> MutexGuard<'a, State> {
+        match until {
+            None => self
+                .changed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner),
+            Some(until) => {
+                let left = until.saturating_duration_since(Instant::now());
+                self.changed
+                    .wait_timeout(state, left)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0
+            }
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -111,7 +150,6 @@ mod tests {
     use super::*;
     use crate::layout::Layout;
     use oci_spec::image::{ImageManifestBuilder, MediaType};
-    use std::fs::File;
     use std::path::Path;
 
     fn staged(layout_dir: &Path, layer: &str) -> (Staging, Descriptor) {
@@ -138,43 +176,27 @@ mod tests {
         (staging, manifest)
     }
 
-    fn wait_for(what: impl Fn() -> bool) {
-        while !what() {
-            std::thread::yield_now();
-        }
-    }
-
     #[test]
-    fn services_that_finish_while_a_commit_runs_share_the_next_one() {
+    fn services_queued_before_a_commit_share_it() {
         let dir = tempfile::tempdir().unwrap();
         let layout_dir = dir.path().join("layout");
         let group = GroupCommit::new();
-        // Another process commits to the layout: the first commit waits on its lock.
-        let other = File::open(dir.path()).unwrap();
-        other.lock().unwrap();
-        std::thread::scope(|scope| {
-            let (group, layout_dir) = (&group, &layout_dir);
-            let first = scope.spawn(move || {
-                let (staging, manifest) = staged(layout_dir, "layer 0");
-                group.commit(staging, vec![("s0".to_owned(), manifest)])
-            });
-            wait_for(|| group.commits() == 1 && group.queued() == 0);
-            let rest: Vec<_> = (1..10)
-                .map(|i| {
-                    scope.spawn(move || {
-                        let (staging, manifest) = staged(layout_dir, &format!("layer {i}"));
-                        group.commit(staging, vec![(format!("s{i}"), manifest)])
-                    })
-                })
-                .collect();
-            wait_for(|| group.queued() == 9);
-            other.unlock().unwrap();
-            first.join().unwrap().unwrap();
-            for thread in rest {
-                thread.join().unwrap().unwrap();
-            }
-        });
-        assert_eq!(group.commits(), 2, "the nine that queued are one commit");
+        let tickets: Vec<u64> = (0..10)
+            .map(|i| {
+                let (staging, manifest) = staged(&layout_dir, &format!("layer {i}"));
+                group.submit(staging, vec![(format!("s{i}"), manifest)])
+            })
+            .collect();
+        group.close();
+        // However long the interval, a closed committer commits what is queued at once.
+        group.run(Duration::from_secs(3600), |_| ());
+        assert_eq!(group.commits(), 1, "ten services, one commit");
+        let results = group.take_results();
+        assert!(
+            tickets
+                .iter()
+                .all(|t| matches!(results.get(t), Some(Ok(()))))
+        );
         let layout = Layout::open(&layout_dir).unwrap();
         for i in 0..10 {
             let (_, manifest) = layout.resolve(&format!("s{i}")).unwrap();
@@ -185,6 +207,25 @@ mod tests {
         }
         let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
         assert_eq!(leftovers, 1, "no staging directory is left behind");
+    }
+
+    #[test]
+    fn a_committer_thread_takes_what_comes_and_stops_when_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout_dir = dir.path().join("layout");
+        let group = GroupCommit::new();
+        std::thread::scope(|scope| {
+            scope.spawn(|| group.run(Duration::ZERO, |_| ()));
+            for i in 0..3 {
+                let (staging, manifest) = staged(&layout_dir, &format!("layer {i}"));
+                group.submit(staging, vec![(format!("s{i}"), manifest)]);
+            }
+            group.close();
+        });
+        assert!((1..=3).contains(&group.commits()));
+        assert_eq!(group.take_results().len(), 3);
+        let layout = Layout::open(&layout_dir).unwrap();
+        assert_eq!(layout.tags().len(), 3);
     }
 
     #[test]
@@ -204,7 +245,10 @@ mod tests {
         let results = Staging::commit_together(vec![
             (good, vec![("good".to_owned(), good_manifest)]),
             (bad, vec![("bad".to_owned(), bad_manifest)]),
-            (invalid, vec![("no tag!".to_owned(), invalid_manifest.clone())]),
+            (
+                invalid,
+                vec![("no tag!".to_owned(), invalid_manifest.clone())],
+            ),
         ]);
         assert!(results[0].is_ok(), "{:?}", results[0]);
         assert!(
@@ -220,6 +264,9 @@ mod tests {
         let layout = Layout::open(&layout_dir).unwrap();
         let tags: Vec<String> = layout.tags().into_iter().map(|(t, _)| t).collect();
         assert_eq!(tags, ["good"]);
-        assert!(!layout.has_blob(&invalid_manifest), "nothing of a failed staging moves in");
+        assert!(
+            !layout.has_blob(&invalid_manifest),
+            "nothing of a failed staging moves in"
+        );
     }
 }

@@ -1196,10 +1196,8 @@ fn fail_all(
     error: LayoutError,
 ) -> Vec<Result<Vec<MovedTag>, LayoutError>> {
     let live: Vec<usize> = (0..checked.len()).filter(|&i| checked[i].is_ok()).collect();
-    let mut results: Vec<Result<Vec<MovedTag>, LayoutError>> = checked
-        .into_iter()
-        .map(|c| c.map(|_| Vec::new()))
-        .collect();
+    let mut results: Vec<Result<Vec<MovedTag>, LayoutError>> =
+        checked.into_iter().map(|c| c.map(|_| Vec::new())).collect();
     if let [one] = live[..] {
         results[one] = Err(error);
     } else {
@@ -1240,7 +1238,10 @@ fn write_group(
     checked: &mut [Checked<'_>],
     existing: Option<Layout>,
 ) -> Result<(), LayoutError> {
-    if checked.iter().all(|c| c.as_ref().map_or(true, Vec::is_empty)) {
+    if checked
+        .iter()
+        .all(|c| c.as_ref().map_or(true, Vec::is_empty))
+    {
         return Ok(());
     }
     let blobs = dir.join("blobs").join("sha256");
@@ -1302,9 +1303,9 @@ fn write_group(
     if !dir.join(OCI_LAYOUT_FILE).exists() {
         let marker = canonical_json(&serde_json::json!({ "imageLayoutVersion": LAYOUT_VERSION }))
             .map_err(|source| LayoutError::Serialize {
-                what: "oci-layout",
-                source,
-            })?;
+            what: "oci-layout",
+            source,
+        })?;
         write_atomic(&dir.join(OCI_LAYOUT_FILE), &marker)?;
     }
     sync_dir(dir)
