@@ -349,7 +349,13 @@ struct Exporter<'a> {
     /// The services whose image came out as the output has it, with its manifest digest.
     unchanged: Mutex<HashMap<usize, String>>,
     /// Every service's commit to the output layout.
-    commits: GroupCommit,
+    commits: Commits,
+}
+
+/// The commits of a build's services ([`GroupCommit`]) and what follows each.
+#[derive(Default)]
+struct Commits {
+    group: GroupCommit,
     /// The service (index in `prepared.services`) of each commit ticket, and the keys to
     /// record its image under.
     tickets: Mutex<HashMap<u64, (usize, Vec<TaskKey>)>>,
@@ -466,18 +472,37 @@ impl Exporter<'_> {
         // all of them, not one per service. A failed commit fails the service after the run.
         // The ticket is known before the committer can ask for it.
         let mut tickets = self
+            .commits
             .tickets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let ticket = self.commits.submit(staging, tags);
+        let ticket = self.commits.group.submit(staging, tags);
         tickets.insert(ticket, (index, keys_of_image));
         Ok(true)
+    }
+
+    /// Runs `execute` with the committer thread beside it, and returns what it ran with the
+    /// services whose commit failed among the failures.
+    fn committing(&self, runs: &[ServiceRun<'_>], execute: impl FnOnce() -> Executed) -> Executed {
+        let mut executed = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                self.commits
+                    .group
+                    .run(COMMIT_INTERVAL, |ticket| self.committed(ticket));
+            });
+            // Closed however the run ends, so the committer commits what is queued and stops.
+            let _close = CloseOnDrop(&self.commits.group);
+            execute()
+        });
+        commit_failures(self, runs, &mut executed);
+        executed
     }
 
     /// Records the image of commit `ticket`, now in the layout, under its keys (a record
     /// names the layout's blobs, so it comes after the commit).
     fn committed(&self, ticket: u64) {
         let Some((index, keys)) = self
+            .commits
             .tickets
             .lock()
             .ok()
@@ -497,7 +522,7 @@ impl Exporter<'_> {
                 &exported.image,
                 self.config.compression,
                 self.config.launcher(),
-            ) && let Ok(mut unrecorded) = self.unrecorded.lock()
+            ) && let Ok(mut unrecorded) = self.commits.unrecorded.lock()
             {
                 unrecorded.push((index, e));
                 return;
@@ -523,18 +548,21 @@ impl Drop for CloseOnDrop<'_> {
 /// among the exported images.
 fn commit_failures(exporter: &Exporter<'_>, runs: &[ServiceRun<'_>], executed: &mut Executed) {
     let tickets = exporter
+        .commits
         .tickets
         .lock()
         .map(|mut t| std::mem::take(&mut *t))
         .unwrap_or_default();
     let plan = &exporter.prepared.plan;
     let unrecorded = exporter
+        .commits
         .unrecorded
         .lock()
         .map(|mut u| std::mem::take(&mut *u))
         .unwrap_or_default();
     let failed = exporter
         .commits
+        .group
         .take_results()
         .into_iter()
         .filter_map(|(ticket, result)| {
@@ -741,9 +769,7 @@ pub(crate) fn run(
         started,
         done: Mutex::new(HashMap::new()),
         unchanged: Mutex::new(HashMap::new()),
-        commits: GroupCommit::new(),
-        tickets: Mutex::new(HashMap::new()),
-        unrecorded: Mutex::new(Vec::new()),
+        commits: Commits::default(),
     };
     let export = |run: usize, output: &BuildOutput, keys: &Outputs| {
         let index = runs[run].service;
@@ -758,17 +784,8 @@ pub(crate) fn run(
         .reader()
         .map(|reader| WithRemote::new(&cache, reader, store, asked));
     let task_cache: &dyn TaskCache = with_remote.as_ref().map_or(&cache, |w| w);
-    let mut executed = std::thread::scope(|scope| {
-        scope.spawn(|| {
-            exporter
-                .commits
-                .run(COMMIT_INTERVAL, |ticket| exporter.committed(ticket));
-        });
-        // Closed however the run ends, so the committer commits what is queued and stops.
-        let _close = CloseOnDrop(&exporter.commits);
-        execute(plan, &runs, config.exec, Some(task_cache), &show, &export)
-    });
-    commit_failures(&exporter, &runs, &mut executed);
+    let exec = || execute(plan, &runs, config.exec, Some(task_cache), &show, &export);
+    let executed = exporter.committing(&runs, exec);
     progress.finish();
     let fetched = with_remote.map(WithRemote::fetched);
     drop(cache);

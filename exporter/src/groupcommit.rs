@@ -20,9 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use oci_spec::image::Descriptor;
-
-use crate::layout::{LayoutError, Staging};
+use crate::layout::{LayoutError, Staging, Tags};
 
 /// Commits to layouts from many threads, batched (see the module docs).
 #[derive(Debug, Default)]
@@ -34,7 +32,7 @@ pub struct GroupCommit {
 #[derive(Debug, Default)]
 struct State {
     /// Stagings waiting for the next commit, with their tags and ticket.
-    queued: Vec<(u64, Staging, Vec<(String, Descriptor)>)>,
+    queued: Vec<(u64, Staging, Tags)>,
     /// When the oldest of `queued` was queued.
     since: Option<Instant>,
     /// Results of finished commits, by ticket.
@@ -54,7 +52,7 @@ impl GroupCommit {
 
     /// Queues `staging` to be committed with `tags` as [`Staging::commit`] does; returns its
     /// ticket, under which [`GroupCommit::take_results`] gives its result.
-    pub fn submit(&self, staging: Staging, tags: Vec<(String, Descriptor)>) -> u64 {
+    pub fn submit(&self, staging: Staging, tags: Tags) -> u64 {
         let mut state = self.lock();
         let ticket = state.next_ticket;
         state.next_ticket += 1;
@@ -149,7 +147,7 @@ impl GroupCommit {
 mod tests {
     use super::*;
     use crate::layout::Layout;
-    use oci_spec::image::{ImageManifestBuilder, MediaType};
+    use oci_spec::image::{Descriptor, ImageManifestBuilder, MediaType};
     use std::path::Path;
 
     fn staged(layout_dir: &Path, layer: &str) -> (Staging, Descriptor) {
@@ -189,7 +187,7 @@ mod tests {
             .collect();
         group.close();
         // However long the interval, a closed committer commits what is queued at once.
-        group.run(Duration::from_secs(3600), |_| ());
+        group.run(Duration::from_hours(1), |_| ());
         assert_eq!(group.commits(), 1, "ten services, one commit");
         let results = group.take_results();
         assert!(

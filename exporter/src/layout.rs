@@ -631,6 +631,9 @@ fn unmoved<'t>(
         .collect()
 }
 
+/// Tags to commit, each with the manifest (or index) it is to name.
+pub type Tags = Vec<(String, Descriptor)>;
+
 /// A tag [`Staging::commit_swap`] left alone because it moved since it was read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MovedTag {
@@ -849,7 +852,7 @@ impl Staging {
         expected: Option<&[String]>,
     ) -> Result<Vec<MovedTag>, LayoutError> {
         let dir = self.layout_dir.clone();
-        commit_group(&dir, vec![(self, tags, expected)])
+        commit_group(&dir, &[(self, tags, expected)])
             .pop()
             .unwrap_or_else(|| Ok(Vec::new()))
     }
@@ -861,12 +864,10 @@ impl Staging {
     /// of rewriting the whole index once per service. Each staging's result is its own: one
     /// that fails its checks is dropped (its tags stay as they were) and the others go on.
     /// Stagings for another layout than the first's are committed in a group of their own.
-    pub fn commit_together(
-        commits: Vec<(Staging, Vec<(String, Descriptor)>)>,
-    ) -> Vec<Result<(), LayoutError>> {
+    pub fn commit_together(commits: Vec<(Staging, Tags)>) -> Vec<Result<(), LayoutError>> {
         let mut results: Vec<Option<Result<(), LayoutError>>> =
             commits.iter().map(|_| None).collect();
-        let mut rest: Vec<(usize, Staging, Vec<(String, Descriptor)>)> = commits
+        let mut rest: Vec<(usize, Staging, Tags)> = commits
             .into_iter()
             .enumerate()
             .map(|(i, (staging, tags))| (i, staging, tags))
@@ -877,14 +878,14 @@ impl Staging {
                 rest.into_iter().partition(|(_, s, _)| s.layout_dir == dir);
             rest = others;
             let indices: Vec<usize> = group.iter().map(|(i, _, _)| *i).collect();
-            let (stagings, tags): (Vec<Staging>, Vec<Vec<(String, Descriptor)>>) =
+            let (stagings, tags): (Vec<Staging>, Vec<Tags>) =
                 group.into_iter().map(|(_, s, t)| (s, t)).unzip();
-            let items = stagings
+            let items: Vec<GroupItem<'_, '_>> = stagings
                 .into_iter()
                 .zip(&tags)
                 .map(|(s, t)| (s, t.as_slice(), None))
                 .collect();
-            for (i, result) in indices.into_iter().zip(commit_group(&dir, items)) {
+            for (i, result) in indices.into_iter().zip(commit_group(&dir, &items)) {
                 results[i] = Some(result.map(|_| ()));
             }
         }
@@ -1129,6 +1130,10 @@ impl Staging {
     }
 }
 
+/// One staging of a group commit with its tags and, for a compare-and-swap, the manifest
+/// digests they are expected to name.
+type GroupItem<'t, 'e> = (Staging, &'t [(String, Descriptor)], Option<&'e [String]>);
+
 /// The tags of one staging in a group commit, checked: its tags still as expected, each
 /// complete; or why not.
 type Checked<'t> = Result<Vec<&'t (String, Descriptor)>, LayoutError>;
@@ -1138,7 +1143,7 @@ type Checked<'t> = Result<Vec<&'t (String, Descriptor)>, LayoutError>;
 /// ([`Staging::commit_swap`]). Returns per staging the tags left alone because they moved.
 fn commit_group<'t>(
     dir: &Path,
-    items: Vec<(Staging, &'t [(String, Descriptor)], Option<&[String]>)>,
+    items: &[GroupItem<'t, '_>],
 ) -> Vec<Result<Vec<MovedTag>, LayoutError>> {
     let mut moved: Vec<Vec<MovedTag>> = items.iter().map(|_| Vec::new()).collect();
     let mut checked: Vec<Checked<'t>> = items
@@ -1179,7 +1184,7 @@ fn commit_group<'t>(
             checked[i] = Err(e);
         }
     }
-    if let Err(e) = write_group(dir, &items, &mut checked, existing) {
+    if let Err(e) = write_group(dir, items, &mut checked, existing) {
         return fail_all(checked, e);
     }
     checked
@@ -1234,7 +1239,7 @@ fn check_tags(dir: &Path, tags: &[(String, Descriptor)]) -> Result<(), LayoutErr
 /// A staging whose blobs cannot be moved fails alone (what it moved is only added blobs).
 fn write_group(
     dir: &Path,
-    items: &[(Staging, &[(String, Descriptor)], Option<&[String]>)],
+    items: &[GroupItem<'_, '_>],
     checked: &mut [Checked<'_>],
     existing: Option<Layout>,
 ) -> Result<(), LayoutError> {
