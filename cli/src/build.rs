@@ -7,13 +7,15 @@
 //! whose tasks ran but came out as before (its image task's action key last exported that
 //! manifest) is up to date too, with no new manifest (early cutoff). The
 //! others run in per-service scratch directories; each image is assembled in its own staging
-//! area and committed to the shared output layout (commits are serialised by a lock), so a
+//! area and committed to the shared output layout (commits are serialised by a lock; one
+//! committer thread commits the services that finished within a second together, so a build
+//! of n services does not write `index.json` n times: [`strata_exporter::groupcommit`]), so a
 //! failed service leaves its old tag in place and the others still land.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use petgraph::graph::NodeIndex;
 use strata_engine::build::{BuildError, BuildOutput, BuildRequest};
@@ -27,6 +29,7 @@ use strata_engine::restore::{restore_id, shared_restore_id};
 use strata_engine::store::Store;
 use strata_exporter::archive::{Compression, Owner};
 use strata_exporter::base::builtin_run_image;
+use strata_exporter::groupcommit::GroupCommit;
 use strata_exporter::image::{ExportError, ExportRequest, ExportedImage, assemble};
 use strata_exporter::launcherstore::stored_launcher_layer;
 use strata_exporter::layout::{Layout, Staging};
@@ -348,6 +351,19 @@ struct Exporter<'a> {
     done: Mutex<HashMap<usize, Exported>>,
     /// The services whose image came out as the output has it, with its manifest digest.
     unchanged: Mutex<HashMap<usize, String>>,
+    /// Every service's commit to the output layout.
+    commits: Commits,
+}
+
+/// The commits of a build's services ([`GroupCommit`]) and what follows each.
+#[derive(Default)]
+struct Commits {
+    group: GroupCommit,
+    /// The service (index in `prepared.services`) of each commit ticket, and the keys to
+    /// record its image under.
+    tickets: Mutex<HashMap<u64, (usize, Vec<TaskKey>)>>,
+    /// Services whose image was committed but could not be recorded, and why.
+    unrecorded: Mutex<Vec<(usize, strata_engine::store::StoreError)>>,
 }
 
 impl Exporter<'_> {
@@ -439,32 +455,156 @@ impl Exporter<'_> {
             },
             &staging,
         )?;
-        staging.commit(&[(
+        save_records();
+        let tags = vec![(
             self.config.tags[service.config].clone(),
             image.manifest.clone(),
-        )])?;
-        // Under the image key (for the next build of this plan) and the action key (for a
-        // build whose tasks come out the same).
+        )];
+        // Once committed, the image is recorded under the image key (for the next build of
+        // this plan) and the action key (for a build whose tasks come out the same): see
+        // `Exporter::committed`.
         let keys_of_image = image_node
             .map(|n| plan.graph[n].key)
             .into_iter()
-            .chain(action);
-        for key in keys_of_image {
-            uptodate::record(
-                self.store,
-                &key,
-                &self.config.layout,
-                &image,
-                self.config.compression,
-                self.config.launcher(),
-            )?;
-        }
-        save_records();
+            .chain(action)
+            .collect();
         if let Ok(mut done) = self.done.lock() {
             let at = self.started.elapsed().as_secs_f64();
             done.insert(index, Exported { image, at });
         }
+        // Committed in a batch with the services that finish meanwhile: one index write for
+        // all of them, not one per service. A failed commit fails the service after the run.
+        // The ticket is known before the committer can ask for it.
+        let mut tickets = self
+            .commits
+            .tickets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let ticket = self.commits.group.submit(staging, tags);
+        tickets.insert(ticket, (index, keys_of_image));
         Ok(true)
+    }
+
+    /// Runs `execute` with the committer thread beside it, and returns what it ran with the
+    /// services whose commit failed among the failures.
+    fn committing(&self, runs: &[ServiceRun<'_>], execute: impl FnOnce() -> Executed) -> Executed {
+        let mut executed = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                self.commits
+                    .group
+                    .run(COMMIT_INTERVAL, |ticket| self.committed(ticket));
+            });
+            // Closed however the run ends, so the committer commits what is queued and stops.
+            let _close = CloseOnDrop(&self.commits.group);
+            execute()
+        });
+        commit_failures(self, runs, &mut executed);
+        executed
+    }
+
+    /// Records the image of commit `ticket`, now in the layout, under its keys (a record
+    /// names the layout's blobs, so it comes after the commit).
+    fn committed(&self, ticket: u64) {
+        let Some((index, keys)) = self
+            .commits
+            .tickets
+            .lock()
+            .ok()
+            .and_then(|tickets| tickets.get(&ticket).cloned())
+        else {
+            return;
+        };
+        let Ok(done) = self.done.lock() else { return };
+        let Some(exported) = done.get(&index) else {
+            return;
+        };
+        for key in keys {
+            if let Err(e) = uptodate::record(
+                self.store,
+                &key,
+                &self.config.layout,
+                &exported.image,
+                self.config.compression,
+                self.config.launcher(),
+            ) && let Ok(mut unrecorded) = self.commits.unrecorded.lock()
+            {
+                unrecorded.push((index, e));
+                return;
+            }
+        }
+    }
+}
+
+/// How long a finished service waits at most for others to share its commit (see
+/// [`strata_exporter::groupcommit`]): what a killed build may have to export again.
+const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Closes a [`GroupCommit`] when dropped.
+struct CloseOnDrop<'a>(&'a GroupCommit);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// Each service whose commit failed becomes a failure of its image task, and is no longer
+/// among the exported images.
+fn commit_failures(exporter: &Exporter<'_>, runs: &[ServiceRun<'_>], executed: &mut Executed) {
+    let tickets = exporter
+        .commits
+        .tickets
+        .lock()
+        .map(|mut t| std::mem::take(&mut *t))
+        .unwrap_or_default();
+    let plan = &exporter.prepared.plan;
+    let unrecorded = exporter
+        .commits
+        .unrecorded
+        .lock()
+        .map(|mut u| std::mem::take(&mut *u))
+        .unwrap_or_default();
+    let failed = exporter
+        .commits
+        .group
+        .take_results()
+        .into_iter()
+        .filter_map(|(ticket, result)| {
+            let (Err(error), Some((index, _))) = (result, tickets.get(&ticket)) else {
+                return None;
+            };
+            let error: Box<dyn std::error::Error + Send + Sync> = Box::new(error);
+            Some((*index, error))
+        })
+        .chain(unrecorded.into_iter().map(|(index, e)| {
+            let error: Box<dyn std::error::Error + Send + Sync> = Box::new(e);
+            (index, error)
+        }));
+    for (index, error) in failed {
+        if let Ok(mut done) = exporter.done.lock() {
+            done.remove(&index);
+        }
+        let Some(run) = runs.iter().position(|r| r.service == index) else {
+            continue;
+        };
+        let name = &plan.services[index].name;
+        let task = plan.services[index]
+            .tasks
+            .last()
+            .map(|n| plan.graph[*n].id.clone())
+            .unwrap_or_default();
+        executed.failures.push(Failure {
+            task: if runs.len() == 1 {
+                task
+            } else {
+                format!("{name}: {task}")
+            },
+            runs: vec![run],
+            error: BuildError::Export {
+                service: name.clone(),
+                source: error,
+            },
+        });
     }
 }
 
@@ -656,6 +796,7 @@ fn run_once(
         started,
         done: Mutex::new(HashMap::new()),
         unchanged: Mutex::new(HashMap::new()),
+        commits: Commits::default(),
     };
     let export = |run: usize, output: &BuildOutput, keys: &Outputs| {
         let index = runs[run].service;
@@ -670,7 +811,8 @@ fn run_once(
         .reader()
         .map(|reader| WithRemote::new(&cache, reader, store, asked));
     let task_cache: &dyn TaskCache = with_remote.as_ref().map_or(&cache, |w| w);
-    let executed = execute(plan, &runs, config.exec, Some(task_cache), &show, &export);
+    let exec = || execute(plan, &runs, config.exec, Some(task_cache), &show, &export);
+    let executed = exporter.committing(&runs, exec);
     progress.finish();
     let fetched = with_remote.map(WithRemote::fetched);
     drop(cache);

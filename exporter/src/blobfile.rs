@@ -113,7 +113,7 @@ pub(crate) fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, LayoutErr
     if meta.len() > limit {
         return Err(too_large());
     }
-    let mut bytes = Vec::new();
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len().saturating_add(1)).unwrap_or(0));
     file.take(limit + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| io_err("cannot read", path, e))?;
@@ -168,7 +168,10 @@ pub(crate) fn read_verified(path: &Path, descriptor: &Descriptor) -> Result<Vec<
         });
     }
     let (file, meta) = open_regular(path)?;
-    let mut bytes = Vec::new();
+    // Room for the whole blob at once (what the file has, at most what is expected): no
+    // growing and copying as it is read.
+    let room = descriptor.size().min(meta.len()).saturating_add(1);
+    let mut bytes = Vec::with_capacity(usize::try_from(room).unwrap_or(0));
     // One byte more than expected is enough to notice a blob that is too long.
     file.take(descriptor.size() + 1)
         .read_to_end(&mut bytes)

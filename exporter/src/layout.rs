@@ -51,6 +51,7 @@ use oci_spec::image::{
     ANNOTATION_REF_NAME, Arch, Descriptor, Digest, DigestAlgorithm, ImageIndex, ImageManifest,
     MediaType, OciLayout, Os,
 };
+use rayon::prelude::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -261,6 +262,13 @@ pub enum LayoutError {
         /// Why the tag is invalid.
         #[source]
         source: RefError,
+    },
+    /// A commit of several stagings together failed as a whole (each of them gets this).
+    #[error("the commit of several images together failed")]
+    Group {
+        /// Why.
+        #[source]
+        source: std::sync::Arc<LayoutError>,
     },
     /// The same tag appears twice in one commit.
     #[error("tag `{tag}` is committed twice to OCI image layout `{}`", dir.display())]
@@ -544,18 +552,44 @@ pub fn host_arch() -> Arch {
 /// # Errors
 /// A value serde cannot represent as JSON (a map with non-string keys).
 pub fn canonical_json<T: Serialize>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
-    fn sort(value: Value) -> Value {
+    // Written straight from the value, each object's keys in order (sorted here only when
+    // the map does not keep them sorted): no second, sorted copy of the tree is built, which
+    // was most of the cost of the thousands of configs and manifests of a fleet rebase.
+    fn write(value: &Value, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
         match value {
             Value::Object(map) => {
-                let mut entries: Vec<(String, Value)> = map.into_iter().collect();
-                entries.sort_by(|a, b| a.0.cmp(&b.0));
-                Value::Object(entries.into_iter().map(|(k, v)| (k, sort(v))).collect())
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                if !entries.is_sorted_by(|a, b| a.0 <= b.0) {
+                    entries.sort_by(|a, b| a.0.cmp(b.0));
+                }
+                out.push(b'{');
+                for (i, (key, value)) in entries.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    serde_json::to_writer(&mut *out, key)?;
+                    out.push(b':');
+                    write(value, out)?;
+                }
+                out.push(b'}');
             }
-            Value::Array(items) => Value::Array(items.into_iter().map(sort).collect()),
-            other => other,
+            Value::Array(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write(item, out)?;
+                }
+                out.push(b']');
+            }
+            other => serde_json::to_writer(&mut *out, other)?,
         }
+        Ok(())
     }
-    serde_json::to_vec(&sort(serde_json::to_value(value)?))
+    let mut out = Vec::new();
+    write(&serde_json::to_value(value)?, &mut out)?;
+    Ok(out)
 }
 
 /// The `tags` that still name what `expected` says in the `existing` layout (one manifest of
@@ -596,6 +630,9 @@ fn unmoved<'t>(
         .map(|(pair, _)| pair)
         .collect()
 }
+
+/// Tags to commit, each with the manifest (or index) it is to name.
+pub type Tags = Vec<(String, Descriptor)>;
 
 /// A tag [`Staging::commit_swap`] left alone because it moved since it was read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -699,10 +736,8 @@ impl Staging {
     ) -> Result<Descriptor, LayoutError> {
         let hex = hex::encode(Sha256::digest(bytes));
         let digest = sha256_digest(&hex)?;
-        let path = self.blob_dir.join(&hex);
-        if !path.exists() {
-            write_staged(&path, bytes)?;
-        }
+        // A blob staged already (by another thread) is found by the exclusive create.
+        write_staged(&self.blob_dir.join(&hex), bytes)?;
         Ok(Descriptor::new(media_type, bytes.len() as u64, digest))
     }
 
@@ -836,92 +871,45 @@ impl Staging {
         tags: &[(String, Descriptor)],
         expected: Option<&[String]>,
     ) -> Result<Vec<MovedTag>, LayoutError> {
-        let dir = &self.layout_dir;
-        let mut seen = HashSet::new();
-        for (tag, _) in tags {
-            validate_tag(tag).map_err(|source| LayoutError::InvalidTag {
-                dir: dir.clone(),
-                source,
-            })?;
-            if !seen.insert(tag.as_str()) {
-                return Err(LayoutError::DuplicateTag {
-                    dir: dir.clone(),
-                    tag: tag.clone(),
-                });
+        let dir = self.layout_dir.clone();
+        commit_group(&dir, &[(self, tags, expected)])
+            .pop()
+            .unwrap_or_else(|| Ok(Vec::new()))
+    }
+
+    /// Commits several stagings for one layout at once, as if one after the other in the
+    /// order given (a later staging's tag replaces an earlier one's), with one lock, one
+    /// `syncfs`, one `index.json` write and one directory sync for all of them: a build of
+    /// many services commits whatever has finished together ([`crate::groupcommit`]) instead
+    /// of rewriting the whole index once per service. Each staging's result is its own: one
+    /// that fails its checks is dropped (its tags stay as they were) and the others go on.
+    /// Stagings for another layout than the first's are committed in a group of their own.
+    pub fn commit_together(commits: Vec<(Staging, Tags)>) -> Vec<Result<(), LayoutError>> {
+        let mut results: Vec<Option<Result<(), LayoutError>>> =
+            commits.iter().map(|_| None).collect();
+        let mut rest: Vec<(usize, Staging, Tags)> = commits
+            .into_iter()
+            .enumerate()
+            .map(|(i, (staging, tags))| (i, staging, tags))
+            .collect();
+        while let Some(first) = rest.first() {
+            let dir = first.1.layout_dir.clone();
+            let (group, others): (Vec<_>, Vec<_>) =
+                rest.into_iter().partition(|(_, s, _)| s.layout_dir == dir);
+            rest = others;
+            let indices: Vec<usize> = group.iter().map(|(i, _, _)| *i).collect();
+            let (stagings, tags): (Vec<Staging>, Vec<Tags>) =
+                group.into_iter().map(|(_, s, t)| (s, t)).unzip();
+            let items: Vec<GroupItem<'_, '_>> = stagings
+                .into_iter()
+                .zip(&tags)
+                .map(|(s, t)| (s, t.as_slice(), None))
+                .collect();
+            for (i, result) in indices.into_iter().zip(commit_group(&dir, &items)) {
+                results[i] = Some(result.map(|_| ()));
             }
         }
-        let _lock = self.lock_parent()?;
-        self.remove_stale();
-        // index.json as it is now, under the lock: what the compare-and-swap compares with.
-        let existing = self.existing_layout()?;
-        let mut moved = Vec::new();
-        let tags: Vec<&(String, Descriptor)> = match expected {
-            None => tags.iter().collect(),
-            Some(expected) => unmoved(existing.as_ref(), tags, expected, &mut moved),
-        };
-        if tags.is_empty() {
-            return Ok(moved);
-        }
-        let seen: HashSet<&str> = tags.iter().map(|(tag, _)| tag.as_str()).collect();
-        // Configs and layers found once are not looked up again: the images of a fleet share
-        // their run image's layers.
-        let mut found = HashSet::new();
-        for (tag, descriptor) in &tags {
-            self.check_complete(tag, descriptor, 0, &mut found)?;
-        }
-
-        let blobs = dir.join("blobs").join("sha256");
-        fs::create_dir_all(&blobs).map_err(|e| io_err("cannot create", &blobs, e))?;
-        // Staged blobs were written without an fsync each: one syncfs makes all of them
-        // durable before any is renamed into the layout (and index.json names them).
-        sync_fs(&self.blob_dir)?;
-        self.move_blobs(&blobs)?;
-        sync_dir(&blobs)?;
-
-        let mut index = existing.map_or_else(ImageIndex::default, |layout| layout.index);
-        let mut manifests: Vec<Descriptor> = index
-            .manifests()
-            .iter()
-            .filter(|d| ref_name(d).is_none_or(|t| !seen.contains(t)))
-            .cloned()
-            .collect();
-        for (tag, descriptor) in &tags {
-            let mut entry = descriptor.clone();
-            let mut annotations = entry.annotations().clone().unwrap_or_default();
-            annotations.insert(ANNOTATION_REF_NAME.to_owned(), tag.clone());
-            entry.set_annotations(Some(annotations));
-            manifests.push(entry);
-        }
-        // Tagged entries by tag (stable, so several platforms of one tag keep their order),
-        // untagged ones after them.
-        manifests.sort_by(|a, b| match (ref_name(a), ref_name(b)) {
-            (Some(x), Some(y)) => x.cmp(y),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => std::cmp::Ordering::Equal,
-        });
-        index.set_manifests(manifests);
-        index.set_schema_version(2);
-        index.set_media_type(Some(MediaType::ImageIndex));
-        let bytes = canonical_json(&index).map_err(|source| LayoutError::Serialize {
-            what: "index.json",
-            source,
-        })?;
-        write_atomic(&dir.join(INDEX_FILE), &bytes)?;
-        // The marker that makes the directory a layout comes last, once what it marks is
-        // whole: a commit killed before it leaves what `existing_layout` knows as a first
-        // commit cut short, never a layout without an index.
-        if !dir.join(OCI_LAYOUT_FILE).exists() {
-            let marker =
-                canonical_json(&serde_json::json!({ "imageLayoutVersion": LAYOUT_VERSION }))
-                    .map_err(|source| LayoutError::Serialize {
-                        what: "oci-layout",
-                        source,
-                    })?;
-            write_atomic(&dir.join(OCI_LAYOUT_FILE), &marker)?;
-        }
-        sync_dir(dir)?;
-        Ok(moved)
+        results.into_iter().flatten().collect()
     }
 
     /// Removes what killed processes left of their commits to this layout: staging
@@ -1139,25 +1127,219 @@ impl Staging {
             };
             let src = entry.path();
             let dest = blobs.join(name);
-            let src_len = entry
-                .metadata()
-                .map_err(|e| io_err("cannot read", &src, e))?
-                .len();
-            match fs::symlink_metadata(&dest) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err("cannot read", &dest, e)),
-                Ok(_) => {
-                    let descriptor =
-                        Descriptor::new(MediaType::ImageLayer, src_len, sha256_digest(name)?);
-                    if verify_file(&dest, &descriptor).is_ok() {
-                        continue;
-                    }
+            // One syscall for the common case, a blob the layout lacks: a rename that never
+            // replaces. Only a blob that is there already is looked at.
+            let there = match rename_noreplace(&src, &dest) {
+                Ok(()) => continue,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => true,
+                // No RENAME_NOREPLACE here (an old kernel, another file system): look first.
+                Err(_) => match fs::symlink_metadata(&dest) {
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+                    Err(e) => return Err(io_err("cannot read", &dest, e)),
+                    Ok(_) => true,
+                },
+            };
+            if there {
+                let src_len = entry
+                    .metadata()
+                    .map_err(|e| io_err("cannot read", &src, e))?
+                    .len();
+                let descriptor =
+                    Descriptor::new(MediaType::ImageLayer, src_len, sha256_digest(name)?);
+                if verify_file(&dest, &descriptor).is_ok() {
+                    continue;
                 }
             }
             move_file(&src, &dest)?;
         }
         Ok(())
     }
+}
+
+/// One staging of a group commit with its tags and, for a compare-and-swap, the manifest
+/// digests they are expected to name.
+type GroupItem<'t, 'e> = (Staging, &'t [(String, Descriptor)], Option<&'e [String]>);
+
+/// The tags of one staging in a group commit, checked: its tags still as expected, each
+/// complete; or why not.
+type Checked<'t> = Result<Vec<&'t (String, Descriptor)>, LayoutError>;
+
+/// [`Staging::commit_together`] for stagings of the layout `dir`, each with its tags and, for
+/// a compare-and-swap, the manifest digests its tags are expected to name
+/// ([`Staging::commit_swap`]). Returns per staging the tags left alone because they moved.
+fn commit_group<'t>(
+    dir: &Path,
+    items: &[GroupItem<'t, '_>],
+) -> Vec<Result<Vec<MovedTag>, LayoutError>> {
+    let mut moved: Vec<Vec<MovedTag>> = items.iter().map(|_| Vec::new()).collect();
+    let mut checked: Vec<Checked<'t>> = items
+        .iter()
+        .map(|(_, tags, _)| check_tags(dir, tags).map(|()| Vec::new()))
+        .collect();
+    let Some((first, _, _)) = items.first() else {
+        return Vec::new();
+    };
+    if checked.iter().all(Result::is_err) {
+        return checked.into_iter().map(|c| c.map(|_| Vec::new())).collect();
+    }
+    let locked = first.lock_parent().and_then(|lock| {
+        first.remove_stale();
+        // index.json as it is now, under the lock: what the compare-and-swap compares with.
+        Ok((lock, first.existing_layout()?))
+    });
+    let (_lock, existing) = match locked {
+        Ok(locked) => locked,
+        Err(e) => return fail_all(checked, e),
+    };
+    for (i, (staging, tags, expected)) in items.iter().enumerate() {
+        let Ok(ok) = &mut checked[i] else { continue };
+        *ok = match expected {
+            None => tags.iter().collect(),
+            Some(expected) => unmoved(existing.as_ref(), tags, expected, &mut moved[i]),
+        };
+        // On every core: it reads each manifest back. Configs and layers found once by a
+        // thread are not looked up again by it: the images of a fleet share their run
+        // image's layers.
+        let complete: Vec<Result<(), LayoutError>> = ok
+            .par_iter()
+            .map_init(HashSet::new, |found, (tag, d)| {
+                staging.check_complete(tag, d, 0, found)
+            })
+            .collect();
+        if let Some(e) = complete.into_iter().find_map(Result::err) {
+            checked[i] = Err(e);
+        }
+    }
+    if let Err(e) = write_group(dir, items, &mut checked, existing) {
+        return fail_all(checked, e);
+    }
+    checked
+        .into_iter()
+        .zip(moved)
+        .map(|(result, moved)| result.map(|_| moved))
+        .collect()
+}
+
+/// Every staging of a group that had not failed yet fails with `error`: itself when it is the
+/// only one, else shared ([`LayoutError::Group`]).
+fn fail_all(
+    checked: Vec<Checked<'_>>,
+    error: LayoutError,
+) -> Vec<Result<Vec<MovedTag>, LayoutError>> {
+    let live: Vec<usize> = (0..checked.len()).filter(|&i| checked[i].is_ok()).collect();
+    let mut results: Vec<Result<Vec<MovedTag>, LayoutError>> =
+        checked.into_iter().map(|c| c.map(|_| Vec::new())).collect();
+    if let [one] = live[..] {
+        results[one] = Err(error);
+    } else {
+        let shared = std::sync::Arc::new(error);
+        for i in live {
+            results[i] = Err(LayoutError::Group {
+                source: std::sync::Arc::clone(&shared),
+            });
+        }
+    }
+    results
+}
+
+/// Checks the tags of one staging: each valid, none twice.
+fn check_tags(dir: &Path, tags: &[(String, Descriptor)]) -> Result<(), LayoutError> {
+    let mut seen = HashSet::new();
+    for (tag, _) in tags {
+        validate_tag(tag).map_err(|source| LayoutError::InvalidTag {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+        if !seen.insert(tag.as_str()) {
+            return Err(LayoutError::DuplicateTag {
+                dir: dir.to_path_buf(),
+                tag: tag.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The writing half of [`commit_group`], under the lock: moves the blobs of every staging
+/// that passed its checks into the layout and writes the index once with all their tags.
+/// A staging whose blobs cannot be moved fails alone (what it moved is only added blobs).
+fn write_group(
+    dir: &Path,
+    items: &[GroupItem<'_, '_>],
+    checked: &mut [Checked<'_>],
+    existing: Option<Layout>,
+) -> Result<(), LayoutError> {
+    if checked
+        .iter()
+        .all(|c| c.as_ref().map_or(true, Vec::is_empty))
+    {
+        return Ok(());
+    }
+    let blobs = dir.join("blobs").join("sha256");
+    fs::create_dir_all(&blobs).map_err(|e| io_err("cannot create", &blobs, e))?;
+    // Staged blobs were written without an fsync each: one syncfs makes all of them durable
+    // before any is renamed into the layout (and index.json names them). Every staging of a
+    // layout is in its parent, so one file system holds them all.
+    sync_fs(&items[0].0.blob_dir)?;
+    for ((staging, _, _), result) in items.iter().zip(checked.iter_mut()) {
+        if matches!(result, Ok(tags) if !tags.is_empty())
+            && let Err(e) = staging.move_blobs(&blobs)
+        {
+            *result = Err(e);
+        }
+    }
+    sync_dir(&blobs)?;
+
+    // Each committed tag's entry, the last staging's where several commit one tag.
+    let mut committed: HashMap<&str, &Descriptor> = HashMap::new();
+    for (tag, descriptor) in checked.iter().flat_map(|c| c.iter().flatten()) {
+        committed.insert(tag.as_str(), descriptor);
+    }
+    if committed.is_empty() {
+        return Ok(());
+    }
+    let mut index = existing.map_or_else(ImageIndex::default, |layout| layout.index);
+    let mut manifests: Vec<Descriptor> = index
+        .manifests()
+        .iter()
+        .filter(|d| ref_name(d).is_none_or(|t| !committed.contains_key(t)))
+        .cloned()
+        .collect();
+    for (tag, descriptor) in committed {
+        let mut entry = descriptor.clone();
+        let mut annotations = entry.annotations().clone().unwrap_or_default();
+        annotations.insert(ANNOTATION_REF_NAME.to_owned(), tag.to_owned());
+        entry.set_annotations(Some(annotations));
+        manifests.push(entry);
+    }
+    // Tagged entries by tag (stable, so several platforms of one tag keep their order),
+    // untagged ones after them.
+    manifests.sort_by(|a, b| match (ref_name(a), ref_name(b)) {
+        (Some(x), Some(y)) => x.cmp(y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    });
+    index.set_manifests(manifests);
+    index.set_schema_version(2);
+    index.set_media_type(Some(MediaType::ImageIndex));
+    let bytes = canonical_json(&index).map_err(|source| LayoutError::Serialize {
+        what: "index.json",
+        source,
+    })?;
+    write_atomic(&dir.join(INDEX_FILE), &bytes)?;
+    // The marker that makes the directory a layout comes last, once what it marks is whole:
+    // a commit killed before it leaves what `existing_layout` knows as a first commit cut
+    // short, never a layout without an index.
+    if !dir.join(OCI_LAYOUT_FILE).exists() {
+        let marker = canonical_json(&serde_json::json!({ "imageLayoutVersion": LAYOUT_VERSION }))
+            .map_err(|source| LayoutError::Serialize {
+            what: "oci-layout",
+            source,
+        })?;
+        write_atomic(&dir.join(OCI_LAYOUT_FILE), &marker)?;
+    }
+    sync_dir(dir)
 }
 
 fn blob_path_in(dir: &Path, digest: &Digest) -> PathBuf {
@@ -1287,6 +1469,18 @@ fn move_file(src: &Path, dest: &Path) -> Result<(), LayoutError> {
         }
         Err(e) => Err(io_err("cannot move a blob to", dest, e)),
     }
+}
+
+/// Renames `src` to `dest` unless `dest` exists (`AlreadyExists` then), in one syscall.
+fn rename_noreplace(src: &Path, dest: &Path) -> io::Result<()> {
+    rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        src,
+        rustix::fs::CWD,
+        dest,
+        rustix::fs::RenameFlags::NOREPLACE,
+    )
+    .map_err(io::Error::from)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), LayoutError> {

@@ -18,6 +18,7 @@ pub mod dpkg;
 pub mod dsse;
 pub mod fleet;
 pub mod gitcommit;
+pub mod groupcommit;
 pub mod image;
 pub mod imagediff;
 pub mod imagefile;
