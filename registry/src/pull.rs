@@ -366,7 +366,7 @@ impl Client {
 
     /// One try at downloading a blob: streamed into a temporary file, hashed and
     /// size-checked on the way, named by its digest only if it matches.
-    async fn download(
+    pub(crate) async fn download(
         &self,
         session: &Session,
         d: &Descriptor,

@@ -71,12 +71,14 @@ impl Client {
 
     /// Like [`push`](Self::push), for an image whose layers need not all be in `blobs`:
     /// one that is not is expected in `target`'s repository already (skipped) or in
-    /// `mount_from` (mounted). Its manifests and configs must be there.
+    /// `mount_from` (mounted; where the registry will not mount it, it is downloaded from
+    /// there into `blobs`, checked against its digest, and uploaded). Its manifests and
+    /// configs must be there.
     ///
     /// # Errors
     /// [`Error::MissingBlob`] for a manifest or config absent from `blobs`, or a layer
-    /// absent from `blobs` that the registry neither has nor mounts (before any manifest
-    /// is written); any request error.
+    /// absent from `blobs` that the registry neither has nor has in `mount_from` (before
+    /// any manifest is written); any request error.
     pub fn push_mounting(
         &self,
         blobs: &BlobDir,
@@ -315,6 +317,15 @@ impl Client {
                     }
                 }
             }
+        }
+        if let Some(source) = mount_from
+            && !blobs.contains(&d.digest, d.size)
+        {
+            // A layer left out of `blobs` for the mount, which the registry would not
+            // mount: copied from the source repository through here instead, verified
+            // against its digest as any download.
+            let source_session = self.session(source, &what).await?;
+            self.download(&source_session, d, blobs).await?;
         }
         let path = blobs.path(&d.digest);
         let file = tokio::fs::File::open(&path)

@@ -5,8 +5,8 @@
 
 mod support;
 
-use strata_registry::{BlobDir, Digest, Error, Options, Platform};
-use support::{Layout, Registry, noise, skopeo};
+use strata_registry::{BlobDir, Client, Digest, Error, Options, Platform, Reference};
+use support::{Layout, NoMountProxy, Registry, noise, skopeo};
 
 /// A layer larger than oci-client's 4 MiB upload chunk, so it goes up in several `PATCH` requests.
 const LARGE: usize = 9 << 20;
@@ -683,6 +683,56 @@ fn many_manifests_in_one_batch_and_each_blob_with_its_own_result() {
         .unwrap();
     assert_eq!(again[0].as_ref().unwrap(), &0);
     assert_eq!(registry.count("GET", "/blobs/"), before);
+}
+
+#[test]
+fn a_layer_missing_locally_that_the_registry_will_not_mount_is_copied_from_the_source() {
+    let registry = Registry::start();
+    let proxy = NoMountProxy::start(registry.port);
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = Layout::new(tmp.path().join("src"));
+    let image = layout.image("amd64", &[noise(47, 2000), noise(48, 2000)]);
+    let client = Client::new(Options {
+        insecure: vec![proxy.host(), registry.host()],
+        ..registry.options()
+    })
+    .unwrap();
+    let at_proxy = |name: &str| Reference::parse(&format!("{}/{name}", proxy.host())).unwrap();
+    let source = at_proxy("cache:1");
+    client
+        .push(&layout.blobs(), &image.manifest, &source, None)
+        .unwrap();
+    let absent = &image.layers[1];
+    std::fs::remove_file(layout.blobs().path(&absent.digest)).unwrap();
+    let gets = registry.count("GET", &format!("/cache/blobs/{}", absent.digest));
+
+    let target = at_proxy("app:1");
+    let report = client
+        .push_mounting(&layout.blobs(), &image.manifest, &target, Some(&source))
+        .unwrap();
+    assert_eq!(
+        report.mounted, 0,
+        "the proxy lets no mount through: {report:?}"
+    );
+    assert_eq!(report.uploaded, 3, "{report:?}");
+    assert_eq!(
+        registry.count("GET", &format!("/cache/blobs/{}", absent.digest)),
+        gets + 1,
+        "the absent layer came from the source repository"
+    );
+    assert!(layout.blobs().contains(&absent.digest, absent.size));
+    let copied = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{}/app:1", registry.host()),
+    ]);
+    assert!(copied.contains(absent.digest.as_str()), "{copied}");
+    let pulled = tmp.path().join("pulled");
+    client
+        .pull(&registry.reference("app:1"), &BlobDir::new(&pulled))
+        .unwrap();
+    assert!(BlobDir::new(&pulled).contains(&absent.digest, absent.size));
 }
 
 #[test]

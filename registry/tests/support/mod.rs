@@ -532,3 +532,70 @@ fn percent_decode(s: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// A TCP proxy in front of a registry that will not mount: each request to open an upload
+/// that asks to mount (`POST …/blobs/uploads/?mount=…&from=…`) reaches the registry without
+/// its query, so the registry opens a plain upload (202), as a registry does that does not
+/// mount across repositories.
+pub struct NoMountProxy {
+    pub port: u16,
+}
+
+impl NoMountProxy {
+    pub fn start(upstream: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let (mut c_read, mut s_write) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let mut buf = vec![0; 64 << 10];
+                    while let Ok(n) = c_read.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        let chunk = without_mount(&buf[..n]);
+                        if s_write.write_all(&chunk).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = s_write.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut s_read, mut c_write) = (server, client);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s_read, &mut c_write);
+                    let _ = c_write.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        Self { port }
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// `chunk` with the query cut from a mount request's line (a request that starts the
+/// chunk: a mount request has no body, and the client waits for its answer).
+fn without_mount(chunk: &[u8]) -> Vec<u8> {
+    let Some(line_end) = chunk.windows(2).position(|w| w == b"\r\n") else {
+        return chunk.to_vec();
+    };
+    let line = String::from_utf8_lossy(&chunk[..line_end]);
+    let Some((start, rest)) = line.split_once('?') else {
+        return chunk.to_vec();
+    };
+    if !(line.starts_with("POST ") && rest.contains("mount=")) {
+        return chunk.to_vec();
+    }
+    let version = rest.rsplit_once(' ').map_or("HTTP/1.1", |(_, v)| v);
+    let mut out = format!("{start} {version}").into_bytes();
+    out.extend_from_slice(&chunk[line_end..]);
+    out
+}
