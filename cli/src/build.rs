@@ -14,7 +14,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use petgraph::graph::NodeIndex;
@@ -353,6 +353,9 @@ struct Exporter<'a> {
     unchanged: Mutex<HashMap<usize, String>>,
     /// Every service's commit to the output layout.
     commits: Commits,
+    /// The output layout's tags as the build found them, read once: each service asks for
+    /// its own tag, which only its own commit changes.
+    tags: OnceLock<HashMap<String, oci_spec::image::Descriptor>>,
 }
 
 /// The commits of a build's services ([`GroupCommit`]) and what follows each.
@@ -374,14 +377,18 @@ impl Exporter<'_> {
             return None;
         }
         let tag = &self.config.tags[self.prepared.services[index].config];
-        let layout = Layout::open(&self.config.layout).ok()?;
-        let (_, tagged) = layout.tags().into_iter().find(|(t, _)| t == tag)?;
+        let tags = self.tags.get_or_init(|| {
+            Layout::open(&self.config.layout)
+                .map(|layout| layout.tags().into_iter().collect())
+                .unwrap_or_default()
+        });
+        let tagged = tags.get(tag)?;
         let store = self.store;
         uptodate::up_to_date(
             store,
             action,
             &self.config.layout,
-            &tagged,
+            tagged,
             self.config.compression,
             self.config.launcher(),
         )
@@ -797,6 +804,7 @@ fn run_once(
         done: Mutex::new(HashMap::new()),
         unchanged: Mutex::new(HashMap::new()),
         commits: Commits::default(),
+        tags: OnceLock::new(),
     };
     let export = |run: usize, output: &BuildOutput, keys: &Outputs| {
         let index = runs[run].service;
