@@ -117,7 +117,7 @@ for i in $(seq "$runs"); do
 done
 rebuild=$(printf '%s\n' "${build_times[@]}" | stats)
 
-du_large=$(du -sh large 2>/dev/null | cut -f1)
+du_large=$(du -sh large 2>/dev/null | cut -f1 || true)
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
 echo
 echo "machine: $(nproc) cores, ${cpu:-unknown CPU}, $(uname -sr), $(df -T "$work" | awk 'NR == 2 { print $2 }') file system"
