@@ -497,6 +497,51 @@ fn count_workspace(root: &Path, text: &str) -> PathBuf {
     ws
 }
 
+/// Builds [`count_workspace`] as runner `runner` under `tmp` (its own store and layout) with
+/// `flags`, from the plain-HTTP registry `host`; what the built image's `found.txt` says, and
+/// the build's stderr.
+fn count_build(
+    tmp: &Path,
+    host: &str,
+    runner: &str,
+    text: &str,
+    flags: &[&str],
+) -> (String, String) {
+    let root = tmp.join(runner);
+    let ws = count_workspace(&root, text);
+    let output = format!("oci:{}", root.join("out").display());
+    let store = root.join("cache");
+    let bp = root.join("bp");
+    let mut args = vec![
+        "build",
+        ws.to_str().unwrap(),
+        "--buildpack",
+        bp.to_str().unwrap(),
+        "--cache-dir",
+        store.to_str().unwrap(),
+        "--output",
+        &output,
+        "--insecure-registry",
+        host,
+    ];
+    args.extend_from_slice(flags);
+    let out = strata(tmp, &args);
+    assert_exit(&out, 0);
+    let bundle = root.join("bundle");
+    let _ = std::fs::remove_dir_all(&bundle);
+    tool(
+        "umoci",
+        &[
+            "unpack",
+            "--image",
+            &format!("{}:web", root.join("out").display()),
+            bundle.to_str().unwrap(),
+        ],
+    );
+    let found = std::fs::read_to_string(bundle.join("rootfs/workspace/found.txt")).unwrap();
+    (found, stderr(&out))
+}
+
 #[test]
 fn a_cache_layer_made_on_one_runner_is_restored_on_another() {
     let registry = Registry::start();
@@ -504,39 +549,7 @@ fn a_cache_layer_made_on_one_runner_is_restored_on_another() {
     let cache = format!("docker://{}/ci/cache", registry.host());
     let host = registry.host();
     let build = |runner: &str, text: &str, flags: &[&str]| {
-        let root = tmp.path().join(runner);
-        let ws = count_workspace(&root, text);
-        let output = format!("oci:{}", root.join("out").display());
-        let store = root.join("cache");
-        let bp = root.join("bp");
-        let mut args = vec![
-            "build",
-            ws.to_str().unwrap(),
-            "--buildpack",
-            bp.to_str().unwrap(),
-            "--cache-dir",
-            store.to_str().unwrap(),
-            "--output",
-            &output,
-            "--insecure-registry",
-            &host,
-            "--json",
-        ];
-        args.extend_from_slice(flags);
-        let out = strata(tmp.path(), &args);
-        assert_exit(&out, 0);
-        let bundle = root.join("bundle");
-        let _ = std::fs::remove_dir_all(&bundle);
-        tool(
-            "umoci",
-            &[
-                "unpack",
-                "--image",
-                &format!("{}:web", root.join("out").display()),
-                bundle.to_str().unwrap(),
-            ],
-        );
-        std::fs::read_to_string(bundle.join("rootfs/workspace/found.txt")).unwrap()
+        count_build(tmp.path(), &host, runner, text, flags).0
     };
     assert_eq!(build("a", "v1", &["--cache-to", &cache]), "found=0\n");
     // Runner B, at another path, with a changed app: the buildpack runs again and starts
@@ -562,38 +575,7 @@ fn a_poisoned_cache_layer_of_a_restore_state_is_a_cold_run_with_a_warning() {
     let cache = format!("docker://{}/ci/cache", registry.host());
     let host = registry.host();
     let build = |runner: &str, text: &str, flags: &[&str]| {
-        let root = tmp.path().join(runner);
-        let ws = count_workspace(&root, text);
-        let output = format!("oci:{}", root.join("out").display());
-        let store = root.join("cache");
-        let bp = root.join("bp");
-        let mut args = vec![
-            "build",
-            ws.to_str().unwrap(),
-            "--buildpack",
-            bp.to_str().unwrap(),
-            "--cache-dir",
-            store.to_str().unwrap(),
-            "--output",
-            &output,
-            "--insecure-registry",
-            &host,
-        ];
-        args.extend_from_slice(flags);
-        let out = strata(tmp.path(), &args);
-        assert_exit(&out, 0);
-        let bundle = root.join("bundle");
-        tool(
-            "umoci",
-            &[
-                "unpack",
-                "--image",
-                &format!("{}:web", root.join("out").display()),
-                bundle.to_str().unwrap(),
-            ],
-        );
-        let found = std::fs::read_to_string(bundle.join("rootfs/workspace/found.txt")).unwrap();
-        (found, stderr(&out))
+        count_build(tmp.path(), &host, runner, text, flags)
     };
     build("a", "v1", &["--cache-to", &cache]);
     let counter = layer_blob(&tmp.path().join("a/cache/store"), "counter")

@@ -147,30 +147,13 @@ impl GroupCommit {
 mod tests {
     use super::*;
     use crate::layout::Layout;
-    use oci_spec::image::{Descriptor, ImageManifestBuilder, MediaType};
+    use crate::layout::tests::manifest_with;
+    use oci_spec::image::Descriptor;
     use std::path::Path;
 
     fn staged(layout_dir: &Path, layer: &str) -> (Staging, Descriptor) {
         let staging = Staging::new(layout_dir).unwrap();
-        let config = staging
-            .put_bytes(
-                br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
-                MediaType::ImageConfig,
-            )
-            .unwrap();
-        let layer = staging
-            .put_bytes(layer.as_bytes(), MediaType::ImageLayer)
-            .unwrap();
-        let manifest = ImageManifestBuilder::default()
-            .schema_version(2u32)
-            .media_type(MediaType::ImageManifest)
-            .config(config)
-            .layers(vec![layer])
-            .build()
-            .unwrap();
-        let manifest = staging
-            .put_json(&manifest, MediaType::ImageManifest)
-            .unwrap();
+        let manifest = manifest_with(&staging, layer.as_bytes());
         (staging, manifest)
     }
 

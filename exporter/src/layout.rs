@@ -1491,12 +1491,13 @@ fn sync_dir(dir: &Path) -> Result<(), LayoutError> {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use oci_spec::image::{ImageManifestBuilder, PlatformBuilder};
     use std::collections::HashMap;
 
-    fn manifest_with(staging: &Staging, layer: &[u8]) -> Descriptor {
+    /// Stages an image of one layer `layer` (and an empty config); its manifest.
+    pub(crate) fn manifest_with(staging: &Staging, layer: &[u8]) -> Descriptor {
         let config = staging
             .put_bytes(b"{\"architecture\":\"amd64\",\"os\":\"linux\",\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[]}}", MediaType::ImageConfig)
             .unwrap();
