@@ -49,6 +49,7 @@ use crate::publish::Publish;
 use crate::remotecache::{Entries, RemoteRun, parse_cache_ref};
 use crate::report::{BuildReport, ImageReport, LayerReport, ServiceReport, SkippedReport};
 use crate::uptodate;
+use strata_registry::MountSources;
 
 /// A build, validated.
 pub(crate) struct BuildConfig {
@@ -978,11 +979,15 @@ fn published(
     let mut failed: Vec<(String, CliError)> = Vec::new();
     // A remote cache has the layers of its entries (the one pushed to, every layer of what
     // ran): on the output's registry, they are mounted from it, not uploaded again.
-    let mount_from = config
-        .cache_from
-        .as_ref()
-        .filter(|_| !config.no_cache)
-        .or(config.cache_to.as_ref());
+    // Each service's push leaves its blobs in its repository: the services after it mount
+    // the ones they share (the run image's layers, shared layers) from there.
+    let mut sources = MountSources::any(
+        config
+            .cache_from
+            .as_ref()
+            .filter(|_| !config.no_cache)
+            .or(config.cache_to.as_ref()),
+    );
     for service in &mut report.services {
         let Some(image) = &mut service.image else {
             continue;
@@ -1000,10 +1005,13 @@ fn published(
             &config.layout,
             &config.tags[index],
             &service.name,
-            mount_from,
+            &sources,
         );
         match (pushed, &config.input.workspace) {
-            (Ok(pushed), _) => image.pushed = Some(pushed),
+            (Ok(mut pushed), _) => {
+                sources.known.extend(pushed.holds.take());
+                image.pushed = Some(pushed);
+            }
             (Err(e), None) => return Err(e),
             (Err(e), Some(_)) => {
                 let e = CliError::in_service(&service.name, e);

@@ -8,13 +8,14 @@
 //! asked for by `HEAD` first; one a remote cache on the same registry has is mounted from
 //! there), then the manifest under every `--tag`.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use strata_engine::store::store_dir;
 use strata_exporter::layout::Layout;
-use strata_registry::{BlobDir, Descriptor, Reference};
+use strata_registry::{BlobDir, Descriptor, MountSources, Reference};
 
 use crate::error::CliError;
 use crate::images::{Images, Location};
@@ -46,6 +47,10 @@ pub(crate) struct PushedReport {
     pub(crate) skipped: usize,
     /// Bytes uploaded.
     pub(crate) bytes: u64,
+    /// Where the image went and the blobs it names (config and layers), all there once
+    /// pushed: a later push to the same registry mounts them from there.
+    #[serde(skip)]
+    pub(crate) holds: Option<(Reference, HashSet<strata_registry::Digest>)>,
 }
 
 impl Publish {
@@ -156,9 +161,10 @@ impl Publish {
     }
 
     /// Pushes or saves the image tagged `tag` in `layout` (service `service`). A blob the
-    /// registry lacks is mounted from `mount_from` (a remote cache's repository, which has
-    /// the layers of every entry) when that is on the same registry, else uploaded. The
-    /// layout may lack a layer a remote hit left promised: the registry has it or mounts it.
+    /// registry lacks is mounted from its source in `sources` (a repository an earlier push
+    /// of this build wrote it to, else a remote cache's repository, which has the layers of
+    /// every entry) when that is on the same registry, else uploaded. The layout may lack a
+    /// layer a remote hit left promised: the registry has it or mounts it.
     ///
     /// # Errors
     /// A registry error for a failed push, a layout or archive error otherwise.
@@ -168,7 +174,7 @@ impl Publish {
         layout: &Path,
         tag: &str,
         service: &str,
-        mount_from: Option<&Reference>,
+        sources: &MountSources,
     ) -> Result<PushedReport, CliError> {
         match self {
             Publish::Archive { path, name } => {
@@ -180,7 +186,11 @@ impl Publish {
             }
             Publish::Registry { tags, .. } => {
                 let repository = self.repository(service)?;
-                let (descriptor, _) = Layout::open(layout)?.resolve(tag)?;
+                let (descriptor, manifest) = Layout::open(layout)?.resolve(tag)?;
+                let named: HashSet<strata_registry::Digest> = std::iter::once(manifest.config())
+                    .chain(manifest.layers())
+                    .filter_map(|d| d.digest().to_string().parse().ok())
+                    .collect();
                 let root = Descriptor {
                     media_type: descriptor.media_type().to_string(),
                     digest: descriptor
@@ -200,7 +210,7 @@ impl Publish {
                     let shown = format!("docker://{target}");
                     if i == 0 {
                         let pushed = client
-                            .push_mounting(&blobs, &root, &target, mount_from)
+                            .push_mounting_from(&blobs, &root, &target, sources)
                             .map_err(|source| CliError::RegistryImage {
                                 what: format!("cannot push {shown}"),
                                 source: Box::new(source),
@@ -209,6 +219,7 @@ impl Publish {
                         report.mounted = pushed.mounted;
                         report.skipped = pushed.skipped;
                         report.bytes = pushed.bytes;
+                        report.holds = Some((target.clone(), named.clone()));
                     } else {
                         // Every blob is there now: only the manifest goes under the tag.
                         let bytes = blobs.read_verified(&root.digest).map_err(|source| {

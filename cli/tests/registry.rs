@@ -9,7 +9,7 @@
 mod common;
 
 use common::registry::support::{self, Auth, PASSWORD, Registry, skopeo};
-use common::registry::{build, json, platform_index_layout, remote_digest};
+use common::registry::{build, json, platform_index_layout, remote_digest, remote_manifest};
 use common::*;
 
 #[test]
@@ -464,6 +464,30 @@ fn a_workspace_pushes_each_service_to_its_repository_under_the_namespace() {
         }
     }
     assert_eq!(report["services"].as_array().unwrap().len(), 2);
+
+    // The service pushed second mounts what it shares with the first (the run image's layers,
+    // the launcher, shared layers) from the first one's repository, and uploads the rest.
+    let services = report["services"].as_array().unwrap();
+    let blobs = |name: &str| -> std::collections::BTreeSet<String> {
+        let manifest = remote_manifest(&registry, &format!("team/{name}:1.0"));
+        std::iter::once(&manifest["config"])
+            .chain(manifest["layers"].as_array().unwrap())
+            .map(|d| d["digest"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (first, second) = (&services[0], &services[1]);
+    let shared = blobs(first["name"].as_str().unwrap())
+        .intersection(&blobs(second["name"].as_str().unwrap()))
+        .count();
+    assert!(shared > 1, "{report:#}");
+    let pushed = &second["pushed"];
+    assert_eq!(pushed["mounted"], shared, "{report:#}");
+    assert_eq!(
+        pushed["uploaded"],
+        blobs(second["name"].as_str().unwrap()).len() - shared,
+        "{report:#}"
+    );
+    assert_eq!(first["pushed"]["mounted"], 0, "{report:#}");
 }
 
 #[test]

@@ -38,7 +38,7 @@ pub use digest::Digest;
 pub use error::Error;
 pub use manifest::{Descriptor, Platform};
 pub use pull::{FetchedManifest, PullStats, Pulled};
-pub use push::PushReport;
+pub use push::{MountSources, PushReport};
 pub use reference::{Reference, ReferenceError};
 pub use referrers::{ReferrerEntry, fallback_tag};
 pub use retry::RetryPolicy;

@@ -51,6 +51,58 @@ enum Outcome {
 /// round trips.
 const READ_SIZE: usize = 4 << 20;
 
+/// Where a push may mount the blobs the registry lacks from: repositories on the target's
+/// registry known to hold certain blobs (say, those an earlier push of the same run wrote),
+/// and one asked for any other blob (a cache repository).
+#[derive(Debug, Clone, Default)]
+pub struct MountSources {
+    /// Repositories and the blobs each is known to hold, asked first, in order.
+    pub known: Vec<(Reference, HashSet<Digest>)>,
+    /// The repository asked for a blob no known one holds.
+    pub any: Option<Reference>,
+}
+
+impl MountSources {
+    /// Sources that are `any` alone.
+    #[must_use]
+    pub fn any(source: Option<&Reference>) -> Self {
+        Self {
+            known: Vec::new(),
+            any: source.cloned(),
+        }
+    }
+
+    /// Where to mount `digest` from into `target`: a source on `target`'s registry, in
+    /// another repository.
+    fn source_of(&self, digest: &Digest, target: &Reference) -> Option<&Reference> {
+        self.known
+            .iter()
+            .filter(|(_, blobs)| blobs.contains(digest))
+            .map(|(source, _)| source)
+            .chain(&self.any)
+            .find(|source| mountable(source, target))
+    }
+
+    /// Every source that can mount into `target`, once each.
+    fn repositories(&self, target: &Reference) -> Vec<&Reference> {
+        let mut out: Vec<&Reference> = Vec::new();
+        for source in self.known.iter().map(|(s, _)| s).chain(&self.any) {
+            if mountable(source, target)
+                && !out.iter().any(|o| o.repository() == source.repository())
+            {
+                out.push(source);
+            }
+        }
+        out
+    }
+}
+
+/// Whether a blob can be mounted from `source` into `target`: the same registry, another
+/// repository.
+fn mountable(source: &Reference, target: &Reference) -> bool {
+    source.registry() == target.registry() && source.repository() != target.repository()
+}
+
 impl Client {
     /// Pushes the image whose root (manifest or index) is `root` from `blobs` to
     /// `target` (its tag, else digest, else `latest`), mounting blobs from `mount_from`
@@ -66,7 +118,7 @@ impl Client {
         target: &Reference,
         mount_from: Option<&Reference>,
     ) -> Result<PushReport, Error> {
-        self.push_inner(blobs, root, target, mount_from, false)
+        self.push_inner(blobs, root, target, &MountSources::any(mount_from), false)
     }
 
     /// Like [`push`](Self::push), for an image whose layers need not all be in `blobs`:
@@ -86,7 +138,22 @@ impl Client {
         target: &Reference,
         mount_from: Option<&Reference>,
     ) -> Result<PushReport, Error> {
-        self.push_inner(blobs, root, target, mount_from, true)
+        self.push_inner(blobs, root, target, &MountSources::any(mount_from), true)
+    }
+
+    /// [`push_mounting`](Self::push_mounting) with a source for each blob: a blob absent
+    /// from `blobs` is expected in `target`'s repository or in its source of `sources`.
+    ///
+    /// # Errors
+    /// As [`push_mounting`](Self::push_mounting).
+    pub fn push_mounting_from(
+        &self,
+        blobs: &BlobDir,
+        root: &Descriptor,
+        target: &Reference,
+        sources: &MountSources,
+    ) -> Result<PushReport, Error> {
+        self.push_inner(blobs, root, target, sources, true)
     }
 
     fn push_inner(
@@ -94,18 +161,16 @@ impl Client {
         blobs: &BlobDir,
         root: &Descriptor,
         target: &Reference,
-        mount_from: Option<&Reference>,
+        sources: &MountSources,
         absent_layers: bool,
     ) -> Result<PushReport, Error> {
         self.runtime.block_on(async {
             let session = self
                 .session(target, &format!("manifest {}", target.target()))
                 .await?;
-            let mount_from = mount_from.filter(|source| {
-                source.registry() == target.registry() && source.repository() != target.repository()
-            });
-            if let Some(source) = mount_from {
-                self.authorize_mount(&session, source).await?;
+            let repositories = sources.repositories(target);
+            if !repositories.is_empty() {
+                self.authorize_mount(&session, &repositories).await?;
             }
             // The manifests to write, children first, and the blobs they name.
             let mut manifests: Vec<(Descriptor, Vec<u8>)> = Vec::new();
@@ -152,7 +217,7 @@ impl Client {
             }
 
             let mut report = self
-                .push_blob_set(&session, blobs, &layers, mount_from)
+                .push_blob_set(&session, blobs, &layers, target, sources)
                 .await?;
             for (child, child_bytes) in manifests {
                 let by_digest = target.with_digest(child.digest.clone());
@@ -183,11 +248,10 @@ impl Client {
     ) -> Result<PushReport, Error> {
         self.runtime.block_on(async {
             let session = self.session(target, "blobs").await?;
-            let mount_from = mount_from.filter(|source| {
-                source.registry() == target.registry() && source.repository() != target.repository()
-            });
-            if let Some(source) = mount_from {
-                self.authorize_mount(&session, source).await?;
+            let sources = MountSources::any(mount_from);
+            let repositories = sources.repositories(target);
+            if !repositories.is_empty() {
+                self.authorize_mount(&session, &repositories).await?;
             }
             let mut seen = HashSet::new();
             let unique: Vec<Descriptor> = descriptors
@@ -195,7 +259,7 @@ impl Client {
                 .filter(|d| seen.insert(d.digest.clone()))
                 .cloned()
                 .collect();
-            self.push_blob_set(&session, blobs, &unique, mount_from)
+            self.push_blob_set(&session, blobs, &unique, target, &sources)
                 .await
         })
     }
@@ -207,13 +271,15 @@ impl Client {
         session: &Session,
         blobs: &BlobDir,
         layers: &[Descriptor],
-        mount_from: Option<&Reference>,
+        target: &Reference,
+        sources: &MountSources,
     ) -> Result<PushReport, Error> {
         let outcomes: Vec<Outcome> = stream::iter(layers)
             .map(|d| {
-                self.options
-                    .retry
-                    .run(move || self.push_blob(session, blobs, d, mount_from))
+                self.options.retry.run(move || {
+                    let mount_from = sources.source_of(&d.digest, target);
+                    self.push_blob(session, blobs, d, mount_from)
+                })
             })
             .buffer_unordered(self.options.jobs.max(1))
             .try_collect()
@@ -382,4 +448,52 @@ fn parse(target: &Reference, d: &Descriptor, bytes: &[u8]) -> Result<Parsed, Err
         digest: d.digest.clone(),
         message: e.to_string(),
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn reference(text: &str) -> Reference {
+        Reference::parse(text).unwrap()
+    }
+
+    #[test]
+    fn a_blob_is_mounted_from_a_repository_known_to_hold_it_else_from_any() {
+        let held: Digest = format!("sha256:{}", "a".repeat(64)).parse().unwrap();
+        let other: Digest = format!("sha256:{}", "b".repeat(64)).parse().unwrap();
+        let sources = MountSources {
+            known: vec![
+                (
+                    reference("r.test/ns/elsewhere"),
+                    HashSet::from([held.clone()]),
+                ),
+                (
+                    reference("other.test/ns/api"),
+                    HashSet::from([held.clone()]),
+                ),
+                (reference("r.test/ns/api"), HashSet::from([held.clone()])),
+            ],
+            any: Some(reference("r.test/ci/cache")),
+        };
+        let target = reference("r.test/ns/web:1");
+        let source = |d: &Digest| sources.source_of(d, &target).map(Reference::repository);
+        assert_eq!(source(&held), Some("ns/elsewhere"));
+        assert_eq!(source(&other), Some("ci/cache"));
+        // Another registry, or the target's own repository, is never a source.
+        let on_itself = reference("r.test/ns/elsewhere:2");
+        assert_eq!(
+            sources
+                .source_of(&held, &on_itself)
+                .map(Reference::repository),
+            Some("ns/api")
+        );
+        let repositories: Vec<&str> = sources
+            .repositories(&target)
+            .into_iter()
+            .map(Reference::repository)
+            .collect();
+        assert_eq!(repositories, ["ns/elsewhere", "ns/api", "ci/cache"]);
+    }
 }

@@ -46,12 +46,12 @@ pub(crate) fn bearer_challenge(header: &str) -> Option<BearerChallenge> {
 }
 
 impl Client {
-    /// Makes the target's push token also cover `pull` on `source`. Failing to get
-    /// such a token is not an error: the mount then falls back to an upload.
+    /// Makes the target's push token also cover `pull` on each of `sources`. Failing to
+    /// get such a token is not an error: a mount then falls back to an upload.
     pub(crate) async fn authorize_mount(
         &self,
         session: &Session,
-        source: &Reference,
+        sources: &[&Reference],
     ) -> Result<(), Error> {
         let registry = session.reference.registry();
         let url = format!(
@@ -74,13 +74,13 @@ impl Client {
         else {
             return Ok(());
         };
-        let mut query = vec![
-            (
-                "scope",
-                format!("repository:{}:pull,push", session.reference.repository()),
-            ),
-            ("scope", format!("repository:{}:pull", source.repository())),
-        ];
+        let mut query = vec![(
+            "scope",
+            format!("repository:{}:pull,push", session.reference.repository()),
+        )];
+        for source in sources {
+            query.push(("scope", format!("repository:{}:pull", source.repository())));
+        }
         if let Some(service) = challenge.service {
             query.push(("service", service));
         }
