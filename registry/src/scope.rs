@@ -5,7 +5,8 @@
 //! target and `pull` on the source in the same token, else the registry quietly
 //! answers with a plain upload session and the blob is uploaded after all. So before
 //! mounting, this asks the realm from the registry's `WWW-Authenticate` challenge for
-//! both scopes at once (as the token spec allows, one `scope` parameter each) and hands
+//! all the scopes at once, the target's and each source's (as the token spec allows, one
+//! `scope` parameter each), and hands
 //! the token to oci-client's token cache for the target's push operations. A registry
 //! that does not challenge with Bearer (none, or Basic) needs nothing here.
 
