@@ -83,13 +83,15 @@ impl MountSources {
             .find(|source| mountable(source, target))
     }
 
-    /// Every source that can mount into `target`, once each.
-    fn repositories(&self, target: &Reference) -> Vec<&Reference> {
+    /// The sources that `blobs` would be mounted from into `target`, once each: the scopes
+    /// the push's token needs (few, however many sources there are).
+    fn repositories(&self, blobs: &[Descriptor], target: &Reference) -> Vec<&Reference> {
         let mut out: Vec<&Reference> = Vec::new();
-        for source in self.known.iter().map(|(s, _)| s).chain(&self.any) {
-            if mountable(source, target)
-                && !out.iter().any(|o| o.repository() == source.repository())
-            {
+        for source in blobs
+            .iter()
+            .filter_map(|d| self.source_of(&d.digest, target))
+        {
+            if !out.iter().any(|o| o.repository() == source.repository()) {
                 out.push(source);
             }
         }
@@ -168,10 +170,6 @@ impl Client {
             let session = self
                 .session(target, &format!("manifest {}", target.target()))
                 .await?;
-            let repositories = sources.repositories(target);
-            if !repositories.is_empty() {
-                self.authorize_mount(&session, &repositories).await?;
-            }
             // The manifests to write, children first, and the blobs they name.
             let mut manifests: Vec<(Descriptor, Vec<u8>)> = Vec::new();
             let mut layers: Vec<Descriptor> = Vec::new();
@@ -201,6 +199,10 @@ impl Client {
             }
             let mut seen = HashSet::new();
             layers.retain(|d| seen.insert(d.digest.clone()));
+            let repositories = sources.repositories(&layers, target);
+            if !repositories.is_empty() {
+                self.authorize_mount(&session, &repositories).await?;
+            }
             // Every blob must be at hand before the first byte goes out: a push that
             // cannot finish should not start.
             // (Or, for a layer that may be absent, be found in the registry when its turn
@@ -249,16 +251,16 @@ impl Client {
         self.runtime.block_on(async {
             let session = self.session(target, "blobs").await?;
             let sources = MountSources::any(mount_from);
-            let repositories = sources.repositories(target);
-            if !repositories.is_empty() {
-                self.authorize_mount(&session, &repositories).await?;
-            }
             let mut seen = HashSet::new();
             let unique: Vec<Descriptor> = descriptors
                 .iter()
                 .filter(|d| seen.insert(d.digest.clone()))
                 .cloned()
                 .collect();
+            let repositories = sources.repositories(&unique, target);
+            if !repositories.is_empty() {
+                self.authorize_mount(&session, &repositories).await?;
+            }
             self.push_blob_set(&session, blobs, &unique, target, &sources)
                 .await
         })
@@ -489,11 +491,24 @@ mod tests {
                 .map(Reference::repository),
             Some("ns/api")
         );
-        let repositories: Vec<&str> = sources
-            .repositories(&target)
-            .into_iter()
-            .map(Reference::repository)
-            .collect();
-        assert_eq!(repositories, ["ns/elsewhere", "ns/api", "ci/cache"]);
+        // The token asks for the sources the blobs are mounted from, not every one known.
+        let blob = |digest: &Digest| Descriptor {
+            media_type: String::new(),
+            digest: digest.clone(),
+            size: 1,
+            platform: None,
+        };
+        let repositories = |blobs: &[Descriptor]| -> Vec<String> {
+            sources
+                .repositories(blobs, &target)
+                .into_iter()
+                .map(|r| r.repository().to_owned())
+                .collect()
+        };
+        assert_eq!(repositories(&[blob(&held)]), ["ns/elsewhere"]);
+        assert_eq!(
+            repositories(&[blob(&held), blob(&other), blob(&held)]),
+            ["ns/elsewhere", "ci/cache"]
+        );
     }
 }
