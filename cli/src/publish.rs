@@ -210,7 +210,7 @@ impl Publish {
                     let shown = format!("docker://{target}");
                     if i == 0 {
                         let pushed = client
-                            .push_mounting_from(&blobs, &root, &target, sources)
+                            .push_mounting(&blobs, &root, &target, sources)
                             .map_err(|source| CliError::RegistryImage {
                                 what: format!("cannot push {shown}"),
                                 source: Box::new(source),

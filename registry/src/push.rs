@@ -124,31 +124,16 @@ impl Client {
     }
 
     /// Like [`push`](Self::push), for an image whose layers need not all be in `blobs`:
-    /// one that is not is expected in `target`'s repository already (skipped) or in
-    /// `mount_from` (mounted; where the registry will not mount it, it is downloaded from
-    /// there into `blobs`, checked against its digest, and uploaded). Its manifests and
-    /// configs must be there.
+    /// one that is not is expected in `target`'s repository already (skipped) or in its
+    /// source of `sources` (mounted; where the registry will not mount it, it is downloaded
+    /// from there into `blobs`, checked against its digest, and uploaded). Its manifests
+    /// and configs must be there.
     ///
     /// # Errors
     /// [`Error::MissingBlob`] for a manifest or config absent from `blobs`, or a layer
-    /// absent from `blobs` that the registry neither has nor has in `mount_from` (before
-    /// any manifest is written); any request error.
+    /// absent from `blobs` that the registry neither has nor has in its source (before any
+    /// manifest is written); any request error.
     pub fn push_mounting(
-        &self,
-        blobs: &BlobDir,
-        root: &Descriptor,
-        target: &Reference,
-        mount_from: Option<&Reference>,
-    ) -> Result<PushReport, Error> {
-        self.push_inner(blobs, root, target, &MountSources::any(mount_from), true)
-    }
-
-    /// [`push_mounting`](Self::push_mounting) with a source for each blob: a blob absent
-    /// from `blobs` is expected in `target`'s repository or in its source of `sources`.
-    ///
-    /// # Errors
-    /// As [`push_mounting`](Self::push_mounting).
-    pub fn push_mounting_from(
         &self,
         blobs: &BlobDir,
         root: &Descriptor,

@@ -5,7 +5,7 @@
 
 mod support;
 
-use strata_registry::{BlobDir, Client, Digest, Error, Options, Platform, Reference};
+use strata_registry::{BlobDir, Client, Digest, Error, MountSources, Options, Platform, Reference};
 use support::{Layout, NoMountProxy, Registry, noise, skopeo};
 
 /// A layer larger than oci-client's 4 MiB upload chunk, so it goes up in several `PATCH` requests.
@@ -708,7 +708,12 @@ fn a_layer_missing_locally_that_the_registry_will_not_mount_is_copied_from_the_s
 
     let target = at_proxy("app:1");
     let report = client
-        .push_mounting(&layout.blobs(), &image.manifest, &target, Some(&source))
+        .push_mounting(
+            &layout.blobs(),
+            &image.manifest,
+            &target,
+            &MountSources::any(Some(&source)),
+        )
         .unwrap();
     assert_eq!(
         report.mounted, 0,
@@ -755,7 +760,7 @@ fn a_push_mounting_takes_a_layer_missing_locally_from_the_source_and_fails_for_o
             &layout.blobs(),
             &image.manifest,
             &registry.reference("app:1"),
-            Some(&source),
+            &MountSources::any(Some(&source)),
         )
         .unwrap();
     assert_eq!(report.mounted, 3, "{report:?}");
@@ -768,7 +773,7 @@ fn a_push_mounting_takes_a_layer_missing_locally_from_the_source_and_fails_for_o
             &layout.blobs(),
             &image.manifest,
             &registry.reference("other:1"),
-            None,
+            &MountSources::default(),
         )
         .unwrap_err();
     assert!(
